@@ -1,0 +1,116 @@
+//! Device keys for end-to-end encryption (Olm identity keys, one-time keys, fallback keys).
+//!
+//! The server stores keys as opaque strings. It checks only that each is unpadded standard
+//! base64 of the right length: 32 bytes for a key, 64 for a signature.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DeviceId;
+
+/// A device's long-lived identity keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IdentityKeys {
+    /// The Curve25519 identity key (Olm), unpadded base64.
+    pub curve25519: String,
+    /// The Ed25519 signing key, unpadded base64.
+    pub ed25519: String,
+    /// The Ed25519 signature, by `ed25519`, of [`IdentityKeys::signed_message`], unpadded base64.
+    pub signature: String,
+}
+
+impl IdentityKeys {
+    /// The text a device signs to bind its identity keys to its user and device ids.
+    pub fn signed_message(
+        user_id: crate::UserId,
+        device_id: DeviceId,
+        curve25519: &str,
+        ed25519: &str,
+    ) -> String {
+        format!("natter-device-keys:v1:{user_id}:{device_id}:{curve25519}:{ed25519}")
+    }
+}
+
+/// A one-time (or fallback) Curve25519 key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OneTimeKey {
+    /// The key's id, unique per device (at most 64 bytes).
+    pub key_id: String,
+    /// The Curve25519 public key, unpadded base64.
+    pub key: String,
+}
+
+/// `POST /v1/devices/current/keys`: publish this device's keys.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadKeysRequest {
+    /// Identity keys; uploading different ones rotates them.
+    #[serde(default)]
+    pub identity_keys: Option<IdentityKeys>,
+    /// New one-time keys (at most 100 at a time, 200 unclaimed in all).
+    #[serde(default)]
+    pub one_time_keys: Vec<OneTimeKey>,
+    /// A fallback key, handed out when one-time keys run out; replaces the previous one.
+    #[serde(default)]
+    pub fallback_key: Option<OneTimeKey>,
+}
+
+/// How many unclaimed one-time keys the device has, so it knows when to upload more.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCountResponse {
+    /// Unclaimed one-time keys stored for this device.
+    pub one_time_key_count: u32,
+    /// Whether a fallback key is stored.
+    pub has_fallback_key: bool,
+}
+
+/// A device's published identity keys, with when they were uploaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublishedIdentityKeys {
+    /// The keys.
+    #[serde(flatten)]
+    pub keys: IdentityKeys,
+    /// When they were uploaded (ms since the Unix epoch); newer keys replace older ones.
+    pub created_at: i64,
+}
+
+/// One device of a user, with its public identity keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceInfo {
+    /// The device's id.
+    pub device_id: DeviceId,
+    /// The name given at login.
+    pub name: String,
+    /// When the device logged in (ms since the Unix epoch).
+    pub created_at: i64,
+    /// The device's identity keys, once it has uploaded them.
+    pub identity_keys: Option<PublishedIdentityKeys>,
+}
+
+/// A device list.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevicesResponse {
+    /// The devices, oldest first.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// A claimed key for opening an Olm session with a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimedKey {
+    /// The device the key belongs to.
+    pub device_id: DeviceId,
+    /// The key's id.
+    pub key_id: String,
+    /// The Curve25519 public key.
+    pub key: String,
+    /// True when one-time keys ran out and this is the device's (reusable) fallback key.
+    pub fallback: bool,
+    /// When the key was uploaded (ms since the Unix epoch).
+    pub created_at: i64,
+}

@@ -1,0 +1,192 @@
+//! The account service: registration, login (each login is a device), logout and profiles.
+
+use natter_proto::accounts::{
+    CreateAccountRequest, CreateSessionRequest, Profile, SessionResponse, UpdateProfileRequest,
+};
+use natter_proto::limits::{
+    AVATAR_URL_MAX, DEVICE_NAME_MAX, DISPLAY_NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN,
+    USERNAME_MAX, USERNAME_MIN, is_valid_username,
+};
+use natter_proto::{DeviceId, UserId};
+
+use crate::auth::{hash_password, hash_token, new_token, verify_password};
+use crate::connections::profile;
+use crate::error::ServiceError;
+use crate::state::AppState;
+use crate::store::{NewDevice, NewUser, StoreError};
+
+/// Registers a user.
+///
+/// # Errors
+/// Invalid username, password or display name; the username is taken (any case).
+pub async fn register(
+    state: &AppState,
+    request: CreateAccountRequest,
+) -> Result<UserId, ServiceError> {
+    if !is_valid_username(&request.username) {
+        return Err(ServiceError::Invalid(format!(
+            "a username has {USERNAME_MIN} to {USERNAME_MAX} ASCII letters, digits, '_', '.' or '-', \
+             and starts with a letter or digit"
+        )));
+    }
+    if request.password.chars().count() < PASSWORD_MIN
+        || request.password.len() > PASSWORD_MAX_BYTES
+    {
+        return Err(ServiceError::Invalid(format!(
+            "a password has at least {PASSWORD_MIN} characters and at most {PASSWORD_MAX_BYTES} bytes"
+        )));
+    }
+    let display_name = match request.display_name {
+        Some(name) => check_display_name(name)?,
+        None => request.username.clone(),
+    };
+    let id = UserId::new();
+    let password_hash = hash_password(request.password).await?;
+    let user = NewUser {
+        id,
+        username: &request.username,
+        password_hash: &password_hash,
+        display_name: &display_name,
+        created_at: crate::now_ms(),
+    };
+    match state.store.create_user(&user).await {
+        Ok(()) => Ok(id),
+        Err(StoreError::Conflict(_)) => {
+            Err(ServiceError::Conflict("this username is taken".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Logs in: checks the password and creates a device with a fresh token.
+///
+/// # Errors
+/// Wrong username or password (the same error for both); an invalid device name.
+pub async fn login(
+    state: &AppState,
+    request: CreateSessionRequest,
+) -> Result<SessionResponse, ServiceError> {
+    let device_name = request.device_name.trim();
+    if device_name.is_empty()
+        || device_name.chars().count() > DEVICE_NAME_MAX
+        || has_control(device_name)
+    {
+        return Err(ServiceError::Invalid(format!(
+            "a device name has 1 to {DEVICE_NAME_MAX} characters and no control characters"
+        )));
+    }
+    let found = if request.username.len() <= USERNAME_MAX {
+        state
+            .store
+            .user_by_username(&request.username.to_lowercase())
+            .await?
+    } else {
+        None
+    };
+    let (user, stored_hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let password = request.password.chars().take(PASSWORD_MAX_BYTES).collect();
+    let (true, Some(user)) = (verify_password(password, stored_hash).await?, user) else {
+        return Err(ServiceError::BadCredentials);
+    };
+    let token = new_token();
+    let now = crate::now_ms();
+    let expires_at =
+        now.saturating_add(i64::try_from(state.token_ttl.as_millis()).unwrap_or(i64::MAX));
+    let device = NewDevice {
+        id: DeviceId::new(),
+        user_id: user.id,
+        name: device_name,
+        token_hash: &hash_token(&token),
+        created_at: now,
+        expires_at,
+    };
+    state.store.create_device(&device).await?;
+    Ok(SessionResponse {
+        token,
+        user_id: user.id,
+        device_id: device.id,
+        expires_at,
+    })
+}
+
+/// Logs a device out: its token stops working and the device and its keys are removed, so
+/// nobody encrypts to it any more.
+///
+/// # Errors
+/// The store fails.
+pub async fn logout(state: &AppState, user: UserId, device: DeviceId) -> Result<(), ServiceError> {
+    state.store.delete_device(user, device).await?;
+    Ok(())
+}
+
+/// A user's profile, if `viewer` may see it (themselves or connected); otherwise not found, so
+/// strangers cannot tell a hidden profile from a missing one.
+///
+/// # Errors
+/// Not found or hidden; the store fails.
+pub async fn profile_for(
+    state: &AppState,
+    viewer: UserId,
+    target: UserId,
+) -> Result<Profile, ServiceError> {
+    const HIDDEN: ServiceError = ServiceError::NotFound("no such user, or you are not connected");
+    if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
+        return Err(HIDDEN);
+    }
+    state.store.user(target).await?.map(profile).ok_or(HIDDEN)
+}
+
+/// Changes the caller's display name and/or avatar.
+///
+/// # Errors
+/// An invalid name or URL.
+pub async fn update_profile(
+    state: &AppState,
+    user: UserId,
+    request: UpdateProfileRequest,
+) -> Result<Profile, ServiceError> {
+    let display_name = request.display_name.map(check_display_name).transpose()?;
+    let avatar_url = request.avatar_url.map(check_avatar_url).transpose()?;
+    state
+        .store
+        .update_profile(
+            user,
+            display_name.as_deref(),
+            avatar_url.as_ref().map(Option::as_deref),
+        )
+        .await?;
+    profile_for(state, user, user).await
+}
+
+fn check_display_name(name: String) -> Result<String, ServiceError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > DISPLAY_NAME_MAX || has_control(&name) {
+        return Err(ServiceError::Invalid(format!(
+            "a display name has 1 to {DISPLAY_NAME_MAX} characters and no control characters"
+        )));
+    }
+    Ok(name)
+}
+
+/// An empty URL clears the avatar.
+fn check_avatar_url(url: String) -> Result<Option<String>, ServiceError> {
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let valid = url.len() <= AVATAR_URL_MAX
+        && (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid {
+        return Err(ServiceError::Invalid(format!(
+            "an avatar URL starts with https:// or http://, has no spaces and at most {AVATAR_URL_MAX} bytes"
+        )));
+    }
+    Ok(Some(url))
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}

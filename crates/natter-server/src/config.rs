@@ -1,0 +1,86 @@
+//! Server configuration, parsed from flags and `NATTER_*` environment variables by `natterd`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the store lives, chosen by the database URL's scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file (`sqlite:path` or `sqlite://path`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://...` or `postgresql://...`).
+    Postgres(Secret),
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(Secret(url.to_owned())))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(
+                    "a sqlite: URL needs a file path, such as sqlite://natter-data/natter.db"
+                        .into(),
+                );
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else {
+            Err("the database URL must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+/// A string that may hold a password (a database URL): its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where clients connect (informational; `run` takes a bound listener).
+    pub listen: SocketAddr,
+    /// The store.
+    pub database: DatabaseUrl,
+    /// How long a login's token lasts.
+    pub token_ttl: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            "sqlite://natter-data/natter.db".parse(),
+            Ok(DatabaseUrl::Sqlite("natter-data/natter.db".into()))
+        );
+        assert_eq!(
+            "sqlite:/tmp/x.db?mode=rwc".parse(),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(matches!(
+            "postgres://u:pw@h/db".parse(),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!("mysql://h/db".parse::<DatabaseUrl>().is_err());
+        assert!("sqlite://".parse::<DatabaseUrl>().is_err());
+        assert_eq!(
+            format!("{:?}", Secret("postgres://u:hunter2@h".into())),
+            "Secret(..)"
+        );
+    }
+}

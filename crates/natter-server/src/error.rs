@@ -1,0 +1,205 @@
+//! Errors: [`ServiceError`] for the services, [`ApiError`] for HTTP responses (RFC 9457
+//! problem+json with a stable `code`). Internal detail is logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use natter_proto::problem::{CONTENT_TYPE, Problem};
+
+use crate::connections::Refusal;
+use crate::store::StoreError;
+
+/// Why a service refused or failed a request. Carries no HTTP types.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed or breaks a rule (the text says which).
+    #[error("{0}")]
+    Invalid(String),
+    /// Wrong username or password.
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The thing does not exist, or the caller may not know it does.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// It clashes with what is stored (the text says how).
+    #[error("{0}")]
+    Conflict(String),
+    /// A connection change was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something else failed inside the server.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// An error response: status, stable code and a message a person can act on.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    current_version: Option<i64>,
+    /// Logged with the response, never sent.
+    internal: Option<String>,
+}
+
+impl ApiError {
+    /// An error with this status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            current_version: None,
+            internal: None,
+        }
+    }
+
+    /// 400 with code `invalid_request`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+    }
+
+    /// 401 with code `unauthorized`.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    fn internal(status: StatusCode, code: &'static str, internal: String) -> Self {
+        let detail = match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "the server cannot reach its database; retry shortly"
+            }
+            _ => "the server failed to handle this request",
+        };
+        Self {
+            internal: Some(internal),
+            ..Self::new(status, code, detail)
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(detail) => Self::bad_request(detail),
+            ServiceError::BadCredentials => Self::unauthorized(error.to_string()),
+            ServiceError::Forbidden(detail) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+            }
+            ServiceError::NotFound(detail) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
+            ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::Refused(refusal) => {
+                let code = match refusal {
+                    Refusal::VersionMismatch { .. } => "version_mismatch",
+                    Refusal::NoPendingRequest => "no_pending_request",
+                    Refusal::Blocked => "blocked_by_you",
+                };
+                let current_version = match refusal {
+                    Refusal::VersionMismatch { current, .. } => Some(current),
+                    _ => None,
+                };
+                Self {
+                    current_version,
+                    ..Self::new(StatusCode::CONFLICT, code, refusal.to_string())
+                }
+            }
+            ServiceError::Store(StoreError::Conflict(what)) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("this {what} is already taken"),
+            ),
+            ServiceError::Store(StoreError::Missing(what)) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("the {what} no longer exists"),
+            ),
+            ServiceError::Store(StoreError::Database(e)) if is_unavailable(&e) => Self::internal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            ),
+            ServiceError::Store(e) => Self::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("{e:?}"),
+            ),
+            ServiceError::Internal(e) => {
+                Self::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(internal) = &self.internal {
+            tracing::error!(status = self.status.as_u16(), code = self.code, error = %internal, "request failed");
+        }
+        let problem = Problem {
+            kind: "about:blank".to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: Some(self.detail),
+            code: self.code.to_owned(),
+            current_version: self.current_version,
+        };
+        let body = serde_json::to_vec(&problem).expect("a Problem always serializes");
+        let mut response = (self.status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Turns any error response that is not yet problem+json (axum's 405, a body-limit 413, ...)
+/// into one, so clients see one error format everywhere.
+pub async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        s if s.is_server_error() => ("internal", "the server failed to handle this request"),
+        _ => ("invalid_request", "the request was not understood"),
+    };
+    let mut converted = ApiError::new(status, code, detail).into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        converted.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    converted
+}

@@ -1,0 +1,83 @@
+//! `natterd`, the Natter server, as a library: [`run`] serves the API on a bound listener
+//! until a shutdown signal; `main.rs` only parses flags and calls it.
+//!
+//! The modules are named for the seed's services:
+//! - [`accounts`], [`keys`], [`connections`]: the services (rules and authorization);
+//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite or PostgreSQL);
+//! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
+//!   request and response plumbing;
+//! - [`config`], [`telemetry`], [`state`]: process setup.
+
+pub mod accounts;
+pub mod auth;
+pub mod config;
+pub mod connections;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, DatabaseUrl};
+use crate::state::AppState;
+use crate::store::{PgStore, SqliteStore, Store};
+
+/// Opens the configured store, creating an embedded database's directory if needed.
+///
+/// # Errors
+/// The database cannot be opened or migrated.
+pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match database {
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            Arc::new(SqliteStore::open(path).await?)
+        }
+        DatabaseUrl::Postgres(url) => Arc::new(PgStore::open(&url.0).await?),
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+///
+/// # Errors
+/// The store cannot be opened, or serving fails.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_store(&config.database).await?;
+    let state = AppState {
+        store,
+        token_ttl: config.token_ttl,
+    };
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    tracing::info!(%address, "natterd listening");
+    axum::serve(listener, routes::app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("natterd stopped");
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: the time format of every stored and sent timestamp.
+pub fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

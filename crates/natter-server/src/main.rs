@@ -1,0 +1,75 @@
+//! `natterd`: flags and environment → [`Config`] → logging → [`natter_server::run`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use natter_server::config::{Config, DatabaseUrl};
+
+/// The Natter server. With no flags it keeps an embedded SQLite database in ./natter-data/
+/// and listens on 127.0.0.1:8080.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "NATTER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Store: sqlite://PATH (embedded) or postgres://... (for a cluster).
+    #[arg(
+        long,
+        env = "NATTER_DATABASE_URL",
+        default_value = "sqlite://natter-data/natter.db",
+        hide_env_values = true
+    )]
+    database_url: DatabaseUrl,
+    /// Days a login's token stays valid.
+    #[arg(long, env = "NATTER_TOKEN_TTL_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    token_ttl_days: u64,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, env = "NATTER_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    natter_server::telemetry::init(args.log_json, std::io::stderr);
+    let config = Config {
+        listen: args.listen,
+        database: args.database_url,
+        token_ttl: Duration::from_secs(args.token_ttl_days * 24 * 3600),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    natter_server::run(config, listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1,0 +1,126 @@
+//! Accounts, sessions and profiles.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use natter_proto::UserId;
+use natter_proto::accounts::{
+    CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, MeResponse, Profile,
+    SessionResponse, UpdateProfileRequest, UserLookup,
+};
+use natter_proto::problem::Problem;
+
+use crate::accounts;
+use crate::auth::Auth;
+use crate::error::{ApiError, ServiceError};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// # `POST /v1/accounts`
+/// Registers a user.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccountRequest,
+    responses((status = 201, body = CreateAccountResponse), (status = 400, body = Problem),
+              (status = 409, description = "username taken", body = Problem)))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateAccountRequest>,
+) -> Result<(StatusCode, Json<CreateAccountResponse>), ApiError> {
+    let user_id = accounts::register(&state, request).await?;
+    Ok((StatusCode::CREATED, Json(CreateAccountResponse { user_id })))
+}
+
+/// # `POST /v1/sessions`
+/// Logs in, creating a device with its own bearer token.
+#[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = CreateSessionRequest,
+    responses((status = 201, body = SessionResponse), (status = 400, body = Problem),
+              (status = 401, description = "wrong username or password", body = Problem)))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateSessionRequest>,
+) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(accounts::login(&state, request).await?),
+    ))
+}
+
+/// # `DELETE /v1/sessions/current`
+/// Logs this device out: its token stops working and its keys are removed.
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<StatusCode, ApiError> {
+    accounts::logout(&state, auth.user_id, auth.device_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// # `GET /v1/me`
+/// The caller's profile and device.
+#[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = Problem)))]
+pub async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json<MeResponse>, ApiError> {
+    let profile = accounts::profile_for(&state, auth.user_id, auth.user_id).await?;
+    Ok(Json(MeResponse {
+        profile,
+        device_id: auth.device_id,
+    }))
+}
+
+/// # `PATCH /v1/me/profile`
+/// Changes the caller's display name and/or avatar URL.
+#[utoipa::path(patch, path = "/v1/me/profile", tag = "accounts", security(("bearer" = [])),
+    request_body = UpdateProfileRequest,
+    responses((status = 200, body = Profile), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn update_profile(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(request): ApiJson<UpdateProfileRequest>,
+) -> Result<Json<Profile>, ApiError> {
+    Ok(Json(
+        accounts::update_profile(&state, auth.user_id, request).await?,
+    ))
+}
+
+/// # `GET /v1/users/{user_id}/profile`
+/// A user's profile: the caller's own, or a connected user's.
+#[utoipa::path(get, path = "/v1/users/{user_id}/profile", tag = "accounts", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 200, body = Profile), (status = 401, body = Problem),
+              (status = 404, description = "no such user, or not connected", body = Problem)))]
+pub async fn profile(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(user_id): ApiPath<UserId>,
+) -> Result<Json<Profile>, ApiError> {
+    Ok(Json(
+        accounts::profile_for(&state, auth.user_id, user_id).await?,
+    ))
+}
+
+/// # `GET /v1/users/by-username/{username}`
+/// Finds a user's id by username (any case), to send them a connection request.
+#[utoipa::path(get, path = "/v1/users/by-username/{username}", tag = "accounts", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserLookup), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    _auth: Auth,
+    ApiPath(username): ApiPath<String>,
+) -> Result<Json<UserLookup>, ApiError> {
+    let found = match natter_proto::limits::is_valid_username(&username) {
+        true => {
+            state
+                .store
+                .user_by_username(&username.to_lowercase())
+                .await?
+        }
+        false => None,
+    };
+    let (user, _) = found.ok_or(ServiceError::NotFound("no user has this username"))?;
+    Ok(Json(UserLookup {
+        user_id: user.id,
+        username: user.username,
+    }))
+}

@@ -1,0 +1,149 @@
+//! The seed's connection service, at its exact paths. `{userId}` must be the caller.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use natter_proto::UserId;
+use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
+use natter_proto::problem::Problem;
+
+use crate::auth::Auth;
+use crate::connections::{self, Action};
+use crate::error::{ApiError, ServiceError};
+use crate::extract::{ApiPath, IfMatch};
+use crate::state::AppState;
+
+fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {
+    if auth.user_id == user_id {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden("you can only read or change your own connections").into())
+    }
+}
+
+async fn apply(
+    state: &AppState,
+    auth: Auth,
+    (user_id, recipient): (UserId, UserId),
+    action: Action,
+    IfMatch(if_match): IfMatch,
+) -> Result<Response, ApiError> {
+    ensure_self(auth, user_id)?;
+    let status = connections::change(
+        state.store.as_ref(),
+        user_id,
+        recipient,
+        action,
+        if_match,
+        crate::now_ms(),
+    )
+    .await?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", status.version))
+        .expect("a number is a valid header");
+    Ok(([(header::ETAG, etag)], Json(status)).into_response())
+}
+
+/// # `GET /connection/user/{userId}`
+/// The caller's connections (with profiles, devices and public keys), pending requests in and
+/// out, and blocked users.
+#[utoipa::path(get, path = "/connection/user/{userId}", tag = "connections", security(("bearer" = [])),
+    params(("userId" = UserId, Path)),
+    responses((status = 200, body = ConnectionsResponse), (status = 401, body = Problem),
+              (status = 403, description = "userId is not you", body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(user_id): ApiPath<UserId>,
+) -> Result<Json<ConnectionsResponse>, ApiError> {
+    ensure_self(auth, user_id)?;
+    Ok(Json(
+        connections::list(state.store.as_ref(), user_id).await?,
+    ))
+}
+
+/// # `POST /connection/user/{userId}/recipient/{recipientId}`
+/// Asks `recipientId` to connect (or accepts, if they asked first).
+#[utoipa::path(post, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
+    security(("bearer" = [])),
+    params(("userId" = UserId, Path), ("recipientId" = UserId, Path),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+    responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, description = "blocked_by_you or version_mismatch", body = Problem)))]
+pub async fn request(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(ids): ApiPath<(UserId, UserId)>,
+    if_match: IfMatch,
+) -> Result<Response, ApiError> {
+    apply(&state, auth, ids, Action::Request, if_match).await
+}
+
+/// # `PUT /connection/user/{userId}/recipient/{recipientId}/request/{accept}`
+/// Accepts (`true`) or rejects (`false`) the pending request from `recipientId`.
+#[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/request/{accept}",
+    tag = "connections", security(("bearer" = [])),
+    params(("userId" = UserId, Path), ("recipientId" = UserId, Path), ("accept" = bool, Path),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+    responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, description = "no_pending_request or version_mismatch", body = Problem)))]
+pub async fn respond(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((user_id, recipient, accept)): ApiPath<(UserId, UserId, bool)>,
+    if_match: IfMatch,
+) -> Result<Response, ApiError> {
+    apply(
+        &state,
+        auth,
+        (user_id, recipient),
+        Action::Respond { accept },
+        if_match,
+    )
+    .await
+}
+
+/// # `PUT /connection/user/{userId}/recipient/{recipientId}/block/{block}`
+/// Blocks (`true`) or unblocks (`false`) `recipientId`, at once.
+#[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/block/{block}",
+    tag = "connections", security(("bearer" = [])),
+    params(("userId" = UserId, Path), ("recipientId" = UserId, Path), ("block" = bool, Path),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+    responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, description = "version_mismatch", body = Problem)))]
+pub async fn block(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((user_id, recipient, block)): ApiPath<(UserId, UserId, bool)>,
+    if_match: IfMatch,
+) -> Result<Response, ApiError> {
+    apply(
+        &state,
+        auth,
+        (user_id, recipient),
+        Action::Block(block),
+        if_match,
+    )
+    .await
+}
+
+/// # `DELETE /connection/user/{userId}/recipient/{recipientId}`
+/// Removes the connection (or withdraws or declines a request).
+#[utoipa::path(delete, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
+    security(("bearer" = [])),
+    params(("userId" = UserId, Path), ("recipientId" = UserId, Path),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+    responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, description = "blocked_by_you or version_mismatch", body = Problem)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(ids): ApiPath<(UserId, UserId)>,
+    if_match: IfMatch,
+) -> Result<Response, ApiError> {
+    apply(&state, auth, ids, Action::Remove, if_match).await
+}

@@ -1,0 +1,103 @@
+//! Devices and their keys.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use natter_proto::keys::{ClaimedKey, DevicesResponse, KeyCountResponse, UploadKeysRequest};
+use natter_proto::problem::Problem;
+use natter_proto::{DeviceId, UserId};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ServiceError};
+use crate::extract::{ApiJson, ApiPath};
+use crate::keys;
+use crate::state::AppState;
+use crate::store::KeyCounts;
+
+fn key_count(counts: KeyCounts) -> Json<KeyCountResponse> {
+    Json(KeyCountResponse {
+        one_time_key_count: counts.one_time_keys,
+        has_fallback_key: counts.has_fallback,
+    })
+}
+
+/// # `POST /v1/devices/current/keys`
+/// Publishes this device's identity keys, one-time keys and fallback key.
+#[utoipa::path(post, path = "/v1/devices/current/keys", tag = "keys", security(("bearer" = [])),
+    request_body = UploadKeysRequest,
+    responses((status = 200, body = KeyCountResponse), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 409, body = Problem)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(request): ApiJson<UploadKeysRequest>,
+) -> Result<Json<KeyCountResponse>, ApiError> {
+    let counts = keys::upload(
+        state.store.as_ref(),
+        auth.device_id,
+        &request,
+        crate::now_ms(),
+    )
+    .await?;
+    Ok(key_count(counts))
+}
+
+/// # `GET /v1/devices/current/keys`
+/// How many unclaimed one-time keys this device has, so it knows when to upload more.
+#[utoipa::path(get, path = "/v1/devices/current/keys", tag = "keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyCountResponse), (status = 401, body = Problem)))]
+pub async fn counts(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<KeyCountResponse>, ApiError> {
+    Ok(key_count(state.store.key_counts(auth.device_id).await?))
+}
+
+/// # `DELETE /v1/devices/{device_id}`
+/// Removes one of the caller's devices (say, a lost phone): its token and keys stop working.
+#[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "keys", security(("bearer" = [])),
+    params(("device_id" = DeviceId, Path)),
+    responses((status = 204), (status = 401, body = Problem),
+              (status = 404, description = "not one of your devices", body = Problem)))]
+pub async fn delete_device(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(device_id): ApiPath<DeviceId>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store.delete_device(auth.user_id, device_id).await? {
+        return Err(ServiceError::NotFound("you have no such device").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// # `GET /v1/users/{user_id}/devices`
+/// A user's devices with their identity keys: the caller's own, or a connected user's.
+#[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "keys", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 200, body = DevicesResponse), (status = 401, body = Problem),
+              (status = 404, description = "no such user, or not connected", body = Problem)))]
+pub async fn devices(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(user_id): ApiPath<UserId>,
+) -> Result<Json<DevicesResponse>, ApiError> {
+    let devices = keys::devices_of(state.store.as_ref(), auth.user_id, user_id).await?;
+    Ok(Json(DevicesResponse { devices }))
+}
+
+/// # `POST /v1/users/{user_id}/devices/{device_id}/claim`
+/// Claims one of the device's one-time keys (each is handed out once), or its fallback key
+/// when they have run out, to open an Olm session with it.
+#[utoipa::path(post, path = "/v1/users/{user_id}/devices/{device_id}/claim", tag = "keys",
+    security(("bearer" = [])), params(("user_id" = UserId, Path), ("device_id" = DeviceId, Path)),
+    responses((status = 200, body = ClaimedKey), (status = 401, body = Problem),
+              (status = 404, description = "not connected, no such device, or no keys left", body = Problem)))]
+pub async fn claim(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((user_id, device_id)): ApiPath<(UserId, DeviceId)>,
+) -> Result<Json<ClaimedKey>, ApiError> {
+    Ok(Json(
+        keys::claim(state.store.as_ref(), auth.user_id, user_id, device_id).await?,
+    ))
+}

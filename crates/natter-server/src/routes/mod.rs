@@ -1,0 +1,99 @@
+//! The route table: every endpoint and every layer, in one place.
+
+mod accounts;
+mod connections;
+mod health;
+mod keys;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::{Json, Router, middleware};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, OpenApi, OpenApiBuilder};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, problem_for_bare_errors};
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The REST API's routes and their OpenAPI description, generated from the handlers.
+fn api() -> (Router<AppState>, OpenApi) {
+    OpenApiRouter::with_openapi(base_document())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(accounts::create_account))
+        .routes(routes!(accounts::create_session))
+        .routes(routes!(accounts::delete_session))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::update_profile))
+        .routes(routes!(accounts::profile))
+        .routes(routes!(accounts::lookup))
+        .routes(routes!(keys::upload, keys::counts))
+        .routes(routes!(keys::delete_device))
+        .routes(routes!(keys::devices))
+        .routes(routes!(keys::claim))
+        .routes(routes!(connections::list))
+        .routes(routes!(connections::request, connections::remove))
+        .routes(routes!(connections::respond))
+        .routes(routes!(connections::block))
+        .split_for_parts()
+}
+
+fn base_document() -> OpenApi {
+    OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("Natter")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "End-to-end encrypted messaging. Errors are RFC 9457 problem+json.",
+                ))
+                .build(),
+        )
+        .components(Some(
+            ComponentsBuilder::new()
+                .security_scheme(
+                    "bearer",
+                    SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                )
+                .build(),
+        ))
+        .build()
+}
+
+/// The OpenAPI document for the REST API.
+pub fn openapi() -> OpenApi {
+    api().1
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (router, mut document) = api();
+    document.paths.paths.sort_keys();
+    let document = Arc::new(document);
+    router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        // Each layer wraps the ones above it, so a request meets them bottom to top:
+        // 1. a request id (kept if the client sent one) that every log line of the request carries;
+        // 2. a span per request, named by route template, never by the raw path with its ids;
+        // 3. the id echoed on the response;
+        // 4. any bare error (axum's 405, ...) rewritten as problem+json;
+        // 5. the body size limit, checked before a handler reads a byte.
+        .layer(DefaultBodyLimit::max(natter_proto::limits::REQUEST_BODY_MAX))
+        .layer(middleware::map_response(problem_for_bare_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %request.method(), http.route = route, request.id = id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
