@@ -16,7 +16,6 @@ use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
-/// # `POST /v1/accounts`
 /// Registers a user.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccountRequest,
     responses((status = 201, body = CreateAccountResponse), (status = 400, body = Problem),
@@ -29,7 +28,6 @@ pub async fn create_account(
     Ok((StatusCode::CREATED, Json(CreateAccountResponse { user_id })))
 }
 
-/// # `POST /v1/sessions`
 /// Logs in, creating a device with its own bearer token.
 #[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = CreateSessionRequest,
     responses((status = 201, body = SessionResponse), (status = 400, body = Problem),
@@ -44,7 +42,6 @@ pub async fn create_session(
     ))
 }
 
-/// # `DELETE /v1/sessions/current`
 /// Logs this device out: its token stops working and its keys are removed.
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
@@ -56,7 +53,6 @@ pub async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// # `GET /v1/me`
 /// The caller's profile and device.
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = MeResponse), (status = 401, body = Problem)))]
@@ -68,7 +64,6 @@ pub async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json<MeResp
     }))
 }
 
-/// # `PATCH /v1/me/profile`
 /// Changes the caller's display name and/or avatar URL.
 #[utoipa::path(patch, path = "/v1/me/profile", tag = "accounts", security(("bearer" = [])),
     request_body = UpdateProfileRequest,
@@ -83,7 +78,6 @@ pub async fn update_profile(
     ))
 }
 
-/// # `GET /v1/users/{user_id}/profile`
 /// A user's profile: the caller's own, or a connected user's.
 #[utoipa::path(get, path = "/v1/users/{user_id}/profile", tag = "accounts", security(("bearer" = [])),
     params(("user_id" = UserId, Path)),
@@ -99,7 +93,6 @@ pub async fn profile(
     ))
 }
 
-/// # `GET /v1/users/by-username/{username}`
 /// Finds a user's id by username (any case), to send them a connection request.
 #[utoipa::path(get, path = "/v1/users/by-username/{username}", tag = "accounts", security(("bearer" = [])),
     params(("username" = String, Path)),

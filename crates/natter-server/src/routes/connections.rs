@@ -39,12 +39,16 @@ async fn apply(
         crate::now_ms(),
     )
     .await?;
-    let etag = HeaderValue::from_str(&format!("\"{}\"", status.version))
-        .expect("a number is a valid header");
-    Ok(([(header::ETAG, etag)], Json(status)).into_response())
+    Ok(with_etag(status))
 }
 
-/// # `GET /connection/user/{userId}`
+/// The status as JSON, with its version as the `ETag`.
+fn with_etag(status: ConnectionStatus) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", status.version))
+        .expect("a number is a valid header");
+    ([(header::ETAG, etag)], Json(status)).into_response()
+}
+
 /// The caller's connections (with profiles, devices and public keys), pending requests in and
 /// out, and blocked users.
 #[utoipa::path(get, path = "/connection/user/{userId}", tag = "connections", security(("bearer" = [])),
@@ -62,7 +66,22 @@ pub async fn list(
     ))
 }
 
-/// # `POST /connection/user/{userId}/recipient/{recipientId}`
+/// My side of the connection with `recipientId`, with its version for `If-Match` (also when
+/// there is no relationship, whose side is listed nowhere else).
+#[utoipa::path(get, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
+    security(("bearer" = [])), params(("userId" = UserId, Path), ("recipientId" = UserId, Path)),
+    responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath((user_id, recipient)): ApiPath<(UserId, UserId)>,
+) -> Result<Response, ApiError> {
+    ensure_self(auth, user_id)?;
+    let sides = state.store.connection(user_id, recipient).await?;
+    Ok(with_etag(connections::status(recipient, sides.mine)))
+}
+
 /// Asks `recipientId` to connect (or accepts, if they asked first).
 #[utoipa::path(post, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
     security(("bearer" = [])),
@@ -80,7 +99,6 @@ pub async fn request(
     apply(&state, auth, ids, Action::Request, if_match).await
 }
 
-/// # `PUT /connection/user/{userId}/recipient/{recipientId}/request/{accept}`
 /// Accepts (`true`) or rejects (`false`) the pending request from `recipientId`.
 #[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/request/{accept}",
     tag = "connections", security(("bearer" = [])),
@@ -105,7 +123,6 @@ pub async fn respond(
     .await
 }
 
-/// # `PUT /connection/user/{userId}/recipient/{recipientId}/block/{block}`
 /// Blocks (`true`) or unblocks (`false`) `recipientId`, at once.
 #[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/block/{block}",
     tag = "connections", security(("bearer" = [])),
@@ -130,7 +147,6 @@ pub async fn block(
     .await
 }
 
-/// # `DELETE /connection/user/{userId}/recipient/{recipientId}`
 /// Removes the connection (or withdraws or declines a request).
 #[utoipa::path(delete, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
     security(("bearer" = [])),

@@ -7,14 +7,12 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-/// # `GET /healthz`
 /// The process is up and serving HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// # `GET /readyz`
 /// The server can take traffic: its store answers.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {

@@ -21,7 +21,6 @@ fn key_count(counts: KeyCounts) -> Json<KeyCountResponse> {
     })
 }
 
-/// # `POST /v1/devices/current/keys`
 /// Publishes this device's identity keys, one-time keys and fallback key.
 #[utoipa::path(post, path = "/v1/devices/current/keys", tag = "keys", security(("bearer" = [])),
     request_body = UploadKeysRequest,
@@ -42,7 +41,6 @@ pub async fn upload(
     Ok(key_count(counts))
 }
 
-/// # `GET /v1/devices/current/keys`
 /// How many unclaimed one-time keys this device has, so it knows when to upload more.
 #[utoipa::path(get, path = "/v1/devices/current/keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, body = KeyCountResponse), (status = 401, body = Problem)))]
@@ -53,7 +51,6 @@ pub async fn counts(
     Ok(key_count(state.store.key_counts(auth.device_id).await?))
 }
 
-/// # `DELETE /v1/devices/{device_id}`
 /// Removes one of the caller's devices (say, a lost phone): its token and keys stop working.
 #[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "keys", security(("bearer" = [])),
     params(("device_id" = DeviceId, Path)),
@@ -70,7 +67,6 @@ pub async fn delete_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// # `GET /v1/users/{user_id}/devices`
 /// A user's devices with their identity keys: the caller's own, or a connected user's.
 #[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "keys", security(("bearer" = [])),
     params(("user_id" = UserId, Path)),
@@ -85,7 +81,6 @@ pub async fn devices(
     Ok(Json(DevicesResponse { devices }))
 }
 
-/// # `POST /v1/users/{user_id}/devices/{device_id}/claim`
 /// Claims one of the device's one-time keys (each is handed out once), or its fallback key
 /// when they have run out, to open an Olm session with it.
 #[utoipa::path(post, path = "/v1/users/{user_id}/devices/{device_id}/claim", tag = "keys",

@@ -39,7 +39,11 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(keys::devices))
         .routes(routes!(keys::claim))
         .routes(routes!(connections::list))
-        .routes(routes!(connections::request, connections::remove))
+        .routes(routes!(
+            connections::get,
+            connections::request,
+            connections::remove
+        ))
         .routes(routes!(connections::respond))
         .routes(routes!(connections::block))
         .split_for_parts()

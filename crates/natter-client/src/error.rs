@@ -1,0 +1,44 @@
+//! Client errors.
+
+use natter_proto::problem::Problem;
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused the request; the problem says why (`code` is stable).
+    #[error("{} ({}): {}", .0.title, .0.code, .0.detail.as_deref().unwrap_or(""))]
+    Api(Box<Problem>),
+    /// The server answered with an error status but no problem document.
+    #[error("the server answered HTTP {0} without an explanation")]
+    UnexpectedStatus(u16),
+    /// The server could not be reached, or its answer could not be read.
+    #[error("cannot talk to the server: {0}")]
+    Http(#[source] reqwest::Error),
+    /// The server URL is not an http(s) URL.
+    #[error("not an http:// or https:// URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl ClientError {
+    /// The problem the server sent, if it sent one.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Self::Api(problem) => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the server's refusal, if it refused.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api(problem) => Some(problem.status),
+            Self::UnexpectedStatus(status) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The stable problem code (such as `version_mismatch`), if the server refused.
+    pub fn code(&self) -> Option<&str> {
+        self.problem().map(|p| p.code.as_str())
+    }
+}

@@ -1,0 +1,261 @@
+//! Registration, login, logout, token expiry and profiles.
+
+use std::time::Duration;
+
+use natter_proto::accounts::UpdateProfileRequest;
+
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+
+backend_tests!(
+    register_login_and_me,
+    usernames_are_unique_regardless_of_case,
+    invalid_accounts_are_refused,
+    wrong_password_and_unknown_user_look_the_same,
+    logout_revokes_the_token_and_removes_the_device,
+    expired_tokens_are_refused,
+    profiles_are_visible_to_connections_only,
+    profile_updates_are_validated,
+    lookup_by_username,
+);
+
+async fn register_login_and_me(backend: Backend) {
+    let server = server!(backend);
+    let user_id = server
+        .client
+        .register("Alice", "password123", Some("Alice A."))
+        .await
+        .unwrap();
+    let laptop = server
+        .client
+        .login("alice", "password123", "laptop")
+        .await
+        .unwrap();
+    let phone = server
+        .client
+        .login("ALICE", "password123", "phone")
+        .await
+        .unwrap();
+    assert_eq!(laptop.user_id(), user_id);
+    assert_ne!(
+        laptop.device_id(),
+        phone.device_id(),
+        "each login is a device"
+    );
+    assert_ne!(laptop.token(), phone.token());
+    let me = phone.me().await.unwrap();
+    assert_eq!(me.device_id, phone.device_id());
+    assert_eq!(me.profile.username, "Alice");
+    assert_eq!(me.profile.display_name, "Alice A.");
+    let devices = laptop.devices(user_id).await.unwrap();
+    let names: Vec<_> = devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["laptop", "phone"]);
+    server.stop().await;
+}
+
+async fn usernames_are_unique_regardless_of_case(backend: Backend) {
+    let server = server!(backend);
+    server
+        .client
+        .register("bob", "password123", None)
+        .await
+        .unwrap();
+    assert_problem(
+        server.client.register("BOB", "password123", None).await,
+        409,
+        "conflict",
+    );
+    assert_problem(
+        server.client.register("bob", "another-pass", None).await,
+        409,
+        "conflict",
+    );
+}
+
+async fn invalid_accounts_are_refused(backend: Backend) {
+    let server = server!(backend);
+    let long = "x".repeat(33);
+    for (username, password, display) in [
+        ("ab", "password123", None),
+        (long.as_str(), "password123", None),
+        ("bad name", "password123", None),
+        ("_bad", "password123", None),
+        ("émile", "password123", None),
+        ("carol", "short", None),
+        ("carol", "password123", Some("")),
+        ("carol", "password123", Some("tab\tname")),
+    ] {
+        assert_problem(
+            server.client.register(username, password, display).await,
+            400,
+            "invalid_request",
+        );
+    }
+    let huge = "p".repeat(1025);
+    assert_problem(
+        server.client.register("carol", &huge, None).await,
+        400,
+        "invalid_request",
+    );
+    // None of those created the account.
+    server
+        .client
+        .register("carol", "password123", None)
+        .await
+        .unwrap();
+}
+
+async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
+    let server = server!(backend);
+    server
+        .client
+        .register("dave", "password123", None)
+        .await
+        .unwrap();
+    let wrong = server
+        .client
+        .login("dave", "wrong-password", "x")
+        .await
+        .unwrap_err();
+    let unknown = server
+        .client
+        .login("nobody", "password123", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.status(), Some(401));
+    assert_eq!(
+        wrong.problem(),
+        unknown.problem(),
+        "the answers must not reveal which usernames exist"
+    );
+    assert_problem(
+        server.client.login("dave", "password123", "").await,
+        400,
+        "invalid_request",
+    );
+    assert_problem(
+        server
+            .client
+            .login("dave", "password123", &"d".repeat(65))
+            .await,
+        400,
+        "invalid_request",
+    );
+}
+
+async fn logout_revokes_the_token_and_removes_the_device(backend: Backend) {
+    let server = server!(backend);
+    let laptop = server.user("erin").await;
+    let phone = server.login("erin", "phone").await;
+    let stale = phone.clone();
+    phone.logout().await.unwrap();
+    assert_problem(stale.me().await, 401, "unauthorized");
+    let devices = laptop.devices(laptop.user_id()).await.unwrap();
+    assert_eq!(devices.len(), 1, "the logged-out device is gone");
+    assert_eq!(devices[0].device_id, laptop.device_id());
+    // Removing another of one's own devices works the same way; someone else's cannot be removed.
+    let tablet = server.login("erin", "tablet").await;
+    let other = server.user("frank").await;
+    assert_problem(
+        other.delete_device(tablet.device_id()).await,
+        404,
+        "not_found",
+    );
+    tablet
+        .me()
+        .await
+        .expect("still logged in after a stranger's attempt");
+    laptop.delete_device(tablet.device_id()).await.unwrap();
+    assert_problem(tablet.me().await, 401, "unauthorized");
+}
+
+async fn expired_tokens_are_refused(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, Duration::ZERO).await else {
+        return;
+    };
+    let session = server.user("gina").await;
+    let error = session.me().await.unwrap_err();
+    assert_eq!(error.status(), Some(401));
+    assert!(error.to_string().contains("expired"), "{error}");
+}
+
+async fn profiles_are_visible_to_connections_only(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let stranger = server.user("mallory").await;
+    let update = UpdateProfileRequest {
+        display_name: Some("Alice Liddell".into()),
+        avatar_url: Some("https://example.org/a.png".into()),
+    };
+    alice.update_profile(&update).await.unwrap();
+    let seen = bob.profile(alice.user_id()).await.unwrap();
+    assert_eq!(seen.display_name, "Alice Liddell");
+    assert_eq!(
+        seen.avatar_url.as_deref(),
+        Some("https://example.org/a.png")
+    );
+    assert_problem(stranger.profile(alice.user_id()).await, 404, "not_found");
+    assert_problem(stranger.devices(alice.user_id()).await, 404, "not_found");
+    // A stranger cannot tell a hidden profile from a missing user.
+    let missing = stranger
+        .profile(natter_proto::UserId::new())
+        .await
+        .unwrap_err();
+    let hidden = stranger.profile(alice.user_id()).await.unwrap_err();
+    assert_eq!(missing.problem(), hidden.problem());
+}
+
+async fn profile_updates_are_validated(backend: Backend) {
+    let server = server!(backend);
+    let user = server.user("hank").await;
+    for update in [
+        UpdateProfileRequest {
+            display_name: Some(" ".into()),
+            avatar_url: None,
+        },
+        UpdateProfileRequest {
+            display_name: Some("x".repeat(65)),
+            avatar_url: None,
+        },
+        UpdateProfileRequest {
+            display_name: None,
+            avatar_url: Some("javascript:alert(1)".into()),
+        },
+        UpdateProfileRequest {
+            display_name: None,
+            avatar_url: Some(format!("https://{}", "a".repeat(600))),
+        },
+    ] {
+        assert_problem(user.update_profile(&update).await, 400, "invalid_request");
+    }
+    let set = UpdateProfileRequest {
+        display_name: None,
+        avatar_url: Some("https://example.org/h.png".into()),
+    };
+    assert_eq!(
+        user.update_profile(&set).await.unwrap().display_name,
+        "hank",
+        "absent fields stay"
+    );
+    let clear = UpdateProfileRequest {
+        display_name: Some("Hank".into()),
+        avatar_url: Some(String::new()),
+    };
+    let profile = user.update_profile(&clear).await.unwrap();
+    assert_eq!(
+        (profile.display_name.as_str(), profile.avatar_url),
+        ("Hank", None)
+    );
+}
+
+async fn lookup_by_username(backend: Backend) {
+    let server = server!(backend);
+    let ivy = server.user("Ivy").await;
+    let jack = server.user("jack").await;
+    let found = jack.lookup("IVY").await.unwrap();
+    assert_eq!(
+        (found.user_id, found.username.as_str()),
+        (ivy.user_id(), "Ivy")
+    );
+    assert_problem(jack.lookup("nobody").await, 404, "not_found");
+    assert_problem(jack.lookup("not a name/..").await, 404, "not_found");
+}

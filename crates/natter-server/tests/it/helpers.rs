@@ -1,0 +1,280 @@
+//! The test server and its databases.
+
+use std::time::Duration;
+
+use natter_client::{Client, Session};
+use natter_server::config::{Config, DatabaseUrl, Secret};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The store a test server runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A real server on 127.0.0.1 with its own fresh database, stopped (and its database removed)
+/// when dropped.
+pub struct TestServer {
+    pub url: String,
+    pub client: Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    database: TestDatabase,
+}
+
+enum TestDatabase {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+/// The PostgreSQL server for tests: `NATTER_TEST_DATABASE_URL`, a database the tests may
+/// create other databases from. Without it, PostgreSQL tests fail under CI and are skipped
+/// (with a notice) elsewhere.
+fn postgres_admin_url() -> Option<String> {
+    match std::env::var("NATTER_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("NATTER_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests")
+        }
+        _ => {
+            eprintln!("NOTICE: NATTER_TEST_DATABASE_URL is not set; skipping a PostgreSQL test");
+            None
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts a server on `backend`, or returns `None` when PostgreSQL is not configured here.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, Duration::from_secs(3600)).await
+    }
+
+    /// Starts a server whose tokens last `token_ttl`.
+    pub async fn start_with(backend: Backend, token_ttl: Duration) -> Option<Self> {
+        let (database, url) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("creating a temporary directory");
+                let url = DatabaseUrl::Sqlite(dir.path().join("natter.db"));
+                (TestDatabase::Sqlite(dir), url)
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url()?;
+                let name = format!("natter_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("cannot reach PostgreSQL at NATTER_TEST_DATABASE_URL: {e}")
+                    });
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("creating a test database");
+                let url = DatabaseUrl::Postgres(Secret(with_database(&admin_url, &name)));
+                (TestDatabase::Postgres { admin_url, name }, url)
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port");
+        let address = listener.local_addr().expect("listener address");
+        let config = Config {
+            listen: address,
+            database: url,
+            token_ttl,
+        };
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(natter_server::run(config, listener, async move {
+            let _ = stop.await;
+        }));
+        let url = format!("http://{address}");
+        let client = Client::new(&url).expect("a valid URL");
+        let server = Self {
+            url,
+            client,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            database,
+        };
+        server.wait_ready().await;
+        Some(server)
+    }
+
+    /// Waits until `/readyz` answers 200 (the store is open and migrated).
+    async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(response) = http.get(format!("{}/readyz", self.url)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
+                panic!("the server stopped while starting");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not become ready within 30 s");
+    }
+
+    /// Registers `username` (password `password123`) and logs in one device.
+    pub async fn user(&self, username: &str) -> Session {
+        self.client
+            .register(username, "password123", None)
+            .await
+            .expect("registering");
+        self.login(username, "device-1").await
+    }
+
+    /// Logs `username` in on another device.
+    pub async fn login(&self, username: &str, device: &str) -> Session {
+        self.client
+            .login(username, "password123", device)
+            .await
+            .expect("logging in")
+    }
+
+    /// Two users connected to each other.
+    pub async fn connected_pair(&self, a: &str, b: &str) -> (Session, Session) {
+        let (a, b) = (self.user(a).await, self.user(b).await);
+        a.request_connection(b.user_id(), None)
+            .await
+            .expect("requesting");
+        b.answer_request(a.user_id(), true, None)
+            .await
+            .expect("accepting");
+        (a, b)
+    }
+
+    /// A raw HTTP request builder for malformed-input tests.
+    pub fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().request(method, format!("{}{path}", self.url))
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server exits cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let TestDatabase::Postgres { admin_url, name } = &self.database {
+            let (admin_url, name, label) = (admin_url.clone(), name.clone(), name.clone());
+            // Drop runs inside the test's runtime; use a thread with its own to remove the database.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await?;
+                    anyhow::Ok(())
+                })
+            })
+            .join();
+            if let Ok(Err(error)) = dropped {
+                eprintln!("could not drop test database {label}: {error}");
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Expands each listed `async fn name(backend: Backend)` into a test per backend:
+/// `sqlite::name` and `postgres::name`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// Starts a server on the backend or returns from the test (PostgreSQL not configured here).
+macro_rules! server {
+    ($backend:expr) => {
+        match $crate::helpers::TestServer::start($backend).await {
+            Some(server) => server,
+            None => return,
+        }
+    };
+}
+pub(crate) use server;
+
+/// Asserts a client call failed with this HTTP status and problem code.
+#[track_caller]
+pub fn assert_problem<T: std::fmt::Debug>(
+    result: Result<T, natter_client::ClientError>,
+    status: u16,
+    code: &str,
+) {
+    match result {
+        Err(error) => {
+            assert_eq!(error.status(), Some(status), "wrong status: {error}");
+            assert_eq!(error.code(), Some(code), "wrong code: {error}");
+        }
+        Ok(value) => panic!("expected {status} {code}, got {value:?}"),
+    }
+}
+
+#[test]
+fn database_url_rewriting() {
+    assert_eq!(
+        with_database("postgres://127.0.0.1:5432/test", "x"),
+        "postgres://127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/test?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+}

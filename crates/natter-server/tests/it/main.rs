@@ -1,0 +1,11 @@
+//! natterd's integration tests: one binary, the real server on an ephemeral port with a fresh
+//! database, driven over HTTP by the real client library. Every test runs on SQLite and on
+//! PostgreSQL (see `helpers::backend_tests!`).
+
+mod helpers;
+
+mod accounts;
+mod connections;
+mod errors;
+mod keys;
+mod process;
