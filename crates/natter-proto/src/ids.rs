@@ -50,3 +50,7 @@ id_type!(
     /// One logged-in device of a user; each login creates one.
     DeviceId
 );
+id_type!(
+    /// A conversation: a direct one between two users, or a room.
+    ConversationId
+);

@@ -8,13 +8,17 @@
 //! - [`ids`]: UUIDv7 newtypes for users and devices.
 //! - [`limits`]: sizes the server enforces, so clients can check before sending.
 //! - [`accounts`], [`keys`], [`connections`]: request and response bodies by service.
+//! - [`conversations`]: conversations, members and history over REST.
+//! - [`ws`]: the WebSocket frames.
 //! - [`problem`]: the error body every non-2xx response carries.
 
 pub mod accounts;
 pub mod connections;
+pub mod conversations;
 pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod problem;
+pub mod ws;
 
-pub use ids::{DeviceId, UserId};
+pub use ids::{ConversationId, DeviceId, UserId};

@@ -27,6 +27,27 @@ pub const SIGNATURE_BYTES: usize = 64;
 /// Largest request body the REST API accepts, in bytes.
 pub const REQUEST_BODY_MAX: usize = 64 * 1024;
 
+/// Longest message text, in characters (the seed's 1,000 UTF-8 characters, so at most 4 KB).
+pub const MESSAGE_CHARS_MAX: usize = 1000;
+/// Largest message ciphertext, in bytes. It fits 4 KB of text plus the client's envelope
+/// (sender metadata, at most 1 KB) after Megolm encryption (AES-CBC padding, MAC, signature)
+/// and base64 (4/3): (4096 + 1024 + 16 + 8 + 64 + 16) * 4 / 3 < 7,000; rounded up.
+pub const CIPHERTEXT_MAX: usize = 8 * 1024;
+/// Largest to-device payload, in bytes (an Olm-encrypted room key is about 1 KB).
+pub const TO_DEVICE_PAYLOAD_MAX: usize = 8 * 1024;
+/// Most to-device payloads in one frame.
+pub const TO_DEVICE_BATCH_MAX: usize = 100;
+/// Longest client message id, in bytes.
+pub const CLIENT_MSG_ID_MAX: usize = 64;
+/// Largest WebSocket message the server accepts, in bytes.
+pub const WS_MESSAGE_MAX: usize = 64 * 1024;
+/// Most members in a room.
+pub const ROOM_MEMBERS_MAX: usize = 1000;
+/// Longest room name, in characters.
+pub const ROOM_NAME_MAX: usize = 100;
+/// Most messages in one page of history or sync.
+pub const PAGE_MAX: usize = 500;
+
 /// Whether `name` is a valid username: 3 to 32 ASCII letters, digits, `_`, `.` or `-`,
 /// starting with a letter or digit. Usernames compare case-insensitively.
 pub fn is_valid_username(name: &str) -> bool {

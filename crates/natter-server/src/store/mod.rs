@@ -4,7 +4,9 @@
 //! differ.
 
 mod dialect;
+mod messages;
 mod sql;
+mod sql_messages;
 
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
@@ -13,6 +15,9 @@ use natter_proto::{DeviceId, UserId};
 
 use crate::connections::Refusal;
 
+pub use messages::{
+    Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage,
+};
 pub use sql::{PgStore, SqliteStore};
 
 /// A store failure. Policy errors (not found, forbidden) are the service's business.
@@ -168,7 +173,7 @@ pub type Transition<'a> =
 
 /// Persistence for every service. Implementations must be safe to share across tasks.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: MessageStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -26,9 +26,14 @@ use natter_proto::limits::ONE_TIME_KEYS_STORED;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The embedded store: one SQLite file in WAL mode.
+///
+/// SQLite takes one writer at a time, so writes go through a pool of one connection: writers
+/// queue in the pool (first come, first served) instead of spinning on SQLite's busy handler,
+/// while readers use their own pool and never wait for writers (WAL).
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
+    pub(super) writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -46,23 +51,31 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let cannot_open =
+            |e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display());
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display()))?;
+            .map_err(cannot_open)?;
         MIGRATOR
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| anyhow::anyhow!("migrating {}: {e}", path.display()))?;
-        Ok(Self { pool })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(cannot_open)?;
+        Ok(Self { pool, writer })
     }
 }
 
-/// The cluster store: PostgreSQL.
+/// The cluster store: PostgreSQL. Readers and writers share one pool.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
+    pub(super) writer: PgPool,
 }
 
 impl PgStore {
@@ -81,7 +94,10 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("migrating PostgreSQL: {e}"))?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+        })
     }
 }
 
@@ -161,7 +177,7 @@ struct ConnectionRow {
     peer: UserRow,
 }
 
-fn parse_id<T: FromStr>(text: &str, column: &'static str) -> Result<T, StoreError> {
+pub(super) fn parse_id<T: FromStr>(text: &str, column: &'static str) -> Result<T, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt(column))
 }
 
@@ -217,7 +233,11 @@ fn sides(user: UserId, rows: Vec<SideRow>) -> Result<Sides, StoreError> {
 }
 
 /// Maps constraint violations to what they mean here; anything else is a database error.
-fn classify(error: sqlx::Error, unique: &'static str, missing: &'static str) -> StoreError {
+pub(super) fn classify(
+    error: sqlx::Error,
+    unique: &'static str,
+    missing: &'static str,
+) -> StoreError {
     match error.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict(unique),
         Some(db) if db.is_foreign_key_violation() => StoreError::Missing(missing),
@@ -246,7 +266,7 @@ macro_rules! sql_store {
                 .bind(user.password_hash)
                 .bind(user.display_name)
                 .bind(user.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| classify(e, "username", "user"))?;
                 Ok(())
@@ -297,7 +317,7 @@ macro_rules! sql_store {
                 .bind(display_name)
                 .bind(avatar_url.is_some())
                 .bind(avatar_url.flatten())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -313,7 +333,7 @@ macro_rules! sql_store {
                 .bind(device.token_hash)
                 .bind(device.created_at)
                 .bind(device.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| classify(e, "token", "user"))?;
                 Ok(())
@@ -340,7 +360,7 @@ macro_rules! sql_store {
                 let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
                     .bind(device.to_string())
                     .bind(user.to_string())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -374,7 +394,7 @@ macro_rules! sql_store {
                 now: i64,
             ) -> Result<KeyCounts, StoreError> {
                 let device_id = device.to_string();
-                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 if let Some(keys) = upload.identity_keys {
                     sqlx::query(
                         "UPDATE devices SET curve25519 = $2, ed25519 = $3, key_signature = $4, \
@@ -443,7 +463,7 @@ macro_rules! sql_store {
                 let device_id = device.to_string();
                 let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
                     .bind(&device_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?;
                 if let Some((key_id, key, created_at)) = taken {
                     return Ok(Some(ClaimedKeyRecord { key_id, key, fallback: false, created_at }));
@@ -508,7 +528,7 @@ macro_rules! sql_store {
                 // Insert missing sides in key order, so concurrent callers lock in one order.
                 let (first, second) =
                     if user_text < peer_text { (&user_text, &peer_text) } else { (&peer_text, &user_text) };
-                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO connections (user_id, peer_id, state, version, updated_at) \
                      VALUES ($1, $2, 'none', 0, 0), ($2, $1, 'none', 0, 0) ON CONFLICT DO NOTHING",

@@ -1,0 +1,707 @@
+//! [`MessageStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
+//! `sql.rs` for why a macro).
+
+use async_trait::async_trait;
+use natter_proto::conversations::{ConversationKind, ConversationSummary, MessageReceipts, Role};
+use natter_proto::ws::{Message, ToDeviceIn};
+use natter_proto::{ConversationId, DeviceId, UserId};
+
+use super::dialect;
+use super::messages::{
+    Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage,
+};
+use super::sql::{classify, parse_id};
+use super::{PgStore, SqliteStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    conversation_id: String,
+    seq: i64,
+    sender_id: String,
+    sender_device: String,
+    client_msg_id: String,
+    client_ts: Option<i64>,
+    server_ts: i64,
+    ciphertext: String,
+}
+
+impl MessageRow {
+    fn into_message(self) -> Result<Message, StoreError> {
+        Ok(Message {
+            conversation_id: parse_id(&self.conversation_id, "messages.conversation_id")?,
+            seq: self.seq,
+            sender_id: parse_id(&self.sender_id, "messages.sender_id")?,
+            sender_device_id: parse_id(&self.sender_device, "messages.sender_device")?,
+            client_msg_id: self.client_msg_id,
+            server_ts: self.server_ts,
+            client_ts: self.client_ts,
+            ciphertext: self.ciphertext,
+        })
+    }
+}
+
+fn messages(rows: Vec<MessageRow>) -> Result<Vec<Message>, StoreError> {
+    rows.into_iter().map(MessageRow::into_message).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    user_id: String,
+    role: String,
+    joined_seq: i64,
+    left_seq: Option<i64>,
+}
+
+impl MemberRow {
+    fn into_record(self) -> Result<MemberRecord, StoreError> {
+        Ok(MemberRecord {
+            user_id: parse_id(&self.user_id, "members.user_id")?,
+            role: match self.role.as_str() {
+                "owner" => Role::Owner,
+                "member" => Role::Member,
+                _ => return Err(StoreError::Corrupt("members.role")),
+            },
+            joined_seq: self.joined_seq,
+            left_seq: self.left_seq,
+        })
+    }
+}
+
+fn kind(name: &str) -> Result<ConversationKind, StoreError> {
+    match name {
+        "direct" => Ok(ConversationKind::Direct),
+        "room" => Ok(ConversationKind::Room),
+        _ => Err(StoreError::Corrupt("conversations.kind")),
+    }
+}
+
+fn ids<T: std::str::FromStr>(
+    rows: Vec<String>,
+    column: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(|id| parse_id(id, column)).collect()
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The columns of a message row, for `SELECT`.
+macro_rules! message_columns {
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".conversation_id, ",
+            $alias,
+            ".seq, ",
+            $alias,
+            ".sender_id, ",
+            $alias,
+            ".sender_device, ",
+            $alias,
+            ".client_msg_id, ",
+            $alias,
+            ".client_ts, ",
+            $alias,
+            ".server_ts, ",
+            $alias,
+            ".ciphertext"
+        )
+    };
+}
+
+/// What a viewer may see of a conversation's log: their membership window, minus senders they block.
+macro_rules! visible_to_viewer {
+    () => {
+        " JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = $2 \
+          WHERE m.conversation_id = $1 AND m.seq > mb.joined_seq \
+          AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
+          AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $2 \
+              AND b.peer_id = m.sender_id AND b.state = 'blocked') "
+    };
+}
+
+/// Implements [`MessageStore`] for a store type with `pool` and `writer` fields.
+macro_rules! message_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait]
+        impl MessageStore for $store {
+            async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationId, StoreError> {
+                let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
+                let key = format!("{low}:{high}");
+                let existing = || async {
+                    let id: Option<String> = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
+                        .bind(&key)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                    id.map(|id| parse_id(&id, "conversations.id")).transpose()
+                };
+                if let Some(id) = existing().await? {
+                    return Ok(id);
+                }
+                let id = ConversationId::new();
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                let created = sqlx::query(
+                    "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
+                     VALUES ($1, 'direct', NULL, $2, $3, 0, $3) ON CONFLICT (direct_key) DO NOTHING",
+                )
+                .bind(id.to_string())
+                .bind(&key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if created.rows_affected() == 0 {
+                    drop(tx);
+                    return existing().await?.ok_or(StoreError::Missing("conversation"));
+                }
+                for user in [low, high] {
+                    sqlx::query(
+                        "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) \
+                         VALUES ($1, $2, 'member', 0, $3)",
+                    )
+                    .bind(id.to_string())
+                    .bind(user.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify(e, "member", "user"))?;
+                }
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn create_room(
+                &self,
+                id: ConversationId,
+                name: &str,
+                owner: UserId,
+                members: &[UserId],
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                sqlx::query(
+                    "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
+                     VALUES ($1, 'room', $2, NULL, $3, 0, $3)",
+                )
+                .bind(id.to_string())
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let everyone = std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")));
+                insert_members(&mut tx, id, everyone.collect(), 0, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>, StoreError> {
+                let row = sqlx::query_as::<_, (String, Option<String>, i64)>(
+                    "SELECT kind, name, last_seq FROM conversations WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|(k, name, last_seq)| Ok(ConversationRecord { id, kind: kind(&k)?, name, last_seq }))
+                    .transpose()
+            }
+
+            async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>, StoreError> {
+                sqlx::query_as::<_, MemberRow>(
+                    "SELECT user_id, role, joined_seq, left_seq FROM members \
+                     WHERE conversation_id = $1 AND user_id = $2",
+                )
+                .bind(conversation.to_string())
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(MemberRow::into_record)
+                .transpose()
+            }
+
+            async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>, StoreError> {
+                sqlx::query_as::<_, MemberRow>(
+                    "SELECT user_id, role, joined_seq, left_seq FROM members \
+                     WHERE conversation_id = $1 AND left_seq IS NULL ORDER BY joined_at, user_id",
+                )
+                .bind(conversation.to_string())
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(MemberRow::into_record)
+                .collect()
+            }
+
+            async fn add_members(
+                &self,
+                conversation: ConversationId,
+                users: &[UserId],
+                max: usize,
+                now: i64,
+            ) -> Result<Vec<UserId>, StoreError> {
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                let last_seq = lock_conversation(&mut tx, conversation).await?;
+                let current: Vec<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL",
+                )
+                .bind(conversation.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+                let current: std::collections::HashSet<UserId> = ids(current, "members.user_id")?.into_iter().collect();
+                let mut added: Vec<UserId> = Vec::new();
+                for user in users {
+                    if !current.contains(user) && !added.contains(user) {
+                        added.push(*user);
+                    }
+                }
+                if current.len() + added.len() > max {
+                    return Err(StoreError::Conflict("room size"));
+                }
+                insert_members(&mut tx, conversation, added.iter().map(|u| (*u, "member")).collect(), last_seq, now).await?;
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                let last_seq = lock_conversation(&mut tx, conversation).await?;
+                let left = sqlx::query(
+                    "UPDATE members SET left_seq = $3, role = 'member' \
+                     WHERE conversation_id = $1 AND user_id = $2 AND left_seq IS NULL",
+                )
+                .bind(conversation.to_string())
+                .bind(user.to_string())
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await?;
+                // A room always has an owner while it has members: the longest-standing one inherits.
+                sqlx::query(
+                    "UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = \
+                     (SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL \
+                      ORDER BY joined_at, user_id LIMIT 1) \
+                     AND NOT EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 \
+                         AND left_seq IS NULL AND role = 'owner') \
+                     AND (SELECT kind FROM conversations WHERE id = $1) = 'room'",
+                )
+                .bind(conversation.to_string())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(left.rows_affected() > 0)
+            }
+
+            async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError> {
+                let rows = sqlx::query_as::<_, (String, String, Option<String>, i64, i64, i64)>(
+                    "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
+                       (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = t.id AND m.sender_id <> $1 \
+                        AND m.seq > t.read_seq AND m.seq > t.joined_seq) \
+                     FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
+                             COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
+                                 WHERE cu.conversation_id = c.id AND cu.user_id = $1), 0) AS read_seq \
+                           FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
+                           WHERE mb.user_id = $1 AND mb.left_seq IS NULL) t \
+                     ORDER BY t.last_ts DESC, t.id",
+                )
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, k, name, last_seq, read_seq, unread)| {
+                        Ok(ConversationSummary {
+                            id: parse_id(&id, "conversations.id")?,
+                            kind: kind(&k)?,
+                            name,
+                            last_seq,
+                            read_seq,
+                            unread,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn share_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
+                let shared: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM members x JOIN members y ON x.conversation_id = y.conversation_id \
+                     WHERE x.user_id = $1 AND y.user_id = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL LIMIT 1",
+                )
+                .bind(a.to_string())
+                .bind(b.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(shared.is_some())
+            }
+
+            async fn append(&self, message: &NewMessage<'_>) -> Result<Appended, StoreError> {
+                let stored = || async {
+                    let row = sqlx::query_as::<_, (String, i64, i64)>(
+                        "SELECT conversation_id, seq, server_ts FROM messages \
+                         WHERE sender_device = $1 AND client_msg_id = $2",
+                    )
+                    .bind(message.sender_device.to_string())
+                    .bind(message.client_msg_id)
+                    .fetch_optional(&self.writer)
+                    .await?;
+                    row.map(|(conversation, seq, server_ts)| {
+                        Ok::<_, StoreError>(Appended {
+                            conversation_id: parse_id(&conversation, "messages.conversation_id")?,
+                            seq,
+                            server_ts,
+                            duplicate: true,
+                        })
+                    })
+                    .transpose()
+                };
+                if let Some(first) = stored().await? {
+                    return Ok(first);
+                }
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                let seq: i64 = sqlx::query_scalar(
+                    "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
+                )
+                .bind(message.conversation_id.to_string())
+                .bind(message.server_ts)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::Missing("conversation"))?;
+                let inserted = sqlx::query(
+                    "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
+                     client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(message.conversation_id.to_string())
+                .bind(seq)
+                .bind(message.sender_id.to_string())
+                .bind(message.sender_device.to_string())
+                .bind(message.client_msg_id)
+                .bind(message.client_ts)
+                .bind(message.server_ts)
+                .bind(message.ciphertext)
+                .execute(&mut *tx)
+                .await;
+                match inserted.map_err(|e| classify(e, "message", "conversation")) {
+                    Ok(_) => {}
+                    // A concurrent resend of the same message won the race: answer with its place.
+                    Err(StoreError::Conflict(_)) => {
+                        drop(tx);
+                        return stored().await?.ok_or(StoreError::Missing("message"));
+                    }
+                    Err(e) => return Err(e),
+                }
+                tx.commit().await?;
+                Ok(Appended {
+                    conversation_id: message.conversation_id,
+                    seq,
+                    server_ts: message.server_ts,
+                    duplicate: false,
+                })
+            }
+
+            async fn messages_after(
+                &self,
+                conversation: ConversationId,
+                viewer: UserId,
+                after: i64,
+                up_to: i64,
+                limit_to: usize,
+            ) -> Result<Vec<Message>, StoreError> {
+                let rows = sqlx::query_as::<_, MessageRow>(concat!(
+                    "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
+                    "AND m.seq > $3 AND m.seq <= $4 ORDER BY m.seq LIMIT $5"
+                ))
+                .bind(conversation.to_string())
+                .bind(viewer.to_string())
+                .bind(after)
+                .bind(up_to)
+                .bind(limit(limit_to))
+                .fetch_all(&self.pool)
+                .await?;
+                messages(rows)
+            }
+
+            async fn messages_before(
+                &self,
+                conversation: ConversationId,
+                viewer: UserId,
+                before: i64,
+                limit_to: usize,
+            ) -> Result<Vec<Message>, StoreError> {
+                let rows = sqlx::query_as::<_, MessageRow>(concat!(
+                    "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
+                    "AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4"
+                ))
+                .bind(conversation.to_string())
+                .bind(viewer.to_string())
+                .bind(before)
+                .bind(limit(limit_to))
+                .fetch_all(&self.pool)
+                .await?;
+                messages(rows)
+            }
+
+            async fn sent_by(&self, user: UserId, before: i64, limit_to: usize) -> Result<Vec<Message>, StoreError> {
+                let rows = sqlx::query_as::<_, MessageRow>(concat!(
+                    "SELECT ", message_columns!("m"), " FROM messages m WHERE m.sender_id = $1 \
+                     AND m.server_ts < $2 ORDER BY m.server_ts DESC, m.seq DESC LIMIT $3"
+                ))
+                .bind(user.to_string())
+                .bind(before)
+                .bind(limit(limit_to))
+                .fetch_all(&self.pool)
+                .await?;
+                messages(rows)
+            }
+
+            async fn cursor_starts(&self, device: DeviceId, user: UserId) -> Result<Vec<CursorStart>, StoreError> {
+                let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64, Option<i64>, Option<i64>)>(
+                    "SELECT mb.conversation_id, mb.joined_seq, mb.left_seq, c.last_seq, cu.delivered_seq, cu.read_seq \
+                     FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
+                     LEFT JOIN cursors cu ON cu.device_id = $1 AND cu.conversation_id = mb.conversation_id \
+                     WHERE mb.user_id = $2",
+                )
+                .bind(device.to_string())
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                let mut starts = Vec::with_capacity(rows.len());
+                for (id, joined, left, last, delivered, read) in rows {
+                    let delivered_seq = delivered.unwrap_or(0).max(joined);
+                    let last_seq = left.map_or(last, |left| left.min(last));
+                    if left.is_some() && delivered_seq >= last_seq {
+                        continue; // a finished past membership
+                    }
+                    starts.push(CursorStart {
+                        conversation_id: parse_id(&id, "members.conversation_id")?,
+                        delivered_seq,
+                        read_seq: read.unwrap_or(0),
+                        last_seq,
+                    });
+                }
+                Ok(starts)
+            }
+
+            async fn move_cursor(
+                &self,
+                device: DeviceId,
+                user: UserId,
+                conversation: ConversationId,
+                delivered_seq: i64,
+                read_seq: i64,
+            ) -> Result<(i64, i64), StoreError> {
+                let moved = sqlx::query_as::<_, (i64, i64)>(
+                    "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
+                     delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
+                         THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
+                     read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
+                         THEN excluded.read_seq ELSE cursors.read_seq END \
+                     RETURNING delivered_seq, read_seq",
+                )
+                .bind(device.to_string())
+                .bind(conversation.to_string())
+                .bind(user.to_string())
+                .bind(delivered_seq)
+                .bind(read_seq)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(|e| classify(e, "cursor", "device"))?;
+                Ok(moved)
+            }
+
+            async fn senders_between(
+                &self,
+                conversation: ConversationId,
+                after: i64,
+                up_to: i64,
+            ) -> Result<Vec<UserId>, StoreError> {
+                let rows: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3",
+                )
+                .bind(conversation.to_string())
+                .bind(after)
+                .bind(up_to)
+                .fetch_all(&self.pool)
+                .await?;
+                ids(rows, "messages.sender_id")
+            }
+
+            async fn receipts(&self, conversation: ConversationId, seq: i64) -> Result<Option<MessageReceipts>, StoreError> {
+                let sender = sqlx::query_as::<_, (String, String)>(
+                    "SELECT sender_id, sender_device FROM messages WHERE conversation_id = $1 AND seq = $2",
+                )
+                .bind(conversation.to_string())
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some((sender_id, sender_device)) = sender else { return Ok(None) };
+                let cursors = sqlx::query_as::<_, (String, String, i64, i64)>(
+                    "SELECT user_id, device_id, delivered_seq, read_seq FROM cursors \
+                     WHERE conversation_id = $1 AND (delivered_seq >= $2 OR read_seq >= $2) ORDER BY user_id",
+                )
+                .bind(conversation.to_string())
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut receipts = MessageReceipts {
+                    seq,
+                    sender_id: parse_id(&sender_id, "messages.sender_id")?,
+                    sent: true,
+                    delivered_devices: 0,
+                    delivered_users: Vec::new(),
+                    read_users: Vec::new(),
+                };
+                for (user, device, delivered, read) in cursors {
+                    if device == sender_device {
+                        continue;
+                    }
+                    receipts.delivered_devices += 1;
+                    if user == sender_id {
+                        continue;
+                    }
+                    let user: UserId = parse_id(&user, "cursors.user_id")?;
+                    if !receipts.delivered_users.contains(&user) {
+                        receipts.delivered_users.push(user);
+                    }
+                    if read >= seq && !receipts.read_users.contains(&user) {
+                        receipts.read_users.push(user);
+                    }
+                    let _ = delivered;
+                }
+                Ok(Some(receipts))
+            }
+
+            async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+                let rows: Vec<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'blocked'",
+                )
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                ids(rows, "connections.user_id")
+            }
+
+            async fn push_inbox(
+                &self,
+                sender: UserId,
+                sender_device: DeviceId,
+                items: &[(DeviceId, &str)],
+                now: i64,
+            ) -> Result<Vec<ToDeviceIn>, StoreError> {
+                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                let mut stored = Vec::with_capacity(items.len());
+                for (device, payload) in items {
+                    let seq: i64 = sqlx::query_scalar(
+                        "UPDATE devices SET inbox_seq = inbox_seq + 1 WHERE id = $1 RETURNING inbox_seq",
+                    )
+                    .bind(device.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::Missing("device"))?;
+                    sqlx::query(
+                        "INSERT INTO inbox (device_id, seq, sender_id, sender_device, payload, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(device.to_string())
+                    .bind(seq)
+                    .bind(sender.to_string())
+                    .bind(sender_device.to_string())
+                    .bind(*payload)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    stored.push(ToDeviceIn { seq, sender_id: sender, sender_device_id: sender_device, payload: (*payload).to_owned() });
+                }
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn inbox(&self, device: DeviceId, after: i64, limit_to: usize) -> Result<Vec<ToDeviceIn>, StoreError> {
+                let rows = sqlx::query_as::<_, (i64, String, String, String)>(
+                    "SELECT seq, sender_id, sender_device, payload FROM inbox \
+                     WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(device.to_string())
+                .bind(after)
+                .bind(limit(limit_to))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(seq, sender, sender_device, payload)| {
+                        Ok(ToDeviceIn {
+                            seq,
+                            sender_id: parse_id(&sender, "inbox.sender_id")?,
+                            sender_device_id: parse_id(&sender_device, "inbox.sender_device")?,
+                            payload,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn ack_inbox(&self, device: DeviceId, seq: i64) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM inbox WHERE device_id = $1 AND seq <= $2")
+                    .bind(device.to_string())
+                    .bind(seq)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            async fn device_owner(&self, device: DeviceId) -> Result<Option<UserId>, StoreError> {
+                let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
+                    .bind(device.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                owner.map(|o| parse_id(&o, "devices.user_id")).transpose()
+            }
+        }
+
+        /// Locks a conversation's row for the rest of the transaction; returns its last seq.
+        async fn lock_conversation(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            conversation: ConversationId,
+        ) -> Result<i64, StoreError> {
+            sqlx::query_scalar("UPDATE conversations SET last_seq = last_seq WHERE id = $1 RETURNING last_seq")
+                .bind(conversation.to_string())
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::Missing("conversation"))
+        }
+
+        /// Inserts (or revives) memberships starting after `joined_seq`, many rows per statement.
+        async fn insert_members(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            conversation: ConversationId,
+            users: Vec<(UserId, &'static str)>,
+            joined_seq: i64,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            for chunk in users.chunks(500) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) ",
+                );
+                insert.push_values(chunk, |mut row, (user, role)| {
+                    row.push_bind(conversation.to_string())
+                        .push_bind(user.to_string())
+                        .push_bind(*role)
+                        .push_bind(joined_seq)
+                        .push_bind(now);
+                });
+                insert.push(
+                    " ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = excluded.role, \
+                     joined_seq = excluded.joined_seq, joined_at = excluded.joined_at, left_seq = NULL",
+                );
+                insert.build().execute(&mut **tx).await.map_err(|e| classify(e, "member", "user"))?;
+            }
+            Ok(())
+        }
+    };
+}
+
+mod sqlite_impl {
+    use super::dialect::sqlite::BEGIN_WRITE;
+    use super::*;
+    message_store!(SqliteStore, sqlx::Sqlite);
+}
+
+mod postgres_impl {
+    use super::dialect::postgres::BEGIN_WRITE;
+    use super::*;
+    message_store!(PgStore, sqlx::Postgres);
+}
