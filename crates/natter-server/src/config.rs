@@ -56,6 +56,8 @@ pub struct Config {
     pub database: DatabaseUrl,
     /// How long a login's token lasts.
     pub token_ttl: Duration,
+    /// WebSocket gateway settings.
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 #[cfg(test)]

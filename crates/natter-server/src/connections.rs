@@ -24,7 +24,8 @@
 //! Blocking hides the blocker: the blocked user's side becomes what a stranger's would be,
 //! their later requests are stored on their side only (the blocker never sees them unless they
 //! unblock), so the blocked user cannot tell a block from an ignored request or a removal.
-//! Profiles and device keys are visible only between accepted connections (and to oneself).
+//! Profiles and device keys are visible only to oneself, between accepted connections, and
+//! between members of a room (who must encrypt for each other).
 //!
 //! # Concurrency
 //!

@@ -20,6 +20,17 @@ pub enum ServiceError {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A rule forbids this; `code` names the rule (such as `not_member`).
+    #[error("{detail}")]
+    Denied {
+        /// A stable code.
+        code: &'static str,
+        /// What the rule is, for people.
+        detail: String,
+    },
+    /// The request or one of its parts is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
     /// The thing does not exist, or the caller may not know it does.
     #[error("{0}")]
     NotFound(&'static str),
@@ -70,6 +81,24 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message for people (never internal detail).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Logs the internal cause of a server-side failure, if this is one. Called once, where
+    /// the error leaves the server (a response or a WebSocket error frame).
+    pub fn log_internal(&self) {
+        if let Some(internal) = &self.internal {
+            tracing::error!(status = self.status.as_u16(), code = self.code, error = %internal, "request failed");
+        }
+    }
+
     fn internal(status: StatusCode, code: &'static str, internal: String) -> Self {
         let detail = match status {
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -92,6 +121,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(detail) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
             }
+            ServiceError::Denied { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
+            ServiceError::TooLarge(detail) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail),
             ServiceError::NotFound(detail) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::Refused(refusal) => {
@@ -151,9 +182,7 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(internal) = &self.internal {
-            tracing::error!(status = self.status.as_u16(), code = self.code, error = %internal, "request failed");
-        }
+        self.log_internal();
         let problem = Problem {
             kind: "about:blank".to_owned(),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),

@@ -61,6 +61,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
+/// Query parameters. A malformed value is 400 `invalid_request`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!("invalid query: {}", rejection.body_text()))),
+        }
+    }
+}
+
 /// The optional `If-Match` header, holding a connection version (`"3"`, `3` or `W/"3"`).
 pub struct IfMatch(pub Option<i64>);
 

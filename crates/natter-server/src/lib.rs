@@ -2,7 +2,10 @@
 //! until a shutdown signal; `main.rs` only parses flags and calls it.
 //!
 //! The modules are named for the seed's services:
-//! - [`accounts`], [`keys`], [`connections`]: the services (rules and authorization);
+//! - [`accounts`], [`keys`], [`connections`], [`conversations`], [`messages`]: the services
+//!   (rules and authorization);
+//! - [`gateway`]: the WebSocket gateway; [`fanout`]: who is connected here and the bus that
+//!   reaches them;
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite or PostgreSQL);
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
@@ -12,9 +15,13 @@ pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod conversations;
 pub mod error;
 pub mod extract;
+pub mod fanout;
+pub mod gateway;
 pub mod keys;
+pub mod messages;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -26,8 +33,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::{Config, DatabaseUrl};
+use crate::fanout::{LocalBus, Registry};
+use crate::messages::Messenger;
 use crate::state::AppState;
 use crate::store::{PgStore, SqliteStore, Store};
 
@@ -58,16 +68,26 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = open_store(&config.database).await?;
+    let registry = Arc::new(Registry::default());
+    let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
+    let (stopping, shutdown_rx) = watch::channel(false);
     let state = AppState {
+        messenger: Messenger::new(Arc::clone(&store), bus),
         store,
         token_ttl: config.token_ttl,
+        registry,
+        gateway: config.gateway,
+        shutdown: shutdown_rx,
     };
-    let address = listener
-        .local_addr()
-        .context("reading the listener's address")?;
+    let address = listener.local_addr().context("reading the listener's address")?;
     tracing::info!(%address, "natterd listening");
+    // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
+    // they watch `stopping` and close themselves, telling clients to reconnect.
     axum::serve(listener, routes::app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        })
         .await
         .context("serving HTTP")?;
     tracing::info!("natterd stopped");

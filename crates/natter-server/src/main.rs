@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use natter_server::config::{Config, DatabaseUrl};
+use natter_server::gateway::GatewayConfig;
 
 /// The Natter server. With no flags it keeps an embedded SQLite database in ./natter-data/
 /// and listens on 127.0.0.1:8080.
@@ -26,6 +27,18 @@ struct Args {
     /// Days a login's token stays valid.
     #[arg(long, env = "NATTER_TOKEN_TTL_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
     token_ttl_days: u64,
+    /// Seconds a WebSocket may stay silent before the server closes it (clients ping).
+    #[arg(long, env = "NATTER_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    idle_timeout_secs: u64,
+    /// Messages a device may send per second, on average.
+    #[arg(long, env = "NATTER_SEND_RATE", default_value_t = 10.0)]
+    send_rate: f64,
+    /// Messages a device may send in a burst.
+    #[arg(long, env = "NATTER_SEND_BURST", default_value_t = 30.0)]
+    send_burst: f64,
+    /// Events queued for one connection before it counts as too slow and is closed.
+    #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 1024)]
+    outbound_queue: usize,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "NATTER_LOG_JSON")]
     log_json: bool,
@@ -39,6 +52,12 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         database: args.database_url,
         token_ttl: Duration::from_secs(args.token_ttl_days * 24 * 3600),
+        gateway: GatewayConfig {
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            outbound_queue: args.outbound_queue,
+            send_rate_per_sec: args.send_rate,
+            send_burst: args.send_burst,
+        },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -3,13 +3,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
+use crate::fanout::Registry;
+use crate::gateway::GatewayConfig;
+use crate::messages::Messenger;
 use crate::store::Store;
 
-/// What handlers need: the store and the service settings. Cheap to clone.
+/// What handlers and connections need. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The store.
     pub store: Arc<dyn Store>,
     /// How long a login's token lasts.
     pub token_ttl: Duration,
+    /// The messaging services.
+    pub messenger: Messenger,
+    /// The devices connected to this node.
+    pub registry: Arc<Registry>,
+    /// Gateway settings.
+    pub gateway: GatewayConfig,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
 }

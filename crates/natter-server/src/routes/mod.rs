@@ -2,6 +2,7 @@
 
 mod accounts;
 mod connections;
+mod conversations;
 mod health;
 mod keys;
 
@@ -46,6 +47,16 @@ fn api() -> (Router<AppState>, OpenApi) {
         ))
         .routes(routes!(connections::respond))
         .routes(routes!(connections::block))
+        .routes(routes!(conversations::open_direct))
+        .routes(routes!(conversations::create_room))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::get))
+        .routes(routes!(conversations::add_members))
+        .routes(routes!(conversations::remove_member))
+        .routes(routes!(conversations::history))
+        .routes(routes!(conversations::receipts))
+        .routes(routes!(conversations::sent))
+        .routes(routes!(conversations::undelivered))
         .split_for_parts()
 }
 
@@ -82,6 +93,8 @@ pub fn app(state: AppState) -> Router {
     document.paths.paths.sort_keys();
     let document = Arc::new(document);
     router
+        // The WebSocket protocol is described in docs/protocol.md, not in OpenAPI.
+        .route("/v1/ws", axum::routing::get(crate::gateway::upgrade))
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
         .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         // Each layer wraps the ones above it, so a request meets them bottom to top:

@@ -219,6 +219,12 @@ pub trait Store: MessageStore + Send + Sync + 'static {
 
     /// Both sides of the connection between `user` and `peer`.
     async fn connection(&self, user: UserId, peer: UserId) -> Result<Sides, StoreError>;
+    /// Those of `candidates` that `user` has an accepted connection with.
+    async fn accepted_among(
+        &self,
+        user: UserId,
+        candidates: &[UserId],
+    ) -> Result<std::collections::HashSet<UserId>, StoreError>;
     /// Every side of `user` that is not `none`, with the peer's record.
     async fn connections_of(&self, user: UserId) -> Result<Vec<ConnectionRecord>, StoreError>;
     /// Applies `transition` to both sides atomically (both locked), bumping the version of each

@@ -494,6 +494,30 @@ macro_rules! sql_store {
                 sides(user, rows)
             }
 
+            async fn accepted_among(
+                &self,
+                user: UserId,
+                candidates: &[UserId],
+            ) -> Result<std::collections::HashSet<UserId>, StoreError> {
+                let mut found = std::collections::HashSet::new();
+                for chunk in candidates.chunks(500) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT peer_id FROM connections WHERE state = 'accepted' AND user_id = ",
+                    );
+                    query.push_bind(user.to_string()).push(" AND peer_id IN (");
+                    let mut list = query.separated(", ");
+                    for candidate in chunk {
+                        list.push_bind(candidate.to_string());
+                    }
+                    query.push(")");
+                    let rows: Vec<(String,)> = query.build_query_as().fetch_all(&self.pool).await?;
+                    for (peer,) in rows {
+                        found.insert(parse_id(&peer, "connections.peer_id")?);
+                    }
+                }
+                Ok(found)
+            }
+
             async fn connections_of(&self, user: UserId) -> Result<Vec<ConnectionRecord>, StoreError> {
                 sqlx::query_as::<_, ConnectionRow>(
                     "SELECT c.state, c.version, c.updated_at, u.id, u.username, u.display_name, \

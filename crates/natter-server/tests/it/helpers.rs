@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use natter_client::{Client, Session};
 use natter_server::config::{Config, DatabaseUrl, Secret};
+use natter_server::gateway::GatewayConfig;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -49,11 +50,12 @@ fn postgres_admin_url() -> Option<String> {
 impl TestServer {
     /// Starts a server on `backend`, or returns `None` when PostgreSQL is not configured here.
     pub async fn start(backend: Backend) -> Option<Self> {
-        Self::start_with(backend, Duration::from_secs(3600)).await
+        Self::start_with(backend, |_| {}).await
     }
 
-    /// Starts a server whose tokens last `token_ttl`.
-    pub async fn start_with(backend: Backend, token_ttl: Duration) -> Option<Self> {
+    /// Starts a server with settings changed by `configure` from the test defaults (generous
+    /// send rates, so tests that send a lot are not rate limited unless they mean to be).
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
         let (database, url) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("creating a temporary directory");
@@ -80,11 +82,13 @@ impl TestServer {
             .await
             .expect("binding an ephemeral port");
         let address = listener.local_addr().expect("listener address");
-        let config = Config {
+        let mut config = Config {
             listen: address,
             database: url,
-            token_ttl,
+            token_ttl: Duration::from_secs(3600),
+            gateway: GatewayConfig { send_rate_per_sec: 10_000.0, send_burst: 10_000.0, ..GatewayConfig::default() },
         };
+        configure(&mut config);
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(natter_server::run(config, listener, async move {
             let _ = stop.await;

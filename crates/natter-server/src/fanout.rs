@@ -1,0 +1,154 @@
+//! Fan-out: the node-local registry of connected devices, and the [`Bus`] that carries events
+//! to them.
+//!
+//! The registry is node-local state (who is connected *here*); everything shared lives in the
+//! store. [`LocalBus`] delivers straight into this node's registry; a cluster bus (Redis)
+//! implements the same trait by publishing to the nodes that hold the recipients.
+//!
+//! Each connection has a bounded queue. Publishing never waits: when a connection's queue is
+//! full, the connection is told to close (it reconnects and resyncs from its cursors), so a
+//! slow recipient can neither slow a sender nor grow the server's memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use natter_proto::{ConversationId, DeviceId, UserId};
+use tokio::sync::{Notify, mpsc};
+
+/// An event for one connection. Frames are serialized once and shared by every recipient.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    /// A stored message: the connection checks it against its per-conversation watermark, so
+    /// nothing is sent twice and gaps are filled from the store.
+    Message {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The message's seq.
+        seq: i64,
+        /// The `message` frame.
+        frame: Utf8Bytes,
+    },
+    /// A to-device item, checked against the device's inbox watermark.
+    ToDevice {
+        /// The inbox seq.
+        seq: i64,
+        /// The `to_device` frame.
+        frame: Utf8Bytes,
+    },
+    /// Any other frame (receipts, typing), sent as is.
+    Frame(Utf8Bytes),
+}
+
+/// Delivers events to the connected devices of users, wherever they are connected.
+pub trait Bus: Send + Sync {
+    /// To every connected device of `users`, except `skip` (the device that caused the event).
+    fn publish_to_users(&self, users: &[UserId], skip: Option<DeviceId>, event: Outbound);
+    /// To one device.
+    fn publish_to_device(&self, user: UserId, device: DeviceId, event: Outbound);
+}
+
+/// The single-node bus: delivers into this node's registry.
+pub struct LocalBus {
+    registry: Arc<Registry>,
+}
+
+impl LocalBus {
+    /// A bus over `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish_to_users(&self, users: &[UserId], skip: Option<DeviceId>, event: Outbound) {
+        self.registry.deliver(users, skip, &event);
+    }
+
+    fn publish_to_device(&self, user: UserId, device: DeviceId, event: Outbound) {
+        self.registry.deliver_to_device(user, device, &event);
+    }
+}
+
+struct Handle {
+    id: u64,
+    device: DeviceId,
+    queue: mpsc::Sender<Outbound>,
+    kick: Arc<Notify>,
+}
+
+/// The devices connected to this node, by user.
+#[derive(Default)]
+pub struct Registry {
+    users: RwLock<HashMap<UserId, Vec<Handle>>>,
+    next_id: AtomicU64,
+    connected: AtomicU64,
+}
+
+/// A connection's place in the registry; dropping it unregisters the connection.
+pub struct Registration {
+    registry: Arc<Registry>,
+    user: UserId,
+    id: u64,
+    /// Events for this connection.
+    pub events: mpsc::Receiver<Outbound>,
+    /// Notified when the connection fell too far behind and must close.
+    pub kick: Arc<Notify>,
+}
+
+impl Registry {
+    /// Registers a connection of `device` with a queue of `capacity` events.
+    pub fn register(self: &Arc<Self>, user: UserId, device: DeviceId, capacity: usize) -> Registration {
+        let (queue, events) = mpsc::channel(capacity.max(1));
+        let kick = Arc::new(Notify::new());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Handle { id, device, queue, kick: Arc::clone(&kick) };
+        self.users.write().expect("registry lock poisoned").entry(user).or_default().push(handle);
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        Registration { registry: Arc::clone(self), user, id, events, kick }
+    }
+
+    /// How many connections this node holds.
+    pub fn connections(&self) -> u64 {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
+        let map = self.users.read().expect("registry lock poisoned");
+        for user in users {
+            for handle in map.get(user).into_iter().flatten() {
+                if Some(handle.device) != skip {
+                    offer(handle, event);
+                }
+            }
+        }
+    }
+
+    fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
+        let map = self.users.read().expect("registry lock poisoned");
+        for handle in map.get(&user).into_iter().flatten().filter(|h| h.device == device) {
+            offer(handle, event);
+        }
+    }
+}
+
+/// Queues an event without waiting; a full queue means the connection must go.
+fn offer(handle: &Handle, event: &Outbound) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = handle.queue.try_send(event.clone()) {
+        handle.kick.notify_one();
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self.registry.users.write().expect("registry lock poisoned");
+        if let Some(handles) = map.get_mut(&self.user) {
+            handles.retain(|h| h.id != self.id);
+            if handles.is_empty() {
+                map.remove(&self.user);
+            }
+        }
+        self.registry.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,65 @@
+//! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one [`session`]
+//! task per connection that syncs, relays live traffic and handles the client's frames.
+
+mod rate;
+mod session;
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use natter_proto::limits::WS_MESSAGE_MAX;
+
+use crate::auth::{Auth, authenticate};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Gateway settings.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayConfig {
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Events queued for one connection before it counts as too slow and is closed.
+    pub outbound_queue: usize,
+    /// Sends (messages and to-device frames) a device may make per second, on average.
+    pub send_rate_per_sec: f64,
+    /// Sends a device may make in a burst.
+    pub send_burst: f64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self { idle_timeout: Duration::from_secs(60), outbound_queue: 1024, send_rate_per_sec: 10.0, send_burst: 30.0 }
+    }
+}
+
+/// Frames larger than this close the connection (protecting memory); frames between
+/// [`WS_MESSAGE_MAX`] and this get a `too_large` error frame and the connection stays.
+const WS_HARD_LIMIT: usize = 4 * WS_MESSAGE_MAX;
+
+/// `GET /v1/ws`: upgrades to a WebSocket. With an `Authorization: Bearer` header the token is
+/// checked before the upgrade (a bad one gets 401 and no connection); without one, the first
+/// frame must be `auth`.
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Result<Response, ApiError> {
+    let auth: Option<Auth> = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+            Some(authenticate(&state, token.trim()).await?)
+        }
+        None => None,
+    };
+    // Small buffers: an idle connection costs a few KiB instead of tungstenite's 128 KiB default.
+    Ok(upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(WS_HARD_LIMIT)
+        .max_frame_size(WS_HARD_LIMIT)
+        .on_upgrade(move |socket| session::run(socket, auth, state)))
+}

@@ -1,0 +1,400 @@
+//! One WebSocket connection: authenticate, register, sync, then relay live events and handle
+//! the client's frames until it leaves, idles out, falls behind or the server shuts down.
+//!
+//! # No gap, no duplicate
+//!
+//! The connection registers for live events *before* it reads its cursors, so every message is
+//! either in the store when sync reads it or arrives live afterwards (or both). Per
+//! conversation it keeps a watermark: the highest seq it has sent. A live message at or below
+//! the watermark is dropped; one past a gap first pulls the gap from the store. Sync is the
+//! same gap-filling from the delivered cursor. So each connection sends every message once,
+//! in seq order, whatever the interleaving of sync and live traffic.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use natter_proto::limits::{PAGE_MAX, WS_MESSAGE_MAX};
+use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
+use natter_proto::ConversationId;
+use tracing::Instrument;
+
+use super::rate::TokenBucket;
+use crate::auth::{Auth, authenticate};
+use crate::error::{ApiError, ServiceError};
+use crate::fanout::{Outbound, Registration};
+use crate::messages::encode;
+use crate::state::AppState;
+
+/// How long a connection without an `Authorization` header has to send its `auth` frame.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Close codes.
+mod close {
+    pub const POLICY: u16 = 1008;
+    pub const RESTART: u16 = 1012;
+    pub const IDLE: u16 = 4001;
+    pub const TOO_SLOW: u16 = 4008;
+}
+
+/// The connection is gone (or must go); stop the session.
+struct Closed;
+
+type Flow = Result<(), Closed>;
+
+/// Where a conversation stands on this connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cursor {
+    /// The highest seq sent on this connection.
+    sent: i64,
+    /// The device's cursors as stored.
+    delivered: i64,
+    read: i64,
+}
+
+/// Runs a connection to its end.
+pub async fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) {
+    let auth = match auth {
+        Some(auth) => auth,
+        None => match first_frame_auth(&mut socket, &state).await {
+            Some(auth) => auth,
+            None => return,
+        },
+    };
+    let session_id = uuid::Uuid::new_v4();
+    let span = tracing::info_span!("ws", session.id = %session_id, user.id = %auth.user_id, device.id = %auth.device_id);
+    async move {
+        // Register before reading cursors: see the module docs.
+        let registration = state.registry.register(auth.user_id, auth.device_id, state.gateway.outbound_queue);
+        let bucket = TokenBucket::new(state.gateway.send_rate_per_sec, state.gateway.send_burst, Instant::now());
+        let mut session = Session { socket, state, auth, registration, conversations: HashMap::new(), inbox_sent: 0, bucket };
+        tracing::info!(connections = session.state.registry.connections(), "connected");
+        let reason = session.serve().await;
+        tracing::info!(reason, "disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Waits for an `auth` frame; on anything else, says why and closes.
+async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Auth> {
+    let refused = |message: &str| error_frame("unauthorized", message.to_owned());
+    let outcome = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(ClientFrame::Auth { token }) => authenticate(state, &token).await.map_err(|e| refused(e.detail())),
+            _ => Err(refused("the first frame must be {\"type\":\"auth\",\"token\":...} (or send an Authorization header)")),
+        },
+        Ok(_) => return None,
+        Err(_) => Err(refused("no auth frame within 10 seconds")),
+    };
+    match outcome {
+        Ok(auth) => Some(auth),
+        Err(frame) => {
+            let _ = socket.send(WsMessage::Text(encode(&frame))).await;
+            let _ = socket.send(close_frame(close::POLICY, "unauthorized")).await;
+            None
+        }
+    }
+}
+
+fn error_frame(code: &str, message: String) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame { code: code.to_owned(), message, client_msg_id: None, retry_after_ms: None })
+}
+
+fn close_frame(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+struct Session {
+    socket: WebSocket,
+    state: AppState,
+    auth: Auth,
+    registration: Registration,
+    conversations: HashMap<ConversationId, Cursor>,
+    /// The highest to-device seq sent on this connection.
+    inbox_sent: i64,
+    bucket: TokenBucket,
+}
+
+impl Session {
+    /// The connection's main loop; returns why it ended.
+    async fn serve(&mut self) -> &'static str {
+        let ready = ServerFrame::Ready {
+            user_id: self.auth.user_id,
+            device_id: self.auth.device_id,
+            idle_timeout_secs: self.state.gateway.idle_timeout.as_secs(),
+        };
+        if self.send(&ready).await.is_err() || self.sync().await.is_err() {
+            return "closed during sync";
+        }
+        let idle = self.state.gateway.idle_timeout;
+        let mut deadline = tokio::time::Instant::now() + idle;
+        let mut shutdown = self.state.shutdown.clone();
+        let kick = std::sync::Arc::clone(&self.registration.kick);
+        loop {
+            let flow = tokio::select! {
+                biased;
+                () = kick.notified() => {
+                    self.close(close::TOO_SLOW, "too slow; reconnect and sync").await;
+                    return "too slow";
+                }
+                _ = shutdown.changed() => {
+                    self.close(close::RESTART, "server shutting down; reconnect").await;
+                    return "server shutdown";
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    let _ = self.send(&error_frame("idle_timeout", format!("nothing received for {} s", idle.as_secs()))).await;
+                    self.close(close::IDLE, "idle").await;
+                    return "idle";
+                }
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(message)) => {
+                        deadline = tokio::time::Instant::now() + idle;
+                        self.on_message(message).await
+                    }
+                    Some(Err(_)) => return "connection error",
+                    None => return "client closed",
+                },
+                Some(event) = self.registration.events.recv() => self.on_event(event).await,
+            };
+            if flow.is_err() {
+                return "closed";
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> Flow {
+        self.send_raw(encode(frame)).await
+    }
+
+    async fn send_raw(&mut self, frame: Utf8Bytes) -> Flow {
+        self.socket.send(WsMessage::Text(frame)).await.map_err(|_| Closed)
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        // The peer may be the slow one: don't wait on it for long.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(close_frame(code, reason))).await;
+    }
+
+    /// Reports a failed frame; the connection stays open.
+    async fn refuse(&mut self, error: ServiceError, client_msg_id: Option<String>) -> Flow {
+        let error = ApiError::from(error);
+        error.log_internal();
+        let frame = ErrorFrame {
+            code: error.code().to_owned(),
+            message: error.detail().to_owned(),
+            client_msg_id,
+            retry_after_ms: None,
+        };
+        self.send(&ServerFrame::Error(frame)).await
+    }
+
+    /// Sends everything past this device's cursors, then `synced`.
+    async fn sync(&mut self) -> Flow {
+        let starts = match self.state.store.cursor_starts(self.auth.device_id, self.auth.user_id).await {
+            Ok(starts) => starts,
+            Err(e) => {
+                self.refuse(e.into(), None).await?;
+                return Err(Closed);
+            }
+        };
+        let mut sent = 0u64;
+        for start in &starts {
+            self.conversations.insert(
+                start.conversation_id,
+                Cursor { sent: start.delivered_seq, delivered: start.delivered_seq, read: start.read_seq },
+            );
+        }
+        for start in starts {
+            sent += self.fill(start.conversation_id, start.last_seq).await?;
+        }
+        self.inbox_sent = 0;
+        let to_device = self.fill_inbox(i64::MAX).await?;
+        self.send(&ServerFrame::Synced { messages: sent, to_device }).await
+    }
+
+    /// Sends the messages after the conversation's watermark up to `up_to` from the store, a
+    /// page at a time. Returns how many it sent.
+    async fn fill(&mut self, conversation: ConversationId, up_to: i64) -> Result<u64, Closed> {
+        let mut count = 0;
+        loop {
+            let after = self.conversations.get(&conversation).map_or(0, |c| c.sent);
+            if after >= up_to {
+                return Ok(count);
+            }
+            let page = self
+                .state
+                .store
+                .messages_after(conversation, self.auth.user_id, after, up_to, PAGE_MAX)
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    // Without the gap the connection cannot go on in order: the client resyncs.
+                    self.refuse(e.into(), None).await?;
+                    return Err(Closed);
+                }
+            };
+            let full = page.len() == PAGE_MAX;
+            let mut last = after;
+            for message in page {
+                last = message.seq;
+                self.send(&ServerFrame::Message(message)).await?;
+                count += 1;
+            }
+            let reached = if full { last } else { up_to };
+            self.conversations.entry(conversation).or_default().sent = reached;
+            // Live events wait in the connection's queue meanwhile; if a long backlog lets it
+            // fill, the connection is closed as too slow and resumes from its cursors.
+            if !full {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Sends to-device items past the inbox watermark up to `up_to`. Returns how many.
+    async fn fill_inbox(&mut self, up_to: i64) -> Result<u64, Closed> {
+        let mut count = 0;
+        loop {
+            let page = match self.state.store.inbox(self.auth.device_id, self.inbox_sent, PAGE_MAX).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.refuse(e.into(), None).await?;
+                    return Err(Closed);
+                }
+            };
+            let full = page.len() == PAGE_MAX;
+            for item in page.into_iter().take_while(|item| item.seq <= up_to) {
+                self.inbox_sent = item.seq;
+                self.send(&ServerFrame::ToDevice(item)).await?;
+                count += 1;
+            }
+            if !full || self.inbox_sent >= up_to {
+                return Ok(count);
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Outbound) -> Flow {
+        match event {
+            Outbound::Message { conversation_id, seq, frame } => {
+                if !self.conversations.contains_key(&conversation_id) {
+                    // A conversation joined since sync: it starts where the membership starts.
+                    let joined = match self.state.store.member(conversation_id, self.auth.user_id).await {
+                        Ok(member) => member.map_or(seq - 1, |m| m.joined_seq),
+                        Err(e) => return self.refuse(e.into(), None).await.and(Err(Closed)),
+                    };
+                    self.conversations.insert(conversation_id, Cursor { sent: joined, delivered: joined, read: 0 });
+                }
+                let sent = self.conversations[&conversation_id].sent;
+                if seq <= sent {
+                    return Ok(());
+                }
+                if seq > sent + 1 {
+                    self.fill(conversation_id, seq - 1).await?;
+                }
+                self.send_raw(frame).await?;
+                self.conversations.entry(conversation_id).or_default().sent = seq;
+                Ok(())
+            }
+            Outbound::ToDevice { seq, frame } => {
+                if seq <= self.inbox_sent {
+                    return Ok(());
+                }
+                if seq > self.inbox_sent + 1 {
+                    self.fill_inbox(seq - 1).await?;
+                }
+                self.inbox_sent = seq;
+                self.send_raw(frame).await
+            }
+            Outbound::Frame(frame) => self.send_raw(frame).await,
+        }
+    }
+
+    async fn on_message(&mut self, message: WsMessage) -> Flow {
+        match message {
+            WsMessage::Text(text) if text.len() > WS_MESSAGE_MAX => {
+                let detail = format!("frames are at most {WS_MESSAGE_MAX} bytes; this one has {}", text.len());
+                self.send(&error_frame("too_large", detail)).await
+            }
+            WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
+                Ok(frame) => self.on_frame(frame).await,
+                Err(e) => self.send(&error_frame("invalid_frame", format!("not a valid frame: {e}"))).await,
+            },
+            WsMessage::Binary(_) => {
+                self.send(&error_frame("invalid_frame", "frames are JSON text, not binary".into())).await
+            }
+            WsMessage::Close(_) => Err(Closed),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => Ok(()),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
+        let now = crate::now_ms();
+        let messenger = self.state.messenger.clone();
+        match frame {
+            ClientFrame::Auth { .. } => self.send(&error_frame("invalid_frame", "already authenticated".into())).await,
+            ClientFrame::Send(message) => {
+                if let Err(wait) = self.bucket.take(Instant::now()) {
+                    return self.rate_limited(wait, Some(message.client_msg_id)).await;
+                }
+                match messenger.send(self.auth, &message, now).await {
+                    Ok(ack) => {
+                        tracing::debug!(conversation.id = %ack.conversation_id, seq = ack.seq, bytes = message.ciphertext.len(), "message accepted");
+                        self.send(&ServerFrame::Ack(ack)).await
+                    }
+                    Err(e) => self.refuse(e, Some(message.client_msg_id)).await,
+                }
+            }
+            ClientFrame::Delivered { conversation_id, seq } => self.move_cursor(conversation_id, seq, 0).await,
+            ClientFrame::Read { conversation_id, seq } => self.move_cursor(conversation_id, seq, seq).await,
+            ClientFrame::ToDevice { messages } => {
+                if let Err(wait) = self.bucket.take(Instant::now()) {
+                    return self.rate_limited(wait, None).await;
+                }
+                match messenger.to_device(self.auth, &messages, now).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => self.refuse(e, None).await,
+                }
+            }
+            ClientFrame::ToDeviceAck { seq } => match self.state.store.ack_inbox(self.auth.device_id, seq).await {
+                Ok(()) => Ok(()),
+                Err(e) => self.refuse(e.into(), None).await,
+            },
+            ClientFrame::Sync => {
+                self.conversations.clear();
+                self.sync().await
+            }
+            ClientFrame::Typing { conversation_id, typing } => match messenger.typing(self.auth, conversation_id, typing).await {
+                Ok(()) => Ok(()),
+                Err(e) => self.refuse(e, None).await,
+            },
+            ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
+        }
+    }
+
+    async fn rate_limited(&mut self, wait: Duration, client_msg_id: Option<String>) -> Flow {
+        let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        tracing::info!(retry_after_ms, "send rate limited");
+        let frame = ErrorFrame {
+            code: "rate_limited".into(),
+            message: format!("sending too fast; retry in {retry_after_ms} ms"),
+            client_msg_id,
+            retry_after_ms: Some(retry_after_ms),
+        };
+        self.send(&ServerFrame::Error(frame)).await
+    }
+
+    async fn move_cursor(&mut self, conversation: ConversationId, delivered: i64, read: i64) -> Flow {
+        let before = self.conversations.get(&conversation).map_or((0, 0), |c| (c.delivered, c.read));
+        match self.state.messenger.move_cursor(self.auth, conversation, before, delivered, read).await {
+            Ok((delivered, read)) => {
+                let cursor = self.conversations.entry(conversation).or_default();
+                cursor.delivered = delivered;
+                cursor.read = read;
+                Ok(())
+            }
+            Err(e) => self.refuse(e, None).await,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The sender and message services: validate and append a message, then fan it out; move
+//! delivered/read cursors and push receipts; relay to-device payloads; typing.
+//!
+//! The durable append is the acceptance point: a message is acked only after it is committed,
+//! and fan-out happens after that without waiting on any recipient.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use natter_proto::conversations::ConversationKind;
+use natter_proto::connections::ConnectionState;
+use natter_proto::limits::{CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX};
+use natter_proto::ws::{Ack, Message, Receipt, SendMessage, ServerFrame, ToDeviceOut};
+use natter_proto::{ConversationId, DeviceId, UserId};
+
+use crate::auth::Auth;
+use crate::error::ServiceError;
+use crate::fanout::{Bus, Outbound};
+use crate::store::{MemberRecord, NewMessage, Store};
+
+/// Serializes a frame once, for every recipient.
+pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
+}
+
+/// The messaging services over a store and a bus.
+#[derive(Clone)]
+pub struct Messenger {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+}
+
+fn not_member() -> ServiceError {
+    ServiceError::Denied { code: "not_member", detail: "you are not a member of this conversation".into() }
+}
+
+impl Messenger {
+    /// Messaging over `store`, fanning out through `bus`.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        Self { store, bus }
+    }
+
+    /// The caller's current membership, or `not_member`.
+    async fn current_member(&self, conversation: ConversationId, user: UserId) -> Result<MemberRecord, ServiceError> {
+        match self.store.member(conversation, user).await? {
+            Some(member) if member.left_seq.is_none() => Ok(member),
+            _ => Err(not_member()),
+        }
+    }
+
+    /// Checks, stores and fans out a message; the ack says where it was stored. A resend of a
+    /// stored (device, client_msg_id) gets the first ack again and stores nothing.
+    ///
+    /// # Errors
+    /// Malformed or oversized; not a member; not connected (direct); the store is down.
+    pub async fn send(&self, auth: Auth, message: &SendMessage, now: i64) -> Result<Ack, ServiceError> {
+        check_client_msg_id(&message.client_msg_id)?;
+        if message.ciphertext.is_empty() {
+            return Err(ServiceError::Invalid("the ciphertext is empty".into()));
+        }
+        if message.ciphertext.len() > CIPHERTEXT_MAX {
+            return Err(ServiceError::TooLarge(format!(
+                "the ciphertext is {} bytes; at most {CIPHERTEXT_MAX} are allowed (1,000 characters of text)",
+                message.ciphertext.len()
+            )));
+        }
+        let conversation = message.conversation_id;
+        self.current_member(conversation, auth.user_id).await?;
+        let record = self.store.conversation(conversation).await?.ok_or_else(not_member)?;
+        let members = self.store.members(conversation).await?;
+        if record.kind == ConversationKind::Direct {
+            let peer = members.iter().map(|m| m.user_id).find(|u| *u != auth.user_id);
+            let connected = match peer {
+                Some(peer) => self.store.connection(auth.user_id, peer).await?.mine.state == ConnectionState::Accepted,
+                None => false,
+            };
+            if !connected {
+                return Err(ServiceError::Denied {
+                    code: "not_connected",
+                    detail: "you are no longer connected to this user".into(),
+                });
+            }
+        }
+        let appended = self
+            .store
+            .append(&NewMessage {
+                conversation_id: conversation,
+                sender_id: auth.user_id,
+                sender_device: auth.device_id,
+                client_msg_id: &message.client_msg_id,
+                client_ts: message.client_ts,
+                ciphertext: &message.ciphertext,
+                server_ts: now,
+            })
+            .await?;
+        let ack = Ack {
+            client_msg_id: message.client_msg_id.clone(),
+            conversation_id: appended.conversation_id,
+            seq: appended.seq,
+            server_ts: appended.server_ts,
+        };
+        // A resend is published again too: if the node died between append and fan-out the
+        // first time, this is when recipients hear of it; their watermarks drop duplicates.
+        if appended.conversation_id == conversation {
+            let blockers = self.store.blockers_of(auth.user_id).await?;
+            let recipients: Vec<UserId> =
+                members.iter().map(|m| m.user_id).filter(|u| !blockers.contains(u)).collect();
+            let frame = encode(&ServerFrame::Message(Message {
+                conversation_id: conversation,
+                seq: appended.seq,
+                sender_id: auth.user_id,
+                sender_device_id: auth.device_id,
+                client_msg_id: message.client_msg_id.clone(),
+                server_ts: appended.server_ts,
+                client_ts: message.client_ts,
+                ciphertext: message.ciphertext.clone(),
+            }));
+            let event = Outbound::Message { conversation_id: conversation, seq: appended.seq, frame };
+            self.bus.publish_to_users(&recipients, Some(auth.device_id), event);
+        }
+        Ok(ack)
+    }
+
+    /// Moves the caller's device cursors forward (`read` implies `delivered`) and pushes a
+    /// receipt to the senders of the newly covered messages and to the caller's other devices.
+    /// `before` is the device's (delivered, read) as last stored. Returns the new cursors.
+    ///
+    /// # Errors
+    /// Not a member (now or before); a seq past the end of the conversation.
+    pub async fn move_cursor(
+        &self,
+        auth: Auth,
+        conversation: ConversationId,
+        before: (i64, i64),
+        delivered: i64,
+        read: i64,
+    ) -> Result<(i64, i64), ServiceError> {
+        if self.store.member(conversation, auth.user_id).await?.is_none() {
+            return Err(not_member());
+        }
+        let last_seq = self.store.conversation(conversation).await?.map_or(0, |c| c.last_seq);
+        let furthest = delivered.max(read);
+        if furthest > last_seq || delivered < 0 || read < 0 {
+            return Err(ServiceError::Invalid(format!("seq {furthest} is not in this conversation (0..={last_seq})")));
+        }
+        let after = self
+            .store
+            .move_cursor(auth.device_id, auth.user_id, conversation, delivered.max(read), read)
+            .await?;
+        if after != before {
+            let from = before.0.min(before.1);
+            let to = after.0.max(after.1);
+            let mut recipients = self.store.senders_between(conversation, from, to).await?;
+            if !recipients.contains(&auth.user_id) {
+                recipients.push(auth.user_id);
+            }
+            let frame = encode(&ServerFrame::Receipt(Receipt {
+                conversation_id: conversation,
+                user_id: auth.user_id,
+                device_id: auth.device_id,
+                delivered_seq: after.0,
+                read_seq: after.1,
+            }));
+            self.bus.publish_to_users(&recipients, Some(auth.device_id), Outbound::Frame(frame));
+        }
+        Ok(after)
+    }
+
+    /// Stores opaque payloads for devices and pushes them to the ones online. A device may
+    /// write to its own user's devices, connections' devices, and co-members' devices.
+    ///
+    /// # Errors
+    /// Too many or too large; an unknown device, or one the sender may not reach.
+    pub async fn to_device(&self, auth: Auth, messages: &[ToDeviceOut], now: i64) -> Result<usize, ServiceError> {
+        if messages.len() > TO_DEVICE_BATCH_MAX {
+            return Err(ServiceError::TooLarge(format!("at most {TO_DEVICE_BATCH_MAX} to-device payloads per frame")));
+        }
+        for message in messages {
+            if message.payload.is_empty() || message.payload.len() > TO_DEVICE_PAYLOAD_MAX {
+                return Err(ServiceError::TooLarge(format!(
+                    "a to-device payload has 1 to {TO_DEVICE_PAYLOAD_MAX} bytes"
+                )));
+            }
+            let owner = self.store.device_owner(message.device_id).await?;
+            let reachable = owner == Some(message.user_id)
+                && crate::connections::can_see(self.store.as_ref(), auth.user_id, message.user_id).await?;
+            if !reachable {
+                return Err(ServiceError::NotFound("no such device, or you may not reach it"));
+            }
+        }
+        let items: Vec<(DeviceId, &str)> = messages.iter().map(|m| (m.device_id, m.payload.as_str())).collect();
+        let stored = self.store.push_inbox(auth.user_id, auth.device_id, &items, now).await?;
+        for (message, item) in messages.iter().zip(stored) {
+            let seq = item.seq;
+            let frame = encode(&ServerFrame::ToDevice(item));
+            self.bus.publish_to_device(message.user_id, message.device_id, Outbound::ToDevice { seq, frame });
+        }
+        Ok(messages.len())
+    }
+
+    /// Tells the other members' devices the caller is (not) typing.
+    ///
+    /// # Errors
+    /// Not a member.
+    pub async fn typing(&self, auth: Auth, conversation: ConversationId, typing: bool) -> Result<(), ServiceError> {
+        self.current_member(conversation, auth.user_id).await?;
+        let members: Vec<UserId> = self.store.members(conversation).await?.into_iter().map(|m| m.user_id).collect();
+        let frame = encode(&ServerFrame::Typing { conversation_id: conversation, user_id: auth.user_id, typing });
+        self.bus.publish_to_users(&members, Some(auth.device_id), Outbound::Frame(frame));
+        Ok(())
+    }
+}
+
+fn check_client_msg_id(id: &str) -> Result<(), ServiceError> {
+    if id.is_empty() || id.len() > CLIENT_MSG_ID_MAX || !id.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ServiceError::Invalid(format!(
+            "client_msg_id has 1 to {CLIENT_MSG_ID_MAX} printable ASCII characters"
+        )));
+    }
+    Ok(())
+}
