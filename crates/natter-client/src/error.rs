@@ -14,6 +14,15 @@ pub enum ClientError {
     /// The server could not be reached, or its answer could not be read.
     #[error("cannot talk to the server: {0}")]
     Http(#[source] reqwest::Error),
+    /// The WebSocket failed.
+    #[error("WebSocket error: {0}")]
+    WebSocket(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The WebSocket connection ended.
+    #[error("the connection closed (code {:?}): {}", .0.code, .0.reason)]
+    Closed(crate::ws::Closed),
+    /// The server sent something this client does not understand.
+    #[error("unexpected frame from the server: {0}")]
+    Protocol(String),
     /// The server URL is not an http(s) URL.
     #[error("not an http:// or https:// URL: {0}")]
     InvalidUrl(String),

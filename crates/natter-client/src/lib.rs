@@ -14,13 +14,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The real-time WebSocket client, the local store and end-to-end encryption come later.
+//! [`Session::connect`] opens the real-time [`Connection`]; [`Dedup`] shows each message once.
+//! The local store, reconnection and end-to-end encryption come later.
 
 mod error;
 mod session;
+mod ws;
 
 pub use error::ClientError;
 pub use session::Session;
+pub use ws::{Closed, Connection, Dedup};
 
 use natter_proto::UserId;
 use natter_proto::accounts::{

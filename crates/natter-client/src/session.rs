@@ -7,7 +7,12 @@ use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
 use natter_proto::keys::{
     ClaimedKey, DeviceInfo, DevicesResponse, KeyCountResponse, UploadKeysRequest,
 };
-use natter_proto::{DeviceId, UserId};
+use natter_proto::conversations::{
+    AddMembersRequest, ConversationDetails, ConversationSummary, ConversationsResponse, CreateDirectRequest,
+    CreateRoomRequest, MessageReceipts, MessagesResponse,
+};
+use natter_proto::ws::Message;
+use natter_proto::{ConversationId, DeviceId, UserId};
 use reqwest::{Method, RequestBuilder};
 
 use crate::{Client, ClientError, checked};
@@ -82,6 +87,15 @@ impl Session {
 
     async fn no_content(&self, request: RequestBuilder) -> Result<(), ClientError> {
         checked(request).await.map(drop)
+    }
+
+    /// Opens the real-time connection as this device.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the token (401).
+    pub async fn connect(&self) -> Result<crate::Connection, ClientError> {
+        let url = self.client.base_url().replacen("http", "ws", 1);
+        crate::Connection::open(&format!("{url}/v1/ws"), &self.token).await
     }
 
     /// Logs this device out; the token stops working and the device's keys are removed.
@@ -276,6 +290,108 @@ impl Session {
         self.client
             .send(self.versioned(Method::DELETE, &path, if_match))
             .await
+    }
+}
+
+/// Conversations and history.
+impl Session {
+    /// Opens (or finds) the direct conversation with a connection.
+    ///
+    /// # Errors
+    /// `not_connected`.
+    pub async fn open_direct(&self, peer: UserId) -> Result<ConversationDetails, ClientError> {
+        let body = CreateDirectRequest { user_id: peer };
+        self.client.send_json(self.request(Method::POST, "/v1/conversations/direct"), &body).await
+    }
+
+    /// Creates a room with some of this user's connections.
+    ///
+    /// # Errors
+    /// `invalid_request`, `not_connected`, `room_full`.
+    pub async fn create_room(&self, name: &str, members: &[UserId]) -> Result<ConversationDetails, ClientError> {
+        let body = CreateRoomRequest { name: name.to_owned(), members: members.to_vec() };
+        self.client.send_json(self.request(Method::POST, "/v1/conversations/rooms"), &body).await
+    }
+
+    /// This user's conversations with unread counts.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
+        let list: ConversationsResponse = self.client.send(self.request(Method::GET, "/v1/conversations")).await?;
+        Ok(list.conversations)
+    }
+
+    /// A conversation and its members.
+    ///
+    /// # Errors
+    /// `not_found` for non-members.
+    pub async fn conversation(&self, id: ConversationId) -> Result<ConversationDetails, ClientError> {
+        self.client.send(self.request(Method::GET, &format!("/v1/conversations/{id}"))).await
+    }
+
+    /// Adds connections to a room this user owns.
+    ///
+    /// # Errors
+    /// `not_owner`, `not_connected`, `room_full`.
+    pub async fn add_members(&self, id: ConversationId, users: &[UserId]) -> Result<ConversationDetails, ClientError> {
+        let body = AddMembersRequest { user_ids: users.to_vec() };
+        self.client.send_json(self.request(Method::POST, &format!("/v1/conversations/{id}/members")), &body).await
+    }
+
+    /// Removes a member from a room this user owns, or leaves when `user` is this user.
+    ///
+    /// # Errors
+    /// `not_owner`, `not_found`.
+    pub async fn remove_member(&self, id: ConversationId, user: UserId) -> Result<(), ClientError> {
+        self.no_content(self.request(Method::DELETE, &format!("/v1/conversations/{id}/members/{user}"))).await
+    }
+
+    /// A page of history, oldest first: after `after`, or else the newest before `before`.
+    ///
+    /// # Errors
+    /// `not_found` for users who were never members.
+    pub async fn history(
+        &self,
+        id: ConversationId,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Message>, ClientError> {
+        let mut query = Vec::new();
+        query.extend(after.map(|v| ("after", v.to_string())));
+        query.extend(before.map(|v| ("before", v.to_string())));
+        query.extend(limit.map(|v| ("limit", v.to_string())));
+        let request = self.request(Method::GET, &format!("/v1/conversations/{id}/messages")).query(&query);
+        let page: MessagesResponse = self.client.send(request).await?;
+        Ok(page.messages)
+    }
+
+    /// How far one message got.
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub async fn receipts(&self, id: ConversationId, seq: i64) -> Result<MessageReceipts, ClientError> {
+        self.client.send(self.request(Method::GET, &format!("/v1/conversations/{id}/messages/{seq}/receipts"))).await
+    }
+
+    /// What this user sent, newest first.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn sent(&self, limit: Option<usize>) -> Result<Vec<Message>, ClientError> {
+        let query: Vec<(&str, String)> = limit.map(|v| ("limit", v.to_string())).into_iter().collect();
+        let page: MessagesResponse = self.client.send(self.request(Method::GET, "/v1/messages/sent").query(&query)).await?;
+        Ok(page.messages)
+    }
+
+    /// Messages this device has not acknowledged as delivered.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn undelivered(&self) -> Result<Vec<Message>, ClientError> {
+        let page: MessagesResponse = self.client.send(self.request(Method::GET, "/v1/messages/undelivered")).await?;
+        Ok(page.messages)
     }
 }
 
