@@ -4,12 +4,12 @@ use natter_proto::accounts::{
     MeResponse, Profile, SessionResponse, UpdateProfileRequest, UserLookup,
 };
 use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
+use natter_proto::conversations::{
+    AddMembersRequest, ConversationDetails, ConversationSummary, ConversationsResponse,
+    CreateDirectRequest, CreateRoomRequest, MessageReceipts, MessagesResponse,
+};
 use natter_proto::keys::{
     ClaimedKey, DeviceInfo, DevicesResponse, KeyCountResponse, UploadKeysRequest,
-};
-use natter_proto::conversations::{
-    AddMembersRequest, ConversationDetails, ConversationSummary, ConversationsResponse, CreateDirectRequest,
-    CreateRoomRequest, MessageReceipts, MessagesResponse,
 };
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
@@ -301,16 +301,30 @@ impl Session {
     /// `not_connected`.
     pub async fn open_direct(&self, peer: UserId) -> Result<ConversationDetails, ClientError> {
         let body = CreateDirectRequest { user_id: peer };
-        self.client.send_json(self.request(Method::POST, "/v1/conversations/direct"), &body).await
+        self.client
+            .send_json(
+                self.request(Method::POST, "/v1/conversations/direct"),
+                &body,
+            )
+            .await
     }
 
     /// Creates a room with some of this user's connections.
     ///
     /// # Errors
     /// `invalid_request`, `not_connected`, `room_full`.
-    pub async fn create_room(&self, name: &str, members: &[UserId]) -> Result<ConversationDetails, ClientError> {
-        let body = CreateRoomRequest { name: name.to_owned(), members: members.to_vec() };
-        self.client.send_json(self.request(Method::POST, "/v1/conversations/rooms"), &body).await
+    pub async fn create_room(
+        &self,
+        name: &str,
+        members: &[UserId],
+    ) -> Result<ConversationDetails, ClientError> {
+        let body = CreateRoomRequest {
+            name: name.to_owned(),
+            members: members.to_vec(),
+        };
+        self.client
+            .send_json(self.request(Method::POST, "/v1/conversations/rooms"), &body)
+            .await
     }
 
     /// This user's conversations with unread counts.
@@ -318,7 +332,10 @@ impl Session {
     /// # Errors
     /// The server cannot be reached.
     pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
-        let list: ConversationsResponse = self.client.send(self.request(Method::GET, "/v1/conversations")).await?;
+        let list: ConversationsResponse = self
+            .client
+            .send(self.request(Method::GET, "/v1/conversations"))
+            .await?;
         Ok(list.conversations)
     }
 
@@ -326,17 +343,33 @@ impl Session {
     ///
     /// # Errors
     /// `not_found` for non-members.
-    pub async fn conversation(&self, id: ConversationId) -> Result<ConversationDetails, ClientError> {
-        self.client.send(self.request(Method::GET, &format!("/v1/conversations/{id}"))).await
+    pub async fn conversation(
+        &self,
+        id: ConversationId,
+    ) -> Result<ConversationDetails, ClientError> {
+        self.client
+            .send(self.request(Method::GET, &format!("/v1/conversations/{id}")))
+            .await
     }
 
     /// Adds connections to a room this user owns.
     ///
     /// # Errors
     /// `not_owner`, `not_connected`, `room_full`.
-    pub async fn add_members(&self, id: ConversationId, users: &[UserId]) -> Result<ConversationDetails, ClientError> {
-        let body = AddMembersRequest { user_ids: users.to_vec() };
-        self.client.send_json(self.request(Method::POST, &format!("/v1/conversations/{id}/members")), &body).await
+    pub async fn add_members(
+        &self,
+        id: ConversationId,
+        users: &[UserId],
+    ) -> Result<ConversationDetails, ClientError> {
+        let body = AddMembersRequest {
+            user_ids: users.to_vec(),
+        };
+        self.client
+            .send_json(
+                self.request(Method::POST, &format!("/v1/conversations/{id}/members")),
+                &body,
+            )
+            .await
     }
 
     /// Removes a member from a room this user owns, or leaves when `user` is this user.
@@ -344,7 +377,11 @@ impl Session {
     /// # Errors
     /// `not_owner`, `not_found`.
     pub async fn remove_member(&self, id: ConversationId, user: UserId) -> Result<(), ClientError> {
-        self.no_content(self.request(Method::DELETE, &format!("/v1/conversations/{id}/members/{user}"))).await
+        self.no_content(self.request(
+            Method::DELETE,
+            &format!("/v1/conversations/{id}/members/{user}"),
+        ))
+        .await
     }
 
     /// A page of history, oldest first: after `after`, or else the newest before `before`.
@@ -362,7 +399,9 @@ impl Session {
         query.extend(after.map(|v| ("after", v.to_string())));
         query.extend(before.map(|v| ("before", v.to_string())));
         query.extend(limit.map(|v| ("limit", v.to_string())));
-        let request = self.request(Method::GET, &format!("/v1/conversations/{id}/messages")).query(&query);
+        let request = self
+            .request(Method::GET, &format!("/v1/conversations/{id}/messages"))
+            .query(&query);
         let page: MessagesResponse = self.client.send(request).await?;
         Ok(page.messages)
     }
@@ -371,8 +410,17 @@ impl Session {
     ///
     /// # Errors
     /// `not_found`.
-    pub async fn receipts(&self, id: ConversationId, seq: i64) -> Result<MessageReceipts, ClientError> {
-        self.client.send(self.request(Method::GET, &format!("/v1/conversations/{id}/messages/{seq}/receipts"))).await
+    pub async fn receipts(
+        &self,
+        id: ConversationId,
+        seq: i64,
+    ) -> Result<MessageReceipts, ClientError> {
+        self.client
+            .send(self.request(
+                Method::GET,
+                &format!("/v1/conversations/{id}/messages/{seq}/receipts"),
+            ))
+            .await
     }
 
     /// What this user sent, newest first.
@@ -380,8 +428,14 @@ impl Session {
     /// # Errors
     /// The server cannot be reached.
     pub async fn sent(&self, limit: Option<usize>) -> Result<Vec<Message>, ClientError> {
-        let query: Vec<(&str, String)> = limit.map(|v| ("limit", v.to_string())).into_iter().collect();
-        let page: MessagesResponse = self.client.send(self.request(Method::GET, "/v1/messages/sent").query(&query)).await?;
+        let query: Vec<(&str, String)> = limit
+            .map(|v| ("limit", v.to_string()))
+            .into_iter()
+            .collect();
+        let page: MessagesResponse = self
+            .client
+            .send(self.request(Method::GET, "/v1/messages/sent").query(&query))
+            .await?;
         Ok(page.messages)
     }
 
@@ -390,7 +444,10 @@ impl Session {
     /// # Errors
     /// The server cannot be reached.
     pub async fn undelivered(&self) -> Result<Vec<Message>, ClientError> {
-        let page: MessagesResponse = self.client.send(self.request(Method::GET, "/v1/messages/undelivered")).await?;
+        let page: MessagesResponse = self
+            .client
+            .send(self.request(Method::GET, "/v1/messages/undelivered"))
+            .await?;
         Ok(page.messages)
     }
 }

@@ -32,7 +32,9 @@ pub struct Closed {
 impl Connection {
     /// Opens a connection to `ws_url` with the bearer token in the `Authorization` header.
     pub(crate) async fn open(ws_url: &str, token: &str) -> Result<Self, ClientError> {
-        let mut request = ws_url.into_client_request().map_err(ClientError::WebSocket)?;
+        let mut request = ws_url
+            .into_client_request()
+            .map_err(ClientError::WebSocket)?;
         let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| ClientError::InvalidUrl("the token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", bearer);
@@ -45,7 +47,9 @@ impl Connection {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| match e {
-                tungstenite::Error::Http(response) => ClientError::UnexpectedStatus(response.status().as_u16()),
+                tungstenite::Error::Http(response) => {
+                    ClientError::UnexpectedStatus(response.status().as_u16())
+                }
                 other => ClientError::WebSocket(other),
             })?;
         Ok(Self { socket })
@@ -65,7 +69,10 @@ impl Connection {
     /// # Errors
     /// The connection is gone.
     pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
-        self.socket.send(WsMessage::text(text)).await.map_err(ClientError::WebSocket)
+        self.socket
+            .send(WsMessage::text(text))
+            .await
+            .map_err(ClientError::WebSocket)
     }
 
     /// Sends a message to a conversation; the server answers with `ack` (or `error`).
@@ -96,14 +103,21 @@ impl Connection {
         loop {
             let message = match self.socket.next().await {
                 Some(Ok(message)) => message,
-                Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) | None => {
-                    return Err(ClientError::Closed(Closed { code: None, reason: "connection closed".into() }));
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                ))
+                | None => {
+                    return Err(ClientError::Closed(Closed {
+                        code: None,
+                        reason: "connection closed".into(),
+                    }));
                 }
                 Some(Err(e)) => return Err(ClientError::WebSocket(e)),
             };
             match message {
                 WsMessage::Text(text) => {
-                    return serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()));
+                    return serde_json::from_str(&text)
+                        .map_err(|e| ClientError::Protocol(e.to_string()));
                 }
                 WsMessage::Close(frame) => {
                     return Err(ClientError::Closed(Closed {
@@ -111,7 +125,9 @@ impl Connection {
                         reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
                     }));
                 }
-                WsMessage::Binary(_) => return Err(ClientError::Protocol("unexpected binary frame".into())),
+                WsMessage::Binary(_) => {
+                    return Err(ClientError::Protocol("unexpected binary frame".into()));
+                }
                 WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
             }
         }

@@ -9,7 +9,7 @@ use natter_proto::limits::{
 };
 use natter_proto::{DeviceId, UserId};
 
-use crate::auth::{hash_password, hash_token, new_token, verify_password};
+use crate::auth::{hash_token, new_token};
 use crate::connections::profile;
 use crate::error::ServiceError;
 use crate::state::AppState;
@@ -41,7 +41,7 @@ pub async fn register(
         None => request.username.clone(),
     };
     let id = UserId::new();
-    let password_hash = hash_password(request.password).await?;
+    let password_hash = state.passwords.hash(request.password).await?;
     let user = NewUser {
         id,
         username: &request.username,
@@ -88,7 +88,7 @@ pub async fn login(
         None => (None, None),
     };
     let password = request.password.chars().take(PASSWORD_MAX_BYTES).collect();
-    let (true, Some(user)) = (verify_password(password, stored_hash).await?, user) else {
+    let (true, Some(user)) = (state.passwords.verify(password, stored_hash).await?, user) else {
         return Err(ServiceError::BadCredentials);
     };
     let token = new_token();

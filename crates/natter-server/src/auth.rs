@@ -4,11 +4,9 @@
 //! # Security
 //! Tokens and passwords never reach a log line: they are not `Debug` anywhere here.
 
-use std::sync::LazyLock;
-
-use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -88,48 +86,72 @@ pub fn hash_token(token: &str) -> String {
         .collect()
 }
 
-/// Hashes a password with argon2id on the blocking pool (it takes tens of milliseconds).
+/// Argon2id password hashing with this server's cost settings.
 ///
-/// # Errors
-/// Hashing fails (it does not for valid input) or the task is cancelled.
-pub async fn hash_password(password: String) -> Result<String, ServiceError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| ServiceError::Internal(format!("hashing a password: {e}")))
-    })
-    .await
-    .map_err(|e| ServiceError::Internal(format!("password hashing task: {e}")))?
+/// # Security
+/// A login for an unknown username checks the password against a dummy hash made with the
+/// same settings, so it takes as long as a wrong password and does not reveal which usernames
+/// exist.
+pub struct Passwords {
+    params: Params,
+    dummy_hash: String,
 }
 
-/// A hash to check against when the user does not exist, so a login for an unknown username
-/// takes as long as one with a wrong password and does not reveal which usernames exist.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    Argon2::default()
-        .hash_password(b"natter-dummy-password")
-        .expect("hashing a constant password cannot fail")
-        .to_string()
-});
+impl Passwords {
+    /// Hashing with `memory_kib` KiB and `iterations` passes (argon2's defaults: 19,456 and 2).
+    ///
+    /// # Errors
+    /// The settings are outside what argon2 accepts.
+    pub fn new(memory_kib: u32, iterations: u32) -> anyhow::Result<Self> {
+        let params = Params::new(memory_kib, iterations, 1, None)
+            .map_err(|e| anyhow::anyhow!("invalid argon2 settings: {e}"))?;
+        let dummy_hash = hasher(&params)
+            .hash_password(b"natter-dummy-password")
+            .map_err(|e| anyhow::anyhow!("argon2 cannot hash with these settings: {e}"))?
+            .to_string();
+        Ok(Self { params, dummy_hash })
+    }
 
-/// Checks `password` against a stored hash (or the dummy hash when there is none).
-///
-/// # Errors
-/// The task is cancelled.
-pub async fn verify_password(
-    password: String,
-    stored: Option<String>,
-) -> Result<bool, ServiceError> {
-    tokio::task::spawn_blocking(move || {
+    /// Hashes a password on the blocking pool (it takes tens of milliseconds).
+    ///
+    /// # Errors
+    /// The task is cancelled.
+    pub async fn hash(&self, password: String) -> Result<String, ServiceError> {
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            hasher(&params)
+                .hash_password(password.as_bytes())
+                .map(|hash| hash.to_string())
+                .map_err(|e| ServiceError::Internal(format!("hashing a password: {e}")))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("password hashing task: {e}")))?
+    }
+
+    /// Checks `password` against a stored hash (or the dummy hash when there is none).
+    ///
+    /// # Errors
+    /// The task is cancelled.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, ServiceError> {
         let exists = stored.is_some();
-        let stored = stored.unwrap_or_else(|| DUMMY_HASH.clone());
-        let matches = PasswordHash::new(&stored).is_ok_and(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        });
-        exists && matches
-    })
-    .await
-    .map_err(|e| ServiceError::Internal(format!("password check task: {e}")))
+        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
+        tokio::task::spawn_blocking(move || {
+            let matches = PasswordHash::new(&stored).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            });
+            exists && matches
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("password check task: {e}")))
+    }
+}
+
+fn hasher(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }

@@ -56,6 +56,10 @@ pub struct Config {
     pub database: DatabaseUrl,
     /// How long a login's token lasts.
     pub token_ttl: Duration,
+    /// Argon2id memory cost, KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
     /// WebSocket gateway settings.
     pub gateway: crate::gateway::GatewayConfig,
 }

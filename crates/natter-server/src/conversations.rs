@@ -13,7 +13,9 @@
 
 use std::collections::HashSet;
 
-use natter_proto::conversations::{ConversationDetails, ConversationKind, Member, MessageReceipts, Role};
+use natter_proto::conversations::{
+    ConversationDetails, ConversationKind, Member, MessageReceipts, Role,
+};
 use natter_proto::limits::{PAGE_MAX, ROOM_MEMBERS_MAX, ROOM_NAME_MAX};
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, UserId};
@@ -27,9 +29,17 @@ fn not_member() -> ServiceError {
 }
 
 /// The users among `candidates` who are not `user`'s accepted connections.
-async fn strangers(store: &dyn Store, user: UserId, candidates: &[UserId]) -> Result<Vec<UserId>, ServiceError> {
+async fn strangers(
+    store: &dyn Store,
+    user: UserId,
+    candidates: &[UserId],
+) -> Result<Vec<UserId>, ServiceError> {
     let connected = store.accepted_among(user, candidates).await?;
-    Ok(candidates.iter().copied().filter(|c| !connected.contains(c)).collect())
+    Ok(candidates
+        .iter()
+        .copied()
+        .filter(|c| !connected.contains(c))
+        .collect())
 }
 
 fn check_connected(strangers: &[UserId]) -> Result<(), ServiceError> {
@@ -37,7 +47,10 @@ fn check_connected(strangers: &[UserId]) -> Result<(), ServiceError> {
         None => Ok(()),
         Some(first) => Err(ServiceError::Denied {
             code: "not_connected",
-            detail: format!("you can only add your connections; {first} is not one ({} in all)", strangers.len()),
+            detail: format!(
+                "you can only add your connections; {first} is not one ({} in all)",
+                strangers.len()
+            ),
         }),
     }
 }
@@ -46,9 +59,16 @@ fn check_connected(strangers: &[UserId]) -> Result<(), ServiceError> {
 ///
 /// # Errors
 /// Not connected to `peer`.
-pub async fn open_direct(store: &dyn Store, auth: Auth, peer: UserId, now: i64) -> Result<ConversationDetails, ServiceError> {
+pub async fn open_direct(
+    store: &dyn Store,
+    auth: Auth,
+    peer: UserId,
+    now: i64,
+) -> Result<ConversationDetails, ServiceError> {
     if peer == auth.user_id {
-        return Err(ServiceError::Invalid("a direct conversation needs another user".into()));
+        return Err(ServiceError::Invalid(
+            "a direct conversation needs another user".into(),
+        ));
     }
     check_connected(&strangers(store, auth.user_id, &[peer]).await?)?;
     let id = store.direct_conversation(auth.user_id, peer, now).await?;
@@ -67,20 +87,31 @@ pub async fn create_room(
     now: i64,
 ) -> Result<ConversationDetails, ServiceError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > ROOM_NAME_MAX || name.chars().any(char::is_control) {
-        return Err(ServiceError::Invalid(format!("a room name has 1 to {ROOM_NAME_MAX} characters and no control characters")));
+    if name.is_empty() || name.chars().count() > ROOM_NAME_MAX || name.chars().any(char::is_control)
+    {
+        return Err(ServiceError::Invalid(format!(
+            "a room name has 1 to {ROOM_NAME_MAX} characters and no control characters"
+        )));
     }
     let mut seen = HashSet::new();
-    let others: Vec<UserId> = members.iter().copied().filter(|m| *m != auth.user_id && seen.insert(*m)).collect();
+    let others: Vec<UserId> = members
+        .iter()
+        .copied()
+        .filter(|m| *m != auth.user_id && seen.insert(*m))
+        .collect();
     if others.is_empty() {
-        return Err(ServiceError::Invalid("a room needs at least one other member".into()));
+        return Err(ServiceError::Invalid(
+            "a room needs at least one other member".into(),
+        ));
     }
     if others.len() + 1 > ROOM_MEMBERS_MAX {
         return Err(room_full(others.len() + 1));
     }
     check_connected(&strangers(store, auth.user_id, &others).await?)?;
     let id = ConversationId::new();
-    store.create_room(id, name, auth.user_id, &others, now).await?;
+    store
+        .create_room(id, name, auth.user_id, &others, now)
+        .await?;
     details(store, auth.user_id, id).await
 }
 
@@ -95,12 +126,21 @@ fn room_full(size: usize) -> ServiceError {
 async fn owned_room(store: &dyn Store, auth: Auth, id: ConversationId) -> Result<(), ServiceError> {
     let record = store.conversation(id).await?.ok_or_else(not_member)?;
     match store.member(id, auth.user_id).await? {
-        Some(MemberRecord { left_seq: None, role, .. }) => {
+        Some(MemberRecord {
+            left_seq: None,
+            role,
+            ..
+        }) => {
             if record.kind == ConversationKind::Direct {
-                return Err(ServiceError::Invalid("a direct conversation always has exactly its two users".into()));
+                return Err(ServiceError::Invalid(
+                    "a direct conversation always has exactly its two users".into(),
+                ));
             }
             if role != Role::Owner {
-                return Err(ServiceError::Denied { code: "not_owner", detail: "only the room's owner can do this".into() });
+                return Err(ServiceError::Denied {
+                    code: "not_owner",
+                    detail: "only the room's owner can do this".into(),
+                });
             }
             Ok(())
         }
@@ -121,9 +161,15 @@ pub async fn add_members(
 ) -> Result<ConversationDetails, ServiceError> {
     owned_room(store, auth, id).await?;
     if users.is_empty() || users.len() > ROOM_MEMBERS_MAX {
-        return Err(ServiceError::Invalid(format!("add 1 to {ROOM_MEMBERS_MAX} users at a time")));
+        return Err(ServiceError::Invalid(format!(
+            "add 1 to {ROOM_MEMBERS_MAX} users at a time"
+        )));
     }
-    let others: Vec<UserId> = users.iter().copied().filter(|u| *u != auth.user_id).collect();
+    let others: Vec<UserId> = users
+        .iter()
+        .copied()
+        .filter(|u| *u != auth.user_id)
+        .collect();
     check_connected(&strangers(store, auth.user_id, &others).await?)?;
     match store.add_members(id, &others, ROOM_MEMBERS_MAX, now).await {
         Err(StoreError::Conflict(_)) => {
@@ -139,11 +185,18 @@ pub async fn add_members(
 ///
 /// # Errors
 /// Not the owner; the user is not a member; a direct conversation.
-pub async fn remove_member(store: &dyn Store, auth: Auth, id: ConversationId, user: UserId) -> Result<(), ServiceError> {
+pub async fn remove_member(
+    store: &dyn Store,
+    auth: Auth,
+    id: ConversationId,
+    user: UserId,
+) -> Result<(), ServiceError> {
     if user == auth.user_id {
         let record = store.conversation(id).await?.ok_or_else(not_member)?;
         if record.kind == ConversationKind::Direct {
-            return Err(ServiceError::Invalid("you cannot leave a direct conversation; remove the connection instead".into()));
+            return Err(ServiceError::Invalid(
+                "you cannot leave a direct conversation; remove the connection instead".into(),
+            ));
         }
     } else {
         owned_room(store, auth, id).await?;
@@ -158,14 +211,26 @@ pub async fn remove_member(store: &dyn Store, auth: Auth, id: ConversationId, us
 ///
 /// # Errors
 /// Not a current member.
-pub async fn details(store: &dyn Store, user: UserId, id: ConversationId) -> Result<ConversationDetails, ServiceError> {
+pub async fn details(
+    store: &dyn Store,
+    user: UserId,
+    id: ConversationId,
+) -> Result<ConversationDetails, ServiceError> {
     let summary = store
         .conversations_of(user)
         .await?
         .into_iter()
         .find(|c| c.id == id)
         .ok_or_else(not_member)?;
-    let members = store.members(id).await?.into_iter().map(|m| Member { user_id: m.user_id, role: m.role }).collect();
+    let members = store
+        .members(id)
+        .await?
+        .into_iter()
+        .map(|m| Member {
+            user_id: m.user_id,
+            role: m.role,
+        })
+        .collect();
     Ok(ConversationDetails { summary, members })
 }
 
@@ -187,9 +252,15 @@ pub async fn history(
     }
     let limit = limit.unwrap_or(100).clamp(1, PAGE_MAX);
     Ok(match (after, before) {
-        (Some(after), before) => store.messages_after(id, user, after, before.map_or(i64::MAX, |b| b - 1), limit).await?,
+        (Some(after), before) => {
+            store
+                .messages_after(id, user, after, before.map_or(i64::MAX, |b| b - 1), limit)
+                .await?
+        }
         (None, before) => {
-            let mut page = store.messages_before(id, user, before.unwrap_or(i64::MAX), limit).await?;
+            let mut page = store
+                .messages_before(id, user, before.unwrap_or(i64::MAX), limit)
+                .await?;
             page.reverse();
             page
         }
@@ -200,12 +271,20 @@ pub async fn history(
 ///
 /// # Errors
 /// Never a member; no such message (or not visible to the caller).
-pub async fn receipts(store: &dyn Store, user: UserId, id: ConversationId, seq: i64) -> Result<MessageReceipts, ServiceError> {
+pub async fn receipts(
+    store: &dyn Store,
+    user: UserId,
+    id: ConversationId,
+    seq: i64,
+) -> Result<MessageReceipts, ServiceError> {
     let visible = history(store, user, id, Some(seq - 1), Some(seq + 1), Some(1)).await?;
     if visible.is_empty() {
         return Err(ServiceError::NotFound("no such message"));
     }
-    store.receipts(id, seq).await?.ok_or(ServiceError::NotFound("no such message"))
+    store
+        .receipts(id, seq)
+        .await?
+        .ok_or(ServiceError::NotFound("no such message"))
 }
 
 /// Messages past the device's delivered cursors in every conversation (what a sync would
@@ -213,7 +292,11 @@ pub async fn receipts(store: &dyn Store, user: UserId, id: ConversationId, seq: 
 ///
 /// # Errors
 /// The store fails.
-pub async fn undelivered(store: &dyn Store, auth: Auth, limit: Option<usize>) -> Result<Vec<Message>, ServiceError> {
+pub async fn undelivered(
+    store: &dyn Store,
+    auth: Auth,
+    limit: Option<usize>,
+) -> Result<Vec<Message>, ServiceError> {
     let mut left = limit.unwrap_or(100).clamp(1, PAGE_MAX);
     let mut messages = Vec::new();
     for start in store.cursor_starts(auth.device_id, auth.user_id).await? {
@@ -222,7 +305,13 @@ pub async fn undelivered(store: &dyn Store, auth: Auth, limit: Option<usize>) ->
         }
         if start.delivered_seq < start.last_seq {
             let page = store
-                .messages_after(start.conversation_id, auth.user_id, start.delivered_seq, start.last_seq, left)
+                .messages_after(
+                    start.conversation_id,
+                    auth.user_id,
+                    start.delivered_seq,
+                    start.last_seq,
+                    left,
+                )
                 .await?;
             left -= page.len();
             messages.extend(page);

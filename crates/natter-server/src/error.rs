@@ -122,7 +122,9 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
             }
             ServiceError::Denied { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
-            ServiceError::TooLarge(detail) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail),
+            ServiceError::TooLarge(detail) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail)
+            }
             ServiceError::NotFound(detail) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::Refused(refusal) => {

@@ -70,7 +70,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request(format!("invalid query: {}", rejection.body_text()))),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "invalid query: {}",
+                rejection.body_text()
+            ))),
         }
     }
 }

@@ -99,14 +99,35 @@ pub struct Registration {
 
 impl Registry {
     /// Registers a connection of `device` with a queue of `capacity` events.
-    pub fn register(self: &Arc<Self>, user: UserId, device: DeviceId, capacity: usize) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        user: UserId,
+        device: DeviceId,
+        capacity: usize,
+    ) -> Registration {
         let (queue, events) = mpsc::channel(capacity.max(1));
         let kick = Arc::new(Notify::new());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = Handle { id, device, queue, kick: Arc::clone(&kick) };
-        self.users.write().expect("registry lock poisoned").entry(user).or_default().push(handle);
+        let handle = Handle {
+            id,
+            device,
+            queue,
+            kick: Arc::clone(&kick),
+        };
+        self.users
+            .write()
+            .expect("registry lock poisoned")
+            .entry(user)
+            .or_default()
+            .push(handle);
         self.connected.fetch_add(1, Ordering::Relaxed);
-        Registration { registry: Arc::clone(self), user, id, events, kick }
+        Registration {
+            registry: Arc::clone(self),
+            user,
+            id,
+            events,
+            kick,
+        }
     }
 
     /// How many connections this node holds.
@@ -127,7 +148,12 @@ impl Registry {
 
     fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
-        for handle in map.get(&user).into_iter().flatten().filter(|h| h.device == device) {
+        for handle in map
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(|h| h.device == device)
+        {
             offer(handle, event);
         }
     }

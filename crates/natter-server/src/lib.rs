@@ -35,6 +35,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Passwords;
 use crate::config::{Config, DatabaseUrl};
 use crate::fanout::{LocalBus, Registry};
 use crate::messages::Messenger;
@@ -67,6 +68,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let passwords = Arc::new(Passwords::new(
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+    )?);
     let store = open_store(&config.database).await?;
     let registry = Arc::new(Registry::default());
     let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
@@ -75,11 +80,14 @@ pub async fn run(
         messenger: Messenger::new(Arc::clone(&store), bus),
         store,
         token_ttl: config.token_ttl,
+        passwords,
         registry,
         gateway: config.gateway,
         shutdown: shutdown_rx,
     };
-    let address = listener.local_addr().context("reading the listener's address")?;
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     tracing::info!(%address, "natterd listening");
     // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
     // they watch `stopping` and close themselves, telling clients to reconnect.

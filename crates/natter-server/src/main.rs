@@ -39,6 +39,12 @@ struct Args {
     /// Events queued for one connection before it counts as too slow and is closed.
     #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 1024)]
     outbound_queue: usize,
+    /// Argon2id memory cost for password hashes, in KiB (OWASP's minimum is 19,456).
+    #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    argon2_memory_kib: u32,
+    /// Argon2id passes for password hashes.
+    #[arg(long, env = "NATTER_ARGON2_ITERATIONS", default_value_t = 2)]
+    argon2_iterations: u32,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "NATTER_LOG_JSON")]
     log_json: bool,
@@ -52,6 +58,8 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         database: args.database_url,
         token_ttl: Duration::from_secs(args.token_ttl_days * 24 * 3600),
+        argon2_memory_kib: args.argon2_memory_kib,
+        argon2_iterations: args.argon2_iterations,
         gateway: GatewayConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
             outbound_queue: args.outbound_queue,

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use natter_proto::conversations::ConversationKind;
 use natter_proto::connections::ConnectionState;
-use natter_proto::limits::{CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX};
+use natter_proto::conversations::ConversationKind;
+use natter_proto::limits::{
+    CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX,
+};
 use natter_proto::ws::{Ack, Message, Receipt, SendMessage, ServerFrame, ToDeviceOut};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
@@ -31,7 +33,10 @@ pub struct Messenger {
 }
 
 fn not_member() -> ServiceError {
-    ServiceError::Denied { code: "not_member", detail: "you are not a member of this conversation".into() }
+    ServiceError::Denied {
+        code: "not_member",
+        detail: "you are not a member of this conversation".into(),
+    }
 }
 
 impl Messenger {
@@ -41,7 +46,11 @@ impl Messenger {
     }
 
     /// The caller's current membership, or `not_member`.
-    async fn current_member(&self, conversation: ConversationId, user: UserId) -> Result<MemberRecord, ServiceError> {
+    async fn current_member(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<MemberRecord, ServiceError> {
         match self.store.member(conversation, user).await? {
             Some(member) if member.left_seq.is_none() => Ok(member),
             _ => Err(not_member()),
@@ -53,7 +62,12 @@ impl Messenger {
     ///
     /// # Errors
     /// Malformed or oversized; not a member; not connected (direct); the store is down.
-    pub async fn send(&self, auth: Auth, message: &SendMessage, now: i64) -> Result<Ack, ServiceError> {
+    pub async fn send(
+        &self,
+        auth: Auth,
+        message: &SendMessage,
+        now: i64,
+    ) -> Result<Ack, ServiceError> {
         check_client_msg_id(&message.client_msg_id)?;
         if message.ciphertext.is_empty() {
             return Err(ServiceError::Invalid("the ciphertext is empty".into()));
@@ -66,12 +80,22 @@ impl Messenger {
         }
         let conversation = message.conversation_id;
         self.current_member(conversation, auth.user_id).await?;
-        let record = self.store.conversation(conversation).await?.ok_or_else(not_member)?;
+        let record = self
+            .store
+            .conversation(conversation)
+            .await?
+            .ok_or_else(not_member)?;
         let members = self.store.members(conversation).await?;
         if record.kind == ConversationKind::Direct {
-            let peer = members.iter().map(|m| m.user_id).find(|u| *u != auth.user_id);
+            let peer = members
+                .iter()
+                .map(|m| m.user_id)
+                .find(|u| *u != auth.user_id);
             let connected = match peer {
-                Some(peer) => self.store.connection(auth.user_id, peer).await?.mine.state == ConnectionState::Accepted,
+                Some(peer) => {
+                    self.store.connection(auth.user_id, peer).await?.mine.state
+                        == ConnectionState::Accepted
+                }
                 None => false,
             };
             if !connected {
@@ -103,8 +127,11 @@ impl Messenger {
         // first time, this is when recipients hear of it; their watermarks drop duplicates.
         if appended.conversation_id == conversation {
             let blockers = self.store.blockers_of(auth.user_id).await?;
-            let recipients: Vec<UserId> =
-                members.iter().map(|m| m.user_id).filter(|u| !blockers.contains(u)).collect();
+            let recipients: Vec<UserId> = members
+                .iter()
+                .map(|m| m.user_id)
+                .filter(|u| !blockers.contains(u))
+                .collect();
             let frame = encode(&ServerFrame::Message(Message {
                 conversation_id: conversation,
                 seq: appended.seq,
@@ -115,8 +142,13 @@ impl Messenger {
                 client_ts: message.client_ts,
                 ciphertext: message.ciphertext.clone(),
             }));
-            let event = Outbound::Message { conversation_id: conversation, seq: appended.seq, frame };
-            self.bus.publish_to_users(&recipients, Some(auth.device_id), event);
+            let event = Outbound::Message {
+                conversation_id: conversation,
+                seq: appended.seq,
+                frame,
+            };
+            self.bus
+                .publish_to_users(&recipients, Some(auth.device_id), event);
         }
         Ok(ack)
     }
@@ -135,17 +167,34 @@ impl Messenger {
         delivered: i64,
         read: i64,
     ) -> Result<(i64, i64), ServiceError> {
-        if self.store.member(conversation, auth.user_id).await?.is_none() {
+        if self
+            .store
+            .member(conversation, auth.user_id)
+            .await?
+            .is_none()
+        {
             return Err(not_member());
         }
-        let last_seq = self.store.conversation(conversation).await?.map_or(0, |c| c.last_seq);
+        let last_seq = self
+            .store
+            .conversation(conversation)
+            .await?
+            .map_or(0, |c| c.last_seq);
         let furthest = delivered.max(read);
         if furthest > last_seq || delivered < 0 || read < 0 {
-            return Err(ServiceError::Invalid(format!("seq {furthest} is not in this conversation (0..={last_seq})")));
+            return Err(ServiceError::Invalid(format!(
+                "seq {furthest} is not in this conversation (0..={last_seq})"
+            )));
         }
         let after = self
             .store
-            .move_cursor(auth.device_id, auth.user_id, conversation, delivered.max(read), read)
+            .move_cursor(
+                auth.device_id,
+                auth.user_id,
+                conversation,
+                delivered.max(read),
+                read,
+            )
             .await?;
         if after != before {
             let from = before.0.min(before.1);
@@ -161,7 +210,8 @@ impl Messenger {
                 delivered_seq: after.0,
                 read_seq: after.1,
             }));
-            self.bus.publish_to_users(&recipients, Some(auth.device_id), Outbound::Frame(frame));
+            self.bus
+                .publish_to_users(&recipients, Some(auth.device_id), Outbound::Frame(frame));
         }
         Ok(after)
     }
@@ -171,9 +221,16 @@ impl Messenger {
     ///
     /// # Errors
     /// Too many or too large; an unknown device, or one the sender may not reach.
-    pub async fn to_device(&self, auth: Auth, messages: &[ToDeviceOut], now: i64) -> Result<usize, ServiceError> {
+    pub async fn to_device(
+        &self,
+        auth: Auth,
+        messages: &[ToDeviceOut],
+        now: i64,
+    ) -> Result<usize, ServiceError> {
         if messages.len() > TO_DEVICE_BATCH_MAX {
-            return Err(ServiceError::TooLarge(format!("at most {TO_DEVICE_BATCH_MAX} to-device payloads per frame")));
+            return Err(ServiceError::TooLarge(format!(
+                "at most {TO_DEVICE_BATCH_MAX} to-device payloads per frame"
+            )));
         }
         for message in messages {
             if message.payload.is_empty() || message.payload.len() > TO_DEVICE_PAYLOAD_MAX {
@@ -183,17 +240,30 @@ impl Messenger {
             }
             let owner = self.store.device_owner(message.device_id).await?;
             let reachable = owner == Some(message.user_id)
-                && crate::connections::can_see(self.store.as_ref(), auth.user_id, message.user_id).await?;
+                && crate::connections::can_see(self.store.as_ref(), auth.user_id, message.user_id)
+                    .await?;
             if !reachable {
-                return Err(ServiceError::NotFound("no such device, or you may not reach it"));
+                return Err(ServiceError::NotFound(
+                    "no such device, or you may not reach it",
+                ));
             }
         }
-        let items: Vec<(DeviceId, &str)> = messages.iter().map(|m| (m.device_id, m.payload.as_str())).collect();
-        let stored = self.store.push_inbox(auth.user_id, auth.device_id, &items, now).await?;
+        let items: Vec<(DeviceId, &str)> = messages
+            .iter()
+            .map(|m| (m.device_id, m.payload.as_str()))
+            .collect();
+        let stored = self
+            .store
+            .push_inbox(auth.user_id, auth.device_id, &items, now)
+            .await?;
         for (message, item) in messages.iter().zip(stored) {
             let seq = item.seq;
             let frame = encode(&ServerFrame::ToDevice(item));
-            self.bus.publish_to_device(message.user_id, message.device_id, Outbound::ToDevice { seq, frame });
+            self.bus.publish_to_device(
+                message.user_id,
+                message.device_id,
+                Outbound::ToDevice { seq, frame },
+            );
         }
         Ok(messages.len())
     }
@@ -202,11 +272,27 @@ impl Messenger {
     ///
     /// # Errors
     /// Not a member.
-    pub async fn typing(&self, auth: Auth, conversation: ConversationId, typing: bool) -> Result<(), ServiceError> {
+    pub async fn typing(
+        &self,
+        auth: Auth,
+        conversation: ConversationId,
+        typing: bool,
+    ) -> Result<(), ServiceError> {
         self.current_member(conversation, auth.user_id).await?;
-        let members: Vec<UserId> = self.store.members(conversation).await?.into_iter().map(|m| m.user_id).collect();
-        let frame = encode(&ServerFrame::Typing { conversation_id: conversation, user_id: auth.user_id, typing });
-        self.bus.publish_to_users(&members, Some(auth.device_id), Outbound::Frame(frame));
+        let members: Vec<UserId> = self
+            .store
+            .members(conversation)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        let frame = encode(&ServerFrame::Typing {
+            conversation_id: conversation,
+            user_id: auth.user_id,
+            typing,
+        });
+        self.bus
+            .publish_to_users(&members, Some(auth.device_id), Outbound::Frame(frame));
         Ok(())
     }
 }

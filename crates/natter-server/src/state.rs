@@ -15,6 +15,8 @@ use crate::store::Store;
 pub struct AppState {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// Password hashing.
+    pub passwords: Arc<crate::auth::Passwords>,
     /// How long a login's token lasts.
     pub token_ttl: Duration,
     /// The messaging services.

@@ -31,7 +31,12 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { idle_timeout: Duration::from_secs(60), outbound_queue: 1024, send_rate_per_sec: 10.0, send_burst: 30.0 }
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            outbound_queue: 1024,
+            send_rate_per_sec: 10.0,
+            send_burst: 30.0,
+        }
     }
 }
 
@@ -42,14 +47,20 @@ const WS_HARD_LIMIT: usize = 4 * WS_MESSAGE_MAX;
 /// `GET /v1/ws`: upgrades to a WebSocket. With an `Authorization: Bearer` header the token is
 /// checked before the upgrade (a bad one gets 401 and no connection); without one, the first
 /// frame must be `auth`.
-pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Result<Response, ApiError> {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
     let auth: Option<Auth> = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let token = value
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+                })?;
             Some(authenticate(&state, token.trim()).await?)
         }
         None => None,

@@ -14,7 +14,12 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
         let burst = burst.max(1.0);
-        Self { rate: rate.max(f64::MIN_POSITIVE), burst, tokens: burst, at: now }
+        Self {
+            rate: rate.max(f64::MIN_POSITIVE),
+            burst,
+            tokens: burst,
+            at: now,
+        }
     }
 
     /// Takes a token, or says how long until one is available.

@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use natter_proto::ConversationId;
 use natter_proto::limits::{PAGE_MAX, WS_MESSAGE_MAX};
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
-use natter_proto::ConversationId;
 use tracing::Instrument;
 
 use super::rate::TokenBucket;
@@ -28,6 +28,9 @@ use crate::state::AppState;
 
 /// How long a connection without an `Authorization` header has to send its `auth` frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one frame may take to go out before the connection counts as dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Close codes.
 mod close {
@@ -65,10 +68,28 @@ pub async fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) {
     let span = tracing::info_span!("ws", session.id = %session_id, user.id = %auth.user_id, device.id = %auth.device_id);
     async move {
         // Register before reading cursors: see the module docs.
-        let registration = state.registry.register(auth.user_id, auth.device_id, state.gateway.outbound_queue);
-        let bucket = TokenBucket::new(state.gateway.send_rate_per_sec, state.gateway.send_burst, Instant::now());
-        let mut session = Session { socket, state, auth, registration, conversations: HashMap::new(), inbox_sent: 0, bucket };
-        tracing::info!(connections = session.state.registry.connections(), "connected");
+        let registration =
+            state
+                .registry
+                .register(auth.user_id, auth.device_id, state.gateway.outbound_queue);
+        let bucket = TokenBucket::new(
+            state.gateway.send_rate_per_sec,
+            state.gateway.send_burst,
+            Instant::now(),
+        );
+        let mut session = Session {
+            socket,
+            state,
+            auth,
+            registration,
+            conversations: HashMap::new(),
+            inbox_sent: 0,
+            bucket,
+        };
+        tracing::info!(
+            connections = session.state.registry.connections(),
+            "connected"
+        );
         let reason = session.serve().await;
         tracing::info!(reason, "disconnected");
     }
@@ -81,8 +102,12 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Au
     let refused = |message: &str| error_frame("unauthorized", message.to_owned());
     let outcome = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
-            Ok(ClientFrame::Auth { token }) => authenticate(state, &token).await.map_err(|e| refused(e.detail())),
-            _ => Err(refused("the first frame must be {\"type\":\"auth\",\"token\":...} (or send an Authorization header)")),
+            Ok(ClientFrame::Auth { token }) => authenticate(state, &token)
+                .await
+                .map_err(|e| refused(e.detail())),
+            _ => Err(refused(
+                "the first frame must be {\"type\":\"auth\",\"token\":...} (or send an Authorization header)",
+            )),
         },
         Ok(_) => return None,
         Err(_) => Err(refused("no auth frame within 10 seconds")),
@@ -91,18 +116,28 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Au
         Ok(auth) => Some(auth),
         Err(frame) => {
             let _ = socket.send(WsMessage::Text(encode(&frame))).await;
-            let _ = socket.send(close_frame(close::POLICY, "unauthorized")).await;
+            let _ = socket
+                .send(close_frame(close::POLICY, "unauthorized"))
+                .await;
             None
         }
     }
 }
 
 fn error_frame(code: &str, message: String) -> ServerFrame {
-    ServerFrame::Error(ErrorFrame { code: code.to_owned(), message, client_msg_id: None, retry_after_ms: None })
+    ServerFrame::Error(ErrorFrame {
+        code: code.to_owned(),
+        message,
+        client_msg_id: None,
+        retry_after_ms: None,
+    })
 }
 
 fn close_frame(code: u16, reason: &'static str) -> WsMessage {
-    WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+    WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
 }
 
 struct Session {
@@ -168,12 +203,20 @@ impl Session {
     }
 
     async fn send_raw(&mut self, frame: Utf8Bytes) -> Flow {
-        self.socket.send(WsMessage::Text(frame)).await.map_err(|_| Closed)
+        // A peer that does not read for this long is as good as gone.
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(WsMessage::Text(frame))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(Closed),
+        }
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
         // The peer may be the slow one: don't wait on it for long.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(close_frame(code, reason))).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.socket.send(close_frame(code, reason)),
+        )
+        .await;
     }
 
     /// Reports a failed frame; the connection stays open.
@@ -191,7 +234,12 @@ impl Session {
 
     /// Sends everything past this device's cursors, then `synced`.
     async fn sync(&mut self) -> Flow {
-        let starts = match self.state.store.cursor_starts(self.auth.device_id, self.auth.user_id).await {
+        let starts = match self
+            .state
+            .store
+            .cursor_starts(self.auth.device_id, self.auth.user_id)
+            .await
+        {
             Ok(starts) => starts,
             Err(e) => {
                 self.refuse(e.into(), None).await?;
@@ -202,7 +250,11 @@ impl Session {
         for start in &starts {
             self.conversations.insert(
                 start.conversation_id,
-                Cursor { sent: start.delivered_seq, delivered: start.delivered_seq, read: start.read_seq },
+                Cursor {
+                    sent: start.delivered_seq,
+                    delivered: start.delivered_seq,
+                    read: start.read_seq,
+                },
             );
         }
         for start in starts {
@@ -210,7 +262,11 @@ impl Session {
         }
         self.inbox_sent = 0;
         let to_device = self.fill_inbox(i64::MAX).await?;
-        self.send(&ServerFrame::Synced { messages: sent, to_device }).await
+        self.send(&ServerFrame::Synced {
+            messages: sent,
+            to_device,
+        })
+        .await
     }
 
     /// Sends the messages after the conversation's watermark up to `up_to` from the store, a
@@ -239,8 +295,11 @@ impl Session {
             let mut last = after;
             for message in page {
                 last = message.seq;
-                self.send(&ServerFrame::Message(message)).await?;
-                count += 1;
+                // A device's own messages are not sent back: its ack was its copy.
+                if message.sender_device_id != self.auth.device_id {
+                    self.send(&ServerFrame::Message(message)).await?;
+                    count += 1;
+                }
             }
             let reached = if full { last } else { up_to };
             self.conversations.entry(conversation).or_default().sent = reached;
@@ -256,7 +315,12 @@ impl Session {
     async fn fill_inbox(&mut self, up_to: i64) -> Result<u64, Closed> {
         let mut count = 0;
         loop {
-            let page = match self.state.store.inbox(self.auth.device_id, self.inbox_sent, PAGE_MAX).await {
+            let page = match self
+                .state
+                .store
+                .inbox(self.auth.device_id, self.inbox_sent, PAGE_MAX)
+                .await
+            {
                 Ok(page) => page,
                 Err(e) => {
                     self.refuse(e.into(), None).await?;
@@ -277,14 +341,30 @@ impl Session {
 
     async fn on_event(&mut self, event: Outbound) -> Flow {
         match event {
-            Outbound::Message { conversation_id, seq, frame } => {
+            Outbound::Message {
+                conversation_id,
+                seq,
+                frame,
+            } => {
                 if !self.conversations.contains_key(&conversation_id) {
                     // A conversation joined since sync: it starts where the membership starts.
-                    let joined = match self.state.store.member(conversation_id, self.auth.user_id).await {
+                    let joined = match self
+                        .state
+                        .store
+                        .member(conversation_id, self.auth.user_id)
+                        .await
+                    {
                         Ok(member) => member.map_or(seq - 1, |m| m.joined_seq),
                         Err(e) => return self.refuse(e.into(), None).await.and(Err(Closed)),
                     };
-                    self.conversations.insert(conversation_id, Cursor { sent: joined, delivered: joined, read: 0 });
+                    self.conversations.insert(
+                        conversation_id,
+                        Cursor {
+                            sent: joined,
+                            delivered: joined,
+                            read: 0,
+                        },
+                    );
                 }
                 let sent = self.conversations[&conversation_id].sent;
                 if seq <= sent {
@@ -314,15 +394,28 @@ impl Session {
     async fn on_message(&mut self, message: WsMessage) -> Flow {
         match message {
             WsMessage::Text(text) if text.len() > WS_MESSAGE_MAX => {
-                let detail = format!("frames are at most {WS_MESSAGE_MAX} bytes; this one has {}", text.len());
+                let detail = format!(
+                    "frames are at most {WS_MESSAGE_MAX} bytes; this one has {}",
+                    text.len()
+                );
                 self.send(&error_frame("too_large", detail)).await
             }
             WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
                 Ok(frame) => self.on_frame(frame).await,
-                Err(e) => self.send(&error_frame("invalid_frame", format!("not a valid frame: {e}"))).await,
+                Err(e) => {
+                    self.send(&error_frame(
+                        "invalid_frame",
+                        format!("not a valid frame: {e}"),
+                    ))
+                    .await
+                }
             },
             WsMessage::Binary(_) => {
-                self.send(&error_frame("invalid_frame", "frames are JSON text, not binary".into())).await
+                self.send(&error_frame(
+                    "invalid_frame",
+                    "frames are JSON text, not binary".into(),
+                ))
+                .await
             }
             WsMessage::Close(_) => Err(Closed),
             WsMessage::Ping(_) | WsMessage::Pong(_) => Ok(()),
@@ -333,7 +426,13 @@ impl Session {
         let now = crate::now_ms();
         let messenger = self.state.messenger.clone();
         match frame {
-            ClientFrame::Auth { .. } => self.send(&error_frame("invalid_frame", "already authenticated".into())).await,
+            ClientFrame::Auth { .. } => {
+                self.send(&error_frame(
+                    "invalid_frame",
+                    "already authenticated".into(),
+                ))
+                .await
+            }
             ClientFrame::Send(message) => {
                 if let Err(wait) = self.bucket.take(Instant::now()) {
                     return self.rate_limited(wait, Some(message.client_msg_id)).await;
@@ -346,8 +445,14 @@ impl Session {
                     Err(e) => self.refuse(e, Some(message.client_msg_id)).await,
                 }
             }
-            ClientFrame::Delivered { conversation_id, seq } => self.move_cursor(conversation_id, seq, 0).await,
-            ClientFrame::Read { conversation_id, seq } => self.move_cursor(conversation_id, seq, seq).await,
+            ClientFrame::Delivered {
+                conversation_id,
+                seq,
+            } => self.move_cursor(conversation_id, seq, 0).await,
+            ClientFrame::Read {
+                conversation_id,
+                seq,
+            } => self.move_cursor(conversation_id, seq, seq).await,
             ClientFrame::ToDevice { messages } => {
                 if let Err(wait) = self.bucket.take(Instant::now()) {
                     return self.rate_limited(wait, None).await;
@@ -357,15 +462,20 @@ impl Session {
                     Err(e) => self.refuse(e, None).await,
                 }
             }
-            ClientFrame::ToDeviceAck { seq } => match self.state.store.ack_inbox(self.auth.device_id, seq).await {
-                Ok(()) => Ok(()),
-                Err(e) => self.refuse(e.into(), None).await,
-            },
+            ClientFrame::ToDeviceAck { seq } => {
+                match self.state.store.ack_inbox(self.auth.device_id, seq).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.refuse(e.into(), None).await,
+                }
+            }
             ClientFrame::Sync => {
                 self.conversations.clear();
                 self.sync().await
             }
-            ClientFrame::Typing { conversation_id, typing } => match messenger.typing(self.auth, conversation_id, typing).await {
+            ClientFrame::Typing {
+                conversation_id,
+                typing,
+            } => match messenger.typing(self.auth, conversation_id, typing).await {
                 Ok(()) => Ok(()),
                 Err(e) => self.refuse(e, None).await,
             },
@@ -385,9 +495,22 @@ impl Session {
         self.send(&ServerFrame::Error(frame)).await
     }
 
-    async fn move_cursor(&mut self, conversation: ConversationId, delivered: i64, read: i64) -> Flow {
-        let before = self.conversations.get(&conversation).map_or((0, 0), |c| (c.delivered, c.read));
-        match self.state.messenger.move_cursor(self.auth, conversation, before, delivered, read).await {
+    async fn move_cursor(
+        &mut self,
+        conversation: ConversationId,
+        delivered: i64,
+        read: i64,
+    ) -> Flow {
+        let before = self
+            .conversations
+            .get(&conversation)
+            .map_or((0, 0), |c| (c.delivered, c.read));
+        match self
+            .state
+            .messenger
+            .move_cursor(self.auth, conversation, before, delivered, read)
+            .await
+        {
             Ok((delivered, read)) => {
                 let cursor = self.conversations.entry(conversation).or_default();
                 cursor.delivered = delivered;

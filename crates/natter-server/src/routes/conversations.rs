@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use natter_proto::conversations::{
-    AddMembersRequest, ConversationDetails, ConversationsResponse, CreateDirectRequest, CreateRoomRequest,
-    MessageReceipts, MessagesResponse,
+    AddMembersRequest, ConversationDetails, ConversationsResponse, CreateDirectRequest,
+    CreateRoomRequest, MessageReceipts, MessagesResponse,
 };
 use natter_proto::problem::Problem;
 use natter_proto::{ConversationId, UserId};
@@ -39,7 +39,10 @@ pub async fn open_direct(
     auth: Auth,
     ApiJson(request): ApiJson<CreateDirectRequest>,
 ) -> Result<Json<ConversationDetails>, ApiError> {
-    Ok(Json(conversations::open_direct(state.store.as_ref(), auth, request.user_id, crate::now_ms()).await?))
+    Ok(Json(
+        conversations::open_direct(state.store.as_ref(), auth, request.user_id, crate::now_ms())
+            .await?,
+    ))
 }
 
 /// Creates a room owned by the caller, with some of the caller's connections.
@@ -52,15 +55,27 @@ pub async fn create_room(
     auth: Auth,
     ApiJson(request): ApiJson<CreateRoomRequest>,
 ) -> Result<(StatusCode, Json<ConversationDetails>), ApiError> {
-    let room = conversations::create_room(state.store.as_ref(), auth, &request.name, &request.members, crate::now_ms()).await?;
+    let room = conversations::create_room(
+        state.store.as_ref(),
+        auth,
+        &request.name,
+        &request.members,
+        crate::now_ms(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(room)))
 }
 
 /// The caller's conversations with unread counts, most recently active first.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
     responses((status = 200, body = ConversationsResponse), (status = 401, body = Problem)))]
-pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<ConversationsResponse>, ApiError> {
-    Ok(Json(ConversationsResponse { conversations: state.store.conversations_of(auth.user_id).await? }))
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<ConversationsResponse>, ApiError> {
+    Ok(Json(ConversationsResponse {
+        conversations: state.store.conversations_of(auth.user_id).await?,
+    }))
 }
 
 /// A conversation and its members.
@@ -73,7 +88,9 @@ pub async fn get(
     auth: Auth,
     ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Json<ConversationDetails>, ApiError> {
-    Ok(Json(conversations::details(state.store.as_ref(), auth.user_id, id).await?))
+    Ok(Json(
+        conversations::details(state.store.as_ref(), auth.user_id, id).await?,
+    ))
 }
 
 /// Adds members to a room (owner only; each must be the owner's connection).
@@ -88,7 +105,16 @@ pub async fn add_members(
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(request): ApiJson<AddMembersRequest>,
 ) -> Result<Json<ConversationDetails>, ApiError> {
-    Ok(Json(conversations::add_members(state.store.as_ref(), auth, id, &request.user_ids, crate::now_ms()).await?))
+    Ok(Json(
+        conversations::add_members(
+            state.store.as_ref(),
+            auth,
+            id,
+            &request.user_ids,
+            crate::now_ms(),
+        )
+        .await?,
+    ))
 }
 
 /// Removes a member (owner only), or leaves when `user_id` is the caller.
@@ -117,7 +143,15 @@ pub async fn history(
     ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<MessagesResponse>, ApiError> {
-    let messages = conversations::history(state.store.as_ref(), auth.user_id, id, page.after, page.before, page.limit).await?;
+    let messages = conversations::history(
+        state.store.as_ref(),
+        auth.user_id,
+        id,
+        page.after,
+        page.before,
+        page.limit,
+    )
+    .await?;
     Ok(Json(MessagesResponse { messages }))
 }
 
@@ -130,7 +164,9 @@ pub async fn receipts(
     auth: Auth,
     ApiPath((id, seq)): ApiPath<(ConversationId, i64)>,
 ) -> Result<Json<MessageReceipts>, ApiError> {
-    Ok(Json(conversations::receipts(state.store.as_ref(), auth.user_id, id, seq).await?))
+    Ok(Json(
+        conversations::receipts(state.store.as_ref(), auth.user_id, id, seq).await?,
+    ))
 }
 
 /// Paging of the sent list.
@@ -152,8 +188,14 @@ pub async fn sent(
     auth: Auth,
     ApiQuery(page): ApiQuery<SentPage>,
 ) -> Result<Json<MessagesResponse>, ApiError> {
-    let limit = page.limit.unwrap_or(100).clamp(1, natter_proto::limits::PAGE_MAX);
-    let messages = state.store.sent_by(auth.user_id, page.before_ts.unwrap_or(i64::MAX), limit).await?;
+    let limit = page
+        .limit
+        .unwrap_or(100)
+        .clamp(1, natter_proto::limits::PAGE_MAX);
+    let messages = state
+        .store
+        .sent_by(auth.user_id, page.before_ts.unwrap_or(i64::MAX), limit)
+        .await?;
     Ok(Json(MessagesResponse { messages }))
 }
 
@@ -174,5 +216,7 @@ pub async fn undelivered(
     auth: Auth,
     ApiQuery(page): ApiQuery<Limit>,
 ) -> Result<Json<MessagesResponse>, ApiError> {
-    Ok(Json(MessagesResponse { messages: conversations::undelivered(state.store.as_ref(), auth, page.limit).await? }))
+    Ok(Json(MessagesResponse {
+        messages: conversations::undelivered(state.store.as_ref(), auth, page.limit).await?,
+    }))
 }

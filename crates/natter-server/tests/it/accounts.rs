@@ -169,7 +169,8 @@ async fn logout_revokes_the_token_and_removes_the_device(backend: Backend) {
 }
 
 async fn expired_tokens_are_refused(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, |c| c.token_ttl = Duration::ZERO).await else {
+    let Some(server) = TestServer::start_with(backend, |c| c.token_ttl = Duration::ZERO).await
+    else {
         return;
     };
     let session = server.user("gina").await;

@@ -23,12 +23,86 @@ pub struct TestServer {
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
-    database: TestDatabase,
+    pub database: TestDatabase,
 }
 
-enum TestDatabase {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+/// A fresh database for one test: a SQLite file in a temporary directory, or a new
+/// PostgreSQL database (dropped with this value).
+pub struct TestDatabase {
+    pub url: DatabaseUrl,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// Creates one, or returns `None` when PostgreSQL is not configured here.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        Some(match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("creating a temporary directory");
+                Self {
+                    url: DatabaseUrl::Sqlite(dir.path().join("natter.db")),
+                    _dir: Some(dir),
+                    postgres: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url()?;
+                let name = format!("natter_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("cannot reach PostgreSQL at NATTER_TEST_DATABASE_URL: {e}")
+                    });
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("creating a test database");
+                let url = DatabaseUrl::Postgres(Secret(with_database(&admin_url, &name)));
+                Self {
+                    url,
+                    _dir: None,
+                    postgres: Some((admin_url, name)),
+                }
+            }
+        })
+    }
+
+    /// The URL as `--database-url` takes it.
+    pub fn url_text(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => url.0.clone(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime; use a thread with its own to remove the database.
+        let label = name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop test database {label}: {error}");
+        }
+    }
 }
 
 /// The PostgreSQL server for tests: `NATTER_TEST_DATABASE_URL`, a database the tests may
@@ -56,28 +130,8 @@ impl TestServer {
     /// Starts a server with settings changed by `configure` from the test defaults (generous
     /// send rates, so tests that send a lot are not rate limited unless they mean to be).
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
-        let (database, url) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("creating a temporary directory");
-                let url = DatabaseUrl::Sqlite(dir.path().join("natter.db"));
-                (TestDatabase::Sqlite(dir), url)
-            }
-            Backend::Postgres => {
-                let admin_url = postgres_admin_url()?;
-                let name = format!("natter_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("cannot reach PostgreSQL at NATTER_TEST_DATABASE_URL: {e}")
-                    });
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("creating a test database");
-                let url = DatabaseUrl::Postgres(Secret(with_database(&admin_url, &name)));
-                (TestDatabase::Postgres { admin_url, name }, url)
-            }
-        };
+        let database = TestDatabase::create(backend).await?;
+        let url = database.url.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");
@@ -86,7 +140,14 @@ impl TestServer {
             listen: address,
             database: url,
             token_ttl: Duration::from_secs(3600),
-            gateway: GatewayConfig { send_rate_per_sec: 10_000.0, send_burst: 10_000.0, ..GatewayConfig::default() },
+            // The cheapest argon2 settings: tests register thousands of users.
+            argon2_memory_kib: 8,
+            argon2_iterations: 1,
+            gateway: GatewayConfig {
+                send_rate_per_sec: 10_000.0,
+                send_burst: 10_000.0,
+                ..GatewayConfig::default()
+            },
         };
         configure(&mut config);
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -177,28 +238,6 @@ impl Drop for TestServer {
         }
         if let Some(task) = self.task.take() {
             task.abort();
-        }
-        if let TestDatabase::Postgres { admin_url, name } = &self.database {
-            let (admin_url, name, label) = (admin_url.clone(), name.clone(), name.clone());
-            // Drop runs inside the test's runtime; use a thread with its own to remove the database.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async {
-                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await?;
-                    anyhow::Ok(())
-                })
-            })
-            .join();
-            if let Ok(Err(error)) = dropped {
-                eprintln!("could not drop test database {label}: {error}");
-            }
         }
     }
 }

@@ -8,4 +8,6 @@ mod accounts;
 mod connections;
 mod errors;
 mod keys;
+mod messaging;
 mod process;
+mod ws;

@@ -1,0 +1,514 @@
+//! Real-time messaging over real WebSockets: 1:1 and rooms, multi-device, offline sync, the
+//! sync/live seam, idempotent resends, blocks, bad frames, rate limits, receipts.
+
+use std::collections::HashSet;
+
+use natter_proto::UserId;
+use natter_proto::connections::ConnectionState;
+use natter_proto::ws::{ClientFrame, ServerFrame};
+
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::ws::{connect, error, message, next, ping, send, until};
+
+backend_tests!(
+    direct_messages_flow_both_ways_to_every_device,
+    room_messages_reach_every_member_device,
+    offline_devices_sync_in_order_from_their_cursor,
+    sync_and_live_traffic_meet_without_gap_or_duplicate,
+    resending_a_client_msg_id_stores_once,
+    only_members_and_connections_may_send,
+    blocked_senders_do_not_reach_the_blocker,
+    bad_frames_get_error_frames_and_the_connection_stays,
+    senders_past_their_rate_get_rate_limited,
+    receipts_reach_the_sender,
+);
+
+async fn direct_messages_flow_both_ways_to_every_device(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let alice_phone = server.login("alice", "phone").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    assert_eq!(
+        bob.open_direct(alice.user_id()).await.unwrap().summary.id,
+        direct,
+        "one conversation per pair"
+    );
+    let (mut a, _) = connect(&alice).await;
+    let (mut a2, _) = connect(&alice_phone).await;
+    let (mut b, _) = connect(&bob).await;
+
+    let ack = send(&mut a, direct, "m1", "ciphertext-1").await;
+    assert_eq!((ack.seq, ack.conversation_id), (1, direct));
+    for connection in [&mut b, &mut a2] {
+        let got = message(connection).await;
+        assert_eq!(
+            (got.seq, got.sender_id, got.ciphertext.as_str()),
+            (1, alice.user_id(), "ciphertext-1")
+        );
+        assert_eq!(got.sender_device_id, alice.device_id());
+    }
+    let back = send(&mut b, direct, "r1", "ciphertext-2").await;
+    assert_eq!(back.seq, 2);
+    for connection in [&mut a, &mut a2] {
+        assert_eq!(message(connection).await.seq, 2);
+    }
+    // The sending device gets only its ack, never an echo.
+    ping(&mut b, 1).await;
+    let history = bob.history(direct, None, None, None).await.unwrap();
+    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+}
+
+async fn room_messages_reach_every_member_device(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    alice
+        .request_connection(carol.user_id(), None)
+        .await
+        .unwrap();
+    carol
+        .answer_request(alice.user_id(), true, None)
+        .await
+        .unwrap();
+    let bob_tablet = server.login("bob", "tablet").await;
+    let room = alice
+        .create_room("team", &[bob.user_id(), carol.user_id()])
+        .await
+        .unwrap();
+    assert_eq!(room.members.len(), 3);
+    let id = room.summary.id;
+    let mut connections = Vec::new();
+    for session in [&bob, &bob_tablet, &carol] {
+        connections.push(connect(session).await.0);
+    }
+    let (mut a, _) = connect(&alice).await;
+    for i in 1..=3 {
+        send(&mut a, id, &format!("m{i}"), &format!("body {i}")).await;
+    }
+    for connection in &mut connections {
+        for seq in 1..=3 {
+            assert_eq!(message(connection).await.seq, seq);
+        }
+    }
+    // Bob and Carol see the room with unread messages; Alice has none unread.
+    let unread = |list: Vec<natter_proto::conversations::ConversationSummary>| list[0].unread;
+    assert_eq!(unread(bob.conversations().await.unwrap()), 3);
+    assert_eq!(unread(alice.conversations().await.unwrap()), 0);
+}
+
+async fn offline_devices_sync_in_order_from_their_cursor(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    for i in 1..=7 {
+        send(&mut a, direct, &format!("m{i}"), "x").await;
+    }
+    assert_eq!(bob.undelivered().await.unwrap().len(), 7);
+    let (mut b, synced) = connect(&bob).await;
+    assert_eq!(
+        synced.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    // Acknowledge up to 4: a reconnect resends only 5..=7.
+    b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq: 4,
+    })
+    .await
+    .unwrap();
+    ping(&mut b, 1).await;
+    b.close().await;
+    let (mut b, synced) = connect(&bob).await;
+    assert_eq!(synced.iter().map(|m| m.seq).collect::<Vec<_>>(), [5, 6, 7]);
+    assert_eq!(bob.undelivered().await.unwrap().len(), 3);
+    // A sync frame resends the same from the cursor, then `synced`.
+    b.send(&ClientFrame::Sync).await.unwrap();
+    let mut again = Vec::new();
+    loop {
+        match next(&mut b).await.unwrap() {
+            ServerFrame::Message(m) => again.push(m.seq),
+            ServerFrame::Synced { messages, .. } => {
+                assert_eq!(messages, 3);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(again, [5, 6, 7]);
+    // Cursors never move back, and cannot pass the end of the conversation.
+    b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq: 2,
+    })
+    .await
+    .unwrap();
+    b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq: 99,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut b).await.code, "invalid_request");
+    b.close().await;
+    let (_, synced) = connect(&bob).await;
+    assert_eq!(synced.len(), 3);
+}
+
+async fn sync_and_live_traffic_meet_without_gap_or_duplicate(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    const TOTAL: i64 = 300;
+    // Alice sends steadily while Bob connects, reads a little, drops the connection and
+    // reconnects, again and again: each connection must continue exactly where the
+    // cursor says, through the seam between its sync and the live messages.
+    let sender = tokio::spawn(async move {
+        for i in 1..=TOTAL {
+            send(&mut a, direct, &format!("m{i}"), &format!("body {i}")).await;
+        }
+        a
+    });
+    let mut seen: Vec<i64> = Vec::new();
+    let mut dedup = natter_client::Dedup::default();
+    let mut delivered = 0;
+    while delivered < TOTAL {
+        let (mut b, synced) = connect(&bob).await;
+        let mut this_connection: Vec<i64> = synced.iter().map(|m| m.seq).collect();
+        let mut batch = synced;
+        for _ in 0..25 {
+            if this_connection.last().copied().unwrap_or(delivered) >= TOTAL {
+                break;
+            }
+            let m = message(&mut b).await;
+            this_connection.push(m.seq);
+            batch.push(m);
+        }
+        // Within one connection: strictly consecutive from the cursor, no gap, no repeat.
+        let expected: Vec<i64> =
+            (delivered + 1..=delivered + this_connection.len() as i64).collect();
+        assert_eq!(
+            this_connection, expected,
+            "connection starting after {delivered}"
+        );
+        seen.extend(batch.iter().filter(|m| dedup.accept(m)).map(|m| m.seq));
+        // Acknowledge only part of it, so the next connection resends the rest.
+        delivered = this_connection.last().copied().unwrap_or(delivered) - 3;
+        delivered = delivered.max(0);
+        if this_connection.last().copied() == Some(TOTAL) {
+            delivered = TOTAL;
+        }
+        b.send(&ClientFrame::Delivered {
+            conversation_id: direct,
+            seq: delivered,
+        })
+        .await
+        .unwrap();
+        ping(&mut b, 7).await;
+        b.close().await;
+    }
+    sender.await.unwrap();
+    assert_eq!(
+        seen,
+        (1..=TOTAL).collect::<Vec<_>>(),
+        "the client shows each message once"
+    );
+}
+
+async fn resending_a_client_msg_id_stores_once(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    let first = send(&mut a, direct, "same-id", "hello").await;
+    let again = send(&mut a, direct, "same-id", "hello").await;
+    assert_eq!(first, again);
+    // Even from a fresh connection of the same device (the sender never saw the ack).
+    a.close().await;
+    let (mut a, _) = connect(&alice).await;
+    assert_eq!(send(&mut a, direct, "same-id", "hello").await, first);
+    // Another device may use the same id for its own message.
+    let phone = server.login("alice", "phone").await;
+    let (mut p, _) = connect(&phone).await;
+    assert_eq!(send(&mut p, direct, "same-id", "hi").await.seq, 2);
+    assert_eq!(
+        bob.history(direct, None, None, None).await.unwrap().len(),
+        2
+    );
+    assert_eq!(alice.sent(None).await.unwrap().len(), 2);
+}
+
+async fn only_members_and_connections_may_send(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let mallory = server.user("mallory").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut m, _) = connect(&mallory).await;
+    mallory_refused(&mut m, direct).await;
+    assert_problem(
+        mallory.history(direct, None, None, None).await,
+        404,
+        "not_found",
+    );
+    assert_problem(mallory.conversation(direct).await, 404, "not_found");
+    assert_problem(
+        mallory.open_direct(alice.user_id()).await,
+        403,
+        "not_connected",
+    );
+    // Once the connection is removed, the direct conversation refuses new messages.
+    let (mut b, _) = connect(&bob).await;
+    send(&mut b, direct, "before", "x").await;
+    alice.remove_connection(bob.user_id(), None).await.unwrap();
+    b.send_message(direct, "after", "x").await.unwrap();
+    let refused = error(&mut b).await;
+    assert_eq!(
+        (refused.code.as_str(), refused.client_msg_id.as_deref()),
+        ("not_connected", Some("after"))
+    );
+    assert_eq!(
+        alice.history(direct, None, None, None).await.unwrap().len(),
+        1
+    );
+}
+
+async fn mallory_refused(
+    connection: &mut natter_client::Connection,
+    conversation: natter_proto::ConversationId,
+) {
+    connection
+        .send_message(conversation, "x1", "spam")
+        .await
+        .unwrap();
+    let refused = error(connection).await;
+    assert_eq!(
+        (refused.code.as_str(), refused.client_msg_id.as_deref()),
+        ("not_member", Some("x1"))
+    );
+}
+
+async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    for peer in [&alice, &bob] {
+        carol
+            .request_connection(peer.user_id(), None)
+            .await
+            .unwrap();
+        peer.answer_request(carol.user_id(), true, None)
+            .await
+            .unwrap();
+    }
+    let room = carol
+        .create_room("three", &[alice.user_id(), bob.user_id()])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    alice.block(bob.user_id(), true, None).await.unwrap();
+    assert_eq!(
+        alice.connection(bob.user_id()).await.unwrap().state,
+        ConnectionState::Blocked
+    );
+    let (mut a, _) = connect(&alice).await;
+    let (mut c, _) = connect(&carol).await;
+    let (mut b, _) = connect(&bob).await;
+    // In the room, Bob still talks to Carol, but Alice never sees him.
+    send(&mut b, room, "b1", "from bob").await;
+    assert_eq!(message(&mut c).await.sender_id, bob.user_id());
+    send(&mut c, room, "c1", "from carol").await;
+    let got = message(&mut a).await;
+    assert_eq!(
+        (got.seq, got.sender_id),
+        (2, carol.user_id()),
+        "Bob's message (seq 1) is hidden from Alice"
+    );
+    let history: Vec<UserId> = alice
+        .history(room, None, None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.sender_id)
+        .collect();
+    assert_eq!(history, [carol.user_id()]);
+    assert_eq!(
+        message(&mut b).await.seq,
+        2,
+        "Bob still gets Carol's messages"
+    );
+    // The direct conversation refuses Bob like any non-connection.
+    b.send_message(direct, "b2", "hello?").await.unwrap();
+    assert_eq!(error(&mut b).await.code, "not_connected");
+    // Alice's later connection does not sync Bob's room message either.
+    a.close().await;
+    let (_, synced) = connect(&alice).await;
+    assert!(synced.iter().all(|m| m.sender_id != bob.user_id()));
+}
+
+async fn bad_frames_get_error_frames_and_the_connection_stays(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    for (text, code) in [
+        ("not json".to_owned(), "invalid_frame"),
+        (r#"{"type":"launch_missiles"}"#.to_owned(), "invalid_frame"),
+        (
+            r#"{"type":"send","conversation_id":"nope","client_msg_id":"a","ciphertext":"x"}"#
+                .to_owned(),
+            "invalid_frame",
+        ),
+        (r#"{"type":"read"}"#.to_owned(), "invalid_frame"),
+        (
+            format!(
+                r#"{{"type":"send","conversation_id":"{direct}","client_msg_id":"","ciphertext":"x"}}"#
+            ),
+            "invalid_request",
+        ),
+        (
+            format!(
+                r#"{{"type":"send","conversation_id":"{direct}","client_msg_id":"a","ciphertext":""}}"#
+            ),
+            "invalid_request",
+        ),
+        (
+            format!(
+                r#"{{"type":"send","conversation_id":"{direct}","client_msg_id":"a","ciphertext":"{}"}}"#,
+                "x".repeat(9000)
+            ),
+            "too_large",
+        ),
+        (
+            format!(
+                r#"{{"type":"send","conversation_id":"{direct}","client_msg_id":"a","ciphertext":"{}"}}"#,
+                "x".repeat(100_000)
+            ),
+            "too_large",
+        ),
+        (
+            format!(r#"{{"type":"auth","token":"whatever"}}"#),
+            "invalid_frame",
+        ),
+    ] {
+        a.send_text(text).await.unwrap();
+        assert_eq!(error(&mut a).await.code, code);
+    }
+    // The connection still works, and nothing was stored.
+    ping(&mut a, 3).await;
+    assert_eq!(send(&mut a, direct, "ok", "fine").await.seq, 1);
+}
+
+async fn senders_past_their_rate_get_rate_limited(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, |c| {
+        c.gateway.send_rate_per_sec = 0.5;
+        c.gateway.send_burst = 3.0;
+    })
+    .await
+    else {
+        return;
+    };
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    for i in 0..3 {
+        send(&mut a, direct, &format!("m{i}"), "x").await;
+    }
+    a.send_message(direct, "m3", "x").await.unwrap();
+    let limited = error(&mut a).await;
+    assert_eq!(
+        (limited.code.as_str(), limited.client_msg_id.as_deref()),
+        ("rate_limited", Some("m3"))
+    );
+    assert!(
+        limited
+            .retry_after_ms
+            .is_some_and(|ms| ms > 0 && ms <= 2000),
+        "{limited:?}"
+    );
+    ping(&mut a, 1).await; // not disconnected
+    assert_eq!(
+        bob.history(direct, None, None, None).await.unwrap().len(),
+        3
+    );
+}
+
+async fn receipts_reach_the_sender(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let bob_phone = server.login("bob", "phone").await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    send(&mut a, direct, "m1", "x").await;
+    send(&mut a, direct, "m2", "x").await;
+    assert_eq!(message(&mut b).await.seq, 1);
+    assert_eq!(message(&mut b).await.seq, 2);
+    let sent = alice.receipts(direct, 2).await.unwrap();
+    assert_eq!(
+        (sent.sent, sent.delivered_devices, sent.read_users.len()),
+        (true, 0, 0)
+    );
+
+    b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq: 2,
+    })
+    .await
+    .unwrap();
+    let receipt = until(&mut a, |f| match f {
+        ServerFrame::Receipt(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (
+            receipt.user_id,
+            receipt.device_id,
+            receipt.delivered_seq,
+            receipt.read_seq
+        ),
+        (bob.user_id(), bob.device_id(), 2, 0)
+    );
+    b.send(&ClientFrame::Read {
+        conversation_id: direct,
+        seq: 1,
+    })
+    .await
+    .unwrap();
+    let receipt = until(&mut a, |f| match f {
+        ServerFrame::Receipt(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((receipt.delivered_seq, receipt.read_seq), (2, 1));
+    let (mut phone, synced) = connect(&bob_phone).await;
+    assert_eq!(synced.len(), 2);
+    phone
+        .send(&ClientFrame::Delivered {
+            conversation_id: direct,
+            seq: 1,
+        })
+        .await
+        .unwrap();
+    ping(&mut phone, 1).await;
+
+    let first = alice.receipts(direct, 1).await.unwrap();
+    assert_eq!(
+        (
+            first.delivered_devices,
+            first.delivered_users.clone(),
+            first.read_users.clone()
+        ),
+        (2, vec![bob.user_id()], vec![bob.user_id()])
+    );
+    let second = alice.receipts(direct, 2).await.unwrap();
+    assert_eq!((second.delivered_devices, second.read_users.len()), (1, 0));
+    // The unread count follows the read cursor.
+    assert_eq!(bob.conversations().await.unwrap()[0].unread, 1);
+    let seen: HashSet<_> = [first.seq, second.seq].into();
+    assert_eq!(seen.len(), 2);
+    assert_problem(alice.receipts(direct, 3).await, 404, "not_found");
+}

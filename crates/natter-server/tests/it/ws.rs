@@ -1,0 +1,109 @@
+//! WebSocket helpers for the messaging tests.
+
+use std::time::Duration;
+
+use natter_client::{ClientError, Connection, Session};
+use natter_proto::ConversationId;
+use natter_proto::ws::{Ack, ErrorFrame, Message, ServerFrame};
+
+/// Long enough for a slow, busy machine; only a broken server waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The next frame, or a panic if none comes in time.
+pub async fn next(connection: &mut Connection) -> Result<ServerFrame, ClientError> {
+    tokio::time::timeout(PATIENCE, connection.next())
+        .await
+        .expect("no frame within the patience window")
+}
+
+/// Connects a device and reads through its sync: returns the connection and what it synced.
+pub async fn connect(session: &Session) -> (Connection, Vec<Message>) {
+    let mut connection = session.connect().await.expect("connecting");
+    assert!(matches!(
+        next(&mut connection).await.unwrap(),
+        ServerFrame::Ready { .. }
+    ));
+    let mut synced = Vec::new();
+    loop {
+        match next(&mut connection).await.unwrap() {
+            ServerFrame::Message(message) => synced.push(message),
+            ServerFrame::Synced { messages, .. } => {
+                assert_eq!(messages as usize, synced.len());
+                return (connection, synced);
+            }
+            ServerFrame::ToDevice(_) => {}
+            other => panic!("unexpected frame during sync: {other:?}"),
+        }
+    }
+}
+
+/// Reads frames until one matches `pick`; receipts, typing and pongs in between are skipped,
+/// anything else is a test failure.
+pub async fn until<T>(
+    connection: &mut Connection,
+    mut pick: impl FnMut(&ServerFrame) -> Option<T>,
+) -> T {
+    loop {
+        let frame = next(connection).await.expect("connection open");
+        if let Some(found) = pick(&frame) {
+            return found;
+        }
+        assert!(
+            matches!(
+                frame,
+                ServerFrame::Receipt(_) | ServerFrame::Typing { .. } | ServerFrame::Pong { .. }
+            ),
+            "unexpected frame: {frame:?}"
+        );
+    }
+}
+
+/// The next message.
+pub async fn message(connection: &mut Connection) -> Message {
+    until(connection, |f| match f {
+        ServerFrame::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// The next error frame.
+pub async fn error(connection: &mut Connection) -> ErrorFrame {
+    until(connection, |f| match f {
+        ServerFrame::Error(e) => Some(e.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Sends a message and waits for its ack.
+pub async fn send(
+    connection: &mut Connection,
+    conversation: ConversationId,
+    id: &str,
+    body: &str,
+) -> Ack {
+    connection
+        .send_message(conversation, id, body)
+        .await
+        .expect("sending");
+    until(connection, |f| match f {
+        ServerFrame::Ack(ack) if ack.client_msg_id == id => Some(ack.clone()),
+        ServerFrame::Error(e) => panic!("send {id} refused: {e:?}"),
+        _ => None,
+    })
+    .await
+}
+
+/// Pings and waits for the pong: proves the connection is alive and everything sent before
+/// was handled.
+pub async fn ping(connection: &mut Connection, nonce: u64) {
+    connection
+        .send(&natter_proto::ws::ClientFrame::Ping { nonce: Some(nonce) })
+        .await
+        .unwrap();
+    until(connection, |f| {
+        matches!(f, ServerFrame::Pong { nonce: Some(n) } if *n == nonce).then_some(())
+    })
+    .await;
+}
