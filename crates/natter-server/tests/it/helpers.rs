@@ -68,6 +68,11 @@ impl TestDatabase {
         })
     }
 
+    /// A placeholder owning nothing.
+    fn none() -> Self {
+        Self { url: DatabaseUrl::Sqlite("/nonexistent".into()), _dir: None, postgres: None }
+    }
+
     /// The URL as `--database-url` takes it.
     pub fn url_text(&self) -> String {
         match &self.url {
@@ -131,6 +136,10 @@ impl TestServer {
     /// send rates, so tests that send a lot are not rate limited unless they mean to be).
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
         let database = TestDatabase::create(backend).await?;
+        Some(Self::start_on(database, configure).await)
+    }
+
+    async fn start_on(database: TestDatabase, configure: impl FnOnce(&mut Config)) -> Self {
         let url = database.url.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -164,7 +173,7 @@ impl TestServer {
             database,
         };
         server.wait_ready().await;
-        Some(server)
+        server
     }
 
     /// Waits until `/readyz` answers 200 (the store is open and migrated).
@@ -216,6 +225,13 @@ impl TestServer {
     /// A raw HTTP request builder for malformed-input tests.
     pub fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new().request(method, format!("{}{path}", self.url))
+    }
+
+    /// Stops the server and starts a new one on the same database (and a new port).
+    pub async fn restart(mut self) -> Self {
+        let database = std::mem::replace(&mut self.database, TestDatabase::none());
+        self.stop().await;
+        Self::start_on(database, |_| {}).await
     }
 
     /// Stops the server and waits for it to finish.

@@ -6,8 +6,10 @@ mod helpers;
 
 mod accounts;
 mod connections;
+mod delivery;
 mod errors;
 mod keys;
 mod messaging;
 mod process;
+mod rooms;
 mod ws;

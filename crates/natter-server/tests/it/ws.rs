@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use natter_client::{ClientError, Connection, Session};
 use natter_proto::ConversationId;
-use natter_proto::ws::{Ack, ErrorFrame, Message, ServerFrame};
+use natter_proto::ws::{Ack, ErrorFrame, Message, ServerFrame, ToDeviceIn};
 
 /// Long enough for a slow, busy machine; only a broken server waits this long.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -18,20 +18,23 @@ pub async fn next(connection: &mut Connection) -> Result<ServerFrame, ClientErro
 
 /// Connects a device and reads through its sync: returns the connection and what it synced.
 pub async fn connect(session: &Session) -> (Connection, Vec<Message>) {
+    let (connection, messages, _) = connect_with_inbox(session).await;
+    (connection, messages)
+}
+
+/// Like [`connect`], also returning the to-device payloads the sync sent.
+pub async fn connect_with_inbox(session: &Session) -> (Connection, Vec<Message>, Vec<ToDeviceIn>) {
     let mut connection = session.connect().await.expect("connecting");
-    assert!(matches!(
-        next(&mut connection).await.unwrap(),
-        ServerFrame::Ready { .. }
-    ));
-    let mut synced = Vec::new();
+    assert!(matches!(next(&mut connection).await.unwrap(), ServerFrame::Ready { .. }));
+    let (mut synced, mut inbox) = (Vec::new(), Vec::new());
     loop {
         match next(&mut connection).await.unwrap() {
             ServerFrame::Message(message) => synced.push(message),
-            ServerFrame::Synced { messages, .. } => {
-                assert_eq!(messages as usize, synced.len());
-                return (connection, synced);
+            ServerFrame::ToDevice(item) => inbox.push(item),
+            ServerFrame::Synced { messages, to_device } => {
+                assert_eq!((messages as usize, to_device as usize), (synced.len(), inbox.len()));
+                return (connection, synced, inbox);
             }
-            ServerFrame::ToDevice(_) => {}
             other => panic!("unexpected frame during sync: {other:?}"),
         }
     }

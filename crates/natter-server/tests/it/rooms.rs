@@ -1,0 +1,133 @@
+//! Rooms: membership rules, history windows, the 1,000-member limit and a full-size room.
+
+use futures_util::future::join_all;
+use natter_client::Session;
+use natter_proto::UserId;
+use natter_proto::conversations::Role;
+use natter_proto::limits::ROOM_MEMBERS_MAX;
+
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::ws::{connect, message, send};
+
+backend_tests!(
+    owners_manage_members_and_members_leave,
+    members_see_history_from_joining_until_leaving,
+    a_room_holds_a_thousand_members_and_no_more,
+);
+
+/// `owner` connected to each of `names` (registered without devices unless logged in later).
+async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) -> Vec<UserId> {
+    let mut ids = Vec::new();
+    for chunk in names.chunks(50) {
+        let batch = chunk.iter().map(|name| async move {
+            let id = server.client.register(name, "password123", None).await.unwrap();
+            owner.request_connection(id, None).await.unwrap();
+            let peer = server.login(name, "device").await;
+            peer.answer_request(owner.user_id(), true, None).await.unwrap();
+            peer.logout().await.unwrap();
+            id
+        });
+        ids.extend(join_all(batch).await);
+    }
+    ids
+}
+
+async fn owners_manage_members_and_members_leave(backend: Backend) {
+    let server = server!(backend);
+    let alice = server.user("alice").await;
+    let names: Vec<String> = ["bob", "carol", "dave"].map(String::from).to_vec();
+    let ids = connections_of(&server, &alice, &names).await;
+    let (bob, carol, dave) = (ids[0], ids[1], ids[2]);
+    let stranger = server.user("mallory").await;
+    assert_problem(alice.create_room("solo", &[]).await, 400, "invalid_request");
+    assert_problem(alice.create_room("", &[bob]).await, 400, "invalid_request");
+    assert_problem(alice.create_room("x", &[bob, stranger.user_id()]).await, 403, "not_connected");
+    let room = alice.create_room("team", &[bob, carol]).await.unwrap();
+    let id = room.summary.id;
+    assert_eq!(room.members.iter().find(|m| m.user_id == alice.user_id()).unwrap().role, Role::Owner);
+    let bob_session = server.login("bob", "laptop").await;
+    // Members cannot add or remove; only the owner can.
+    assert_problem(bob_session.add_members(id, &[dave]).await, 403, "not_owner");
+    assert_problem(bob_session.remove_member(id, carol).await, 403, "not_owner");
+    assert_problem(stranger.add_members(id, &[dave]).await, 404, "not_found");
+    let added = alice.add_members(id, &[dave]).await.unwrap();
+    assert_eq!(added.members.len(), 4);
+    alice.remove_member(id, carol).await.unwrap();
+    assert_problem(alice.remove_member(id, carol).await, 404, "not_found");
+    // Bob leaves by removing himself.
+    bob_session.remove_member(id, bob).await.unwrap();
+    assert_problem(bob_session.conversation(id).await, 404, "not_found");
+    // The owner leaves: the longest-standing member (Dave) inherits the room.
+    alice.remove_member(id, alice.user_id()).await.unwrap();
+    let dave_session = server.login("dave", "laptop").await;
+    let after = dave_session.conversation(id).await.unwrap();
+    assert_eq!(after.members.len(), 1);
+    assert_eq!(after.members[0].role, Role::Owner);
+    // A direct conversation is not a room.
+    let direct = alice.open_direct(bob).await.unwrap().summary.id;
+    assert_problem(alice.add_members(direct, &[carol]).await, 400, "invalid_request");
+    assert_problem(alice.remove_member(direct, alice.user_id()).await, 400, "invalid_request");
+}
+
+async fn members_see_history_from_joining_until_leaving(backend: Backend) {
+    let server = server!(backend);
+    let alice = server.user("alice").await;
+    let ids = connections_of(&server, &alice, &["bob".into(), "carol".into()]).await;
+    let (bob, carol) = (ids[0], ids[1]);
+    let id = alice.create_room("history", &[bob]).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    for i in 1..=3 {
+        send(&mut a, id, &format!("m{i}"), "x").await;
+    }
+    alice.add_members(id, &[carol]).await.unwrap();
+    for i in 4..=6 {
+        send(&mut a, id, &format!("m{i}"), "x").await;
+    }
+    alice.remove_member(id, bob).await.unwrap();
+    send(&mut a, id, "m7", "x").await;
+    let seqs = |messages: Vec<natter_proto::ws::Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let bob_session = server.login("bob", "laptop").await;
+    let carol_session = server.login("carol", "laptop").await;
+    assert_eq!(seqs(bob_session.history(id, None, None, None).await.unwrap()), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(seqs(carol_session.history(id, None, None, None).await.unwrap()), [4, 5, 6, 7]);
+    assert_eq!(seqs(alice.history(id, None, None, Some(2)).await.unwrap()), [6, 7], "the newest page");
+    assert_eq!(seqs(alice.history(id, None, Some(6), Some(2)).await.unwrap()), [4, 5], "paging back");
+    assert_eq!(seqs(alice.history(id, Some(2), None, Some(3)).await.unwrap()), [3, 4, 5], "paging forward");
+    // A member's new device syncs what the member may see; a past member's stops where they left.
+    let (_, carol_synced) = connect(&carol_session).await;
+    assert_eq!(seqs(carol_synced), [4, 5, 6, 7]);
+    let (_, bob_synced) = connect(&bob_session).await;
+    assert_eq!(seqs(bob_synced), [1, 2, 3, 4, 5, 6]);
+    assert!(bob_session.conversations().await.unwrap().is_empty(), "a past member no longer lists it");
+}
+
+async fn a_room_holds_a_thousand_members_and_no_more(backend: Backend) {
+    let server = server!(backend);
+    let owner = server.user("owner").await;
+    let names: Vec<String> = (0..ROOM_MEMBERS_MAX).map(|i| format!("member{i:04}")).collect();
+    let ids = connections_of(&server, &owner, &names).await;
+    // 1,001 in one go is refused; 1,000 (the owner and 999 others) is a room.
+    assert_problem(owner.create_room("too big", &ids).await, 403, "room_full");
+    let room = owner.create_room("all hands", &ids[..ROOM_MEMBERS_MAX - 1]).await.unwrap();
+    assert_eq!(room.members.len(), ROOM_MEMBERS_MAX);
+    let id = room.summary.id;
+    // The 1,001st member is refused with a clear error.
+    let refused = owner.add_members(id, &ids[ROOM_MEMBERS_MAX - 1..]).await.unwrap_err();
+    assert_eq!(refused.code(), Some("room_full"));
+    assert!(refused.to_string().contains("1000"), "{refused}");
+    // Twenty members are online (one with two devices); the rest get it when they connect.
+    let mut online = Vec::new();
+    for name in &names[..20] {
+        online.push(connect(&server.login(name, "phone").await).await.0);
+    }
+    online.push(connect(&server.login(&names[0], "laptop").await).await.0);
+    let (mut o, _) = connect(&owner).await;
+    let ack = send(&mut o, id, "hello-all", "to everyone").await;
+    for connection in &mut online {
+        assert_eq!(message(connection).await.seq, ack.seq);
+    }
+    let late = server.login(&names[500], "phone").await;
+    let (_, synced) = connect(&late).await;
+    assert_eq!(synced.len(), 1);
+    assert_eq!(synced[0].client_msg_id, "hello-all");
+}
