@@ -24,15 +24,25 @@ async fn to_device_payloads_are_delivered_until_acknowledged(backend: Backend) {
     let stranger = server.user("mallory").await;
     let (mut a, _) = connect(&alice).await;
     let share = |payload: &str| ClientFrame::ToDevice {
-        messages: vec![ToDeviceOut { user_id: bob.user_id(), device_id: bob.device_id(), payload: payload.into() }],
+        messages: vec![ToDeviceOut {
+            user_id: bob.user_id(),
+            device_id: bob.device_id(),
+            payload: payload.into(),
+        }],
     };
     // Bob is offline: the payloads wait in his device's inbox.
     a.send(&share("key-1")).await.unwrap();
     a.send(&share("key-2")).await.unwrap();
     ping(&mut a, 1).await;
     let (mut b, _, inbox) = connect_with_inbox(&bob).await;
-    assert_eq!(inbox.iter().map(|i| i.payload.as_str()).collect::<Vec<_>>(), ["key-1", "key-2"]);
-    assert_eq!((inbox[0].sender_id, inbox[0].sender_device_id), (alice.user_id(), alice.device_id()));
+    assert_eq!(
+        inbox.iter().map(|i| i.payload.as_str()).collect::<Vec<_>>(),
+        ["key-1", "key-2"]
+    );
+    assert_eq!(
+        (inbox[0].sender_id, inbox[0].sender_device_id),
+        (alice.user_id(), alice.device_id())
+    );
     // Online: pushed at once.
     a.send(&share("key-3")).await.unwrap();
     let live = until(&mut b, |f| match f {
@@ -42,29 +52,45 @@ async fn to_device_payloads_are_delivered_until_acknowledged(backend: Backend) {
     .await;
     assert_eq!(live.payload, "key-3");
     // Acknowledged items are gone; the rest come again on the next connection.
-    b.send(&ClientFrame::ToDeviceAck { seq: inbox[1].seq }).await.unwrap();
+    b.send(&ClientFrame::ToDeviceAck { seq: inbox[1].seq })
+        .await
+        .unwrap();
     ping(&mut b, 2).await;
     b.close().await;
     let (_, _, again) = connect_with_inbox(&bob).await;
-    assert_eq!(again.iter().map(|i| i.payload.as_str()).collect::<Vec<_>>(), ["key-3"]);
+    assert_eq!(
+        again.iter().map(|i| i.payload.as_str()).collect::<Vec<_>>(),
+        ["key-3"]
+    );
     // Strangers cannot reach Bob's devices, nor can anyone name a device under the wrong user.
     let (mut m, _) = connect(&stranger).await;
     m.send(&share("spam")).await.unwrap();
     assert_eq!(error(&mut m).await.code, "not_found");
     let wrong_owner = ClientFrame::ToDevice {
-        messages: vec![ToDeviceOut { user_id: bob.user_id(), device_id: alice.device_id(), payload: "x".into() }],
+        messages: vec![ToDeviceOut {
+            user_id: bob.user_id(),
+            device_id: alice.device_id(),
+            payload: "x".into(),
+        }],
     };
     a.send(&wrong_owner).await.unwrap();
     assert_eq!(error(&mut a).await.code, "not_found");
     let oversized = ClientFrame::ToDevice {
-        messages: vec![ToDeviceOut { user_id: bob.user_id(), device_id: bob.device_id(), payload: "x".repeat(9000) }],
+        messages: vec![ToDeviceOut {
+            user_id: bob.user_id(),
+            device_id: bob.device_id(),
+            payload: "x".repeat(9000),
+        }],
     };
     a.send(&oversized).await.unwrap();
     assert_eq!(error(&mut a).await.code, "too_large");
 }
 
 async fn a_slow_consumer_is_disconnected_and_resyncs_everything(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, |c| c.gateway.outbound_queue = 8).await else { return };
+    let Some(server) = TestServer::start_with(backend, |c| c.gateway.outbound_queue = 8).await
+    else {
+        return;
+    };
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
     let (mut a, _) = connect(&alice).await;
@@ -75,7 +101,9 @@ async fn a_slow_consumer_is_disconnected_and_resyncs_everything(backend: Backend
     let body = "x".repeat(7_000);
     const TOTAL: i64 = 1_500;
     for i in 1..=TOTAL {
-        a.send_message(direct, &format!("m{i}"), &body).await.unwrap();
+        a.send_message(direct, &format!("m{i}"), &body)
+            .await
+            .unwrap();
     }
     let mut acked = 0;
     while acked < TOTAL {
@@ -86,7 +114,10 @@ async fn a_slow_consumer_is_disconnected_and_resyncs_everything(backend: Backend
     // Bob drains what reached him, then finds the connection closed as too slow.
     let mut received = 0;
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(30), b.next()).await.expect("bob's connection ends") {
+        match tokio::time::timeout(Duration::from_secs(30), b.next())
+            .await
+            .expect("bob's connection ends")
+        {
             Ok(ServerFrame::Message(_)) => received += 1,
             Ok(_) => {}
             Err(ClientError::Closed(closed)) => break closed,
@@ -94,14 +125,24 @@ async fn a_slow_consumer_is_disconnected_and_resyncs_everything(backend: Backend
         }
     };
     assert_eq!(closed.code, Some(4008), "{closed:?}");
-    assert!(received < TOTAL, "the slow connection did not get everything live");
+    assert!(
+        received < TOTAL,
+        "the slow connection did not get everything live"
+    );
     // Reconnecting, he syncs the rest: nothing is lost.
     let (_, synced) = connect(&bob).await;
-    assert_eq!(synced.len() as i64, TOTAL, "sync resends from the (unmoved) delivered cursor");
+    assert_eq!(
+        synced.len() as i64,
+        TOTAL,
+        "sync resends from the (unmoved) delivered cursor"
+    );
 }
 
 async fn idle_connections_are_closed_and_pings_keep_them_open(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, |c| c.gateway.idle_timeout = Duration::from_millis(1500)).await
+    let Some(server) = TestServer::start_with(backend, |c| {
+        c.gateway.idle_timeout = Duration::from_millis(1500)
+    })
+    .await
     else {
         return;
     };
@@ -125,8 +166,16 @@ async fn tokens_are_checked_before_any_state_exists(backend: Backend) {
     let alice = server.user("alice").await;
     let ws_url = format!("{}/v1/ws", server.url.replacen("http", "ws", 1));
     // A bad header token: refused with 401, no WebSocket at all.
-    let forged = natter_client::Session::resume(server.client.clone(), "nat_forged".into(), alice.user_id(), alice.device_id());
-    assert!(matches!(forged.connect().await, Err(ClientError::UnexpectedStatus(401))));
+    let forged = natter_client::Session::resume(
+        server.client.clone(),
+        "nat_forged".into(),
+        alice.user_id(),
+        alice.device_id(),
+    );
+    assert!(matches!(
+        forged.connect().await,
+        Err(ClientError::UnexpectedStatus(401))
+    ));
     // Browsers cannot set headers: the first frame authenticates.
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -137,16 +186,26 @@ async fn tokens_are_checked_before_any_state_exists(backend: Backend) {
         Message::Text(text) => serde_json::from_str(&text).unwrap(),
         other => panic!("{other:?}"),
     };
-    assert!(matches!(ready, ServerFrame::Ready { device_id, .. } if device_id == alice.device_id()));
+    assert!(
+        matches!(ready, ServerFrame::Ready { device_id, .. } if device_id == alice.device_id())
+    );
     // A wrong first frame gets an error and a close, never a session.
     let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
-    socket.send(Message::text(r#"{"type":"auth","token":"nat_forged"}"#)).await.unwrap();
+    socket
+        .send(Message::text(r#"{"type":"auth","token":"nat_forged"}"#))
+        .await
+        .unwrap();
     let refused: ServerFrame = match socket.next().await.unwrap().unwrap() {
         Message::Text(text) => serde_json::from_str(&text).unwrap(),
         other => panic!("{other:?}"),
     };
-    assert!(matches!(refused, ServerFrame::Error(ref e) if e.code == "unauthorized"), "{refused:?}");
-    assert!(matches!(socket.next().await, Some(Ok(Message::Close(Some(frame)))) if u16::from(frame.code) == 1008));
+    assert!(
+        matches!(refused, ServerFrame::Error(ref e) if e.code == "unauthorized"),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(socket.next().await, Some(Ok(Message::Close(Some(frame)))) if u16::from(frame.code) == 1008)
+    );
 }
 
 async fn shutdown_tells_clients_to_reconnect(backend: Backend) {
@@ -162,7 +221,9 @@ async fn shutdown_tells_clients_to_reconnect(backend: Backend) {
 }
 
 async fn acked_messages_survive_a_restart(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
     let (mut a, _) = connect(&alice).await;
@@ -171,13 +232,26 @@ async fn acked_messages_survive_a_restart(backend: Backend) {
         acks.push(send(&mut a, direct, &format!("m{i}"), &format!("body {i}")).await);
     }
     let server = server.restart().await;
-    let alice = natter_client::Session::resume(server.client.clone(), alice.token().into(), alice.user_id(), alice.device_id());
+    let alice = natter_client::Session::resume(
+        server.client.clone(),
+        alice.token().into(),
+        alice.user_id(),
+        alice.device_id(),
+    );
     let history = alice.history(direct, None, None, Some(100)).await.unwrap();
-    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), acks.iter().map(|a| a.seq).collect::<Vec<_>>());
+    assert_eq!(
+        history.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        acks.iter().map(|a| a.seq).collect::<Vec<_>>()
+    );
     // And the log goes on where it was.
     let (mut a, _) = connect(&alice).await;
     assert_eq!(send(&mut a, direct, "after", "x").await.seq, 21);
-    let bob = natter_client::Session::resume(server.client.clone(), bob.token().into(), bob.user_id(), bob.device_id());
+    let bob = natter_client::Session::resume(
+        server.client.clone(),
+        bob.token().into(),
+        bob.user_id(),
+        bob.device_id(),
+    );
     let (_, synced) = connect(&bob).await;
     assert_eq!(synced.len(), 21);
 }

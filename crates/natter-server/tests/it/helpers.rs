@@ -70,7 +70,11 @@ impl TestDatabase {
 
     /// A placeholder owning nothing.
     fn none() -> Self {
-        Self { url: DatabaseUrl::Sqlite("/nonexistent".into()), _dir: None, postgres: None }
+        Self {
+            url: DatabaseUrl::Sqlite("/nonexistent".into()),
+            _dir: None,
+            postgres: None,
+        }
     }
 
     /// The URL as `--database-url` takes it.

@@ -20,10 +20,16 @@ async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) 
     let mut ids = Vec::new();
     for chunk in names.chunks(50) {
         let batch = chunk.iter().map(|name| async move {
-            let id = server.client.register(name, "password123", None).await.unwrap();
+            let id = server
+                .client
+                .register(name, "password123", None)
+                .await
+                .unwrap();
             owner.request_connection(id, None).await.unwrap();
             let peer = server.login(name, "device").await;
-            peer.answer_request(owner.user_id(), true, None).await.unwrap();
+            peer.answer_request(owner.user_id(), true, None)
+                .await
+                .unwrap();
             peer.logout().await.unwrap();
             id
         });
@@ -41,10 +47,21 @@ async fn owners_manage_members_and_members_leave(backend: Backend) {
     let stranger = server.user("mallory").await;
     assert_problem(alice.create_room("solo", &[]).await, 400, "invalid_request");
     assert_problem(alice.create_room("", &[bob]).await, 400, "invalid_request");
-    assert_problem(alice.create_room("x", &[bob, stranger.user_id()]).await, 403, "not_connected");
+    assert_problem(
+        alice.create_room("x", &[bob, stranger.user_id()]).await,
+        403,
+        "not_connected",
+    );
     let room = alice.create_room("team", &[bob, carol]).await.unwrap();
     let id = room.summary.id;
-    assert_eq!(room.members.iter().find(|m| m.user_id == alice.user_id()).unwrap().role, Role::Owner);
+    assert_eq!(
+        room.members
+            .iter()
+            .find(|m| m.user_id == alice.user_id())
+            .unwrap()
+            .role,
+        Role::Owner
+    );
     let bob_session = server.login("bob", "laptop").await;
     // Members cannot add or remove; only the owner can.
     assert_problem(bob_session.add_members(id, &[dave]).await, 403, "not_owner");
@@ -65,8 +82,16 @@ async fn owners_manage_members_and_members_leave(backend: Backend) {
     assert_eq!(after.members[0].role, Role::Owner);
     // A direct conversation is not a room.
     let direct = alice.open_direct(bob).await.unwrap().summary.id;
-    assert_problem(alice.add_members(direct, &[carol]).await, 400, "invalid_request");
-    assert_problem(alice.remove_member(direct, alice.user_id()).await, 400, "invalid_request");
+    assert_problem(
+        alice.add_members(direct, &[carol]).await,
+        400,
+        "invalid_request",
+    );
+    assert_problem(
+        alice.remove_member(direct, alice.user_id()).await,
+        400,
+        "invalid_request",
+    );
 }
 
 async fn members_see_history_from_joining_until_leaving(backend: Backend) {
@@ -74,7 +99,12 @@ async fn members_see_history_from_joining_until_leaving(backend: Backend) {
     let alice = server.user("alice").await;
     let ids = connections_of(&server, &alice, &["bob".into(), "carol".into()]).await;
     let (bob, carol) = (ids[0], ids[1]);
-    let id = alice.create_room("history", &[bob]).await.unwrap().summary.id;
+    let id = alice
+        .create_room("history", &[bob])
+        .await
+        .unwrap()
+        .summary
+        .id;
     let (mut a, _) = connect(&alice).await;
     for i in 1..=3 {
         send(&mut a, id, &format!("m{i}"), "x").await;
@@ -85,34 +115,65 @@ async fn members_see_history_from_joining_until_leaving(backend: Backend) {
     }
     alice.remove_member(id, bob).await.unwrap();
     send(&mut a, id, "m7", "x").await;
-    let seqs = |messages: Vec<natter_proto::ws::Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let seqs = |messages: Vec<natter_proto::ws::Message>| {
+        messages.iter().map(|m| m.seq).collect::<Vec<_>>()
+    };
     let bob_session = server.login("bob", "laptop").await;
     let carol_session = server.login("carol", "laptop").await;
-    assert_eq!(seqs(bob_session.history(id, None, None, None).await.unwrap()), [1, 2, 3, 4, 5, 6]);
-    assert_eq!(seqs(carol_session.history(id, None, None, None).await.unwrap()), [4, 5, 6, 7]);
-    assert_eq!(seqs(alice.history(id, None, None, Some(2)).await.unwrap()), [6, 7], "the newest page");
-    assert_eq!(seqs(alice.history(id, None, Some(6), Some(2)).await.unwrap()), [4, 5], "paging back");
-    assert_eq!(seqs(alice.history(id, Some(2), None, Some(3)).await.unwrap()), [3, 4, 5], "paging forward");
+    assert_eq!(
+        seqs(bob_session.history(id, None, None, None).await.unwrap()),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        seqs(carol_session.history(id, None, None, None).await.unwrap()),
+        [4, 5, 6, 7]
+    );
+    assert_eq!(
+        seqs(alice.history(id, None, None, Some(2)).await.unwrap()),
+        [6, 7],
+        "the newest page"
+    );
+    assert_eq!(
+        seqs(alice.history(id, None, Some(6), Some(2)).await.unwrap()),
+        [4, 5],
+        "paging back"
+    );
+    assert_eq!(
+        seqs(alice.history(id, Some(2), None, Some(3)).await.unwrap()),
+        [3, 4, 5],
+        "paging forward"
+    );
     // A member's new device syncs what the member may see; a past member's stops where they left.
     let (_, carol_synced) = connect(&carol_session).await;
     assert_eq!(seqs(carol_synced), [4, 5, 6, 7]);
     let (_, bob_synced) = connect(&bob_session).await;
     assert_eq!(seqs(bob_synced), [1, 2, 3, 4, 5, 6]);
-    assert!(bob_session.conversations().await.unwrap().is_empty(), "a past member no longer lists it");
+    assert!(
+        bob_session.conversations().await.unwrap().is_empty(),
+        "a past member no longer lists it"
+    );
 }
 
 async fn a_room_holds_a_thousand_members_and_no_more(backend: Backend) {
     let server = server!(backend);
     let owner = server.user("owner").await;
-    let names: Vec<String> = (0..ROOM_MEMBERS_MAX).map(|i| format!("member{i:04}")).collect();
+    let names: Vec<String> = (0..ROOM_MEMBERS_MAX)
+        .map(|i| format!("member{i:04}"))
+        .collect();
     let ids = connections_of(&server, &owner, &names).await;
     // 1,001 in one go is refused; 1,000 (the owner and 999 others) is a room.
     assert_problem(owner.create_room("too big", &ids).await, 403, "room_full");
-    let room = owner.create_room("all hands", &ids[..ROOM_MEMBERS_MAX - 1]).await.unwrap();
+    let room = owner
+        .create_room("all hands", &ids[..ROOM_MEMBERS_MAX - 1])
+        .await
+        .unwrap();
     assert_eq!(room.members.len(), ROOM_MEMBERS_MAX);
     let id = room.summary.id;
     // The 1,001st member is refused with a clear error.
-    let refused = owner.add_members(id, &ids[ROOM_MEMBERS_MAX - 1..]).await.unwrap_err();
+    let refused = owner
+        .add_members(id, &ids[ROOM_MEMBERS_MAX - 1..])
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Some("room_full"));
     assert!(refused.to_string().contains("1000"), "{refused}");
     // Twenty members are online (one with two devices); the rest get it when they connect.

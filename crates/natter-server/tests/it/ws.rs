@@ -25,14 +25,23 @@ pub async fn connect(session: &Session) -> (Connection, Vec<Message>) {
 /// Like [`connect`], also returning the to-device payloads the sync sent.
 pub async fn connect_with_inbox(session: &Session) -> (Connection, Vec<Message>, Vec<ToDeviceIn>) {
     let mut connection = session.connect().await.expect("connecting");
-    assert!(matches!(next(&mut connection).await.unwrap(), ServerFrame::Ready { .. }));
+    assert!(matches!(
+        next(&mut connection).await.unwrap(),
+        ServerFrame::Ready { .. }
+    ));
     let (mut synced, mut inbox) = (Vec::new(), Vec::new());
     loop {
         match next(&mut connection).await.unwrap() {
             ServerFrame::Message(message) => synced.push(message),
             ServerFrame::ToDevice(item) => inbox.push(item),
-            ServerFrame::Synced { messages, to_device } => {
-                assert_eq!((messages as usize, to_device as usize), (synced.len(), inbox.len()));
+            ServerFrame::Synced {
+                messages,
+                to_device,
+            } => {
+                assert_eq!(
+                    (messages as usize, to_device as usize),
+                    (synced.len(), inbox.len())
+                );
                 return (connection, synced, inbox);
             }
             other => panic!("unexpected frame during sync: {other:?}"),
