@@ -1,0 +1,3 @@
+//! natter: the terminal client.
+
+fn main() {}
