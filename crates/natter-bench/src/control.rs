@@ -1,0 +1,126 @@
+//! The JSON lines between the coordinating process and its workers: commands on the worker's
+//! stdin, events on its stdout.
+
+use natter_proto::ConversationId;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// One device a worker holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// Its bearer token.
+    pub token: String,
+    /// The source address it connects from.
+    pub source: Ipv4Addr,
+    /// Conversations it sends to (it picks one at random for each message).
+    pub conversations: Vec<ConversationId>,
+}
+
+/// A command to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// The worker's devices and settings; the first command.
+    Plan {
+        /// `ws://host:port`.
+        server: String,
+        /// The devices.
+        devices: Vec<DeviceSpec>,
+        /// Random bytes per message body.
+        payload_bytes: usize,
+        /// Stamped in every body, so deliveries of earlier runs are told apart.
+        run: u64,
+        /// Handshakes in flight.
+        connect_concurrency: usize,
+        /// How often devices send their `delivered` cursors (ms).
+        ack_interval_ms: u64,
+    },
+    /// Open every device's connection (reconnecting with backoff whenever it drops).
+    Connect,
+    /// Send `rate` messages a second in total from random devices for `secs` seconds.
+    Load {
+        /// Messages per second from this worker.
+        rate: f64,
+        /// Seconds.
+        secs: f64,
+    },
+    /// Drop every connection abruptly (no close frame); devices reconnect with backoff.
+    Cut,
+    /// Send the last cursors, close, report [`Event::Final`] and exit.
+    Finish,
+}
+
+/// Cumulative counters of one worker (summed over workers by the coordinator).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connections open now.
+    pub open: u64,
+    /// Connections that finished their sync (`synced`), in total over reconnections.
+    pub syncs: u64,
+    /// Failed connection attempts.
+    pub connect_failures: u64,
+    /// Connections the server closed (or that broke) without being asked.
+    pub dropped: u64,
+    /// Sends asked of the devices by the pacer.
+    pub issued: u64,
+    /// Messages sent (resends after a reconnect not counted again).
+    pub sent: u64,
+    /// Sends refused with an `error` frame.
+    pub refused: u64,
+    /// Messages acked.
+    pub acked: u64,
+    /// Messages of this run delivered for the first time to a device.
+    pub delivered: u64,
+    /// Messages delivered again on the same connection (a protocol violation).
+    pub duplicates: u64,
+    /// Messages delivered again on a new connection of the same device, below its highest
+    /// seq seen (expected after a reconnect until the delivered cursor caught up; dropped).
+    pub redelivered: u64,
+    /// Messages from earlier runs (sync of old traffic).
+    pub stale: u64,
+    /// Sends skipped because the device's queue was full (it was reconnecting).
+    pub skipped: u64,
+}
+
+impl Counters {
+    /// Adds another worker's counters to these.
+    pub fn add(&mut self, other: &Self) {
+        self.open += other.open;
+        self.syncs += other.syncs;
+        self.connect_failures += other.connect_failures;
+        self.dropped += other.dropped;
+        self.issued += other.issued;
+        self.sent += other.sent;
+        self.refused += other.refused;
+        self.acked += other.acked;
+        self.delivered += other.delivered;
+        self.duplicates += other.duplicates;
+        self.redelivered += other.redelivered;
+        self.stale += other.stale;
+        self.skipped += other.skipped;
+    }
+}
+
+/// A latency histogram in transit: (value in µs, count) pairs.
+pub type Buckets = Vec<(u64, u64)>;
+
+/// An event from a worker.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The counters now (every 200 ms).
+    Stats(Counters),
+    /// The `Load` command finished its sends.
+    LoadDone,
+    /// The last counters and the latency histograms; the worker exits after this.
+    Final {
+        /// Counters.
+        counters: Counters,
+        /// Send to delivery.
+        delivery: Buckets,
+        /// Send to ack.
+        ack: Buckets,
+        /// The last connection errors seen (at most a few), for the report.
+        errors: Vec<String>,
+    },
+}

@@ -1,0 +1,232 @@
+//! The coordinator's side of the workers: spawns them (this binary, `worker` subcommand),
+//! deals out the devices, sends commands and sums their counters and histograms.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::mpsc;
+
+use crate::cli::Common;
+use crate::control::{Command, Counters, DeviceSpec, Event};
+use crate::setup::{Account, Conversation};
+use crate::{conn, stats};
+
+/// The worker processes of one run.
+pub struct Fleet {
+    children: Vec<Child>,
+    stdins: Vec<ChildStdin>,
+    events: mpsc::UnboundedReceiver<(usize, Event)>,
+    stats: Vec<Counters>,
+    loads_done: usize,
+}
+
+/// What the workers reported at the end.
+pub struct Finished {
+    /// Summed counters.
+    pub counters: Counters,
+    /// Send-to-delivery latency (µs).
+    pub delivery: Histogram<u64>,
+    /// Send-to-ack latency (µs).
+    pub ack: Histogram<u64>,
+    /// Some connection errors, if any.
+    pub errors: Vec<String>,
+}
+
+/// Each account as a device, with its source address and the conversations it sends to.
+pub fn devices(
+    common: &Common,
+    users: &[Account],
+    conversations: &[Conversation],
+) -> Vec<DeviceSpec> {
+    let mut specs: Vec<DeviceSpec> = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| DeviceSpec {
+            token: user.token.clone(),
+            source: conn::source_addr(i, common.source_addrs),
+            conversations: Vec::new(),
+        })
+        .collect();
+    for conversation in conversations {
+        for &member in &conversation.members {
+            specs[member].conversations.push(conversation.id);
+        }
+    }
+    specs
+}
+
+impl Fleet {
+    /// Starts the workers, dealing the devices out round-robin, and sends them their plans.
+    pub async fn start(
+        common: &Common,
+        devices: Vec<DeviceSpec>,
+        run: u64,
+    ) -> anyhow::Result<Self> {
+        let count = (common.workers as usize).min(devices.len()).max(1);
+        let mut shares: Vec<Vec<DeviceSpec>> = vec![Vec::new(); count];
+        for (i, device) in devices.into_iter().enumerate() {
+            shares[i % count].push(device);
+        }
+        let exe = std::env::current_exe().context("finding natter-bench itself")?;
+        let server = common.server.replacen("http", "ws", 1);
+        let (sender, events) = mpsc::unbounded_channel();
+        let mut fleet = Self {
+            children: Vec::new(),
+            stdins: Vec::new(),
+            events,
+            stats: vec![Counters::default(); count],
+            loads_done: 0,
+        };
+        for (index, devices) in shares.into_iter().enumerate() {
+            let mut child = tokio::process::Command::new(&exe)
+                .arg("worker")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting a worker")?;
+            let mut lines = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    match serde_json::from_str(&line) {
+                        Ok(event) => {
+                            let _ = sender.send((index, event));
+                        }
+                        Err(error) => eprintln!("worker {index}: bad event ({error}): {line}"),
+                    }
+                }
+            });
+            fleet
+                .stdins
+                .push(child.stdin.take().context("worker stdin")?);
+            fleet.children.push(child);
+            let plan = Command::Plan {
+                server: server.clone(),
+                devices,
+                payload_bytes: common.payload_bytes as usize,
+                run,
+                connect_concurrency: common.connect_concurrency,
+                ack_interval_ms: common.ack_interval_ms,
+            };
+            fleet.send(index, &plan).await?;
+        }
+        Ok(fleet)
+    }
+
+    /// The workers' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
+    async fn send(&mut self, index: usize, command: &Command) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(command)?;
+        line.push(b'\n');
+        let stdin = &mut self.stdins[index];
+        stdin.write_all(&line).await.context("a worker went away")?;
+        stdin.flush().await.context("a worker went away")
+    }
+
+    /// Sends a command to every worker.
+    pub async fn broadcast(&mut self, command: &Command) -> anyhow::Result<()> {
+        for index in 0..self.stdins.len() {
+            self.send(index, command).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts sending `rate` messages a second in total for `secs` seconds.
+    pub async fn load(&mut self, rate: f64, secs: f64) -> anyhow::Result<()> {
+        #[allow(clippy::cast_precision_loss)]
+        let share = rate / self.stdins.len() as f64;
+        self.loads_done = 0;
+        self.broadcast(&Command::Load { rate: share, secs }).await
+    }
+
+    /// The counters summed over the workers, as last reported.
+    pub fn totals(&self) -> Counters {
+        let mut total = Counters::default();
+        for counters in &self.stats {
+            total.add(counters);
+        }
+        total
+    }
+
+    /// True once every worker finished its `Load`.
+    pub fn loaded(&self) -> bool {
+        self.loads_done == self.stdins.len()
+    }
+
+    /// Follows the workers' reports until `done` holds (true) or `timeout` passes (false),
+    /// showing `progress` on `bar`.
+    pub async fn wait_until(
+        &mut self,
+        timeout: Duration,
+        bar: &ProgressBar,
+        progress: impl Fn(&Counters) -> u64,
+        done: impl Fn(&Self) -> bool,
+    ) -> anyhow::Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            bar.set_position(progress(&self.totals()));
+            if done(self) {
+                return Ok(true);
+            }
+            let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return Ok(false),
+                Ok(None) => bail!("every worker went away"),
+                Ok(Some(event)) => event,
+            };
+            match event {
+                (index, Event::Stats(counters)) => self.stats[index] = counters,
+                (_, Event::LoadDone) => self.loads_done += 1,
+                (index, Event::Final { .. }) => bail!("worker {index} finished early"),
+            }
+        }
+    }
+
+    /// Tells the workers to finish and collects their final reports.
+    pub async fn finish(mut self) -> anyhow::Result<Finished> {
+        self.broadcast(&Command::Finish).await?;
+        let mut finished = Finished {
+            counters: Counters::default(),
+            delivery: stats::histogram(),
+            ack: stats::histogram(),
+            errors: Vec::new(),
+        };
+        let mut remaining = self.stdins.len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while remaining > 0 {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .context("workers did not finish in time")?
+                .context("a worker exited without its final report")?;
+            if let (
+                _,
+                Event::Final {
+                    counters,
+                    delivery,
+                    ack,
+                    errors,
+                },
+            ) = event
+            {
+                finished.counters.add(&counters);
+                stats::merge(&mut finished.delivery, &delivery);
+                stats::merge(&mut finished.ack, &ack);
+                finished.errors.extend(errors);
+                remaining -= 1;
+            }
+        }
+        for child in &mut self.children {
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+        Ok(finished)
+    }
+}

@@ -1,0 +1,68 @@
+//! A process's memory and CPU time from /proc (Linux).
+
+use std::time::Instant;
+
+/// Clock ticks per second in /proc/PID/stat (`getconf CLK_TCK` is 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Resident memory in KiB (`VmRSS`), if the process exists.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time used so far (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and
+    // stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Measures a process's CPU use from a starting point.
+pub struct CpuMeter {
+    pid: u32,
+    ticks: u64,
+    since: Instant,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pid` now (None if it does not exist).
+    pub fn start(pid: u32) -> Option<Self> {
+        Some(Self {
+            pid,
+            ticks: cpu_ticks(pid)?,
+            since: Instant::now(),
+        })
+    }
+
+    /// CPU used since the start, in percent of one core.
+    pub fn percent(&self) -> Option<f64> {
+        let used = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
+        #[allow(clippy::cast_precision_loss)]
+        let busy = used as f64 / TICKS_PER_SEC;
+        Some(100.0 * busy / self.since.elapsed().as_secs_f64().max(1e-3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_this_process() {
+        let pid = std::process::id();
+        assert!(super::rss_kib(pid).unwrap() > 0);
+        let meter = super::CpuMeter::start(pid).unwrap();
+        assert!(meter.percent().unwrap() >= 0.0);
+        assert_eq!(super::load_average().split(' ').count(), 3);
+    }
+}

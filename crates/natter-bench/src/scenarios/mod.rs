@@ -1,0 +1,171 @@
+//! The scenarios, and the steps the traffic scenarios share: connect everyone, send at a rate,
+//! wait for the last deliveries, report.
+
+pub mod direct;
+pub mod idle;
+pub mod offline;
+pub mod reconnect;
+pub mod room;
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::cli::{Common, LoadArgs};
+use crate::control::Command;
+use crate::fleet::{self, Finished, Fleet};
+use crate::procstat::{self, CpuMeter};
+use crate::report::{self, Report};
+use crate::setup::{Account, Conversation};
+use crate::stats::Latency;
+
+/// A run id, stamped in every message body so deliveries of earlier runs are told apart.
+fn run_id() -> u64 {
+    rand::random()
+}
+
+/// Starts the workers for `users` and connects every device; returns how long that took
+/// (until every device finished its first sync).
+async fn connect_all(
+    common: &Common,
+    users: &[Account],
+    conversations: &[Conversation],
+    run: u64,
+) -> anyhow::Result<(Fleet, Duration)> {
+    let n = users.len() as u64;
+    let mut fleet = Fleet::start(common, fleet::devices(common, users, conversations), run).await?;
+    let bar = report::bar(n, "connecting");
+    let start = Instant::now();
+    fleet.broadcast(&Command::Connect).await?;
+    // Generous: a busy machine may take a while for the first handshakes.
+    let timeout = Duration::from_secs(60 + n / 50);
+    let done = fleet
+        .wait_until(timeout, &bar, |c| c.syncs, |f| f.totals().syncs >= n)
+        .await?;
+    bar.finish_and_clear();
+    if !done {
+        let totals = fleet.totals();
+        let errors = fleet.finish().await.map(|f| f.errors).unwrap_or_default();
+        bail!(
+            "only {} of {n} devices connected and synced ({totals:?}); errors: {errors:?}",
+            totals.syncs
+        );
+    }
+    Ok((fleet, start.elapsed()))
+}
+
+/// Waits (showing progress) until the running `Load` has issued all its sends.
+async fn wait_loaded(fleet: &mut Fleet, load: &LoadArgs) -> anyhow::Result<()> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bar = report::bar((load.rate * load.secs) as u64, "sending");
+    let timeout = Duration::from_secs_f64(load.secs + 30.0);
+    let done = fleet
+        .wait_until(timeout, &bar, |c| c.issued, Fleet::loaded)
+        .await?;
+    bar.finish_and_clear();
+    if !done {
+        bail!("the workers did not finish sending in time");
+    }
+    Ok(())
+}
+
+/// Waits up to `drain_secs` for every issued send to be answered (or skipped) and every copy
+/// delivered.
+async fn drain(fleet: &mut Fleet, fanout: u64, drain_secs: f64) -> anyhow::Result<()> {
+    let expected = |f: &Fleet| f.totals().acked * fanout;
+    let bar = report::bar(expected(fleet), "waiting for deliveries");
+    fleet
+        .wait_until(
+            Duration::from_secs_f64(drain_secs),
+            &bar,
+            |c| c.delivered,
+            |f| {
+                let t = f.totals();
+                t.acked + t.refused + t.skipped >= t.issued && t.delivered >= t.acked * fanout
+            },
+        )
+        .await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The numbers every traffic scenario reports: `fanout` copies are expected per acked message;
+/// `elapsed` is from the first send to the end of the drain.
+fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: Duration) {
+    let c = &finished.counters;
+    let expected = c.acked * fanout;
+    report.add("sent", c.sent);
+    report.add("acked", c.acked);
+    report.add("refused", c.refused);
+    report.add("unacked", c.sent.saturating_sub(c.acked + c.refused));
+    report.add("skipped_sends", c.skipped);
+    report.add("expected_deliveries", expected);
+    report.add("delivered", c.delivered);
+    report.add("lost", expected.saturating_sub(c.delivered));
+    report.add("duplicated", c.duplicates);
+    report.add("redelivered_after_reconnect", c.redelivered);
+    report.add("stale_from_earlier_runs", c.stale);
+    report.add("dropped_connections", c.dropped);
+    report.add("connect_failures", c.connect_failures);
+    #[allow(clippy::cast_precision_loss)]
+    report.add(
+        "deliveries_per_sec",
+        c.delivered as f64 / elapsed.as_secs_f64().max(1e-3),
+    );
+    report.latency("send_to_delivery", &Latency::of(&finished.delivery));
+    report.latency("send_to_ack", &Latency::of(&finished.ack));
+    if !finished.errors.is_empty() {
+        report.add("some_errors", finished.errors.join(" | "));
+    }
+}
+
+/// natterd's memory and CPU, when `--pid` names it.
+struct Natterd {
+    pid: Option<u32>,
+    cpu: Option<CpuMeter>,
+}
+
+impl Natterd {
+    /// Starts watching (CPU is measured from now).
+    fn watch(common: &Common) -> Self {
+        Self {
+            pid: common.pid,
+            cpu: common.pid.and_then(CpuMeter::start),
+        }
+    }
+
+    /// Adds natterd's CPU since the start (percent of one core) and its memory now.
+    fn report(&self, report: &mut Report, what: &str) {
+        if let Some(percent) = self.cpu.as_ref().and_then(CpuMeter::percent) {
+            report.add(&format!("natterd_cpu_percent_{what}"), percent);
+        }
+        if let Some(rss) = self.pid.and_then(procstat::rss_kib) {
+            report.add("natterd_rss_kib", rss);
+        }
+    }
+}
+
+/// A traffic scenario from start to report: connect every user, send `load` over
+/// `conversations` (each acked message is due to `fanout` devices), drain, report.
+async fn traffic(
+    common: &Common,
+    mut report: Report,
+    users: &[Account],
+    conversations: &[Conversation],
+    fanout: u64,
+    load: &LoadArgs,
+) -> anyhow::Result<()> {
+    let run = run_id();
+    let (mut fleet, connect_time) = connect_all(common, users, conversations, run).await?;
+    report.add("connect_secs", connect_time.as_secs_f64());
+    let natterd = Natterd::watch(common);
+    let start = Instant::now();
+    fleet.load(load.rate, load.secs).await?;
+    wait_loaded(&mut fleet, load).await?;
+    drain(&mut fleet, fanout, load.drain_secs).await?;
+    let elapsed = start.elapsed();
+    natterd.report(&mut report, "under_load");
+    let finished = fleet.finish().await?;
+    traffic_rows(&mut report, &finished, fanout, elapsed);
+    report.emit(common)
+}

@@ -1,0 +1,86 @@
+//! `reconnect`: N devices under light traffic lose their connections (cut on the client side,
+//! or natterd restarted): time until all are back and synced, and whether anything was lost.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::cli::{Common, ReconnectArgs};
+use crate::control::Command;
+use crate::fleet::Fleet;
+use crate::report::{self, Report};
+use crate::setup::Setup;
+
+/// Runs the scenario.
+pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.users >= 2, "reconnect needs at least 2 users");
+    let mut setup = Setup::open(&common).await?;
+    let (users, conversations) = setup.direct("d", args.users, 1).await?;
+    let mut report = Report::new("reconnect", &common);
+    report.add("devices", args.users);
+    report.add(
+        "how",
+        if args.restart_pid.is_some() {
+            "natterd restarted (SIGTERM)"
+        } else {
+            "connections cut by the clients"
+        },
+    );
+    report.add("background_rate_per_sec", args.load.rate);
+    let n = users.len() as u64;
+    let (mut fleet, took) =
+        super::connect_all(&common, &users, &conversations, super::run_id()).await?;
+    report.add("first_connect_secs", took.as_secs_f64());
+    let start = Instant::now();
+    fleet.load(args.load.rate, args.load.secs).await?;
+    let bar = report::bar(0, "traffic before the cut");
+    fleet
+        .wait_until(
+            Duration::from_secs_f64(args.load.secs / 3.0),
+            &bar,
+            |c| c.sent,
+            |_| false,
+        )
+        .await?;
+    bar.finish_and_clear();
+
+    let cut = Instant::now();
+    match args.restart_pid {
+        Some(pid) => terminate(pid)?,
+        None => fleet.broadcast(&Command::Cut).await?,
+    }
+    let bar = report::bar(n, "reconnected and synced");
+    let back = fleet
+        .wait_until(
+            Duration::from_secs_f64(args.timeout_secs),
+            &bar,
+            |c| c.syncs.saturating_sub(n),
+            |f: &Fleet| {
+                let t = f.totals();
+                t.syncs >= 2 * n && t.open == n
+            },
+        )
+        .await?;
+    bar.finish_and_clear();
+    let all_back = cut.elapsed();
+    report.add("all_back", back);
+    report.add("cut_to_all_back_and_synced_secs", all_back.as_secs_f64());
+    report.add("devices_back", fleet.totals().open);
+
+    super::wait_loaded(&mut fleet, &args.load).await?;
+    super::drain(&mut fleet, 1, args.load.drain_secs).await?;
+    let elapsed = start.elapsed();
+    let finished = fleet.finish().await?;
+    super::traffic_rows(&mut report, &finished, 1, elapsed);
+    report.emit(&common)
+}
+
+/// Sends SIGTERM to natterd (which closes every connection with 1012 and exits).
+fn terminate(pid: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+    Ok(())
+}
