@@ -26,6 +26,27 @@ pub enum ClientError {
     /// The server URL is not an http(s) URL.
     #[error("not an http:// or https:// URL: {0}")]
     InvalidUrl(String),
+    /// Encryption failed, or input was refused before encryption (such as a text too long).
+    #[error(transparent)]
+    Crypto(#[from] natter_crypto::CryptoError),
+    /// The local store failed.
+    #[error("local store error: {0}")]
+    Store(#[source] rusqlite::Error),
+    /// A local file could not be read or written.
+    #[error("local file error: {0}")]
+    Io(#[source] std::io::Error),
+    /// The local store already holds a login.
+    #[error("{} already holds a login; log out first", .0.display())]
+    StoreInUse(std::path::PathBuf),
+    /// The local store has no login in it.
+    #[error("this device is not logged in (no session in the local store)")]
+    NotLoggedIn,
+    /// The operation needs the conversation's members, but this user is not one.
+    #[error("not a member of conversation {0}")]
+    NotMember(natter_proto::ConversationId),
+    /// A sync did not finish in time.
+    #[error("timed out waiting for the server")]
+    Timeout,
 }
 
 impl ClientError {

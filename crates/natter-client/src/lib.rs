@@ -15,14 +15,33 @@
 //! ```
 //!
 //! [`Session::connect`] opens the real-time [`Connection`]; [`Dedup`] shows each message once.
-//! The local store, reconnection and end-to-end encryption come later.
+//!
+//! [`Device`] is what applications use: a logged-in device with end-to-end encryption
+//! (natter-crypto: Olm between devices, Megolm per conversation), a local SQLite store
+//! (messages with full-text search, cursors, block list, encrypted key material) and a queue
+//! that holds sends, read cursors and blocks while the server is unreachable.
+//!
+//! Layout:
+//! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
+//! - `device`: [`Device`] and its local operations.
+//! - `e2e`: key publishing, room key sharing and decryption.
+//! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
+//! - `store`: the local SQLite store.
 
+mod device;
+mod e2e;
 mod error;
+mod link;
 mod session;
+mod store;
 mod ws;
 
+pub use device::Device;
 pub use error::ClientError;
+pub use link::{Event, SyncReport};
+pub use natter_crypto::UnableToDecrypt;
 pub use session::Session;
+pub use store::{Queued, StoredMessage};
 pub use ws::{Closed, Connection, Dedup};
 
 use natter_proto::UserId;

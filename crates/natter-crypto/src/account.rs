@@ -140,10 +140,10 @@ impl DeviceAccount {
         payload: &ToDevicePayload,
     ) -> Result<(Vec<u8>, Option<PairwiseSession>), CryptoError> {
         for session in sessions.iter_mut() {
-            if session.their_key() == payload.sender_key() {
-                if let Ok(plaintext) = session.decrypt(payload.message()) {
-                    return Ok((plaintext, None));
-                }
+            if session.their_key() == payload.sender_key()
+                && let Ok(plaintext) = session.decrypt(payload.message())
+            {
+                return Ok((plaintext, None));
             }
         }
         let vodozemac::olm::OlmMessage::PreKey(pre_key) = payload.message() else {

@@ -1,1 +1,11 @@
-//! e2e
+//! End-to-end tests: real `natterd` servers in-process, real devices with their own stores,
+//! everything encrypted on the way.
+
+mod helpers;
+
+mod direct;
+mod live;
+mod offline;
+mod privacy;
+mod reset;
+mod rooms;

@@ -1,0 +1,338 @@
+//! [`Device`]: a logged-in device with its local store, end-to-end encryption and queue.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use natter_crypto::{DeviceAccount, RotationPolicy, StoreKey};
+use natter_proto::ws::ClientFrame;
+use natter_proto::{ConversationId, DeviceId, UserId};
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
+
+use crate::store::{Queued, Store, StoredMessage};
+use crate::{Client, ClientError, Session};
+
+/// What is kept behind the device's lock: the store and the Olm account. One lock keeps
+/// every ratchet change and its write to disk together.
+pub(crate) struct State {
+    pub(crate) store: Store,
+    pub(crate) account: DeviceAccount,
+}
+
+pub(crate) struct Inner {
+    pub(crate) session: Session,
+    pub(crate) key: StoreKey,
+    pub(crate) state: Mutex<State>,
+    /// Woken when something is queued, so a live connection sends it at once.
+    pub(crate) wake: Notify,
+    /// The live connection's frame queue, while one is open (typing indicators).
+    pub(crate) live: std::sync::Mutex<Option<mpsc::UnboundedSender<ClientFrame>>>,
+    pub(crate) policy: RotationPolicy,
+}
+
+/// A logged-in device: everything a person does, end-to-end encrypted, with a local store
+/// (messages, search, cursors, blocks) and a queue that works while the server is away.
+///
+/// Cloning is cheap and shares the device.
+///
+/// ```no_run
+/// # async fn demo(conversation: natter_proto::ConversationId) -> Result<(), natter_client::ClientError> {
+/// let path = std::path::Path::new("/tmp/alice.db");
+/// let alice = natter_client::Device::login("http://127.0.0.1:8080", "alice", "correct horse",
+///     "laptop", path, "store passphrase").await?;
+/// alice.send_text(conversation, "hello").await?;
+/// alice.sync().await?; // sends the queue, receives and decrypts what arrived
+/// for message in alice.messages(conversation, 50).await? {
+///     println!("{}: {:?}", message.sender_id, message.body);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("session", &self.inner.session)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Device {
+    /// Logs in as a new device, creates its store at `path` (encrypted with `passphrase`),
+    /// makes its identity keys and publishes them with one-time keys.
+    ///
+    /// # Errors
+    /// A wrong password (`unauthorized`), an unreachable server, a store that already holds a
+    /// login, or a store that cannot be written.
+    pub async fn login(
+        server: &str,
+        username: &str,
+        password: &str,
+        device_name: &str,
+        path: &Path,
+        passphrase: &str,
+    ) -> Result<Self, ClientError> {
+        let store = Store::open(path)?;
+        if store.get("device_id")?.is_some() {
+            return Err(ClientError::StoreInUse(path.to_owned()));
+        }
+        let salt = StoreKey::new_salt();
+        let key = StoreKey::from_passphrase(passphrase, &salt)?;
+        let session = Client::new(server)?
+            .login(username, password, device_name)
+            .await?;
+        let account = DeviceAccount::new();
+        store.set("server", server)?;
+        store.set("salt", &hex(&salt))?;
+        store.set("username", username)?;
+        store.set("token", session.token())?;
+        store.set("user_id", &session.user_id().to_string())?;
+        store.set("account", &account.pickle(&key))?;
+        store.set("device_id", &session.device_id().to_string())?;
+        let device = Self::assemble(session, key, store, account);
+        device.publish_keys(true).await?;
+        Ok(device)
+    }
+
+    /// Opens the store of a device that logged in earlier.
+    ///
+    /// # Errors
+    /// [`ClientError::NotLoggedIn`] for a store without a login, a wrong passphrase
+    /// ([`ClientError::Crypto`]), or an unreadable store.
+    pub async fn open(path: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        if !path.exists() {
+            return Err(ClientError::NotLoggedIn);
+        }
+        let store = Store::open(path)?;
+        let field = |name: &str| store.get(name)?.ok_or(ClientError::NotLoggedIn);
+        let salt = unhex(&field("salt")?).ok_or(ClientError::NotLoggedIn)?;
+        let key = StoreKey::from_passphrase(passphrase, &salt)?;
+        let account = DeviceAccount::from_pickle(&field("account")?, &key)?;
+        let user_id = field("user_id")?
+            .parse()
+            .map_err(|_| ClientError::NotLoggedIn)?;
+        let device_id = field("device_id")?
+            .parse()
+            .map_err(|_| ClientError::NotLoggedIn)?;
+        let session = Session::resume(
+            Client::new(&field("server")?)?,
+            field("token")?,
+            user_id,
+            device_id,
+        );
+        Ok(Self::assemble(session, key, store, account))
+    }
+
+    fn assemble(session: Session, key: StoreKey, store: Store, account: DeviceAccount) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                session,
+                key,
+                state: Mutex::new(State { store, account }),
+                wake: Notify::new(),
+                live: std::sync::Mutex::new(None),
+                policy: RotationPolicy::default(),
+            }),
+        }
+    }
+
+    pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().await
+    }
+
+    /// The REST session, for everything that is not end-to-end (connections, rooms).
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+
+    /// The logged-in user.
+    pub fn user_id(&self) -> UserId {
+        self.inner.session.user_id()
+    }
+
+    /// This device.
+    pub fn device_id(&self) -> DeviceId {
+        self.inner.session.device_id()
+    }
+
+    /// The username this device logged in with.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn username(&self) -> Result<String, ClientError> {
+        Ok(self.lock().await.store.get("username")?.unwrap_or_default())
+    }
+
+    /// Queues a text message for a conversation and returns its `client_msg_id`. It is
+    /// encrypted and sent by the next [`Device::sync`] or by a running [`Device::run`], and
+    /// resent with the same id until the server acks it.
+    ///
+    /// # Errors
+    /// An empty text or one over 1,000 characters ([`ClientError::Crypto`]), checked before
+    /// anything is queued.
+    pub async fn send_text(
+        &self,
+        conversation: ConversationId,
+        text: &str,
+    ) -> Result<String, ClientError> {
+        natter_crypto::envelope::check_text(text)?;
+        let client_msg_id = uuid::Uuid::now_v7().to_string();
+        self.enqueue(&Queued::Send {
+            conversation_id: conversation,
+            client_msg_id: client_msg_id.clone(),
+            text: text.to_owned(),
+            ciphertext: None,
+        })
+        .await?;
+        Ok(client_msg_id)
+    }
+
+    /// Marks everything up to `seq` in a conversation as read (queued like a send).
+    ///
+    /// # Errors
+    /// The store cannot be written.
+    pub async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> Result<(), ClientError> {
+        self.enqueue(&Queued::Read {
+            conversation_id: conversation,
+            seq,
+        })
+        .await
+    }
+
+    /// Blocks or unblocks a user. Their messages are hidden locally at once; the server is
+    /// told in queue order, once reachable.
+    ///
+    /// # Errors
+    /// The store cannot be written.
+    pub async fn block(&self, user: UserId, block: bool) -> Result<(), ClientError> {
+        self.lock().await.store.set_blocked(user, block)?;
+        self.enqueue(&Queued::Block {
+            user_id: user,
+            block,
+        })
+        .await
+    }
+
+    /// Whether this device has `user` on its block list.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn is_blocked(&self, user: UserId) -> Result<bool, ClientError> {
+        self.lock().await.store.is_blocked(user)
+    }
+
+    async fn enqueue(&self, item: &Queued) -> Result<(), ClientError> {
+        self.lock().await.store.enqueue(item)?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// What is still queued, oldest first.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn queued(&self) -> Result<Vec<Queued>, ClientError> {
+        let outbox = self.lock().await.store.outbox()?;
+        Ok(outbox.into_iter().map(|(_, item)| item).collect())
+    }
+
+    /// Tells the other members this user is (not) typing, if a live connection is open.
+    pub fn typing(&self, conversation: ConversationId, typing: bool) {
+        let live = self
+            .inner
+            .live
+            .lock()
+            .expect("the live sender lock is never poisoned");
+        if let Some(live) = live.as_ref() {
+            let _ = live.send(ClientFrame::Typing {
+                conversation_id: conversation,
+                typing,
+            });
+        }
+    }
+
+    /// The newest `limit` messages of a conversation this device has, oldest first
+    /// (blocked users' messages hidden).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn messages(
+        &self,
+        conversation: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        self.lock().await.store.messages(conversation, limit)
+    }
+
+    /// Full-text search over this device's decrypted messages, newest first; the server never
+    /// sees the terms.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn search(
+        &self,
+        query: &str,
+        conversation: Option<ConversationId>,
+        sender: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        self.lock()
+            .await
+            .store
+            .search(query, conversation, sender, limit)
+    }
+
+    /// This device's (delivered, read) cursors in a conversation.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn cursors(&self, conversation: ConversationId) -> Result<(i64, i64), ClientError> {
+        self.lock().await.store.cursors(conversation)
+    }
+
+    /// How far the other members got: the highest (delivered, read) seq among them, from the
+    /// receipts this device saw. A message of mine at or below them is delivered / read.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn receipts(&self, conversation: ConversationId) -> Result<(i64, i64), ClientError> {
+        self.lock()
+            .await
+            .store
+            .receipts(conversation, self.user_id())
+    }
+
+    /// Logs this device out on the server; the local store stays (delete its file to forget).
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.inner.session.clone().logout().await
+    }
+}

@@ -1,0 +1,410 @@
+//! End-to-end encryption glue: publishing keys, sharing room keys with member devices over
+//! pairwise sessions, and decrypting what arrives.
+
+use std::collections::BTreeSet;
+
+use natter_crypto::envelope::session_id_of;
+use natter_crypto::{
+    InboundRoomSession, MessageEnvelope, OutboundRoomSession, PairwiseSession, RoomKeyShare,
+    ToDevicePayload, UnableToDecrypt, VerifiedDevice, safety_number, verify_device,
+};
+use natter_proto::keys::UploadKeysRequest;
+use natter_proto::limits::TO_DEVICE_BATCH_MAX;
+use natter_proto::ws::{ClientFrame, Message, ToDeviceIn, ToDeviceOut};
+use natter_proto::{ConversationId, DeviceId, UserId};
+
+use crate::device::{State, now_ms};
+use crate::store::StoredMessage;
+use crate::{ClientError, Device};
+
+/// Below this many one-time keys on the server, the device publishes more.
+const ONE_TIME_KEYS_LOW: u32 = 25;
+
+impl Device {
+    /// Publishes one-time keys when the server's stock is low (and the identity keys when
+    /// `identity` is set).
+    pub(crate) async fn publish_keys(&self, identity: bool) -> Result<(), ClientError> {
+        let session = &self.inner.session;
+        let counts = session.key_counts().await?;
+        if !identity && counts.one_time_key_count >= ONE_TIME_KEYS_LOW && counts.has_fallback_key {
+            return Ok(());
+        }
+        let mut state = self.lock().await;
+        let published = usize::try_from(counts.one_time_key_count).unwrap_or(usize::MAX);
+        let upload = state
+            .account
+            .keys_to_publish(published, counts.has_fallback_key);
+        let request = UploadKeysRequest {
+            identity_keys: identity.then(|| {
+                state
+                    .account
+                    .identity_keys(self.user_id(), self.device_id())
+            }),
+            one_time_keys: upload.one_time_keys,
+            fallback_key: upload.fallback_key,
+        };
+        session.upload_keys(&request).await?;
+        state.account.mark_published();
+        self.save_account(&state)
+    }
+
+    fn save_account(&self, state: &State) -> Result<(), ClientError> {
+        state
+            .store
+            .set("account", &state.account.pickle(&self.inner.key))
+    }
+
+    /// A user's devices with valid signatures (cached); devices whose signature fails are
+    /// left out, so nothing is ever encrypted to a key the server made up.
+    pub(crate) async fn verified_devices(
+        &self,
+        state: &State,
+        user: UserId,
+    ) -> Result<Vec<VerifiedDevice>, ClientError> {
+        let devices = self.inner.session.devices(user).await?;
+        let mut verified = Vec::new();
+        for device in &devices {
+            if let Ok(Some(device)) = verify_device(user, device) {
+                state.store.save_device(&device)?;
+                verified.push(device);
+            }
+        }
+        Ok(verified)
+    }
+
+    /// A device's verified Curve25519 key: cached, else fetched.
+    async fn curve_key_of(
+        &self,
+        state: &State,
+        user: UserId,
+        device: DeviceId,
+    ) -> Result<Option<String>, ClientError> {
+        if let Some((curve, _)) = state.store.device_keys(user, device)? {
+            return Ok(Some(curve));
+        }
+        let devices = self.verified_devices(state, user).await?;
+        Ok(devices
+            .into_iter()
+            .find(|d| d.device_id == device)
+            .map(|d| d.curve25519))
+    }
+
+    /// Encrypts a text for a conversation: rotates the outbound session when needed, shares
+    /// its key with every member device that lacks it, and returns the to-device frames to
+    /// send first and the message ciphertext.
+    pub(crate) async fn encrypt_message(
+        &self,
+        state: &mut State,
+        conversation: ConversationId,
+        text: &str,
+    ) -> Result<(Vec<ClientFrame>, String), ClientError> {
+        let me = (self.user_id(), self.device_id());
+        let members = self.inner.session.conversation(conversation).await?.members;
+        if !members.iter().any(|m| m.user_id == me.0) {
+            return Err(ClientError::NotMember(conversation));
+        }
+        let mut recipients = BTreeSet::new();
+        let mut curve_keys = Vec::new();
+        for member in &members {
+            let devices = match self.verified_devices(state, member.user_id).await {
+                Ok(devices) => devices,
+                // The server shows devices only to connections: a room member this user is
+                // not connected to cannot be given the key (they see "unable to decrypt").
+                Err(e) if e.status() == Some(404) => continue,
+                Err(e) => return Err(e),
+            };
+            for device in devices {
+                if (device.user_id, device.device_id) != me {
+                    recipients.insert((device.user_id, device.device_id));
+                    curve_keys.push(device);
+                }
+            }
+        }
+        let key = &self.inner.key;
+        let now = now_ms();
+        let mut outbound = match state.store.outbound(conversation)? {
+            Some(pickle) => Some(OutboundRoomSession::from_pickle(&pickle, key)?),
+            None => None,
+        }
+        .filter(|o| !o.needs_rotation(now, &self.inner.policy, &recipients))
+        .map_or_else(|| self.new_outbound(state, conversation, now), Ok)?;
+
+        let mut payloads = Vec::new();
+        for (user, device) in outbound.unshared(&recipients) {
+            let Some(target) = curve_keys.iter().find(|d| d.device_id == device) else {
+                continue;
+            };
+            let Some(mut pairwise) = self.pairwise_for(state, target).await? else {
+                continue;
+            };
+            let share = outbound.share_for(me, device);
+            let plaintext = serde_json::to_vec(&share).expect("a key share always serializes");
+            let payload = pairwise.encrypt(&state.account.curve25519(), &plaintext)?;
+            state.store.save_olm_session(
+                pairwise.their_key(),
+                &pairwise.session_id(),
+                &pairwise.pickle(key),
+                now,
+            )?;
+            payloads.push(ToDeviceOut {
+                user_id: user,
+                device_id: device,
+                payload,
+            });
+            outbound.mark_shared((user, device));
+        }
+        let envelope = MessageEnvelope::new(text, conversation, me.1)?;
+        let ciphertext = outbound.encrypt(&envelope);
+        state
+            .store
+            .save_outbound(conversation, &outbound.pickle(key))?;
+        let frames = payloads
+            .chunks(TO_DEVICE_BATCH_MAX)
+            .map(|chunk| ClientFrame::ToDevice {
+                messages: chunk.to_vec(),
+            })
+            .collect();
+        Ok((frames, ciphertext))
+    }
+
+    /// A new outbound session; this device keeps an inbound copy to read its own messages
+    /// in history.
+    fn new_outbound(
+        &self,
+        state: &State,
+        conversation: ConversationId,
+        now: i64,
+    ) -> Result<OutboundRoomSession, ClientError> {
+        let outbound = OutboundRoomSession::new(conversation, now);
+        let own = outbound.share_for((self.user_id(), self.device_id()), self.device_id());
+        let inbound = InboundRoomSession::from_share(&own)?;
+        state.store.save_inbound(
+            &inbound.session_id(),
+            conversation,
+            &inbound.pickle(&self.inner.key),
+        )?;
+        Ok(outbound)
+    }
+
+    /// The pairwise session to use with a device: the most recent one, or a new one from a
+    /// claimed one-time key. `None` when the device has no keys left to claim.
+    async fn pairwise_for(
+        &self,
+        state: &State,
+        target: &VerifiedDevice,
+    ) -> Result<Option<PairwiseSession>, ClientError> {
+        if let Some(pickle) = state.store.olm_sessions(&target.curve25519)?.first() {
+            return Ok(Some(PairwiseSession::from_pickle(pickle, &self.inner.key)?));
+        }
+        let claimed = match self
+            .inner
+            .session
+            .claim_key(target.user_id, target.device_id)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            state
+                .account
+                .open_session(&target.curve25519, &claimed.key)?,
+        ))
+    }
+
+    /// Handles a to-device payload: a room key from another device. Returns the stored
+    /// messages it made readable. Payloads that are not valid for this device are dropped
+    /// (`Ok` with nothing); only a failure to reach the server is an error.
+    pub(crate) async fn receive_to_device(
+        &self,
+        state: &mut State,
+        item: &ToDeviceIn,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        let Ok(payload) = ToDevicePayload::parse(&item.payload) else {
+            return Ok(Vec::new());
+        };
+        let Some(curve) = self
+            .curve_key_of(state, item.sender_id, item.sender_device_id)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        if curve != payload.sender_key() {
+            return Ok(Vec::new());
+        }
+        let key = &self.inner.key;
+        let mut sessions = state
+            .store
+            .olm_sessions(&curve)?
+            .iter()
+            .map(|p| PairwiseSession::from_pickle(p, key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Ok((plaintext, created)) = state.account.decrypt(&mut sessions, &payload) else {
+            return Ok(Vec::new());
+        };
+        let now = now_ms();
+        for session in sessions.iter().chain(created.iter()) {
+            state.store.save_olm_session(
+                &curve,
+                &session.session_id(),
+                &session.pickle(key),
+                now,
+            )?;
+        }
+        if created.is_some() {
+            self.save_account(state)?;
+        }
+        let Ok(share) = serde_json::from_slice::<RoomKeyShare>(&plaintext) else {
+            return Ok(Vec::new());
+        };
+        if share.recipient_device_id != self.device_id()
+            || share.sender_device_id != item.sender_device_id
+            || share.sender_user_id != item.sender_id
+        {
+            return Ok(Vec::new());
+        }
+        let Ok(inbound) = InboundRoomSession::from_share(&share) else {
+            return Ok(Vec::new());
+        };
+        let session_id = inbound.session_id();
+        if let Some(existing) = state.store.inbound(&session_id)? {
+            let existing = InboundRoomSession::from_pickle(&existing, key)?;
+            if existing.first_known_index() <= inbound.first_known_index() {
+                return Ok(Vec::new());
+            }
+        }
+        state
+            .store
+            .save_inbound(&session_id, inbound.conversation_id(), &inbound.pickle(key))?;
+        self.retry_pending(state, &session_id)
+    }
+
+    /// Decrypts messages that arrived before their key.
+    fn retry_pending(
+        &self,
+        state: &State,
+        session_id: &str,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        let mut resolved = Vec::new();
+        for (mut stored, ciphertext) in state.store.pending(session_id)? {
+            let message = Message {
+                conversation_id: stored.conversation_id,
+                seq: stored.seq,
+                sender_id: stored.sender_id,
+                sender_device_id: stored.sender_device_id,
+                client_msg_id: stored.client_msg_id.clone(),
+                server_ts: stored.server_ts,
+                client_ts: None,
+                ciphertext,
+            };
+            if let Ok(text) = self.decrypt_with(state, &message)? {
+                state.store.resolve(&stored, &text)?;
+                stored.body = Ok(text);
+                resolved.push(stored);
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Decrypts one message with the keys this device holds.
+    fn decrypt_with(
+        &self,
+        state: &State,
+        message: &Message,
+    ) -> Result<Result<String, UnableToDecrypt>, ClientError> {
+        let Some(session_id) = session_id_of(&message.ciphertext) else {
+            return Ok(Err(UnableToDecrypt::Corrupt(
+                "not a Natter ciphertext".into(),
+            )));
+        };
+        let Some(pickle) = state.store.inbound(&session_id)? else {
+            return Ok(Err(UnableToDecrypt::MissingKey));
+        };
+        let mut inbound = InboundRoomSession::from_pickle(&pickle, &self.inner.key)?;
+        Ok(inbound
+            .decrypt(message)
+            .map(|envelope| envelope.text.clone()))
+    }
+
+    /// Decrypts and stores a message from the server (once per conversation and seq).
+    /// Returns it with `true` the first time this device sees it.
+    pub(crate) fn accept_message(
+        &self,
+        state: &State,
+        message: &Message,
+    ) -> Result<(StoredMessage, bool), ClientError> {
+        let body = self.decrypt_with(state, message)?;
+        let stored = StoredMessage {
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+            sender_id: message.sender_id,
+            sender_device_id: message.sender_device_id,
+            client_msg_id: message.client_msg_id.clone(),
+            server_ts: message.server_ts,
+            body,
+        };
+        let session_id = session_id_of(&message.ciphertext);
+        let new = state.store.insert_message(
+            &stored,
+            session_id.as_deref(),
+            Some(&message.ciphertext),
+        )?;
+        Ok((stored, new))
+    }
+
+    /// Decrypts a message (from history, say) without storing it.
+    ///
+    /// # Errors
+    /// The store cannot be read; a message this device cannot read is `Ok(Err(reason))`.
+    pub async fn decrypt(
+        &self,
+        message: &Message,
+    ) -> Result<Result<String, UnableToDecrypt>, ClientError> {
+        let state = self.lock().await;
+        self.decrypt_with(&state, message)
+    }
+
+    /// Fetches a conversation's history from the server after `after`, decrypts and stores
+    /// it, and returns the stored messages in order.
+    ///
+    /// # Errors
+    /// The server refuses (`not_found` for non-members) or cannot be reached.
+    pub async fn fetch_history(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        let mut after = after;
+        let mut fetched = Vec::new();
+        loop {
+            let page = self
+                .inner
+                .session
+                .history(conversation, Some(after), None, None)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let state = self.lock().await;
+            for message in &page {
+                fetched.push(self.accept_message(&state, message)?.0);
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// The safety number of this user and `peer`, over both users' verified device keys.
+    /// Compare it with the peer's (in person, or over another channel).
+    ///
+    /// # Errors
+    /// The server refuses (`not_found` when not connected) or cannot be reached.
+    pub async fn safety_number(&self, peer: UserId) -> Result<String, ClientError> {
+        let state = self.lock().await;
+        let keys = |devices: Vec<VerifiedDevice>| -> Vec<String> {
+            devices.into_iter().map(|d| d.ed25519).collect()
+        };
+        let mine = keys(self.verified_devices(&state, self.user_id()).await?);
+        let theirs = keys(self.verified_devices(&state, peer).await?);
+        Ok(safety_number((self.user_id(), &mine), (peer, &theirs)))
+    }
+}

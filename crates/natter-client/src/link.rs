@@ -1,0 +1,428 @@
+//! Keeping a device in touch with the server: one connection at a time, sending the queue
+//! in order, receiving and decrypting, and reconnecting with backoff and jitter.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use natter_proto::ConversationId;
+use natter_proto::ws::{ClientFrame, Receipt, SendMessage, ServerFrame};
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use crate::device::now_ms;
+use crate::store::{Queued, StoredMessage};
+use crate::{ClientError, Connection, Device};
+
+/// A send with no ack after this long is sent again with the same `client_msg_id`.
+const RESEND_AFTER: Duration = Duration::from_secs(5);
+/// How long [`Device::sync`] waits for the server before giving up.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Ping when nothing was sent for this long (the server's idle timeout is 60 s).
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// Backoff between reconnects: from the first to the last, doubling, plus up to half again
+/// as random jitter so that many clients do not come back at once.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_LAST: Duration = Duration::from_secs(30);
+/// Error codes after which a send is tried again; any other refusal is final.
+const RETRYABLE: [&str; 3] = ["rate_limited", "store_unavailable", "internal"];
+
+/// Something that happened on a live device ([`Device::run`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Connected (again); the sync follows.
+    Connected,
+    /// The sync reached the present.
+    Synced,
+    /// The connection dropped; reconnecting after a backoff.
+    Disconnected(String),
+    /// A new message (decrypted, or with the reason it cannot be), or an earlier one that
+    /// just became readable because its key arrived.
+    Message(StoredMessage),
+    /// A queued message was stored by the server.
+    Sent {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Its id.
+        client_msg_id: String,
+        /// Its seq.
+        seq: i64,
+    },
+    /// The server refused a queued message for good; it was dropped from the queue.
+    Failed {
+        /// Its id.
+        client_msg_id: String,
+        /// The server's error code.
+        code: String,
+    },
+    /// A member's device moved its delivered or read cursor.
+    Receipt(Receipt),
+    /// Someone is (not) typing.
+    Typing {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who.
+        user_id: natter_proto::UserId,
+        /// Typing or stopped.
+        typing: bool,
+    },
+}
+
+/// Whether one connection runs until the queue is empty or for good.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    UntilIdle,
+    Live,
+}
+
+/// One connection's bookkeeping.
+struct Link<'a> {
+    conn: Connection,
+    events: Option<&'a mpsc::Sender<Event>>,
+    in_flight: HashMap<String, Instant>,
+    synced: bool,
+    last_sent: Instant,
+}
+
+/// What a finished [`Device::sync`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// New messages received (including ones from blocked users, which stay hidden).
+    pub received: usize,
+    /// Queued messages the server acked.
+    pub sent: usize,
+}
+
+impl Device {
+    /// Connects once: receives and decrypts everything waiting, sends the whole queue in
+    /// order and waits for every ack, then disconnects.
+    ///
+    /// # Errors
+    /// The server cannot be reached (the queue stays for next time), refuses the token, or
+    /// does not finish within a minute.
+    pub async fn sync(&self) -> Result<SyncReport, ClientError> {
+        let conn = self.inner.session.connect().await?;
+        let mut link = Link::new(conn, None);
+        let mut report = SyncReport::default();
+        let driven = tokio::time::timeout(
+            SYNC_TIMEOUT,
+            self.drive(&mut link, Mode::UntilIdle, None, &mut report),
+        )
+        .await;
+        link.conn.close().await;
+        driven.map_err(|_| ClientError::Timeout)??;
+        self.publish_keys(false).await?;
+        Ok(report)
+    }
+
+    /// Stays connected until `shutdown` completes: reports [`Event`]s, sends what is queued
+    /// at once, and reconnects after a drop with exponential backoff and jitter, resuming from
+    /// the server-side cursors.
+    ///
+    /// # Errors
+    /// The server refuses the token (log in again); network failures are retried.
+    pub async fn run(
+        &self,
+        events: mpsc::Sender<Event>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ClientError> {
+        tokio::pin!(shutdown);
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let outcome = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                outcome = self.live_once(&events, &mut backoff) => outcome,
+            };
+            if let Err(error) = outcome {
+                if error.status() == Some(401) || error.code() == Some("unauthorized") {
+                    return Err(error);
+                }
+                let _ = events.send(Event::Disconnected(error.to_string())).await;
+            }
+            let jitter = rand::rng().random_range(0..=backoff.as_millis() / 2);
+            let wait = backoff + Duration::from_millis(u64::try_from(jitter).unwrap_or(0));
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_LAST);
+        }
+    }
+
+    async fn live_once(
+        &self,
+        events: &mpsc::Sender<Event>,
+        backoff: &mut Duration,
+    ) -> Result<(), ClientError> {
+        let conn = self.inner.session.connect().await?;
+        *backoff = BACKOFF_FIRST;
+        let _ = events.send(Event::Connected).await;
+        let (frames, mut typing) = mpsc::unbounded_channel();
+        *self.inner.live.lock().expect("never poisoned") = Some(frames);
+        let mut link = Link::new(conn, Some(events));
+        let outcome = self
+            .drive(
+                &mut link,
+                Mode::Live,
+                Some(&mut typing),
+                &mut SyncReport::default(),
+            )
+            .await;
+        *self.inner.live.lock().expect("never poisoned") = None;
+        outcome
+    }
+
+    async fn drive(
+        &self,
+        link: &mut Link<'_>,
+        mode: Mode,
+        mut typing: Option<&mut mpsc::UnboundedReceiver<ClientFrame>>,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        loop {
+            if link.synced {
+                let remaining = self.flush(link).await?;
+                if mode == Mode::UntilIdle && remaining == 0 {
+                    return Ok(());
+                }
+            }
+            if link.last_sent.elapsed() >= PING_EVERY {
+                link.send(&ClientFrame::Ping { nonce: None }).await?;
+            }
+            tokio::select! {
+                frame = link.conn.next() => self.handle(link, frame?, report).await?,
+                Some(frame) = async {
+                    match typing.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => link.send(&frame).await?,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Sends what is queued, in order; returns how many items are still waiting (for acks).
+    async fn flush(&self, link: &mut Link<'_>) -> Result<usize, ClientError> {
+        let mut state = self.lock().await;
+        let outbox = state.store.outbox()?;
+        let mut remaining = 0;
+        for (id, item) in outbox {
+            match item {
+                Queued::Send {
+                    conversation_id,
+                    client_msg_id,
+                    text,
+                    ciphertext,
+                } => {
+                    remaining += 1;
+                    if link
+                        .in_flight
+                        .get(&client_msg_id)
+                        .is_some_and(|sent| sent.elapsed() < RESEND_AFTER)
+                    {
+                        continue;
+                    }
+                    let ciphertext = match ciphertext {
+                        Some(ciphertext) => ciphertext,
+                        None => match self
+                            .encrypt_message(&mut state, conversation_id, &text)
+                            .await
+                        {
+                            Ok((frames, ciphertext)) => {
+                                for frame in &frames {
+                                    link.send(frame).await?;
+                                }
+                                state.store.set_ciphertext(id, &ciphertext)?;
+                                ciphertext
+                            }
+                            Err(error) if is_final(&error) => {
+                                state.store.dequeue(id)?;
+                                remaining -= 1;
+                                link.emit(Event::Failed {
+                                    client_msg_id,
+                                    code: error.code().unwrap_or("not_member").to_owned(),
+                                })
+                                .await;
+                                continue;
+                            }
+                            Err(error) => return Err(error),
+                        },
+                    };
+                    link.send(&ClientFrame::Send(SendMessage {
+                        conversation_id,
+                        client_msg_id: client_msg_id.clone(),
+                        ciphertext,
+                        client_ts: Some(now_ms()),
+                    }))
+                    .await?;
+                    link.in_flight.insert(client_msg_id, Instant::now());
+                }
+                Queued::Read {
+                    conversation_id,
+                    seq,
+                } => {
+                    link.send(&ClientFrame::Read {
+                        conversation_id,
+                        seq,
+                    })
+                    .await?;
+                    state.store.advance_cursor(conversation_id, seq, true)?;
+                    state.store.dequeue(id)?;
+                }
+                Queued::Block { user_id, block } => {
+                    match self.inner.session.block(user_id, block, None).await {
+                        Ok(_) => {}
+                        // Refused for good (the user is gone, say): nothing to retry.
+                        Err(error) if error.status().is_some() => {}
+                        Err(error) => return Err(error),
+                    }
+                    state.store.dequeue(id)?;
+                }
+            }
+        }
+        Ok(remaining)
+    }
+
+    async fn handle(
+        &self,
+        link: &mut Link<'_>,
+        frame: ServerFrame,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        match frame {
+            ServerFrame::Message(message) => {
+                let state = self.lock().await;
+                let (stored, new) = self.accept_message(&state, &message)?;
+                if state
+                    .store
+                    .advance_cursor(message.conversation_id, message.seq, false)?
+                {
+                    link.send(&ClientFrame::Delivered {
+                        conversation_id: message.conversation_id,
+                        seq: message.seq,
+                    })
+                    .await?;
+                }
+                let hidden = state.store.is_blocked(message.sender_id)?;
+                drop(state);
+                if new {
+                    report.received += 1;
+                    if !hidden {
+                        link.emit(Event::Message(stored)).await;
+                    }
+                }
+            }
+            ServerFrame::ToDevice(item) => {
+                let mut state = self.lock().await;
+                let resolved = self.receive_to_device(&mut state, &item).await?;
+                drop(state);
+                link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
+                    .await?;
+                for stored in resolved {
+                    link.emit(Event::Message(stored)).await;
+                }
+            }
+            ServerFrame::Ack(ack) => {
+                let state = self.lock().await;
+                link.in_flight.remove(&ack.client_msg_id);
+                if let Some(text) = state.store.take_sent(&ack.client_msg_id)? {
+                    let own = StoredMessage {
+                        conversation_id: ack.conversation_id,
+                        seq: ack.seq,
+                        sender_id: self.user_id(),
+                        sender_device_id: self.device_id(),
+                        client_msg_id: ack.client_msg_id.clone(),
+                        server_ts: ack.server_ts,
+                        body: Ok(text),
+                    };
+                    state.store.insert_message(&own, None, None)?;
+                    drop(state);
+                    report.sent += 1;
+                    link.emit(Event::Sent {
+                        conversation_id: ack.conversation_id,
+                        client_msg_id: ack.client_msg_id,
+                        seq: ack.seq,
+                    })
+                    .await;
+                }
+            }
+            ServerFrame::Error(error) => {
+                let Some(client_msg_id) = error.client_msg_id else {
+                    return Ok(());
+                };
+                if RETRYABLE.contains(&error.code.as_str()) {
+                    // Resend once the server's wait is over.
+                    let wait = Duration::from_millis(error.retry_after_ms.unwrap_or(1000));
+                    let resend_at = Instant::now() + wait;
+                    link.in_flight.insert(
+                        client_msg_id,
+                        resend_at.checked_sub(RESEND_AFTER).unwrap_or(resend_at),
+                    );
+                } else {
+                    link.in_flight.remove(&client_msg_id);
+                    self.lock().await.store.take_sent(&client_msg_id)?;
+                    link.emit(Event::Failed {
+                        client_msg_id,
+                        code: error.code,
+                    })
+                    .await;
+                }
+            }
+            ServerFrame::Synced { .. } => {
+                link.synced = true;
+                link.emit(Event::Synced).await;
+            }
+            ServerFrame::Receipt(receipt) => {
+                self.lock().await.store.save_receipt(&receipt)?;
+                link.emit(Event::Receipt(receipt)).await;
+            }
+            ServerFrame::Typing {
+                conversation_id,
+                user_id,
+                typing,
+            } => {
+                link.emit(Event::Typing {
+                    conversation_id,
+                    user_id,
+                    typing,
+                })
+                .await;
+            }
+            ServerFrame::Ready { .. } | ServerFrame::Pong { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether a failure to encrypt a queued send means it can never be sent (rather than
+/// "try again when the server is back").
+fn is_final(error: &ClientError) -> bool {
+    error.status().is_some_and(|s| s != 429 && s < 500)
+        || matches!(error, ClientError::NotMember(_) | ClientError::Crypto(_))
+}
+
+impl<'a> Link<'a> {
+    fn new(conn: Connection, events: Option<&'a mpsc::Sender<Event>>) -> Self {
+        Self {
+            conn,
+            events,
+            in_flight: HashMap::new(),
+            synced: false,
+            last_sent: Instant::now(),
+        }
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.last_sent = Instant::now();
+        self.conn.send(frame).await
+    }
+
+    async fn emit(&self, event: Event) {
+        if let Some(events) = self.events {
+            // A consumer that went away just stops hearing about events.
+            let _ = events.send(event).await;
+        }
+    }
+}

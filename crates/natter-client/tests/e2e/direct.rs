@@ -1,0 +1,106 @@
+//! A direct conversation between two users, one of them on two devices.
+
+use crate::helpers::{TestServer, texts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let alice_phone = server.device("alice", "phone").await;
+    let bob = server.user("bob").await;
+    let direct = server.connect(&alice, &bob).await;
+
+    alice.send_text(direct, "hello bob").await.unwrap();
+    let report = alice.sync().await.unwrap();
+    assert_eq!(report.sent, 1);
+    assert!(alice.queued().await.unwrap().is_empty());
+
+    bob.sync().await.unwrap();
+    assert_eq!(texts(&bob, direct).await, ["hello bob"]);
+    alice_phone.sync().await.unwrap();
+    assert_eq!(texts(&alice_phone, direct).await, ["hello bob"]);
+
+    bob.send_text(direct, "hi alice, from bob").await.unwrap();
+    bob.sync().await.unwrap();
+    for device in [&alice, &alice_phone] {
+        device.sync().await.unwrap();
+        assert_eq!(
+            texts(device, direct).await,
+            ["hello bob", "hi alice, from bob"]
+        );
+    }
+    // The sender's own copy is stored too, with the seq the server gave it.
+    assert_eq!(
+        texts(&bob, direct).await,
+        ["hello bob", "hi alice, from bob"]
+    );
+
+    // Syncing again brings nothing twice.
+    assert_eq!(bob.sync().await.unwrap().received, 0);
+    assert_eq!(texts(&bob, direct).await.len(), 2);
+
+    // Local full-text search, with conversation and sender filters.
+    let found = bob.search("alice", None, None, 10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].sender_id, bob.user_id());
+    assert!(
+        bob.search("hello", Some(direct), Some(bob.user_id()), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        bob.search("HELLO", Some(direct), Some(alice.user_id()), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        bob.search("\"unbalanced OR", None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Both sides compute the same safety number.
+    let theirs = bob.safety_number(alice.user_id()).await.unwrap();
+    assert_eq!(alice.safety_number(bob.user_id()).await.unwrap(), theirs);
+    assert_eq!(theirs.split(' ').count(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_before_anything_is_queued() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let direct = server.connect(&alice, &bob).await;
+
+    let error = alice
+        .send_text(direct, &"x".repeat(1001))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a message is at most 1000 characters; this one has 1001"
+    );
+    assert!(alice.send_text(direct, "   ").await.is_err());
+    assert!(alice.send_text(direct, &"字".repeat(1000)).await.is_ok());
+    assert_eq!(alice.queued().await.unwrap().len(), 1);
+
+    // The store opens only with its passphrase.
+    let path = server.store_path("alice", "first");
+    let wrong = natter_client::Device::open(&path, "not the passphrase").await;
+    assert!(wrong.unwrap_err().to_string().contains("wrong passphrase"));
+    let reopened = natter_client::Device::open(&path, "store passphrase")
+        .await
+        .unwrap();
+    assert_eq!(reopened.device_id(), alice.device_id());
+    assert_eq!(reopened.queued().await.unwrap().len(), 1);
+    // A store holds one login.
+    assert!(
+        natter_client::Device::login(&server.url, "alice", "password123", "again", &path, "p")
+            .await
+            .is_err()
+    );
+}

@@ -1,0 +1,211 @@
+//! A real server on a fixed loopback address (so it can restart where devices expect it),
+//! and devices with their own temporary stores.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use natter_client::{Client, Device, Event};
+use natter_server::config::{Config, DatabaseUrl};
+use natter_server::gateway::GatewayConfig;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A failure guard, never a timing assumption: every wait here ends as soon as its
+/// condition holds.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A server with its SQLite database in a temporary directory, plus the devices' stores.
+pub struct TestServer {
+    pub url: String,
+    address: SocketAddr,
+    pub dir: tempfile::TempDir,
+    running: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port");
+        let address = listener.local_addr().expect("listener address");
+        let mut server = Self {
+            url: format!("http://{address}"),
+            address,
+            dir,
+            running: None,
+        };
+        server.serve(listener).await;
+        server
+    }
+
+    /// The server's database file and its journal files.
+    pub fn database_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("server"))
+            .expect("the server directory")
+            .map(|e| e.expect("a directory entry").path())
+            .collect()
+    }
+
+    async fn serve(&mut self, listener: tokio::net::TcpListener) {
+        std::fs::create_dir_all(self.dir.path().join("server")).expect("server directory");
+        let config = Config {
+            listen: self.address,
+            database: DatabaseUrl::Sqlite(self.dir.path().join("server/natter.db")),
+            token_ttl: Duration::from_secs(3600),
+            argon2_memory_kib: 8,
+            argon2_iterations: 1,
+            gateway: GatewayConfig {
+                send_rate_per_sec: 10_000.0,
+                send_burst: 10_000.0,
+                ..GatewayConfig::default()
+            },
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(natter_server::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        self.running = Some((stop, task));
+        let http = reqwest::Client::new();
+        wait_for("the server to be ready", async || {
+            http.get(format!("{}/readyz", self.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    /// Stops the server: devices now find nothing at its address.
+    pub async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.await.expect("server task").expect("clean exit");
+        }
+    }
+
+    /// Starts the server again on the same address and database.
+    pub async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.address)
+            .await
+            .expect("rebinding the server's address");
+        self.serve(listener).await;
+    }
+
+    /// Registers `username` and logs in its first device.
+    pub async fn user(&self, username: &str) -> Device {
+        Client::new(&self.url)
+            .expect("a valid URL")
+            .register(username, "password123", None)
+            .await
+            .expect("registering");
+        self.device(username, "first").await
+    }
+
+    /// Logs `username` in on a new device with its own store.
+    pub async fn device(&self, username: &str, name: &str) -> Device {
+        Device::login(
+            &self.url,
+            username,
+            "password123",
+            name,
+            &self.store_path(username, name),
+            "store passphrase",
+        )
+        .await
+        .expect("logging in a device")
+    }
+
+    /// Where a device's store lives.
+    pub fn store_path(&self, username: &str, name: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("devices/{username}-{name}.db"))
+    }
+
+    /// Two users connected to each other, with their direct conversation.
+    pub async fn connect(&self, a: &Device, b: &Device) -> natter_proto::ConversationId {
+        a.session()
+            .request_connection(b.user_id(), None)
+            .await
+            .expect("requesting");
+        b.session()
+            .answer_request(a.user_id(), true, None)
+            .await
+            .expect("accepting");
+        a.session()
+            .open_direct(b.user_id())
+            .await
+            .expect("opening the direct conversation")
+            .summary
+            .id
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.abort();
+        }
+    }
+}
+
+/// Polls `condition` until it holds; panics after [`PATIENCE`].
+pub async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The texts of a conversation as a device has them (unreadable ones as their reason).
+pub async fn texts(device: &Device, conversation: natter_proto::ConversationId) -> Vec<String> {
+    device
+        .messages(conversation, 1000)
+        .await
+        .expect("reading the store")
+        .into_iter()
+        .map(|m| m.body.unwrap_or_else(|reason| reason.to_string()))
+        .collect()
+}
+
+/// Runs a device live in the background; returns its events and a stopper.
+pub fn live(device: &Device) -> (mpsc::Receiver<Event>, oneshot::Sender<()>, JoinHandle<()>) {
+    let (events, received) = mpsc::channel(256);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let device = device.clone();
+    let task = tokio::spawn(async move {
+        device
+            .run(events, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the device runs until stopped");
+    });
+    (received, stop, task)
+}
+
+/// The first event matching `pick`, skipping others; panics after [`PATIENCE`].
+pub async fn next_event<T>(
+    events: &mut mpsc::Receiver<Event>,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> T {
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = events.recv().await {
+            if let Some(found) = pick(event) {
+                return Some(found);
+            }
+        }
+        None
+    });
+    found
+        .await
+        .expect("gave up waiting for an event")
+        .expect("the device stopped")
+}

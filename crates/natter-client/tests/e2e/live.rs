@@ -1,0 +1,70 @@
+//! Live devices: messages, acks, receipts and typing as events, and reconnection after the
+//! server restarts.
+
+use natter_client::Event;
+
+use crate::helpers::{TestServer, live, next_event};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_devices_get_messages_receipts_and_reconnect() {
+    let mut server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let direct = server.connect(&alice, &bob).await;
+    let (mut alice_events, stop_alice, alice_task) = live(&alice);
+    let (mut bob_events, stop_bob, bob_task) = live(&bob);
+    for events in [&mut alice_events, &mut bob_events] {
+        next_event(events, |e| (e == Event::Synced).then_some(())).await;
+    }
+
+    let id = alice.send_text(direct, "live hello").await.unwrap();
+    let seq = next_event(&mut alice_events, |e| match e {
+        Event::Sent {
+            client_msg_id, seq, ..
+        } if client_msg_id == id => Some(seq),
+        _ => None,
+    })
+    .await;
+    let received = next_event(&mut bob_events, |e| match e {
+        Event::Message(m) if m.body.is_ok() => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(received.body.as_deref(), Ok("live hello"));
+    assert_eq!(received.seq, seq);
+
+    bob.typing(direct, true);
+    next_event(&mut alice_events, |e| {
+        matches!(e, Event::Typing { typing: true, user_id, .. } if user_id == bob.user_id())
+            .then_some(())
+    })
+    .await;
+    bob.mark_read(direct, seq).await.unwrap();
+    next_event(&mut alice_events, |e| match e {
+        Event::Receipt(r) if r.user_id == bob.user_id() && r.read_seq >= seq => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // The server goes away and comes back: both reconnect on their own and carry on.
+    server.stop().await;
+    next_event(&mut bob_events, |e| {
+        matches!(e, Event::Disconnected(_)).then_some(())
+    })
+    .await;
+    alice
+        .send_text(direct, "sent while the server was down")
+        .await
+        .unwrap();
+    server.restart().await;
+    next_event(&mut bob_events, |e| match e {
+        Event::Message(m) if m.body.as_deref() == Ok("sent while the server was down") => Some(()),
+        _ => None,
+    })
+    .await;
+
+    for (stop, task) in [(stop_alice, alice_task), (stop_bob, bob_task)] {
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+}
