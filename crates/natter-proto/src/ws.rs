@@ -61,6 +61,23 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Auth { .. } => "auth",
+            Self::Send(_) => "send",
+            Self::Delivered { .. } => "delivered",
+            Self::Read { .. } => "read",
+            Self::ToDevice { .. } => "to_device",
+            Self::ToDeviceAck { .. } => "to_device_ack",
+            Self::Sync => "sync",
+            Self::Typing { .. } => "typing",
+            Self::Ping { .. } => "ping",
+        }
+    }
+}
+
 /// The body of a `send` frame.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendMessage {
@@ -134,6 +151,23 @@ pub enum ServerFrame {
     },
     /// A frame was refused; the connection stays open (unless `code` says it closes).
     Error(ErrorFrame),
+}
+
+impl ServerFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ready { .. } => "ready",
+            Self::Ack(_) => "ack",
+            Self::Message(_) => "message",
+            Self::Synced { .. } => "synced",
+            Self::Receipt(_) => "receipt",
+            Self::ToDevice(_) => "to_device",
+            Self::Typing { .. } => "typing",
+            Self::Pong { .. } => "pong",
+            Self::Error(_) => "error",
+        }
+    }
 }
 
 /// `ack`: the message is stored with this seq.

@@ -7,11 +7,14 @@ use natter_proto::limits::{
     AVATAR_URL_MAX, DEVICE_NAME_MAX, DISPLAY_NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN,
     USERNAME_MAX, USERNAME_MIN, is_valid_username,
 };
+use std::net::IpAddr;
+
 use natter_proto::{DeviceId, UserId};
 
 use crate::auth::{hash_token, new_token};
 use crate::connections::profile;
 use crate::error::ServiceError;
+use crate::ratelimit::Kind;
 use crate::state::AppState;
 use crate::store::{NewDevice, NewUser, StoreError};
 
@@ -21,8 +24,12 @@ use crate::store::{NewDevice, NewUser, StoreError};
 /// Invalid username, password or display name; the username is taken (any case).
 pub async fn register(
     state: &AppState,
+    source: IpAddr,
     request: CreateAccountRequest,
 ) -> Result<UserId, ServiceError> {
+    state
+        .limits
+        .check(Kind::AddressRegistrations, &source.to_string(), 1.0)?;
     if !is_valid_username(&request.username) {
         return Err(ServiceError::Invalid(format!(
             "a username has {USERNAME_MIN} to {USERNAME_MAX} ASCII letters, digits, '_', '.' or '-', \
@@ -64,8 +71,17 @@ pub async fn register(
 /// Wrong username or password (the same error for both); an invalid device name.
 pub async fn login(
     state: &AppState,
+    source: IpAddr,
     request: CreateSessionRequest,
 ) -> Result<SessionResponse, ServiceError> {
+    // Both limits come before argon2, which is what a flood of logins would exhaust.
+    state
+        .limits
+        .check(Kind::AddressLogins, &source.to_string(), 1.0)?;
+    // Keyed by a hash of the name, so names that exist and names that don't are limited alike
+    // (no enumeration) and no username reaches a log line.
+    let account = hash_token(&request.username.to_lowercase());
+    state.limits.check(Kind::AccountLogins, &account, 1.0)?;
     let device_name = request.device_name.trim();
     if device_name.is_empty()
         || device_name.chars().count() > DEVICE_NAME_MAX
@@ -91,6 +107,9 @@ pub async fn login(
     let (true, Some(user)) = (state.passwords.verify(password, stored_hash).await?, user) else {
         return Err(ServiceError::BadCredentials);
     };
+    if user.suspended {
+        return Err(ServiceError::Suspended);
+    }
     let token = new_token();
     let now = crate::now_ms();
     let expires_at =

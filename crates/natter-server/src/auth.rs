@@ -58,6 +58,7 @@ impl FromRequestParts<AppState> for Auth {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiError> {
     let owner = state.store.token_owner(&hash_token(token)).await?;
     match owner {
+        Some(owner) if owner.suspended => Err(ServiceError::Suspended.into()),
         Some(owner) if owner.expires_at > crate::now_ms() => Ok(Auth {
             user_id: owner.user_id,
             device_id: owner.device_id,

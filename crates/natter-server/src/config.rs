@@ -60,6 +60,8 @@ pub struct Config {
     pub argon2_memory_kib: u32,
     /// Argon2id passes.
     pub argon2_iterations: u32,
+    /// Rate limits.
+    pub limits: crate::ratelimit::Limits,
     /// WebSocket gateway settings.
     pub gateway: crate::gateway::GatewayConfig,
 }

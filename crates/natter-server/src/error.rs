@@ -28,6 +28,17 @@ pub enum ServiceError {
         /// What the rule is, for people.
         detail: String,
     },
+    /// Too many requests of this kind; try again after `retry_after`.
+    #[error("too many {kind} requests; retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// Which limit (`device_messages`, `account_logins`, ...).
+        kind: &'static str,
+        /// How long until the request would pass.
+        retry_after: std::time::Duration,
+    },
+    /// The account is suspended by an operator.
+    #[error("this account is suspended")]
+    Suspended,
     /// The request or one of its parts is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
@@ -55,6 +66,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     current_version: Option<i64>,
+    retry_after: Option<std::time::Duration>,
     /// Logged with the response, never sent.
     internal: Option<String>,
 }
@@ -67,6 +79,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             current_version: None,
+            retry_after: None,
             internal: None,
         }
     }
@@ -84,6 +97,11 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    /// How long to wait before retrying, for `rate_limited`.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// The message for people (never internal detail).
@@ -122,6 +140,17 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
             }
             ServiceError::Denied { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
+            ServiceError::RateLimited { retry_after, .. } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    error.to_string(),
+                )
+            },
+            ServiceError::Suspended => {
+                Self::new(StatusCode::FORBIDDEN, "suspended", error.to_string())
+            }
             ServiceError::TooLarge(detail) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail)
             }
@@ -198,6 +227,12 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -27,6 +27,8 @@ pub enum Outbound {
         conversation_id: ConversationId,
         /// The message's seq.
         seq: i64,
+        /// When it was accepted (ms), for the accept-to-push latency.
+        server_ts: i64,
         /// The `message` frame.
         frame: Utf8Bytes,
     },
@@ -37,8 +39,15 @@ pub enum Outbound {
         /// The `to_device` frame.
         frame: Utf8Bytes,
     },
-    /// Any other frame (receipts, typing), sent as is.
-    Frame(Utf8Bytes),
+    /// Any other frame (receipts, typing), sent as is; `kind` is its type.
+    Frame {
+        /// The frame's type, for metrics.
+        kind: &'static str,
+        /// The frame.
+        frame: Utf8Bytes,
+    },
+    /// Close the connection with this code and reason (an operator suspended the account).
+    Close(u16, &'static str),
 }
 
 /// Delivers events to the connected devices of users, wherever they are connected.
@@ -63,10 +72,12 @@ impl LocalBus {
 
 impl Bus for LocalBus {
     fn publish_to_users(&self, users: &[UserId], skip: Option<DeviceId>, event: Outbound) {
+        metrics::counter!("natter_bus_published_total", "bus" => "local").increment(1);
         self.registry.deliver(users, skip, &event);
     }
 
     fn publish_to_device(&self, user: UserId, device: DeviceId, event: Outbound) {
+        metrics::counter!("natter_bus_published_total", "bus" => "local").increment(1);
         self.registry.deliver_to_device(user, device, &event);
     }
 }
@@ -135,6 +146,25 @@ impl Registry {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Events queued for this node's connections, not yet taken by their sessions.
+    pub fn queued(&self) -> usize {
+        let map = self.users.read().expect("registry lock poisoned");
+        map.values()
+            .flatten()
+            .map(|h| h.queue.max_capacity() - h.queue.capacity())
+            .sum()
+    }
+
+    /// Closes every connection of `user` on this node; returns how many there were.
+    pub fn disconnect_user(&self, user: UserId) -> usize {
+        let map = self.users.read().expect("registry lock poisoned");
+        let handles = map.get(&user).map_or(&[][..], Vec::as_slice);
+        for handle in handles {
+            offer(handle, &Outbound::Close(4003, "account suspended"));
+        }
+        handles.len()
+    }
+
     fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         for user in users {
@@ -161,6 +191,7 @@ impl Registry {
 
 /// Queues an event without waiting; a full queue means the connection must go.
 fn offer(handle: &Handle, event: &Outbound) {
+    metrics::counter!("natter_bus_received_total", "bus" => "local").increment(1);
     if let Err(mpsc::error::TrySendError::Full(_)) = handle.queue.try_send(event.clone()) {
         handle.kick.notify_one();
     }

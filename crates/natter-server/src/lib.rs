@@ -9,9 +9,11 @@
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite or PostgreSQL);
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
+//! - [`ratelimit`]: abuse controls; [`observe`]: metrics; [`admin`]: the admin listener;
 //! - [`config`], [`telemetry`], [`state`]: process setup.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod connections;
@@ -22,6 +24,8 @@ pub mod fanout;
 pub mod gateway;
 pub mod keys;
 pub mod messages;
+pub mod observe;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -39,6 +43,7 @@ use crate::auth::Passwords;
 use crate::config::{Config, DatabaseUrl};
 use crate::fanout::{LocalBus, Registry};
 use crate::messages::Messenger;
+use crate::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::store::{PgStore, SqliteStore, Store};
 
@@ -59,15 +64,18 @@ pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>
     })
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves the API on `listener` (and metrics and operator actions on `admin`, if given) until
+/// `shutdown` completes, then finishes in-flight requests.
 ///
 /// # Errors
 /// The store cannot be opened, or serving fails.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    observe::handle();
     let passwords = Arc::new(Passwords::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
@@ -75,12 +83,14 @@ pub async fn run(
     let store = open_store(&config.database).await?;
     let registry = Arc::new(Registry::default());
     let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
+    let limits = Arc::new(RateLimits::new(&config.limits));
     let (stopping, shutdown_rx) = watch::channel(false);
     let state = AppState {
-        messenger: Messenger::new(Arc::clone(&store), bus),
+        messenger: Messenger::new(Arc::clone(&store), bus, Arc::clone(&limits)),
         store,
         token_ttl: config.token_ttl,
         passwords,
+        limits,
         registry,
         gateway: config.gateway,
         shutdown: shutdown_rx,
@@ -89,17 +99,54 @@ pub async fn run(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%address, "natterd listening");
+    if let Some(admin) = admin {
+        let address = admin
+            .local_addr()
+            .context("reading the admin listener's address")?;
+        tracing::info!(%address, "admin listener (metrics, operator actions)");
+        let mut stop = state.shutdown.clone();
+        let router = admin::router(state.clone());
+        tokio::spawn(async move {
+            let serve = axum::serve(admin, router).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "admin listener failed");
+            }
+        });
+    }
+    tokio::spawn(report_gauges(state.clone()));
+    metrics::gauge!("natter_up").set(1.0);
     // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
     // they watch `stopping` and close themselves, telling clients to reconnect.
-    axum::serve(listener, routes::app(state))
+    let app = routes::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stopping.send(true);
         })
         .await
         .context("serving HTTP")?;
+    metrics::gauge!("natter_up").set(0.0);
     tracing::info!("natterd stopped");
     Ok(())
+}
+
+/// Every few seconds until shutdown, sets the gauges that are read rather than counted.
+async fn report_gauges(state: AppState) {
+    let mut stop = state.shutdown.clone();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => return,
+            _ = tick.tick() => {}
+        }
+        metrics::gauge!("natter_connections").set(state.registry.connections() as f64);
+        metrics::gauge!("natter_outbound_queued").set(state.registry.queued() as f64);
+        if let Ok(depth) = state.store.inbox_depth().await {
+            metrics::gauge!("natter_inbox_depth").set(depth as f64);
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch: the time format of every stored and sent timestamp.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use natter_server::config::{Config, DatabaseUrl};
 use natter_server::gateway::GatewayConfig;
+use natter_server::ratelimit::{Kind, LimitSetting, Limits, Rate};
 
 /// The Natter server. With no flags it keeps an embedded SQLite database in ./natter-data/
 /// and listens on 127.0.0.1:8080.
@@ -30,12 +31,19 @@ struct Args {
     /// Seconds a WebSocket may stay silent before the server closes it (clients ping).
     #[arg(long, env = "NATTER_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     idle_timeout_secs: u64,
-    /// Messages a device may send per second, on average.
-    #[arg(long, env = "NATTER_SEND_RATE", default_value_t = 10.0)]
-    send_rate: f64,
-    /// Messages a device may send in a burst.
-    #[arg(long, env = "NATTER_SEND_BURST", default_value_t = 30.0)]
-    send_burst: f64,
+    /// A rate limit, NAME=PER_SECOND:BURST (repeatable); see docs/operations.md for the names
+    /// and defaults, such as device_messages=10:30.
+    #[arg(long = "limit", env = "NATTER_LIMITS", value_delimiter = ',')]
+    limits: Vec<LimitSetting>,
+    /// Shorthand for --limit device_messages=RATE:BURST --limit user_messages=RATE:BURST.
+    #[arg(long, env = "NATTER_SEND_RATE", requires = "send_burst")]
+    send_rate: Option<f64>,
+    /// The burst for --send-rate.
+    #[arg(long, env = "NATTER_SEND_BURST", requires = "send_rate")]
+    send_burst: Option<f64>,
+    /// Address of the admin listener (/metrics, operator actions); keep it private.
+    #[arg(long, env = "NATTER_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
     /// Events queued for one connection before it counts as too slow and is closed.
     #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 1024)]
     outbound_queue: usize,
@@ -54,23 +62,40 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     natter_server::telemetry::init(args.log_json, std::io::stderr);
+    let limits = limits(&args);
     let config = Config {
         listen: args.listen,
         database: args.database_url,
         token_ttl: Duration::from_secs(args.token_ttl_days * 24 * 3600),
         argon2_memory_kib: args.argon2_memory_kib,
         argon2_iterations: args.argon2_iterations,
+        limits,
         gateway: GatewayConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
             outbound_queue: args.outbound_queue,
-            send_rate_per_sec: args.send_rate,
-            send_burst: args.send_burst,
         },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    natter_server::run(config, listener, shutdown_signal()).await
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", args.admin_listen))?;
+    natter_server::run(config, listener, Some(admin), shutdown_signal()).await
+}
+
+/// The defaults, changed by --send-rate/--send-burst, then by each --limit.
+fn limits(args: &Args) -> Limits {
+    let mut limits = Limits::default();
+    if let (Some(rate), Some(burst)) = (args.send_rate, args.send_burst) {
+        for kind in [Kind::DeviceMessages, Kind::UserMessages] {
+            limits.set(kind, Rate::new(rate, burst));
+        }
+    }
+    for LimitSetting(kind, rate) in &args.limits {
+        limits.set(*kind, *rate);
+    }
+    limits
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -18,6 +18,7 @@ use natter_proto::{ConversationId, DeviceId, UserId};
 use crate::auth::Auth;
 use crate::error::ServiceError;
 use crate::fanout::{Bus, Outbound};
+use crate::ratelimit::{Kind, RateLimits};
 use crate::store::{MemberRecord, NewMessage, Store};
 
 /// Serializes a frame once, for every recipient.
@@ -30,6 +31,7 @@ pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
 pub struct Messenger {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
+    limits: Arc<RateLimits>,
 }
 
 fn not_member() -> ServiceError {
@@ -41,8 +43,18 @@ fn not_member() -> ServiceError {
 
 impl Messenger {
     /// Messaging over `store`, fanning out through `bus`.
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
-        Self { store, bus }
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, limits: Arc<RateLimits>) -> Self {
+        Self { store, bus, limits }
+    }
+
+    /// Charges one send of `bytes` to the device's and the user's allowances, so a user
+    /// gains nothing by sending from several devices.
+    fn charge(&self, auth: Auth, bytes: usize) -> Result<(), ServiceError> {
+        self.limits
+            .check(Kind::DeviceMessages, &auth.device_id.to_string(), 1.0)?;
+        let user = auth.user_id.to_string();
+        self.limits.check(Kind::UserMessages, &user, 1.0)?;
+        self.limits.check(Kind::UserBytes, &user, bytes as f64)
     }
 
     /// The caller's current membership, or `not_member`.
@@ -78,6 +90,7 @@ impl Messenger {
                 message.ciphertext.len()
             )));
         }
+        self.charge(auth, message.ciphertext.len())?;
         let conversation = message.conversation_id;
         self.current_member(conversation, auth.user_id).await?;
         let record = self
@@ -145,11 +158,27 @@ impl Messenger {
             let event = Outbound::Message {
                 conversation_id: conversation,
                 seq: appended.seq,
+                server_ts: appended.server_ts,
                 frame,
             };
             self.bus
                 .publish_to_users(&recipients, Some(auth.device_id), event);
         }
+        if !appended.duplicate {
+            let kind = match record.kind {
+                ConversationKind::Direct => "direct",
+                ConversationKind::Room => "room",
+            };
+            metrics::counter!("natter_messages_accepted_total", "kind" => kind).increment(1);
+        }
+        tracing::debug!(
+            conversation.id = %ack.conversation_id,
+            seq = ack.seq,
+            bytes = message.ciphertext.len(),
+            recipients = members.len(),
+            duplicate = appended.duplicate,
+            "message accepted"
+        );
         Ok(ack)
     }
 
@@ -197,6 +226,13 @@ impl Messenger {
             )
             .await?;
         if after != before {
+            tracing::debug!(
+                conversation.id = %conversation,
+                delivered_seq = after.0,
+                read_seq = after.1,
+                event = if after.1 != before.1 { "read" } else { "delivered" },
+                "cursor moved"
+            );
             let from = before.0.min(before.1);
             let to = after.0.max(after.1);
             let mut recipients = self.store.senders_between(conversation, from, to).await?;
@@ -210,8 +246,14 @@ impl Messenger {
                 delivered_seq: after.0,
                 read_seq: after.1,
             }));
-            self.bus
-                .publish_to_users(&recipients, Some(auth.device_id), Outbound::Frame(frame));
+            self.bus.publish_to_users(
+                &recipients,
+                Some(auth.device_id),
+                Outbound::Frame {
+                    kind: "receipt",
+                    frame,
+                },
+            );
         }
         Ok(after)
     }
@@ -232,6 +274,7 @@ impl Messenger {
                 "at most {TO_DEVICE_BATCH_MAX} to-device payloads per frame"
             )));
         }
+        self.charge(auth, messages.iter().map(|m| m.payload.len()).sum())?;
         for message in messages {
             if message.payload.is_empty() || message.payload.len() > TO_DEVICE_PAYLOAD_MAX {
                 return Err(ServiceError::TooLarge(format!(
@@ -291,8 +334,14 @@ impl Messenger {
             user_id: auth.user_id,
             typing,
         });
-        self.bus
-            .publish_to_users(&members, Some(auth.device_id), Outbound::Frame(frame));
+        self.bus.publish_to_users(
+            &members,
+            Some(auth.device_id),
+            Outbound::Frame {
+                kind: "typing",
+                frame,
+            },
+        );
         Ok(())
     }
 }

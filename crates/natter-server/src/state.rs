@@ -21,6 +21,8 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// The messaging services.
     pub messenger: Messenger,
+    /// Abuse controls.
+    pub limits: Arc<crate::ratelimit::RateLimits>,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

@@ -1,19 +1,21 @@
 //! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one [`session`]
 //! task per connection that syncs, relays live traffic and handles the client's frames.
 
-mod rate;
 mod session;
 
 use std::time::Duration;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use natter_proto::limits::WS_MESSAGE_MAX;
 
 use crate::auth::{Auth, authenticate};
 use crate::error::ApiError;
+use crate::ratelimit::Kind;
 use crate::state::AppState;
 
 /// Gateway settings.
@@ -23,10 +25,6 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Events queued for one connection before it counts as too slow and is closed.
     pub outbound_queue: usize,
-    /// Sends (messages and to-device frames) a device may make per second, on average.
-    pub send_rate_per_sec: f64,
-    /// Sends a device may make in a burst.
-    pub send_burst: f64,
 }
 
 impl Default for GatewayConfig {
@@ -34,8 +32,6 @@ impl Default for GatewayConfig {
         Self {
             idle_timeout: Duration::from_secs(60),
             outbound_queue: 1024,
-            send_rate_per_sec: 10.0,
-            send_burst: 30.0,
         }
     }
 }
@@ -49,9 +45,13 @@ const WS_HARD_LIMIT: usize = 4 * WS_MESSAGE_MAX;
 /// frame must be `auth`.
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    state
+        .limits
+        .check(Kind::AddressConnects, &peer.ip().to_string(), 1.0)?;
     let auth: Option<Auth> = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let token = value

@@ -19,11 +19,11 @@ use natter_proto::limits::{PAGE_MAX, WS_MESSAGE_MAX};
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
-use super::rate::TokenBucket;
 use crate::auth::{Auth, authenticate};
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::fanout::{Outbound, Registration};
 use crate::messages::encode;
+use crate::observe::seconds;
 use crate::state::AppState;
 
 /// How long a connection without an `Authorization` header has to send its `auth` frame.
@@ -72,11 +72,6 @@ pub async fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) {
             state
                 .registry
                 .register(auth.user_id, auth.device_id, state.gateway.outbound_queue);
-        let bucket = TokenBucket::new(
-            state.gateway.send_rate_per_sec,
-            state.gateway.send_burst,
-            Instant::now(),
-        );
         let mut session = Session {
             socket,
             state,
@@ -84,13 +79,14 @@ pub async fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) {
             registration,
             conversations: HashMap::new(),
             inbox_sent: 0,
-            bucket,
         };
-        tracing::info!(
-            connections = session.state.registry.connections(),
-            "connected"
-        );
+        let connections = session.state.registry.connections();
+        metrics::counter!("natter_connects_total").increment(1);
+        metrics::gauge!("natter_connections").set(connections as f64);
+        tracing::info!(connections, "connected");
         let reason = session.serve().await;
+        drop(session);
+        metrics::counter!("natter_disconnects_total", "reason" => reason).increment(1);
         tracing::info!(reason, "disconnected");
     }
     .instrument(span)
@@ -148,7 +144,6 @@ struct Session {
     conversations: HashMap<ConversationId, Cursor>,
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,
-    bucket: TokenBucket,
 }
 
 impl Session {
@@ -199,10 +194,11 @@ impl Session {
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> Flow {
-        self.send_raw(encode(frame)).await
+        self.send_raw(frame.kind(), encode(frame)).await
     }
 
-    async fn send_raw(&mut self, frame: Utf8Bytes) -> Flow {
+    async fn send_raw(&mut self, kind: &'static str, frame: Utf8Bytes) -> Flow {
+        metrics::counter!("natter_frames_out_total", "type" => kind).increment(1);
         // A peer that does not read for this long is as good as gone.
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(WsMessage::Text(frame))).await {
             Ok(Ok(())) => Ok(()),
@@ -220,20 +216,23 @@ impl Session {
     }
 
     /// Reports a failed frame; the connection stays open.
-    async fn refuse(&mut self, error: ServiceError, client_msg_id: Option<String>) -> Flow {
-        let error = ApiError::from(error);
+    async fn refuse(&mut self, error: impl Into<ApiError>, client_msg_id: Option<String>) -> Flow {
+        let error = error.into();
         error.log_internal();
         let frame = ErrorFrame {
             code: error.code().to_owned(),
             message: error.detail().to_owned(),
             client_msg_id,
-            retry_after_ms: None,
+            retry_after_ms: error
+                .retry_after()
+                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
         };
         self.send(&ServerFrame::Error(frame)).await
     }
 
     /// Sends everything past this device's cursors, then `synced`.
     async fn sync(&mut self) -> Flow {
+        let started = Instant::now();
         let starts = match self
             .state
             .store
@@ -242,7 +241,7 @@ impl Session {
         {
             Ok(starts) => starts,
             Err(e) => {
-                self.refuse(e.into(), None).await?;
+                self.refuse(e, None).await?;
                 return Err(Closed);
             }
         };
@@ -262,6 +261,14 @@ impl Session {
         }
         self.inbox_sent = 0;
         let to_device = self.fill_inbox(i64::MAX).await?;
+        metrics::histogram!("natter_sync_messages").record(sent as f64);
+        metrics::histogram!("natter_sync_seconds").record(seconds(started.elapsed()));
+        tracing::debug!(
+            messages = sent,
+            to_device,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "synced"
+        );
         self.send(&ServerFrame::Synced {
             messages: sent,
             to_device,
@@ -287,7 +294,7 @@ impl Session {
                 Ok(page) => page,
                 Err(e) => {
                     // Without the gap the connection cannot go on in order: the client resyncs.
-                    self.refuse(e.into(), None).await?;
+                    self.refuse(e, None).await?;
                     return Err(Closed);
                 }
             };
@@ -298,6 +305,7 @@ impl Session {
                 // A device's own messages are not sent back: its ack was its copy.
                 if message.sender_device_id != self.auth.device_id {
                     self.send(&ServerFrame::Message(message)).await?;
+                    metrics::counter!("natter_deliveries_total", "path" => "sync").increment(1);
                     count += 1;
                 }
             }
@@ -323,7 +331,7 @@ impl Session {
             {
                 Ok(page) => page,
                 Err(e) => {
-                    self.refuse(e.into(), None).await?;
+                    self.refuse(e, None).await?;
                     return Err(Closed);
                 }
             };
@@ -344,6 +352,7 @@ impl Session {
             Outbound::Message {
                 conversation_id,
                 seq,
+                server_ts,
                 frame,
             } => {
                 if !self.conversations.contains_key(&conversation_id) {
@@ -355,7 +364,7 @@ impl Session {
                         .await
                     {
                         Ok(member) => member.map_or(seq - 1, |m| m.joined_seq),
-                        Err(e) => return self.refuse(e.into(), None).await.and(Err(Closed)),
+                        Err(e) => return self.refuse(e, None).await.and(Err(Closed)),
                     };
                     self.conversations.insert(
                         conversation_id,
@@ -373,8 +382,13 @@ impl Session {
                 if seq > sent + 1 {
                     self.fill(conversation_id, seq - 1).await?;
                 }
-                self.send_raw(frame).await?;
+                self.send_raw("message", frame).await?;
                 self.conversations.entry(conversation_id).or_default().sent = seq;
+                let waited = (crate::now_ms() - server_ts).max(0) as f64 / 1000.0;
+                metrics::histogram!("natter_accept_to_push_seconds", "locality" => "local")
+                    .record(waited);
+                metrics::counter!("natter_deliveries_total", "path" => "live").increment(1);
+                tracing::trace!(conversation.id = %conversation_id, seq, delivery = "local", "pushed");
                 Ok(())
             }
             Outbound::ToDevice { seq, frame } => {
@@ -385,9 +399,13 @@ impl Session {
                     self.fill_inbox(seq - 1).await?;
                 }
                 self.inbox_sent = seq;
-                self.send_raw(frame).await
+                self.send_raw("to_device", frame).await
             }
-            Outbound::Frame(frame) => self.send_raw(frame).await,
+            Outbound::Frame { kind, frame } => self.send_raw(kind, frame).await,
+            Outbound::Close(code, reason) => {
+                self.close(code, reason).await;
+                Err(Closed)
+            }
         }
     }
 
@@ -401,7 +419,11 @@ impl Session {
                 self.send(&error_frame("too_large", detail)).await
             }
             WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
-                Ok(frame) => self.on_frame(frame).await,
+                Ok(frame) => {
+                    metrics::counter!("natter_frames_in_total", "type" => frame.kind())
+                        .increment(1);
+                    self.on_frame(frame).await
+                }
                 Err(e) => {
                     self.send(&error_frame(
                         "invalid_frame",
@@ -434,15 +456,25 @@ impl Session {
                 .await
             }
             ClientFrame::Send(message) => {
-                if let Err(wait) = self.bucket.take(Instant::now()) {
-                    return self.rate_limited(wait, Some(message.client_msg_id)).await;
-                }
+                let started = Instant::now();
                 match messenger.send(self.auth, &message, now).await {
                     Ok(ack) => {
-                        tracing::debug!(conversation.id = %ack.conversation_id, seq = ack.seq, bytes = message.ciphertext.len(), "message accepted");
-                        self.send(&ServerFrame::Ack(ack)).await
+                        self.send(&ServerFrame::Ack(ack)).await?;
+                        metrics::histogram!("natter_send_ack_seconds")
+                            .record(seconds(started.elapsed()));
+                        Ok(())
                     }
-                    Err(e) => self.refuse(e, Some(message.client_msg_id)).await,
+                    Err(e) => {
+                        let error = ApiError::from(e);
+                        metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
+                        tracing::info!(
+                            conversation.id = %message.conversation_id,
+                            bytes = message.ciphertext.len(),
+                            reason = error.code(),
+                            "message rejected"
+                        );
+                        self.refuse(error, Some(message.client_msg_id)).await
+                    }
                 }
             }
             ClientFrame::Delivered {
@@ -454,9 +486,6 @@ impl Session {
                 seq,
             } => self.move_cursor(conversation_id, seq, seq).await,
             ClientFrame::ToDevice { messages } => {
-                if let Err(wait) = self.bucket.take(Instant::now()) {
-                    return self.rate_limited(wait, None).await;
-                }
                 match messenger.to_device(self.auth, &messages, now).await {
                     Ok(_) => Ok(()),
                     Err(e) => self.refuse(e, None).await,
@@ -465,7 +494,7 @@ impl Session {
             ClientFrame::ToDeviceAck { seq } => {
                 match self.state.store.ack_inbox(self.auth.device_id, seq).await {
                     Ok(()) => Ok(()),
-                    Err(e) => self.refuse(e.into(), None).await,
+                    Err(e) => self.refuse(e, None).await,
                 }
             }
             ClientFrame::Sync => {
@@ -481,18 +510,6 @@ impl Session {
             },
             ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
         }
-    }
-
-    async fn rate_limited(&mut self, wait: Duration, client_msg_id: Option<String>) -> Flow {
-        let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-        tracing::info!(retry_after_ms, "send rate limited");
-        let frame = ErrorFrame {
-            code: "rate_limited".into(),
-            message: format!("sending too fast; retry in {retry_after_ms} ms"),
-            client_msg_id,
-            retry_after_ms: Some(retry_after_ms),
-        };
-        self.send(&ServerFrame::Error(frame)).await
     }
 
     async fn move_cursor(

@@ -1,7 +1,9 @@
 //! Accounts, sessions and profiles.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use natter_proto::UserId;
 use natter_proto::accounts::{
@@ -19,26 +21,31 @@ use crate::state::AppState;
 /// Registers a user.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccountRequest,
     responses((status = 201, body = CreateAccountResponse), (status = 400, body = Problem),
-              (status = 409, description = "username taken", body = Problem)))]
+              (status = 409, description = "username taken", body = Problem),
+              (status = 429, description = "too many registrations from this address", body = Problem)))]
 pub async fn create_account(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<CreateAccountRequest>,
 ) -> Result<(StatusCode, Json<CreateAccountResponse>), ApiError> {
-    let user_id = accounts::register(&state, request).await?;
+    let user_id = accounts::register(&state, peer.ip(), request).await?;
     Ok((StatusCode::CREATED, Json(CreateAccountResponse { user_id })))
 }
 
 /// Logs in, creating a device with its own bearer token.
 #[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = CreateSessionRequest,
     responses((status = 201, body = SessionResponse), (status = 400, body = Problem),
-              (status = 401, description = "wrong username or password", body = Problem)))]
+              (status = 401, description = "wrong username or password", body = Problem),
+              (status = 403, description = "suspended", body = Problem),
+              (status = 429, description = "too many attempts for this account or from this address", body = Problem)))]
 pub async fn create_session(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(accounts::login(&state, request).await?),
+        Json(accounts::login(&state, peer.ip(), request).await?),
     ))
 }
 

@@ -12,6 +12,7 @@ use crate::auth::Auth;
 use crate::connections::{self, Action};
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiPath, IfMatch};
+use crate::ratelimit::Kind;
 use crate::state::AppState;
 
 fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {
@@ -89,13 +90,17 @@ pub async fn get(
            ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
-              (status = 409, description = "blocked_by_you or version_mismatch", body = Problem)))]
+              (status = 409, description = "blocked_by_you or version_mismatch", body = Problem),
+              (status = 429, description = "too many connection requests", body = Problem)))]
 pub async fn request(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath(ids): ApiPath<(UserId, UserId)>,
     if_match: IfMatch,
 ) -> Result<Response, ApiError> {
+    state
+        .limits
+        .check(Kind::ConnectionRequests, &auth.user_id.to_string(), 1.0)?;
     apply(&state, auth, ids, Action::Request, if_match).await
 }
 

@@ -87,6 +87,26 @@ pub fn openapi() -> OpenApi {
     api().1
 }
 
+/// Counts requests by route template and status class, and times them.
+async fn record_request(request: Request, next: middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = match response.status().as_u16() {
+        100..=399 => "ok",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!("natter_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("natter_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let (router, mut document) = api();
@@ -101,10 +121,12 @@ pub fn app(state: AppState) -> Router {
         // 1. a request id (kept if the client sent one) that every log line of the request carries;
         // 2. a span per request, named by route template, never by the raw path with its ids;
         // 3. the id echoed on the response;
-        // 4. any bare error (axum's 405, ...) rewritten as problem+json;
-        // 5. the body size limit, checked before a handler reads a byte.
+        // 4. request counts and latency by route template (after 5, so they see the final status);
+        // 5. any bare error (axum's 405, ...) rewritten as problem+json;
+        // 6. the body size limit, checked before a handler reads a byte.
         .layer(DefaultBodyLimit::max(natter_proto::limits::REQUEST_BODY_MAX))
         .layer(middleware::map_response(problem_for_bare_errors))
+        .layer(middleware::from_fn(record_request))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);

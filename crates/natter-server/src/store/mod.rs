@@ -20,6 +20,24 @@ pub use messages::{
 };
 pub use sql::{PgStore, SqliteStore};
 
+/// Runs one store operation, recording its latency and failures by operation name.
+async fn timed<T>(
+    op: &'static str,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let start = std::time::Instant::now();
+    let result = work.await;
+    metrics::histogram!("natter_store_op_seconds", "op" => op)
+        .record(start.elapsed().as_secs_f64());
+    if matches!(
+        result,
+        Err(StoreError::Database(_) | StoreError::Corrupt(_))
+    ) {
+        metrics::counter!("natter_store_errors_total", "op" => op).increment(1);
+    }
+    result
+}
+
 /// A store failure. Policy errors (not found, forbidden) are the service's business.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,6 +80,8 @@ pub struct UserRecord {
     pub display_name: String,
     /// The avatar URL.
     pub avatar_url: Option<String>,
+    /// Whether an operator suspended the account.
+    pub suspended: bool,
 }
 
 /// A new login.
@@ -89,6 +109,8 @@ pub struct TokenOwner {
     pub device_id: DeviceId,
     /// Token expiry, ms.
     pub expires_at: i64,
+    /// Whether the user is suspended.
+    pub suspended: bool,
 }
 
 /// A stored device with its identity keys.
@@ -193,6 +215,11 @@ pub trait Store: MessageStore + Send + Sync + 'static {
         display_name: Option<&str>,
         avatar_url: Option<Option<&str>>,
     ) -> Result<(), StoreError>;
+
+    /// Suspends (`Some(when)`) or reinstates (`None`) a user. False if there is no such user.
+    async fn set_suspended(&self, user: UserId, since: Option<i64>) -> Result<bool, StoreError>;
+    /// To-device payloads waiting in all inboxes.
+    async fn inbox_depth(&self) -> Result<i64, StoreError>;
 
     /// Adds a device (a login).
     async fn create_device(&self, device: &NewDevice<'_>) -> Result<(), StoreError>;

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use super::dialect;
 use super::{
     ClaimedKeyRecord, ConnectionRecord, DeviceRecord, KeyCounts, KeyUpload, NewDevice, NewUser,
-    Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord,
+    Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord, timed,
 };
 use crate::connections::Refusal;
 use natter_proto::limits::ONE_TIME_KEYS_STORED;
@@ -107,6 +107,7 @@ struct UserRow {
     username: String,
     display_name: String,
     avatar_url: Option<String>,
+    suspended_at: Option<i64>,
 }
 
 impl UserRow {
@@ -116,6 +117,7 @@ impl UserRow {
             username: self.username,
             display_name: self.display_name,
             avatar_url: self.avatar_url,
+            suspended: self.suspended_at.is_some(),
         })
     }
 }
@@ -251,11 +253,14 @@ macro_rules! sql_store {
         #[async_trait]
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
+                timed("ping", async move {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+                }).await
             }
 
             async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
+                timed("create_user", async move {
                 sqlx::query(
                     "INSERT INTO users (id, username, username_lower, password_hash, display_name, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -270,23 +275,27 @@ macro_rules! sql_store {
                 .await
                 .map_err(|e| classify(e, "username", "user"))?;
                 Ok(())
+                }).await
             }
 
             async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+                timed("user", async move {
                 sqlx::query_as::<_, UserRow>(
-                    "SELECT id, username, display_name, avatar_url FROM users WHERE id = $1",
+                    "SELECT id, username, display_name, avatar_url, suspended_at FROM users WHERE id = $1",
                 )
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?
                 .map(UserRow::into_record)
                 .transpose()
+                }).await
             }
 
             async fn user_by_username(
                 &self,
                 username_lower: &str,
             ) -> Result<Option<(UserRecord, String)>, StoreError> {
+                timed("user_by_username", async move {
                 #[derive(sqlx::FromRow)]
                 struct Row {
                     #[sqlx(flatten)]
@@ -294,13 +303,14 @@ macro_rules! sql_store {
                     password_hash: String,
                 }
                 let row = sqlx::query_as::<_, Row>(
-                    "SELECT id, username, display_name, avatar_url, password_hash FROM users \
+                    "SELECT id, username, display_name, avatar_url, suspended_at, password_hash FROM users \
                      WHERE username_lower = $1",
                 )
                 .bind(username_lower)
                 .fetch_optional(&self.pool)
                 .await?;
                 row.map(|r| Ok((r.user.into_record()?, r.password_hash))).transpose()
+                }).await
             }
 
             async fn update_profile(
@@ -309,6 +319,7 @@ macro_rules! sql_store {
                 display_name: Option<&str>,
                 avatar_url: Option<Option<&str>>,
             ) -> Result<(), StoreError> {
+                timed("update_profile", async move {
                 sqlx::query(
                     "UPDATE users SET display_name = COALESCE($2, display_name), \
                      avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END WHERE id = $1",
@@ -320,9 +331,11 @@ macro_rules! sql_store {
                 .execute(&self.writer)
                 .await?;
                 Ok(())
+                }).await
             }
 
             async fn create_device(&self, device: &NewDevice<'_>) -> Result<(), StoreError> {
+                timed("create_device", async move {
                 sqlx::query(
                     "INSERT INTO devices (id, user_id, name, token_hash, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -337,35 +350,60 @@ macro_rules! sql_store {
                 .await
                 .map_err(|e| classify(e, "token", "user"))?;
                 Ok(())
+                }).await
             }
 
             async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError> {
-                let row = sqlx::query_as::<_, (String, String, i64)>(
-                    "SELECT user_id, id, expires_at FROM devices WHERE token_hash = $1",
+                timed("token_owner", async move {
+                let row = sqlx::query_as::<_, (String, String, i64, Option<i64>)>(
+                    "SELECT d.user_id, d.id, d.expires_at, u.suspended_at FROM devices d \
+                     JOIN users u ON u.id = d.user_id WHERE d.token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(|(user, device, expires_at)| {
+                row.map(|(user, device, expires_at, suspended_at)| {
                     Ok(TokenOwner {
                         user_id: parse_id(&user, "devices.user_id")?,
                         device_id: parse_id(&device, "devices.id")?,
                         expires_at,
+                        suspended: suspended_at.is_some(),
                     })
                 })
                 .transpose()
+                }).await
+            }
+
+            async fn set_suspended(&self, user: UserId, since: Option<i64>) -> Result<bool, StoreError> {
+                timed("set_suspended", async move {
+                let done = sqlx::query("UPDATE users SET suspended_at = $2 WHERE id = $1")
+                    .bind(user.to_string())
+                    .bind(since)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+                }).await
+            }
+
+            async fn inbox_depth(&self) -> Result<i64, StoreError> {
+                timed("inbox_depth", async move {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&self.pool).await?)
+                }).await
             }
 
             async fn delete_device(&self, user: UserId, device: DeviceId) -> Result<bool, StoreError> {
+                timed("delete_device", async move {
                 let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
                     .bind(device.to_string())
                     .bind(user.to_string())
                     .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
+                }).await
             }
 
             async fn devices(&self, users: &[UserId]) -> Result<Vec<DeviceRecord>, StoreError> {
+                timed("devices", async move {
                 if users.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -385,6 +423,7 @@ macro_rules! sql_store {
                     .into_iter()
                     .map(DeviceRow::into_record)
                     .collect()
+                }).await
             }
 
             async fn upload_keys(
@@ -393,6 +432,7 @@ macro_rules! sql_store {
                 upload: &KeyUpload<'_>,
                 now: i64,
             ) -> Result<KeyCounts, StoreError> {
+                timed("upload_keys", async move {
                 let device_id = device.to_string();
                 let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 if let Some(keys) = upload.identity_keys {
@@ -452,14 +492,18 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(counts)
+                }).await
             }
 
             async fn key_counts(&self, device: DeviceId) -> Result<KeyCounts, StoreError> {
+                timed("key_counts", async move {
                 let mut conn = self.pool.acquire().await?;
                 key_counts(&mut *conn, &device.to_string()).await
+                }).await
             }
 
             async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
+                timed("claim_key", async move {
                 let device_id = device.to_string();
                 let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
                     .bind(&device_id)
@@ -480,9 +524,11 @@ macro_rules! sql_store {
                     }
                     _ => None,
                 })
+                }).await
             }
 
             async fn connection(&self, user: UserId, peer: UserId) -> Result<Sides, StoreError> {
+                timed("connection", async move {
                 let rows = sqlx::query_as::<_, SideRow>(
                     "SELECT user_id, state, version, updated_at FROM connections \
                      WHERE (user_id = $1 AND peer_id = $2) OR (user_id = $2 AND peer_id = $1)",
@@ -492,6 +538,7 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 sides(user, rows)
+                }).await
             }
 
             async fn accepted_among(
@@ -499,6 +546,7 @@ macro_rules! sql_store {
                 user: UserId,
                 candidates: &[UserId],
             ) -> Result<std::collections::HashSet<UserId>, StoreError> {
+                timed("accepted_among", async move {
                 let mut found = std::collections::HashSet::new();
                 for chunk in candidates.chunks(500) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
@@ -516,12 +564,14 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(found)
+                }).await
             }
 
             async fn connections_of(&self, user: UserId) -> Result<Vec<ConnectionRecord>, StoreError> {
+                timed("connections_of", async move {
                 sqlx::query_as::<_, ConnectionRow>(
                     "SELECT c.state, c.version, c.updated_at, u.id, u.username, u.display_name, \
-                     u.avatar_url FROM connections c JOIN users u ON u.id = c.peer_id \
+                     u.avatar_url, u.suspended_at FROM connections c JOIN users u ON u.id = c.peer_id \
                      WHERE c.user_id = $1 AND c.state <> 'none' ORDER BY c.updated_at DESC, u.id",
                 )
                 .bind(user.to_string())
@@ -539,6 +589,7 @@ macro_rules! sql_store {
                     })
                 })
                 .collect()
+                }).await
             }
 
             async fn change_connection(
@@ -548,6 +599,7 @@ macro_rules! sql_store {
                 now: i64,
                 transition: Transition<'_>,
             ) -> Result<Result<Sides, Refusal>, StoreError> {
+                timed("change_connection", async move {
                 let (user_text, peer_text) = (user.to_string(), peer.to_string());
                 // Insert missing sides in key order, so concurrent callers lock in one order.
                 let (first, second) =
@@ -594,6 +646,7 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(Ok(after))
+                }).await
             }
         }
 

@@ -11,7 +11,7 @@ use super::messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage,
 };
 use super::sql::{classify, parse_id};
-use super::{PgStore, SqliteStore, StoreError};
+use super::{PgStore, SqliteStore, StoreError, timed};
 
 #[derive(sqlx::FromRow)]
 struct MessageRow {
@@ -127,6 +127,7 @@ macro_rules! message_store {
         #[async_trait]
         impl MessageStore for $store {
             async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationId, StoreError> {
+                timed("direct_conversation", async move {
                 let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
                 let key = format!("{low}:{high}");
                 let existing = || async {
@@ -168,6 +169,7 @@ macro_rules! message_store {
                 }
                 tx.commit().await?;
                 Ok(id)
+                }).await
             }
 
             async fn create_room(
@@ -178,6 +180,7 @@ macro_rules! message_store {
                 members: &[UserId],
                 now: i64,
             ) -> Result<(), StoreError> {
+                timed("create_room", async move {
                 let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 sqlx::query(
                     "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
@@ -192,9 +195,11 @@ macro_rules! message_store {
                 insert_members(&mut tx, id, everyone.collect(), 0, now).await?;
                 tx.commit().await?;
                 Ok(())
+                }).await
             }
 
             async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>, StoreError> {
+                timed("conversation", async move {
                 let row = sqlx::query_as::<_, (String, Option<String>, i64)>(
                     "SELECT kind, name, last_seq FROM conversations WHERE id = $1",
                 )
@@ -203,9 +208,11 @@ macro_rules! message_store {
                 .await?;
                 row.map(|(k, name, last_seq)| Ok(ConversationRecord { id, kind: kind(&k)?, name, last_seq }))
                     .transpose()
+                }).await
             }
 
             async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>, StoreError> {
+                timed("member", async move {
                 sqlx::query_as::<_, MemberRow>(
                     "SELECT user_id, role, joined_seq, left_seq FROM members \
                      WHERE conversation_id = $1 AND user_id = $2",
@@ -216,9 +223,11 @@ macro_rules! message_store {
                 .await?
                 .map(MemberRow::into_record)
                 .transpose()
+                }).await
             }
 
             async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>, StoreError> {
+                timed("members", async move {
                 sqlx::query_as::<_, MemberRow>(
                     "SELECT user_id, role, joined_seq, left_seq FROM members \
                      WHERE conversation_id = $1 AND left_seq IS NULL ORDER BY joined_at, user_id",
@@ -229,6 +238,7 @@ macro_rules! message_store {
                 .into_iter()
                 .map(MemberRow::into_record)
                 .collect()
+                }).await
             }
 
             async fn add_members(
@@ -238,6 +248,7 @@ macro_rules! message_store {
                 max: usize,
                 now: i64,
             ) -> Result<Vec<UserId>, StoreError> {
+                timed("add_members", async move {
                 let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 let last_seq = lock_conversation(&mut tx, conversation).await?;
                 let current: Vec<String> = sqlx::query_scalar(
@@ -259,9 +270,11 @@ macro_rules! message_store {
                 insert_members(&mut tx, conversation, added.iter().map(|u| (*u, "member")).collect(), last_seq, now).await?;
                 tx.commit().await?;
                 Ok(added)
+                }).await
             }
 
             async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
+                timed("remove_member", async move {
                 let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 let last_seq = lock_conversation(&mut tx, conversation).await?;
                 let left = sqlx::query(
@@ -287,9 +300,11 @@ macro_rules! message_store {
                 .await?;
                 tx.commit().await?;
                 Ok(left.rows_affected() > 0)
+                }).await
             }
 
             async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError> {
+                timed("conversations_of", async move {
                 let rows = sqlx::query_as::<_, (String, String, Option<String>, i64, i64, i64)>(
                     "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
                        (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = t.id AND m.sender_id <> $1 \
@@ -316,9 +331,11 @@ macro_rules! message_store {
                         })
                     })
                     .collect()
+                }).await
             }
 
             async fn share_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
+                timed("share_conversation", async move {
                 let shared: Option<i32> = sqlx::query_scalar(
                     "SELECT 1 FROM members x JOIN members y ON x.conversation_id = y.conversation_id \
                      WHERE x.user_id = $1 AND y.user_id = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL LIMIT 1",
@@ -328,9 +345,11 @@ macro_rules! message_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(shared.is_some())
+                }).await
             }
 
             async fn append(&self, message: &NewMessage<'_>) -> Result<Appended, StoreError> {
+                timed("append", async move {
                 let stored = || async {
                     let row = sqlx::query_as::<_, (String, i64, i64)>(
                         "SELECT conversation_id, seq, server_ts FROM messages \
@@ -392,6 +411,7 @@ macro_rules! message_store {
                     server_ts: message.server_ts,
                     duplicate: false,
                 })
+                }).await
             }
 
             async fn messages_after(
@@ -402,6 +422,7 @@ macro_rules! message_store {
                 up_to: i64,
                 limit_to: usize,
             ) -> Result<Vec<Message>, StoreError> {
+                timed("messages_after", async move {
                 let rows = sqlx::query_as::<_, MessageRow>(concat!(
                     "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
                     "AND m.seq > $3 AND m.seq <= $4 ORDER BY m.seq LIMIT $5"
@@ -414,6 +435,7 @@ macro_rules! message_store {
                 .fetch_all(&self.pool)
                 .await?;
                 messages(rows)
+                }).await
             }
 
             async fn messages_before(
@@ -423,6 +445,7 @@ macro_rules! message_store {
                 before: i64,
                 limit_to: usize,
             ) -> Result<Vec<Message>, StoreError> {
+                timed("messages_before", async move {
                 let rows = sqlx::query_as::<_, MessageRow>(concat!(
                     "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
                     "AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4"
@@ -434,9 +457,11 @@ macro_rules! message_store {
                 .fetch_all(&self.pool)
                 .await?;
                 messages(rows)
+                }).await
             }
 
             async fn sent_by(&self, user: UserId, before: i64, limit_to: usize) -> Result<Vec<Message>, StoreError> {
+                timed("sent_by", async move {
                 let rows = sqlx::query_as::<_, MessageRow>(concat!(
                     "SELECT ", message_columns!("m"), " FROM messages m WHERE m.sender_id = $1 \
                      AND m.server_ts < $2 ORDER BY m.server_ts DESC, m.seq DESC LIMIT $3"
@@ -447,9 +472,11 @@ macro_rules! message_store {
                 .fetch_all(&self.pool)
                 .await?;
                 messages(rows)
+                }).await
             }
 
             async fn cursor_starts(&self, device: DeviceId, user: UserId) -> Result<Vec<CursorStart>, StoreError> {
+                timed("cursor_starts", async move {
                 let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64, Option<i64>, Option<i64>)>(
                     "SELECT mb.conversation_id, mb.joined_seq, mb.left_seq, c.last_seq, cu.delivered_seq, cu.read_seq \
                      FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
@@ -475,6 +502,7 @@ macro_rules! message_store {
                     });
                 }
                 Ok(starts)
+                }).await
             }
 
             async fn move_cursor(
@@ -485,6 +513,7 @@ macro_rules! message_store {
                 delivered_seq: i64,
                 read_seq: i64,
             ) -> Result<(i64, i64), StoreError> {
+                timed("move_cursor", async move {
                 let moved = sqlx::query_as::<_, (i64, i64)>(
                     "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
@@ -503,6 +532,7 @@ macro_rules! message_store {
                 .await
                 .map_err(|e| classify(e, "cursor", "device"))?;
                 Ok(moved)
+                }).await
             }
 
             async fn senders_between(
@@ -511,6 +541,7 @@ macro_rules! message_store {
                 after: i64,
                 up_to: i64,
             ) -> Result<Vec<UserId>, StoreError> {
+                timed("senders_between", async move {
                 let rows: Vec<String> = sqlx::query_scalar(
                     "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3",
                 )
@@ -520,9 +551,11 @@ macro_rules! message_store {
                 .fetch_all(&self.pool)
                 .await?;
                 ids(rows, "messages.sender_id")
+                }).await
             }
 
             async fn receipts(&self, conversation: ConversationId, seq: i64) -> Result<Option<MessageReceipts>, StoreError> {
+                timed("receipts", async move {
                 let sender = sqlx::query_as::<_, (String, String)>(
                     "SELECT sender_id, sender_device FROM messages WHERE conversation_id = $1 AND seq = $2",
                 )
@@ -565,9 +598,11 @@ macro_rules! message_store {
                     let _ = delivered;
                 }
                 Ok(Some(receipts))
+                }).await
             }
 
             async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+                timed("blockers_of", async move {
                 let rows: Vec<String> = sqlx::query_scalar(
                     "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'blocked'",
                 )
@@ -575,6 +610,7 @@ macro_rules! message_store {
                 .fetch_all(&self.pool)
                 .await?;
                 ids(rows, "connections.user_id")
+                }).await
             }
 
             async fn push_inbox(
@@ -584,6 +620,7 @@ macro_rules! message_store {
                 items: &[(DeviceId, &str)],
                 now: i64,
             ) -> Result<Vec<ToDeviceIn>, StoreError> {
+                timed("push_inbox", async move {
                 let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                 let mut stored = Vec::with_capacity(items.len());
                 for (device, payload) in items {
@@ -610,9 +647,11 @@ macro_rules! message_store {
                 }
                 tx.commit().await?;
                 Ok(stored)
+                }).await
             }
 
             async fn inbox(&self, device: DeviceId, after: i64, limit_to: usize) -> Result<Vec<ToDeviceIn>, StoreError> {
+                timed("inbox", async move {
                 let rows = sqlx::query_as::<_, (i64, String, String, String)>(
                     "SELECT seq, sender_id, sender_device, payload FROM inbox \
                      WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -632,23 +671,28 @@ macro_rules! message_store {
                         })
                     })
                     .collect()
+                }).await
             }
 
             async fn ack_inbox(&self, device: DeviceId, seq: i64) -> Result<(), StoreError> {
+                timed("ack_inbox", async move {
                 sqlx::query("DELETE FROM inbox WHERE device_id = $1 AND seq <= $2")
                     .bind(device.to_string())
                     .bind(seq)
                     .execute(&self.writer)
                     .await?;
                 Ok(())
+                }).await
             }
 
             async fn device_owner(&self, device: DeviceId) -> Result<Option<UserId>, StoreError> {
+                timed("device_owner", async move {
                 let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
                     .bind(device.to_string())
                     .fetch_optional(&self.pool)
                     .await?;
                 owner.map(|o| parse_id(&o, "devices.user_id")).transpose()
+                }).await
             }
         }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use natter_client::{Client, Session};
 use natter_server::config::{Config, DatabaseUrl, Secret};
 use natter_server::gateway::GatewayConfig;
+use natter_server::ratelimit::{Limits, Rate};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,6 +21,8 @@ pub enum Backend {
 /// when dropped.
 pub struct TestServer {
     pub url: String,
+    /// The admin listener (metrics, operator actions).
+    pub admin_url: String,
     pub client: Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -156,21 +159,29 @@ impl TestServer {
             // The cheapest argon2 settings: tests register thousands of users.
             argon2_memory_kib: 8,
             argon2_iterations: 1,
-            gateway: GatewayConfig {
-                send_rate_per_sec: 10_000.0,
-                send_burst: 10_000.0,
-                ..GatewayConfig::default()
-            },
+            // Tests send and log in far faster than people: limits are off unless a test sets one.
+            limits: Limits::all(Rate::new(1e9, 1e9)),
+            gateway: GatewayConfig::default(),
         };
         configure(&mut config);
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(natter_server::run(config, listener, async move {
-            let _ = stop.await;
-        }));
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an admin port");
+        let admin_url = format!("http://{}", admin.local_addr().expect("admin address"));
+        let task = tokio::spawn(natter_server::run(
+            config,
+            listener,
+            Some(admin),
+            async move {
+                let _ = stop.await;
+            },
+        ));
         let url = format!("http://{address}");
         let client = Client::new(&url).expect("a valid URL");
         let server = Self {
             url,
+            admin_url,
             client,
             shutdown: Some(shutdown),
             task: Some(task),

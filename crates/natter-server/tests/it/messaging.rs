@@ -7,6 +7,8 @@ use natter_proto::UserId;
 use natter_proto::connections::ConnectionState;
 use natter_proto::ws::{ClientFrame, ServerFrame};
 
+use natter_server::ratelimit::{Kind, Rate};
+
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
 use crate::ws::{connect, error, message, next, ping, send, until};
 
@@ -403,8 +405,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays(backend: Backend) 
 
 async fn senders_past_their_rate_get_rate_limited(backend: Backend) {
     let Some(server) = TestServer::start_with(backend, |c| {
-        c.gateway.send_rate_per_sec = 0.5;
-        c.gateway.send_burst = 3.0;
+        c.limits.set(Kind::DeviceMessages, Rate::new(0.5, 3.0));
     })
     .await
     else {

@@ -39,6 +39,7 @@ impl Natterd {
             .env_remove("NATTER_DATABASE_URL")
             .env("RUST_LOG", "debug")
             .env("NATTER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("NATTER_ADMIN_LISTEN", "127.0.0.1:0")
             .args([
                 "--argon2-memory-kib",
                 "8",
@@ -77,9 +78,15 @@ impl Natterd {
                     client,
                 };
             }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "natterd exited ({status}) while starting:\n{}",
+                    log.join().unwrap()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("natterd did not come up");
+        panic!("natterd did not come up within 30 s");
     }
 
     /// Sends a signal (`TERM`, `KILL`), waits for the exit, and returns it with the whole log.

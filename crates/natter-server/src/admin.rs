@@ -1,0 +1,68 @@
+//! The admin listener (loopback by default, never the public port): Prometheus metrics and
+//! operator actions.
+//!
+//! # Security
+//! Anyone who can reach the admin listener can suspend accounts: bind it to loopback or a
+//! private network only.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use natter_proto::UserId;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ServiceError};
+use crate::extract::ApiPath;
+use crate::state::AppState;
+
+/// The admin routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/admin/users/{user_id}/suspension",
+            put(suspend).delete(unsuspend),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus exposition.
+async fn metrics() -> String {
+    crate::observe::handle().render()
+}
+
+/// `PUT /admin/users/{user_id}/suspension`: suspends an account at once: its tokens stop
+/// working and its connections are closed.
+async fn suspend(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<UserId>,
+) -> Result<Json<Value>, ApiError> {
+    if !state
+        .store
+        .set_suspended(user, Some(crate::now_ms()))
+        .await?
+    {
+        return Err(ServiceError::NotFound("no such user").into());
+    }
+    let closed = state.registry.disconnect_user(user);
+    tracing::warn!(user.id = %user, connections_closed = closed, "account suspended by an operator");
+    Ok(Json(
+        json!({ "user_id": user, "suspended": true, "connections_closed": closed }),
+    ))
+}
+
+/// `DELETE /admin/users/{user_id}/suspension`: lifts a suspension.
+async fn unsuspend(
+    State(state): State<AppState>,
+    ApiPath(user): ApiPath<UserId>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.store.set_suspended(user, None).await? {
+        return Err(ServiceError::NotFound("no such user").into());
+    }
+    tracing::warn!(user.id = %user, "account suspension lifted by an operator");
+    Ok(Json(json!({ "user_id": user, "suspended": false })))
+}

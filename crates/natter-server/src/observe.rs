@@ -1,0 +1,134 @@
+//! Metrics: the Prometheus recorder, rendered on the admin listener's `/metrics`, and the
+//! description of every series natterd exports. Labels stay low-cardinality: never a user,
+//! device or conversation id.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: 1 ms to 30 s (the seed's P99 target is 10 s).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Size buckets for syncs, in messages.
+const SIZE_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
+
+/// The process's metrics recorder, installed on first use. Every server in the process (tests
+/// run several) records into it.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_messages".into()), SIZE_BUCKETS)
+                })
+                .expect("bucket lists are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first, which natterd never does.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Seconds as a histogram sample.
+pub fn seconds(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64()
+}
+
+fn describe() {
+    describe_gauge!(
+        "natter_connections",
+        "WebSocket connections open on this node"
+    );
+    describe_counter!("natter_connects_total", "WebSocket connections accepted");
+    describe_counter!(
+        "natter_disconnects_total",
+        "WebSocket connections ended, by reason"
+    );
+    describe_counter!(
+        "natter_frames_in_total",
+        "WebSocket frames received, by type"
+    );
+    describe_counter!("natter_frames_out_total", "WebSocket frames sent, by type");
+    describe_counter!(
+        "natter_messages_accepted_total",
+        "Messages stored and acked, by conversation kind"
+    );
+    describe_counter!(
+        "natter_messages_rejected_total",
+        "Messages refused, by reason"
+    );
+    describe_counter!(
+        "natter_deliveries_total",
+        "Messages pushed to devices, by path (live or sync)"
+    );
+    describe_histogram!(
+        "natter_send_ack_seconds",
+        Unit::Seconds,
+        "From a send frame's arrival to its ack"
+    );
+    describe_histogram!(
+        "natter_accept_to_push_seconds",
+        Unit::Seconds,
+        "From a message's acceptance to its push to a live recipient, by locality (local or remote)"
+    );
+    describe_histogram!(
+        "natter_sync_messages",
+        Unit::Count,
+        "Messages sent by one sync"
+    );
+    describe_histogram!("natter_sync_seconds", Unit::Seconds, "Duration of one sync");
+    describe_histogram!(
+        "natter_store_op_seconds",
+        Unit::Seconds,
+        "Store operation latency, by operation"
+    );
+    describe_counter!(
+        "natter_store_errors_total",
+        "Store operations that failed, by operation"
+    );
+    describe_counter!(
+        "natter_bus_published_total",
+        "Events published on the fan-out bus, by bus"
+    );
+    describe_counter!(
+        "natter_bus_received_total",
+        "Events delivered to local connections, by bus"
+    );
+    describe_gauge!(
+        "natter_inbox_depth",
+        "To-device payloads waiting for acknowledgement"
+    );
+    describe_gauge!(
+        "natter_outbound_queued",
+        "Events queued for this node's connections"
+    );
+    describe_counter!(
+        "natter_rate_limited_total",
+        "Requests refused by a rate limit, by kind"
+    );
+    describe_counter!(
+        "natter_abuse_total",
+        "Keys refused repeatedly (10, 100, 1000... times), by kind"
+    );
+    describe_counter!(
+        "natter_http_requests_total",
+        "HTTP requests, by route template and status class"
+    );
+    describe_histogram!(
+        "natter_http_request_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by route template"
+    );
+    describe_gauge!(
+        "natter_up",
+        "1 while this node serves; its load is natter_connections"
+    );
+}
