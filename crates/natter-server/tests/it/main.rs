@@ -11,6 +11,7 @@ mod delivery;
 mod errors;
 mod keys;
 mod messaging;
+mod metrics;
 mod process;
 mod rooms;
 mod ws;

@@ -1,0 +1,112 @@
+//! Metrics proven with the real thing: Debian's Prometheus scrapes a test natterd's admin
+//! listener (with the shipped alert rules loaded) while messages flow, and the series are
+//! queried back from Prometheus.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestServer};
+use crate::ws::{connect, message, send};
+
+/// A Prometheus server, killed when dropped.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Prometheus scraping `target` every second, or returns `None` where it is not
+/// installed (under CI it must be: `.ci/run` installs it).
+fn prometheus(target: &str) -> Option<Prometheus> {
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "prometheus is not installed, and CI must run this test");
+        eprintln!("NOTICE: prometheus is not installed; skipping the metrics test");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus/alerts.yml");
+    let config = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         rule_files: ['{rules}']\n\
+         scrape_configs:\n  - job_name: natter\n    static_configs: [{{targets: ['{target}']}}]\n"
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting prometheus");
+    Some(Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
+}
+
+impl Prometheus {
+    /// Runs an instant query until it returns a value satisfying `accept` (Prometheus needs a
+    /// few scrapes to see new samples), or fails after the patience window.
+    async fn wait_for(&self, query: &str, accept: impl Fn(f64) -> bool) -> f64 {
+        let http = reqwest::Client::new();
+        let mut last = None;
+        for _ in 0..120 {
+            let answer = http.get(format!("{}/api/v1/query", self.url)).query(&[("query", query)]).send().await;
+            if let Ok(answer) = answer {
+                if let Ok(body) = answer.json::<Value>().await {
+                    let value = body["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+                    if let Some(value) = value.filter(|v| accept(*v)) {
+                        return value;
+                    }
+                    last = Some(body);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("{query} never satisfied the check; last answer: {last:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_series_while_messages_flow() {
+    let server = TestServer::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let target = server.admin_url.trim_start_matches("http://").to_owned();
+    let Some(prometheus) = prometheus(&target) else { return };
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    for i in 0..20 {
+        send(&mut a, direct, &format!("m{i}"), "x").await;
+        message(&mut b).await;
+    }
+    assert_eq!(prometheus.wait_for("up{job=\"natter\"}", |v| v == 1.0).await, 1.0);
+    prometheus.wait_for("sum(natter_messages_accepted_total{kind=\"direct\"})", |v| v >= 20.0).await;
+    prometheus.wait_for("sum(natter_deliveries_total{path=\"live\"})", |v| v >= 20.0).await;
+    prometheus.wait_for("sum(natter_send_ack_seconds_count)", |v| v >= 20.0).await;
+    prometheus.wait_for("sum(natter_store_op_seconds_count{op=\"append\"})", |v| v >= 20.0).await;
+    prometheus.wait_for("sum(natter_http_requests_total{route=\"/v1/sessions\"})", |v| v >= 2.0).await;
+    prometheus.wait_for("sum(natter_frames_in_total{type=\"send\"})", |v| v >= 20.0).await;
+    prometheus.wait_for("natter_connections", |v| v >= 1.0).await;
+    // The latency histogram answers the SLO's quantile query (over all samples: a rate over
+    // a window is empty once the test's traffic stops).
+    let p99 = prometheus
+        .wait_for("histogram_quantile(0.99, sum by (le) (natter_accept_to_push_seconds_bucket))", f64::is_finite)
+        .await;
+    assert!(p99 < 10.0, "p99 {p99} s");
+    // The shipped rules are loaded and evaluate without errors.
+    let rules: Value = reqwest::get(format!("{}/api/v1/rules", prometheus.url)).await.unwrap().json().await.unwrap();
+    let groups = rules["data"]["groups"].as_array().expect("rule groups");
+    assert!(groups.len() >= 5, "{rules}");
+    for rule in groups.iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+        assert_ne!(rule["health"], "err", "rule {} fails: {}", rule["name"], rule["lastError"]);
+    }
+}
