@@ -102,6 +102,24 @@ async fn prometheus_scrapes_the_series_while_messages_flow() {
         .wait_for("histogram_quantile(0.99, sum by (le) (natter_accept_to_push_seconds_bucket))", f64::is_finite)
         .await;
     assert!(p99 < 10.0, "p99 {p99} s");
+    // Every query of the shipped Grafana dashboard is valid PromQL over these series.
+    let dashboard: Value = serde_json::from_str(include_str!("../../../../deploy/grafana/natter.json")).unwrap();
+    let http = reqwest::Client::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let query = target["expr"].as_str().unwrap();
+            let answer: Value = http
+                .get(format!("{}/api/v1/query", prometheus.url))
+                .query(&[("query", query)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["status"], "success", "{} / {query}: {answer}", panel["title"]);
+        }
+    }
     // The shipped rules are loaded and evaluate without errors.
     let rules: Value = reqwest::get(format!("{}/api/v1/rules", prometheus.url)).await.unwrap().json().await.unwrap();
     let groups = rules["data"]["groups"].as_array().expect("rule groups");
