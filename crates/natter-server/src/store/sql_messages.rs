@@ -564,8 +564,8 @@ macro_rules! message_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some((sender_id, sender_device)) = sender else { return Ok(None) };
-                let cursors = sqlx::query_as::<_, (String, String, i64, i64)>(
-                    "SELECT user_id, device_id, delivered_seq, read_seq FROM cursors \
+                let cursors = sqlx::query_as::<_, (String, String, i64)>(
+                    "SELECT user_id, device_id, read_seq FROM cursors \
                      WHERE conversation_id = $1 AND (delivered_seq >= $2 OR read_seq >= $2) ORDER BY user_id",
                 )
                 .bind(conversation.to_string())
@@ -580,7 +580,7 @@ macro_rules! message_store {
                     delivered_users: Vec::new(),
                     read_users: Vec::new(),
                 };
-                for (user, device, delivered, read) in cursors {
+                for (user, device, read) in cursors {
                     if device == sender_device {
                         continue;
                     }
@@ -595,7 +595,6 @@ macro_rules! message_store {
                     if read >= seq && !receipts.read_users.contains(&user) {
                         receipts.read_users.push(user);
                     }
-                    let _ = delivered;
                 }
                 Ok(Some(receipts))
                 }).await

@@ -28,9 +28,19 @@ fn assert_limited<T: std::fmt::Debug>(result: Result<T, ClientError>) {
 }
 
 async fn logins_are_limited_per_account_and_per_address(backend: Backend) {
-    let Some(server) = limited(backend, Kind::AccountLogins, Rate::new(0.001, 3.0)).await else { return };
-    server.client.register("alice", "password123", None).await.unwrap();
-    server.client.register("bob", "password123", None).await.unwrap();
+    let Some(server) = limited(backend, Kind::AccountLogins, Rate::new(0.001, 3.0)).await else {
+        return;
+    };
+    server
+        .client
+        .register("alice", "password123", None)
+        .await
+        .unwrap();
+    server
+        .client
+        .register("bob", "password123", None)
+        .await
+        .unwrap();
     for _ in 0..3 {
         let wrong = server.client.login("alice", "guess", "x").await;
         assert_problem(wrong, 401, "unauthorized");
@@ -38,7 +48,11 @@ async fn logins_are_limited_per_account_and_per_address(backend: Backend) {
     // Even the right password is refused now: guessing cannot continue.
     assert_limited(server.client.login("ALICE", "password123", "x").await);
     // Another account is unaffected; names that do not exist are limited the same way.
-    server.client.login("bob", "password123", "x").await.unwrap();
+    server
+        .client
+        .login("bob", "password123", "x")
+        .await
+        .unwrap();
     for _ in 0..3 {
         let _ = server.client.login("nobody", "guess", "x").await;
     }
@@ -50,12 +64,22 @@ async fn logins_are_limited_per_account_and_per_address(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 429);
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1, "Retry-After in whole seconds");
 
-    let Some(server) = limited(backend, Kind::AddressLogins, Rate::new(0.001, 4.0)).await else { return };
+    let Some(server) = limited(backend, Kind::AddressLogins, Rate::new(0.001, 4.0)).await else {
+        return;
+    };
     for name in ["carol", "dave"] {
-        server.client.register(name, "password123", None).await.unwrap();
+        server
+            .client
+            .register(name, "password123", None)
+            .await
+            .unwrap();
     }
     for name in ["carol", "dave", "carol", "dave"] {
         server.client.login(name, "password123", "x").await.unwrap();
@@ -64,26 +88,52 @@ async fn logins_are_limited_per_account_and_per_address(backend: Backend) {
 }
 
 async fn registrations_are_limited_per_address(backend: Backend) {
-    let Some(server) = limited(backend, Kind::AddressRegistrations, Rate::new(0.001, 2.0)).await else { return };
-    server.client.register("one", "password123", None).await.unwrap();
-    server.client.register("two", "password123", None).await.unwrap();
+    let Some(server) = limited(backend, Kind::AddressRegistrations, Rate::new(0.001, 2.0)).await
+    else {
+        return;
+    };
+    server
+        .client
+        .register("one", "password123", None)
+        .await
+        .unwrap();
+    server
+        .client
+        .register("two", "password123", None)
+        .await
+        .unwrap();
     assert_limited(server.client.register("three", "password123", None).await);
 }
 
 async fn connection_requests_are_limited(backend: Backend) {
-    let Some(server) = limited(backend, Kind::ConnectionRequests, Rate::new(0.001, 2.0)).await else { return };
+    let Some(server) = limited(backend, Kind::ConnectionRequests, Rate::new(0.001, 2.0)).await
+    else {
+        return;
+    };
     let spammer = server.user("spammer").await;
     let mut targets = Vec::new();
     for name in ["target1", "target2", "target3"] {
         targets.push(server.user(name).await);
     }
-    spammer.request_connection(targets[0].user_id(), None).await.unwrap();
-    spammer.request_connection(targets[1].user_id(), None).await.unwrap();
+    spammer
+        .request_connection(targets[0].user_id(), None)
+        .await
+        .unwrap();
+    spammer
+        .request_connection(targets[1].user_id(), None)
+        .await
+        .unwrap();
     assert_limited(spammer.request_connection(targets[2].user_id(), None).await);
     assert!(targets[2].connections().await.unwrap().incoming.is_empty());
     // Other users are not affected, and other actions of the spammer still work.
-    targets[2].request_connection(targets[1].user_id(), None).await.unwrap();
-    spammer.block(targets[2].user_id(), true, None).await.unwrap();
+    targets[2]
+        .request_connection(targets[1].user_id(), None)
+        .await
+        .unwrap();
+    spammer
+        .block(targets[2].user_id(), true, None)
+        .await
+        .unwrap();
 }
 
 async fn a_second_device_adds_no_allowance(backend: Backend) {
@@ -110,18 +160,26 @@ async fn a_second_device_adds_no_allowance(backend: Backend) {
     // Each device has used half its own allowance, but together they used the user's.
     phone.send_message(direct, "p2", "x").await.unwrap();
     let refused = error(&mut phone).await;
-    assert_eq!((refused.code.as_str(), refused.client_msg_id.as_deref()), ("rate_limited", Some("p2")));
+    assert_eq!(
+        (refused.code.as_str(), refused.client_msg_id.as_deref()),
+        ("rate_limited", Some("p2"))
+    );
     assert!(refused.retry_after_ms.is_some_and(|ms| ms > 0));
     laptop.send_message(direct, "l2", "x").await.unwrap();
     assert_eq!(error(&mut laptop).await.code, "rate_limited");
     // Nobody was disconnected, and nothing refused was stored.
     ping(&mut laptop, 1).await;
     ping(&mut phone, 2).await;
-    assert_eq!(bob.history(direct, None, None, None).await.unwrap().len(), 4);
+    assert_eq!(
+        bob.history(direct, None, None, None).await.unwrap().len(),
+        4
+    );
 }
 
 async fn message_bytes_are_limited_per_user(backend: Backend) {
-    let Some(server) = limited(backend, Kind::UserBytes, Rate::new(1.0, 10_000.0)).await else { return };
+    let Some(server) = limited(backend, Kind::UserBytes, Rate::new(1.0, 10_000.0)).await else {
+        return;
+    };
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
     let (mut a, _) = connect(&alice).await;
@@ -134,19 +192,30 @@ async fn message_bytes_are_limited_per_user(backend: Backend) {
 }
 
 async fn websocket_connects_are_limited_per_address(backend: Backend) {
-    let Some(server) = limited(backend, Kind::AddressConnects, Rate::new(0.001, 2.0)).await else { return };
+    let Some(server) = limited(backend, Kind::AddressConnects, Rate::new(0.001, 2.0)).await else {
+        return;
+    };
     let alice = server.user("alice").await;
     let (_first, _) = connect(&alice).await;
     let (_second, _) = connect(&alice).await;
-    assert!(matches!(alice.connect().await, Err(ClientError::UnexpectedStatus(429))));
+    assert!(matches!(
+        alice.connect().await,
+        Err(ClientError::UnexpectedStatus(429))
+    ));
 }
 
 async fn suspension_takes_effect_at_once(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
     let (mallory, bob) = server.connected_pair("mallory", "bob").await;
     let (mut live, _) = connect(&mallory).await;
     let admin = reqwest::Client::new();
-    let suspension = format!("{}/admin/users/{}/suspension", server.admin_url, mallory.user_id());
+    let suspension = format!(
+        "{}/admin/users/{}/suspension",
+        server.admin_url,
+        mallory.user_id()
+    );
     let suspended = admin.put(&suspension).send().await.unwrap();
     assert_eq!(suspended.status(), 200);
     let body: serde_json::Value = suspended.json().await.unwrap();
@@ -157,18 +226,43 @@ async fn suspension_takes_effect_at_once(backend: Backend) {
         other => panic!("expected a close, got {other:?}"),
     }
     assert_problem(mallory.me().await, 403, "suspended");
-    assert!(matches!(mallory.connect().await, Err(ClientError::UnexpectedStatus(403))));
-    assert_problem(server.client.login("mallory", "password123", "x").await, 403, "suspended");
+    assert!(matches!(
+        mallory.connect().await,
+        Err(ClientError::UnexpectedStatus(403))
+    ));
+    assert_problem(
+        server.client.login("mallory", "password123", "x").await,
+        403,
+        "suspended",
+    );
     // A wrong password still says only "wrong password": suspension is not revealed to guessers.
-    assert_problem(server.client.login("mallory", "wrong", "x").await, 401, "unauthorized");
+    assert_problem(
+        server.client.login("mallory", "wrong", "x").await,
+        401,
+        "unauthorized",
+    );
     bob.me().await.expect("others are unaffected");
     // Lifting it restores access; unknown users are 404; the public port has no admin routes.
-    assert_eq!(admin.delete(&suspension).send().await.unwrap().status(), 200);
+    assert_eq!(
+        admin.delete(&suspension).send().await.unwrap().status(),
+        200
+    );
     mallory.me().await.unwrap();
     let (mut back, _) = connect(&mallory).await;
     ping(&mut back, 1).await;
-    let unknown = format!("{}/admin/users/{}/suspension", server.admin_url, natter_proto::UserId::new());
+    let unknown = format!(
+        "{}/admin/users/{}/suspension",
+        server.admin_url,
+        natter_proto::UserId::new()
+    );
     assert_eq!(admin.put(&unknown).send().await.unwrap().status(), 404);
-    let public = server.raw(Method::PUT, &format!("/admin/users/{}/suspension", mallory.user_id())).send().await.unwrap();
+    let public = server
+        .raw(
+            Method::PUT,
+            &format!("/admin/users/{}/suspension", mallory.user_id()),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(public.status(), 404);
 }

@@ -23,6 +23,7 @@ backend_tests!(
     bad_frames_get_error_frames_and_the_connection_stays,
     senders_past_their_rate_get_rate_limited,
     receipts_reach_the_sender,
+    typing_reaches_the_other_members,
 );
 
 async fn direct_messages_flow_both_ways_to_every_device(backend: Backend) {
@@ -512,4 +513,37 @@ async fn receipts_reach_the_sender(backend: Backend) {
     let seen: HashSet<_> = [first.seq, second.seq].into();
     assert_eq!(seen.len(), 2);
     assert_problem(alice.receipts(direct, 3).await, 404, "not_found");
+}
+
+async fn typing_reaches_the_other_members(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    a.send(&ClientFrame::Typing {
+        conversation_id: direct,
+        typing: true,
+    })
+    .await
+    .unwrap();
+    let next_frame = next(&mut b).await.unwrap();
+    assert_eq!(
+        next_frame,
+        ServerFrame::Typing {
+            conversation_id: direct,
+            user_id: alice.user_id(),
+            typing: true
+        }
+    );
+    let mallory = server.user("mallory").await;
+    let (mut m, _) = connect(&mallory).await;
+    m.send(&ClientFrame::Typing {
+        conversation_id: direct,
+        typing: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut m).await.code, "not_member");
+    ping(&mut a, 1).await;
 }

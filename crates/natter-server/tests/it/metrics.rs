@@ -27,29 +27,53 @@ impl Drop for Prometheus {
 /// Starts Prometheus scraping `target` every second, or returns `None` where it is not
 /// installed (under CI it must be: `.ci/run` installs it).
 fn prometheus(target: &str) -> Option<Prometheus> {
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "prometheus is not installed, and CI must run this test");
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus is not installed, and CI must run this test"
+        );
         eprintln!("NOTICE: prometheus is not installed; skipping the metrics test");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus/alerts.yml");
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/prometheus/alerts.yml"
+    );
     let config = format!(
         "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
          rule_files: ['{rules}']\n\
          scrape_configs:\n  - job_name: natter\n    static_configs: [{{targets: ['{target}']}}]\n"
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting prometheus");
-    Some(Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir })
+    Some(Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    })
 }
 
 impl Prometheus {
@@ -59,10 +83,16 @@ impl Prometheus {
         let http = reqwest::Client::new();
         let mut last = None;
         for _ in 0..120 {
-            let answer = http.get(format!("{}/api/v1/query", self.url)).query(&[("query", query)]).send().await;
+            let answer = http
+                .get(format!("{}/api/v1/query", self.url))
+                .query(&[("query", query)])
+                .send()
+                .await;
             if let Ok(answer) = answer {
                 if let Ok(body) = answer.json::<Value>().await {
-                    let value = body["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+                    let value = body["data"]["result"][0]["value"][1]
+                        .as_str()
+                        .and_then(|v| v.parse::<f64>().ok());
                     if let Some(value) = value.filter(|v| accept(*v)) {
                         return value;
                     }
@@ -77,9 +107,13 @@ impl Prometheus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_series_while_messages_flow() {
-    let server = TestServer::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let server = TestServer::start(Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
     let target = server.admin_url.trim_start_matches("http://").to_owned();
-    let Some(prometheus) = prometheus(&target) else { return };
+    let Some(prometheus) = prometheus(&target) else {
+        return;
+    };
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
     let (mut a, _) = connect(&alice).await;
@@ -88,22 +122,53 @@ async fn prometheus_scrapes_the_series_while_messages_flow() {
         send(&mut a, direct, &format!("m{i}"), "x").await;
         message(&mut b).await;
     }
-    assert_eq!(prometheus.wait_for("up{job=\"natter\"}", |v| v == 1.0).await, 1.0);
-    prometheus.wait_for("sum(natter_messages_accepted_total{kind=\"direct\"})", |v| v >= 20.0).await;
-    prometheus.wait_for("sum(natter_deliveries_total{path=\"live\"})", |v| v >= 20.0).await;
-    prometheus.wait_for("sum(natter_send_ack_seconds_count)", |v| v >= 20.0).await;
-    prometheus.wait_for("sum(natter_store_op_seconds_count{op=\"append\"})", |v| v >= 20.0).await;
-    prometheus.wait_for("sum(natter_http_requests_total{route=\"/v1/sessions\"})", |v| v >= 2.0).await;
-    prometheus.wait_for("sum(natter_frames_in_total{type=\"send\"})", |v| v >= 20.0).await;
-    prometheus.wait_for("natter_connections", |v| v >= 1.0).await;
+    assert_eq!(
+        prometheus
+            .wait_for("up{job=\"natter\"}", |v| v == 1.0)
+            .await,
+        1.0
+    );
+    prometheus
+        .wait_for(
+            "sum(natter_messages_accepted_total{kind=\"direct\"})",
+            |v| v >= 20.0,
+        )
+        .await;
+    prometheus
+        .wait_for("sum(natter_deliveries_total{path=\"live\"})", |v| v >= 20.0)
+        .await;
+    prometheus
+        .wait_for("sum(natter_send_ack_seconds_count)", |v| v >= 20.0)
+        .await;
+    prometheus
+        .wait_for("sum(natter_store_op_seconds_count{op=\"append\"})", |v| {
+            v >= 20.0
+        })
+        .await;
+    prometheus
+        .wait_for(
+            "sum(natter_http_requests_total{route=\"/v1/sessions\"})",
+            |v| v >= 2.0,
+        )
+        .await;
+    prometheus
+        .wait_for("sum(natter_frames_in_total{type=\"send\"})", |v| v >= 20.0)
+        .await;
+    prometheus
+        .wait_for("natter_connections", |v| v >= 1.0)
+        .await;
     // The latency histogram answers the SLO's quantile query (over all samples: a rate over
     // a window is empty once the test's traffic stops).
     let p99 = prometheus
-        .wait_for("histogram_quantile(0.99, sum by (le) (natter_accept_to_push_seconds_bucket))", f64::is_finite)
+        .wait_for(
+            "histogram_quantile(0.99, sum by (le) (natter_accept_to_push_seconds_bucket))",
+            f64::is_finite,
+        )
         .await;
     assert!(p99 < 10.0, "p99 {p99} s");
     // Every query of the shipped Grafana dashboard is valid PromQL over these series.
-    let dashboard: Value = serde_json::from_str(include_str!("../../../../deploy/grafana/natter.json")).unwrap();
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../../../deploy/grafana/natter.json")).unwrap();
     let http = reqwest::Client::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
@@ -117,14 +182,27 @@ async fn prometheus_scrapes_the_series_while_messages_flow() {
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(answer["status"], "success", "{} / {query}: {answer}", panel["title"]);
+            assert_eq!(
+                answer["status"], "success",
+                "{} / {query}: {answer}",
+                panel["title"]
+            );
         }
     }
     // The shipped rules are loaded and evaluate without errors.
-    let rules: Value = reqwest::get(format!("{}/api/v1/rules", prometheus.url)).await.unwrap().json().await.unwrap();
+    let rules: Value = reqwest::get(format!("{}/api/v1/rules", prometheus.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let groups = rules["data"]["groups"].as_array().expect("rule groups");
     assert!(groups.len() >= 5, "{rules}");
     for rule in groups.iter().flat_map(|g| g["rules"].as_array().unwrap()) {
-        assert_ne!(rule["health"], "err", "rule {} fails: {}", rule["name"], rule["lastError"]);
+        assert_ne!(
+            rule["health"], "err",
+            "rule {} fails: {}",
+            rule["name"], rule["lastError"]
+        );
     }
 }
