@@ -254,40 +254,40 @@ macro_rules! sql_store {
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
                 timed("ping", async move {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
                 }).await
             }
 
             async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
                 timed("create_user", async move {
-                sqlx::query(
-                    "INSERT INTO users (id, username, username_lower, password_hash, display_name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(user.id.to_string())
-                .bind(user.username)
-                .bind(user.username.to_lowercase())
-                .bind(user.password_hash)
-                .bind(user.display_name)
-                .bind(user.created_at)
-                .execute(&self.writer)
-                .await
-                .map_err(|e| classify(e, "username", "user"))?;
-                Ok(())
+                    sqlx::query(
+                        "INSERT INTO users (id, username, username_lower, password_hash, display_name, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(user.id.to_string())
+                    .bind(user.username)
+                    .bind(user.username.to_lowercase())
+                    .bind(user.password_hash)
+                    .bind(user.display_name)
+                    .bind(user.created_at)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(|e| classify(e, "username", "user"))?;
+                    Ok(())
                 }).await
             }
 
             async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
                 timed("user", async move {
-                sqlx::query_as::<_, UserRow>(
-                    "SELECT id, username, display_name, avatar_url, suspended_at FROM users WHERE id = $1",
-                )
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(UserRow::into_record)
-                .transpose()
+                    sqlx::query_as::<_, UserRow>(
+                        "SELECT id, username, display_name, avatar_url, suspended_at FROM users WHERE id = $1",
+                    )
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(UserRow::into_record)
+                    .transpose()
                 }).await
             }
 
@@ -296,20 +296,20 @@ macro_rules! sql_store {
                 username_lower: &str,
             ) -> Result<Option<(UserRecord, String)>, StoreError> {
                 timed("user_by_username", async move {
-                #[derive(sqlx::FromRow)]
-                struct Row {
-                    #[sqlx(flatten)]
-                    user: UserRow,
-                    password_hash: String,
-                }
-                let row = sqlx::query_as::<_, Row>(
-                    "SELECT id, username, display_name, avatar_url, suspended_at, password_hash FROM users \
-                     WHERE username_lower = $1",
-                )
-                .bind(username_lower)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| Ok((r.user.into_record()?, r.password_hash))).transpose()
+                    #[derive(sqlx::FromRow)]
+                    struct Row {
+                        #[sqlx(flatten)]
+                        user: UserRow,
+                        password_hash: String,
+                    }
+                    let row = sqlx::query_as::<_, Row>(
+                        "SELECT id, username, display_name, avatar_url, suspended_at, password_hash FROM users \
+                         WHERE username_lower = $1",
+                    )
+                    .bind(username_lower)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(|r| Ok((r.user.into_record()?, r.password_hash))).transpose()
                 }).await
             }
 
@@ -320,109 +320,109 @@ macro_rules! sql_store {
                 avatar_url: Option<Option<&str>>,
             ) -> Result<(), StoreError> {
                 timed("update_profile", async move {
-                sqlx::query(
-                    "UPDATE users SET display_name = COALESCE($2, display_name), \
-                     avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END WHERE id = $1",
-                )
-                .bind(id.to_string())
-                .bind(display_name)
-                .bind(avatar_url.is_some())
-                .bind(avatar_url.flatten())
-                .execute(&self.writer)
-                .await?;
-                Ok(())
+                    sqlx::query(
+                        "UPDATE users SET display_name = COALESCE($2, display_name), \
+                         avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END WHERE id = $1",
+                    )
+                    .bind(id.to_string())
+                    .bind(display_name)
+                    .bind(avatar_url.is_some())
+                    .bind(avatar_url.flatten())
+                    .execute(&self.writer)
+                    .await?;
+                    Ok(())
                 }).await
             }
 
             async fn create_device(&self, device: &NewDevice<'_>) -> Result<(), StoreError> {
                 timed("create_device", async move {
-                sqlx::query(
-                    "INSERT INTO devices (id, user_id, name, token_hash, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(device.id.to_string())
-                .bind(device.user_id.to_string())
-                .bind(device.name)
-                .bind(device.token_hash)
-                .bind(device.created_at)
-                .bind(device.expires_at)
-                .execute(&self.writer)
-                .await
-                .map_err(|e| classify(e, "token", "user"))?;
-                Ok(())
+                    sqlx::query(
+                        "INSERT INTO devices (id, user_id, name, token_hash, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(device.id.to_string())
+                    .bind(device.user_id.to_string())
+                    .bind(device.name)
+                    .bind(device.token_hash)
+                    .bind(device.created_at)
+                    .bind(device.expires_at)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(|e| classify(e, "token", "user"))?;
+                    Ok(())
                 }).await
             }
 
             async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError> {
                 timed("token_owner", async move {
-                let row = sqlx::query_as::<_, (String, String, i64, Option<i64>)>(
-                    "SELECT d.user_id, d.id, d.expires_at, u.suspended_at FROM devices d \
-                     JOIN users u ON u.id = d.user_id WHERE d.token_hash = $1",
-                )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|(user, device, expires_at, suspended_at)| {
-                    Ok(TokenOwner {
-                        user_id: parse_id(&user, "devices.user_id")?,
-                        device_id: parse_id(&device, "devices.id")?,
-                        expires_at,
-                        suspended: suspended_at.is_some(),
+                    let row = sqlx::query_as::<_, (String, String, i64, Option<i64>)>(
+                        "SELECT d.user_id, d.id, d.expires_at, u.suspended_at FROM devices d \
+                         JOIN users u ON u.id = d.user_id WHERE d.token_hash = $1",
+                    )
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(|(user, device, expires_at, suspended_at)| {
+                        Ok(TokenOwner {
+                            user_id: parse_id(&user, "devices.user_id")?,
+                            device_id: parse_id(&device, "devices.id")?,
+                            expires_at,
+                            suspended: suspended_at.is_some(),
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()
                 }).await
             }
 
             async fn set_suspended(&self, user: UserId, since: Option<i64>) -> Result<bool, StoreError> {
                 timed("set_suspended", async move {
-                let done = sqlx::query("UPDATE users SET suspended_at = $2 WHERE id = $1")
-                    .bind(user.to_string())
-                    .bind(since)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(done.rows_affected() > 0)
+                    let done = sqlx::query("UPDATE users SET suspended_at = $2 WHERE id = $1")
+                        .bind(user.to_string())
+                        .bind(since)
+                        .execute(&self.writer)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
                 }).await
             }
 
             async fn inbox_depth(&self) -> Result<i64, StoreError> {
                 timed("inbox_depth", async move {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&self.pool).await?)
+                    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&self.pool).await?)
                 }).await
             }
 
             async fn delete_device(&self, user: UserId, device: DeviceId) -> Result<bool, StoreError> {
                 timed("delete_device", async move {
-                let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
-                    .bind(device.to_string())
-                    .bind(user.to_string())
-                    .execute(&self.writer)
-                    .await?;
-                Ok(done.rows_affected() > 0)
+                    let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
+                        .bind(device.to_string())
+                        .bind(user.to_string())
+                        .execute(&self.writer)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
                 }).await
             }
 
             async fn devices(&self, users: &[UserId]) -> Result<Vec<DeviceRecord>, StoreError> {
                 timed("devices", async move {
-                if users.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, user_id, name, created_at, curve25519, ed25519, key_signature, \
-                     keys_created_at FROM devices WHERE user_id IN (",
-                );
-                let mut list = query.separated(", ");
-                for user in users {
-                    list.push_bind(user.to_string());
-                }
-                query.push(") ORDER BY created_at, id");
-                query
-                    .build_query_as::<DeviceRow>()
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map(DeviceRow::into_record)
-                    .collect()
+                    if users.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, user_id, name, created_at, curve25519, ed25519, key_signature, \
+                         keys_created_at FROM devices WHERE user_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for user in users {
+                        list.push_bind(user.to_string());
+                    }
+                    query.push(") ORDER BY created_at, id");
+                    query
+                        .build_query_as::<DeviceRow>()
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(DeviceRow::into_record)
+                        .collect()
                 }).await
             }
 
@@ -433,111 +433,111 @@ macro_rules! sql_store {
                 now: i64,
             ) -> Result<KeyCounts, StoreError> {
                 timed("upload_keys", async move {
-                let device_id = device.to_string();
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                if let Some(keys) = upload.identity_keys {
-                    sqlx::query(
-                        "UPDATE devices SET curve25519 = $2, ed25519 = $3, key_signature = $4, \
-                         keys_created_at = $5 WHERE id = $1",
-                    )
-                    .bind(&device_id)
-                    .bind(&keys.curve25519)
-                    .bind(&keys.ed25519)
-                    .bind(&keys.signature)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some(key) = upload.fallback_key {
-                    sqlx::query(
-                        "UPDATE devices SET fallback_key_id = $2, fallback_key = $3, \
-                         fallback_created_at = $4 WHERE id = $1",
-                    )
-                    .bind(&device_id)
-                    .bind(&key.key_id)
-                    .bind(&key.key)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for key in upload.one_time_keys {
-                    let inserted = sqlx::query(
-                        "INSERT INTO one_time_keys (device_id, key_id, key, created_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, key_id) DO NOTHING",
-                    )
-                    .bind(&device_id)
-                    .bind(&key.key_id)
-                    .bind(&key.key)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| classify(e, "one-time key", "device"))?;
-                    if inserted.rows_affected() == 0 {
-                        // Re-uploading the same key is harmless; reusing its id for another is not.
-                        let stored: String = sqlx::query_scalar(
-                            "SELECT key FROM one_time_keys WHERE device_id = $1 AND key_id = $2",
+                    let device_id = device.to_string();
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    if let Some(keys) = upload.identity_keys {
+                        sqlx::query(
+                            "UPDATE devices SET curve25519 = $2, ed25519 = $3, key_signature = $4, \
+                             keys_created_at = $5 WHERE id = $1",
+                        )
+                        .bind(&device_id)
+                        .bind(&keys.curve25519)
+                        .bind(&keys.ed25519)
+                        .bind(&keys.signature)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    if let Some(key) = upload.fallback_key {
+                        sqlx::query(
+                            "UPDATE devices SET fallback_key_id = $2, fallback_key = $3, \
+                             fallback_created_at = $4 WHERE id = $1",
                         )
                         .bind(&device_id)
                         .bind(&key.key_id)
-                        .fetch_one(&mut *tx)
+                        .bind(&key.key)
+                        .bind(now)
+                        .execute(&mut *tx)
                         .await?;
-                        if stored != key.key {
-                            return Err(StoreError::Conflict("one-time key id"));
+                    }
+                    for key in upload.one_time_keys {
+                        let inserted = sqlx::query(
+                            "INSERT INTO one_time_keys (device_id, key_id, key, created_at) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, key_id) DO NOTHING",
+                        )
+                        .bind(&device_id)
+                        .bind(&key.key_id)
+                        .bind(&key.key)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| classify(e, "one-time key", "device"))?;
+                        if inserted.rows_affected() == 0 {
+                            // Re-uploading the same key is harmless; reusing its id for another is not.
+                            let stored: String = sqlx::query_scalar(
+                                "SELECT key FROM one_time_keys WHERE device_id = $1 AND key_id = $2",
+                            )
+                            .bind(&device_id)
+                            .bind(&key.key_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            if stored != key.key {
+                                return Err(StoreError::Conflict("one-time key id"));
+                            }
                         }
                     }
-                }
-                let counts = key_counts(&mut *tx, &device_id).await?;
-                if counts.one_time_keys as usize > ONE_TIME_KEYS_STORED {
-                    return Err(StoreError::Conflict("one-time key count"));
-                }
-                tx.commit().await?;
-                Ok(counts)
+                    let counts = key_counts(&mut *tx, &device_id).await?;
+                    if counts.one_time_keys as usize > ONE_TIME_KEYS_STORED {
+                        return Err(StoreError::Conflict("one-time key count"));
+                    }
+                    tx.commit().await?;
+                    Ok(counts)
                 }).await
             }
 
             async fn key_counts(&self, device: DeviceId) -> Result<KeyCounts, StoreError> {
                 timed("key_counts", async move {
-                let mut conn = self.pool.acquire().await?;
-                key_counts(&mut *conn, &device.to_string()).await
+                    let mut conn = self.pool.acquire().await?;
+                    key_counts(&mut *conn, &device.to_string()).await
                 }).await
             }
 
             async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
                 timed("claim_key", async move {
-                let device_id = device.to_string();
-                let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
-                    .bind(&device_id)
-                    .fetch_optional(&self.writer)
-                    .await?;
-                if let Some((key_id, key, created_at)) = taken {
-                    return Ok(Some(ClaimedKeyRecord { key_id, key, fallback: false, created_at }));
-                }
-                let fallback = sqlx::query_as::<_, (Option<String>, Option<String>, Option<i64>)>(
-                    "SELECT fallback_key_id, fallback_key, fallback_created_at FROM devices WHERE id = $1",
-                )
-                .bind(&device_id)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(match fallback {
-                    Some((Some(key_id), Some(key), Some(created_at))) => {
-                        Some(ClaimedKeyRecord { key_id, key, fallback: true, created_at })
+                    let device_id = device.to_string();
+                    let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
+                        .bind(&device_id)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                    if let Some((key_id, key, created_at)) = taken {
+                        return Ok(Some(ClaimedKeyRecord { key_id, key, fallback: false, created_at }));
                     }
-                    _ => None,
-                })
+                    let fallback = sqlx::query_as::<_, (Option<String>, Option<String>, Option<i64>)>(
+                        "SELECT fallback_key_id, fallback_key, fallback_created_at FROM devices WHERE id = $1",
+                    )
+                    .bind(&device_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(match fallback {
+                        Some((Some(key_id), Some(key), Some(created_at))) => {
+                            Some(ClaimedKeyRecord { key_id, key, fallback: true, created_at })
+                        }
+                        _ => None,
+                    })
                 }).await
             }
 
             async fn connection(&self, user: UserId, peer: UserId) -> Result<Sides, StoreError> {
                 timed("connection", async move {
-                let rows = sqlx::query_as::<_, SideRow>(
-                    "SELECT user_id, state, version, updated_at FROM connections \
-                     WHERE (user_id = $1 AND peer_id = $2) OR (user_id = $2 AND peer_id = $1)",
-                )
-                .bind(user.to_string())
-                .bind(peer.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-                sides(user, rows)
+                    let rows = sqlx::query_as::<_, SideRow>(
+                        "SELECT user_id, state, version, updated_at FROM connections \
+                         WHERE (user_id = $1 AND peer_id = $2) OR (user_id = $2 AND peer_id = $1)",
+                    )
+                    .bind(user.to_string())
+                    .bind(peer.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    sides(user, rows)
                 }).await
             }
 
@@ -547,48 +547,48 @@ macro_rules! sql_store {
                 candidates: &[UserId],
             ) -> Result<std::collections::HashSet<UserId>, StoreError> {
                 timed("accepted_among", async move {
-                let mut found = std::collections::HashSet::new();
-                for chunk in candidates.chunks(500) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT peer_id FROM connections WHERE state = 'accepted' AND user_id = ",
-                    );
-                    query.push_bind(user.to_string()).push(" AND peer_id IN (");
-                    let mut list = query.separated(", ");
-                    for candidate in chunk {
-                        list.push_bind(candidate.to_string());
+                    let mut found = std::collections::HashSet::new();
+                    for chunk in candidates.chunks(500) {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT peer_id FROM connections WHERE state = 'accepted' AND user_id = ",
+                        );
+                        query.push_bind(user.to_string()).push(" AND peer_id IN (");
+                        let mut list = query.separated(", ");
+                        for candidate in chunk {
+                            list.push_bind(candidate.to_string());
+                        }
+                        query.push(")");
+                        let rows: Vec<(String,)> = query.build_query_as().fetch_all(&self.pool).await?;
+                        for (peer,) in rows {
+                            found.insert(parse_id(&peer, "connections.peer_id")?);
+                        }
                     }
-                    query.push(")");
-                    let rows: Vec<(String,)> = query.build_query_as().fetch_all(&self.pool).await?;
-                    for (peer,) in rows {
-                        found.insert(parse_id(&peer, "connections.peer_id")?);
-                    }
-                }
-                Ok(found)
+                    Ok(found)
                 }).await
             }
 
             async fn connections_of(&self, user: UserId) -> Result<Vec<ConnectionRecord>, StoreError> {
                 timed("connections_of", async move {
-                sqlx::query_as::<_, ConnectionRow>(
-                    "SELECT c.state, c.version, c.updated_at, u.id, u.username, u.display_name, \
-                     u.avatar_url, u.suspended_at FROM connections c JOIN users u ON u.id = c.peer_id \
-                     WHERE c.user_id = $1 AND c.state <> 'none' ORDER BY c.updated_at DESC, u.id",
-                )
-                .bind(user.to_string())
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|row| {
-                    Ok(ConnectionRecord {
-                        side: Side {
-                            state: parse_state(&row.state)?,
-                            version: row.version,
-                            updated_at: row.updated_at,
-                        },
-                        peer: row.peer.into_record()?,
+                    sqlx::query_as::<_, ConnectionRow>(
+                        "SELECT c.state, c.version, c.updated_at, u.id, u.username, u.display_name, \
+                         u.avatar_url, u.suspended_at FROM connections c JOIN users u ON u.id = c.peer_id \
+                         WHERE c.user_id = $1 AND c.state <> 'none' ORDER BY c.updated_at DESC, u.id",
+                    )
+                    .bind(user.to_string())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|row| {
+                        Ok(ConnectionRecord {
+                            side: Side {
+                                state: parse_state(&row.state)?,
+                                version: row.version,
+                                updated_at: row.updated_at,
+                            },
+                            peer: row.peer.into_record()?,
+                        })
                     })
-                })
-                .collect()
+                    .collect()
                 }).await
             }
 
@@ -600,52 +600,52 @@ macro_rules! sql_store {
                 transition: Transition<'_>,
             ) -> Result<Result<Sides, Refusal>, StoreError> {
                 timed("change_connection", async move {
-                let (user_text, peer_text) = (user.to_string(), peer.to_string());
-                // Insert missing sides in key order, so concurrent callers lock in one order.
-                let (first, second) =
-                    if user_text < peer_text { (&user_text, &peer_text) } else { (&peer_text, &user_text) };
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                sqlx::query(
-                    "INSERT INTO connections (user_id, peer_id, state, version, updated_at) \
-                     VALUES ($1, $2, 'none', 0, 0), ($2, $1, 'none', 0, 0) ON CONFLICT DO NOTHING",
-                )
-                .bind(first)
-                .bind(second)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| classify(e, "connection", "user"))?;
-                let rows = sqlx::query_as::<_, SideRow>(LOCK_SIDES)
-                    .bind(&user_text)
-                    .bind(&peer_text)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let before = sides(user, rows)?;
-                let (mine, theirs) = match transition(before) {
-                    Ok(states) => states,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
-                let mut after = before;
-                for (side, state, owner, other) in [
-                    (&mut after.mine, mine, &user_text, &peer_text),
-                    (&mut after.theirs, theirs, &peer_text, &user_text),
-                ] {
-                    if side.state == state {
-                        continue;
-                    }
+                    let (user_text, peer_text) = (user.to_string(), peer.to_string());
+                    // Insert missing sides in key order, so concurrent callers lock in one order.
+                    let (first, second) =
+                        if user_text < peer_text { (&user_text, &peer_text) } else { (&peer_text, &user_text) };
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     sqlx::query(
-                        "UPDATE connections SET state = $3, version = version + 1, updated_at = $4 \
-                         WHERE user_id = $1 AND peer_id = $2",
+                        "INSERT INTO connections (user_id, peer_id, state, version, updated_at) \
+                         VALUES ($1, $2, 'none', 0, 0), ($2, $1, 'none', 0, 0) ON CONFLICT DO NOTHING",
                     )
-                    .bind(owner)
-                    .bind(other)
-                    .bind(state_name(state))
-                    .bind(now)
+                    .bind(first)
+                    .bind(second)
                     .execute(&mut *tx)
-                    .await?;
-                    *side = Side { state, version: side.version + 1, updated_at: now };
-                }
-                tx.commit().await?;
-                Ok(Ok(after))
+                    .await
+                    .map_err(|e| classify(e, "connection", "user"))?;
+                    let rows = sqlx::query_as::<_, SideRow>(LOCK_SIDES)
+                        .bind(&user_text)
+                        .bind(&peer_text)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let before = sides(user, rows)?;
+                    let (mine, theirs) = match transition(before) {
+                        Ok(states) => states,
+                        Err(refusal) => return Ok(Err(refusal)),
+                    };
+                    let mut after = before;
+                    for (side, state, owner, other) in [
+                        (&mut after.mine, mine, &user_text, &peer_text),
+                        (&mut after.theirs, theirs, &peer_text, &user_text),
+                    ] {
+                        if side.state == state {
+                            continue;
+                        }
+                        sqlx::query(
+                            "UPDATE connections SET state = $3, version = version + 1, updated_at = $4 \
+                             WHERE user_id = $1 AND peer_id = $2",
+                        )
+                        .bind(owner)
+                        .bind(other)
+                        .bind(state_name(state))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        *side = Side { state, version: side.version + 1, updated_at: now };
+                    }
+                    tx.commit().await?;
+                    Ok(Ok(after))
                 }).await
             }
         }

@@ -128,47 +128,47 @@ macro_rules! message_store {
         impl MessageStore for $store {
             async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationId, StoreError> {
                 timed("direct_conversation", async move {
-                let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
-                let key = format!("{low}:{high}");
-                let existing = || async {
-                    let id: Option<String> = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
-                        .bind(&key)
-                        .fetch_optional(&self.writer)
-                        .await?;
-                    id.map(|id| parse_id(&id, "conversations.id")).transpose()
-                };
-                if let Some(id) = existing().await? {
-                    return Ok(id);
-                }
-                let id = ConversationId::new();
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                let created = sqlx::query(
-                    "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
-                     VALUES ($1, 'direct', NULL, $2, $3, 0, $3) ON CONFLICT (direct_key) DO NOTHING",
-                )
-                .bind(id.to_string())
-                .bind(&key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if created.rows_affected() == 0 {
-                    drop(tx);
-                    return existing().await?.ok_or(StoreError::Missing("conversation"));
-                }
-                for user in [low, high] {
-                    sqlx::query(
-                        "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) \
-                         VALUES ($1, $2, 'member', 0, $3)",
+                    let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
+                    let key = format!("{low}:{high}");
+                    let existing = || async {
+                        let id: Option<String> = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
+                            .bind(&key)
+                            .fetch_optional(&self.writer)
+                            .await?;
+                        id.map(|id| parse_id(&id, "conversations.id")).transpose()
+                    };
+                    if let Some(id) = existing().await? {
+                        return Ok(id);
+                    }
+                    let id = ConversationId::new();
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let created = sqlx::query(
+                        "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
+                         VALUES ($1, 'direct', NULL, $2, $3, 0, $3) ON CONFLICT (direct_key) DO NOTHING",
                     )
                     .bind(id.to_string())
-                    .bind(user.to_string())
+                    .bind(&key)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(|e| classify(e, "member", "user"))?;
-                }
-                tx.commit().await?;
-                Ok(id)
+                    .await?;
+                    if created.rows_affected() == 0 {
+                        drop(tx);
+                        return existing().await?.ok_or(StoreError::Missing("conversation"));
+                    }
+                    for user in [low, high] {
+                        sqlx::query(
+                            "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) \
+                             VALUES ($1, $2, 'member', 0, $3)",
+                        )
+                        .bind(id.to_string())
+                        .bind(user.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| classify(e, "member", "user"))?;
+                    }
+                    tx.commit().await?;
+                    Ok(id)
                 }).await
             }
 
@@ -181,63 +181,63 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<(), StoreError> {
                 timed("create_room", async move {
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                sqlx::query(
-                    "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
-                     VALUES ($1, 'room', $2, NULL, $3, 0, $3)",
-                )
-                .bind(id.to_string())
-                .bind(name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let everyone = std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")));
-                insert_members(&mut tx, id, everyone.collect(), 0, now).await?;
-                tx.commit().await?;
-                Ok(())
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    sqlx::query(
+                        "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
+                         VALUES ($1, 'room', $2, NULL, $3, 0, $3)",
+                    )
+                    .bind(id.to_string())
+                    .bind(name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let everyone = std::iter::once((owner, "owner")).chain(members.iter().map(|m| (*m, "member")));
+                    insert_members(&mut tx, id, everyone.collect(), 0, now).await?;
+                    tx.commit().await?;
+                    Ok(())
                 }).await
             }
 
             async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>, StoreError> {
                 timed("conversation", async move {
-                let row = sqlx::query_as::<_, (String, Option<String>, i64)>(
-                    "SELECT kind, name, last_seq FROM conversations WHERE id = $1",
-                )
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|(k, name, last_seq)| Ok(ConversationRecord { id, kind: kind(&k)?, name, last_seq }))
-                    .transpose()
+                    let row = sqlx::query_as::<_, (String, Option<String>, i64)>(
+                        "SELECT kind, name, last_seq FROM conversations WHERE id = $1",
+                    )
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(|(k, name, last_seq)| Ok(ConversationRecord { id, kind: kind(&k)?, name, last_seq }))
+                        .transpose()
                 }).await
             }
 
             async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>, StoreError> {
                 timed("member", async move {
-                sqlx::query_as::<_, MemberRow>(
-                    "SELECT user_id, role, joined_seq, left_seq FROM members \
-                     WHERE conversation_id = $1 AND user_id = $2",
-                )
-                .bind(conversation.to_string())
-                .bind(user.to_string())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(MemberRow::into_record)
-                .transpose()
+                    sqlx::query_as::<_, MemberRow>(
+                        "SELECT user_id, role, joined_seq, left_seq FROM members \
+                         WHERE conversation_id = $1 AND user_id = $2",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(user.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(MemberRow::into_record)
+                    .transpose()
                 }).await
             }
 
             async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>, StoreError> {
                 timed("members", async move {
-                sqlx::query_as::<_, MemberRow>(
-                    "SELECT user_id, role, joined_seq, left_seq FROM members \
-                     WHERE conversation_id = $1 AND left_seq IS NULL ORDER BY joined_at, user_id",
-                )
-                .bind(conversation.to_string())
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(MemberRow::into_record)
-                .collect()
+                    sqlx::query_as::<_, MemberRow>(
+                        "SELECT user_id, role, joined_seq, left_seq FROM members \
+                         WHERE conversation_id = $1 AND left_seq IS NULL ORDER BY joined_at, user_id",
+                    )
+                    .bind(conversation.to_string())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(MemberRow::into_record)
+                    .collect()
                 }).await
             }
 
@@ -249,168 +249,168 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("add_members", async move {
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                let last_seq = lock_conversation(&mut tx, conversation).await?;
-                let current: Vec<String> = sqlx::query_scalar(
-                    "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL",
-                )
-                .bind(conversation.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-                let current: std::collections::HashSet<UserId> = ids(current, "members.user_id")?.into_iter().collect();
-                let mut added: Vec<UserId> = Vec::new();
-                for user in users {
-                    if !current.contains(user) && !added.contains(user) {
-                        added.push(*user);
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let last_seq = lock_conversation(&mut tx, conversation).await?;
+                    let current: Vec<String> = sqlx::query_scalar(
+                        "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL",
+                    )
+                    .bind(conversation.to_string())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let current: std::collections::HashSet<UserId> = ids(current, "members.user_id")?.into_iter().collect();
+                    let mut added: Vec<UserId> = Vec::new();
+                    for user in users {
+                        if !current.contains(user) && !added.contains(user) {
+                            added.push(*user);
+                        }
                     }
-                }
-                if current.len() + added.len() > max {
-                    return Err(StoreError::Conflict("room size"));
-                }
-                insert_members(&mut tx, conversation, added.iter().map(|u| (*u, "member")).collect(), last_seq, now).await?;
-                tx.commit().await?;
-                Ok(added)
+                    if current.len() + added.len() > max {
+                        return Err(StoreError::Conflict("room size"));
+                    }
+                    insert_members(&mut tx, conversation, added.iter().map(|u| (*u, "member")).collect(), last_seq, now).await?;
+                    tx.commit().await?;
+                    Ok(added)
                 }).await
             }
 
             async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
                 timed("remove_member", async move {
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                let last_seq = lock_conversation(&mut tx, conversation).await?;
-                let left = sqlx::query(
-                    "UPDATE members SET left_seq = $3, role = 'member' \
-                     WHERE conversation_id = $1 AND user_id = $2 AND left_seq IS NULL",
-                )
-                .bind(conversation.to_string())
-                .bind(user.to_string())
-                .bind(last_seq)
-                .execute(&mut *tx)
-                .await?;
-                // A room always has an owner while it has members: the longest-standing one inherits.
-                sqlx::query(
-                    "UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = \
-                     (SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL \
-                      ORDER BY joined_at, user_id LIMIT 1) \
-                     AND NOT EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 \
-                         AND left_seq IS NULL AND role = 'owner') \
-                     AND (SELECT kind FROM conversations WHERE id = $1) = 'room'",
-                )
-                .bind(conversation.to_string())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(left.rows_affected() > 0)
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let last_seq = lock_conversation(&mut tx, conversation).await?;
+                    let left = sqlx::query(
+                        "UPDATE members SET left_seq = $3, role = 'member' \
+                         WHERE conversation_id = $1 AND user_id = $2 AND left_seq IS NULL",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(user.to_string())
+                    .bind(last_seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    // A room always has an owner while it has members: the longest-standing one inherits.
+                    sqlx::query(
+                        "UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = \
+                         (SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL \
+                          ORDER BY joined_at, user_id LIMIT 1) \
+                         AND NOT EXISTS (SELECT 1 FROM members WHERE conversation_id = $1 \
+                             AND left_seq IS NULL AND role = 'owner') \
+                         AND (SELECT kind FROM conversations WHERE id = $1) = 'room'",
+                    )
+                    .bind(conversation.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(left.rows_affected() > 0)
                 }).await
             }
 
             async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError> {
                 timed("conversations_of", async move {
-                let rows = sqlx::query_as::<_, (String, String, Option<String>, i64, i64, i64)>(
-                    "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
-                       (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = t.id AND m.sender_id <> $1 \
-                        AND m.seq > t.read_seq AND m.seq > t.joined_seq) \
-                     FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
-                             COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
-                                 WHERE cu.conversation_id = c.id AND cu.user_id = $1), 0) AS read_seq \
-                           FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
-                           WHERE mb.user_id = $1 AND mb.left_seq IS NULL) t \
-                     ORDER BY t.last_ts DESC, t.id",
-                )
-                .bind(user.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(id, k, name, last_seq, read_seq, unread)| {
-                        Ok(ConversationSummary {
-                            id: parse_id(&id, "conversations.id")?,
-                            kind: kind(&k)?,
-                            name,
-                            last_seq,
-                            read_seq,
-                            unread,
+                    let rows = sqlx::query_as::<_, (String, String, Option<String>, i64, i64, i64)>(
+                        "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
+                           (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = t.id AND m.sender_id <> $1 \
+                            AND m.seq > t.read_seq AND m.seq > t.joined_seq) \
+                         FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
+                                 COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
+                                     WHERE cu.conversation_id = c.id AND cu.user_id = $1), 0) AS read_seq \
+                               FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
+                               WHERE mb.user_id = $1 AND mb.left_seq IS NULL) t \
+                         ORDER BY t.last_ts DESC, t.id",
+                    )
+                    .bind(user.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.into_iter()
+                        .map(|(id, k, name, last_seq, read_seq, unread)| {
+                            Ok(ConversationSummary {
+                                id: parse_id(&id, "conversations.id")?,
+                                kind: kind(&k)?,
+                                name,
+                                last_seq,
+                                read_seq,
+                                unread,
+                            })
                         })
-                    })
-                    .collect()
+                        .collect()
                 }).await
             }
 
             async fn share_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
                 timed("share_conversation", async move {
-                let shared: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM members x JOIN members y ON x.conversation_id = y.conversation_id \
-                     WHERE x.user_id = $1 AND y.user_id = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL LIMIT 1",
-                )
-                .bind(a.to_string())
-                .bind(b.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(shared.is_some())
+                    let shared: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM members x JOIN members y ON x.conversation_id = y.conversation_id \
+                         WHERE x.user_id = $1 AND y.user_id = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL LIMIT 1",
+                    )
+                    .bind(a.to_string())
+                    .bind(b.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(shared.is_some())
                 }).await
             }
 
             async fn append(&self, message: &NewMessage<'_>) -> Result<Appended, StoreError> {
                 timed("append", async move {
-                let stored = || async {
-                    let row = sqlx::query_as::<_, (String, i64, i64)>(
-                        "SELECT conversation_id, seq, server_ts FROM messages \
-                         WHERE sender_device = $1 AND client_msg_id = $2",
+                    let stored = || async {
+                        let row = sqlx::query_as::<_, (String, i64, i64)>(
+                            "SELECT conversation_id, seq, server_ts FROM messages \
+                             WHERE sender_device = $1 AND client_msg_id = $2",
+                        )
+                        .bind(message.sender_device.to_string())
+                        .bind(message.client_msg_id)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                        row.map(|(conversation, seq, server_ts)| {
+                            Ok::<_, StoreError>(Appended {
+                                conversation_id: parse_id(&conversation, "messages.conversation_id")?,
+                                seq,
+                                server_ts,
+                                duplicate: true,
+                            })
+                        })
+                        .transpose()
+                    };
+                    if let Some(first) = stored().await? {
+                        return Ok(first);
+                    }
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let seq: i64 = sqlx::query_scalar(
+                        "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
                     )
+                    .bind(message.conversation_id.to_string())
+                    .bind(message.server_ts)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::Missing("conversation"))?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
+                         client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(message.conversation_id.to_string())
+                    .bind(seq)
+                    .bind(message.sender_id.to_string())
                     .bind(message.sender_device.to_string())
                     .bind(message.client_msg_id)
-                    .fetch_optional(&self.writer)
-                    .await?;
-                    row.map(|(conversation, seq, server_ts)| {
-                        Ok::<_, StoreError>(Appended {
-                            conversation_id: parse_id(&conversation, "messages.conversation_id")?,
-                            seq,
-                            server_ts,
-                            duplicate: true,
-                        })
-                    })
-                    .transpose()
-                };
-                if let Some(first) = stored().await? {
-                    return Ok(first);
-                }
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                let seq: i64 = sqlx::query_scalar(
-                    "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
-                )
-                .bind(message.conversation_id.to_string())
-                .bind(message.server_ts)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::Missing("conversation"))?;
-                let inserted = sqlx::query(
-                    "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
-                     client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(message.conversation_id.to_string())
-                .bind(seq)
-                .bind(message.sender_id.to_string())
-                .bind(message.sender_device.to_string())
-                .bind(message.client_msg_id)
-                .bind(message.client_ts)
-                .bind(message.server_ts)
-                .bind(message.ciphertext)
-                .execute(&mut *tx)
-                .await;
-                match inserted.map_err(|e| classify(e, "message", "conversation")) {
-                    Ok(_) => {}
-                    // A concurrent resend of the same message won the race: answer with its place.
-                    Err(StoreError::Conflict(_)) => {
-                        drop(tx);
-                        return stored().await?.ok_or(StoreError::Missing("message"));
+                    .bind(message.client_ts)
+                    .bind(message.server_ts)
+                    .bind(message.ciphertext)
+                    .execute(&mut *tx)
+                    .await;
+                    match inserted.map_err(|e| classify(e, "message", "conversation")) {
+                        Ok(_) => {}
+                        // A concurrent resend of the same message won the race: answer with its place.
+                        Err(StoreError::Conflict(_)) => {
+                            drop(tx);
+                            return stored().await?.ok_or(StoreError::Missing("message"));
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
-                }
-                tx.commit().await?;
-                Ok(Appended {
-                    conversation_id: message.conversation_id,
-                    seq,
-                    server_ts: message.server_ts,
-                    duplicate: false,
-                })
+                    tx.commit().await?;
+                    Ok(Appended {
+                        conversation_id: message.conversation_id,
+                        seq,
+                        server_ts: message.server_ts,
+                        duplicate: false,
+                    })
                 }).await
             }
 
@@ -423,18 +423,18 @@ macro_rules! message_store {
                 limit_to: usize,
             ) -> Result<Vec<Message>, StoreError> {
                 timed("messages_after", async move {
-                let rows = sqlx::query_as::<_, MessageRow>(concat!(
-                    "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
-                    "AND m.seq > $3 AND m.seq <= $4 ORDER BY m.seq LIMIT $5"
-                ))
-                .bind(conversation.to_string())
-                .bind(viewer.to_string())
-                .bind(after)
-                .bind(up_to)
-                .bind(limit(limit_to))
-                .fetch_all(&self.pool)
-                .await?;
-                messages(rows)
+                    let rows = sqlx::query_as::<_, MessageRow>(concat!(
+                        "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
+                        "AND m.seq > $3 AND m.seq <= $4 ORDER BY m.seq LIMIT $5"
+                    ))
+                    .bind(conversation.to_string())
+                    .bind(viewer.to_string())
+                    .bind(after)
+                    .bind(up_to)
+                    .bind(limit(limit_to))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    messages(rows)
                 }).await
             }
 
@@ -446,62 +446,62 @@ macro_rules! message_store {
                 limit_to: usize,
             ) -> Result<Vec<Message>, StoreError> {
                 timed("messages_before", async move {
-                let rows = sqlx::query_as::<_, MessageRow>(concat!(
-                    "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
-                    "AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4"
-                ))
-                .bind(conversation.to_string())
-                .bind(viewer.to_string())
-                .bind(before)
-                .bind(limit(limit_to))
-                .fetch_all(&self.pool)
-                .await?;
-                messages(rows)
+                    let rows = sqlx::query_as::<_, MessageRow>(concat!(
+                        "SELECT ", message_columns!("m"), " FROM messages m", visible_to_viewer!(),
+                        "AND m.seq < $3 ORDER BY m.seq DESC LIMIT $4"
+                    ))
+                    .bind(conversation.to_string())
+                    .bind(viewer.to_string())
+                    .bind(before)
+                    .bind(limit(limit_to))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    messages(rows)
                 }).await
             }
 
             async fn sent_by(&self, user: UserId, before: i64, limit_to: usize) -> Result<Vec<Message>, StoreError> {
                 timed("sent_by", async move {
-                let rows = sqlx::query_as::<_, MessageRow>(concat!(
-                    "SELECT ", message_columns!("m"), " FROM messages m WHERE m.sender_id = $1 \
-                     AND m.server_ts < $2 ORDER BY m.server_ts DESC, m.seq DESC LIMIT $3"
-                ))
-                .bind(user.to_string())
-                .bind(before)
-                .bind(limit(limit_to))
-                .fetch_all(&self.pool)
-                .await?;
-                messages(rows)
+                    let rows = sqlx::query_as::<_, MessageRow>(concat!(
+                        "SELECT ", message_columns!("m"), " FROM messages m WHERE m.sender_id = $1 \
+                         AND m.server_ts < $2 ORDER BY m.server_ts DESC, m.seq DESC LIMIT $3"
+                    ))
+                    .bind(user.to_string())
+                    .bind(before)
+                    .bind(limit(limit_to))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    messages(rows)
                 }).await
             }
 
             async fn cursor_starts(&self, device: DeviceId, user: UserId) -> Result<Vec<CursorStart>, StoreError> {
                 timed("cursor_starts", async move {
-                let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64, Option<i64>, Option<i64>)>(
-                    "SELECT mb.conversation_id, mb.joined_seq, mb.left_seq, c.last_seq, cu.delivered_seq, cu.read_seq \
-                     FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
-                     LEFT JOIN cursors cu ON cu.device_id = $1 AND cu.conversation_id = mb.conversation_id \
-                     WHERE mb.user_id = $2",
-                )
-                .bind(device.to_string())
-                .bind(user.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-                let mut starts = Vec::with_capacity(rows.len());
-                for (id, joined, left, last, delivered, read) in rows {
-                    let delivered_seq = delivered.unwrap_or(0).max(joined);
-                    let last_seq = left.map_or(last, |left| left.min(last));
-                    if left.is_some() && delivered_seq >= last_seq {
-                        continue; // a finished past membership
+                    let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64, Option<i64>, Option<i64>)>(
+                        "SELECT mb.conversation_id, mb.joined_seq, mb.left_seq, c.last_seq, cu.delivered_seq, cu.read_seq \
+                         FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
+                         LEFT JOIN cursors cu ON cu.device_id = $1 AND cu.conversation_id = mb.conversation_id \
+                         WHERE mb.user_id = $2",
+                    )
+                    .bind(device.to_string())
+                    .bind(user.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let mut starts = Vec::with_capacity(rows.len());
+                    for (id, joined, left, last, delivered, read) in rows {
+                        let delivered_seq = delivered.unwrap_or(0).max(joined);
+                        let last_seq = left.map_or(last, |left| left.min(last));
+                        if left.is_some() && delivered_seq >= last_seq {
+                            continue; // a finished past membership
+                        }
+                        starts.push(CursorStart {
+                            conversation_id: parse_id(&id, "members.conversation_id")?,
+                            delivered_seq,
+                            read_seq: read.unwrap_or(0),
+                            last_seq,
+                        });
                     }
-                    starts.push(CursorStart {
-                        conversation_id: parse_id(&id, "members.conversation_id")?,
-                        delivered_seq,
-                        read_seq: read.unwrap_or(0),
-                        last_seq,
-                    });
-                }
-                Ok(starts)
+                    Ok(starts)
                 }).await
             }
 
@@ -514,24 +514,24 @@ macro_rules! message_store {
                 read_seq: i64,
             ) -> Result<(i64, i64), StoreError> {
                 timed("move_cursor", async move {
-                let moved = sqlx::query_as::<_, (i64, i64)>(
-                    "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
-                     delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
-                         THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
-                     read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
-                         THEN excluded.read_seq ELSE cursors.read_seq END \
-                     RETURNING delivered_seq, read_seq",
-                )
-                .bind(device.to_string())
-                .bind(conversation.to_string())
-                .bind(user.to_string())
-                .bind(delivered_seq)
-                .bind(read_seq)
-                .fetch_one(&self.writer)
-                .await
-                .map_err(|e| classify(e, "cursor", "device"))?;
-                Ok(moved)
+                    let moved = sqlx::query_as::<_, (i64, i64)>(
+                        "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
+                         delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
+                             THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
+                         read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
+                             THEN excluded.read_seq ELSE cursors.read_seq END \
+                         RETURNING delivered_seq, read_seq",
+                    )
+                    .bind(device.to_string())
+                    .bind(conversation.to_string())
+                    .bind(user.to_string())
+                    .bind(delivered_seq)
+                    .bind(read_seq)
+                    .fetch_one(&self.writer)
+                    .await
+                    .map_err(|e| classify(e, "cursor", "device"))?;
+                    Ok(moved)
                 }).await
             }
 
@@ -542,73 +542,73 @@ macro_rules! message_store {
                 up_to: i64,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("senders_between", async move {
-                let rows: Vec<String> = sqlx::query_scalar(
-                    "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3",
-                )
-                .bind(conversation.to_string())
-                .bind(after)
-                .bind(up_to)
-                .fetch_all(&self.pool)
-                .await?;
-                ids(rows, "messages.sender_id")
+                    let rows: Vec<String> = sqlx::query_scalar(
+                        "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(after)
+                    .bind(up_to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    ids(rows, "messages.sender_id")
                 }).await
             }
 
             async fn receipts(&self, conversation: ConversationId, seq: i64) -> Result<Option<MessageReceipts>, StoreError> {
                 timed("receipts", async move {
-                let sender = sqlx::query_as::<_, (String, String)>(
-                    "SELECT sender_id, sender_device FROM messages WHERE conversation_id = $1 AND seq = $2",
-                )
-                .bind(conversation.to_string())
-                .bind(seq)
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some((sender_id, sender_device)) = sender else { return Ok(None) };
-                let cursors = sqlx::query_as::<_, (String, String, i64)>(
-                    "SELECT user_id, device_id, read_seq FROM cursors \
-                     WHERE conversation_id = $1 AND (delivered_seq >= $2 OR read_seq >= $2) ORDER BY user_id",
-                )
-                .bind(conversation.to_string())
-                .bind(seq)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut receipts = MessageReceipts {
-                    seq,
-                    sender_id: parse_id(&sender_id, "messages.sender_id")?,
-                    sent: true,
-                    delivered_devices: 0,
-                    delivered_users: Vec::new(),
-                    read_users: Vec::new(),
-                };
-                for (user, device, read) in cursors {
-                    if device == sender_device {
-                        continue;
+                    let sender = sqlx::query_as::<_, (String, String)>(
+                        "SELECT sender_id, sender_device FROM messages WHERE conversation_id = $1 AND seq = $2",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(seq)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    let Some((sender_id, sender_device)) = sender else { return Ok(None) };
+                    let cursors = sqlx::query_as::<_, (String, String, i64)>(
+                        "SELECT user_id, device_id, read_seq FROM cursors \
+                         WHERE conversation_id = $1 AND (delivered_seq >= $2 OR read_seq >= $2) ORDER BY user_id",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(seq)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let mut receipts = MessageReceipts {
+                        seq,
+                        sender_id: parse_id(&sender_id, "messages.sender_id")?,
+                        sent: true,
+                        delivered_devices: 0,
+                        delivered_users: Vec::new(),
+                        read_users: Vec::new(),
+                    };
+                    for (user, device, read) in cursors {
+                        if device == sender_device {
+                            continue;
+                        }
+                        receipts.delivered_devices += 1;
+                        if user == sender_id {
+                            continue;
+                        }
+                        let user: UserId = parse_id(&user, "cursors.user_id")?;
+                        if !receipts.delivered_users.contains(&user) {
+                            receipts.delivered_users.push(user);
+                        }
+                        if read >= seq && !receipts.read_users.contains(&user) {
+                            receipts.read_users.push(user);
+                        }
                     }
-                    receipts.delivered_devices += 1;
-                    if user == sender_id {
-                        continue;
-                    }
-                    let user: UserId = parse_id(&user, "cursors.user_id")?;
-                    if !receipts.delivered_users.contains(&user) {
-                        receipts.delivered_users.push(user);
-                    }
-                    if read >= seq && !receipts.read_users.contains(&user) {
-                        receipts.read_users.push(user);
-                    }
-                }
-                Ok(Some(receipts))
+                    Ok(Some(receipts))
                 }).await
             }
 
             async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
                 timed("blockers_of", async move {
-                let rows: Vec<String> = sqlx::query_scalar(
-                    "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'blocked'",
-                )
-                .bind(user.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-                ids(rows, "connections.user_id")
+                    let rows: Vec<String> = sqlx::query_scalar(
+                        "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'blocked'",
+                    )
+                    .bind(user.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    ids(rows, "connections.user_id")
                 }).await
             }
 
@@ -620,77 +620,77 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<Vec<ToDeviceIn>, StoreError> {
                 timed("push_inbox", async move {
-                let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                let mut stored = Vec::with_capacity(items.len());
-                for (device, payload) in items {
-                    let seq: i64 = sqlx::query_scalar(
-                        "UPDATE devices SET inbox_seq = inbox_seq + 1 WHERE id = $1 RETURNING inbox_seq",
-                    )
-                    .bind(device.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or(StoreError::Missing("device"))?;
-                    sqlx::query(
-                        "INSERT INTO inbox (device_id, seq, sender_id, sender_device, payload, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(device.to_string())
-                    .bind(seq)
-                    .bind(sender.to_string())
-                    .bind(sender_device.to_string())
-                    .bind(*payload)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    stored.push(ToDeviceIn { seq, sender_id: sender, sender_device_id: sender_device, payload: (*payload).to_owned() });
-                }
-                tx.commit().await?;
-                Ok(stored)
+                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let mut stored = Vec::with_capacity(items.len());
+                    for (device, payload) in items {
+                        let seq: i64 = sqlx::query_scalar(
+                            "UPDATE devices SET inbox_seq = inbox_seq + 1 WHERE id = $1 RETURNING inbox_seq",
+                        )
+                        .bind(device.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or(StoreError::Missing("device"))?;
+                        sqlx::query(
+                            "INSERT INTO inbox (device_id, seq, sender_id, sender_device, payload, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(device.to_string())
+                        .bind(seq)
+                        .bind(sender.to_string())
+                        .bind(sender_device.to_string())
+                        .bind(*payload)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        stored.push(ToDeviceIn { seq, sender_id: sender, sender_device_id: sender_device, payload: (*payload).to_owned() });
+                    }
+                    tx.commit().await?;
+                    Ok(stored)
                 }).await
             }
 
             async fn inbox(&self, device: DeviceId, after: i64, limit_to: usize) -> Result<Vec<ToDeviceIn>, StoreError> {
                 timed("inbox", async move {
-                let rows = sqlx::query_as::<_, (i64, String, String, String)>(
-                    "SELECT seq, sender_id, sender_device, payload FROM inbox \
-                     WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                )
-                .bind(device.to_string())
-                .bind(after)
-                .bind(limit(limit_to))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(seq, sender, sender_device, payload)| {
-                        Ok(ToDeviceIn {
-                            seq,
-                            sender_id: parse_id(&sender, "inbox.sender_id")?,
-                            sender_device_id: parse_id(&sender_device, "inbox.sender_device")?,
-                            payload,
+                    let rows = sqlx::query_as::<_, (i64, String, String, String)>(
+                        "SELECT seq, sender_id, sender_device, payload FROM inbox \
+                         WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(device.to_string())
+                    .bind(after)
+                    .bind(limit(limit_to))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.into_iter()
+                        .map(|(seq, sender, sender_device, payload)| {
+                            Ok(ToDeviceIn {
+                                seq,
+                                sender_id: parse_id(&sender, "inbox.sender_id")?,
+                                sender_device_id: parse_id(&sender_device, "inbox.sender_device")?,
+                                payload,
+                            })
                         })
-                    })
-                    .collect()
+                        .collect()
                 }).await
             }
 
             async fn ack_inbox(&self, device: DeviceId, seq: i64) -> Result<(), StoreError> {
                 timed("ack_inbox", async move {
-                sqlx::query("DELETE FROM inbox WHERE device_id = $1 AND seq <= $2")
-                    .bind(device.to_string())
-                    .bind(seq)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(())
+                    sqlx::query("DELETE FROM inbox WHERE device_id = $1 AND seq <= $2")
+                        .bind(device.to_string())
+                        .bind(seq)
+                        .execute(&self.writer)
+                        .await?;
+                    Ok(())
                 }).await
             }
 
             async fn device_owner(&self, device: DeviceId) -> Result<Option<UserId>, StoreError> {
                 timed("device_owner", async move {
-                let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
-                    .bind(device.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                owner.map(|o| parse_id(&o, "devices.user_id")).transpose()
+                    let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
+                        .bind(device.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    owner.map(|o| parse_id(&o, "devices.user_id")).transpose()
                 }).await
             }
         }
