@@ -1,3 +1,192 @@
-//! natter: the terminal client.
+//! `natter`: the Natter terminal client. One-shot commands for accounts, connections, rooms
+//! and messages, and `natter chat` for a full-screen conversation.
+//!
+//! Everything is end-to-end encrypted by `natter-client`; this binary only parses flags,
+//! resolves names and prints. Layout:
+//! - `home`: the data directory, the device store and its key file.
+//! - `commands`: the one-shot commands.
+//! - `chat`: the interactive chat (ratatui).
 
-fn main() {}
+mod chat;
+mod commands;
+mod home;
+
+use clap::{Parser, Subcommand};
+
+/// Natter: end-to-end encrypted messaging in the terminal.
+#[derive(Parser)]
+#[command(name = "natter", version)]
+pub struct Cli {
+    /// The server, for `register` and `login` (later commands use the one logged in to).
+    #[arg(
+        long,
+        env = "NATTER_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create an account (the password is read from NATTER_PASSWORD or standard input).
+    Register {
+        /// 3 to 32 letters, digits, `_`, `.` or `-`.
+        username: String,
+        /// The name others see.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Log in as a new device of this computer, and publish its keys.
+    Login {
+        /// The username.
+        username: String,
+        /// A name for this device.
+        #[arg(long, default_value = "terminal")]
+        device_name: String,
+    },
+    /// Log this device out and forget its local store.
+    Logout,
+    /// Who this device is.
+    Whoami,
+    /// Connections with other users.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+    /// Rooms.
+    #[command(subcommand)]
+    Rooms(RoomsCommand),
+    /// Send a message to a user (direct) or a room (by name or id).
+    Send {
+        /// A username, room name or conversation id.
+        to: String,
+        /// The text (at most 1,000 characters).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Receive what is waiting and send what is queued.
+    Sync,
+    /// Show a conversation's messages.
+    History {
+        /// A username, room name or conversation id.
+        with: String,
+        /// How many of the newest.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Search this device's messages (locally; the server never sees the terms).
+    Search {
+        /// The words.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// Only in this conversation (username, room name or id).
+        #[arg(long = "in")]
+        within: Option<String>,
+        /// Only from this user.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// A user's devices and their keys (yours by default).
+    Devices {
+        /// The user.
+        user: Option<String>,
+    },
+    /// The safety number with a user: compare it with theirs.
+    Verify {
+        /// The user.
+        user: String,
+    },
+    /// Full-screen chat with a user or in a room.
+    Chat {
+        /// A username, room name or conversation id.
+        with: String,
+    },
+}
+
+/// `natter connections ...`
+#[derive(Subcommand)]
+pub enum ConnectionsCommand {
+    /// Connections, requests and blocks.
+    List,
+    /// Ask a user to connect.
+    Request {
+        /// The username.
+        user: String,
+    },
+    /// Accept a request.
+    Accept {
+        /// The username.
+        user: String,
+    },
+    /// Reject a request.
+    Reject {
+        /// The username.
+        user: String,
+    },
+    /// Block a user (hidden here at once; queued if the server is unreachable).
+    Block {
+        /// The username.
+        user: String,
+    },
+    /// Unblock a user.
+    Unblock {
+        /// The username.
+        user: String,
+    },
+    /// Remove a connection or withdraw a request.
+    Delete {
+        /// The username.
+        user: String,
+    },
+}
+
+/// `natter rooms ...`
+#[derive(Subcommand)]
+pub enum RoomsCommand {
+    /// Create a room with some of your connections.
+    Create {
+        /// The room's name.
+        name: String,
+        /// Usernames of the first members.
+        members: Vec<String>,
+    },
+    /// Add connections to a room you own.
+    Add {
+        /// The room (name or id).
+        room: String,
+        /// Usernames.
+        #[arg(required = true, num_args = 1..)]
+        users: Vec<String>,
+    },
+    /// Remove a member from a room you own.
+    Remove {
+        /// The room (name or id).
+        room: String,
+        /// The username.
+        user: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room (name or id).
+        room: String,
+    },
+    /// Your conversations with unread counts.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("natter: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The one-shot commands: each opens the device, does one thing and prints.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail};
+use natter_client::{Client, Device, StoredMessage};
+use natter_proto::conversations::ConversationKind;
+use natter_proto::{ConversationId, UserId};
+use serde_json::{Value, json};
+
+use crate::home::Home;
+use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
+
+/// Prints text for people or JSON for scripts.
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn show(&self, text: impl std::fmt::Display, value: Value) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = Home::locate()?;
+    let out = Out { json: cli.json };
+    match cli.command {
+        Command::Register {
+            username,
+            display_name,
+        } => {
+            let password = password()?;
+            let user = Client::new(&cli.server)?
+                .register(&username, &password, display_name.as_deref())
+                .await?;
+            out.show(format!("registered {username}"), json!({ "user_id": user }));
+        }
+        Command::Login {
+            username,
+            device_name,
+        } => {
+            let password = password()?;
+            let passphrase = home.passphrase(true)?;
+            let device = Device::login(
+                &cli.server,
+                &username,
+                &password,
+                &device_name,
+                &home.store(),
+                &passphrase,
+            )
+            .await?;
+            out.show(
+                format!("logged in as {username} (device {})", device.device_id()),
+                json!({ "user_id": device.user_id(), "device_id": device.device_id() }),
+            );
+        }
+        Command::Logout => {
+            let device = open(&home).await?;
+            device.logout().await?;
+            home.forget()?;
+            out.show("logged out", json!({ "logged_out": true }));
+        }
+        Command::Whoami => {
+            let device = open(&home).await?;
+            let me = device.session().me().await?;
+            out.show(
+                format!("{} (device {})", me.profile.username, me.device_id),
+                json!({ "user_id": me.profile.user_id, "username": me.profile.username,
+                        "device_id": me.device_id }),
+            );
+        }
+        Command::Connections(command) => connections(&open(&home).await?, &out, command).await?,
+        Command::Rooms(command) => rooms(&open(&home).await?, &out, command).await?,
+        Command::Send { to, text } => {
+            let device = open(&home).await?;
+            let conversation = conversation(&device, &to).await?;
+            let id = device.send_text(conversation, &text.join(" ")).await?;
+            match device.sync().await {
+                Ok(_) => out.show("sent", json!({ "client_msg_id": id, "sent": true })),
+                Err(error) => out.show(
+                    format!("queued; it will be sent once the server is reachable ({error})"),
+                    json!({ "client_msg_id": id, "sent": false }),
+                ),
+            }
+        }
+        Command::Sync => {
+            let report = open(&home).await?.sync().await?;
+            out.show(
+                format!("received {}, sent {}", report.received, report.sent),
+                json!({ "received": report.received, "sent": report.sent }),
+            );
+        }
+        Command::History { with, limit } => {
+            let device = open(&home).await?;
+            let conversation = conversation(&device, &with).await?;
+            let _ = device.sync().await;
+            let messages = device.messages(conversation, limit).await?;
+            print_messages(&device, &out, &messages).await?;
+        }
+        Command::Search {
+            query,
+            within,
+            from,
+        } => {
+            let device = open(&home).await?;
+            let within = match within {
+                Some(target) => Some(conversation(&device, &target).await?),
+                None => None,
+            };
+            let from = match from {
+                Some(user) => Some(user_id(&device, &user).await?),
+                None => None,
+            };
+            let found = device.search(&query.join(" "), within, from, 100).await?;
+            print_messages(&device, &out, &found).await?;
+        }
+        Command::Devices { user } => {
+            let device = open(&home).await?;
+            let user = match user {
+                Some(user) => user_id(&device, &user).await?,
+                None => device.user_id(),
+            };
+            let devices = device.session().devices(user).await?;
+            for d in &devices {
+                let key = d
+                    .identity_keys
+                    .as_ref()
+                    .map_or("(no keys)", |k| k.keys.ed25519.as_str());
+                out.show(
+                    format!("{}  {}  {key}", d.device_id, d.name),
+                    json!({ "device_id": d.device_id, "name": d.name,
+                            "ed25519": d.identity_keys.as_ref().map(|k| &k.keys.ed25519) }),
+                );
+            }
+        }
+        Command::Verify { user } => {
+            let device = open(&home).await?;
+            let peer = user_id(&device, &user).await?;
+            let number = device.safety_number(peer).await?;
+            out.show(
+                format!("safety number with {user}:\n{number}\nCompare it with theirs; if it matches, no key was replaced."),
+                json!({ "user": user, "safety_number": number }),
+            );
+        }
+        Command::Chat { with } => {
+            let device = open(&home).await?;
+            let conversation = conversation(&device, &with).await?;
+            crate::chat::run(device, conversation, with).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open(home: &Home) -> anyhow::Result<Device> {
+    Device::open(&home.store(), &home.passphrase(false)?)
+        .await
+        .context("opening this device's store (run `natter login` first)")
+}
+
+/// The password from `NATTER_PASSWORD`, else the first line of standard input.
+fn password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("NATTER_PASSWORD") {
+        return Ok(password);
+    }
+    eprint!("password: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("no password given (set NATTER_PASSWORD or type it)");
+    }
+    Ok(password)
+}
+
+/// A user by username (or id).
+pub async fn user_id(device: &Device, name: &str) -> anyhow::Result<UserId> {
+    if let Ok(id) = name.parse() {
+        return Ok(id);
+    }
+    Ok(device
+        .session()
+        .lookup(name)
+        .await
+        .with_context(|| format!("no user {name}"))?
+        .user_id)
+}
+
+/// A conversation by id, room name, or username (the direct conversation with them).
+pub async fn conversation(device: &Device, target: &str) -> anyhow::Result<ConversationId> {
+    if let Ok(id) = target.parse() {
+        return Ok(id);
+    }
+    let conversations = device.session().conversations().await?;
+    if let Some(room) = conversations
+        .iter()
+        .find(|c| c.kind == ConversationKind::Room && c.name.as_deref() == Some(target))
+    {
+        return Ok(room.id);
+    }
+    let peer = user_id(device, target).await?;
+    Ok(device.session().open_direct(peer).await?.summary.id)
+}
+
+/// Usernames of this user and their connections, to show senders by name.
+pub async fn names(device: &Device) -> anyhow::Result<HashMap<UserId, String>> {
+    let connections = device.session().connections().await?;
+    let mut names: HashMap<UserId, String> = [
+        connections.connections,
+        connections.incoming,
+        connections.outgoing,
+        connections.blocked,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|c| (c.profile.user_id, c.profile.username))
+    .collect();
+    names.insert(device.user_id(), device.username().await?);
+    Ok(names)
+}
+
+/// A message's text, or why it cannot be shown.
+pub fn body(message: &StoredMessage) -> String {
+    match &message.body {
+        Ok(text) => text.clone(),
+        Err(reason) => format!("[{reason}]"),
+    }
+}
+
+async fn print_messages(
+    device: &Device,
+    out: &Out,
+    messages: &[StoredMessage],
+) -> anyhow::Result<()> {
+    let names = names(device).await.unwrap_or_default();
+    for message in messages {
+        let sender = names
+            .get(&message.sender_id)
+            .cloned()
+            .unwrap_or_else(|| message.sender_id.to_string());
+        out.show(
+            format!("#{} {sender}: {}", message.seq, body(message)),
+            json!({
+                "conversation_id": message.conversation_id, "seq": message.seq,
+                "sender_id": message.sender_id, "sender": sender, "server_ts": message.server_ts,
+                "text": message.body.as_ref().ok(),
+                "unable_to_decrypt": message.body.as_ref().err().map(|r| r.code()),
+            }),
+        );
+    }
+    Ok(())
+}
+
+async fn connections(
+    device: &Device,
+    out: &Out,
+    command: ConnectionsCommand,
+) -> anyhow::Result<()> {
+    let session = device.session();
+    let status = match command {
+        ConnectionsCommand::List => {
+            let all = session.connections().await?;
+            for (label, entries) in [
+                ("connected", &all.connections),
+                ("incoming", &all.incoming),
+                ("outgoing", &all.outgoing),
+                ("blocked", &all.blocked),
+            ] {
+                for entry in entries {
+                    out.show(
+                        format!("{label:9} {}", entry.profile.username),
+                        json!({ "state": label, "user_id": entry.profile.user_id,
+                                "username": entry.profile.username }),
+                    );
+                }
+            }
+            return Ok(());
+        }
+        ConnectionsCommand::Request { user } => {
+            session
+                .request_connection(user_id(device, &user).await?, None)
+                .await?
+        }
+        ConnectionsCommand::Accept { user } => {
+            session
+                .answer_request(user_id(device, &user).await?, true, None)
+                .await?
+        }
+        ConnectionsCommand::Reject { user } => {
+            session
+                .answer_request(user_id(device, &user).await?, false, None)
+                .await?
+        }
+        ConnectionsCommand::Delete { user } => {
+            session
+                .remove_connection(user_id(device, &user).await?, None)
+                .await?
+        }
+        ConnectionsCommand::Block { user } => return block(device, out, &user, true).await,
+        ConnectionsCommand::Unblock { user } => return block(device, out, &user, false).await,
+    };
+    out.show(
+        format!("{:?}", status.state).to_lowercase(),
+        json!({ "user_id": status.user_id, "state": status.state }),
+    );
+    Ok(())
+}
+
+async fn block(device: &Device, out: &Out, user: &str, blocking: bool) -> anyhow::Result<()> {
+    let peer = user_id(device, user).await?;
+    device.block(peer, blocking).await?;
+    let flushed = device.sync().await.is_ok();
+    let word = if blocking { "blocked" } else { "unblocked" };
+    let text = if flushed {
+        word.to_owned()
+    } else {
+        format!("{word} here; the server will be told once it is reachable")
+    };
+    out.show(
+        text,
+        json!({ "user_id": peer, "blocked": blocking, "confirmed": flushed }),
+    );
+    Ok(())
+}
+
+async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Result<()> {
+    let session = device.session();
+    match command {
+        RoomsCommand::Create { name, members } => {
+            let mut ids = Vec::new();
+            for member in &members {
+                ids.push(user_id(device, member).await?);
+            }
+            let room = session.create_room(&name, &ids).await?;
+            out.show(
+                format!("created {name} ({})", room.summary.id),
+                json!({ "id": room.summary.id }),
+            );
+        }
+        RoomsCommand::Add { room, users } => {
+            let room = conversation(device, &room).await?;
+            let mut ids = Vec::new();
+            for user in &users {
+                ids.push(user_id(device, user).await?);
+            }
+            let details = session.add_members(room, &ids).await?;
+            out.show(
+                format!("{} members", details.members.len()),
+                json!({ "members": details.members.len() }),
+            );
+        }
+        RoomsCommand::Remove { room, user } => {
+            let room = conversation(device, &room).await?;
+            session
+                .remove_member(room, user_id(device, &user).await?)
+                .await?;
+            out.show("removed", json!({ "removed": true }));
+        }
+        RoomsCommand::Leave { room } => {
+            let room = conversation(device, &room).await?;
+            session.remove_member(room, device.user_id()).await?;
+            out.show("left", json!({ "left": true }));
+        }
+        RoomsCommand::List => {
+            for c in session.conversations().await? {
+                let name = c.name.clone().unwrap_or_else(|| "(direct)".into());
+                out.show(
+                    format!("{}  {name}  unread {}", c.id, c.unread),
+                    json!({ "id": c.id, "kind": c.kind, "name": c.name, "unread": c.unread,
+                            "last_seq": c.last_seq }),
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The `natter` binary against a real in-process server: two people register, connect,
+//! talk, search, verify each other and make a room, each with their own data directory.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use natter_server::config::{Config, DatabaseUrl};
+use natter_server::gateway::GatewayConfig;
+use serde_json::Value;
+
+/// Starts a server on a fresh database; it stops with the test's runtime.
+async fn server(dir: &Path) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let config = Config {
+        listen: address,
+        database: DatabaseUrl::Sqlite(dir.join("natter.db")),
+        token_ttl: Duration::from_secs(3600),
+        argon2_memory_kib: 8,
+        argon2_iterations: 1,
+        gateway: GatewayConfig::default(),
+    };
+    tokio::spawn(natter_server::run(config, listener, std::future::pending()));
+    let url = format!("http://{address}");
+    for _ in 0..600 {
+        if reqwest::get(format!("{url}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not start");
+}
+
+/// Runs `natter` as one person (their own data directory) and returns its output.
+async fn natter(server: &str, home: &Path, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+    command
+        .args(args)
+        .env("NATTER_SERVER", server)
+        .env("NATTER_HOME", home)
+        .env("NATTER_PASSWORD", "password123")
+        .env_remove("NATTER_PASSPHRASE");
+    tokio::task::spawn_blocking(move || command.output().expect("running natter"))
+        .await
+        .unwrap()
+}
+
+/// Runs `natter` and expects success; returns standard output.
+async fn ok(server: &str, home: &Path, args: &[&str]) -> String {
+    let output = natter(server, home, args).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "natter {args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_talk_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        ok(&url, home, &["register", name]).await;
+        ok(&url, home, &["login", name, "--device-name", "laptop"]).await;
+        assert!(ok(&url, home, &["whoami"]).await.starts_with(name));
+    }
+    ok(&url, &alice, &["connections", "request", "bob"]).await;
+    assert!(
+        ok(&url, &bob, &["connections", "list"])
+            .await
+            .contains("incoming  alice")
+    );
+    ok(&url, &bob, &["connections", "accept", "alice"]).await;
+
+    assert_eq!(
+        ok(
+            &url,
+            &alice,
+            &["send", "bob", "hello", "from", "the", "cli"]
+        )
+        .await,
+        "sent\n"
+    );
+    let history = json_lines(&ok(&url, &bob, &["--json", "history", "alice"]).await);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["text"], "hello from the cli");
+    assert_eq!(history[0]["sender"], "alice");
+    ok(&url, &bob, &["send", "alice", "hi alice"]).await;
+    assert!(
+        ok(&url, &alice, &["history", "bob"])
+            .await
+            .ends_with("bob: hi alice\n")
+    );
+
+    let found = ok(&url, &bob, &["search", "cli", "--from", "alice"]).await;
+    assert!(found.contains("alice: hello from the cli"), "{found}");
+    assert!(
+        ok(&url, &bob, &["search", "cli", "--from", "bob"])
+            .await
+            .is_empty()
+    );
+
+    let number = |text: String| {
+        json_lines(&text)[0]["safety_number"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        number(ok(&url, &alice, &["--json", "verify", "bob"]).await),
+        number(ok(&url, &bob, &["--json", "verify", "alice"]).await)
+    );
+    assert_eq!(
+        json_lines(&ok(&url, &alice, &["--json", "devices", "bob"]).await).len(),
+        1
+    );
+
+    ok(&url, &alice, &["rooms", "create", "plans", "bob"]).await;
+    ok(&url, &alice, &["send", "plans", "room hello"]).await;
+    assert!(
+        ok(&url, &bob, &["history", "plans"])
+            .await
+            .contains("alice: room hello")
+    );
+    assert!(ok(&url, &bob, &["rooms", "list"]).await.contains("plans"));
+
+    // Clear errors, not panics.
+    let long = "x".repeat(1001);
+    let refused = natter(&url, &alice, &["send", "bob", &long]).await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 1000 characters"));
+    let stranger = natter(&url, &dir.path().join("nobody"), &["whoami"]).await;
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("natter login"));
+
+    ok(&url, &bob, &["connections", "block", "alice"]).await;
+    assert!(
+        ok(&url, &bob, &["connections", "list"])
+            .await
+            .contains("blocked   alice")
+    );
+    ok(&url, &bob, &["logout"]).await;
+    assert!(!natter(&url, &bob, &["whoami"]).await.status.success());
+}
