@@ -155,3 +155,113 @@ async fn two_people_talk_through_the_cli() {
     ok(&url, &bob, &["logout"]).await;
     assert!(!natter(&url, &bob, &["whoami"]).await.status.success());
 }
+
+/// The text tmux shows in a session's pane.
+fn capture(session: &str) -> String {
+    let output = std::process::Command::new("tmux")
+        .args(["capture-pane", "-p", "-t", session])
+        .output()
+        .expect("running tmux");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Polls until `condition` holds; a failure guard, not a timing assumption.
+async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    for _ in 0..600 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Kills the tmux session when the test ends, pass or fail.
+struct TmuxSession(String);
+
+impl Drop for TmuxSession {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_renders_and_sends_in_a_real_terminal() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have tmux for the chat test"
+        );
+        eprintln!("NOTICE: tmux is not installed; skipping the chat test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        ok(&url, home, &["register", name]).await;
+        ok(&url, home, &["login", name]).await;
+    }
+    ok(&url, &alice, &["connections", "request", "bob"]).await;
+    ok(&url, &bob, &["connections", "accept", "alice"]).await;
+    ok(&url, &bob, &["send", "alice", "before the chat"]).await;
+
+    let session = TmuxSession(format!("natter-chat-test-{}", std::process::id()));
+    let command = format!(
+        "env NATTER_HOME={} NATTER_SERVER={url} {} chat bob",
+        alice.display(),
+        env!("CARGO_BIN_EXE_natter")
+    );
+    let started = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "100",
+            "-y",
+            "24",
+            &command,
+        ])
+        .status()
+        .expect("starting tmux");
+    assert!(started.success());
+
+    eventually("the chat to render and sync", async || {
+        let screen = capture(&session.0);
+        screen.contains("online") && screen.contains("bob: before the chat")
+    })
+    .await;
+    let keys = |keys: &[&str]| {
+        let mut args = vec!["send-keys", "-t", &session.0];
+        args.extend(keys);
+        std::process::Command::new("tmux")
+            .args(args)
+            .status()
+            .expect("tmux send-keys");
+    };
+    keys(&["hello from tmux", "Enter"]);
+    eventually("bob to receive the chat message", async || {
+        ok(&url, &bob, &["history", "alice"])
+            .await
+            .contains("alice: hello from tmux")
+    })
+    .await;
+    eventually("the sent and read marks", async || {
+        capture(&session.0).contains("alice: hello from tmux ✓✓ read")
+    })
+    .await;
+    ok(&url, &bob, &["send", "alice", "a live reply"]).await;
+    eventually("the reply to show live", async || {
+        capture(&session.0).contains("bob: a live reply")
+    })
+    .await;
+    keys(&["Escape"]);
+}
