@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ServiceError};
 use crate::extract::ApiPath;
+use crate::fanout::Outbound;
 use crate::state::AppState;
 
 /// The admin routes.
@@ -48,11 +49,12 @@ async fn suspend(
     {
         return Err(ServiceError::NotFound("no such user").into());
     }
-    let closed = state.registry.disconnect_user(user);
-    tracing::warn!(user.id = %user, connections_closed = closed, "account suspended by an operator");
-    Ok(Json(
-        json!({ "user_id": user, "suspended": true, "connections_closed": closed }),
-    ))
+    // Through the bus, so the account's connections close on every node.
+    state
+        .bus
+        .publish_to_users(&[user], None, Outbound::Close(4003, "account suspended"));
+    tracing::warn!(user.id = %user, "account suspended by an operator");
+    Ok(Json(json!({ "user_id": user, "suspended": true })))
 }
 
 /// `DELETE /admin/users/{user_id}/suspension`: lifts a suspension.

@@ -60,6 +60,8 @@ pub struct Config {
     pub argon2_memory_kib: u32,
     /// Argon2id passes.
     pub argon2_iterations: u32,
+    /// Redis, for cluster fan-out; without it the node delivers to its own connections only.
+    pub redis_url: Option<Secret>,
     /// Rate limits.
     pub limits: crate::ratelimit::Limits,
     /// WebSocket gateway settings.

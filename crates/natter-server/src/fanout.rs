@@ -155,17 +155,7 @@ impl Registry {
             .sum()
     }
 
-    /// Closes every connection of `user` on this node; returns how many there were.
-    pub fn disconnect_user(&self, user: UserId) -> usize {
-        let map = self.users.read().expect("registry lock poisoned");
-        let handles = map.get(&user).map_or(&[][..], Vec::as_slice);
-        for handle in handles {
-            offer(handle, &Outbound::Close(4003, "account suspended"));
-        }
-        handles.len()
-    }
-
-    fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
+    pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         for user in users {
             for handle in map.get(user).into_iter().flatten() {
@@ -176,7 +166,7 @@ impl Registry {
         }
     }
 
-    fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
+    pub(crate) fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         for handle in map
             .get(&user)

@@ -15,6 +15,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod conversations;
@@ -40,8 +41,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Passwords;
+use crate::cluster::RedisBus;
 use crate::config::{Config, DatabaseUrl};
-use crate::fanout::{LocalBus, Registry};
+use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::Messenger;
 use crate::ratelimit::RateLimits;
 use crate::state::AppState;
@@ -82,11 +84,19 @@ pub async fn run(
     )?);
     let store = open_store(&config.database).await?;
     let registry = Arc::new(Registry::default());
-    let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
+    let bus: Arc<dyn Bus> = match &config.redis_url {
+        Some(url) => {
+            let node = uuid::Uuid::new_v4().to_string();
+            tracing::info!(node.id = %node, "cluster mode: fan-out through Redis");
+            Arc::new(RedisBus::start(&url.0, node, Arc::clone(&registry))?)
+        }
+        None => Arc::new(LocalBus::new(Arc::clone(&registry))),
+    };
     let limits = Arc::new(RateLimits::new(&config.limits));
     let (stopping, shutdown_rx) = watch::channel(false);
     let state = AppState {
-        messenger: Messenger::new(Arc::clone(&store), bus, Arc::clone(&limits)),
+        messenger: Messenger::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&limits)),
+        bus,
         store,
         token_ttl: config.token_ttl,
         passwords,

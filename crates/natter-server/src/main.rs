@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::config::{Config, DatabaseUrl};
+use natter_server::config::{Config, DatabaseUrl, Secret};
 use natter_server::gateway::GatewayConfig;
 use natter_server::ratelimit::{Kind, LimitSetting, Limits, Rate};
 
@@ -41,6 +41,9 @@ struct Args {
     /// The burst for --send-rate.
     #[arg(long, env = "NATTER_SEND_BURST", requires = "send_rate")]
     send_burst: Option<f64>,
+    /// Redis for cluster mode (redis://host:6379): fan-out reaches devices on every node.
+    #[arg(long, env = "NATTER_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     /// Address of the admin listener (/metrics, operator actions); keep it private.
     #[arg(long, env = "NATTER_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
     admin_listen: SocketAddr,
@@ -69,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         token_ttl: Duration::from_secs(args.token_ttl_days * 24 * 3600),
         argon2_memory_kib: args.argon2_memory_kib,
         argon2_iterations: args.argon2_iterations,
+        redis_url: args.redis_url.clone().map(Secret),
         limits,
         gateway: GatewayConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),

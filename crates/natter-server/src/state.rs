@@ -23,6 +23,8 @@ pub struct AppState {
     pub messenger: Messenger,
     /// Abuse controls.
     pub limits: Arc<crate::ratelimit::RateLimits>,
+    /// The fan-out bus (this node only, or the cluster through Redis).
+    pub bus: Arc<dyn crate::fanout::Bus>,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

@@ -117,6 +117,21 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The Redis server for cluster tests: `NATTER_TEST_REDIS_URL`. Without it, cluster tests fail
+/// under CI and are skipped (with a notice) elsewhere.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("NATTER_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("NATTER_TEST_REDIS_URL is not set, and CI must run the cluster tests")
+        }
+        _ => {
+            eprintln!("NOTICE: NATTER_TEST_REDIS_URL is not set; skipping a cluster test");
+            None
+        }
+    }
+}
+
 /// The PostgreSQL server for tests: `NATTER_TEST_DATABASE_URL`, a database the tests may
 /// create other databases from. Without it, PostgreSQL tests fail under CI and are skipped
 /// (with a notice) elsewhere.
@@ -160,6 +175,7 @@ impl TestServer {
             argon2_memory_kib: 8,
             argon2_iterations: 1,
             // Tests send and log in far faster than people: limits are off unless a test sets one.
+            redis_url: None,
             limits: Limits::all(Rate::new(1e9, 1e9)),
             gateway: GatewayConfig::default(),
         };
@@ -240,6 +256,17 @@ impl TestServer {
     /// A raw HTTP request builder for malformed-input tests.
     pub fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new().request(method, format!("{}{path}", self.url))
+    }
+
+    /// Starts another node on the same database (a cluster when both have a Redis URL); the
+    /// database stays owned by `self`.
+    pub async fn join(&self, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let shared = TestDatabase {
+            url: self.database.url.clone(),
+            _dir: None,
+            postgres: None,
+        };
+        Self::start_on(shared, configure).await
     }
 
     /// Stops the server and starts a new one on the same database (and a new port).

@@ -6,6 +6,7 @@ mod helpers;
 
 mod abuse;
 mod accounts;
+mod cluster;
 mod connections;
 mod delivery;
 mod errors;

@@ -1,0 +1,122 @@
+//! Cluster mode: several nodes on one PostgreSQL and one Redis deliver to devices wherever
+//! they are connected; without Redis, nodes still deliver locally and devices catch up from
+//! the store.
+
+use natter_client::ClientError;
+use natter_server::config::Secret;
+
+use crate::helpers::{Backend, TestServer, redis_url};
+use crate::ws::{connect, message, next, ping, send};
+
+/// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
+async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
+    let with_redis =
+        |c: &mut natter_server::config::Config| c.redis_url = redis.clone().map(Secret);
+    let first = TestServer::start_with(Backend::Postgres, with_redis).await?;
+    let second = first.join(with_redis).await;
+    Some((first, second))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_suspensions_cross_nodes() {
+    let Some(redis) = redis_url() else { return };
+    let Some((a, b)) = two_nodes(Some(redis)).await else {
+        return;
+    };
+    let (alice, bob) = a.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let bob_on_b = natter_client::Session::resume(
+        b.client.clone(),
+        bob.token().into(),
+        bob.user_id(),
+        bob.device_id(),
+    );
+    let bob_phone = b.login("bob", "phone").await;
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&bob_on_b).await;
+    let (mut phone_on_b, _) = connect(&bob_phone).await;
+    // Redis subscriptions are established asynchronously: send until one arrives live.
+    let mut seq = 0;
+    for i in 0..50 {
+        seq = send(&mut on_a, direct, &format!("warmup{i}"), "x")
+            .await
+            .seq;
+        if tokio::time::timeout(std::time::Duration::from_millis(200), on_b.next())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+    // From now on messages cross nodes live, to each device, in order, once.
+    for i in 0..10 {
+        let ack = send(&mut on_a, direct, &format!("m{i}"), "x").await;
+        assert_eq!(message(&mut on_b).await.seq, ack.seq);
+        seq = ack.seq;
+    }
+    let phone_last = loop {
+        let got = message(&mut phone_on_b).await;
+        if got.seq == seq {
+            break got.seq;
+        }
+    };
+    assert_eq!(phone_last, seq);
+    // And back: Bob on node B to Alice on node A.
+    let back = send(&mut on_b, direct, "reply", "x").await;
+    assert_eq!(message(&mut on_a).await.seq, back.seq);
+    // A suspension made through one node's admin listener closes connections on the other.
+    let admin = reqwest::Client::new();
+    let url = format!("{}/admin/users/{}/suspension", a.admin_url, bob.user_id());
+    assert_eq!(admin.put(&url).send().await.unwrap().status(), 200);
+    loop {
+        match next(&mut on_b).await {
+            Err(ClientError::Closed(closed)) => {
+                assert_eq!(closed.code, Some(4003));
+                break;
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_nodes_deliver_locally_and_devices_catch_up() {
+    // Nothing listens on port 1: both nodes run with Redis down the whole time.
+    let Some((a, b)) = two_nodes(Some("redis://127.0.0.1:1".into())).await else {
+        return;
+    };
+    let (alice, bob) = a.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let alice_phone = a.login("alice", "phone").await;
+    let bob_on_b = natter_client::Session::resume(
+        b.client.clone(),
+        bob.token().into(),
+        bob.user_id(),
+        bob.device_id(),
+    );
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut phone_on_a, _) = connect(&alice_phone).await;
+    let (mut on_b, _) = connect(&bob_on_b).await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        acked.push(send(&mut on_a, direct, &format!("m{i}"), "x").await.seq);
+        // The sender's other device on the same node still gets every message live.
+        assert_eq!(message(&mut phone_on_a).await.seq, acked[i]);
+    }
+    // Bob, on the other node, gets nothing live, but nothing is lost: a sync brings it all.
+    ping(&mut on_b, 1).await;
+    on_b.close().await;
+    let (_, synced) = connect(&bob_on_b).await;
+    assert_eq!(synced.iter().map(|m| m.seq).collect::<Vec<_>>(), acked);
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", a.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["store"], "ok",
+        "the node stays ready to accept messages"
+    );
+}
