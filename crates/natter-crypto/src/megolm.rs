@@ -350,6 +350,11 @@ mod tests {
         assert!(!outbound.needs_rotation(1, &policy, &recipients));
         assert!(outbound.needs_rotation(1, &policy, &BTreeSet::new()));
         assert!(outbound.needs_rotation(8 * 24 * 3600 * 1000, &policy, &recipients));
+        for _ in 1..policy.max_messages {
+            outbound.encrypt(&envelope);
+        }
+        assert_eq!(outbound.messages(), 100);
+        assert!(outbound.needs_rotation(1, &policy, &recipients));
     }
 
     #[test]

@@ -104,3 +104,31 @@ async fn bad_input_gets_clear_errors_before_anything_is_queued() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_keys_are_topped_up_when_they_run_low() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    server.connect(&alice, &bob).await;
+    let stock = bob.session().key_counts().await.unwrap();
+    assert_eq!(stock.one_time_key_count, 50);
+    assert!(stock.has_fallback_key);
+    for _ in 0..30 {
+        let claimed = alice
+            .session()
+            .claim_key(bob.user_id(), bob.device_id())
+            .await
+            .unwrap();
+        assert!(!claimed.fallback);
+    }
+    assert_eq!(
+        bob.session().key_counts().await.unwrap().one_time_key_count,
+        20
+    );
+    bob.sync().await.unwrap();
+    assert_eq!(
+        bob.session().key_counts().await.unwrap().one_time_key_count,
+        50
+    );
+}
