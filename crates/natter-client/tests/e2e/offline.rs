@@ -2,6 +2,7 @@
 //! sent in order once it is back; a block hides a user's messages at once.
 
 use natter_proto::connections::ConnectionState;
+use natter_proto::ws::ServerFrame;
 
 use crate::helpers::{TestServer, texts};
 
@@ -90,4 +91,43 @@ async fn the_offline_queue_flushes_in_order_when_the_server_is_back() {
     alice.sync().await.unwrap();
     let status = alice.session().connection(carol.user_id()).await.unwrap();
     assert_ne!(status.state, ConnectionState::Blocked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_ack_was_lost_is_resent_and_stored_once() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let direct = server.connect(&alice, &bob).await;
+    let id = alice.send_text(direct, "did this arrive?").await.unwrap();
+
+    // The server stores the send, but the device never sees the ack (as when the connection
+    // dies between append and ack): another connection of the same device takes it.
+    let mut raw = alice.session().connect().await.unwrap();
+    raw.send_message(direct, &id, "stored before the ack was lost")
+        .await
+        .unwrap();
+    let first_seq = loop {
+        if let ServerFrame::Ack(ack) = raw.next().await.unwrap() {
+            break ack.seq;
+        }
+    };
+    raw.close().await;
+    assert_eq!(alice.queued().await.unwrap().len(), 1);
+
+    // The device resends with the same id, learns it was stored, and nothing is stored twice.
+    assert_eq!(alice.sync().await.unwrap().sent, 1);
+    assert!(alice.queued().await.unwrap().is_empty());
+    let own = alice.messages(direct, 10).await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(
+        (own[0].seq, own[0].client_msg_id.as_str()),
+        (first_seq, id.as_str())
+    );
+    let history = bob
+        .session()
+        .history(direct, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
 }
