@@ -22,8 +22,6 @@ use tokio::sync::mpsc;
 
 use crate::fanout::{Bus, Outbound, Registry};
 
-/// The channel every node publishes to and subscribes to.
-const CHANNEL: &str = "natter:fanout";
 /// Events waiting to be published before new ones are dropped (and recovered from the store).
 const PUBLISH_QUEUE: usize = 65_536;
 
@@ -138,6 +136,137 @@ fn static_kind(kind: &str) -> &'static str {
     }
 }
 
+/// How often a node refreshes its heartbeat and reads the others'.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node whose heartbeat is older than this is gone.
+const NODE_TTL_SECS: u64 = 10;
+
+/// This node's place in a cluster.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// A fresh id per process.
+    pub id: String,
+    /// The cluster's name: the prefix of its Redis keys and channel, so several clusters (or
+    /// test runs) can share one Redis.
+    pub cluster: String,
+    /// The WebSocket URL clients should use to reach this node.
+    pub ws_url: String,
+}
+
+impl Node {
+    fn channel(&self) -> String {
+        format!("{}:fanout", self.cluster)
+    }
+
+    fn heartbeat_key(&self) -> String {
+        format!("{}:node:{}", self.cluster, self.id)
+    }
+}
+
+/// A node's advertised load.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Heartbeat {
+    ws_url: String,
+    connections: u64,
+}
+
+/// The host assigner: which live node a client should connect to.
+pub struct Assigner {
+    own_url: String,
+    live: std::sync::RwLock<Vec<Heartbeat>>,
+}
+
+impl Assigner {
+    /// An assigner that knows only this node until heartbeats tell it about others.
+    pub fn new(own_url: String) -> Self {
+        Self {
+            own_url,
+            live: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The WebSocket URL of the least-loaded live node (fewest connections), or this node's
+    /// when no heartbeats are known (a single node, or Redis down).
+    pub fn pick(&self) -> String {
+        let live = self.live.read().expect("assigner lock poisoned");
+        live.iter()
+            .min_by_key(|h| h.connections)
+            .map_or_else(|| self.own_url.clone(), |h| h.ws_url.clone())
+    }
+}
+
+/// Every [`HEARTBEAT`], advertises this node's load in Redis (expiring after [`NODE_TTL_SECS`],
+/// so a dead node disappears) and reads every live node's into the assigner.
+async fn heartbeat(
+    client: redis::Client,
+    node: Node,
+    registry: Arc<Registry>,
+    assigner: Arc<Assigner>,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let beat = Heartbeat {
+            ws_url: node.ws_url.clone(),
+            connections: registry.connections(),
+        };
+        match beat_once(&client, &node, &beat).await {
+            Ok(live) => *assigner.live.write().expect("assigner lock poisoned") = live,
+            Err(error) => {
+                tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
+                assigner
+                    .live
+                    .write()
+                    .expect("assigner lock poisoned")
+                    .clear();
+            }
+        }
+    }
+}
+
+async fn beat_once(
+    client: &redis::Client,
+    node: &Node,
+    beat: &Heartbeat,
+) -> redis::RedisResult<Vec<Heartbeat>> {
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let text = serde_json::to_string(beat).expect("heartbeats always serialize");
+    let () = redis::cmd("SET")
+        .arg(node.heartbeat_key())
+        .arg(text)
+        .arg("EX")
+        .arg(NODE_TTL_SECS)
+        .query_async(&mut connection)
+        .await?;
+    let pattern = format!("{}:node:*", node.cluster);
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await?;
+    Ok(values
+        .into_iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_str(&v).ok())
+        .collect())
+}
+
 /// The Redis-backed bus of one node.
 pub struct RedisBus {
     node: String,
@@ -151,14 +280,29 @@ impl RedisBus {
     ///
     /// # Errors
     /// The URL is not a Redis URL.
-    pub fn start(url: &str, node: String, registry: Arc<Registry>) -> anyhow::Result<Self> {
+    pub fn start(
+        url: &str,
+        node: Node,
+        registry: Arc<Registry>,
+        assigner: Arc<Assigner>,
+    ) -> anyhow::Result<Self> {
         let client =
             redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publish(client.clone(), queue));
-        tokio::spawn(subscribe(client, node.clone(), Arc::clone(&registry)));
+        tokio::spawn(publish(client.clone(), node.channel(), queue));
+        tokio::spawn(subscribe(
+            client.clone(),
+            node.clone(),
+            Arc::clone(&registry),
+        ));
+        tokio::spawn(heartbeat(
+            client,
+            node.clone(),
+            Arc::clone(&registry),
+            assigner,
+        ));
         Ok(Self {
-            node,
+            node: node.id,
             registry,
             outgoing,
         })
@@ -201,7 +345,7 @@ impl Bus for RedisBus {
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Publishes queued events in order, reconnecting as needed.
-async fn publish(client: redis::Client, mut queue: mpsc::Receiver<String>) {
+async fn publish(client: redis::Client, channel: String, mut queue: mpsc::Receiver<String>) {
     let mut pending: Option<String> = None;
     loop {
         let mut connection = match client.get_multiplexed_async_connection().await {
@@ -223,7 +367,7 @@ async fn publish(client: redis::Client, mut queue: mpsc::Receiver<String>) {
                 },
             };
             let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(CHANNEL)
+                .arg(&channel)
                 .arg(&text)
                 .query_async(&mut connection)
                 .await;
@@ -237,7 +381,7 @@ async fn publish(client: redis::Client, mut queue: mpsc::Receiver<String>) {
 }
 
 /// Delivers events published by other nodes to this node's connections.
-async fn subscribe(client: redis::Client, node: String, registry: Arc<Registry>) {
+async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
     loop {
         let mut pubsub = match client.get_async_pubsub().await {
             Ok(pubsub) => pubsub,
@@ -247,7 +391,7 @@ async fn subscribe(client: redis::Client, node: String, registry: Arc<Registry>)
                 continue;
             }
         };
-        if let Err(error) = pubsub.subscribe(CHANNEL).await {
+        if let Err(error) = pubsub.subscribe(node.channel()).await {
             tracing::warn!(%error, "cannot subscribe to the fan-out channel; retrying");
             tokio::time::sleep(RETRY).await;
             continue;
@@ -262,7 +406,7 @@ async fn subscribe(client: redis::Client, node: String, registry: Arc<Registry>)
                 tracing::warn!("ignoring a malformed fan-out event");
                 continue;
             };
-            if envelope.origin == node {
+            if envelope.origin == node.id {
                 continue;
             }
             metrics::counter!("natter_bus_received_total", "bus" => "redis").increment(1);

@@ -62,6 +62,10 @@ pub struct Config {
     pub argon2_iterations: u32,
     /// Redis, for cluster fan-out; without it the node delivers to its own connections only.
     pub redis_url: Option<Secret>,
+    /// The cluster's name: the prefix of its Redis keys (default `natter`).
+    pub cluster_name: String,
+    /// The WebSocket URL clients use to reach this node (default `ws://<listen>/v1/ws`).
+    pub public_url: Option<String>,
     /// Rate limits.
     pub limits: crate::ratelimit::Limits,
     /// WebSocket gateway settings.

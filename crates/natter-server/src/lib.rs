@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Passwords;
-use crate::cluster::RedisBus;
+use crate::cluster::{Assigner, Node, RedisBus};
 use crate::config::{Config, DatabaseUrl};
 use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::Messenger;
@@ -84,11 +84,28 @@ pub async fn run(
     )?);
     let store = open_store(&config.database).await?;
     let registry = Arc::new(Registry::default());
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let ws_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{address}/v1/ws"));
+    let assigner = Arc::new(Assigner::new(ws_url.clone()));
     let bus: Arc<dyn Bus> = match &config.redis_url {
         Some(url) => {
-            let node = uuid::Uuid::new_v4().to_string();
-            tracing::info!(node.id = %node, "cluster mode: fan-out through Redis");
-            Arc::new(RedisBus::start(&url.0, node, Arc::clone(&registry))?)
+            let node = Node {
+                id: uuid::Uuid::new_v4().to_string(),
+                cluster: config.cluster_name.clone(),
+                ws_url,
+            };
+            tracing::info!(node.id = %node.id, cluster = %node.cluster, "cluster mode: fan-out through Redis");
+            Arc::new(RedisBus::start(
+                &url.0,
+                node,
+                Arc::clone(&registry),
+                Arc::clone(&assigner),
+            )?)
         }
         None => Arc::new(LocalBus::new(Arc::clone(&registry))),
     };
@@ -97,6 +114,7 @@ pub async fn run(
     let state = AppState {
         messenger: Messenger::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&limits)),
         bus,
+        assigner,
         store,
         token_ttl: config.token_ttl,
         passwords,
@@ -105,9 +123,6 @@ pub async fn run(
         gateway: config.gateway,
         shutdown: shutdown_rx,
     };
-    let address = listener
-        .local_addr()
-        .context("reading the listener's address")?;
     tracing::info!(%address, "natterd listening");
     if let Some(admin) = admin {
         let address = admin

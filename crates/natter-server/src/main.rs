@@ -44,6 +44,13 @@ struct Args {
     /// Redis for cluster mode (redis://host:6379): fan-out reaches devices on every node.
     #[arg(long, env = "NATTER_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// The cluster's name, the prefix of its Redis keys: nodes of one cluster share it.
+    #[arg(long, env = "NATTER_CLUSTER_NAME", default_value = "natter")]
+    cluster_name: String,
+    /// The WebSocket URL clients use to reach this node, as the host assigner hands it out
+    /// (default ws://<listen>/v1/ws).
+    #[arg(long, env = "NATTER_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Address of the admin listener (/metrics, operator actions); keep it private.
     #[arg(long, env = "NATTER_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
     admin_listen: SocketAddr,
@@ -73,6 +80,8 @@ async fn main() -> anyhow::Result<()> {
         argon2_memory_kib: args.argon2_memory_kib,
         argon2_iterations: args.argon2_iterations,
         redis_url: args.redis_url.clone().map(Secret),
+        cluster_name: args.cluster_name.clone(),
+        public_url: args.public_url.clone(),
         limits,
         gateway: GatewayConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub limits: Arc<crate::ratelimit::RateLimits>,
     /// The fan-out bus (this node only, or the cluster through Redis).
     pub bus: Arc<dyn crate::fanout::Bus>,
+    /// Which node clients should connect to.
+    pub assigner: Arc<crate::cluster::Assigner>,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

@@ -3,6 +3,7 @@
 mod accounts;
 mod connections;
 mod conversations;
+mod gateway;
 mod health;
 mod keys;
 
@@ -28,6 +29,7 @@ fn api() -> (Router<AppState>, OpenApi) {
     OpenApiRouter::with_openapi(base_document())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(gateway::gateway))
         .routes(routes!(accounts::create_account))
         .routes(routes!(accounts::create_session))
         .routes(routes!(accounts::delete_session))

@@ -10,8 +10,12 @@ use crate::ws::{connect, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
-    let with_redis =
-        |c: &mut natter_server::config::Config| c.redis_url = redis.clone().map(Secret);
+    // Both nodes in one cluster of their own (other tests' clusters share this Redis).
+    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let with_redis = |c: &mut natter_server::config::Config| {
+        c.redis_url = redis.clone().map(Secret);
+        c.cluster_name = cluster.clone();
+    };
     let first = TestServer::start_with(Backend::Postgres, with_redis).await?;
     let second = first.join(with_redis).await;
     Some((first, second))
@@ -119,4 +123,62 @@ async fn without_redis_nodes_deliver_locally_and_devices_catch_up() {
         ready["store"], "ok",
         "the node stays ready to accept messages"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_endpoint_assigns_the_least_loaded_node() {
+    let Some(redis) = redis_url() else { return };
+    let Some((a, b)) = two_nodes(Some(redis)).await else {
+        return;
+    };
+    let alice = a.user("alice").await;
+    let gateway = |server: &TestServer| {
+        let url = format!("{}/v1/gateway", server.url);
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let ws_url = |server: &TestServer| format!("{}/v1/ws", server.url.replacen("http", "ws", 1));
+    // Load node B with three connections: both nodes send newcomers to A.
+    let on_b = natter_client::Session::resume(
+        b.client.clone(),
+        alice.token().into(),
+        alice.user_id(),
+        alice.device_id(),
+    );
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect(&on_b).await.0);
+    }
+    wait_until_both_assign(&a, &b, &ws_url(&a), gateway).await;
+    // Now load A more: the assignment moves to B.
+    for _ in 0..5 {
+        held.push(connect(&alice).await.0);
+    }
+    wait_until_both_assign(&a, &b, &ws_url(&b), gateway).await;
+}
+
+/// Polls both nodes' gateway endpoints until they name `expected` (heartbeats are periodic).
+async fn wait_until_both_assign<F, Fut>(a: &TestServer, b: &TestServer, expected: &str, gateway: F)
+where
+    F: Fn(&TestServer) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let mut last = (String::new(), String::new());
+    for _ in 0..60 {
+        last = (gateway(a).await, gateway(b).await);
+        if last.0 == expected && last.1 == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("expected both nodes to assign {expected}, got {last:?}");
 }

@@ -176,6 +176,8 @@ impl TestServer {
             argon2_iterations: 1,
             // Tests send and log in far faster than people: limits are off unless a test sets one.
             redis_url: None,
+            cluster_name: format!("natter-test-{}", uuid::Uuid::new_v4().simple()),
+            public_url: None,
             limits: Limits::all(Rate::new(1e9, 1e9)),
             gateway: GatewayConfig::default(),
         };
