@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use natter_server::config::{Config, DatabaseUrl};
 use natter_server::gateway::GatewayConfig;
+use natter_server::ratelimit::{Limits, Rate};
 use serde_json::Value;
 
 /// Starts a server on a fresh database; it stops with the test's runtime.
@@ -19,9 +20,17 @@ async fn server(dir: &Path) -> String {
         token_ttl: Duration::from_secs(3600),
         argon2_memory_kib: 8,
         argon2_iterations: 1,
+        // Tests send and log in far faster than people: no rate limits.
+        redis_url: None,
+        limits: Limits::all(Rate::new(1e9, 1e9)),
         gateway: GatewayConfig::default(),
     };
-    tokio::spawn(natter_server::run(config, listener, std::future::pending()));
+    tokio::spawn(natter_server::run(
+        config,
+        listener,
+        None,
+        std::future::pending(),
+    ));
     let url = format!("http://{address}");
     for _ in 0..600 {
         if reqwest::get(format!("{url}/readyz"))

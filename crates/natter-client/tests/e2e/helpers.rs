@@ -8,6 +8,7 @@ use std::time::Duration;
 use natter_client::{Client, Device, Event};
 use natter_server::config::{Config, DatabaseUrl};
 use natter_server::gateway::GatewayConfig;
+use natter_server::ratelimit::{Limits, Rate};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -56,14 +57,13 @@ impl TestServer {
             token_ttl: Duration::from_secs(3600),
             argon2_memory_kib: 8,
             argon2_iterations: 1,
-            gateway: GatewayConfig {
-                send_rate_per_sec: 10_000.0,
-                send_burst: 10_000.0,
-                ..GatewayConfig::default()
-            },
+            // Tests send and log in far faster than people: no rate limits.
+            redis_url: None,
+            limits: Limits::all(Rate::new(1e9, 1e9)),
+            gateway: GatewayConfig::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(natter_server::run(config, listener, async move {
+        let task = tokio::spawn(natter_server::run(config, listener, None, async move {
             let _ = stopped.await;
         }));
         self.running = Some((stop, task));
