@@ -21,11 +21,18 @@ pub struct TestServer {
     pub url: String,
     address: SocketAddr,
     pub dir: tempfile::TempDir,
+    database: Option<DatabaseUrl>,
     running: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
 }
 
 impl TestServer {
+    /// A server on a fresh SQLite database.
     pub async fn start() -> Self {
+        Self::start_on(None).await
+    }
+
+    /// A server on `database` (a fresh SQLite file when `None`).
+    pub async fn start_on(database: Option<DatabaseUrl>) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -35,6 +42,7 @@ impl TestServer {
             url: format!("http://{address}"),
             address,
             dir,
+            database,
             running: None,
         };
         server.serve(listener).await;
@@ -53,7 +61,10 @@ impl TestServer {
         std::fs::create_dir_all(self.dir.path().join("server")).expect("server directory");
         let config = Config {
             listen: self.address,
-            database: DatabaseUrl::Sqlite(self.dir.path().join("server/natter.db")),
+            database: self
+                .database
+                .clone()
+                .unwrap_or_else(|| DatabaseUrl::Sqlite(self.dir.path().join("server/natter.db"))),
             token_ttl: Duration::from_secs(3600),
             argon2_memory_kib: 8,
             argon2_iterations: 1,

@@ -1,16 +1,41 @@
-//! The server never holds plaintext: after a conversation, its database files do not
-//! contain the text (while the devices' own stores do, which shows the search would find it).
+//! The server never holds plaintext: after a conversation, its database (SQLite files, or
+//! every PostgreSQL table) and its logs do not contain the text, while the devices' own stores
+//! do (which shows the search would find it).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use natter_client::Device;
+use natter_server::config::{DatabaseUrl, Secret};
 
 use crate::helpers::{TestServer, texts};
+
+const SENTINEL: &str = "sentinel-plaintext-7f3c2a9e-natter";
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_database_never_holds_the_plaintext() {
-    const SENTINEL: &str = "sentinel-plaintext-7f3c2a9e-natter";
-    let mut server = TestServer::start().await;
+/// What natterd logs, captured in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Alice sends the sentinel to bob in a direct conversation and a room; bob reads both.
+async fn converse(server: &TestServer) -> (Device, Device) {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let direct = server.connect(&alice, &bob).await;
@@ -28,7 +53,27 @@ async fn the_server_database_never_holds_the_plaintext() {
     bob.sync().await.unwrap();
     assert_eq!(texts(&bob, direct).await, [SENTINEL]);
     assert_eq!(texts(&bob, room).await, [SENTINEL]);
+    (alice, bob)
+}
 
+/// The devices' stores hold the text: the byte search works.
+fn assert_devices_hold_it(server: &TestServer) {
+    let found = std::fs::read_dir(server.dir.path().join("devices"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .any(|bytes| contains(&bytes, SENTINEL.as_bytes()));
+    assert!(found, "the search method finds the text where it is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_database_and_logs_never_hold_the_plaintext() {
+    // The only test in this binary that installs natterd's logger, at info as in production.
+    let logs = Captured::default();
+    let writer = logs.clone();
+    natter_server::telemetry::init(true, move || writer.clone());
+
+    let mut server = TestServer::start().await;
+    converse(&server).await;
     // Stop the server so everything it wrote is in its files.
     server.stop().await;
     let files = server.database_files();
@@ -41,12 +86,80 @@ async fn the_server_database_never_holds_the_plaintext() {
             file.display()
         );
     }
-    let bob_store = std::fs::read_dir(server.dir.path().join("devices"))
-        .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
-        .any(|bytes| contains(&bytes, SENTINEL.as_bytes()));
+    let logs = logs.0.lock().unwrap().clone();
+    assert!(!logs.is_empty(), "natterd's logs were captured");
     assert!(
-        bob_store,
-        "the search method finds the text where it is stored"
+        !contains(&logs, SENTINEL.as_bytes()),
+        "natterd logged the plaintext"
     );
+    assert_devices_hold_it(&server);
+}
+
+/// The PostgreSQL server for tests (`NATTER_TEST_DATABASE_URL`), as the server's tests use it:
+/// required under CI, skipped with a notice elsewhere.
+fn postgres_admin_url() -> Option<String> {
+    match std::env::var("NATTER_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("NATTER_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests")
+        }
+        _ => {
+            eprintln!("NOTICE: NATTER_TEST_DATABASE_URL is not set; skipping a PostgreSQL test");
+            None
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .status()
+        .expect("running psql");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let path_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[path_start..].find('/') {
+        Some(slash) => &base[..path_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_postgres_table_holds_the_plaintext() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let name = format!("natter_client_privacy_{}", std::process::id());
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let url = with_database(&admin, &name);
+    let mut server = TestServer::start_on(Some(DatabaseUrl::Postgres(Secret(url.clone())))).await;
+    converse(&server).await;
+    server.stop().await;
+    // Every row of every table, as text.
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--data-only", &url])
+        .output()
+        .expect("running pg_dump");
+    psql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+    assert!(dump.status.success(), "pg_dump failed");
+    assert!(
+        contains(&dump.stdout, b"COPY public.messages"),
+        "the dump has the messages"
+    );
+    assert!(
+        !contains(&dump.stdout, SENTINEL.as_bytes()),
+        "a table holds the plaintext"
+    );
+    assert_devices_hold_it(&server);
 }
