@@ -174,7 +174,13 @@ struct Heartbeat {
 pub struct Assigner {
     own_url: String,
     live: std::sync::RwLock<Vec<Heartbeat>>,
+    /// The last heartbeat's outcome: unknown (no Redis configured), ok, or unreachable.
+    redis: std::sync::atomic::AtomicU8,
 }
+
+const REDIS_NONE: u8 = 0;
+const REDIS_OK: u8 = 1;
+const REDIS_DOWN: u8 = 2;
 
 impl Assigner {
     /// An assigner that knows only this node until heartbeats tell it about others.
@@ -182,7 +188,27 @@ impl Assigner {
         Self {
             own_url,
             live: std::sync::RwLock::new(Vec::new()),
+            redis: std::sync::atomic::AtomicU8::new(REDIS_NONE),
         }
+    }
+
+    /// Redis as the last heartbeat found it: `not configured`, `ok` or `unreachable`.
+    pub fn redis_status(&self) -> &'static str {
+        match self.redis.load(std::sync::atomic::Ordering::Relaxed) {
+            REDIS_OK => "ok",
+            REDIS_DOWN => "unreachable",
+            _ => "not configured",
+        }
+    }
+
+    fn record(&self, live: Option<Vec<Heartbeat>>) {
+        let up = live.is_some();
+        *self.live.write().expect("assigner lock poisoned") = live.unwrap_or_default();
+        self.redis.store(
+            if up { REDIS_OK } else { REDIS_DOWN },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        metrics::gauge!("natter_redis_up").set(if up { 1.0 } else { 0.0 });
     }
 
     /// The WebSocket URL of the least-loaded live node (fewest connections), or this node's
@@ -211,14 +237,10 @@ async fn heartbeat(
             connections: registry.connections(),
         };
         match beat_once(&client, &node, &beat).await {
-            Ok(live) => *assigner.live.write().expect("assigner lock poisoned") = live,
+            Ok(live) => assigner.record(Some(live)),
             Err(error) => {
                 tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
-                assigner
-                    .live
-                    .write()
-                    .expect("assigner lock poisoned")
-                    .clear();
+                assigner.record(None);
             }
         }
     }
