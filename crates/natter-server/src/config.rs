@@ -72,6 +72,25 @@ pub struct Config {
     pub gateway: crate::gateway::GatewayConfig,
 }
 
+impl Config {
+    /// The defaults natterd uses when no flag says otherwise, for a node on `listen` with
+    /// `database`: 30-day tokens, OWASP's argon2id minimum, no Redis, default limits.
+    pub fn new(listen: SocketAddr, database: DatabaseUrl) -> Self {
+        Self {
+            listen,
+            database,
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            redis_url: None,
+            cluster_name: "natter".to_owned(),
+            public_url: None,
+            limits: crate::ratelimit::Limits::default(),
+            gateway: crate::gateway::GatewayConfig::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

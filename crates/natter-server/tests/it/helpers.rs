@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use natter_client::{Client, Session};
 use natter_server::config::{Config, DatabaseUrl, Secret};
-use natter_server::gateway::GatewayConfig;
 use natter_server::ratelimit::{Limits, Rate};
 use sqlx::Connection;
 use tokio::sync::oneshot;
@@ -168,18 +167,15 @@ impl TestServer {
             .expect("binding an ephemeral port");
         let address = listener.local_addr().expect("listener address");
         let mut config = Config {
-            listen: address,
-            database: url,
             token_ttl: Duration::from_secs(3600),
             // The cheapest argon2 settings: tests register thousands of users.
             argon2_memory_kib: 8,
             argon2_iterations: 1,
-            // Tests send and log in far faster than people: limits are off unless a test sets one.
-            redis_url: None,
+            // Each server is its own cluster, whatever else shares the Redis.
             cluster_name: format!("natter-test-{}", uuid::Uuid::new_v4().simple()),
-            public_url: None,
+            // Tests send and log in far faster than people: limits are off unless a test sets one.
             limits: Limits::all(Rate::new(1e9, 1e9)),
-            gateway: GatewayConfig::default(),
+            ..Config::new(address, url)
         };
         configure(&mut config);
         let (shutdown, stop) = oneshot::channel::<()>();
