@@ -232,11 +232,12 @@ async fn account(client: &Client, username: &str) -> anyhow::Result<Account> {
     match client.register(username, PASSWORD, None).await {
         Ok(_) => {}
         Err(error) if error.code() == Some("conflict") => {}
-        Err(error) => return Err(error).with_context(|| format!("registering {username}")),
+        Err(error) => return Err(hint(error)).with_context(|| format!("registering {username}")),
     }
     let session = client
         .login(username, PASSWORD, "natter-bench")
         .await
+        .map_err(hint)
         .with_context(|| format!("logging in {username}"))?;
     Ok(Account {
         username: username.to_owned(),
@@ -275,6 +276,17 @@ async fn already_connected(
     if status.state == ConnectionState::Accepted {
         Ok(status.state)
     } else {
-        Err(error).context("connecting two users")
+        Err(hint(error)).context("connecting two users")
+    }
+}
+
+/// A client error, with advice when natterd's rate limits refused the setup.
+fn hint(error: ClientError) -> anyhow::Error {
+    if error.code() == Some("rate_limited") {
+        anyhow::Error::new(error).context(
+            "natterd's rate limits refuse the setup: raise them (NATTER_LIMITS, see docs/benchmarks.md)",
+        )
+    } else {
+        error.into()
     }
 }

@@ -28,6 +28,13 @@ fn natterd_path() -> PathBuf {
     natterd
 }
 
+/// Every rate limit of natterd raised out of the way (setup registers, logs in and connects
+/// many accounts from one address); natterds without named limits ignore the variable.
+const UNLIMITED: &str = "device_messages=100000:100000,user_messages=100000:100000,\
+    user_bytes=1000000000:1000000000,connection_requests=100000:100000,\
+    account_logins=100000:100000,address_logins=100000:100000,\
+    address_registrations=100000:100000,address_connects=100000:100000";
+
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap().port()
@@ -55,20 +62,31 @@ impl Natterd {
     /// Starts (again) on the same port and database, and waits until it answers.
     fn restart(&mut self) {
         let _ = self.child.wait();
+        let log = std::fs::File::create(self.dir.path().join("natterd.log")).unwrap();
         self.child = Command::new(natterd_path())
             .current_dir(self.dir.path())
             .env_remove("NATTER_DATABASE_URL")
+            // An environment variable, not a flag: natterds without an admin listener ignore it.
+            .env("NATTER_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("NATTER_LIMITS", UNLIMITED)
             .env("RUST_LOG", "warn")
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
             .args(["--send-rate", "100000", "--send-burst", "100000"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("starting natterd");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "natterd did not come up");
+            let exited = self.child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("natterd.log"));
+                panic!(
+                    "natterd did not come up ({exited:?}):\n{}",
+                    log.unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

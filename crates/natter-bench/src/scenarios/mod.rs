@@ -7,6 +7,7 @@ pub mod offline;
 pub mod reconnect;
 pub mod room;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -114,8 +115,12 @@ fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: 
     );
     report.latency("send_to_delivery", &Latency::of(&finished.delivery));
     report.latency("send_to_ack", &Latency::of(&finished.ack));
-    if !finished.errors.is_empty() {
-        report.add("some_errors", finished.errors.join(" | "));
+    let distinct: BTreeSet<&str> = finished.errors.iter().map(String::as_str).collect();
+    if !distinct.is_empty() {
+        report.add(
+            "some_errors",
+            distinct.into_iter().collect::<Vec<_>>().join(" | "),
+        );
     }
 }
 
