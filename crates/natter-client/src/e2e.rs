@@ -54,8 +54,10 @@ impl Device {
             .set("account", &state.account.pickle(&self.inner.key))
     }
 
-    /// A user's devices with valid signatures (cached); devices whose signature fails are
-    /// left out, so nothing is ever encrypted to a key the server made up.
+    /// A user's devices with valid signatures, pinned on first sight: a device whose
+    /// signature fails, or whose keys differ from the ones first seen for it (this client never
+    /// changes a device's identity keys; a server that swaps them does), is left out, so
+    /// nothing is ever encrypted to a key the server made up.
     pub(crate) async fn verified_devices(
         &self,
         state: &State,
@@ -64,10 +66,17 @@ impl Device {
         let devices = self.inner.session.devices(user).await?;
         let mut verified = Vec::new();
         for device in &devices {
-            if let Ok(Some(device)) = verify_device(user, device) {
-                state.store.save_device(&device)?;
-                verified.push(device);
+            let Ok(Some(device)) = verify_device(user, device) else {
+                continue;
+            };
+            match state.store.device_keys(user, device.device_id)? {
+                Some(pinned) if pinned != (device.curve25519.clone(), device.ed25519.clone()) => {
+                    continue;
+                }
+                Some(_) => {}
+                None => state.store.save_device(&device)?,
             }
+            verified.push(device);
         }
         Ok(verified)
     }

@@ -57,3 +57,32 @@ async fn a_reset_device_cannot_read_old_messages_and_new_sessions_work() {
         Err(UnableToDecrypt::Corrupt(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_keys_are_swapped_is_no_longer_given_keys() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let direct = server.connect(&alice, &bob).await;
+    alice.send_text(direct, "first").await.unwrap();
+    alice.sync().await.unwrap();
+    let number = alice.safety_number(bob.user_id()).await.unwrap();
+
+    // The server (or whoever holds bob's token) replaces bob's device keys with validly
+    // signed ones of another account: the safety number changes, and alice, who pinned the
+    // first keys, shares nothing more with that device.
+    let impostor = natter_crypto::DeviceAccount::new();
+    let swapped = natter_proto::keys::UploadKeysRequest {
+        identity_keys: Some(impostor.identity_keys(bob.user_id(), bob.device_id())),
+        ..Default::default()
+    };
+    bob.session().upload_keys(&swapped).await.unwrap();
+    assert_ne!(alice.safety_number(bob.user_id()).await.unwrap(), number);
+    alice.send_text(direct, "second").await.unwrap();
+    alice.sync().await.unwrap();
+    bob.sync().await.unwrap();
+    assert_eq!(
+        texts(&bob, direct).await,
+        ["first", &UnableToDecrypt::MissingKey.to_string()]
+    );
+}
