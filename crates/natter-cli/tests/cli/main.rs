@@ -6,7 +6,6 @@ use std::process::Output;
 use std::time::Duration;
 
 use natter_server::config::{Config, DatabaseUrl};
-use natter_server::gateway::GatewayConfig;
 use natter_server::ratelimit::{Limits, Rate};
 use serde_json::Value;
 
@@ -14,17 +13,11 @@ use serde_json::Value;
 async fn server(dir: &Path) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let config = Config {
-        listen: address,
-        database: DatabaseUrl::Sqlite(dir.join("natter.db")),
-        token_ttl: Duration::from_secs(3600),
-        argon2_memory_kib: 8,
-        argon2_iterations: 1,
-        // Tests send and log in far faster than people: no rate limits.
-        redis_url: None,
-        limits: Limits::all(Rate::new(1e9, 1e9)),
-        gateway: GatewayConfig::default(),
-    };
+    let mut config = Config::new(address, DatabaseUrl::Sqlite(dir.join("natter.db")));
+    // The cheapest argon2 settings, and no rate limits: tests are faster than people.
+    config.argon2_memory_kib = 8;
+    config.argon2_iterations = 1;
+    config.limits = Limits::all(Rate::new(1e9, 1e9));
     tokio::spawn(natter_server::run(
         config,
         listener,

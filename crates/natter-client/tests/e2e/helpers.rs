@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use natter_client::{Client, Device, Event};
 use natter_server::config::{Config, DatabaseUrl};
-use natter_server::gateway::GatewayConfig;
 use natter_server::ratelimit::{Limits, Rate};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -59,20 +58,16 @@ impl TestServer {
 
     async fn serve(&mut self, listener: tokio::net::TcpListener) {
         std::fs::create_dir_all(self.dir.path().join("server")).expect("server directory");
-        let config = Config {
-            listen: self.address,
-            database: self
-                .database
+        let mut config = Config::new(
+            self.address,
+            self.database
                 .clone()
                 .unwrap_or_else(|| DatabaseUrl::Sqlite(self.dir.path().join("server/natter.db"))),
-            token_ttl: Duration::from_secs(3600),
-            argon2_memory_kib: 8,
-            argon2_iterations: 1,
-            // Tests send and log in far faster than people: no rate limits.
-            redis_url: None,
-            limits: Limits::all(Rate::new(1e9, 1e9)),
-            gateway: GatewayConfig::default(),
-        };
+        );
+        // The cheapest argon2 settings, and no rate limits: tests are faster than people.
+        config.argon2_memory_kib = 8;
+        config.argon2_iterations = 1;
+        config.limits = Limits::all(Rate::new(1e9, 1e9));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(natter_server::run(config, listener, None, async move {
             let _ = stopped.await;
