@@ -22,7 +22,7 @@ use crate::{payload, stats};
 /// Commands queued for one device before further sends to it are skipped.
 const DEVICE_QUEUE: usize = 64;
 /// Consecutive failed connection attempts after which a device gives up.
-const MAX_FAILURES: u32 = 12;
+const MAX_FAILURES: u32 = 30;
 /// Longest backoff between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long `Finish` waits for the devices to close.
@@ -238,14 +238,15 @@ async fn device(
     }
 }
 
-/// Waits before the next attempt (exponential with full jitter); false if told to finish.
+/// Waits before the next attempt (exponential, with jitter: half to all of the step); false if
+/// told to finish.
 async fn backoff(
     failures: u32,
     shared: &Shared,
     commands: &mut mpsc::Receiver<DeviceCommand>,
 ) -> bool {
     let cap = Duration::from_millis(100 << failures.min(6)).min(MAX_BACKOFF);
-    let wait = cap.mul_f64(rand::rng().random_range(0.1..1.0));
+    let wait = cap.mul_f64(rand::rng().random_range(0.5..1.0));
     let sleep = tokio::time::sleep(wait);
     tokio::pin!(sleep);
     loop {
