@@ -160,7 +160,9 @@ pub async fn change(
     Ok(status(peer, sides.mine))
 }
 
-/// Whether `viewer` may see `target`'s profile and device keys: themselves, or connected.
+/// Whether `viewer` may see `target`'s profile and device keys (and send key shares to their
+/// devices): themselves, connected, or current members of a conversation together (who must
+/// encrypt for each other).
 ///
 /// # Errors
 /// The store fails.
@@ -170,7 +172,8 @@ pub async fn can_see(
     target: UserId,
 ) -> Result<bool, ServiceError> {
     Ok(viewer == target
-        || store.connection(viewer, target).await?.mine.state == ConnectionState::Accepted)
+        || store.connection(viewer, target).await?.mine.state == ConnectionState::Accepted
+        || store.share_conversation(viewer, target).await?)
 }
 
 /// `user`'s connections, requests and blocks, with profiles and (for connections) devices.

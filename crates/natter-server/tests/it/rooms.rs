@@ -13,6 +13,7 @@ backend_tests!(
     owners_manage_members_and_members_leave,
     members_see_history_from_joining_until_leaving,
     a_room_holds_a_thousand_members_and_no_more,
+    room_members_reach_each_others_keys,
 );
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
@@ -191,4 +192,42 @@ async fn a_room_holds_a_thousand_members_and_no_more(backend: Backend) {
     let (_, synced) = connect(&late).await;
     assert_eq!(synced.len(), 1);
     assert_eq!(synced[0].client_msg_id, "hello-all");
+}
+
+async fn room_members_reach_each_others_keys(backend: Backend) {
+    let server = server!(backend);
+    let owner = server.user("owner").await;
+    let ids = connections_of(&server, &owner, &["bob".into(), "carol".into()]).await;
+    let (bob, carol) = (
+        server.login("bob", "laptop").await,
+        server.login("carol", "laptop").await,
+    );
+    let key = natter_proto::keys::OneTimeKey {
+        key_id: "k1".into(),
+        key: "A".repeat(42) + "A",
+    };
+    let upload = natter_proto::keys::UploadKeysRequest {
+        one_time_keys: vec![key],
+        ..Default::default()
+    };
+    carol.upload_keys(&upload).await.unwrap();
+    // Bob and Carol are not connected: strangers until they share a room.
+    assert_problem(bob.devices(ids[1]).await, 404, "not_found");
+    let room = owner.create_room("shared", &ids).await.unwrap().summary.id;
+    let devices = bob.devices(carol.user_id()).await.unwrap();
+    assert_eq!(devices[0].device_id, carol.device_id());
+    assert_eq!(
+        bob.claim_key(carol.user_id(), carol.device_id())
+            .await
+            .unwrap()
+            .key_id,
+        "k1"
+    );
+    assert_eq!(
+        bob.profile(carol.user_id()).await.unwrap().username,
+        "carol"
+    );
+    // Once Carol leaves, they are strangers again.
+    carol.remove_member(room, carol.user_id()).await.unwrap();
+    assert_problem(bob.devices(carol.user_id()).await, 404, "not_found");
 }
