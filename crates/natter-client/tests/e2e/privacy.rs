@@ -95,21 +95,6 @@ async fn the_server_database_and_logs_never_hold_the_plaintext() {
     assert_devices_hold_it(&server);
 }
 
-/// The PostgreSQL server for tests (`NATTER_TEST_DATABASE_URL`), as the server's tests use it:
-/// required under CI, skipped with a notice elsewhere.
-fn postgres_admin_url() -> Option<String> {
-    match std::env::var("NATTER_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("NATTER_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests")
-        }
-        _ => {
-            eprintln!("NOTICE: NATTER_TEST_DATABASE_URL is not set; skipping a PostgreSQL test");
-            None
-        }
-    }
-}
-
 fn psql(url: &str, sql: &str) {
     let status = std::process::Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
@@ -118,31 +103,15 @@ fn psql(url: &str, sql: &str) {
     assert!(status.success(), "psql failed: {sql}");
 }
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let path_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[path_start..].find('/') {
-        Some(slash) => &base[..path_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_postgres_table_holds_the_plaintext() {
-    let Some(admin) = postgres_admin_url() else {
+    let Some(admin) = natter_test_support::postgres_url() else {
         return;
     };
     let name = format!("natter_client_privacy_{}", std::process::id());
     psql(&admin, &format!("DROP DATABASE IF EXISTS {name}"));
     psql(&admin, &format!("CREATE DATABASE {name}"));
-    let url = with_database(&admin, &name);
+    let url = natter_test_support::with_database(&admin, &name);
     let mut server = TestServer::start_on(Some(DatabaseUrl::Postgres(Secret(url.clone())))).await;
     converse(&server).await;
     server.stop().await;

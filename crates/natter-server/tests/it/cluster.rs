@@ -5,7 +5,9 @@
 use natter_client::ClientError;
 use natter_server::config::Secret;
 
-use crate::helpers::{Backend, TestServer, redis_url};
+use natter_test_support::redis_url;
+
+use crate::helpers::{Backend, TestServer};
 use crate::ws::{connect, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).

@@ -49,7 +49,7 @@ impl TestDatabase {
                 }
             }
             Backend::Postgres => {
-                let admin_url = postgres_admin_url()?;
+                let admin_url = natter_test_support::postgres_url()?;
                 let name = format!("natter_test_{}", uuid::Uuid::new_v4().simple());
                 let mut admin = sqlx::PgConnection::connect(&admin_url)
                     .await
@@ -60,7 +60,9 @@ impl TestDatabase {
                     .execute(&mut admin)
                     .await
                     .expect("creating a test database");
-                let url = DatabaseUrl::Postgres(Secret(with_database(&admin_url, &name)));
+                let url = DatabaseUrl::Postgres(Secret(natter_test_support::with_database(
+                    &admin_url, &name,
+                )));
                 Self {
                     url,
                     _dir: None,
@@ -112,37 +114,6 @@ impl Drop for TestDatabase {
         .join();
         if let Ok(Err(error)) = dropped {
             eprintln!("could not drop test database {label}: {error}");
-        }
-    }
-}
-
-/// The Redis server for cluster tests: `NATTER_TEST_REDIS_URL`. Without it, cluster tests fail
-/// under CI and are skipped (with a notice) elsewhere.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("NATTER_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("NATTER_TEST_REDIS_URL is not set, and CI must run the cluster tests")
-        }
-        _ => {
-            eprintln!("NOTICE: NATTER_TEST_REDIS_URL is not set; skipping a cluster test");
-            None
-        }
-    }
-}
-
-/// The PostgreSQL server for tests: `NATTER_TEST_DATABASE_URL`, a database the tests may
-/// create other databases from. Without it, PostgreSQL tests fail under CI and are skipped
-/// (with a notice) elsewhere.
-fn postgres_admin_url() -> Option<String> {
-    match std::env::var("NATTER_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("NATTER_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests")
-        }
-        _ => {
-            eprintln!("NOTICE: NATTER_TEST_DATABASE_URL is not set; skipping a PostgreSQL test");
-            None
         }
     }
 }
@@ -298,22 +269,6 @@ impl Drop for TestServer {
     }
 }
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 /// Expands each listed `async fn name(backend: Backend)` into a test per backend:
 /// `sqlite::name` and `postgres::name`.
 macro_rules! backend_tests {
@@ -363,17 +318,4 @@ pub fn assert_problem<T: std::fmt::Debug>(
         }
         Ok(value) => panic!("expected {status} {code}, got {value:?}"),
     }
-}
-
-#[test]
-fn database_url_rewriting() {
-    assert_eq!(
-        with_database("postgres://127.0.0.1:5432/test", "x"),
-        "postgres://127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u@h/test?sslmode=disable", "x"),
-        "postgres://u@h/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
 }

@@ -1,0 +1,65 @@
+//! Helpers shared by Natter's test suites (never by production code): where the PostgreSQL
+//! and Redis the tests use live, and how to address a fresh database on that server.
+
+/// The URL in environment variable `var` (such as `NATTER_TEST_DATABASE_URL`), naming `what`
+/// it is for. When it is unset, tests that need it must not pass silently: under CI (`CI` set)
+/// this panics; elsewhere it prints a notice and returns `None`, and the test returns early.
+///
+/// # Panics
+/// `var` is unset and `CI` is set.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set, and CI must run the {what} tests")
+        }
+        _ => {
+            eprintln!("NOTICE: {var} is not set; skipping a {what} test");
+            None
+        }
+    }
+}
+
+/// The PostgreSQL server tests may create databases on (`NATTER_TEST_DATABASE_URL`).
+pub fn postgres_url() -> Option<String> {
+    service_url("NATTER_TEST_DATABASE_URL", "PostgreSQL")
+}
+
+/// The Redis server for cluster tests (`NATTER_TEST_REDIS_URL`).
+pub fn redis_url() -> Option<String> {
+    service_url("NATTER_TEST_REDIS_URL", "cluster")
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let path_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[path_start..].find('/') {
+        Some(slash) => &base[..path_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_url_rewriting() {
+        assert_eq!(
+            with_database("postgres://127.0.0.1:5432/test", "x"),
+            "postgres://127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+    }
+}
