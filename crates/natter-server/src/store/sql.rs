@@ -50,7 +50,11 @@ impl SqliteStore {
             // failure can lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Readers re-read pages after every commit with SQLite's small default cache
+            // (natter-bench's profile): keep 64 MiB per connection and map the file.
+            .pragma("cache_size", "-65536")
+            .pragma("mmap_size", "268435456");
         let cannot_open =
             |e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display());
         let writer = SqlitePoolOptions::new()
