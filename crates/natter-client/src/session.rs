@@ -77,12 +77,23 @@ impl Session {
         self.client.request(method, path).bearer_auth(&self.token)
     }
 
-    fn versioned(&self, method: Method, path: &str, if_match: Option<i64>) -> RequestBuilder {
-        let request = self.request(method, path);
-        match if_match {
+    /// One of the seed's connection changes: `method` on this user's side of the connection
+    /// with `peer`, plus `action` (`/request/true`, `/block/false`, ...), with `If-Match` when
+    /// a version is given.
+    async fn change_connection(
+        &self,
+        method: Method,
+        peer: UserId,
+        action: &str,
+        if_match: Option<i64>,
+    ) -> Result<ConnectionStatus, ClientError> {
+        let path = format!("/connection/user/{}/recipient/{peer}{action}", self.user_id);
+        let request = self.request(method, &path);
+        let request = match if_match {
             Some(version) => request.header(reqwest::header::IF_MATCH, format!("\"{version}\"")),
             None => request,
-        }
+        };
+        self.client.send(request).await
     }
 
     async fn no_content(&self, request: RequestBuilder) -> Result<(), ClientError> {
@@ -233,9 +244,7 @@ impl Session {
         peer: UserId,
         if_match: Option<i64>,
     ) -> Result<ConnectionStatus, ClientError> {
-        let path = format!("/connection/user/{}/recipient/{peer}", self.user_id);
-        self.client
-            .send(self.versioned(Method::POST, &path, if_match))
+        self.change_connection(Method::POST, peer, "", if_match)
             .await
     }
 
@@ -249,12 +258,7 @@ impl Session {
         accept: bool,
         if_match: Option<i64>,
     ) -> Result<ConnectionStatus, ClientError> {
-        let path = format!(
-            "/connection/user/{}/recipient/{peer}/request/{accept}",
-            self.user_id
-        );
-        self.client
-            .send(self.versioned(Method::PUT, &path, if_match))
+        self.change_connection(Method::PUT, peer, &format!("/request/{accept}"), if_match)
             .await
     }
 
@@ -268,12 +272,7 @@ impl Session {
         block: bool,
         if_match: Option<i64>,
     ) -> Result<ConnectionStatus, ClientError> {
-        let path = format!(
-            "/connection/user/{}/recipient/{peer}/block/{block}",
-            self.user_id
-        );
-        self.client
-            .send(self.versioned(Method::PUT, &path, if_match))
+        self.change_connection(Method::PUT, peer, &format!("/block/{block}"), if_match)
             .await
     }
 
@@ -286,9 +285,7 @@ impl Session {
         peer: UserId,
         if_match: Option<i64>,
     ) -> Result<ConnectionStatus, ClientError> {
-        let path = format!("/connection/user/{}/recipient/{peer}", self.user_id);
-        self.client
-            .send(self.versioned(Method::DELETE, &path, if_match))
+        self.change_connection(Method::DELETE, peer, "", if_match)
             .await
     }
 }

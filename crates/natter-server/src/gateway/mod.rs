@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use natter_proto::limits::WS_MESSAGE_MAX;
 
-use crate::auth::{Auth, authenticate};
+use crate::auth::{Auth, authenticate, bearer_token};
 use crate::error::ApiError;
 use crate::ratelimit::Kind;
 use crate::state::AppState;
@@ -52,17 +52,8 @@ pub async fn upgrade(
     state
         .limits
         .check(Kind::AddressConnects, &peer.ip().to_string(), 1.0)?;
-    let auth: Option<Auth> = match headers.get(header::AUTHORIZATION) {
-        Some(value) => {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| {
-                    ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-                })?;
-            Some(authenticate(&state, token.trim()).await?)
-        }
+    let auth: Option<Auth> = match bearer_token(&headers)? {
+        Some(token) => Some(authenticate(&state, token).await?),
         None => None,
     };
     // Small buffers: an idle connection costs a few KiB instead of tungstenite's 128 KiB default.

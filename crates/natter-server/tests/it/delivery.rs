@@ -165,6 +165,20 @@ async fn tokens_are_checked_before_any_state_exists(backend: Backend) {
     let server = server!(backend);
     let alice = server.user("alice").await;
     let ws_url = format!("{}/v1/ws", server.url.replacen("http", "ws", 1));
+    // A malformed Authorization header is refused before the upgrade too.
+    for value in ["Basic YTpi", "Bearer ", "Bearer"] {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", value.parse().unwrap());
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{value}")
+            }
+            other => panic!("{value}: expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
     // A bad header token: refused with 401, no WebSocket at all.
     let forged = natter_client::Session::resume(
         server.client.clone(),

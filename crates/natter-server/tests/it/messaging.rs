@@ -10,7 +10,7 @@ use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_server::ratelimit::{Kind, Rate};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
-use crate::ws::{connect, error, message, next, ping, send, until};
+use crate::ws::{connect, error, message, next, ping, receipt, send};
 
 backend_tests!(
     direct_messages_flow_both_ways_to_every_device,
@@ -460,17 +460,13 @@ async fn receipts_reach_the_sender(backend: Backend) {
     })
     .await
     .unwrap();
-    let receipt = until(&mut a, |f| match f {
-        ServerFrame::Receipt(r) => Some(r.clone()),
-        _ => None,
-    })
-    .await;
+    let moved = receipt(&mut a).await;
     assert_eq!(
         (
-            receipt.user_id,
-            receipt.device_id,
-            receipt.delivered_seq,
-            receipt.read_seq
+            moved.user_id,
+            moved.device_id,
+            moved.delivered_seq,
+            moved.read_seq
         ),
         (bob.user_id(), bob.device_id(), 2, 0)
     );
@@ -480,12 +476,8 @@ async fn receipts_reach_the_sender(backend: Backend) {
     })
     .await
     .unwrap();
-    let receipt = until(&mut a, |f| match f {
-        ServerFrame::Receipt(r) => Some(r.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!((receipt.delivered_seq, receipt.read_seq), (2, 1));
+    let moved = receipt(&mut a).await;
+    assert_eq!((moved.delivered_seq, moved.read_seq), (2, 1));
     let (mut phone, synced) = connect(&bob_phone).await;
     assert_eq!(synced.len(), 2);
     phone

@@ -79,6 +79,15 @@ pub async fn message(connection: &mut Connection) -> Message {
     .await
 }
 
+/// The next receipt.
+pub async fn receipt(connection: &mut Connection) -> natter_proto::ws::Receipt {
+    until(connection, |f| match f {
+        ServerFrame::Receipt(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// The next error frame.
 pub async fn error(connection: &mut Connection) -> ErrorFrame {
     until(connection, |f| match f {
