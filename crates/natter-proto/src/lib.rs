@@ -10,11 +10,13 @@
 //! - [`accounts`], [`keys`], [`connections`]: request and response bodies by service.
 //! - [`conversations`]: conversations, members and history over REST.
 //! - [`ws`]: the WebSocket frames.
+//! - [`gateway`]: the host assigner's answer.
 //! - [`problem`]: the error body every non-2xx response carries.
 
 pub mod accounts;
 pub mod connections;
 pub mod conversations;
+pub mod gateway;
 pub mod ids;
 pub mod keys;
 pub mod limits;

@@ -12,6 +12,7 @@
 //! is lost, only delayed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -168,6 +169,21 @@ impl Node {
 struct Heartbeat {
     ws_url: String,
     connections: u64,
+    /// Frames received per second since the previous heartbeat.
+    #[serde(default)]
+    frames_per_sec: f64,
+}
+
+/// How many idle connections one frame a second weighs when ranking nodes. From the bench
+/// (docs/benchmarks.md), one node holds about 19,000 idle connections or handles a few hundred
+/// sends a second, so a frame a second costs about as much as 100 idle connections.
+const FRAME_WEIGHT: f64 = 100.0;
+
+impl Heartbeat {
+    /// Lower is better: connections plus recent traffic, in connection units.
+    fn score(&self) -> f64 {
+        self.connections as f64 + FRAME_WEIGHT * self.frames_per_sec
+    }
 }
 
 /// The host assigner: which live node a client should connect to.
@@ -175,7 +191,13 @@ pub struct Assigner {
     own_url: String,
     live: std::sync::RwLock<Vec<Heartbeat>>,
     /// The last heartbeat's outcome: unknown (no Redis configured), ok, or unreachable.
-    redis: std::sync::atomic::AtomicU8,
+    redis: AtomicU8,
+    /// This node is shutting down: send clients elsewhere.
+    draining: AtomicBool,
+    /// Wakes the heartbeat task to withdraw this node at once.
+    drained: tokio::sync::Notify,
+    /// The heartbeat is withdrawn (or withdrawing failed): nothing more to do in Redis.
+    withdrawn: AtomicBool,
 }
 
 const REDIS_NONE: u8 = 0;
@@ -188,36 +210,61 @@ impl Assigner {
         Self {
             own_url,
             live: std::sync::RwLock::new(Vec::new()),
-            redis: std::sync::atomic::AtomicU8::new(REDIS_NONE),
+            redis: AtomicU8::new(REDIS_NONE),
+            draining: AtomicBool::new(false),
+            drained: tokio::sync::Notify::new(),
+            withdrawn: AtomicBool::new(false),
         }
     }
 
     /// Redis as the last heartbeat found it: `not configured`, `ok` or `unreachable`.
     pub fn redis_status(&self) -> &'static str {
-        match self.redis.load(std::sync::atomic::Ordering::Relaxed) {
+        match self.redis.load(Ordering::Relaxed) {
             REDIS_OK => "ok",
             REDIS_DOWN => "unreachable",
             _ => "not configured",
         }
     }
 
+    /// Stops handing out this node (it is shutting down) and withdraws its heartbeat.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.drained.notify_one();
+    }
+
+    /// Whether a draining node is done with Redis: it never heartbeated (no Redis
+    /// configured) or its heartbeat has been withdrawn.
+    pub fn is_withdrawn(&self) -> bool {
+        self.redis.load(Ordering::Relaxed) == REDIS_NONE || self.withdrawn.load(Ordering::Relaxed)
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     fn record(&self, live: Option<Vec<Heartbeat>>) {
         let up = live.is_some();
-        *self.live.write().expect("assigner lock poisoned") = live.unwrap_or_default();
-        self.redis.store(
-            if up { REDIS_OK } else { REDIS_DOWN },
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let mut live = live.unwrap_or_default();
+        live.sort_by(|a, b| a.score().total_cmp(&b.score()));
+        *self.live.write().expect("assigner lock poisoned") = live;
+        self.redis
+            .store(if up { REDIS_OK } else { REDIS_DOWN }, Ordering::Relaxed);
         metrics::gauge!("natter_redis_up").set(if up { 1.0 } else { 0.0 });
     }
 
-    /// The WebSocket URL of the least-loaded live node (fewest connections), or this node's
-    /// when no heartbeats are known (a single node, or Redis down).
-    pub fn pick(&self) -> String {
+    /// The WebSocket URLs of the live nodes, least loaded (by connections and recent
+    /// traffic) first. Without heartbeats (a single node, or Redis down) it is this node
+    /// alone; a draining node leaves itself out whenever another node is live.
+    pub fn ranked(&self) -> Vec<String> {
         let live = self.live.read().expect("assigner lock poisoned");
-        live.iter()
-            .min_by_key(|h| h.connections)
-            .map_or_else(|| self.own_url.clone(), |h| h.ws_url.clone())
+        let mut urls: Vec<String> = live.iter().map(|h| h.ws_url.clone()).collect();
+        if self.is_draining() {
+            urls.retain(|url| *url != self.own_url);
+        }
+        if urls.is_empty() {
+            urls.push(self.own_url.clone());
+        }
+        urls
     }
 }
 
@@ -230,18 +277,50 @@ async fn heartbeat(
     assigner: Arc<Assigner>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut last = (std::time::Instant::now(), registry.frames_in());
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = assigner.drained.notified() => {}
+        }
+        if assigner.is_draining() {
+            withdraw(&client, &node).await;
+            assigner.withdrawn.store(true, Ordering::Relaxed);
+            return;
+        }
+        let now = (std::time::Instant::now(), registry.frames_in());
+        let elapsed = now.0.duration_since(last.0).as_secs_f64().max(0.001);
         let beat = Heartbeat {
             ws_url: node.ws_url.clone(),
             connections: registry.connections(),
+            frames_per_sec: (now.1 - last.1) as f64 / elapsed,
         };
+        last = now;
+        metrics::gauge!("natter_frames_in_per_second").set(beat.frames_per_sec);
         match beat_once(&client, &node, &beat).await {
             Ok(live) => assigner.record(Some(live)),
             Err(error) => {
                 tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
                 assigner.record(None);
             }
+        }
+    }
+}
+
+/// Deletes this node's heartbeat so no node hands it out any more.
+async fn withdraw(client: &redis::Client, node: &Node) {
+    let deleted: redis::RedisResult<i64> = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("DEL")
+            .arg(node.heartbeat_key())
+            .query_async(&mut connection)
+            .await
+    }
+    .await;
+    match deleted {
+        Ok(_) => tracing::info!("draining: withdrew this node from the host assigner"),
+        Err(error) => {
+            tracing::warn!(%error, "draining: cannot withdraw the heartbeat; it expires in {NODE_TTL_SECS} s")
         }
     }
 }
@@ -294,6 +373,8 @@ pub struct RedisBus {
     node: String,
     registry: Arc<Registry>,
     outgoing: mpsc::Sender<String>,
+    /// Events queued or being published, not yet on Redis (or dropped).
+    unpublished: Arc<AtomicUsize>,
 }
 
 impl RedisBus {
@@ -311,7 +392,13 @@ impl RedisBus {
         let client =
             redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publish(client.clone(), node.channel(), queue));
+        let unpublished = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(publish(
+            client.clone(),
+            node.channel(),
+            queue,
+            Arc::clone(&unpublished),
+        ));
         tokio::spawn(subscribe(
             client.clone(),
             node.clone(),
@@ -327,6 +414,7 @@ impl RedisBus {
             node: node.id,
             registry,
             outgoing,
+            unpublished,
         })
     }
 
@@ -338,7 +426,9 @@ impl RedisBus {
             event: Event::from_outbound(event),
         };
         let text = serde_json::to_string(&envelope).expect("envelopes always serialize");
+        self.unpublished.fetch_add(1, Ordering::Relaxed);
         if self.outgoing.try_send(text).is_err() {
+            self.unpublished.fetch_sub(1, Ordering::Relaxed);
             // Redis is down or slow: the recipients on other nodes recover from the store.
             metrics::counter!("natter_bus_dropped_total", "bus" => "redis").increment(1);
         }
@@ -361,13 +451,22 @@ impl Bus for RedisBus {
         self.registry.deliver_to_device(user, device, &event);
         self.publish(Target::Device { user, device }, &event);
     }
+
+    fn unpublished(&self) -> usize {
+        self.unpublished.load(Ordering::Relaxed)
+    }
 }
 
 /// Waits before reconnecting to Redis.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Publishes queued events in order, reconnecting as needed.
-async fn publish(client: redis::Client, channel: String, mut queue: mpsc::Receiver<String>) {
+async fn publish(
+    client: redis::Client,
+    channel: String,
+    mut queue: mpsc::Receiver<String>,
+    unpublished: Arc<AtomicUsize>,
+) {
     let mut pending: Option<String> = None;
     loop {
         let mut connection = match client.get_multiplexed_async_connection().await {
@@ -375,7 +474,13 @@ async fn publish(client: redis::Client, channel: String, mut queue: mpsc::Receiv
             Err(error) => {
                 tracing::warn!(%error, "cannot reach Redis to publish; delivering locally only");
                 // Drop what piles up meanwhile rather than block senders; the store has it.
-                while queue.try_recv().is_ok() {}
+                let mut dropped = usize::from(pending.take().is_some());
+                while queue.try_recv().is_ok() {
+                    dropped += 1;
+                }
+                unpublished.fetch_sub(dropped, Ordering::Relaxed);
+                metrics::counter!("natter_bus_dropped_total", "bus" => "redis")
+                    .increment(dropped as u64);
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -398,6 +503,7 @@ async fn publish(client: redis::Client, channel: String, mut queue: mpsc::Receiv
                 pending = Some(text);
                 break;
             }
+            unpublished.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -56,6 +56,10 @@ pub trait Bus: Send + Sync {
     fn publish_to_users(&self, users: &[UserId], skip: Option<DeviceId>, event: Outbound);
     /// To one device.
     fn publish_to_device(&self, user: UserId, device: DeviceId, event: Outbound);
+    /// Events accepted but not yet handed to other nodes (a draining node waits for none).
+    fn unpublished(&self) -> usize {
+        0
+    }
 }
 
 /// The single-node bus: delivers into this node's registry.
@@ -95,6 +99,7 @@ pub struct Registry {
     users: RwLock<HashMap<UserId, Vec<Handle>>>,
     next_id: AtomicU64,
     connected: AtomicU64,
+    frames_in: AtomicU64,
 }
 
 /// A connection's place in the registry; dropping it unregisters the connection.
@@ -144,6 +149,16 @@ impl Registry {
     /// How many connections this node holds.
     pub fn connections(&self) -> u64 {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Counts a frame received from a client (the node's recent load, for the host assigner).
+    pub fn note_frame_in(&self) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames received from clients since the node started.
+    pub fn frames_in(&self) -> u64 {
+        self.frames_in.load(Ordering::Relaxed)
     }
 
     /// Events queued for this node's connections, not yet taken by their sessions.

@@ -111,6 +111,12 @@ pub async fn run(
     };
     let limits = Arc::new(RateLimits::new(&config.limits));
     let (stopping, shutdown_rx) = watch::channel(false);
+    let draining = Draining {
+        assigner: Arc::clone(&assigner),
+        registry: Arc::clone(&registry),
+        bus: Arc::clone(&bus),
+        window: config.gateway.drain,
+    };
     let state = AppState {
         messenger: Messenger::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&limits)),
         bus,
@@ -142,19 +148,58 @@ pub async fn run(
     }
     tokio::spawn(report_gauges(state.clone()));
     metrics::gauge!("natter_up").set(1.0);
+    let assigner_on_stop = Arc::clone(&draining.assigner);
     // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
     // they watch `stopping` and close themselves, telling clients to reconnect.
     let app = routes::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
+            tracing::info!("draining: no new connections; closing open ones");
+            assigner_on_stop.drain();
             let _ = stopping.send(true);
         })
         .await
         .context("serving HTTP")?;
+    draining.finish().await;
     metrics::gauge!("natter_up").set(0.0);
     tracing::info!("natterd stopped");
     Ok(())
+}
+
+/// What a stopping node waits for before it exits.
+struct Draining {
+    assigner: Arc<Assigner>,
+    registry: Arc<Registry>,
+    bus: Arc<dyn Bus>,
+    /// The window over which sessions close.
+    window: std::time::Duration,
+}
+
+impl Draining {
+    /// Waits (boundedly) until every session has closed, answering what it was handling,
+    /// every event has gone out to the other nodes, and the node is withdrawn from the host
+    /// assigner.
+    async fn finish(&self) {
+        use std::time::Duration;
+        // Closing may wait a second on a slow peer; past that, give up on stragglers.
+        let deadline = tokio::time::Instant::now() + self.window + Duration::from_secs(3);
+        while self.registry.connections() > 0
+            || self.bus.unpublished() > 0
+            || !self.assigner.is_withdrawn()
+        {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    connections = self.registry.connections(),
+                    unpublished = self.bus.unpublished(),
+                    "draining: giving up waiting"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!("drained");
+    }
 }
 
 /// Every few seconds until shutdown, sets the gauges that are read rather than counted.

@@ -57,6 +57,10 @@ struct Args {
     /// Events queued for one connection before it counts as too slow and is closed.
     #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 1024)]
     outbound_queue: usize,
+    /// On SIGTERM, seconds over which open connections are closed (at random moments, so
+    /// their clients reconnect to other nodes gradually); then the process exits.
+    #[arg(long, env = "NATTER_DRAIN_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    drain_secs: u64,
     /// Argon2id memory cost for password hashes, in KiB (OWASP's minimum is 19,456).
     #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     argon2_memory_kib: u32,
@@ -86,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         gateway: GatewayConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
             outbound_queue: args.outbound_queue,
+            drain: Duration::from_secs(args.drain_secs),
         },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -25,6 +25,9 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Events queued for one connection before it counts as too slow and is closed.
     pub outbound_queue: usize,
+    /// When the server shuts down, its connections are closed at random moments over this
+    /// long, so their clients reconnect to other nodes gradually rather than all at once.
+    pub drain: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -32,6 +35,7 @@ impl Default for GatewayConfig {
         Self {
             idle_timeout: Duration::from_secs(60),
             outbound_queue: 1024,
+            drain: Duration::from_secs(5),
         }
     }
 }

@@ -120,6 +120,20 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Au
     }
 }
 
+/// When to close one connection of a draining node: a random point in the drain window, so
+/// its clients do not all reconnect to the other nodes at the same moment.
+fn drain_delay(window: Duration) -> Duration {
+    window.mul_f64(rand::random::<f64>())
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn error_frame(code: &str, message: String) -> ServerFrame {
     ServerFrame::Error(ErrorFrame {
         code: code.to_owned(),
@@ -160,6 +174,8 @@ impl Session {
         let idle = self.state.gateway.idle_timeout;
         let mut deadline = tokio::time::Instant::now() + idle;
         let mut shutdown = self.state.shutdown.clone();
+        // Set when the server starts draining: the connection keeps working until then.
+        let mut close_at: Option<tokio::time::Instant> = None;
         let kick = std::sync::Arc::clone(&self.registration.kick);
         loop {
             let flow = tokio::select! {
@@ -168,7 +184,11 @@ impl Session {
                     self.close(close::TOO_SLOW, "too slow; reconnect and sync").await;
                     return "too slow";
                 }
-                _ = shutdown.changed() => {
+                _ = shutdown.changed(), if close_at.is_none() => {
+                    close_at = Some(tokio::time::Instant::now() + drain_delay(self.state.gateway.drain));
+                    Ok(())
+                }
+                () = sleep_until_some(close_at) => {
                     self.close(close::RESTART, "server shutting down; reconnect").await;
                     return "server shutdown";
                 }
@@ -180,6 +200,7 @@ impl Session {
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(message)) => {
                         deadline = tokio::time::Instant::now() + idle;
+                        self.state.registry.note_frame_in();
                         self.on_message(message).await
                     }
                     Some(Err(_)) => return "connection error",

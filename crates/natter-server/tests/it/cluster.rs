@@ -14,9 +14,14 @@ use crate::ws::{connect, message, next, ping, send};
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
     // Both nodes in one cluster of their own (other tests' clusters share this Redis).
     let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    two_nodes_in(&cluster, redis).await
+}
+
+/// Two nodes of `cluster` on one fresh PostgreSQL database.
+async fn two_nodes_in(cluster: &str, redis: Option<String>) -> Option<(TestServer, TestServer)> {
     let with_redis = |c: &mut natter_server::config::Config| {
         c.redis_url = redis.clone().map(Secret);
-        c.cluster_name = cluster.clone();
+        c.cluster_name = cluster.to_owned();
     };
     let first = TestServer::start_with(Backend::Postgres, with_redis).await?;
     let second = first.join(with_redis).await;
@@ -183,4 +188,59 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     panic!("expected both nodes to assign {expected}, got {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections() {
+    let Some(redis) = redis_url() else { return };
+    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let Some((a, b)) = two_nodes_in(&cluster, Some(redis.clone())).await else {
+        return;
+    };
+    let heartbeats = || async {
+        let client = redis::Client::open(redis.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{cluster}:node:*"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        keys.len()
+    };
+    for _ in 0..100 {
+        if heartbeats().await == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(heartbeats().await, 2, "both nodes heartbeat");
+    let alice = a.user("alice").await;
+    let (mut on_a, _) = connect(&alice).await;
+    let stopping = tokio::spawn(a.stop());
+    match next(&mut on_a).await {
+        Err(ClientError::Closed(closed)) => assert_eq!(closed.code, Some(1012)),
+        other => panic!("expected a close telling the client to reconnect, got {other:?}"),
+    }
+    stopping.await.unwrap();
+    // Gone from the assigner the moment it stopped, not when its heartbeat would expire.
+    assert_eq!(heartbeats().await, 1);
+    let nodes = || async {
+        reqwest::get(format!("{}/v1/gateway", b.url))
+            .await
+            .unwrap()
+            .json::<natter_proto::gateway::GatewayResponse>()
+            .await
+            .unwrap()
+            .nodes
+    };
+    let own = format!("{}/v1/ws", b.url.replacen("http", "ws", 1));
+    let mut seen = nodes().await;
+    for _ in 0..50 {
+        if seen == [own.clone()] {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = nodes().await;
+    }
+    panic!("node B still hands out {seen:?}");
 }

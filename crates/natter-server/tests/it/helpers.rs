@@ -148,6 +148,8 @@ impl TestServer {
             limits: Limits::all(Rate::new(1e9, 1e9)),
             ..Config::new(address, url)
         };
+        // Stopping closes connections over a short window, not natterd's five seconds.
+        config.gateway.drain = Duration::from_millis(200);
         configure(&mut config);
         let (shutdown, stop) = oneshot::channel::<()>();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
