@@ -29,7 +29,8 @@ pub async fn register(
 ) -> Result<UserId, ServiceError> {
     state
         .limits
-        .check(Kind::AddressRegistrations, &source.to_string(), 1.0)?;
+        .check(Kind::AddressRegistrations, &source.to_string(), 1.0)
+        .await?;
     if !is_valid_username(&request.username) {
         return Err(ServiceError::Invalid(format!(
             "a username has {USERNAME_MIN} to {USERNAME_MAX} ASCII letters, digits, '_', '.' or '-', \
@@ -77,11 +78,15 @@ pub async fn login(
     // Both limits come before argon2, which is what a flood of logins would exhaust.
     state
         .limits
-        .check(Kind::AddressLogins, &source.to_string(), 1.0)?;
+        .check(Kind::AddressLogins, &source.to_string(), 1.0)
+        .await?;
     // Keyed by a hash of the name, so names that exist and names that don't are limited alike
     // (no enumeration) and no username reaches a log line.
     let account = hash_token(&request.username.to_lowercase());
-    state.limits.check(Kind::AccountLogins, &account, 1.0)?;
+    state
+        .limits
+        .check(Kind::AccountLogins, &account, 1.0)
+        .await?;
     let device_name = request.device_name.trim();
     if device_name.is_empty()
         || device_name.chars().count() > DEVICE_NAME_MAX

@@ -109,7 +109,10 @@ pub async fn run(
         }
         None => Arc::new(LocalBus::new(Arc::clone(&registry))),
     };
-    let limits = Arc::new(RateLimits::new(&config.limits));
+    let limits = Arc::new(match &config.redis_url {
+        Some(url) => RateLimits::shared(&config.limits, &url.0, &config.cluster_name)?,
+        None => RateLimits::new(&config.limits),
+    });
     let (stopping, shutdown_rx) = watch::channel(false);
     let draining = Draining {
         assigner: Arc::clone(&assigner),

@@ -49,12 +49,15 @@ impl Messenger {
 
     /// Charges one send of `bytes` to the device's and the user's allowances, so a user
     /// gains nothing by sending from several devices.
-    fn charge(&self, auth: Auth, bytes: usize) -> Result<(), ServiceError> {
+    async fn charge(&self, auth: Auth, bytes: usize) -> Result<(), ServiceError> {
+        let (device, user) = (auth.device_id.to_string(), auth.user_id.to_string());
         self.limits
-            .check(Kind::DeviceMessages, &auth.device_id.to_string(), 1.0)?;
-        let user = auth.user_id.to_string();
-        self.limits.check(Kind::UserMessages, &user, 1.0)?;
-        self.limits.check(Kind::UserBytes, &user, bytes as f64)
+            .charge(&[
+                (Kind::DeviceMessages, &device, 1.0),
+                (Kind::UserMessages, &user, 1.0),
+                (Kind::UserBytes, &user, bytes as f64),
+            ])
+            .await
     }
 
     /// The caller's current membership, or `not_member`.
@@ -90,7 +93,7 @@ impl Messenger {
                 message.ciphertext.len()
             )));
         }
-        self.charge(auth, message.ciphertext.len())?;
+        self.charge(auth, message.ciphertext.len()).await?;
         let conversation = message.conversation_id;
         self.current_member(conversation, auth.user_id).await?;
         let record = self
@@ -274,7 +277,8 @@ impl Messenger {
                 "at most {TO_DEVICE_BATCH_MAX} to-device payloads per frame"
             )));
         }
-        self.charge(auth, messages.iter().map(|m| m.payload.len()).sum())?;
+        self.charge(auth, messages.iter().map(|m| m.payload.len()).sum())
+            .await?;
         for message in messages {
             if message.payload.is_empty() || message.payload.len() > TO_DEVICE_PAYLOAD_MAX {
                 return Err(ServiceError::TooLarge(format!(

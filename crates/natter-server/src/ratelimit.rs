@@ -6,8 +6,10 @@
 //! going too fast. Keys that keep hitting a limit are logged (at the 10th, 100th, 1000th, ...
 //! refusal) and counted in `natter_abuse_total`.
 //!
-//! The buckets live in this process. In a cluster each node enforces them on its own; sharing
-//! them through Redis is part of the cluster work.
+//! A node alone keeps its buckets in memory. In a cluster they live in Redis, so a sender
+//! gains nothing by spreading requests over several nodes: one Lua script refills and takes
+//! every bucket a request is charged to, atomically and on Redis's clock. When Redis cannot
+//! be reached, each node falls back to its own buckets (limits hold per node meanwhile).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -168,33 +170,150 @@ impl FromStr for LimitSetting {
     }
 }
 
-/// One limiter per kind of action.
+/// One charge: `cost` tokens of `kind` for `key`.
+pub type Charge<'a> = (Kind, &'a str, f64);
+
+/// The limiters of every kind, in this process or shared through Redis.
 pub struct RateLimits {
-    limiters: HashMap<Kind, Limiter>,
+    limits: Limits,
+    local: Mutex<HashMap<(Kind, String), Entry>>,
+    shared: Option<Shared>,
+}
+
+/// What a charge came to.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Allowed,
+    /// The charge at `index` did not fit; retry after `wait`. `refused` counts this key's
+    /// refusals so far.
+    Refused {
+        index: usize,
+        wait: Duration,
+        refused: u64,
+    },
 }
 
 impl RateLimits {
-    /// Limiters at the configured rates.
+    /// Limiters kept in this process, at the configured rates.
     pub fn new(limits: &Limits) -> Self {
         Self {
-            limiters: Kind::ALL
-                .iter()
-                .map(|k| (*k, Limiter::new(*k, limits.rate(*k))))
-                .collect(),
+            limits: limits.clone(),
+            local: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// Limiters shared by every node of `cluster` through the Redis at `url` (connected
+    /// lazily; until it answers, and whenever it does not, this node's own buckets apply).
+    ///
+    /// # Errors
+    /// The URL is not a Redis URL.
+    pub fn shared(limits: &Limits, url: &str, cluster: &str) -> anyhow::Result<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(SHARED_TIMEOUT))
+            .set_response_timeout(Some(SHARED_TIMEOUT))
+            .set_number_of_retries(1);
+        let redis = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| anyhow::anyhow!("cannot set up Redis for rate limits: {e}"))?;
+        Ok(Self {
+            shared: Some(Shared {
+                redis,
+                prefix: format!("{cluster}:rl"),
+                script: redis::Script::new(CHARGE_SCRIPT),
+                down_until: Mutex::new(None),
+            }),
+            ..Self::new(limits)
+        })
     }
 
     /// Takes `cost` tokens of `kind` for `key`.
     ///
     /// # Errors
     /// `RateLimited`, with how long to wait.
-    pub fn check(&self, kind: Kind, key: &str, cost: f64) -> Result<(), ServiceError> {
-        self.limiters[&kind]
-            .check(key, cost)
-            .map_err(|retry_after| ServiceError::RateLimited {
-                kind: kind.name(),
-                retry_after,
-            })
+    pub async fn check(&self, kind: Kind, key: &str, cost: f64) -> Result<(), ServiceError> {
+        self.charge(&[(kind, key, cost)]).await
+    }
+
+    /// Takes every charge, or none of them when one does not fit.
+    ///
+    /// # Errors
+    /// `RateLimited` for the first kind that is short, with how long to wait.
+    pub async fn charge(&self, charges: &[Charge<'_>]) -> Result<(), ServiceError> {
+        let verdict = match &self.shared {
+            Some(shared) => match shared.charge(&self.limits, charges).await {
+                Some(verdict) => verdict,
+                None => self.charge_locally(charges),
+            },
+            None => self.charge_locally(charges),
+        };
+        match verdict {
+            Verdict::Allowed => Ok(()),
+            Verdict::Refused {
+                index,
+                wait,
+                refused,
+            } => {
+                let (kind, key, _) = charges[index];
+                note_refusal(kind, key, refused);
+                Err(ServiceError::RateLimited {
+                    kind: kind.name(),
+                    retry_after: wait,
+                })
+            }
+        }
+    }
+
+    fn charge_locally(&self, charges: &[Charge<'_>]) -> Verdict {
+        let now = Instant::now();
+        let mut buckets = self.local.lock().expect("limiter lock poisoned");
+        if buckets.len() >= SWEEP_AT {
+            buckets.retain(|_, entry| !entry.bucket.is_full(now));
+        }
+        let mut short: Option<(usize, Duration)> = None;
+        for (index, (kind, key, cost)) in charges.iter().enumerate() {
+            let rate = self.limits.rate(*kind);
+            let entry = buckets
+                .entry((*kind, (*key).to_owned()))
+                .or_insert_with(|| Entry {
+                    bucket: TokenBucket::new(rate.per_sec, rate.burst, now),
+                    refused: 0,
+                });
+            if let Err(wait) = entry.bucket.can_take(now, *cost)
+                && short.is_none_or(|(_, longest)| wait > longest)
+            {
+                short = Some((index, wait));
+            }
+        }
+        if let Some((index, wait)) = short {
+            let (kind, key, _) = charges[index];
+            let entry = buckets
+                .get_mut(&(kind, key.to_owned()))
+                .expect("inserted above");
+            entry.refused += 1;
+            return Verdict::Refused {
+                index,
+                wait,
+                refused: entry.refused,
+            };
+        }
+        for (kind, key, cost) in charges {
+            if let Some(entry) = buckets.get_mut(&(*kind, (*key).to_owned())) {
+                entry.bucket.take_n(now, *cost).expect("checked above");
+            }
+        }
+        Verdict::Allowed
+    }
+}
+
+/// Counts a refusal; keys that keep being refused are logged at the 10th, 100th, ... one.
+fn note_refusal(kind: Kind, key: &str, refused: u64) {
+    metrics::counter!("natter_rate_limited_total", "kind" => kind.name()).increment(1);
+    if refused >= 10 && is_power_of_ten(refused) {
+        metrics::counter!("natter_abuse_total", "kind" => kind.name()).increment(1);
+        // Keys are ids, addresses and hashes, never usernames or tokens.
+        tracing::warn!(limit = kind.name(), key, refused, "repeatedly rate limited");
     }
 }
 
@@ -203,73 +322,143 @@ struct Entry {
     refused: u64,
 }
 
-/// Token buckets for one kind of action, by key.
-pub struct Limiter {
-    kind: Kind,
-    rate: Rate,
-    buckets: Mutex<HashMap<String, Entry>>,
-}
-
 /// Buckets beyond this many trigger a sweep of the full (idle) ones.
 const SWEEP_AT: usize = 100_000;
 
-impl Limiter {
-    /// A limiter for `kind` at `rate`.
-    pub fn new(kind: Kind, rate: Rate) -> Self {
-        Self {
-            kind,
-            rate,
-            buckets: Mutex::new(HashMap::new()),
+/// How long a node waits for Redis before it falls back to its own buckets.
+const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a node keeps to its own buckets after Redis failed.
+const SHARED_RETRY: Duration = Duration::from_secs(1);
+
+/// Refills and charges every bucket in KEYS, or none. ARGV holds, per key: tokens per
+/// millisecond, burst, cost. Returns {0} when all fit, else {index (from 1), milliseconds to
+/// wait, refusals of that key so far}. A bucket is a hash (tokens, at, refused) that expires
+/// once it would be full again.
+const CHARGE_SCRIPT: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local left = {}
+local worst, worst_wait = 0, 0
+for i = 1, #KEYS do
+  local rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  local cost = math.min(tonumber(ARGV[3 * i]), burst)
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local have = burst
+  if state[1] then
+    have = math.min(burst, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * rate)
+  end
+  left[i] = have - cost
+  if have < cost and (cost - have) / rate > worst_wait then
+    worst, worst_wait = i, (cost - have) / rate
+  end
+end
+if worst > 0 then
+  return {worst, math.ceil(worst_wait), redis.call('HINCRBY', KEYS[worst], 'refused', 1)}
+end
+for i = 1, #KEYS do
+  local rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  redis.call('HSET', KEYS[i], 'tokens', tostring(left[i]), 'at', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate) + 1000)
+end
+return {0}
+";
+
+/// The buckets in Redis.
+struct Shared {
+    redis: redis::aio::ConnectionManager,
+    /// `<cluster>:rl`: buckets are `<prefix>:<kind>:<key>`.
+    prefix: String,
+    script: redis::Script,
+    /// After a failure, Redis is not asked again until then (a dead Redis must not add a
+    /// timeout to every request); `None` while it answers.
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// The verdict from Redis, or `None` when Redis did not answer in time.
+    async fn charge(&self, limits: &Limits, charges: &[Charge<'_>]) -> Option<Verdict> {
+        if self
+            .down_until()
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return None;
+        }
+        let mut invocation = self.script.prepare_invoke();
+        for (kind, key, cost) in charges {
+            let rate = limits.rate(*kind);
+            invocation
+                .key(format!("{}:{}:{key}", self.prefix, kind.name()))
+                .arg(rate.per_sec / 1000.0)
+                .arg(rate.burst.max(1.0))
+                .arg(*cost);
+        }
+        let mut redis = self.redis.clone();
+        let answer = tokio::time::timeout(
+            SHARED_TIMEOUT,
+            invocation.invoke_async::<Vec<i64>>(&mut redis),
+        )
+        .await;
+        match answer {
+            Ok(Ok(reply)) => match verdict_from(&reply, charges.len()) {
+                Some(verdict) => {
+                    if self.set_down_until(None).is_some() {
+                        tracing::info!("rate limits shared through Redis again");
+                    }
+                    Some(verdict)
+                }
+                None => self.fall_back(&format!("unexpected script reply {reply:?}")),
+            },
+            Ok(Err(error)) => self.fall_back(&error),
+            Err(_) => self.fall_back(&"timed out"),
         }
     }
 
-    /// Takes `cost` tokens for `key`, or says how long until they would be there.
-    pub fn check(&self, key: &str, cost: f64) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().expect("limiter lock poisoned");
-        if buckets.len() >= SWEEP_AT {
-            buckets.retain(|_, entry| !entry.bucket.is_full(now));
+    fn fall_back(&self, error: &dyn std::fmt::Display) -> Option<Verdict> {
+        metrics::counter!("natter_rate_limit_fallbacks_total").increment(1);
+        if self
+            .set_down_until(Some(Instant::now() + SHARED_RETRY))
+            .is_none()
+        {
+            tracing::warn!(%error, "Redis unreachable: rate limits are per node until it is back");
         }
-        let entry = buckets.entry(key.to_owned()).or_insert_with(|| Entry {
-            bucket: TokenBucket::new(self.rate.per_sec, self.rate.burst, now),
-            refused: 0,
-        });
-        match entry.bucket.take_n(now, cost) {
-            Ok(()) => Ok(()),
-            Err(wait) => {
-                entry.refused += 1;
-                let refused = entry.refused;
-                drop(buckets);
-                metrics::counter!("natter_rate_limited_total", "kind" => self.kind.name())
-                    .increment(1);
-                if refused >= 10 && is_power_of_ten(refused) {
-                    metrics::counter!("natter_abuse_total", "kind" => self.kind.name())
-                        .increment(1);
-                    // Keys are ids and addresses, never usernames or tokens.
-                    tracing::warn!(
-                        limit = self.kind.name(),
-                        key,
-                        refused,
-                        "repeatedly rate limited"
-                    );
-                }
-                Err(wait)
-            }
-        }
+        None
+    }
+
+    fn down_until(&self) -> Option<Instant> {
+        *self.down_until.lock().expect("limiter lock poisoned")
+    }
+
+    /// Sets when to try Redis again; returns the previous setting.
+    fn set_down_until(&self, until: Option<Instant>) -> Option<Instant> {
+        std::mem::replace(
+            &mut *self.down_until.lock().expect("limiter lock poisoned"),
+            until,
+        )
+    }
+}
+
+/// Reads the script's reply (`None` if it makes no sense).
+fn verdict_from(reply: &[i64], charges: usize) -> Option<Verdict> {
+    match reply {
+        [0] => Some(Verdict::Allowed),
+        [index, wait, refused] if (1..=charges as i64).contains(index) => Some(Verdict::Refused {
+            index: (*index - 1) as usize,
+            wait: Duration::from_millis(u64::try_from(*wait).unwrap_or(0).max(1)),
+            refused: u64::try_from(*refused).unwrap_or(1),
+        }),
+        _ => None,
     }
 }
 
 /// Whether `n` is 1, 10, 100, ...: when to log a key that keeps being refused.
 fn is_power_of_ten(mut n: u64) -> bool {
-    while n % 10 == 0 && n > 1 {
+    while n.is_multiple_of(10) && n > 1 {
         n /= 10;
     }
     n == 1
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
-
-/// A token bucket for one device's sends.
 pub struct TokenBucket {
     rate: f64,
     burst: f64,
@@ -297,10 +486,16 @@ impl TokenBucket {
     /// Takes `cost` tokens (at most a full bucket's worth is ever asked), or says how long
     /// until they are available.
     pub fn take_n(&mut self, now: Instant, cost: f64) -> Result<(), Duration> {
+        self.can_take(now, cost)?;
+        self.tokens -= cost.min(self.burst);
+        Ok(())
+    }
+
+    /// Whether `cost` tokens are there now, or how long until they would be.
+    fn can_take(&mut self, now: Instant, cost: f64) -> Result<(), Duration> {
         self.refill(now);
         let cost = cost.min(self.burst);
         if self.tokens >= cost {
-            self.tokens -= cost;
             Ok(())
         } else {
             Err(Duration::from_secs_f64((cost - self.tokens) / self.rate))
@@ -356,12 +551,57 @@ mod tests {
 
     #[test]
     fn limiters_keep_keys_apart_and_count_refusals() {
-        let limiter = Limiter::new(Kind::AccountLogins, Rate::new(0.001, 2.0));
-        assert!(limiter.check("alice", 1.0).is_ok());
-        assert!(limiter.check("alice", 1.0).is_ok());
-        assert!(limiter.check("alice", 1.0).is_err());
-        assert!(limiter.check("bob", 1.0).is_ok());
+        let mut limits = Limits::default();
+        limits.set(Kind::AccountLogins, Rate::new(0.001, 2.0));
+        let limiter = RateLimits::new(&limits);
+        let login = |key| limiter.charge_locally(&[(Kind::AccountLogins, key, 1.0)]);
+        assert_eq!(login("alice"), Verdict::Allowed);
+        assert_eq!(login("alice"), Verdict::Allowed);
+        assert!(matches!(
+            login("alice"),
+            Verdict::Refused { refused: 1, .. }
+        ));
+        assert!(matches!(
+            login("alice"),
+            Verdict::Refused { refused: 2, .. }
+        ));
+        assert_eq!(login("bob"), Verdict::Allowed);
         assert!([1u64, 10, 100, 1000].into_iter().all(is_power_of_ten));
         assert!(![11u64, 20, 110].into_iter().any(is_power_of_ten));
+    }
+
+    #[test]
+    fn a_charge_takes_all_its_buckets_or_none() {
+        let mut limits = Limits::default();
+        limits.set(Kind::DeviceMessages, Rate::new(0.001, 5.0));
+        limits.set(Kind::UserMessages, Rate::new(0.001, 2.0));
+        let limiter = RateLimits::new(&limits);
+        let send = |device| {
+            limiter.charge_locally(&[
+                (Kind::DeviceMessages, device, 1.0),
+                (Kind::UserMessages, "alice", 1.0),
+            ])
+        };
+        assert_eq!(send("phone"), Verdict::Allowed);
+        assert_eq!(send("laptop"), Verdict::Allowed);
+        // The user's allowance is spent: refused, and the device's bucket is not charged.
+        assert!(matches!(send("phone"), Verdict::Refused { index: 1, .. }));
+        let only_device = limiter.charge_locally(&[(Kind::DeviceMessages, "phone", 4.0)]);
+        assert_eq!(only_device, Verdict::Allowed);
+    }
+
+    #[test]
+    fn script_replies_become_verdicts() {
+        assert_eq!(verdict_from(&[0], 3), Some(Verdict::Allowed));
+        assert_eq!(
+            verdict_from(&[2, 1500, 10], 3),
+            Some(Verdict::Refused {
+                index: 1,
+                wait: Duration::from_millis(1500),
+                refused: 10
+            })
+        );
+        assert_eq!(verdict_from(&[9, 1, 1], 3), None);
+        assert_eq!(verdict_from(&[], 3), None);
     }
 }

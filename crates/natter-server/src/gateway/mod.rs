@@ -55,7 +55,8 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     state
         .limits
-        .check(Kind::AddressConnects, &peer.ip().to_string(), 1.0)?;
+        .check(Kind::AddressConnects, &peer.ip().to_string(), 1.0)
+        .await?;
     let auth: Option<Auth> = match bearer_token(&headers)? {
         Some(token) => Some(authenticate(&state, token).await?),
         None => None,

@@ -482,10 +482,10 @@ impl Session {
                     Ok(ack) => {
                         // The ack is this device's copy: step the watermark over its own
                         // message, so the next one from a peer is not mistaken for a gap.
-                        if let Some(cursor) = self.conversations.get_mut(&ack.conversation_id) {
-                            if cursor.sent == ack.seq - 1 {
-                                cursor.sent = ack.seq;
-                            }
+                        if let Some(cursor) = self.conversations.get_mut(&ack.conversation_id)
+                            && cursor.sent == ack.seq - 1
+                        {
+                            cursor.sent = ack.seq;
                         }
                         self.send(&ServerFrame::Ack(ack)).await?;
                         metrics::histogram!("natter_send_ack_seconds")

@@ -100,7 +100,8 @@ pub async fn request(
 ) -> Result<Response, ApiError> {
     state
         .limits
-        .check(Kind::ConnectionRequests, &auth.user_id.to_string(), 1.0)?;
+        .check(Kind::ConnectionRequests, &auth.user_id.to_string(), 1.0)
+        .await?;
     apply(&state, auth, ids, Action::Request, if_match).await
 }
 

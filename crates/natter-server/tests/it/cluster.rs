@@ -3,25 +3,32 @@
 //! the store.
 
 use natter_client::ClientError;
-use natter_server::config::Secret;
+use natter_server::config::{Config, Secret};
+use natter_server::ratelimit::{Kind, Rate};
 
 use natter_test_support::redis_url;
 
 use crate::helpers::{Backend, TestServer};
-use crate::ws::{connect, message, next, ping, send};
+use crate::ws::{connect, error, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
     // Both nodes in one cluster of their own (other tests' clusters share this Redis).
     let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
-    two_nodes_in(&cluster, redis).await
+    two_nodes_in(&cluster, redis, |_| {}).await
 }
 
-/// Two nodes of `cluster` on one fresh PostgreSQL database.
-async fn two_nodes_in(cluster: &str, redis: Option<String>) -> Option<(TestServer, TestServer)> {
-    let with_redis = |c: &mut natter_server::config::Config| {
+/// Two nodes of `cluster` on one fresh PostgreSQL database, with settings changed by
+/// `configure`.
+async fn two_nodes_in(
+    cluster: &str,
+    redis: Option<String>,
+    configure: impl Fn(&mut Config),
+) -> Option<(TestServer, TestServer)> {
+    let with_redis = |c: &mut Config| {
         c.redis_url = redis.clone().map(Secret);
         c.cluster_name = cluster.to_owned();
+        configure(c);
     };
     let first = TestServer::start_with(Backend::Postgres, with_redis).await?;
     let second = first.join(with_redis).await;
@@ -194,7 +201,7 @@ where
 async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections() {
     let Some(redis) = redis_url() else { return };
     let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
-    let Some((a, b)) = two_nodes_in(&cluster, Some(redis.clone())).await else {
+    let Some((a, b)) = two_nodes_in(&cluster, Some(redis.clone()), |_| {}).await else {
         return;
     };
     let heartbeats = || async {
@@ -243,4 +250,60 @@ async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections()
         seen = nodes().await;
     }
     panic!("node B still hands out {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_adds_no_allowance() {
+    let Some(redis) = redis_url() else { return };
+    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let limited = |c: &mut Config| {
+        c.limits.set(Kind::DeviceMessages, Rate::new(0.001, 4.0));
+        c.limits.set(Kind::UserMessages, Rate::new(0.001, 4.0));
+        c.limits.set(Kind::AccountLogins, Rate::new(0.001, 3.0));
+    };
+    let Some((a, b)) = two_nodes_in(&cluster, Some(redis), limited).await else {
+        return;
+    };
+    let (alice, bob) = a.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let alice_on_b = natter_client::Session::resume(
+        b.client.clone(),
+        alice.token().into(),
+        alice.user_id(),
+        alice.device_id(),
+    );
+    // One device, connected to both nodes: each node alone would allow four sends.
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&alice_on_b).await;
+    for i in 0..2 {
+        send(&mut on_a, direct, &format!("a{i}"), "x").await;
+        send(&mut on_b, direct, &format!("b{i}"), "x").await;
+    }
+    on_a.send_message(direct, "a2", "x").await.unwrap();
+    assert_eq!(error(&mut on_a).await.code, "rate_limited");
+    on_b.send_message(direct, "b2", "x").await.unwrap();
+    let refused = error(&mut on_b).await;
+    assert_eq!(refused.code, "rate_limited");
+    assert!(refused.retry_after_ms.is_some_and(|ms| ms > 1000));
+    assert_eq!(
+        bob.history(direct, None, None, None).await.unwrap().len(),
+        4
+    );
+    // Logins too: Bob logged in once (connected_pair); two more fit, on either node.
+    assert!(a.client.login("bob", "password123", "d2").await.is_ok());
+    assert!(b.client.login("bob", "password123", "d3").await.is_ok());
+    let refused = b
+        .client
+        .login("bob", "password123", "d4")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("rate_limited"));
+    assert_eq!(
+        a.client
+            .login("bob", "password123", "d5")
+            .await
+            .unwrap_err()
+            .code(),
+        Some("rate_limited")
+    );
 }
