@@ -17,6 +17,9 @@ use crate::extract::ApiPath;
 use crate::fanout::Outbound;
 use crate::state::AppState;
 
+/// The close reason a suspended account's connections get (with code 4003).
+pub const SUSPENDED: &str = "account suspended";
+
 /// The admin routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -52,7 +55,7 @@ async fn suspend(
     // Through the bus, so the account's connections close on every node.
     state
         .bus
-        .publish_to_users(&[user], None, Outbound::Close(4003, "account suspended"));
+        .publish_to_users(&[user], None, Outbound::Close(4003, SUSPENDED));
     tracing::warn!(user.id = %user, "account suspended by an operator");
     Ok(Json(json!({ "user_id": user, "suspended": true })))
 }

@@ -69,6 +69,9 @@ enum Event {
 struct Envelope {
     /// The publishing node, which already delivered it locally.
     origin: String,
+    /// When it was published (ms since the epoch), for the bus lag.
+    #[serde(default)]
+    published_ms: i64,
     target: Target,
     event: Event,
 }
@@ -81,6 +84,7 @@ impl Event {
                 seq,
                 server_ts,
                 frame,
+                ..
             } => Event::Message {
                 conversation_id: *conversation_id,
                 seq: *seq,
@@ -113,6 +117,7 @@ impl Event {
                 conversation_id,
                 seq,
                 server_ts,
+                remote: true,
                 frame: Utf8Bytes::from(frame),
             },
             Event::ToDevice { seq, frame } => Outbound::ToDevice {
@@ -123,8 +128,16 @@ impl Event {
                 kind: static_kind(&frame_kind),
                 frame: Utf8Bytes::from(frame),
             },
-            Event::Close { code, .. } => Outbound::Close(code, "account suspended"),
+            Event::Close { code, reason } => Outbound::Close(code, static_reason(&reason)),
         }
+    }
+}
+
+/// Close reasons that cross nodes: the known, static set.
+fn static_reason(reason: &str) -> &'static str {
+    match reason {
+        crate::admin::SUSPENDED => crate::admin::SUSPENDED,
+        _ => "closed by the server",
     }
 }
 
@@ -277,7 +290,7 @@ async fn heartbeat(
     assigner: Arc<Assigner>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut last = (std::time::Instant::now(), registry.frames_in());
+    let mut meter = registry.frame_meter();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -288,15 +301,11 @@ async fn heartbeat(
             assigner.withdrawn.store(true, Ordering::Relaxed);
             return;
         }
-        let now = (std::time::Instant::now(), registry.frames_in());
-        let elapsed = now.0.duration_since(last.0).as_secs_f64().max(0.001);
         let beat = Heartbeat {
             ws_url: node.ws_url.clone(),
             connections: registry.connections(),
-            frames_per_sec: (now.1 - last.1) as f64 / elapsed,
+            frames_per_sec: meter.per_second(),
         };
-        last = now;
-        metrics::gauge!("natter_frames_in_per_second").set(beat.frames_per_sec);
         match beat_once(&client, &node, &beat).await {
             Ok(live) => assigner.record(Some(live)),
             Err(error) => {
@@ -422,6 +431,7 @@ impl RedisBus {
         metrics::counter!("natter_bus_published_total", "bus" => "redis").increment(1);
         let envelope = Envelope {
             origin: self.node.clone(),
+            published_ms: crate::now_ms(),
             target,
             event: Event::from_outbound(event),
         };
@@ -538,6 +548,8 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
                 continue;
             }
             metrics::counter!("natter_bus_received_total", "bus" => "redis").increment(1);
+            let lag = (crate::now_ms() - envelope.published_ms).max(0) as f64 / 1000.0;
+            metrics::histogram!("natter_bus_lag_seconds").record(lag);
             let event = envelope.event.into_outbound();
             match envelope.target {
                 Target::Users { users, skip } => registry.deliver(&users, skip, &event),

@@ -29,6 +29,8 @@ pub enum Outbound {
         seq: i64,
         /// When it was accepted (ms), for the accept-to-push latency.
         server_ts: i64,
+        /// Accepted on another node (it came through the cluster bus).
+        remote: bool,
         /// The `message` frame.
         frame: Utf8Bytes,
     },
@@ -161,6 +163,14 @@ impl Registry {
         self.frames_in.load(Ordering::Relaxed)
     }
 
+    /// A meter of frames received per second, starting now.
+    pub fn frame_meter(self: &Arc<Self>) -> FrameMeter {
+        FrameMeter {
+            registry: Arc::clone(self),
+            last: (std::time::Instant::now(), self.frames_in()),
+        }
+    }
+
     /// Events queued for this node's connections, not yet taken by their sessions.
     pub fn queued(&self) -> usize {
         let map = self.users.read().expect("registry lock poisoned");
@@ -191,6 +201,23 @@ impl Registry {
         {
             offer(handle, event);
         }
+    }
+}
+
+/// Measures a node's load: frames received per second between readings.
+pub struct FrameMeter {
+    registry: Arc<Registry>,
+    last: (std::time::Instant, u64),
+}
+
+impl FrameMeter {
+    /// Frames per second since the previous reading.
+    pub fn per_second(&mut self) -> f64 {
+        let now = (std::time::Instant::now(), self.registry.frames_in());
+        let elapsed = now.0.duration_since(self.last.0).as_secs_f64().max(0.001);
+        let rate = now.1.saturating_sub(self.last.1) as f64 / elapsed;
+        self.last = now;
+        rate
     }
 }
 

@@ -162,6 +162,7 @@ impl Messenger {
                 conversation_id: conversation,
                 seq: appended.seq,
                 server_ts: appended.server_ts,
+                remote: false,
                 frame,
             };
             self.bus

@@ -102,6 +102,27 @@ fn describe() {
         "natter_bus_received_total",
         "Events delivered to local connections, by bus"
     );
+    describe_histogram!(
+        "natter_bus_lag_seconds",
+        Unit::Seconds,
+        "From an event's publication on one node to its receipt on another (cluster)"
+    );
+    describe_gauge!(
+        "natter_frames_in_per_second",
+        "Frames received per second over the last 5 s: with natter_connections, a node's load"
+    );
+    describe_counter!(
+        "natter_bus_dropped_total",
+        "Events not published to other nodes because Redis was down or slow (recipients recover from the store)"
+    );
+    describe_gauge!(
+        "natter_redis_up",
+        "1 when this node's last heartbeat reached Redis, 0 when it did not (cluster)"
+    );
+    describe_counter!(
+        "natter_rate_limit_fallbacks_total",
+        "Rate-limit checks answered by this node's own buckets because Redis did not answer"
+    );
     describe_gauge!(
         "natter_inbox_depth",
         "To-device payloads waiting for acknowledgement"
@@ -129,6 +150,6 @@ fn describe() {
     );
     describe_gauge!(
         "natter_up",
-        "1 while this node serves; its load is natter_connections"
+        "1 while this node serves; its load is natter_connections and natter_frames_in_per_second"
     );
 }

@@ -374,6 +374,7 @@ impl Session {
                 conversation_id,
                 seq,
                 server_ts,
+                remote,
                 frame,
             } => {
                 if !self.conversations.contains_key(&conversation_id) {
@@ -406,10 +407,11 @@ impl Session {
                 self.send_raw("message", frame).await?;
                 self.conversations.entry(conversation_id).or_default().sent = seq;
                 let waited = (crate::now_ms() - server_ts).max(0) as f64 / 1000.0;
-                metrics::histogram!("natter_accept_to_push_seconds", "locality" => "local")
+                let locality = if remote { "remote" } else { "local" };
+                metrics::histogram!("natter_accept_to_push_seconds", "locality" => locality)
                     .record(waited);
                 metrics::counter!("natter_deliveries_total", "path" => "live").increment(1);
-                tracing::trace!(conversation.id = %conversation_id, seq, delivery = "local", "pushed");
+                tracing::trace!(conversation.id = %conversation_id, seq, delivery = locality, "pushed");
                 Ok(())
             }
             Outbound::ToDevice { seq, frame } => {

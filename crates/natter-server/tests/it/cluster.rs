@@ -82,6 +82,19 @@ async fn messages_and_suspensions_cross_nodes() {
     // And back: Bob on node B to Alice on node A.
     let back = send(&mut on_b, direct, "reply", "x").await;
     assert_eq!(message(&mut on_a).await.seq, back.seq);
+    // Node B measured how long events took to cross, and labelled the pushes as remote.
+    let metrics = reqwest::get(format!("{}/metrics", b.admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "natter_bus_lag_seconds_count",
+        "natter_accept_to_push_seconds_count{locality=\"remote\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
     // A suspension made through one node's admin listener closes connections on the other.
     let admin = reqwest::Client::new();
     let url = format!("{}/admin/users/{}/suspension", a.admin_url, bob.user_id());
