@@ -240,6 +240,17 @@ impl TestServer {
         Self::start_on(shared, configure).await
     }
 
+    /// Starts a server on the database at `url` (a test database the caller keeps, reached
+    /// through a proxy that can stage an outage).
+    pub async fn start_via(url: DatabaseUrl) -> TestServer {
+        let reached = TestDatabase {
+            url,
+            _dir: None,
+            postgres: None,
+        };
+        Self::start_on(reached, |_| {}).await
+    }
+
     /// Stops the server and starts a new one on the same database (and a new port).
     pub async fn restart(mut self) -> Self {
         let database = std::mem::replace(&mut self.database, TestDatabase::none());

@@ -13,6 +13,7 @@ mod errors;
 mod keys;
 mod messaging;
 mod metrics;
+mod outage;
 mod process;
 mod rooms;
 mod ws;
