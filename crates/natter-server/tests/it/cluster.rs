@@ -3,12 +3,13 @@
 //! the store.
 
 use natter_client::ClientError;
+use natter_proto::ws::ServerFrame;
 use natter_server::config::{Config, Secret};
 use natter_server::ratelimit::{Kind, Rate};
 
 use natter_test_support::redis_url;
 
-use crate::helpers::{Backend, TestServer};
+use crate::helpers::{Backend, Proxy, TestServer};
 use crate::ws::{connect, error, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
@@ -53,19 +54,7 @@ async fn messages_and_suspensions_cross_nodes() {
     let (mut on_a, _) = connect(&alice).await;
     let (mut on_b, _) = connect(&bob_on_b).await;
     let (mut phone_on_b, _) = connect(&bob_phone).await;
-    // Redis subscriptions are established asynchronously: send until one arrives live.
-    let mut seq = 0;
-    for i in 0..50 {
-        seq = send(&mut on_a, direct, &format!("warmup{i}"), "x")
-            .await
-            .seq;
-        if tokio::time::timeout(std::time::Duration::from_millis(200), on_b.next())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-    }
+    let mut seq = until_live(&mut on_a, &mut on_b, direct, "warmup").await;
     // From now on messages cross nodes live, to each device, in order, once.
     for i in 0..10 {
         let ack = send(&mut on_a, direct, &format!("m{i}"), "x").await;
@@ -109,6 +98,111 @@ async fn messages_and_suspensions_cross_nodes() {
             Ok(_) => {}
         }
     }
+}
+
+/// Redis subscriptions are established asynchronously: sends from `from` until one arrives
+/// live on `to`, and returns the seq of the last message sent.
+async fn until_live(
+    from: &mut natter_client::Connection,
+    to: &mut natter_client::Connection,
+    conversation: natter_proto::ConversationId,
+    prefix: &str,
+) -> i64 {
+    for i in 0..100 {
+        let seq = send(from, conversation, &format!("{prefix}{i}"), "x")
+            .await
+            .seq;
+        if tokio::time::timeout(std::time::Duration::from_millis(200), to.next())
+            .await
+            .is_ok()
+        {
+            return seq;
+        }
+    }
+    panic!("nothing crossed nodes live");
+}
+
+/// Polls a node's readiness until it reports Redis as `status`.
+async fn wait_for_redis(node: &TestServer, status: &str) {
+    for _ in 0..100 {
+        let ready: serde_json::Value = reqwest::get(format!("{}/readyz", node.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["redis"] == status {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{} never reported Redis {status}", node.url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_node_delivery_resumes_after_a_redis_outage() {
+    let Some(redis) = redis_url() else { return };
+    let upstream = redis
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = Proxy::start(upstream.clone()).await;
+    let proxied = redis.replacen(&upstream, &proxy.address.to_string(), 1);
+    let Some((a, b)) = two_nodes(Some(proxied)).await else {
+        return;
+    };
+    let (alice, bob) = a.connected_pair("alice", "bob").await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let bob_on_b = natter_client::Session::resume(
+        b.client.clone(),
+        bob.token().into(),
+        bob.user_id(),
+        bob.device_id(),
+    );
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&bob_on_b).await;
+    let before = until_live(&mut on_a, &mut on_b, direct, "before").await;
+
+    proxy.cut();
+    wait_for_redis(&a, "unreachable").await;
+    // Node A keeps accepting: every send is acked while Redis is away.
+    let mut last = before;
+    for i in 0..3 {
+        last = send(&mut on_a, direct, &format!("during{i}"), "x")
+            .await
+            .seq;
+    }
+    assert_eq!(last, before + 3);
+
+    proxy.restore();
+    wait_for_redis(&a, "ok").await;
+    wait_for_redis(&b, "ok").await;
+    // Send until Bob has everything: what was sent during the outage comes from the store,
+    // ahead of the first message that crosses live again.
+    let mut seqs: Vec<i64> = Vec::new();
+    for i in 0..100 {
+        last = send(&mut on_a, direct, &format!("after{i}"), "x").await.seq;
+        while let Ok(frame) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), next(&mut on_b)).await
+        {
+            if let ServerFrame::Message(m) = frame.unwrap() {
+                seqs.push(m.seq);
+            }
+        }
+        if seqs.last() == Some(&last) {
+            break;
+        }
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {seqs:?}"
+    );
+    let missing: Vec<i64> = ((before + 1)..=last)
+        .filter(|seq| !seqs.contains(seq))
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

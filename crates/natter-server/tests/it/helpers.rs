@@ -1,11 +1,13 @@
 //! The test server and its databases.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use natter_client::{Client, Session};
 use natter_server::config::{Config, DatabaseUrl, Secret};
 use natter_server::ratelimit::{Limits, Rate};
 use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -279,6 +281,68 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// A TCP proxy in front of a service (PostgreSQL, Redis) that can cut every connection and
+/// refuse new ones, to stage an outage.
+pub struct Proxy {
+    /// Where clients connect.
+    pub address: std::net::SocketAddr,
+    up: Arc<Mutex<bool>>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Forwards connections to `upstream` (host:port).
+    pub async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let up = Arc::new(Mutex::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (up, links) = (Arc::clone(&up), Arc::clone(&links));
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !*up.lock().unwrap() {
+                        continue; // dropped: the database is "down"
+                    }
+                    let upstream = upstream.clone();
+                    links.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            }
+        });
+        Self {
+            address,
+            up,
+            links,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and every new one until [`Proxy::restore`].
+    pub fn cut(&self) {
+        *self.up.lock().unwrap() = false;
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        *self.up.lock().unwrap() = true;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }
 

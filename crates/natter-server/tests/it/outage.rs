@@ -1,73 +1,11 @@
 //! PostgreSQL going away and coming back: sends get a clear, retryable error and no ack,
 //! nothing is half-written, readiness fails, and service resumes by itself.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use natter_server::config::{DatabaseUrl, Secret};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-use crate::helpers::{Backend, TestDatabase, TestServer};
+use crate::helpers::{Backend, Proxy, TestDatabase, TestServer};
 use crate::ws::{connect, error, ping, send};
-
-/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
-struct Proxy {
-    address: std::net::SocketAddr,
-    up: Arc<Mutex<bool>>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let up = Arc::new(Mutex::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = tokio::spawn({
-            let (up, links) = (Arc::clone(&up), Arc::clone(&links));
-            async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !*up.lock().unwrap() {
-                        continue; // dropped: the database is "down"
-                    }
-                    let upstream = upstream.clone();
-                    links.lock().unwrap().push(tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    }));
-                }
-            }
-        });
-        Self {
-            address,
-            up,
-            links,
-            accept,
-        }
-    }
-
-    /// Drops every open connection and every new one until [`Proxy::restore`].
-    fn cut(&self) {
-        *self.up.lock().unwrap() = false;
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        *self.up.lock().unwrap() = true;
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
+use natter_server::config::{DatabaseUrl, Secret};
 
 async fn readiness(server: &TestServer) -> u16 {
     reqwest::get(format!("{}/readyz", server.url))
