@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayResponse {
-    /// The WebSocket URL of the least-loaded live node.
+    /// The WebSocket URL of a lightly loaded live node (the less loaded of two drawn at
+    /// random, so a burst of clients spreads out).
     pub url: String,
     /// The WebSocket URLs of every live node, least loaded first (just this node's when it
     /// runs alone): a client that loses its node can ask any of these for a new one.

@@ -279,6 +279,23 @@ impl Assigner {
         }
         urls
     }
+
+    /// Where the next client should go: the less loaded of two live nodes drawn at random
+    /// ("power of two choices"). Loads are only as fresh as the last heartbeat, so always
+    /// naming the least loaded node would send a whole reconnect storm to one node; two
+    /// random choices spread a burst while still steering clients away from hot nodes.
+    pub fn pick(ranked: &[String]) -> &str {
+        match ranked.len() {
+            0 => "",
+            1 => &ranked[0],
+            n => {
+                let first = rand::random_range(0..n);
+                let second = (first + rand::random_range(1..n)) % n;
+                // `ranked` is ordered by load: the lower index is the less loaded.
+                &ranked[first.min(second)]
+            }
+        }
+    }
 }
 
 /// Every [`HEARTBEAT`], advertises this node's load in Redis (expiring after [`NODE_TTL_SECS`],
@@ -558,5 +575,49 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
         }
         tracing::warn!("lost the Redis subscription; resubscribing");
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_random_choices_spread_clients_but_avoid_the_most_loaded() {
+        let ranked: Vec<String> = ["light", "middle", "heavy"].map(String::from).to_vec();
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..1000 {
+            *seen.entry(Assigner::pick(&ranked)).or_insert(0) += 1;
+        }
+        assert!(!seen.contains_key("heavy"), "{seen:?}");
+        assert!(seen["light"] > seen["middle"], "{seen:?}");
+        assert!(
+            seen["middle"] > 100,
+            "a burst is not all sent to one node: {seen:?}"
+        );
+        // With two nodes, the less loaded always wins; alone, a node names itself.
+        assert_eq!(Assigner::pick(&ranked[..2]), "light");
+        assert_eq!(Assigner::pick(&ranked[2..]), "heavy");
+    }
+
+    #[test]
+    fn nodes_rank_by_connections_and_traffic() {
+        let assigner = Assigner::new("ws://self/v1/ws".into());
+        let beat = |url: &str, connections, frames_per_sec| Heartbeat {
+            ws_url: url.into(),
+            connections,
+            frames_per_sec,
+        };
+        assigner.record(Some(vec![
+            beat("ws://busy/v1/ws", 1000, 50.0),
+            beat("ws://self/v1/ws", 3000, 0.0),
+            beat("ws://quiet/v1/ws", 2000, 0.0),
+        ]));
+        assert_eq!(
+            assigner.ranked(),
+            ["ws://quiet/v1/ws", "ws://self/v1/ws", "ws://busy/v1/ws"]
+        );
+        assigner.drain();
+        assert_eq!(assigner.ranked(), ["ws://quiet/v1/ws", "ws://busy/v1/ws"]);
     }
 }
