@@ -61,9 +61,14 @@ pub struct Common {
     /// How often devices send their cumulative `delivered` cursors, in ms.
     #[arg(long, global = true, default_value_t = 1000)]
     pub ack_interval_ms: u64,
-    /// natterd's process id, to report its memory and CPU.
+    /// natterd's process ids (several for a cluster, comma-separated or repeated), to report
+    /// their memory and CPU, summed.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub pid: Vec<u32>,
+    /// Ask --server's host assigner (GET /v1/gateway) which node each device should connect
+    /// to, as clients of a cluster do, instead of connecting every device to --server.
     #[arg(long, global = true)]
-    pub pid: Option<u32>,
+    pub gateway: bool,
     /// Also write the JSON result to this file (it is always printed after the table).
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,

@@ -10,6 +10,8 @@ use std::net::Ipv4Addr;
 pub struct DeviceSpec {
     /// Its bearer token.
     pub token: String,
+    /// The node it connects to (`ws://host:port`).
+    pub server: String,
     /// The source address it connects from.
     pub source: Ipv4Addr,
     /// Conversations it sends to (it picks one at random for each message).
@@ -22,8 +24,6 @@ pub struct DeviceSpec {
 pub enum Command {
     /// The worker's devices and settings; the first command.
     Plan {
-        /// `ws://host:port`.
-        server: String,
         /// The devices.
         devices: Vec<DeviceSpec>,
         /// Random bytes per message body.

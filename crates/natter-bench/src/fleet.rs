@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -37,17 +38,57 @@ pub struct Finished {
     pub errors: Vec<String>,
 }
 
-/// Each account as a device, with its source address and the conversations it sends to.
+/// The node (`ws://host:port`) each of `count` devices connects to: `--server`, or with
+/// `--gateway` whatever its host assigner names for each, as clients of a cluster are told.
+pub async fn assign_nodes(common: &Common, count: usize) -> anyhow::Result<Vec<String>> {
+    let server = common.server.replacen("http", "ws", 1);
+    if !common.gateway {
+        return Ok(vec![server; count]);
+    }
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/gateway", common.server);
+    let ask = |_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let answer: natter_proto::gateway::GatewayResponse = http
+                .get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            anyhow::Ok(answer.url.trim_end_matches("/v1/ws").to_owned())
+        }
+    };
+    let nodes: Vec<String> = futures_util::stream::iter(0..count)
+        .map(ask)
+        .buffered(common.setup_concurrency.max(1))
+        .try_collect()
+        .await
+        .context("asking the host assigner")?;
+    let mut spread: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for node in &nodes {
+        *spread.entry(node.as_str()).or_default() += 1;
+    }
+    eprintln!("devices per node, as assigned: {spread:?}");
+    Ok(nodes)
+}
+
+/// Each account as a device, with its node, its source address and the conversations it
+/// sends to.
 pub fn devices(
     common: &Common,
     users: &[Account],
     conversations: &[Conversation],
+    nodes: &[String],
 ) -> Vec<DeviceSpec> {
     let mut specs: Vec<DeviceSpec> = users
         .iter()
+        .zip(nodes)
         .enumerate()
-        .map(|(i, user)| DeviceSpec {
+        .map(|(i, (user, node))| DeviceSpec {
             token: user.token.clone(),
+            server: node.clone(),
             source: conn::source_addr(i, common.source_addrs),
             conversations: Vec::new(),
         })
@@ -73,7 +114,6 @@ impl Fleet {
             shares[i % count].push(device);
         }
         let exe = std::env::current_exe().context("finding natter-bench itself")?;
-        let server = common.server.replacen("http", "ws", 1);
         let (sender, events) = mpsc::unbounded_channel();
         let mut fleet = Self {
             children: Vec::new(),
@@ -108,7 +148,6 @@ impl Fleet {
                 .push(child.stdin.take().context("worker stdin")?);
             fleet.children.push(child);
             let plan = Command::Plan {
-                server: server.clone(),
                 devices,
                 payload_bytes: common.payload_bytes as usize,
                 run,

@@ -5,6 +5,14 @@ use std::time::Instant;
 /// Clock ticks per second in /proc/PID/stat (`getconf CLK_TCK` is 100 on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
 
+/// Resident memory of all of `pids` in KiB, if there are any and they all exist.
+pub fn total_rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| rss_kib(*pid)).sum()
+}
+
 /// Resident memory in KiB (`VmRSS`), if the process exists.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -29,26 +37,33 @@ pub fn load_average() -> String {
         .unwrap_or_default()
 }
 
-/// Measures a process's CPU use from a starting point.
+/// Measures the CPU use of processes from a starting point.
 pub struct CpuMeter {
-    pid: u32,
+    pids: Vec<u32>,
     ticks: u64,
     since: Instant,
 }
 
 impl CpuMeter {
-    /// Starts measuring `pid` now (None if it does not exist).
-    pub fn start(pid: u32) -> Option<Self> {
+    /// Starts measuring `pids` now (None if there are none or one does not exist).
+    pub fn start(pids: &[u32]) -> Option<Self> {
         Some(Self {
-            pid,
-            ticks: cpu_ticks(pid)?,
+            pids: pids.to_vec(),
+            ticks: Self::ticks(pids)?,
             since: Instant::now(),
         })
     }
 
-    /// CPU used since the start, in percent of one core.
+    fn ticks(pids: &[u32]) -> Option<u64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|pid| cpu_ticks(*pid)).sum()
+    }
+
+    /// CPU used since the start, in percent of one core (summed over the processes).
     pub fn percent(&self) -> Option<f64> {
-        let used = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
+        let used = Self::ticks(&self.pids)?.saturating_sub(self.ticks);
         #[allow(clippy::cast_precision_loss)]
         let busy = used as f64 / TICKS_PER_SEC;
         Some(100.0 * busy / self.since.elapsed().as_secs_f64().max(1e-3))
@@ -61,7 +76,9 @@ mod tests {
     fn reads_this_process() {
         let pid = std::process::id();
         assert!(super::rss_kib(pid).unwrap() > 0);
-        let meter = super::CpuMeter::start(pid).unwrap();
+        assert!(super::total_rss_kib(&[pid, pid]).unwrap() > super::rss_kib(pid).unwrap());
+        assert_eq!(super::total_rss_kib(&[]), None);
+        let meter = super::CpuMeter::start(&[pid]).unwrap();
         assert!(meter.percent().unwrap() >= 0.0);
         assert_eq!(super::load_average().split(' ').count(), 3);
     }

@@ -46,7 +46,6 @@ enum Ended {
 
 /// What every device task of this worker shares.
 struct Shared {
-    server: String,
     run: u64,
     payload_bytes: usize,
     ack_interval: Duration,
@@ -86,7 +85,6 @@ pub async fn run() -> anyhow::Result<()> {
     });
     let first = lines.next_line().await?.context("no plan on stdin")?;
     let Command::Plan {
-        server,
         devices,
         payload_bytes,
         run,
@@ -97,7 +95,6 @@ pub async fn run() -> anyhow::Result<()> {
         bail!("the first command must be the plan");
     };
     let shared = Arc::new(Shared {
-        server,
         run,
         payload_bytes,
         ack_interval: Duration::from_millis(ack_interval_ms.max(10)),
@@ -212,7 +209,7 @@ async fn device(
     while failures < MAX_FAILURES {
         let opened = {
             let _permit = shared.handshakes.acquire().await;
-            Conn::open(&shared.server, &spec.token, spec.source).await
+            Conn::open(&spec.server, &spec.token, spec.source).await
         };
         match opened {
             Ok(conn) => {

@@ -14,7 +14,7 @@ pub async fn run(common: Common, args: IdleArgs) -> anyhow::Result<()> {
     let users = setup.users("d", args.connections).await?;
     let mut report = Report::new("idle", &common);
     report.add("connections", args.connections);
-    let before = common.pid.and_then(procstat::rss_kib);
+    let before = procstat::total_rss_kib(&common.pid);
     let (mut fleet, took) = super::connect_all(&common, &users, &[], super::run_id()).await?;
     #[allow(clippy::cast_precision_loss)]
     let n = args.connections as f64;
@@ -33,7 +33,7 @@ pub async fn run(common: Common, args: IdleArgs) -> anyhow::Result<()> {
         .await?;
     bar.finish_and_clear();
     natterd.report(&mut report, "idle");
-    let after = common.pid.and_then(procstat::rss_kib);
+    let after = procstat::total_rss_kib(&common.pid);
     if let (Some(before), Some(after)) = (before, after) {
         report.add("natterd_rss_before_kib", before);
         #[allow(clippy::cast_precision_loss)]

@@ -34,7 +34,13 @@ async fn connect_all(
     run: u64,
 ) -> anyhow::Result<(Fleet, Duration)> {
     let n = users.len() as u64;
-    let mut fleet = Fleet::start(common, fleet::devices(common, users, conversations), run).await?;
+    let nodes = fleet::assign_nodes(common, users.len()).await?;
+    let mut fleet = Fleet::start(
+        common,
+        fleet::devices(common, users, conversations, &nodes),
+        run,
+    )
+    .await?;
     let bar = report::bar(n, "connecting");
     let start = Instant::now();
     fleet.broadcast(&Command::Connect).await?;
@@ -124,9 +130,9 @@ fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: 
     }
 }
 
-/// natterd's memory and CPU, when `--pid` names it.
+/// natterd's memory and CPU (summed over the nodes), when `--pid` names them.
 struct Natterd {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     cpu: Option<CpuMeter>,
 }
 
@@ -134,8 +140,8 @@ impl Natterd {
     /// Starts watching (CPU is measured from now).
     fn watch(common: &Common) -> Self {
         Self {
-            pid: common.pid,
-            cpu: common.pid.and_then(CpuMeter::start),
+            pids: common.pid.clone(),
+            cpu: CpuMeter::start(&common.pid),
         }
     }
 
@@ -144,7 +150,7 @@ impl Natterd {
         if let Some(percent) = self.cpu.as_ref().and_then(CpuMeter::percent) {
             report.add(&format!("natterd_cpu_percent_{what}"), percent);
         }
-        if let Some(rss) = self.pid.and_then(procstat::rss_kib) {
+        if let Some(rss) = procstat::total_rss_kib(&self.pids) {
             report.add("natterd_rss_kib", rss);
         }
     }
