@@ -173,7 +173,17 @@ impl Node {
     }
 
     fn heartbeat_key(&self) -> String {
-        format!("{}:node:{}", self.cluster, self.id)
+        self.heartbeat_key_of(&self.id)
+    }
+
+    fn heartbeat_key_of(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.cluster)
+    }
+
+    /// The live nodes' ids, scored by when their heartbeat expires (ms since the epoch): the
+    /// index heartbeats read instead of scanning the keyspace.
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.cluster)
     }
 }
 
@@ -299,7 +309,9 @@ impl Assigner {
 }
 
 /// Every [`HEARTBEAT`], advertises this node's load in Redis (expiring after [`NODE_TTL_SECS`],
-/// so a dead node disappears) and reads every live node's into the assigner.
+/// so a dead node disappears) and reads every live node's into the assigner. The live nodes
+/// are found through a sorted set of ids, not a keyspace scan (the keyspace also holds every
+/// rate-limit bucket).
 async fn heartbeat(
     client: redis::Client,
     node: Node,
@@ -337,10 +349,16 @@ async fn heartbeat(
 async fn withdraw(client: &redis::Client, node: &Node) {
     let deleted: redis::RedisResult<i64> = async {
         let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("DEL")
+        redis::pipe()
+            .cmd("ZREM")
+            .arg(node.nodes_key())
+            .arg(&node.id)
+            .ignore()
+            .cmd("DEL")
             .arg(node.heartbeat_key())
-            .query_async(&mut connection)
+            .query_async::<(i64,)>(&mut connection)
             .await
+            .map(|(deleted,)| deleted)
     }
     .await;
     match deleted {
@@ -365,24 +383,26 @@ async fn beat_once(
         .arg(NODE_TTL_SECS)
         .query_async(&mut connection)
         .await?;
-    let pattern = format!("{}:node:*", node.cluster);
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    let now = crate::now_ms();
+    let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
+    let (ids,): (Vec<String>,) = redis::pipe()
+        .cmd("ZADD")
+        .arg(node.nodes_key())
+        .arg(expires)
+        .arg(&node.id)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(node.nodes_key())
+        .arg("-inf")
+        .arg(now)
+        .ignore()
+        .cmd("ZRANGE")
+        .arg(node.nodes_key())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut connection)
+        .await?;
+    let keys: Vec<String> = ids.iter().map(|id| node.heartbeat_key_of(id)).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET")
         .arg(&keys)
         .query_async(&mut connection)

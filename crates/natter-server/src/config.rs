@@ -54,6 +54,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The store.
     pub database: DatabaseUrl,
+    /// PostgreSQL connections this node may hold (nodes × this must stay under the server's
+    /// `max_connections`).
+    pub database_pool: u32,
     /// How long a login's token lasts.
     pub token_ttl: Duration,
     /// Argon2id memory cost, KiB.
@@ -79,6 +82,7 @@ impl Config {
         Self {
             listen,
             database,
+            database_pool: 16,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,

@@ -49,11 +49,12 @@ use crate::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::store::{PgStore, SqliteStore, Store};
 
-/// Opens the configured store, creating an embedded database's directory if needed.
+/// Opens the configured store, creating an embedded database's directory if needed; a
+/// PostgreSQL pool holds up to `pool` connections.
 ///
 /// # Errors
 /// The database cannot be opened or migrated.
-pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(database: &DatabaseUrl, pool: u32) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match database {
         DatabaseUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -62,7 +63,7 @@ pub async fn open_store(database: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>
             }
             Arc::new(SqliteStore::open(path).await?)
         }
-        DatabaseUrl::Postgres(url) => Arc::new(PgStore::open(&url.0).await?),
+        DatabaseUrl::Postgres(url) => Arc::new(PgStore::open(&url.0, pool).await?),
     })
 }
 
@@ -82,7 +83,7 @@ pub async fn run(
         config.argon2_memory_kib,
         config.argon2_iterations,
     )?);
-    let store = open_store(&config.database).await?;
+    let store = open_store(&config.database, config.database_pool).await?;
     let registry = Arc::new(Registry::default());
     let address = listener
         .local_addr()

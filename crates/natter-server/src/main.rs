@@ -25,6 +25,9 @@ struct Args {
         hide_env_values = true
     )]
     database_url: DatabaseUrl,
+    /// PostgreSQL connections per node (keep nodes x this under PostgreSQL's max_connections).
+    #[arg(long, env = "NATTER_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    database_pool: u32,
     /// Days a login's token stays valid.
     #[arg(long, env = "NATTER_TOKEN_TTL_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
     token_ttl_days: u64,
@@ -80,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         database: args.database_url,
+        database_pool: args.database_pool,
         token_ttl: Duration::from_secs(args.token_ttl_days * 24 * 3600),
         argon2_memory_kib: args.argon2_memory_kib,
         argon2_iterations: args.argon2_iterations,

@@ -83,13 +83,13 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` and applies migrations.
+    /// Connects to `url` with a pool of up to `connections`, and applies migrations.
     ///
     /// # Errors
     /// The server cannot be reached or a migration fails.
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, connections: u32) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
