@@ -291,20 +291,28 @@ impl Assigner {
     }
 
     /// Where the next client should go: the less loaded of two live nodes drawn at random
-    /// ("power of two choices"). Loads are only as fresh as the last heartbeat, so always
-    /// naming the least loaded node would send a whole reconnect storm to one node; two
-    /// random choices spread a burst while still steering clients away from hot nodes.
-    pub fn pick(ranked: &[String]) -> &str {
-        match ranked.len() {
-            0 => "",
-            1 => &ranked[0],
+    /// ("power of two choices"; equal loads go to the first drawn). Loads are only as fresh as
+    /// the last heartbeat, so always naming the least loaded node would send a whole reconnect
+    /// storm to one node; two random choices spread a burst while still steering clients away
+    /// from hot nodes.
+    pub fn pick(&self) -> String {
+        let live = self.live.read().expect("assigner lock poisoned");
+        let draining = self.is_draining();
+        let candidates: Vec<&Heartbeat> = live
+            .iter()
+            .filter(|h| !(draining && h.ws_url == self.own_url))
+            .collect();
+        let chosen = match candidates.len() {
+            0 => return self.own_url.clone(),
+            1 => candidates[0],
             n => {
                 let first = rand::random_range(0..n);
                 let second = (first + rand::random_range(1..n)) % n;
-                // `ranked` is ordered by load: the lower index is the less loaded.
-                &ranked[first.min(second)]
+                let (a, b) = (candidates[first], candidates[second]);
+                if b.score() < a.score() { b } else { a }
             }
-        }
+        };
+        chosen.ws_url.clone()
     }
 }
 
@@ -602,32 +610,57 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
 mod tests {
     use super::*;
 
+    fn beat(url: &str, connections: u64, frames_per_sec: f64) -> Heartbeat {
+        Heartbeat {
+            ws_url: url.into(),
+            connections,
+            frames_per_sec,
+        }
+    }
+
+    /// How often each node is picked in 3,000 picks.
+    fn picks(assigner: &Assigner) -> std::collections::HashMap<String, u32> {
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..3000 {
+            *seen.entry(assigner.pick()).or_insert(0) += 1;
+        }
+        seen
+    }
+
     #[test]
     fn two_random_choices_spread_clients_but_avoid_the_most_loaded() {
-        let ranked: Vec<String> = ["light", "middle", "heavy"].map(String::from).to_vec();
-        let mut seen = std::collections::HashMap::new();
-        for _ in 0..1000 {
-            *seen.entry(Assigner::pick(&ranked)).or_insert(0) += 1;
-        }
+        let assigner = Assigner::new("light".into());
+        assigner.record(Some(vec![
+            beat("heavy", 300, 0.0),
+            beat("light", 100, 0.0),
+            beat("middle", 200, 0.0),
+        ]));
+        let seen = picks(&assigner);
         assert!(!seen.contains_key("heavy"), "{seen:?}");
         assert!(seen["light"] > seen["middle"], "{seen:?}");
         assert!(
-            seen["middle"] > 100,
+            seen["middle"] > 300,
             "a burst is not all sent to one node: {seen:?}"
         );
-        // With two nodes, the less loaded always wins; alone, a node names itself.
-        assert_eq!(Assigner::pick(&ranked[..2]), "light");
-        assert_eq!(Assigner::pick(&ranked[2..]), "heavy");
+        // Equal loads spread evenly (a fixed tie-break would favour one node).
+        assigner.record(Some(vec![
+            beat("a", 0, 0.0),
+            beat("b", 0, 0.0),
+            beat("c", 0, 0.0),
+        ]));
+        let seen = picks(&assigner);
+        assert!(seen.values().all(|n| *n > 700), "{seen:?}");
+        // With two nodes, the less loaded always wins; alone (or without Redis), a node names
+        // itself.
+        assigner.record(Some(vec![beat("busy", 5, 0.0), beat("idle", 1, 0.0)]));
+        assert_eq!(picks(&assigner).keys().collect::<Vec<_>>(), ["idle"]);
+        assigner.record(None);
+        assert_eq!(assigner.pick(), "light");
     }
 
     #[test]
     fn nodes_rank_by_connections_and_traffic() {
         let assigner = Assigner::new("ws://self/v1/ws".into());
-        let beat = |url: &str, connections, frames_per_sec| Heartbeat {
-            ws_url: url.into(),
-            connections,
-            frames_per_sec,
-        };
         assigner.record(Some(vec![
             beat("ws://busy/v1/ws", 1000, 50.0),
             beat("ws://self/v1/ws", 3000, 0.0),
@@ -639,5 +672,6 @@ mod tests {
         );
         assigner.drain();
         assert_eq!(assigner.ranked(), ["ws://quiet/v1/ws", "ws://busy/v1/ws"]);
+        assert!(!picks(&assigner).contains_key("ws://self/v1/ws"));
     }
 }

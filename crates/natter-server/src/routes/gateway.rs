@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use natter_proto::gateway::GatewayResponse;
 
-use crate::cluster::Assigner;
 use crate::state::AppState;
 
 /// The WebSocket URL of a lightly loaded live node (the less loaded of two drawn at random, by
@@ -15,7 +14,7 @@ use crate::state::AppState;
 pub async fn gateway(State(state): State<AppState>) -> Json<GatewayResponse> {
     let nodes = state.assigner.ranked();
     Json(GatewayResponse {
-        url: Assigner::pick(&nodes).to_owned(),
+        url: state.assigner.pick(),
         nodes,
     })
 }
