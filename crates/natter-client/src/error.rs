@@ -44,7 +44,7 @@ pub enum ClientError {
     /// The operation needs the conversation's members, but this user is not one.
     #[error("not a member of conversation {0}")]
     NotMember(natter_proto::ConversationId),
-    /// A sync did not finish in time.
+    /// A sync, or opening a connection, did not finish in time.
     #[error("timed out waiting for the server")]
     Timeout,
 }
@@ -64,6 +64,16 @@ impl ClientError {
             Self::Api(problem) => Some(problem.status),
             Self::UnexpectedStatus(status) => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether the server could not be reached at all (refused, or no answer in time to
+    /// connect), so that trying another node is safe.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Http(error) => error.is_connect(),
+            Self::WebSocket(tokio_tungstenite::tungstenite::Error::Io(_)) | Self::Timeout => true,
+            _ => false,
         }
     }
 

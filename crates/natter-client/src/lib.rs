@@ -14,7 +14,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Session::connect`] opens the real-time [`Connection`]; [`Dedup`] shows each message once.
+//! [`Session::connect`] opens the real-time [`Connection`] on the node the gateway assigns;
+//! [`Dedup`] shows each message once.
 //!
 //! [`Device`] is what applications use: a logged-in device with end-to-end encryption
 //! (natter-crypto: Olm between devices, Megolm per conversation), a local SQLite store
@@ -44,19 +45,54 @@ pub use session::Session;
 pub use store::{Queued, StoredMessage};
 pub use ws::{Closed, Connection, Dedup};
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use natter_proto::UserId;
 use natter_proto::accounts::{
     CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, SessionResponse,
 };
-use reqwest::{Method, RequestBuilder};
+use natter_proto::gateway::GatewayResponse;
+use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// How long opening a connection to a node may take before the node counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An anonymous connection to a server: registration and login.
+///
+/// A client follows its server's cluster: [`Session::connect`] learns the cluster's nodes from
+/// the gateway, and a request the current node cannot be reached for is sent to the next
+/// known node, which becomes the current one. Clones share what they know.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    nodes: Arc<Mutex<Nodes>>,
+}
+
+/// The nodes a client can reach, as HTTP bases (`http://host:port`, no trailing slash).
+#[derive(Debug)]
+struct Nodes {
+    /// The base given to [`Client::new`], kept as the last resort.
+    origin: String,
+    /// Where requests go first.
+    current: String,
+    /// The cluster's nodes, least loaded first, as the gateway last listed them.
+    known: Vec<String>,
+}
+
+impl Nodes {
+    /// Every base to try, in order: the current one, the known nodes, then the origin.
+    fn candidates(&self) -> Vec<String> {
+        let mut all = vec![self.current.clone()];
+        for base in self.known.iter().chain([&self.origin]) {
+            if !all.contains(base) {
+                all.push(base.clone());
+            }
+        }
+        all
+    }
 }
 
 impl Client {
@@ -70,17 +106,30 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("natter-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(ClientError::Http)?;
+        let base = base_url.trim_end_matches('/').to_owned();
         Ok(Self {
             http,
-            base: base_url.trim_end_matches('/').to_owned(),
+            nodes: Arc::new(Mutex::new(Nodes {
+                origin: base.clone(),
+                current: base,
+                known: Vec::new(),
+            })),
         })
     }
 
-    /// The server's base URL.
-    pub fn base_url(&self) -> &str {
-        &self.base
+    /// The base URL requests go to now: the one given to [`Client::new`], or the node the
+    /// client failed over to.
+    pub fn base_url(&self) -> String {
+        self.nodes().current.clone()
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, Nodes> {
+        self.nodes
+            .lock()
+            .expect("the node list lock is never poisoned")
     }
 
     /// Registers a user.
@@ -125,12 +174,29 @@ impl Client {
         Ok(Session::from_login(self.clone(), session))
     }
 
+    /// The WebSocket URLs to try, best first: the gateway's pick, then the cluster's other
+    /// nodes (remembered for failover), or this node's own when the server has no gateway.
+    async fn gateway(&self) -> Result<Vec<String>, ClientError> {
+        let gateway: GatewayResponse =
+            match self.send(self.request(Method::GET, "/v1/gateway")).await {
+                Ok(gateway) => gateway,
+                Err(error) if error.status() == Some(404) => {
+                    return Ok(vec![ws_url(&self.base_url())]);
+                }
+                Err(error) => return Err(error),
+            };
+        self.nodes().known = gateway.nodes.iter().filter_map(|u| http_base(u)).collect();
+        let others = gateway.nodes.into_iter().filter(|u| *u != gateway.url);
+        Ok(std::iter::once(gateway.url.clone()).chain(others).collect())
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        self.http
+            .request(method, format!("{}{path}", self.base_url()))
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
-        let response = checked(request).await?;
+        let response = self.checked(request).await?;
         response.json().await.map_err(ClientError::Http)
     }
 
@@ -141,18 +207,128 @@ impl Client {
     ) -> Result<T, ClientError> {
         self.send(request.json(body)).await
     }
+
+    /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
+    async fn checked(&self, request: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let response = self.execute(request).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.bytes().await.map_err(ClientError::Http)?;
+        Err(match serde_json::from_slice(&body) {
+            Ok(problem) => ClientError::Api(Box::new(problem)),
+            Err(_) => ClientError::UnexpectedStatus(status.as_u16()),
+        })
+    }
+
+    /// Sends a request to the current node or, while nodes cannot be reached, to the next
+    /// candidate; the first that answers becomes the current node.
+    ///
+    /// Only a failure to connect moves on: the request never reached a server, so sending it
+    /// again (even a POST) cannot do anything twice. Any other error is returned as it is.
+    async fn execute(&self, request: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let request = request.build().map_err(ClientError::Http)?;
+        let mut unreachable = None;
+        // Bound first: a guard in the loop's head would live through the whole loop.
+        let candidates = self.nodes().candidates();
+        for base in candidates {
+            let mut attempt = request
+                .try_clone()
+                .expect("the client's request bodies are in memory, so they clone");
+            if !retarget(attempt.url_mut(), &base) {
+                continue;
+            }
+            match self.http.execute(attempt).await {
+                Ok(response) => {
+                    self.nodes().current = base;
+                    return Ok(response);
+                }
+                Err(error) if error.is_connect() => unreachable = Some(error),
+                Err(error) => return Err(ClientError::Http(error)),
+            }
+        }
+        Err(ClientError::Http(
+            unreachable.expect("the current node is always a candidate"),
+        ))
+    }
 }
 
-/// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
-async fn checked(request: RequestBuilder) -> Result<reqwest::Response, ClientError> {
-    let response = request.send().await.map_err(ClientError::Http)?;
-    if response.status().is_success() {
-        return Ok(response);
+/// Points `url` at the node with HTTP base `base`. The nodes of one cluster serve the API
+/// under the same path, so only the scheme, host and port change. False if `base` is not a
+/// usable URL.
+fn retarget(url: &mut Url, base: &str) -> bool {
+    let Ok(target) = Url::parse(base) else {
+        return false;
+    };
+    url.set_scheme(target.scheme()).is_ok()
+        && url.set_host(target.host_str()).is_ok()
+        && url.set_port(target.port()).is_ok()
+}
+
+/// The WebSocket URL of the node with HTTP base `base`: `http://h:p` → `ws://h:p/v1/ws`.
+fn ws_url(base: &str) -> String {
+    format!("{}/v1/ws", base.replacen("http", "ws", 1))
+}
+
+/// The HTTP base of the node with WebSocket URL `ws_url` (the inverse of [`ws_url`]), or
+/// `None` for a URL that is not a node's `ws(s)://…/v1/ws`.
+fn http_base(ws_url: &str) -> Option<String> {
+    let rest = ws_url.strip_suffix("/v1/ws")?;
+    if let Some(host) = rest.strip_prefix("wss://") {
+        Some(format!("https://{host}"))
+    } else {
+        rest.strip_prefix("ws://")
+            .map(|host| format!("http://{host}"))
     }
-    let status = response.status();
-    let body = response.bytes().await.map_err(ClientError::Http)?;
-    Err(match serde_json::from_slice(&body) {
-        Ok(problem) => ClientError::Api(Box::new(problem)),
-        Err(_) => ClientError::UnexpectedStatus(status.as_u16()),
-    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Nodes, http_base, retarget, ws_url};
+
+    #[test]
+    fn node_urls_convert_both_ways() {
+        for (base, ws) in [
+            ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/v1/ws"),
+            ("https://chat.example.com", "wss://chat.example.com/v1/ws"),
+            (
+                "https://example.com/natter",
+                "wss://example.com/natter/v1/ws",
+            ),
+        ] {
+            assert_eq!(ws_url(base), ws);
+            assert_eq!(http_base(ws).as_deref(), Some(base));
+        }
+        assert_eq!(http_base("ws://127.0.0.1:8080/other"), None);
+        assert_eq!(http_base("http://127.0.0.1:8080/v1/ws"), None);
+    }
+
+    #[test]
+    fn requests_move_to_another_node_with_path_and_query() {
+        let mut url = "http://127.0.0.1:8080/v1/conversations/x/messages?after=3"
+            .parse()
+            .unwrap();
+        assert!(retarget(&mut url, "https://10.0.0.2:9443"));
+        assert_eq!(
+            url.as_str(),
+            "https://10.0.0.2:9443/v1/conversations/x/messages?after=3"
+        );
+        assert!(retarget(&mut url, "http://node-c"));
+        assert_eq!(
+            url.as_str(),
+            "http://node-c/v1/conversations/x/messages?after=3"
+        );
+        assert!(!retarget(&mut url, "not a url"));
+    }
+
+    #[test]
+    fn candidates_are_current_then_known_then_origin_once_each() {
+        let nodes = Nodes {
+            origin: "http://a".into(),
+            current: "http://b".into(),
+            known: vec!["http://c".into(), "http://b".into(), "http://a".into()],
+        };
+        assert_eq!(nodes.candidates(), ["http://b", "http://c", "http://a"]);
+    }
 }

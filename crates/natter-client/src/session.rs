@@ -15,7 +15,7 @@ use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use reqwest::{Method, RequestBuilder};
 
-use crate::{Client, ClientError, checked};
+use crate::{Client, ClientError};
 
 /// A logged-in device.
 ///
@@ -73,6 +73,11 @@ impl Session {
         &self.token
     }
 
+    /// The client this session talks through (which node it reaches now: [`Client::base_url`]).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, path).bearer_auth(&self.token)
     }
@@ -97,16 +102,32 @@ impl Session {
     }
 
     async fn no_content(&self, request: RequestBuilder) -> Result<(), ClientError> {
-        checked(request).await.map(drop)
+        self.client.checked(request).await.map(drop)
     }
 
-    /// Opens the real-time connection as this device.
+    /// Opens the real-time connection as this device, on the node the server's gateway
+    /// assigns (or, when that node cannot be reached, on the next node it listed).
     ///
     /// # Errors
-    /// The server cannot be reached or refuses the token (401).
+    /// No node can be reached, or the server refuses the token (401).
     pub async fn connect(&self) -> Result<crate::Connection, ClientError> {
-        let url = self.client.base_url().replacen("http", "ws", 1);
-        crate::Connection::open(&format!("{url}/v1/ws"), &self.token).await
+        let mut unreachable = None;
+        for url in self.client.gateway().await? {
+            match crate::Connection::open(&url, &self.token).await {
+                Err(error) if error.is_unreachable() => unreachable = Some(error),
+                opened => return opened,
+            }
+        }
+        Err(unreachable.expect("the gateway names at least one node"))
+    }
+
+    /// Opens the real-time connection on the current node itself, without asking the
+    /// gateway (to reach one particular node of a cluster).
+    ///
+    /// # Errors
+    /// The node cannot be reached, or refuses the token (401).
+    pub async fn connect_direct(&self) -> Result<crate::Connection, ClientError> {
+        crate::Connection::open(&crate::ws_url(&self.client.base_url()), &self.token).await
     }
 
     /// Logs this device out; the token stops working and the device's keys are removed.

@@ -30,7 +30,8 @@ pub struct Closed {
 }
 
 impl Connection {
-    /// Opens a connection to `ws_url` with the bearer token in the `Authorization` header.
+    /// Opens a connection to `ws_url` with the bearer token in the `Authorization` header;
+    /// [`ClientError::Timeout`] if it is not open within [`crate::CONNECT_TIMEOUT`].
     pub(crate) async fn open(ws_url: &str, token: &str) -> Result<Self, ClientError> {
         let mut request = ws_url
             .into_client_request()
@@ -44,8 +45,10 @@ impl Connection {
             .write_buffer_size(0)
             .max_message_size(Some(1 << 20))
             .max_frame_size(Some(1 << 20));
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        let opening = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let (socket, _) = tokio::time::timeout(crate::CONNECT_TIMEOUT, opening)
             .await
+            .map_err(|_| ClientError::Timeout)?
             .map_err(|e| match e {
                 tungstenite::Error::Http(response) => {
                     ClientError::UnexpectedStatus(response.status().as_u16())

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod direct;
+mod failover;
 mod live;
 mod offline;
 mod privacy;
