@@ -292,19 +292,16 @@ impl Device {
         report: &mut SyncReport,
     ) -> Result<(), ClientError> {
         match frame {
+            // Stored, then reported, then acknowledged: once stored, a message is never
+            // reported again, so a connection lost before the acknowledgement must not skip
+            // the report.
             ServerFrame::Message(message) => {
                 let state = self.lock().await;
                 let (stored, new) = self.accept_message(&state, &message)?;
-                if state
-                    .store
-                    .advance_cursor(message.conversation_id, message.seq, false)?
-                {
-                    link.send(&ClientFrame::Delivered {
-                        conversation_id: message.conversation_id,
-                        seq: message.seq,
-                    })
-                    .await?;
-                }
+                let delivered =
+                    state
+                        .store
+                        .advance_cursor(message.conversation_id, message.seq, false)?;
                 let hidden = state.store.is_blocked(message.sender_id)?;
                 drop(state);
                 if new {
@@ -313,16 +310,23 @@ impl Device {
                         link.emit(Event::Message(stored)).await;
                     }
                 }
+                if delivered {
+                    link.send(&ClientFrame::Delivered {
+                        conversation_id: message.conversation_id,
+                        seq: message.seq,
+                    })
+                    .await?;
+                }
             }
             ServerFrame::ToDevice(item) => {
                 let mut state = self.lock().await;
                 let resolved = self.receive_to_device(&mut state, &item).await?;
                 drop(state);
-                link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
-                    .await?;
                 for stored in resolved {
                     link.emit(Event::Message(stored)).await;
                 }
+                link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
+                    .await?;
             }
             ServerFrame::Ack(ack) => {
                 let state = self.lock().await;
