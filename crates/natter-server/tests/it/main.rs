@@ -10,6 +10,7 @@ mod cluster;
 mod connections;
 mod delivery;
 mod errors;
+mod failover;
 mod keys;
 mod messaging;
 mod metrics;

@@ -15,31 +15,50 @@ use crate::ws::{connect, next};
 
 backend_tests!(acked_messages_survive_kill_9_under_traffic);
 
-fn free_port() -> u16 {
+/// A port nothing listens on now (the OS's pick, released for the caller to bind).
+pub(crate) fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap().port()
 }
 
 /// A natterd process, killed when dropped. Its stderr is read as it comes (a full pipe would
 /// block the server).
-struct Natterd {
+pub(crate) struct Natterd {
     child: Child,
     log: Option<std::thread::JoinHandle<String>>,
-    client: Client,
+    pub(crate) client: Client,
+    /// The API's base URL (`http://127.0.0.1:PORT`).
+    pub(crate) url: String,
+    /// The admin listener's base URL (metrics).
+    pub(crate) admin_url: String,
 }
 
 impl Natterd {
     /// Starts natterd (logging at debug level) with test-friendly settings and `extra`
     /// arguments, and waits until it answers.
-    async fn start(dir: &std::path::Path, database_url: Option<&str>, extra: &[&str]) -> Self {
-        let port = free_port();
+    pub(crate) async fn start(
+        dir: &std::path::Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
+        Self::start_on(free_port(), dir, database_url, extra).await
+    }
+
+    /// Like [`Natterd::start`], listening on `port` (to replace a node where clients know it).
+    pub(crate) async fn start_on(
+        port: u16,
+        dir: &std::path::Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
+        let admin_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_natterd"));
         command
             .current_dir(dir)
             .env_remove("NATTER_DATABASE_URL")
             .env("RUST_LOG", "debug")
             .env("NATTER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NATTER_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("NATTER_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
             .args([
                 "--argon2-memory-kib",
                 "8",
@@ -63,11 +82,12 @@ impl Natterd {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
             text
         });
-        let client = Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let client = Client::new(&url).unwrap();
         let http = reqwest::Client::new();
         for _ in 0..300 {
             if http
-                .get(format!("{}/readyz", client.base_url()))
+                .get(format!("{url}/readyz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -76,6 +96,8 @@ impl Natterd {
                     child,
                     log: Some(log),
                     client,
+                    url,
+                    admin_url: format!("http://127.0.0.1:{admin_port}"),
                 };
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -89,8 +111,13 @@ impl Natterd {
         panic!("natterd did not come up within 30 s");
     }
 
+    /// The WebSocket URL the gateway hands out for this node.
+    pub(crate) fn ws_url(&self) -> String {
+        format!("{}/v1/ws", self.url.replacen("http", "ws", 1))
+    }
+
     /// Sends a signal (`TERM`, `KILL`), waits for the exit, and returns it with the whole log.
-    async fn signal(&mut self, signal: &str) -> (std::process::ExitStatus, String) {
+    pub(crate) async fn signal(&mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
