@@ -24,7 +24,8 @@ pub async fn connect(session: &Session) -> (Connection, Vec<Message>) {
 
 /// Like [`connect`], also returning the to-device payloads the sync sent.
 pub async fn connect_with_inbox(session: &Session) -> (Connection, Vec<Message>, Vec<ToDeviceIn>) {
-    let mut connection = session.connect().await.expect("connecting");
+    // Straight to the session's node (not through the gateway): cluster tests pin nodes.
+    let mut connection = session.connect_direct().await.expect("connecting");
     assert!(matches!(
         next(&mut connection).await.unwrap(),
         ServerFrame::Ready { .. }
