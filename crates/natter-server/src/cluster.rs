@@ -18,6 +18,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use natter_proto::{ConversationId, DeviceId, UserId};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -147,6 +148,42 @@ fn static_kind(kind: &str) -> &'static str {
         "receipt" => "receipt",
         "typing" => "typing",
         _ => "event",
+    }
+}
+
+/// How long a command to Redis may take before it counts as failed (Redis is down): senders
+/// and heartbeats must not wait on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// This node's way to the cluster's Redis.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    /// One shared, self-reconnecting connection for commands: publishing, heartbeats and rate
+    /// limits (the subscriber has its own).
+    commands: ConnectionManager,
+}
+
+impl Redis {
+    /// Redis at `url`, connected lazily (a node starts even while Redis is down).
+    ///
+    /// # Errors
+    /// The URL is not a Redis URL.
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1);
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| anyhow::anyhow!("cannot set up the Redis connection: {e}"))?;
+        Ok(Self { client, commands })
+    }
+
+    /// The shared connection for commands (cheap to clone).
+    pub fn commands(&self) -> ConnectionManager {
+        self.commands.clone()
     }
 }
 
@@ -321,7 +358,7 @@ impl Assigner {
 /// are found through a sorted set of ids, not a keyspace scan (the keyspace also holds every
 /// rate-limit bucket).
 async fn heartbeat(
-    client: redis::Client,
+    mut redis: ConnectionManager,
     node: Node,
     registry: Arc<Registry>,
     assigner: Arc<Assigner>,
@@ -334,7 +371,7 @@ async fn heartbeat(
             () = assigner.drained.notified() => {}
         }
         if assigner.is_draining() {
-            withdraw(&client, &node).await;
+            withdraw(&mut redis, &node).await;
             assigner.withdrawn.store(true, Ordering::Relaxed);
             return;
         }
@@ -343,7 +380,7 @@ async fn heartbeat(
             connections: registry.connections(),
             frames_per_sec: meter.per_second(),
         };
-        match beat_once(&client, &node, &beat).await {
+        match beat_once(&mut redis, &node, &beat).await {
             Ok(live) => assigner.record(Some(live)),
             Err(error) => {
                 tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
@@ -354,21 +391,17 @@ async fn heartbeat(
 }
 
 /// Deletes this node's heartbeat so no node hands it out any more.
-async fn withdraw(client: &redis::Client, node: &Node) {
-    let deleted: redis::RedisResult<i64> = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::pipe()
-            .cmd("ZREM")
-            .arg(node.nodes_key())
-            .arg(&node.id)
-            .ignore()
-            .cmd("DEL")
-            .arg(node.heartbeat_key())
-            .query_async::<(i64,)>(&mut connection)
-            .await
-            .map(|(deleted,)| deleted)
-    }
-    .await;
+async fn withdraw(redis: &mut ConnectionManager, node: &Node) {
+    let deleted: redis::RedisResult<()> = redis::pipe()
+        .cmd("ZREM")
+        .arg(node.nodes_key())
+        .arg(&node.id)
+        .ignore()
+        .cmd("DEL")
+        .arg(node.heartbeat_key())
+        .ignore()
+        .query_async(redis)
+        .await;
     match deleted {
         Ok(_) => tracing::info!("draining: withdrew this node from the host assigner"),
         Err(error) => {
@@ -378,22 +411,20 @@ async fn withdraw(client: &redis::Client, node: &Node) {
 }
 
 async fn beat_once(
-    client: &redis::Client,
+    redis: &mut ConnectionManager,
     node: &Node,
     beat: &Heartbeat,
 ) -> redis::RedisResult<Vec<Heartbeat>> {
-    let mut connection = client.get_multiplexed_async_connection().await?;
     let text = serde_json::to_string(beat).expect("heartbeats always serialize");
-    let () = redis::cmd("SET")
+    let now = crate::now_ms();
+    let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
+    let (ids,): (Vec<String>,) = redis::pipe()
+        .cmd("SET")
         .arg(node.heartbeat_key())
         .arg(text)
         .arg("EX")
         .arg(NODE_TTL_SECS)
-        .query_async(&mut connection)
-        .await?;
-    let now = crate::now_ms();
-    let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
-    let (ids,): (Vec<String>,) = redis::pipe()
+        .ignore()
         .cmd("ZADD")
         .arg(node.nodes_key())
         .arg(expires)
@@ -408,13 +439,10 @@ async fn beat_once(
         .arg(node.nodes_key())
         .arg(0)
         .arg(-1)
-        .query_async(&mut connection)
+        .query_async(redis)
         .await?;
     let keys: Vec<String> = ids.iter().map(|id| node.heartbeat_key_of(id)).collect();
-    let values: Vec<Option<String>> = redis::cmd("MGET")
-        .arg(&keys)
-        .query_async(&mut connection)
-        .await?;
+    let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
     Ok(values
         .into_iter()
         .flatten()
@@ -432,44 +460,39 @@ pub struct RedisBus {
 }
 
 impl RedisBus {
-    /// Connects to Redis at `url` and starts this node's publisher and subscriber tasks. They
-    /// reconnect by themselves whenever Redis goes away.
-    ///
-    /// # Errors
-    /// The URL is not a Redis URL.
+    /// Starts this node's publisher, subscriber and heartbeat tasks on `redis`. They carry on
+    /// by themselves whenever Redis goes away and comes back.
     pub fn start(
-        url: &str,
+        redis: &Redis,
         node: Node,
         registry: Arc<Registry>,
         assigner: Arc<Assigner>,
-    ) -> anyhow::Result<Self> {
-        let client =
-            redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+    ) -> Self {
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
         let unpublished = Arc::new(AtomicUsize::new(0));
         tokio::spawn(publish(
-            client.clone(),
+            redis.commands(),
             node.channel(),
             queue,
             Arc::clone(&unpublished),
         ));
         tokio::spawn(subscribe(
-            client.clone(),
+            redis.client.clone(),
             node.clone(),
             Arc::clone(&registry),
         ));
         tokio::spawn(heartbeat(
-            client,
+            redis.commands(),
             node.clone(),
             Arc::clone(&registry),
             assigner,
         ));
-        Ok(Self {
+        Self {
             node: node.id,
             registry,
             outgoing,
             unpublished,
-        })
+        }
     }
 
     fn publish(&self, target: Target, event: &Outbound) {
@@ -512,24 +535,31 @@ impl Bus for RedisBus {
     }
 }
 
-/// Waits before reconnecting to Redis.
+/// Waits before trying Redis again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Publishes queued events in order, reconnecting as needed.
+/// Publishes queued events in order. An event that fails twice is dropped with everything
+/// queued behind it (senders are never blocked; the recipients on other nodes recover from the
+/// store), and publishing pauses for [`RETRY`].
 async fn publish(
-    client: redis::Client,
+    mut redis: ConnectionManager,
     channel: String,
     mut queue: mpsc::Receiver<String>,
     unpublished: Arc<AtomicUsize>,
 ) {
-    let mut pending: Option<String> = None;
-    loop {
-        let mut connection = match client.get_multiplexed_async_connection().await {
-            Ok(connection) => connection,
+    while let Some(text) = queue.recv().await {
+        let mut sent = publish_once(&mut redis, &channel, &text).await;
+        if sent.is_err() {
+            // Once more: the connection may just have been re-established.
+            sent = publish_once(&mut redis, &channel, &text).await;
+        }
+        match sent {
+            Ok(()) => {
+                unpublished.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(error) => {
-                tracing::warn!(%error, "cannot reach Redis to publish; delivering locally only");
-                // Drop what piles up meanwhile rather than block senders; the store has it.
-                let mut dropped = usize::from(pending.take().is_some());
+                tracing::warn!(%error, "cannot publish to Redis; delivering locally only");
+                let mut dropped = 1;
                 while queue.try_recv().is_ok() {
                     dropped += 1;
                 }
@@ -537,30 +567,22 @@ async fn publish(
                 metrics::counter!("natter_bus_dropped_total", "bus" => "redis")
                     .increment(dropped as u64);
                 tokio::time::sleep(RETRY).await;
-                continue;
             }
-        };
-        loop {
-            let text = match pending.take() {
-                Some(text) => text,
-                None => match queue.recv().await {
-                    Some(text) => text,
-                    None => return,
-                },
-            };
-            let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(&text)
-                .query_async(&mut connection)
-                .await;
-            if let Err(error) = sent {
-                tracing::warn!(%error, "publishing to Redis failed; reconnecting");
-                pending = Some(text);
-                break;
-            }
-            unpublished.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+async fn publish_once(
+    redis: &mut ConnectionManager,
+    channel: &str,
+    text: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(text)
+        .query_async::<i64>(redis)
+        .await
+        .map(drop)
 }
 
 /// Delivers events published by other nodes to this node's connections.

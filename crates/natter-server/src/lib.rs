@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Passwords;
-use crate::cluster::{Assigner, Node, RedisBus};
+use crate::cluster::{Assigner, Node, Redis, RedisBus};
 use crate::config::{Config, DatabaseUrl};
 use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::Messenger;
@@ -93,27 +93,29 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| format!("ws://{address}/v1/ws"));
     let assigner = Arc::new(Assigner::new(ws_url.clone()));
-    let bus: Arc<dyn Bus> = match &config.redis_url {
-        Some(url) => {
+    let redis = config
+        .redis_url
+        .as_ref()
+        .map(|url| Redis::open(&url.0))
+        .transpose()?;
+    let (bus, limits): (Arc<dyn Bus>, RateLimits) = match &redis {
+        Some(redis) => {
             let node = Node {
                 id: uuid::Uuid::new_v4().to_string(),
                 cluster: config.cluster_name.clone(),
                 ws_url,
             };
-            tracing::info!(node.id = %node.id, cluster = %node.cluster, "cluster mode: fan-out through Redis");
-            Arc::new(RedisBus::start(
-                &url.0,
-                node,
-                Arc::clone(&registry),
-                Arc::clone(&assigner),
-            )?)
+            tracing::info!(node.id = %node.id, cluster = %node.cluster, "cluster mode: fan-out and rate limits through Redis");
+            let bus = RedisBus::start(redis, node, Arc::clone(&registry), Arc::clone(&assigner));
+            let limits = RateLimits::shared(&config.limits, redis.commands(), &config.cluster_name);
+            (Arc::new(bus), limits)
         }
-        None => Arc::new(LocalBus::new(Arc::clone(&registry))),
+        None => (
+            Arc::new(LocalBus::new(Arc::clone(&registry))),
+            RateLimits::new(&config.limits),
+        ),
     };
-    let limits = Arc::new(match &config.redis_url {
-        Some(url) => RateLimits::shared(&config.limits, &url.0, &config.cluster_name)?,
-        None => RateLimits::new(&config.limits),
-    });
+    let limits = Arc::new(limits);
     let (stopping, shutdown_rx) = watch::channel(false);
     let draining = Draining {
         assigner: Arc::clone(&assigner),

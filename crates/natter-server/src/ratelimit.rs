@@ -203,21 +203,10 @@ impl RateLimits {
         }
     }
 
-    /// Limiters shared by every node of `cluster` through the Redis at `url` (connected
-    /// lazily; until it answers, and whenever it does not, this node's own buckets apply).
-    ///
-    /// # Errors
-    /// The URL is not a Redis URL.
-    pub fn shared(limits: &Limits, url: &str, cluster: &str) -> anyhow::Result<Self> {
-        let client =
-            redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(SHARED_TIMEOUT))
-            .set_response_timeout(Some(SHARED_TIMEOUT))
-            .set_number_of_retries(1);
-        let redis = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| anyhow::anyhow!("cannot set up Redis for rate limits: {e}"))?;
-        Ok(Self {
+    /// Limiters shared by every node of `cluster` through `redis` (whenever it does not
+    /// answer, this node's own buckets apply).
+    pub fn shared(limits: &Limits, redis: redis::aio::ConnectionManager, cluster: &str) -> Self {
+        Self {
             shared: Some(Shared {
                 redis,
                 prefix: format!("{cluster}:rl"),
@@ -225,7 +214,7 @@ impl RateLimits {
                 down_until: Mutex::new(None),
             }),
             ..Self::new(limits)
-        })
+        }
     }
 
     /// Takes `cost` tokens of `kind` for `key`.
@@ -271,15 +260,17 @@ impl RateLimits {
         if buckets.len() >= SWEEP_AT {
             buckets.retain(|_, entry| !entry.bucket.is_full(now));
         }
+        let keys: Vec<(Kind, String)> = charges
+            .iter()
+            .map(|(kind, key, _)| (*kind, (*key).to_owned()))
+            .collect();
         let mut short: Option<(usize, Duration)> = None;
-        for (index, (kind, key, cost)) in charges.iter().enumerate() {
-            let rate = self.limits.rate(*kind);
-            let entry = buckets
-                .entry((*kind, (*key).to_owned()))
-                .or_insert_with(|| Entry {
-                    bucket: TokenBucket::new(rate.per_sec, rate.burst, now),
-                    refused: 0,
-                });
+        for (index, (key, (_, _, cost))) in keys.iter().zip(charges).enumerate() {
+            let rate = self.limits.rate(key.0);
+            let entry = buckets.entry(key.clone()).or_insert_with(|| Entry {
+                bucket: TokenBucket::new(rate.per_sec, rate.burst, now),
+                refused: 0,
+            });
             if let Err(wait) = entry.bucket.can_take(now, *cost)
                 && short.is_none_or(|(_, longest)| wait > longest)
             {
@@ -287,10 +278,7 @@ impl RateLimits {
             }
         }
         if let Some((index, wait)) = short {
-            let (kind, key, _) = charges[index];
-            let entry = buckets
-                .get_mut(&(kind, key.to_owned()))
-                .expect("inserted above");
+            let entry = buckets.get_mut(&keys[index]).expect("inserted above");
             entry.refused += 1;
             return Verdict::Refused {
                 index,
@@ -298,10 +286,9 @@ impl RateLimits {
                 refused: entry.refused,
             };
         }
-        for (kind, key, cost) in charges {
-            if let Some(entry) = buckets.get_mut(&(*kind, (*key).to_owned())) {
-                entry.bucket.take_n(now, *cost).expect("checked above");
-            }
+        for (key, (_, _, cost)) in keys.iter().zip(charges) {
+            let entry = buckets.get_mut(key).expect("inserted above");
+            entry.bucket.take_n(now, *cost).expect("checked above");
         }
         Verdict::Allowed
     }
