@@ -272,14 +272,17 @@ mod tests {
         }
     }
 
+    /// An action, both sides before it, and both sides after it (or the refusal).
+    type Case = (
+        Action,
+        ConnectionState,
+        ConnectionState,
+        Result<(ConnectionState, ConnectionState), Refusal>,
+    );
+
     #[test]
     fn every_transition() {
-        let cases: &[(
-            Action,
-            ConnectionState,
-            ConnectionState,
-            Result<(ConnectionState, ConnectionState), Refusal>,
-        )] = &[
+        let cases: &[Case] = &[
             (Action::Request, None, None, Ok((Requested, Incoming))),
             (Action::Request, Rejected, None, Ok((Requested, Incoming))),
             (

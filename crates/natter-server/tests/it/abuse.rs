@@ -180,8 +180,7 @@ async fn message_bytes_are_limited_per_user(backend: Backend) {
     let Some(server) = limited(backend, Kind::UserBytes, Rate::new(1.0, 10_000.0)).await else {
         return;
     };
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, _bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let body = "x".repeat(4_000);
     send(&mut a, direct, "m1", &body).await;

@@ -9,7 +9,7 @@ use natter_server::ratelimit::{Kind, Rate};
 
 use natter_test_support::redis_url;
 
-use crate::helpers::{Backend, Proxy, TestServer};
+use crate::helpers::{Backend, Proxy, TestServer, same_device};
 use crate::ws::{connect, error, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
@@ -42,14 +42,8 @@ async fn messages_and_suspensions_cross_nodes() {
     let Some((a, b)) = two_nodes(Some(redis)).await else {
         return;
     };
-    let (alice, bob) = a.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
-    let bob_on_b = natter_client::Session::resume(
-        b.client.clone(),
-        bob.token().into(),
-        bob.user_id(),
-        bob.device_id(),
-    );
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let bob_on_b = same_device(&b.client, &bob);
     let bob_phone = b.login("bob", "phone").await;
     let (mut on_a, _) = connect(&alice).await;
     let (mut on_b, _) = connect(&bob_on_b).await;
@@ -124,43 +118,21 @@ async fn until_live(
 
 /// Polls a node's readiness until it reports Redis as `status`.
 async fn wait_for_redis(node: &TestServer, status: &str) {
-    for _ in 0..100 {
-        let ready: serde_json::Value = reqwest::get(format!("{}/readyz", node.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ready["redis"] == status {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    panic!("{} never reported Redis {status}", node.url);
+    node.wait_for_readiness(&format!("redis {status}"), |_, body| {
+        body["redis"] == status
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_node_delivery_resumes_after_a_redis_outage() {
     let Some(redis) = redis_url() else { return };
-    let upstream = redis
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let proxy = Proxy::start(upstream.clone()).await;
-    let proxied = redis.replacen(&upstream, &proxy.address.to_string(), 1);
+    let (proxy, proxied) = Proxy::in_front_of(&redis).await;
     let Some((a, b)) = two_nodes(Some(proxied)).await else {
         return;
     };
-    let (alice, bob) = a.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
-    let bob_on_b = natter_client::Session::resume(
-        b.client.clone(),
-        bob.token().into(),
-        bob.user_id(),
-        bob.device_id(),
-    );
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let bob_on_b = same_device(&b.client, &bob);
     let (mut on_a, _) = connect(&alice).await;
     let (mut on_b, _) = connect(&bob_on_b).await;
     let before = until_live(&mut on_a, &mut on_b, direct, "before").await;
@@ -211,15 +183,9 @@ async fn without_redis_nodes_deliver_locally_and_devices_catch_up() {
     let Some((a, b)) = two_nodes(Some("redis://127.0.0.1:1".into())).await else {
         return;
     };
-    let (alice, bob) = a.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
     let alice_phone = a.login("alice", "phone").await;
-    let bob_on_b = natter_client::Session::resume(
-        b.client.clone(),
-        bob.token().into(),
-        bob.user_id(),
-        bob.device_id(),
-    );
+    let bob_on_b = same_device(&b.client, &bob);
     let (mut on_a, _) = connect(&alice).await;
     let (mut phone_on_a, _) = connect(&alice_phone).await;
     let (mut on_b, _) = connect(&bob_on_b).await;
@@ -234,15 +200,11 @@ async fn without_redis_nodes_deliver_locally_and_devices_catch_up() {
     on_b.close().await;
     let (_, synced) = connect(&bob_on_b).await;
     assert_eq!(synced.iter().map(|m| m.seq).collect::<Vec<_>>(), acked);
-    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", a.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, ready) = a.readiness().await;
     assert_eq!(
-        ready["store"], "ok",
-        "the node stays ready to accept messages"
+        (status, &ready["store"], &ready["redis"]),
+        (200, &"ok".into(), &"unreachable".into()),
+        "the node stays ready to accept messages, and says Redis is away"
     );
 }
 
@@ -253,49 +215,25 @@ async fn the_gateway_endpoint_assigns_the_least_loaded_node() {
         return;
     };
     let alice = a.user("alice").await;
-    let gateway = |server: &TestServer| {
-        let url = format!("{}/v1/gateway", server.url);
-        async move {
-            reqwest::get(url)
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()["url"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let ws_url = |server: &TestServer| format!("{}/v1/ws", server.url.replacen("http", "ws", 1));
     // Load node B with three connections: both nodes send newcomers to A.
-    let on_b = natter_client::Session::resume(
-        b.client.clone(),
-        alice.token().into(),
-        alice.user_id(),
-        alice.device_id(),
-    );
+    let on_b = same_device(&b.client, &alice);
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(connect(&on_b).await.0);
     }
-    wait_until_both_assign(&a, &b, &ws_url(&a), gateway).await;
+    wait_until_both_assign(&a, &b, &a.ws_url()).await;
     // Now load A more: the assignment moves to B.
     for _ in 0..5 {
         held.push(connect(&alice).await.0);
     }
-    wait_until_both_assign(&a, &b, &ws_url(&b), gateway).await;
+    wait_until_both_assign(&a, &b, &b.ws_url()).await;
 }
 
 /// Polls both nodes' gateway endpoints until they name `expected` (heartbeats are periodic).
-async fn wait_until_both_assign<F, Fut>(a: &TestServer, b: &TestServer, expected: &str, gateway: F)
-where
-    F: Fn(&TestServer) -> Fut,
-    Fut: std::future::Future<Output = String>,
-{
+async fn wait_until_both_assign(a: &TestServer, b: &TestServer, expected: &str) {
     let mut last = (String::new(), String::new());
     for _ in 0..60 {
-        last = (gateway(a).await, gateway(b).await);
+        last = (a.gateway().await.url, b.gateway().await.url);
         if last.0 == expected && last.1 == expected {
             return;
         }
@@ -338,23 +276,13 @@ async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections()
     stopping.await.unwrap();
     // Gone from the assigner the moment it stopped, not when its heartbeat would expire.
     assert_eq!(heartbeats().await, 1);
-    let nodes = || async {
-        reqwest::get(format!("{}/v1/gateway", b.url))
-            .await
-            .unwrap()
-            .json::<natter_proto::gateway::GatewayResponse>()
-            .await
-            .unwrap()
-            .nodes
-    };
-    let own = format!("{}/v1/ws", b.url.replacen("http", "ws", 1));
-    let mut seen = nodes().await;
+    let mut seen = b.gateway().await.nodes;
     for _ in 0..50 {
-        if seen == [own.clone()] {
+        if seen == [b.ws_url()] {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        seen = nodes().await;
+        seen = b.gateway().await.nodes;
     }
     panic!("node B still hands out {seen:?}");
 }
@@ -371,14 +299,8 @@ async fn a_second_node_adds_no_allowance() {
     let Some((a, b)) = two_nodes_in(&cluster, Some(redis), limited).await else {
         return;
     };
-    let (alice, bob) = a.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
-    let alice_on_b = natter_client::Session::resume(
-        b.client.clone(),
-        alice.token().into(),
-        alice.user_id(),
-        alice.device_id(),
-    );
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let alice_on_b = same_device(&b.client, &alice);
     // One device, connected to both nodes: each node alone would allow four sends.
     let (mut on_a, _) = connect(&alice).await;
     let (mut on_b, _) = connect(&alice_on_b).await;
@@ -412,5 +334,38 @@ async fn a_second_node_adds_no_allowance() {
             .unwrap_err()
             .code(),
         Some("rate_limited")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_node_still_enforces_the_limits() {
+    // Nothing listens on port 1: the shared buckets are unreachable from the start.
+    let Some(node) = TestServer::start_with(Backend::Postgres, |c| {
+        c.redis_url = Some(Secret("redis://127.0.0.1:1".into()));
+        c.limits.set(Kind::DeviceMessages, Rate::new(0.001, 2.0));
+    })
+    .await
+    else {
+        return;
+    };
+    let (alice, _bob, direct) = node.direct_pair("alice", "bob").await;
+    let (mut live, _) = connect(&alice).await;
+    send(&mut live, direct, "m0", "x").await;
+    send(&mut live, direct, "m1", "x").await;
+    live.send_message(direct, "m2", "x").await.unwrap();
+    let refused = error(&mut live).await;
+    assert_eq!(
+        (refused.code.as_str(), refused.client_msg_id.as_deref()),
+        ("rate_limited", Some("m2"))
+    );
+    let metrics = reqwest::get(format!("{}/metrics", node.admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("natter_rate_limit_fallbacks_total"),
+        "the fallback is counted"
     );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use natter_client::ClientError;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
-use crate::helpers::{Backend, TestServer, backend_tests, server};
+use crate::helpers::{Backend, TestServer, backend_tests, same_device, server};
 use crate::ws::{connect, connect_with_inbox, error, next, ping, send, until};
 
 backend_tests!(
@@ -91,8 +91,7 @@ async fn a_slow_consumer_is_disconnected_and_resyncs_everything(backend: Backend
     else {
         return;
     };
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
     // Bob stops reading while Alice sends a few megabytes: his socket buffers fill, then his
@@ -238,20 +237,14 @@ async fn acked_messages_survive_a_restart(backend: Backend) {
     let Some(server) = TestServer::start(backend).await else {
         return;
     };
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let mut acks = Vec::new();
     for i in 1..=20 {
         acks.push(send(&mut a, direct, &format!("m{i}"), &format!("body {i}")).await);
     }
     let server = server.restart().await;
-    let alice = natter_client::Session::resume(
-        server.client.clone(),
-        alice.token().into(),
-        alice.user_id(),
-        alice.device_id(),
-    );
+    let alice = same_device(&server.client, &alice);
     let history = alice.history(direct, None, None, Some(100)).await.unwrap();
     assert_eq!(
         history.iter().map(|m| m.seq).collect::<Vec<_>>(),
@@ -260,12 +253,7 @@ async fn acked_messages_survive_a_restart(backend: Backend) {
     // And the log goes on where it was.
     let (mut a, _) = connect(&alice).await;
     assert_eq!(send(&mut a, direct, "after", "x").await.seq, 21);
-    let bob = natter_client::Session::resume(
-        server.client.clone(),
-        bob.token().into(),
-        bob.user_id(),
-        bob.device_id(),
-    );
+    let bob = same_device(&server.client, &bob);
     let (_, synced) = connect(&bob).await;
     assert_eq!(synced.len(), 21);
 }

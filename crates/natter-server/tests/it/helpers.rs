@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use natter_client::{Client, Session};
+use natter_proto::ConversationId;
 use natter_server::config::{Config, DatabaseUrl, Secret};
 use natter_server::ratelimit::{Limits, Rate};
 use sqlx::Connection;
@@ -184,10 +185,10 @@ impl TestServer {
     async fn wait_ready(&self) {
         let http = reqwest::Client::new();
         for _ in 0..600 {
-            if let Ok(response) = http.get(format!("{}/readyz", self.url)).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = http.get(format!("{}/readyz", self.url)).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
                 panic!("the server stopped while starting");
@@ -195,6 +196,50 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the server did not become ready within 30 s");
+    }
+
+    /// What `/readyz` says: its status and body.
+    pub async fn readiness(&self) -> (u16, serde_json::Value) {
+        let response = reqwest::get(format!("{}/readyz", self.url))
+            .await
+            .expect("reaching /readyz");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.expect("a JSON readiness body"),
+        )
+    }
+
+    /// Polls `/readyz` (for up to 30 s) until `expected` holds of its status and body.
+    pub async fn wait_for_readiness(
+        &self,
+        what: &str,
+        expected: impl Fn(u16, &serde_json::Value) -> bool,
+    ) {
+        let mut last = (0, serde_json::Value::Null);
+        for _ in 0..300 {
+            last = self.readiness().await;
+            if expected(last.0, &last.1) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{}: /readyz never said {what}; last {last:?}", self.url);
+    }
+
+    /// The host assigner's answer.
+    pub async fn gateway(&self) -> natter_proto::gateway::GatewayResponse {
+        reqwest::get(format!("{}/v1/gateway", self.url))
+            .await
+            .expect("reaching /v1/gateway")
+            .json()
+            .await
+            .expect("a gateway answer")
+    }
+
+    /// This server's own WebSocket URL, as the host assigner names it.
+    pub fn ws_url(&self) -> String {
+        format!("{}/v1/ws", self.url.replacen("http", "ws", 1))
     }
 
     /// Registers `username` (password `password123`) and logs in one device.
@@ -224,6 +269,18 @@ impl TestServer {
             .await
             .expect("accepting");
         (a, b)
+    }
+
+    /// Two users connected to each other, and their direct conversation.
+    pub async fn direct_pair(&self, a: &str, b: &str) -> (Session, Session, ConversationId) {
+        let (a, b) = self.connected_pair(a, b).await;
+        let direct = a
+            .open_direct(b.user_id())
+            .await
+            .expect("opening the direct conversation")
+            .summary
+            .id;
+        (a, b, direct)
     }
 
     /// A raw HTTP request builder for malformed-input tests.
@@ -284,6 +341,17 @@ impl Drop for TestServer {
     }
 }
 
+/// The same device (token) as `session`, talking through `client`: to another node of the
+/// cluster, or to a server restarted on the same database.
+pub fn same_device(client: &Client, session: &Session) -> Session {
+    Session::resume(
+        client.clone(),
+        session.token().into(),
+        session.user_id(),
+        session.device_id(),
+    )
+}
+
 /// A TCP proxy in front of a service (PostgreSQL, Redis) that can cut every connection and
 /// refuse new ones, to stage an outage.
 pub struct Proxy {
@@ -295,6 +363,19 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of the service at `url` (`scheme://[user@]host:port[/path]`), and
+    /// the same URL through the proxy.
+    pub async fn in_front_of(url: &str) -> (Self, String) {
+        let (_, rest) = url.split_once("://").expect("a URL with a scheme");
+        let authority = rest.split('/').next().expect("an authority");
+        let upstream = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let proxy = Self::start(upstream.to_owned()).await;
+        let proxied = url.replacen(upstream, &proxy.address.to_string(), 1);
+        (proxy, proxied)
+    }
+
     /// Forwards connections to `upstream` (host:port).
     pub async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

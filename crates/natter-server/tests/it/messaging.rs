@@ -101,8 +101,7 @@ async fn room_messages_reach_every_member_device(backend: Backend) {
 
 async fn offline_devices_sync_in_order_from_their_cursor(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     for i in 1..=7 {
         send(&mut a, direct, &format!("m{i}"), "x").await;
@@ -160,8 +159,7 @@ async fn offline_devices_sync_in_order_from_their_cursor(backend: Backend) {
 
 async fn sync_and_live_traffic_meet_without_gap_or_duplicate(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     const TOTAL: i64 = 300;
     // Alice sends steadily while Bob connects, reads a little, drops the connection and
@@ -230,8 +228,7 @@ async fn sync_and_live_traffic_meet_without_gap_or_duplicate(backend: Backend) {
 
 async fn resending_a_client_msg_id_stores_once(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let first = send(&mut a, direct, "same-id", "hello").await;
     let again = send(&mut a, direct, "same-id", "hello").await;
@@ -362,8 +359,7 @@ async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
 
 async fn bad_frames_get_error_frames_and_the_connection_stays(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, _bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     for (text, code) in [
         ("not json".to_owned(), "invalid_frame"),
@@ -401,7 +397,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays(backend: Backend) 
             "too_large",
         ),
         (
-            format!(r#"{{"type":"auth","token":"whatever"}}"#),
+            r#"{"type":"auth","token":"whatever"}"#.to_string(),
             "invalid_frame",
         ),
     ] {
@@ -421,8 +417,7 @@ async fn senders_past_their_rate_get_rate_limited(backend: Backend) {
     else {
         return;
     };
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     for i in 0..3 {
         send(&mut a, direct, &format!("m{i}"), "x").await;
@@ -448,8 +443,7 @@ async fn senders_past_their_rate_get_rate_limited(backend: Backend) {
 
 async fn receipts_reach_the_sender(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let bob_phone = server.login("bob", "phone").await;
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
@@ -518,8 +512,7 @@ async fn receipts_reach_the_sender(backend: Backend) {
 
 async fn typing_reaches_the_other_members(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
     a.send(&ClientFrame::Typing {

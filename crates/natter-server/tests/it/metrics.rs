@@ -88,16 +88,16 @@ impl Prometheus {
                 .query(&[("query", query)])
                 .send()
                 .await;
-            if let Ok(answer) = answer {
-                if let Ok(body) = answer.json::<Value>().await {
-                    let value = body["data"]["result"][0]["value"][1]
-                        .as_str()
-                        .and_then(|v| v.parse::<f64>().ok());
-                    if let Some(value) = value.filter(|v| accept(*v)) {
-                        return value;
-                    }
-                    last = Some(body);
+            if let Ok(answer) = answer
+                && let Ok(body) = answer.json::<Value>().await
+            {
+                let value = body["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok());
+                if let Some(value) = value.filter(|v| accept(*v)) {
+                    return value;
                 }
+                last = Some(body);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -114,8 +114,7 @@ async fn prometheus_scrapes_the_series_while_messages_flow() {
     let Some(prometheus) = prometheus(&target) else {
         return;
     };
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
     for i in 0..20 {

@@ -1,30 +1,9 @@
 //! PostgreSQL going away and coming back: sends get a clear, retryable error and no ack,
 //! nothing is half-written, readiness fails, and service resumes by itself.
 
-use std::time::Duration;
-
 use crate::helpers::{Backend, Proxy, TestDatabase, TestServer};
 use crate::ws::{connect, error, ping, send};
 use natter_server::config::{DatabaseUrl, Secret};
-
-async fn readiness(server: &TestServer) -> u16 {
-    reqwest::get(format!("{}/readyz", server.url))
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// Polls readiness until it is `status` (bounded).
-async fn wait_for_readiness(server: &TestServer, status: u16) {
-    for _ in 0..300 {
-        if readiness(server).await == status {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("/readyz never answered {status}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
@@ -34,19 +13,17 @@ async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
     let DatabaseUrl::Postgres(Secret(url)) = &database.url else {
         unreachable!("a PostgreSQL test database")
     };
-    let after_host = url.split_once('@').map_or(url.as_str(), |(_, rest)| rest);
-    let (upstream, _) = after_host.split_once('/').expect("host/database");
-    let proxy = Proxy::start(upstream.to_owned()).await;
-    let proxied = url.replacen(upstream, &proxy.address.to_string(), 1);
+    let (proxy, proxied) = Proxy::in_front_of(url).await;
     let server = TestServer::start_via(proxied.parse().unwrap()).await;
 
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut live, _) = connect(&alice).await;
     send(&mut live, direct, "before", "x").await;
 
     proxy.cut();
-    wait_for_readiness(&server, 503).await;
+    server
+        .wait_for_readiness("503", |status, _| status == 503)
+        .await;
     // A send gets a retryable error and no ack; the connection stays.
     live.send_message(direct, "during", "x").await.unwrap();
     let refused = error(&mut live).await;
@@ -67,7 +44,9 @@ async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
     assert_eq!(problem["code"], "store_unavailable");
 
     proxy.restore();
-    wait_for_readiness(&server, 200).await;
+    server
+        .wait_for_readiness("200", |status, _| status == 200)
+        .await;
     // The client's retry, with the same id, is stored once; nothing from the outage is there
     // half-written.
     let resent = send(&mut live, direct, "during", "x").await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use natter_client::Client;
 use natter_proto::ws::ServerFrame;
 
-use crate::helpers::{Backend, TestDatabase, backend_tests};
+use crate::helpers::{Backend, TestDatabase, backend_tests, same_device};
 use crate::ws::{connect, next};
 
 backend_tests!(acked_messages_survive_kill_9_under_traffic);
@@ -231,12 +231,7 @@ async fn acked_messages_survive_kill_9_under_traffic(backend: Backend) {
 
     // Restart on the same database: every acked message is there, at its acked seq.
     let natterd = Natterd::start(dir.path(), Some(&url), &[]).await;
-    let alice = natter_client::Session::resume(
-        natterd.client.clone(),
-        alice.token().into(),
-        alice.user_id(),
-        alice.device_id(),
-    );
+    let alice = same_device(&natterd.client, &alice);
     let mut stored = HashMap::new();
     let mut after = 0;
     loop {
