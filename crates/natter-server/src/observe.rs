@@ -125,7 +125,7 @@ fn describe() {
     );
     describe_gauge!(
         "natter_inbox_depth",
-        "To-device payloads waiting for acknowledgement"
+        "To-device payloads waiting for acknowledgement, in the whole store (every node reports the same number)"
     );
     describe_gauge!(
         "natter_outbound_queued",

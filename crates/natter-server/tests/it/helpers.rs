@@ -377,7 +377,7 @@ impl Proxy {
     }
 
     /// Forwards connections to `upstream` (host:port).
-    pub async fn start(upstream: String) -> Self {
+    async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let up = Arc::new(Mutex::new(true));
