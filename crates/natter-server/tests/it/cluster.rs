@@ -246,7 +246,8 @@ async fn wait_until_both_assign(a: &TestServer, b: &TestServer, expected: &str) 
 async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections() {
     let Some(redis) = redis_url() else { return };
     let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
-    let Some((a, b)) = two_nodes_in(&cluster, Some(redis.clone()), |_| {}).await else {
+    let drain = |c: &mut Config| c.gateway.drain = std::time::Duration::from_secs(2);
+    let Some((a, b)) = two_nodes_in(&cluster, Some(redis.clone()), drain).await else {
         return;
     };
     let heartbeats = || async {
@@ -267,13 +268,39 @@ async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections()
     }
     assert_eq!(heartbeats().await, 2, "both nodes heartbeat");
     let alice = a.user("alice").await;
-    let (mut on_a, _) = connect(&alice).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connect(&alice).await.0);
+    }
+    let started = std::time::Instant::now();
     let stopping = tokio::spawn(a.stop());
-    match next(&mut on_a).await {
-        Err(ClientError::Closed(closed)) => assert_eq!(closed.code, Some(1012)),
-        other => panic!("expected a close telling the client to reconnect, got {other:?}"),
+    // Each connection watched on its own, so each close is timed when it comes.
+    let watchers: Vec<_> = held
+        .into_iter()
+        .map(|mut connection| {
+            tokio::spawn(async move {
+                match next(&mut connection).await {
+                    Err(ClientError::Closed(closed)) => assert_eq!(closed.code, Some(1012)),
+                    other => {
+                        panic!("expected a close telling the client to reconnect, got {other:?}")
+                    }
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut closed_at = Vec::new();
+    for watcher in watchers {
+        closed_at.push(watcher.await.unwrap());
     }
     stopping.await.unwrap();
+    // Closed at random moments over the 2 s window, not all at once (eight draws all within
+    // 200 ms of each other would be a one-in-ten-million chance).
+    let spread = *closed_at.iter().max().unwrap() - *closed_at.iter().min().unwrap();
+    assert!(
+        spread >= std::time::Duration::from_millis(200),
+        "closes bunched: {closed_at:?}"
+    );
     // Gone from the assigner the moment it stopped, not when its heartbeat would expire.
     assert_eq!(heartbeats().await, 1);
     let mut seen = b.gateway().await.nodes;
