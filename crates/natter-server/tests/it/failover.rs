@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use natter_client::{Client, ClientError, Device, Event, StoredMessage};
 use natter_proto::ConversationId;
 use natter_proto::gateway::GatewayResponse;
+use natter_server::ratelimit::Kind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -58,18 +59,9 @@ impl Cluster {
     async fn start() -> Option<Self> {
         let redis = natter_test_support::redis_url()?;
         let database = TestDatabase::create(Backend::Postgres).await?;
-        let limits = [
-            "device_messages",
-            "user_messages",
-            "user_bytes",
-            "connection_requests",
-            "account_logins",
-            "address_logins",
-            "address_registrations",
-            "address_connects",
-        ]
-        .map(|kind| format!("{kind}=1000000000:1000000000"))
-        .join(",");
+        let limits = Kind::ALL
+            .map(|kind| format!("{}=1000000000:1000000000", kind.name()))
+            .join(",");
         let mut cluster = Self {
             nodes: Vec::new(),
             args: vec![
