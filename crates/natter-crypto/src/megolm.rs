@@ -51,8 +51,27 @@ struct OutboundMeta {
     conversation_id: ConversationId,
     created_at_ms: i64,
     shared_with: BTreeSet<Recipient>,
-    #[serde(default)]
+}
+
+/// The stored form of a room session: what it is for in clear, next to the ratchet
+/// encrypted with the store key (vodozemac's encrypted pickle).
+#[derive(Serialize, Deserialize)]
+struct Pickled<M> {
+    #[serde(flatten)]
+    meta: M,
     session: String,
+}
+
+impl<M: Serialize> Pickled<M> {
+    fn to_json(meta: M, session: String) -> String {
+        serde_json::to_string(&Self { meta, session }).expect("a pickle always serializes")
+    }
+}
+
+impl<M: serde::de::DeserializeOwned> Pickled<M> {
+    fn from_json(pickle: &str) -> Result<Self, CryptoError> {
+        serde_json::from_str(pickle).map_err(CryptoError::PickleFormat)
+    }
 }
 
 impl OutboundRoomSession {
@@ -64,7 +83,6 @@ impl OutboundRoomSession {
                 conversation_id,
                 created_at_ms: now_ms,
                 shared_with: BTreeSet::new(),
-                session: String::new(),
             },
         }
     }
@@ -134,13 +152,7 @@ impl OutboundRoomSession {
 
     /// The session encrypted with `key`, for storage.
     pub fn pickle(&self, key: &StoreKey) -> String {
-        let meta = OutboundMeta {
-            session: self.session.pickle().encrypt(key.bytes()),
-            conversation_id: self.stored.conversation_id,
-            created_at_ms: self.stored.created_at_ms,
-            shared_with: self.stored.shared_with.clone(),
-        };
-        serde_json::to_string(&meta).expect("a pickle always serializes")
+        Pickled::to_json(&self.stored, self.session.pickle().encrypt(key.bytes()))
     }
 
     /// Opens a pickle made by [`OutboundRoomSession::pickle`].
@@ -148,14 +160,12 @@ impl OutboundRoomSession {
     /// # Errors
     /// A wrong key or damaged data.
     pub fn from_pickle(pickle: &str, key: &StoreKey) -> Result<Self, CryptoError> {
-        let mut stored: OutboundMeta =
-            serde_json::from_str(pickle).map_err(CryptoError::PickleFormat)?;
-        let session = GroupSessionPickle::from_encrypted(&stored.session, key.bytes())
+        let pickled = Pickled::<OutboundMeta>::from_json(pickle)?;
+        let session = GroupSessionPickle::from_encrypted(&pickled.session, key.bytes())
             .map_err(CryptoError::Pickle)?;
-        stored.session.clear();
         Ok(Self {
             session: GroupSession::from_pickle(session),
-            stored,
+            stored: pickled.meta,
         })
     }
 }
@@ -174,8 +184,6 @@ struct InboundMeta {
     conversation_id: ConversationId,
     sender_user_id: UserId,
     sender_device_id: DeviceId,
-    #[serde(default)]
-    session: String,
 }
 
 impl InboundRoomSession {
@@ -198,7 +206,6 @@ impl InboundRoomSession {
                 conversation_id: share.conversation_id,
                 sender_user_id: share.sender_user_id,
                 sender_device_id: share.sender_device_id,
-                session: String::new(),
             },
         })
     }
@@ -249,13 +256,7 @@ impl InboundRoomSession {
 
     /// The session encrypted with `key`, for storage.
     pub fn pickle(&self, key: &StoreKey) -> String {
-        let meta = InboundMeta {
-            session: self.session.pickle().encrypt(key.bytes()),
-            conversation_id: self.meta.conversation_id,
-            sender_user_id: self.meta.sender_user_id,
-            sender_device_id: self.meta.sender_device_id,
-        };
-        serde_json::to_string(&meta).expect("a pickle always serializes")
+        Pickled::to_json(&self.meta, self.session.pickle().encrypt(key.bytes()))
     }
 
     /// Opens a pickle made by [`InboundRoomSession::pickle`].
@@ -263,14 +264,12 @@ impl InboundRoomSession {
     /// # Errors
     /// A wrong key or damaged data.
     pub fn from_pickle(pickle: &str, key: &StoreKey) -> Result<Self, CryptoError> {
-        let mut meta: InboundMeta =
-            serde_json::from_str(pickle).map_err(CryptoError::PickleFormat)?;
-        let session = InboundGroupSessionPickle::from_encrypted(&meta.session, key.bytes())
+        let pickled = Pickled::<InboundMeta>::from_json(pickle)?;
+        let session = InboundGroupSessionPickle::from_encrypted(&pickled.session, key.bytes())
             .map_err(CryptoError::Pickle)?;
-        meta.session.clear();
         Ok(Self {
             session: InboundGroupSession::from_pickle(session),
-            meta,
+            meta: pickled.meta,
         })
     }
 }
@@ -368,6 +367,48 @@ mod tests {
         assert_eq!(back.session_id(), outbound.session_id());
         assert!(matches!(
             OutboundRoomSession::from_pickle(&pickle, &wrong),
+            Err(CryptoError::Pickle(_))
+        ));
+        assert!(matches!(
+            OutboundRoomSession::from_pickle("not json", &key),
+            Err(CryptoError::PickleFormat(_))
+        ));
+    }
+
+    #[test]
+    fn pickled_sessions_keep_what_they_are_for() {
+        let key = StoreKey::from_passphrase("right", &StoreKey::new_salt()).unwrap();
+        let (user, device, other) = (UserId(id()), DeviceId(id()), DeviceId(id()));
+        let conversation = ConversationId(id());
+        let mut outbound = OutboundRoomSession::new(conversation, 0);
+        outbound.mark_shared((user, other));
+        let inbound =
+            InboundRoomSession::from_share(&outbound.share_for((user, device), other)).unwrap();
+
+        // The outbound session remembers who has its key; the inbound one whose it is.
+        let mut outbound = OutboundRoomSession::from_pickle(&outbound.pickle(&key), &key).unwrap();
+        assert!(
+            outbound
+                .unshared(&BTreeSet::from([(user, other)]))
+                .is_empty()
+        );
+        let mut inbound = InboundRoomSession::from_pickle(&inbound.pickle(&key), &key).unwrap();
+        assert_eq!(inbound.conversation_id(), conversation);
+        let envelope = MessageEnvelope::new("kept", conversation, device).unwrap();
+        let message = Message {
+            conversation_id: conversation,
+            seq: 1,
+            sender_id: user,
+            sender_device_id: device,
+            client_msg_id: "m1".into(),
+            server_ts: 0,
+            client_ts: None,
+            ciphertext: outbound.encrypt(&envelope),
+        };
+        assert_eq!(inbound.decrypt(&message).unwrap().text, "kept");
+        let wrong = StoreKey::from_passphrase("wrong", &StoreKey::new_salt()).unwrap();
+        assert!(matches!(
+            InboundRoomSession::from_pickle(&inbound.pickle(&key), &wrong),
             Err(CryptoError::Pickle(_))
         ));
     }
