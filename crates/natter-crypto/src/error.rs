@@ -28,6 +28,9 @@ pub enum CryptoError {
     /// A pairwise session could not be created.
     #[error("cannot open a session with the device: {0}")]
     SessionCreation(#[source] vodozemac::olm::SessionCreationError),
+    /// A pairwise session could not encrypt (vodozemac refuses only for a broken session).
+    #[error("cannot encrypt for the device: {0}")]
+    OlmEncryption(#[source] vodozemac::olm::EncryptionError),
     /// A to-device payload could not be decrypted.
     #[error("cannot decrypt a to-device payload: {0}")]
     OlmDecryption(String),

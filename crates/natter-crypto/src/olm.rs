@@ -50,7 +50,7 @@ impl PairwiseSession {
         let message = self
             .session
             .encrypt(plaintext)
-            .map_err(|e| CryptoError::OlmDecryption(e.to_string()))?;
+            .map_err(CryptoError::OlmEncryption)?;
         let wire = Wire {
             sender_key: own_curve25519.to_owned(),
             message,
