@@ -139,6 +139,15 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Runs one statement; returns how many rows it changed.
+    fn execute(
+        &self,
+        statement: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<usize, ClientError> {
+        self.db().execute(statement, params).map_err(sql)
+    }
+
     pub(crate) fn get(&self, key: &str) -> Result<Option<String>, ClientError> {
         self.db()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -147,14 +156,12 @@ impl Store {
     }
 
     pub(crate) fn set(&self, key: &str, value: &str) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+        .map(drop)
     }
 
     /// Pickles of the pairwise sessions with a device, most recently used first.
@@ -176,15 +183,13 @@ impl Store {
         pickle: &str,
         used_at: i64,
     ) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO olm_sessions (their_key, session_id, pickle, used_at)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (their_key, session_id)
-                 DO UPDATE SET pickle = excluded.pickle, used_at = excluded.used_at",
-                params![their_key, session_id, pickle, used_at],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO olm_sessions (their_key, session_id, pickle, used_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (their_key, session_id)
+             DO UPDATE SET pickle = excluded.pickle, used_at = excluded.used_at",
+            params![their_key, session_id, pickle, used_at],
+        )
+        .map(drop)
     }
 
     pub(crate) fn outbound(
@@ -206,14 +211,12 @@ impl Store {
         conversation: ConversationId,
         pickle: &str,
     ) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO outbound_sessions (conversation_id, pickle) VALUES (?1, ?2)
-                 ON CONFLICT (conversation_id) DO UPDATE SET pickle = excluded.pickle",
-                params![conversation.to_string(), pickle],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO outbound_sessions (conversation_id, pickle) VALUES (?1, ?2)
+             ON CONFLICT (conversation_id) DO UPDATE SET pickle = excluded.pickle",
+            params![conversation.to_string(), pickle],
+        )
+        .map(drop)
     }
 
     pub(crate) fn inbound(&self, session_id: &str) -> Result<Option<String>, ClientError> {
@@ -233,14 +236,12 @@ impl Store {
         conversation: ConversationId,
         pickle: &str,
     ) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO inbound_sessions (session_id, conversation_id, pickle) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle",
-                params![session_id, conversation.to_string(), pickle],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO inbound_sessions (session_id, conversation_id, pickle) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle",
+            params![session_id, conversation.to_string(), pickle],
+        )
+        .map(drop)
     }
 
     /// A device's verified keys (Curve25519, Ed25519), if cached.
@@ -263,20 +264,18 @@ impl Store {
         &self,
         device: &natter_crypto::VerifiedDevice,
     ) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO devices (user_id, device_id, curve25519, ed25519) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (user_id, device_id)
-                 DO UPDATE SET curve25519 = excluded.curve25519, ed25519 = excluded.ed25519",
-                params![
-                    device.user_id.to_string(),
-                    device.device_id.to_string(),
-                    device.curve25519,
-                    device.ed25519
-                ],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO devices (user_id, device_id, curve25519, ed25519) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id, device_id)
+             DO UPDATE SET curve25519 = excluded.curve25519, ed25519 = excluded.ed25519",
+            params![
+                device.user_id.to_string(),
+                device.device_id.to_string(),
+                device.curve25519,
+                device.ed25519
+            ],
+        )
+        .map(drop)
     }
 
     /// Stores a message once per (conversation, seq); false when it was already there.
@@ -290,28 +289,24 @@ impl Store {
             Ok(text) => (Some(text.as_str()), None),
             Err(reason) => (None, Some(reason.code())),
         };
-        let inserted = self
-            .db()
-            .execute(
-                "INSERT OR IGNORE INTO messages (conversation_id, seq, sender_id, sender_device_id,
-                 client_msg_id, server_ts, body, failure, session_id, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    message.conversation_id.to_string(),
-                    message.seq,
-                    message.sender_id.to_string(),
-                    message.sender_device_id.to_string(),
-                    message.client_msg_id,
-                    message.server_ts,
-                    body,
-                    failure,
-                    session_id,
-                    // Kept only while undecrypted, to retry when the key arrives.
-                    if body.is_none() { ciphertext } else { None },
-                ],
-            )
-            .map_err(sql)?
-            == 1;
+        let inserted = self.execute(
+            "INSERT OR IGNORE INTO messages (conversation_id, seq, sender_id, sender_device_id,
+             client_msg_id, server_ts, body, failure, session_id, ciphertext)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                message.conversation_id.to_string(),
+                message.seq,
+                message.sender_id.to_string(),
+                message.sender_device_id.to_string(),
+                message.client_msg_id,
+                message.server_ts,
+                body,
+                failure,
+                session_id,
+                // Kept only while undecrypted, to retry when the key arrives.
+                if body.is_none() { ciphertext } else { None },
+            ],
+        )? == 1;
         if inserted && let Some(text) = body {
             self.index(message, text)?;
         }
@@ -319,18 +314,16 @@ impl Store {
     }
 
     fn index(&self, message: &StoredMessage, text: &str) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO messages_fts (body, conversation_id, sender_id, seq) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    text,
-                    message.conversation_id.to_string(),
-                    message.sender_id.to_string(),
-                    message.seq
-                ],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO messages_fts (body, conversation_id, sender_id, seq) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                text,
+                message.conversation_id.to_string(),
+                message.sender_id.to_string(),
+                message.seq
+            ],
+        )
+        .map(drop)
     }
 
     /// Messages still waiting for the key of `session_id`, with their ciphertexts.
@@ -354,13 +347,11 @@ impl Store {
 
     /// Records that a pending message was decrypted.
     pub(crate) fn resolve(&self, message: &StoredMessage, text: &str) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "UPDATE messages SET body = ?3, failure = NULL, ciphertext = NULL
-                 WHERE conversation_id = ?1 AND seq = ?2",
-                params![message.conversation_id.to_string(), message.seq, text],
-            )
-            .map_err(sql)?;
+        self.execute(
+            "UPDATE messages SET body = ?3, failure = NULL, ciphertext = NULL
+             WHERE conversation_id = ?1 AND seq = ?2",
+            params![message.conversation_id.to_string(), message.seq, text],
+        )?;
         self.index(message, text)
     }
 
@@ -449,17 +440,14 @@ impl Store {
         read: bool,
     ) -> Result<bool, ClientError> {
         let column = if read { "read" } else { "delivered" };
-        let changed = self
-            .db()
-            .execute(
-                &format!(
-                    "INSERT INTO cursors (conversation_id, {column}) VALUES (?1, ?2)
-                     ON CONFLICT (conversation_id) DO UPDATE SET {column} = excluded.{column}
-                     WHERE excluded.{column} > cursors.{column}"
-                ),
-                params![conversation.to_string(), seq],
-            )
-            .map_err(sql)?;
+        let changed = self.execute(
+            &format!(
+                "INSERT INTO cursors (conversation_id, {column}) VALUES (?1, ?2)
+                 ON CONFLICT (conversation_id) DO UPDATE SET {column} = excluded.{column}
+                 WHERE excluded.{column} > cursors.{column}"
+            ),
+            params![conversation.to_string(), seq],
+        )?;
         Ok(changed == 1)
     }
 
@@ -468,20 +456,18 @@ impl Store {
         &self,
         receipt: &natter_proto::ws::Receipt,
     ) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "INSERT INTO receipts (conversation_id, user_id, delivered, read) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET
-                 delivered = max(delivered, excluded.delivered), read = max(read, excluded.read)",
-                params![
-                    receipt.conversation_id.to_string(),
-                    receipt.user_id.to_string(),
-                    receipt.delivered_seq,
-                    receipt.read_seq
-                ],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO receipts (conversation_id, user_id, delivered, read) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (conversation_id, user_id) DO UPDATE SET
+             delivered = max(delivered, excluded.delivered), read = max(read, excluded.read)",
+            params![
+                receipt.conversation_id.to_string(),
+                receipt.user_id.to_string(),
+                receipt.delivered_seq,
+                receipt.read_seq
+            ],
+        )
+        .map(drop)
     }
 
     /// How far others got in a conversation: (highest delivered, highest read) over other users.
@@ -506,10 +492,7 @@ impl Store {
         } else {
             "DELETE FROM blocks WHERE user_id = ?1"
         };
-        self.db()
-            .execute(statement, [user.to_string()])
-            .map(drop)
-            .map_err(sql)
+        self.execute(statement, [user.to_string()]).map(drop)
     }
 
     pub(crate) fn is_blocked(&self, user: UserId) -> Result<bool, ClientError> {
@@ -559,14 +542,12 @@ impl Store {
                 None,
             ),
         };
-        self.db()
-            .execute(
-                "INSERT INTO outbox (kind, conversation_id, user_id, seq, client_msg_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind, conversation, user, seq, id, body],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "INSERT INTO outbox (kind, conversation_id, user_id, seq, client_msg_id, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![kind, conversation, user, seq, id, body],
+        )
+        .map(drop)
     }
 
     /// The queue, oldest first, with each item's row id.
@@ -606,34 +587,28 @@ impl Store {
     }
 
     pub(crate) fn set_ciphertext(&self, id: i64, ciphertext: &str) -> Result<(), ClientError> {
-        self.db()
-            .execute(
-                "UPDATE outbox SET ciphertext = ?2 WHERE id = ?1",
-                params![id, ciphertext],
-            )
-            .map(drop)
-            .map_err(sql)
+        self.execute(
+            "UPDATE outbox SET ciphertext = ?2 WHERE id = ?1",
+            params![id, ciphertext],
+        )
+        .map(drop)
     }
 
     pub(crate) fn dequeue(&self, id: i64) -> Result<(), ClientError> {
-        self.db()
-            .execute("DELETE FROM outbox WHERE id = ?1", [id])
+        self.execute("DELETE FROM outbox WHERE id = ?1", [id])
             .map(drop)
-            .map_err(sql)
     }
 
     /// Removes an acked send and returns its text.
     pub(crate) fn take_sent(&self, client_msg_id: &str) -> Result<Option<String>, ClientError> {
-        let text: Option<String> = self
-            .db()
+        self.db()
             .query_row(
                 "DELETE FROM outbox WHERE kind = 'send' AND client_msg_id = ?1 RETURNING body",
                 [client_msg_id],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(sql)?;
-        Ok(text)
+            .map_err(sql)
     }
 }
 
