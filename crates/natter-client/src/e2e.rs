@@ -307,7 +307,7 @@ impl Device {
                 client_ts: None,
                 ciphertext,
             };
-            if let Ok(text) = self.decrypt_with(state, &message)? {
+            if let Ok(text) = self.decrypt_with(state, Some(session_id), &message)? {
                 state.store.resolve(&stored, &text)?;
                 stored.body = Ok(text);
                 resolved.push(stored);
@@ -316,18 +316,20 @@ impl Device {
         Ok(resolved)
     }
 
-    /// Decrypts one message with the keys this device holds.
+    /// Decrypts one message with the keys this device holds; `session_id` is the one its
+    /// ciphertext names ([`session_id_of`]), which callers already know.
     fn decrypt_with(
         &self,
         state: &State,
+        session_id: Option<&str>,
         message: &Message,
     ) -> Result<Result<String, UnableToDecrypt>, ClientError> {
-        let Some(session_id) = session_id_of(&message.ciphertext) else {
+        let Some(session_id) = session_id else {
             return Ok(Err(UnableToDecrypt::Corrupt(
                 "not a Natter ciphertext".into(),
             )));
         };
-        let Some(pickle) = state.store.inbound(&session_id)? else {
+        let Some(pickle) = state.store.inbound(session_id)? else {
             return Ok(Err(UnableToDecrypt::MissingKey));
         };
         let mut inbound = InboundRoomSession::from_pickle(&pickle, &self.inner.key)?;
@@ -343,7 +345,8 @@ impl Device {
         state: &State,
         message: &Message,
     ) -> Result<(StoredMessage, bool), ClientError> {
-        let body = self.decrypt_with(state, message)?;
+        let session_id = session_id_of(&message.ciphertext);
+        let body = self.decrypt_with(state, session_id.as_deref(), message)?;
         let stored = StoredMessage {
             conversation_id: message.conversation_id,
             seq: message.seq,
@@ -353,7 +356,6 @@ impl Device {
             server_ts: message.server_ts,
             body,
         };
-        let session_id = session_id_of(&message.ciphertext);
         let new = state.store.insert_message(
             &stored,
             session_id.as_deref(),
@@ -370,8 +372,9 @@ impl Device {
         &self,
         message: &Message,
     ) -> Result<Result<String, UnableToDecrypt>, ClientError> {
+        let session_id = session_id_of(&message.ciphertext);
         let state = self.lock().await;
-        self.decrypt_with(&state, message)
+        self.decrypt_with(&state, session_id.as_deref(), message)
     }
 
     /// Fetches a conversation's history from the server after `after`, decrypts and stores
