@@ -94,8 +94,8 @@ pub struct SyncReport {
 }
 
 impl Device {
-    /// Connects once: receives and decrypts everything waiting, sends the whole queue in
-    /// order and waits for every ack, then disconnects.
+    /// Connects once: receives and decrypts everything waiting, tops up one-time keys, sends
+    /// the whole queue in order and waits for every ack, then disconnects.
     ///
     /// # Errors
     /// The server cannot be reached (the queue stays for next time), refuses the token, or
@@ -111,7 +111,6 @@ impl Device {
         .await;
         link.conn.close().await;
         driven.map_err(|_| ClientError::Timeout)??;
-        self.publish_keys(false).await?;
         Ok(report)
     }
 
@@ -374,7 +373,10 @@ impl Device {
                     .await;
                 }
             }
+            // Caught up, so every key claimed while this device was away is known: top the
+            // one-time keys up (a live device as well as a sync) before saying so.
             ServerFrame::Synced { .. } => {
+                self.publish_keys(false).await?;
                 link.synced = true;
                 link.emit(Event::Synced).await;
             }

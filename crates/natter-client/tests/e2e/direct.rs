@@ -1,6 +1,8 @@
 //! A direct conversation between two users, one of them on two devices.
 
-use crate::helpers::{TestServer, texts};
+use natter_client::Event;
+
+use crate::helpers::{TestServer, live, next_event, texts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
@@ -131,4 +133,21 @@ async fn one_time_keys_are_topped_up_when_they_run_low() {
         bob.session().key_counts().await.unwrap().one_time_key_count,
         50
     );
+
+    // A device that stays live tops up too, each time it catches up.
+    for _ in 0..30 {
+        alice
+            .session()
+            .claim_key(bob.user_id(), bob.device_id())
+            .await
+            .unwrap();
+    }
+    let (mut events, stop, task) = live(&bob);
+    next_event(&mut events, |e| (e == Event::Synced).then_some(())).await;
+    assert_eq!(
+        bob.session().key_counts().await.unwrap().one_time_key_count,
+        50
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
 }
