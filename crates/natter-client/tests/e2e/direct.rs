@@ -7,10 +7,8 @@ use crate::helpers::{TestServer, live, next_event, texts};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     let alice_phone = server.device("alice", "phone").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
 
     alice.send_text(direct, "hello bob").await.unwrap();
     let report = alice.sync().await.unwrap();
@@ -74,9 +72,7 @@ async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_before_anything_is_queued() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, _bob, direct) = server.alice_and_bob().await;
 
     let error = alice
         .send_text(direct, &"x".repeat(1001))
@@ -110,9 +106,7 @@ async fn bad_input_gets_clear_errors_before_anything_is_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_keys_are_topped_up_when_they_run_low() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    server.connect(&alice, &bob).await;
+    let (alice, bob, _) = server.alice_and_bob().await;
     let stock = bob.session().key_counts().await.unwrap();
     assert_eq!(stock.one_time_key_count, 50);
     assert!(stock.has_fallback_key);

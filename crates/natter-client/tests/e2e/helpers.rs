@@ -130,6 +130,15 @@ impl TestServer {
             .join(format!("devices/{username}-{name}.db"))
     }
 
+    /// Registers alice and bob, connects them, and opens their direct conversation: the
+    /// start of most tests.
+    pub async fn alice_and_bob(&self) -> (Device, Device, natter_proto::ConversationId) {
+        let alice = self.user("alice").await;
+        let bob = self.user("bob").await;
+        let direct = self.connect(&alice, &bob).await;
+        (alice, bob, direct)
+    }
+
     /// Two users connected to each other, with their direct conversation.
     pub async fn connect(&self, a: &Device, b: &Device) -> natter_proto::ConversationId {
         a.session()

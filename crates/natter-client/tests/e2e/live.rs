@@ -8,9 +8,7 @@ use crate::helpers::{TestServer, live, next_event};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_devices_get_messages_receipts_and_reconnect() {
     let mut server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     let (mut alice_events, stop_alice, alice_task) = live(&alice);
     let (mut bob_events, stop_bob, bob_task) = live(&bob);
     for events in [&mut alice_events, &mut bob_events] {

@@ -9,9 +9,7 @@ use crate::helpers::{TestServer, texts};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_catches_up_in_order_once() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     let sent: Vec<String> = (1..=5)
         .map(|i| format!("while you were away {i}"))
         .collect();
@@ -39,10 +37,8 @@ async fn an_offline_device_catches_up_in_order_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offline_queue_flushes_in_order_when_the_server_is_back() {
     let mut server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
+    let (alice, bob, with_bob) = server.alice_and_bob().await;
     let carol = server.user("carol").await;
-    let with_bob = server.connect(&alice, &bob).await;
     let with_carol = server.connect(&alice, &carol).await;
     carol
         .send_text(with_carol, "hi alice, it's carol")
@@ -96,9 +92,7 @@ async fn the_offline_queue_flushes_in_order_when_the_server_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_whose_ack_was_lost_is_resent_and_stored_once() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     let id = alice.send_text(direct, "did this arrive?").await.unwrap();
 
     // The server stores the send, but the device never sees the ack (as when the connection

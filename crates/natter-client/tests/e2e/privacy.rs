@@ -36,9 +36,7 @@ impl Write for Captured {
 
 /// Alice sends the sentinel to bob in a direct conversation and a room; bob reads both.
 async fn converse(server: &TestServer) -> (Device, Device) {
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     let room = alice
         .session()
         .create_room("private", &[bob.user_id()])

@@ -7,9 +7,7 @@ use crate::helpers::{TestServer, texts};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_device_cannot_read_old_messages_and_new_sessions_work() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     alice.send_text(direct, "before the reset").await.unwrap();
     alice.sync().await.unwrap();
     bob.sync().await.unwrap();
@@ -61,9 +59,7 @@ async fn a_reset_device_cannot_read_old_messages_and_new_sessions_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_whose_keys_are_swapped_is_no_longer_given_keys() {
     let server = TestServer::start().await;
-    let alice = server.user("alice").await;
-    let bob = server.user("bob").await;
-    let direct = server.connect(&alice, &bob).await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     alice.send_text(direct, "first").await.unwrap();
     alice.sync().await.unwrap();
     let number = alice.safety_number(bob.user_id()).await.unwrap();
