@@ -65,6 +65,16 @@ pub struct Profile {
     pub avatar_url: Option<String>,
 }
 
+/// `GET /v1/users/{id}/presence`: whether a user is online now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Presence {
+    /// The user's id.
+    pub user_id: UserId,
+    /// At least one of the user's devices holds a live connection (to any node).
+    pub online: bool,
+}
+
 /// `GET /v1/me`: who the token belongs to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

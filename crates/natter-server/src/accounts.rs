@@ -1,7 +1,8 @@
 //! The account service: registration, login (each login is a device), logout and profiles.
 
 use natter_proto::accounts::{
-    CreateAccountRequest, CreateSessionRequest, Profile, SessionResponse, UpdateProfileRequest,
+    CreateAccountRequest, CreateSessionRequest, Presence, Profile, SessionResponse,
+    UpdateProfileRequest,
 };
 use natter_proto::limits::{
     AVATAR_URL_MAX, DEVICE_NAME_MAX, DISPLAY_NAME_MAX, PASSWORD_MAX_BYTES, PASSWORD_MIN,
@@ -146,6 +147,9 @@ pub async fn logout(state: &AppState, user: UserId, device: DeviceId) -> Result<
     Ok(())
 }
 
+/// What a user who may not see another is told: the same whether or not that user exists.
+const HIDDEN: ServiceError = ServiceError::NotFound("no such user, or you are not connected");
+
 /// A user's profile, if `viewer` may see it (themselves or connected); otherwise not found, so
 /// strangers cannot tell a hidden profile from a missing one.
 ///
@@ -156,11 +160,28 @@ pub async fn profile_for(
     viewer: UserId,
     target: UserId,
 ) -> Result<Profile, ServiceError> {
-    const HIDDEN: ServiceError = ServiceError::NotFound("no such user, or you are not connected");
     if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
         return Err(HIDDEN);
     }
     state.store.user(target).await?.map(profile).ok_or(HIDDEN)
+}
+
+/// Whether `target` is online, for a viewer allowed to see them (as for [`profile_for`]).
+///
+/// # Errors
+/// `NotFound` when the viewer may not see the target; the store fails.
+pub async fn presence_for(
+    state: &AppState,
+    viewer: UserId,
+    target: UserId,
+) -> Result<Presence, ServiceError> {
+    if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
+        return Err(HIDDEN);
+    }
+    Ok(Presence {
+        user_id: target,
+        online: state.presence.is_online(target).await,
+    })
 }
 
 /// Changes the caller's display name and/or avatar.

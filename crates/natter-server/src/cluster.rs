@@ -217,6 +217,12 @@ impl Node {
         format!("{}:node:{id}", self.cluster)
     }
 
+    /// The users with a device connected to node `id` (a hash: user id → 1), expiring with
+    /// the node's heartbeat.
+    fn users_key_of(&self, id: &str) -> String {
+        format!("{}:node:{id}:users", self.cluster)
+    }
+
     /// The live nodes' ids, scored by when their heartbeat expires (ms since the epoch): the
     /// index heartbeats read instead of scanning the keyspace.
     fn nodes_key(&self) -> String {
@@ -227,6 +233,9 @@ impl Node {
 /// A node's advertised load.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Heartbeat {
+    /// The node's id (the key it was read from, not part of the stored value).
+    #[serde(skip)]
+    id: String,
     ws_url: String,
     connections: u64,
     /// Frames received per second since the previous heartbeat.
@@ -327,6 +336,15 @@ impl Assigner {
         urls
     }
 
+    /// The ids of the other live nodes, as the last heartbeat found them.
+    fn others(&self, own_id: &str) -> Vec<String> {
+        let live = self.live.read().expect("assigner lock poisoned");
+        live.iter()
+            .filter(|h| h.id != own_id)
+            .map(|h| h.id.clone())
+            .collect()
+    }
+
     /// Where the next client should go: the less loaded of two live nodes drawn at random
     /// ("power of two choices"; equal loads go to the first drawn). Loads are only as fresh as
     /// the last heartbeat, so always naming the least loaded node would send a whole reconnect
@@ -376,6 +394,7 @@ async fn heartbeat(
             return;
         }
         let beat = Heartbeat {
+            id: node.id.clone(),
             ws_url: node.ws_url.clone(),
             connections: registry.connections(),
             frames_per_sec: meter.per_second(),
@@ -399,6 +418,7 @@ async fn withdraw(redis: &mut ConnectionManager, node: &Node) {
         .ignore()
         .cmd("DEL")
         .arg(node.heartbeat_key())
+        .arg(node.users_key_of(&node.id))
         .ignore()
         .query_async(redis)
         .await;
@@ -435,6 +455,10 @@ async fn beat_once(
         .arg("-inf")
         .arg(now)
         .ignore()
+        .cmd("EXPIRE")
+        .arg(node.users_key_of(&node.id))
+        .arg(NODE_TTL_SECS)
+        .ignore()
         .cmd("ZRANGE")
         .arg(node.nodes_key())
         .arg(0)
@@ -443,10 +467,13 @@ async fn beat_once(
         .await?;
     let keys: Vec<String> = ids.iter().map(|id| node.heartbeat_key_of(id)).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
-    Ok(values
+    Ok(ids
         .into_iter()
-        .flatten()
-        .filter_map(|v| serde_json::from_str(&v).ok())
+        .zip(values)
+        .filter_map(|(id, value)| {
+            let beat: Heartbeat = serde_json::from_str(&value?).ok()?;
+            Some(Heartbeat { id, ..beat })
+        })
         .collect())
 }
 
@@ -480,6 +507,14 @@ impl RedisBus {
             redis.client.clone(),
             node.clone(),
             Arc::clone(&registry),
+        ));
+        let (changes, changed) = mpsc::unbounded_channel();
+        registry.watch_presence(changes);
+        tokio::spawn(write_presence(
+            redis.commands(),
+            node.clone(),
+            Arc::clone(&registry),
+            changed,
         ));
         tokio::spawn(heartbeat(
             redis.commands(),
@@ -585,6 +620,100 @@ async fn publish_once(
         .map(drop)
 }
 
+/// Keeps this node's presence hash (`<cluster>:node:<id>:users`) in step with who is
+/// connected here: each change as it comes (batched), and the whole set again after Redis
+/// failed, since changes made meanwhile were lost.
+async fn write_presence(
+    mut redis: ConnectionManager,
+    node: Node,
+    registry: Arc<Registry>,
+    mut changes: mpsc::UnboundedReceiver<(UserId, bool)>,
+) {
+    let key = node.users_key_of(&node.id);
+    let mut in_step = false;
+    loop {
+        let mut pipe = redis::pipe();
+        if in_step {
+            let Some(first) = changes.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while let Ok(change) = changes.try_recv() {
+                batch.push(change);
+            }
+            for (user, online) in batch {
+                if online {
+                    pipe.hset(&key, user.to_string(), 1).ignore();
+                } else {
+                    pipe.hdel(&key, user.to_string()).ignore();
+                }
+            }
+        } else {
+            // The whole set covers whatever is queued.
+            while changes.try_recv().is_ok() {}
+            pipe.del(&key).ignore();
+            let users: Vec<(String, u8)> = registry
+                .users()
+                .iter()
+                .map(|u| (u.to_string(), 1))
+                .collect();
+            for chunk in users.chunks(1000) {
+                pipe.hset_multiple(&key, chunk).ignore();
+            }
+        }
+        pipe.expire(&key, NODE_TTL_SECS as i64).ignore();
+        match pipe.query_async::<()>(&mut redis).await {
+            Ok(()) => in_step = true,
+            Err(error) => {
+                if in_step {
+                    tracing::warn!(%error, "cannot write presence to Redis; rewriting it when Redis is back");
+                }
+                in_step = false;
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Whether users are connected to other nodes of the cluster, from their presence hashes.
+pub struct RemotePresence {
+    redis: ConnectionManager,
+    node: Node,
+    assigner: Arc<Assigner>,
+}
+
+impl RemotePresence {
+    /// Presence as node `node` sees it, through `redis`, over the nodes `assigner` knows.
+    pub fn new(redis: &Redis, node: Node, assigner: Arc<Assigner>) -> Self {
+        Self {
+            redis: redis.commands(),
+            node,
+            assigner,
+        }
+    }
+
+    /// Whether `user` has a device connected to another live node. A node that died stops
+    /// counting when it drops out of the heartbeats (within 10 s), and its hash expires with
+    /// it. Without Redis, nobody elsewhere is known to be online.
+    pub async fn elsewhere(&self, user: UserId) -> bool {
+        let others = self.assigner.others(&self.node.id);
+        if others.is_empty() {
+            return false;
+        }
+        let mut pipe = redis::pipe();
+        for id in &others {
+            pipe.hexists(self.node.users_key_of(id), user.to_string());
+        }
+        match pipe.query_async::<Vec<bool>>(&mut self.redis.clone()).await {
+            Ok(found) => found.into_iter().any(|online| online),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read presence from Redis");
+                false
+            }
+        }
+    }
+}
+
 /// Delivers events published by other nodes to this node's connections.
 async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
     loop {
@@ -634,6 +763,7 @@ mod tests {
 
     fn beat(url: &str, connections: u64, frames_per_sec: f64) -> Heartbeat {
         Heartbeat {
+            id: url.into(),
             ws_url: url.into(),
             connections,
             frames_per_sec,

@@ -102,6 +102,9 @@ pub struct Registry {
     next_id: AtomicU64,
     connected: AtomicU64,
     frames_in: AtomicU64,
+    /// Told when a user's first connection here opens (`true`) or their last one closes
+    /// (`false`): cluster presence.
+    presence: std::sync::OnceLock<mpsc::UnboundedSender<(UserId, bool)>>,
 }
 
 /// A connection's place in the registry; dropping it unregisters the connection.
@@ -132,12 +135,13 @@ impl Registry {
             queue,
             kick: Arc::clone(&kick),
         };
-        self.users
-            .write()
-            .expect("registry lock poisoned")
-            .entry(user)
-            .or_default()
-            .push(handle);
+        let mut map = self.users.write().expect("registry lock poisoned");
+        let handles = map.entry(user).or_default();
+        handles.push(handle);
+        if handles.len() == 1 {
+            self.tell_presence(user, true);
+        }
+        drop(map);
         self.connected.fetch_add(1, Ordering::Relaxed);
         Registration {
             registry: Arc::clone(self),
@@ -151,6 +155,35 @@ impl Registry {
     /// How many connections this node holds.
     pub fn connections(&self) -> u64 {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Sends every change of which users are connected here to `changes` from now on.
+    pub fn watch_presence(&self, changes: mpsc::UnboundedSender<(UserId, bool)>) {
+        let _ = self.presence.set(changes);
+    }
+
+    fn tell_presence(&self, user: UserId, online: bool) {
+        if let Some(changes) = self.presence.get() {
+            let _ = changes.send((user, online));
+        }
+    }
+
+    /// Whether any device of `user` is connected to this node.
+    pub fn has_user(&self, user: UserId) -> bool {
+        self.users
+            .read()
+            .expect("registry lock poisoned")
+            .contains_key(&user)
+    }
+
+    /// The users with a device connected to this node.
+    pub fn users(&self) -> Vec<UserId> {
+        self.users
+            .read()
+            .expect("registry lock poisoned")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Counts a frame received from a client (the node's recent load, for the host assigner).
@@ -236,6 +269,7 @@ impl Drop for Registration {
             handles.retain(|h| h.id != self.id);
             if handles.is_empty() {
                 map.remove(&self.user);
+                self.registry.tell_presence(self.user, false);
             }
         }
         self.registry.connected.fetch_sub(1, Ordering::Relaxed);

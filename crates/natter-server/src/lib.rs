@@ -9,6 +9,7 @@
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite or PostgreSQL);
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
+//! - [`presence`]: who is online;
 //! - [`ratelimit`]: abuse controls; [`observe`]: metrics; [`admin`]: the admin listener;
 //! - [`config`], [`telemetry`], [`state`]: process setup.
 
@@ -26,6 +27,7 @@ pub mod gateway;
 pub mod keys;
 pub mod messages;
 pub mod observe;
+pub mod presence;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
@@ -41,10 +43,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Passwords;
-use crate::cluster::{Assigner, Node, Redis, RedisBus};
+use crate::cluster::{Assigner, Node, Redis, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
 use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::Messenger;
+use crate::presence::Presence;
 use crate::ratelimit::RateLimits;
 use crate::state::AppState;
 use crate::store::{PgStore, SqliteStore, Store};
@@ -98,7 +101,7 @@ pub async fn run(
         .as_ref()
         .map(|url| Redis::open(&url.0))
         .transpose()?;
-    let (bus, limits): (Arc<dyn Bus>, RateLimits) = match &redis {
+    let (bus, limits, remote): (Arc<dyn Bus>, RateLimits, _) = match &redis {
         Some(redis) => {
             let node = Node {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -106,15 +109,18 @@ pub async fn run(
                 ws_url,
             };
             tracing::info!(node.id = %node.id, cluster = %node.cluster, "cluster mode: fan-out and rate limits through Redis");
+            let remote = RemotePresence::new(redis, node.clone(), Arc::clone(&assigner));
             let bus = RedisBus::start(redis, node, Arc::clone(&registry), Arc::clone(&assigner));
             let limits = RateLimits::shared(&config.limits, redis.commands(), &config.cluster_name);
-            (Arc::new(bus), limits)
+            (Arc::new(bus), limits, Some(remote))
         }
         None => (
             Arc::new(LocalBus::new(Arc::clone(&registry))),
             RateLimits::new(&config.limits),
+            None,
         ),
     };
+    let presence = Presence::new(Arc::clone(&registry), remote);
     let limits = Arc::new(limits);
     let (stopping, shutdown_rx) = watch::channel(false);
     let draining = Draining {
@@ -127,6 +133,7 @@ pub async fn run(
         messenger: Messenger::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&limits)),
         bus,
         assigner,
+        presence,
         store,
         token_ttl: config.token_ttl,
         passwords,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub bus: Arc<dyn crate::fanout::Bus>,
     /// Which node clients should connect to.
     pub assigner: Arc<crate::cluster::Assigner>,
+    /// Who is online.
+    pub presence: crate::presence::Presence,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

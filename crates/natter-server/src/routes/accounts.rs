@@ -7,8 +7,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use natter_proto::UserId;
 use natter_proto::accounts::{
-    CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, MeResponse, Profile,
-    SessionResponse, UpdateProfileRequest, UserLookup,
+    CreateAccountRequest, CreateAccountResponse, CreateSessionRequest, MeResponse, Presence,
+    Profile, SessionResponse, UpdateProfileRequest, UserLookup,
 };
 use natter_proto::problem::Problem;
 
@@ -97,6 +97,22 @@ pub async fn profile(
 ) -> Result<Json<Profile>, ApiError> {
     Ok(Json(
         accounts::profile_for(&state, auth.user_id, user_id).await?,
+    ))
+}
+
+/// Whether a user is online (a device connected to any node): the caller's own, a connected
+/// user's, or a fellow member's.
+#[utoipa::path(get, path = "/v1/users/{user_id}/presence", tag = "accounts", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 200, body = Presence), (status = 401, body = Problem),
+              (status = 404, description = "no such user, or not connected", body = Problem)))]
+pub async fn presence(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(user_id): ApiPath<UserId>,
+) -> Result<Json<Presence>, ApiError> {
+    Ok(Json(
+        accounts::presence_for(&state, auth.user_id, user_id).await?,
     ))
 }
 

@@ -36,6 +36,7 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::update_profile))
         .routes(routes!(accounts::profile))
+        .routes(routes!(accounts::presence))
         .routes(routes!(accounts::lookup))
         .routes(routes!(keys::upload, keys::counts))
         .routes(routes!(keys::delete_device))

@@ -15,6 +15,7 @@ mod keys;
 mod messaging;
 mod metrics;
 mod outage;
+mod presence;
 mod process;
 mod rooms;
 mod ws;

@@ -1,0 +1,116 @@
+//! Presence: whether a user has a device connected, to this node or to any node of a cluster;
+//! only for those allowed to see the user, and gone soon after a node dies.
+
+use std::time::Duration;
+
+use natter_client::{Client, Session};
+use natter_proto::UserId;
+
+use crate::helpers::{Backend, TestDatabase, backend_tests, server};
+use crate::process::Natterd;
+use crate::ws::connect;
+
+backend_tests!(presence_follows_connections_and_is_only_for_contacts);
+
+/// `GET /v1/users/{user}/presence` through `base` as `viewer`: the HTTP status, and whether
+/// the user is online when it is 200.
+async fn presence(base: &str, viewer: &Session, user: &str) -> (u16, Option<bool>) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/users/{user}/presence"))
+        .bearer_auth(viewer.token())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["online"].as_bool())
+}
+
+/// Polls until `viewer` sees `user` as `online` through `base` (presence crosses nodes through
+/// Redis, and a closed connection is unregistered when its session ends).
+async fn wait_for(base: &str, viewer: &Session, user: UserId, online: bool) {
+    let mut last = (0, None);
+    for _ in 0..300 {
+        last = presence(base, viewer, &user.to_string()).await;
+        if last == (200, Some(online)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{user} never showed online={online} at {base}; last {last:?}");
+}
+
+async fn presence_follows_connections_and_is_only_for_contacts(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    let url = server.url.as_str();
+    let bob_id = bob.user_id().to_string();
+    assert_eq!(presence(url, &alice, &bob_id).await, (200, Some(false)));
+    let (live, _) = connect(&bob).await;
+    assert_eq!(presence(url, &alice, &bob_id).await, (200, Some(true)));
+    // A user sees their own presence; a stranger learns nothing, not even that Bob exists.
+    assert_eq!(presence(url, &bob, &bob_id).await, (200, Some(true)));
+    assert_eq!(presence(url, &carol, &bob_id).await, (404, None));
+    let nobody = UserId::new().to_string();
+    assert_eq!(presence(url, &alice, &nobody).await, (404, None));
+    assert_eq!(presence(url, &alice, "not-a-user-id").await, (400, None));
+    let anonymous = server
+        .raw(
+            reqwest::Method::GET,
+            &format!("/v1/users/{bob_id}/presence"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    live.close().await;
+    wait_for(url, &alice, bob.user_id(), false).await;
+}
+
+/// Registers `name` through `client` and logs a device in.
+async fn user(client: &Client, name: &str) -> Session {
+    client.register(name, "password123", None).await.unwrap();
+    client.login(name, "password123", "laptop").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
+    let Some(redis) = natter_test_support::redis_url() else {
+        return;
+    };
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let args = [
+        "--redis-url",
+        redis.as_str(),
+        "--cluster-name",
+        cluster.as_str(),
+    ];
+    let url = database.url_text();
+    let a = Natterd::start(dir.path(), Some(&url), &args).await;
+    let mut b = Natterd::start(dir.path(), Some(&url), &args).await;
+    let alice = user(&a.client, "alice").await;
+    let bob = user(&a.client, "bob").await;
+    alice.request_connection(bob.user_id(), None).await.unwrap();
+    bob.answer_request(alice.user_id(), true, None)
+        .await
+        .unwrap();
+
+    // Bob connects to node B; Alice asks node A.
+    let bob_on_b = crate::helpers::same_device(&b.client, &bob);
+    let (live, _) = connect(&bob_on_b).await;
+    wait_for(&a.url, &alice, bob.user_id(), true).await;
+    live.close().await;
+    wait_for(&a.url, &alice, bob.user_id(), false).await;
+
+    // Node B dies with Bob connected: it cannot say he left, yet he goes offline once B's
+    // heartbeat lapses (10 s), not never.
+    let (_held, _) = connect(&bob_on_b).await;
+    wait_for(&a.url, &alice, bob.user_id(), true).await;
+    b.signal("KILL").await;
+    wait_for(&a.url, &alice, bob.user_id(), false).await;
+}
