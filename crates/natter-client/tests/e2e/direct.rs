@@ -1,6 +1,7 @@
 //! A direct conversation between two users, one of them on two devices.
 
 use natter_client::Event;
+use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
 use crate::helpers::{TestServer, live, next_event, texts};
 
@@ -144,4 +145,56 @@ async fn one_time_keys_are_topped_up_when_they_run_low() {
     );
     stop.send(()).unwrap();
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_to_device_payload_is_dropped_and_acknowledged() {
+    let server = TestServer::start().await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
+
+    // Bob's device (or a server that lies) sends alice something that is no key share.
+    let mut raw = bob.session().connect().await.unwrap();
+    raw.send(&ClientFrame::ToDevice {
+        messages: vec![ToDeviceOut {
+            user_id: alice.user_id(),
+            device_id: alice.device_id(),
+            payload: "not an olm message".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    // Frames are handled in order: once the ping is answered, the payload was taken.
+    raw.send(&ClientFrame::Ping { nonce: Some(1) })
+        .await
+        .unwrap();
+    loop {
+        match raw.next().await.unwrap() {
+            ServerFrame::Pong { .. } => break,
+            ServerFrame::Error(error) => panic!("the payload was refused: {error:?}"),
+            _ => {}
+        }
+    }
+    raw.close().await;
+    assert_eq!(to_device_waiting(&alice).await, 1);
+
+    // Alice's sync neither fails nor keeps the payload: it is acknowledged, so it does not
+    // come again, and real messages still decrypt.
+    alice.sync().await.unwrap();
+    assert_eq!(to_device_waiting(&alice).await, 0);
+    bob.send_text(direct, "still fine").await.unwrap();
+    bob.sync().await.unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(texts(&alice, direct).await, ["still fine"]);
+}
+
+/// How many to-device payloads a fresh connection of `device` is given before it is synced.
+async fn to_device_waiting(device: &natter_client::Device) -> u64 {
+    let mut raw = device.session().connect().await.unwrap();
+    let waiting = loop {
+        if let ServerFrame::Synced { to_device, .. } = raw.next().await.unwrap() {
+            break to_device;
+        }
+    };
+    raw.close().await;
+    waiting
 }

@@ -1,9 +1,9 @@
 //! Rooms: every member device reads; a device added later reads what follows; a removed
 //! member cannot decrypt what is sent after.
 
-use natter_client::UnableToDecrypt;
+use natter_client::{Event, UnableToDecrypt};
 
-use crate::helpers::{TestServer, texts};
+use crate::helpers::{TestServer, live, next_event, texts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_members_read_and_a_removed_member_cannot() {
@@ -84,4 +84,47 @@ async fn room_members_read_and_a_removed_member_cannot() {
         carol.decrypt(before).await.unwrap().unwrap(),
         "welcome, both"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_a_room_one_was_removed_from_fails_once_and_leaves_the_queue() {
+    let server = TestServer::start().await;
+    let (alice, bob, _) = server.alice_and_bob().await;
+    let room = alice
+        .session()
+        .create_room("brief", &[bob.user_id()])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    alice
+        .session()
+        .remove_member(room, bob.user_id())
+        .await
+        .unwrap();
+
+    // Queued before bob learns he is out: it is refused for good, reported, and not retried.
+    let (mut events, stop, task) = live(&bob);
+    let id = bob.send_text(room, "am I still here?").await.unwrap();
+    let code = next_event(&mut events, |e| match e {
+        Event::Failed {
+            client_msg_id,
+            code,
+        } if client_msg_id == id => Some(code),
+        Event::Sent { client_msg_id, .. } if client_msg_id == id => {
+            panic!("a removed member's message was sent")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, "not_found", "the server no longer shows him the room");
+    assert!(bob.queued().await.unwrap().is_empty());
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let history = alice
+        .session()
+        .history(room, None, None, None)
+        .await
+        .unwrap();
+    assert!(history.is_empty(), "nothing reached the room");
 }
