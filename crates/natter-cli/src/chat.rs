@@ -26,6 +26,8 @@ struct Screen {
     unread_elsewhere: HashMap<ConversationId, i64>,
     status: String,
     input: String,
+    /// The newest message from someone else that arrived here since the last refresh.
+    arrived: Option<i64>,
 }
 
 /// Runs the chat until the user quits.
@@ -65,14 +67,20 @@ pub async fn run(
         unread_elsewhere,
         status: "connecting…".into(),
         input: String::new(),
+        arrived: None,
     };
     screen.reload(&device, conversation).await?;
     let mut terminal = ratatui::init();
     let outcome = async {
         loop {
             terminal.draw(|frame| screen.draw(frame, &names))?;
+            // A burst of events (a sync catching up) costs one read mark and one reload.
+            let mut changed = false;
             while let Ok(event) = received.try_recv() {
-                screen.apply(&device, conversation, event).await?;
+                changed |= screen.apply(conversation, event);
+            }
+            if changed {
+                screen.refresh(&device, conversation).await?;
             }
             let input = tokio::task::block_in_place(|| -> std::io::Result<Option<Input>> {
                 if event::poll(Duration::from_millis(50))? {
@@ -146,12 +154,22 @@ impl Screen {
         Ok(())
     }
 
-    async fn apply(
+    /// Marks what arrived here as read (it is on screen), then reloads.
+    async fn refresh(
         &mut self,
         device: &Device,
         conversation: ConversationId,
-        event: Event,
     ) -> anyhow::Result<()> {
+        if let Some(seq) = self.arrived.take()
+            && seq > device.cursors(conversation).await?.1
+        {
+            device.mark_read(conversation, seq).await?;
+        }
+        self.reload(device, conversation).await
+    }
+
+    /// Takes in one event; true when what the store holds for the screen may have changed.
+    fn apply(&mut self, conversation: ConversationId, event: Event) -> bool {
         match event {
             Event::Connected => self.status = "syncing…".into(),
             Event::Synced => self.status = "online".into(),
@@ -160,10 +178,10 @@ impl Screen {
             }
             Event::Message(message) if message.conversation_id == conversation => {
                 self.typing.remove(&message.sender_id);
-                let (_, read) = device.cursors(conversation).await?;
-                if message.seq > read && message.sender_id != device.user_id() {
-                    device.mark_read(conversation, message.seq).await?;
+                if message.sender_id != self.me {
+                    self.arrived = self.arrived.max(Some(message.seq));
                 }
+                return true;
             }
             Event::Message(message) => {
                 *self
@@ -171,7 +189,10 @@ impl Screen {
                     .entry(message.conversation_id)
                     .or_default() += 1;
             }
-            Event::Failed { code, .. } => self.status = format!("a message was refused: {code}"),
+            Event::Failed { code, .. } => {
+                self.status = format!("a message was refused: {code}");
+                return true;
+            }
             Event::Typing {
                 conversation_id,
                 user_id,
@@ -183,9 +204,10 @@ impl Screen {
                     self.typing.remove(&user_id);
                 }
             }
-            Event::Sent { .. } | Event::Receipt(_) | Event::Typing { .. } => {}
+            Event::Sent { .. } | Event::Receipt(_) => return true,
+            Event::Typing { .. } => {}
         }
-        self.reload(device, conversation).await
+        false
     }
 
     fn draw(&self, frame: &mut ratatui::Frame<'_>, names: &HashMap<UserId, String>) {
