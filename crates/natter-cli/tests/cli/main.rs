@@ -265,5 +265,12 @@ async fn chat_renders_and_sends_in_a_real_terminal() {
         capture(&session.0).contains("bob: a live reply")
     })
     .await;
+    // Shown is read: the chat moves alice's read cursor, so the server counts nothing unread.
+    eventually("the reply to be marked read", async || {
+        json_lines(&ok(&url, &alice, &["--json", "rooms", "list"]).await)
+            .iter()
+            .all(|c| c["unread"] == 0)
+    })
+    .await;
     keys(&["Escape"]);
 }
