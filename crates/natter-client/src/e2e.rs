@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use natter_crypto::envelope::session_id_of;
 use natter_crypto::{
-    InboundRoomSession, MessageEnvelope, OutboundRoomSession, PairwiseSession, RoomKeyShare,
-    ToDevicePayload, UnableToDecrypt, VerifiedDevice, safety_number, verify_device,
+    DecryptedWith, InboundRoomSession, MessageEnvelope, OutboundRoomSession, PairwiseSession,
+    RoomKeyShare, ToDevicePayload, UnableToDecrypt, VerifiedDevice, safety_number, verify_device,
 };
 use natter_proto::keys::UploadKeysRequest;
 use natter_proto::limits::TO_DEVICE_BATCH_MAX;
@@ -249,19 +249,22 @@ impl Device {
             .iter()
             .map(|p| PairwiseSession::from_pickle(p, key))
             .collect::<Result<Vec<_>, _>>()?;
-        let Ok((plaintext, created)) = state.account.decrypt(&mut sessions, &payload) else {
+        let Ok((plaintext, used)) = state.account.decrypt(&mut sessions, &payload) else {
             return Ok(Vec::new());
         };
-        let now = now_ms();
-        for session in sessions.iter().chain(created.iter()) {
-            state.store.save_olm_session(
-                &curve,
-                &session.session_id(),
-                &session.pickle(key),
-                now,
-            )?;
-        }
-        if created.is_some() {
+        // Only the session that decrypted moved; it becomes the most recently used.
+        let session = match &used {
+            DecryptedWith::Existing(index) => &sessions[*index],
+            DecryptedWith::New(session) => session,
+        };
+        state.store.save_olm_session(
+            &curve,
+            &session.session_id(),
+            &session.pickle(key),
+            now_ms(),
+        )?;
+        if let DecryptedWith::New(_) = used {
+            // Making the session used up one of the account's one-time keys.
             self.save_account(state)?;
         }
         let Ok(share) = serde_json::from_slice::<RoomKeyShare>(&plaintext) else {

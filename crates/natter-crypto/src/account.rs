@@ -18,6 +18,15 @@ pub struct KeyUpload {
     pub fallback_key: Option<OneTimeKey>,
 }
 
+/// Which pairwise session decrypted a to-device payload: the one whose ratchet moved, and so
+/// the one to store again.
+pub enum DecryptedWith {
+    /// The session at this index of the slice given to [`DeviceAccount::decrypt`].
+    Existing(usize),
+    /// A new inbound session, made from a pre-key message.
+    New(Box<PairwiseSession>),
+}
+
 /// A device's Olm account.
 ///
 /// # Security
@@ -130,7 +139,8 @@ impl DeviceAccount {
     }
 
     /// Decrypts a to-device payload with an existing session from its sender, or (for a
-    /// first message) a new inbound session, which is returned to be stored.
+    /// first message) a new inbound session, and says which one it was so that only that
+    /// session is stored again (a session that fails to decrypt is left unchanged).
     ///
     /// # Errors
     /// [`CryptoError::OlmDecryption`] when no session fits.
@@ -138,12 +148,12 @@ impl DeviceAccount {
         &mut self,
         sessions: &mut [PairwiseSession],
         payload: &ToDevicePayload,
-    ) -> Result<(Vec<u8>, Option<PairwiseSession>), CryptoError> {
-        for session in sessions.iter_mut() {
+    ) -> Result<(Vec<u8>, DecryptedWith), CryptoError> {
+        for (index, session) in sessions.iter_mut().enumerate() {
             if session.their_key() == payload.sender_key()
                 && let Ok(plaintext) = session.decrypt(payload.message())
             {
-                return Ok((plaintext, None));
+                return Ok((plaintext, DecryptedWith::Existing(index)));
             }
         }
         let vodozemac::olm::OlmMessage::PreKey(pre_key) = payload.message() else {
@@ -157,7 +167,7 @@ impl DeviceAccount {
             .create_inbound_session(SessionConfig::version_1(), sender, pre_key)
             .map_err(|e| CryptoError::OlmDecryption(e.to_string()))?;
         let session = PairwiseSession::new(created.session, payload.sender_key().to_owned());
-        Ok((created.plaintext, Some(session)))
+        Ok((created.plaintext, DecryptedWith::New(Box::new(session))))
     }
 }
 

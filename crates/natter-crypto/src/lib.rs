@@ -22,7 +22,7 @@ pub mod megolm;
 pub mod olm;
 pub mod store_key;
 
-pub use account::DeviceAccount;
+pub use account::{DecryptedWith, DeviceAccount};
 pub use envelope::{MessageEnvelope, RoomKeyShare};
 pub use error::{CryptoError, UnableToDecrypt};
 pub use identity::{VerifiedDevice, safety_number, verify_device};

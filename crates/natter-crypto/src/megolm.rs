@@ -277,7 +277,7 @@ impl InboundRoomSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DeviceAccount, ToDevicePayload};
+    use crate::{DecryptedWith, DeviceAccount, ToDevicePayload};
 
     fn id() -> uuid::Uuid {
         uuid::Uuid::now_v7()
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_key_shared_over_olm_decrypts_room_messages() {
-        let alice = DeviceAccount::new();
+        let mut alice = DeviceAccount::new();
         let mut bob = DeviceAccount::new();
         let upload = bob.keys_to_publish(0, false);
         bob.mark_published();
@@ -306,9 +306,20 @@ mod tests {
 
         let parsed = ToDevicePayload::parse(&payload).unwrap();
         assert_eq!(parsed.sender_key(), alice.curve25519());
-        let (plaintext, new_session) = bob.decrypt(&mut [], &parsed).unwrap();
-        assert!(new_session.is_some());
+        let (plaintext, used) = bob.decrypt(&mut [], &parsed).unwrap();
+        let DecryptedWith::New(mut bobs_side) = used else {
+            panic!("a first message makes a new session");
+        };
         let received: RoomKeyShare = serde_json::from_slice(&plaintext).unwrap();
+        // Bob answers over his new session; alice decrypts with the session she has, and is
+        // told which one it was.
+        let answer = bobs_side.encrypt(&bob.curve25519(), b"thanks").unwrap();
+        let answer = ToDevicePayload::parse(&answer).unwrap();
+        let (plaintext, used) = alice
+            .decrypt(std::slice::from_mut(&mut pairwise), &answer)
+            .unwrap();
+        assert_eq!(plaintext, b"thanks");
+        assert!(matches!(used, DecryptedWith::Existing(0)));
         let mut inbound = InboundRoomSession::from_share(&received).unwrap();
 
         let envelope = MessageEnvelope::new("hello bob", conversation, alice_dev).unwrap();
