@@ -238,20 +238,20 @@ struct Heartbeat {
     id: String,
     ws_url: String,
     connections: u64,
-    /// Frames received per second since the previous heartbeat.
+    /// Sends (messages, to-device frames) received per second since the previous heartbeat.
     #[serde(default)]
-    frames_per_sec: f64,
+    sends_per_sec: f64,
 }
 
-/// How many idle connections one frame a second weighs when ranking nodes. From the bench
+/// How many idle connections one send a second weighs when ranking nodes. From the bench
 /// (docs/benchmarks.md), one node holds about 19,000 idle connections or handles a few hundred
-/// sends a second, so a frame a second costs about as much as 100 idle connections.
-const FRAME_WEIGHT: f64 = 100.0;
+/// sends a second, so a send a second costs about as much as 100 idle connections.
+const SEND_WEIGHT: f64 = 100.0;
 
 impl Heartbeat {
     /// Lower is better: connections plus recent traffic, in connection units.
     fn score(&self) -> f64 {
-        self.connections as f64 + FRAME_WEIGHT * self.frames_per_sec
+        self.connections as f64 + SEND_WEIGHT * self.sends_per_sec
     }
 }
 
@@ -346,28 +346,33 @@ impl Assigner {
     }
 
     /// Where the next client should go: the less loaded of two live nodes drawn at random
-    /// ("power of two choices"; equal loads go to the first drawn). Loads are only as fresh as
-    /// the last heartbeat, so always naming the least loaded node would send a whole reconnect
-    /// storm to one node; two random choices spread a burst while still steering clients away
-    /// from hot nodes.
+    /// ("power of two choices"; equal loads go to the first drawn), counting the clients this
+    /// node has sent to each since the last heartbeat. Loads are up to 2 s old: always naming
+    /// the least loaded node would send a whole reconnect storm to it, and even two random
+    /// choices over stale loads favour it (a third of a burst with six nodes); counting our
+    /// own assignments as they are made spreads a burst evenly.
     pub fn pick(&self) -> String {
-        let live = self.live.read().expect("assigner lock poisoned");
+        let mut live = self.live.write().expect("assigner lock poisoned");
         let draining = self.is_draining();
-        let candidates: Vec<&Heartbeat> = live
-            .iter()
-            .filter(|h| !(draining && h.ws_url == self.own_url))
+        let candidates: Vec<usize> = (0..live.len())
+            .filter(|i| !(draining && live[*i].ws_url == self.own_url))
             .collect();
         let chosen = match candidates.len() {
             0 => return self.own_url.clone(),
             1 => candidates[0],
             n => {
-                let first = rand::random_range(0..n);
-                let second = (first + rand::random_range(1..n)) % n;
-                let (a, b) = (candidates[first], candidates[second]);
-                if b.score() < a.score() { b } else { a }
+                let i = rand::random_range(0..n);
+                let j = (i + rand::random_range(1..n)) % n;
+                let (first, second) = (candidates[i], candidates[j]);
+                if live[second].score() < live[first].score() {
+                    second
+                } else {
+                    first
+                }
             }
         };
-        chosen.ws_url.clone()
+        live[chosen].connections += 1;
+        live[chosen].ws_url.clone()
     }
 }
 
@@ -382,7 +387,7 @@ async fn heartbeat(
     assigner: Arc<Assigner>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut meter = registry.frame_meter();
+    let mut meter = registry.send_meter();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -397,7 +402,7 @@ async fn heartbeat(
             id: node.id.clone(),
             ws_url: node.ws_url.clone(),
             connections: registry.connections(),
-            frames_per_sec: meter.per_second(),
+            sends_per_sec: meter.per_second(),
         };
         match beat_once(&mut redis, &node, &beat).await {
             Ok(live) => assigner.record(Some(live)),
@@ -761,53 +766,65 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
 mod tests {
     use super::*;
 
-    fn beat(url: &str, connections: u64, frames_per_sec: f64) -> Heartbeat {
+    fn beat(url: &str, connections: u64, sends_per_sec: f64) -> Heartbeat {
         Heartbeat {
             id: url.into(),
             ws_url: url.into(),
             connections,
-            frames_per_sec,
+            sends_per_sec,
         }
     }
 
-    /// How often each node is picked in 3,000 picks.
-    fn picks(assigner: &Assigner) -> std::collections::HashMap<String, u32> {
+    /// How often each node is picked in `count` picks.
+    fn picks(assigner: &Assigner, count: u32) -> std::collections::HashMap<String, u32> {
         let mut seen = std::collections::HashMap::new();
-        for _ in 0..3000 {
+        for _ in 0..count {
             *seen.entry(assigner.pick()).or_insert(0) += 1;
         }
         seen
     }
 
     #[test]
-    fn two_random_choices_spread_clients_but_avoid_the_most_loaded() {
+    fn two_random_choices_avoid_the_most_loaded() {
         let assigner = Assigner::new("light".into());
         assigner.record(Some(vec![
-            beat("heavy", 300, 0.0),
+            beat("heavy", 3000, 0.0),
             beat("light", 100, 0.0),
             beat("middle", 200, 0.0),
         ]));
-        let seen = picks(&assigner);
+        let seen = picks(&assigner, 300);
         assert!(!seen.contains_key("heavy"), "{seen:?}");
         assert!(seen["light"] > seen["middle"], "{seen:?}");
-        assert!(
-            seen["middle"] > 300,
-            "a burst is not all sent to one node: {seen:?}"
-        );
-        // Equal loads spread evenly (a fixed tie-break would favour one node).
+        // With two nodes the less loaded wins until it is as loaded; alone (or without
+        // Redis), a node names itself.
+        assigner.record(Some(vec![beat("busy", 5, 0.0), beat("idle", 1, 0.0)]));
+        for _ in 0..4 {
+            assert_eq!(assigner.pick(), "idle");
+        }
+        assigner.record(None);
+        assert_eq!(assigner.pick(), "light");
+    }
+
+    #[test]
+    fn a_burst_between_heartbeats_spreads_evenly() {
+        // Six nodes whose loads differ a little, and 6,000 clients before the next heartbeat:
+        // with stale loads alone the least loaded node got a third of them.
+        let assigner = Assigner::new("n0".into());
+        assigner.record(Some(
+            (0..6)
+                .map(|i| beat(&format!("n{i}"), 16_600 + i * 20, 0.0))
+                .collect(),
+        ));
+        let seen = picks(&assigner, 6000);
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(seen.values().all(|n| (900..=1100).contains(n)), "{seen:?}");
+        // Equal loads spread evenly too (a fixed tie-break would favour one node).
         assigner.record(Some(vec![
             beat("a", 0, 0.0),
             beat("b", 0, 0.0),
             beat("c", 0, 0.0),
         ]));
-        let seen = picks(&assigner);
-        assert!(seen.values().all(|n| *n > 700), "{seen:?}");
-        // With two nodes, the less loaded always wins; alone (or without Redis), a node names
-        // itself.
-        assigner.record(Some(vec![beat("busy", 5, 0.0), beat("idle", 1, 0.0)]));
-        assert_eq!(picks(&assigner).keys().collect::<Vec<_>>(), ["idle"]);
-        assigner.record(None);
-        assert_eq!(assigner.pick(), "light");
+        assert!(picks(&assigner, 3000).values().all(|n| *n > 700));
     }
 
     #[test]
@@ -824,6 +841,6 @@ mod tests {
         );
         assigner.drain();
         assert_eq!(assigner.ranked(), ["ws://quiet/v1/ws", "ws://busy/v1/ws"]);
-        assert!(!picks(&assigner).contains_key("ws://self/v1/ws"));
+        assert!(!picks(&assigner, 100).contains_key("ws://self/v1/ws"));
     }
 }

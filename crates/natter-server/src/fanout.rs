@@ -101,7 +101,7 @@ pub struct Registry {
     users: RwLock<HashMap<UserId, Vec<Handle>>>,
     next_id: AtomicU64,
     connected: AtomicU64,
-    frames_in: AtomicU64,
+    sends: AtomicU64,
     /// Told when a user's first connection here opens (`true`) or their last one closes
     /// (`false`): cluster presence.
     presence: std::sync::OnceLock<mpsc::UnboundedSender<(UserId, bool)>>,
@@ -186,21 +186,22 @@ impl Registry {
             .collect()
     }
 
-    /// Counts a frame received from a client (the node's recent load, for the host assigner).
-    pub fn note_frame_in(&self) {
-        self.frames_in.fetch_add(1, Ordering::Relaxed);
+    /// Counts a send (message or to-device frame) from a client: the node's traffic, for the
+    /// host assigner. Pings and cursor moves do not count: every idle connection sends them.
+    pub fn note_send(&self) {
+        self.sends.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Frames received from clients since the node started.
-    pub fn frames_in(&self) -> u64 {
-        self.frames_in.load(Ordering::Relaxed)
+    /// Sends received from clients since the node started.
+    pub fn sends(&self) -> u64 {
+        self.sends.load(Ordering::Relaxed)
     }
 
-    /// A meter of frames received per second, starting now.
-    pub fn frame_meter(self: &Arc<Self>) -> FrameMeter {
-        FrameMeter {
+    /// A meter of sends per second, starting now.
+    pub fn send_meter(self: &Arc<Self>) -> SendMeter {
+        SendMeter {
             registry: Arc::clone(self),
-            last: (std::time::Instant::now(), self.frames_in()),
+            last: (std::time::Instant::now(), self.sends()),
         }
     }
 
@@ -237,16 +238,16 @@ impl Registry {
     }
 }
 
-/// Measures a node's load: frames received per second between readings.
-pub struct FrameMeter {
+/// Measures a node's traffic: sends received per second between readings.
+pub struct SendMeter {
     registry: Arc<Registry>,
     last: (std::time::Instant, u64),
 }
 
-impl FrameMeter {
-    /// Frames per second since the previous reading.
+impl SendMeter {
+    /// Sends per second since the previous reading.
     pub fn per_second(&mut self) -> f64 {
-        let now = (std::time::Instant::now(), self.registry.frames_in());
+        let now = (std::time::Instant::now(), self.registry.sends());
         let elapsed = now.0.duration_since(self.last.0).as_secs_f64().max(0.001);
         let rate = now.1.saturating_sub(self.last.1) as f64 / elapsed;
         self.last = now;

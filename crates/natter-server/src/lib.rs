@@ -219,7 +219,7 @@ impl Draining {
 async fn report_gauges(state: AppState) {
     let mut stop = state.shutdown.clone();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    let mut frames = state.registry.frame_meter();
+    let mut sends = state.registry.send_meter();
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopping| *stopping) => return,
@@ -227,7 +227,7 @@ async fn report_gauges(state: AppState) {
         }
         metrics::gauge!("natter_connections").set(state.registry.connections() as f64);
         metrics::gauge!("natter_outbound_queued").set(state.registry.queued() as f64);
-        metrics::gauge!("natter_frames_in_per_second").set(frames.per_second());
+        metrics::gauge!("natter_sends_per_second").set(sends.per_second());
         if let Ok(depth) = state.store.inbox_depth().await {
             metrics::gauge!("natter_inbox_depth").set(depth as f64);
         }

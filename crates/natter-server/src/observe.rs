@@ -108,8 +108,8 @@ fn describe() {
         "From an event's publication on one node to its receipt on another (cluster)"
     );
     describe_gauge!(
-        "natter_frames_in_per_second",
-        "Frames received per second over the last 5 s: with natter_connections, a node's load"
+        "natter_sends_per_second",
+        "Sends (messages, to-device frames) received per second over the last 5 s: with natter_connections, a node's load"
     );
     describe_counter!(
         "natter_bus_dropped_total",
@@ -150,6 +150,6 @@ fn describe() {
     );
     describe_gauge!(
         "natter_up",
-        "1 while this node serves; its load is natter_connections and natter_frames_in_per_second"
+        "1 while this node serves; its load is natter_connections and natter_sends_per_second"
     );
 }

@@ -200,7 +200,6 @@ impl Session {
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(message)) => {
                         deadline = tokio::time::Instant::now() + idle;
-                        self.state.registry.note_frame_in();
                         self.on_message(message).await
                     }
                     Some(Err(_)) => return "connection error",
@@ -479,6 +478,7 @@ impl Session {
                 .await
             }
             ClientFrame::Send(message) => {
+                self.state.registry.note_send();
                 let started = Instant::now();
                 match messenger.send(self.auth, &message, now).await {
                     Ok(ack) => {
@@ -516,6 +516,7 @@ impl Session {
                 seq,
             } => self.move_cursor(conversation_id, seq, seq).await,
             ClientFrame::ToDevice { messages } => {
+                self.state.registry.note_send();
                 match messenger.to_device(self.auth, &messages, now).await {
                     Ok(_) => Ok(()),
                     Err(e) => self.refuse(e, None).await,
