@@ -75,6 +75,9 @@ impl SqliteStore {
     }
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is used again.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// The cluster store: PostgreSQL. Readers and writers share one pool.
 #[derive(Clone)]
 pub struct PgStore {
@@ -91,6 +94,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every pooled connection on every acquire by default: a round trip
+            // per query, several per send. Ping only connections that sat idle a while (a
+            // busy one that broke fails its query with `store_unavailable`, and is dropped).
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
