@@ -384,6 +384,12 @@ impl Device {
                 self.lock().await.store.save_receipt(&receipt)?;
                 link.emit(Event::Receipt(receipt)).await;
             }
+            ServerFrame::Receipts { receipts } => {
+                for receipt in receipts {
+                    self.lock().await.store.save_receipt(&receipt)?;
+                    link.emit(Event::Receipt(receipt)).await;
+                }
+            }
             ServerFrame::Typing {
                 conversation_id,
                 user_id,

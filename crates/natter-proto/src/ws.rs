@@ -132,6 +132,12 @@ pub enum ServerFrame {
     },
     /// A device's cursor moved in a conversation where this user has messages.
     Receipt(Receipt),
+    /// Several cursor moves in one conversation, gathered while it was busy (at most one such
+    /// frame per conversation every 250 ms); each is what a `receipt` frame would have said.
+    Receipts {
+        /// The latest move of each device, in no particular order.
+        receipts: Vec<Receipt>,
+    },
     /// An opaque payload from another device.
     ToDevice(ToDeviceIn),
     /// Someone is (not) typing.
@@ -162,6 +168,7 @@ impl ServerFrame {
             Self::Message(_) => "message",
             Self::Synced { .. } => "synced",
             Self::Receipt(_) => "receipt",
+            Self::Receipts { .. } => "receipts",
             Self::ToDevice(_) => "to_device",
             Self::Typing { .. } => "typing",
             Self::Pong { .. } => "pong",

@@ -29,6 +29,7 @@ pub mod messages;
 pub mod observe;
 pub mod presence;
 pub mod ratelimit;
+pub mod receipts;
 pub mod routes;
 pub mod state;
 pub mod store;

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::limits::{
     CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX,
@@ -19,7 +18,8 @@ use crate::auth::Auth;
 use crate::error::ServiceError;
 use crate::fanout::{Bus, Outbound};
 use crate::ratelimit::{Kind, RateLimits};
-use crate::store::{MemberRecord, NewMessage, Store};
+use crate::receipts::Receipts;
+use crate::store::{NewMessage, SendPlan, Store};
 
 /// Serializes a frame once, for every recipient.
 pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
@@ -32,6 +32,7 @@ pub struct Messenger {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     limits: Arc<RateLimits>,
+    receipts: Arc<Receipts>,
 }
 
 fn not_member() -> ServiceError {
@@ -44,7 +45,12 @@ fn not_member() -> ServiceError {
 impl Messenger {
     /// Messaging over `store`, fanning out through `bus`.
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, limits: Arc<RateLimits>) -> Self {
-        Self { store, bus, limits }
+        Self {
+            store,
+            receipts: Receipts::new(Arc::clone(&bus)),
+            bus,
+            limits,
+        }
     }
 
     /// Charges one send of `bytes` to the device's and the user's allowances, so a user
@@ -60,14 +66,14 @@ impl Messenger {
             .await
     }
 
-    /// The caller's current membership, or `not_member`.
-    async fn current_member(
+    /// What sending to `conversation` involves, if `user` is a current member; else `not_member`.
+    async fn plan(
         &self,
         conversation: ConversationId,
         user: UserId,
-    ) -> Result<MemberRecord, ServiceError> {
-        match self.store.member(conversation, user).await? {
-            Some(member) if member.left_seq.is_none() => Ok(member),
+    ) -> Result<SendPlan, ServiceError> {
+        match self.store.send_plan(conversation, user).await? {
+            Some(plan) if plan.is_member => Ok(plan),
             _ => Err(not_member()),
         }
     }
@@ -95,43 +101,48 @@ impl Messenger {
         }
         self.charge(auth, message.ciphertext.len()).await?;
         let conversation = message.conversation_id;
-        self.current_member(conversation, auth.user_id).await?;
-        let record = self
-            .store
-            .conversation(conversation)
-            .await?
-            .ok_or_else(not_member)?;
-        let members = self.store.members(conversation).await?;
-        if record.kind == ConversationKind::Direct {
-            let peer = members
-                .iter()
-                .map(|m| m.user_id)
-                .find(|u| *u != auth.user_id);
-            let connected = match peer {
-                Some(peer) => {
-                    self.store.connection(auth.user_id, peer).await?.mine.state
-                        == ConnectionState::Accepted
-                }
-                None => false,
-            };
-            if !connected {
-                return Err(ServiceError::Denied {
-                    code: "not_connected",
-                    detail: "you are no longer connected to this user".into(),
-                });
-            }
+        let plan = self.plan(conversation, auth.user_id).await?;
+        // A direct conversation needs the sender's side of the connection to be accepted.
+        if plan.kind == ConversationKind::Direct && !(plan.connected && plan.members == 2) {
+            return Err(ServiceError::Denied {
+                code: "not_connected",
+                detail: "you are no longer connected to this user".into(),
+            });
         }
+        let stored = Message {
+            conversation_id: conversation,
+            seq: 0,
+            sender_id: auth.user_id,
+            sender_device_id: auth.device_id,
+            client_msg_id: message.client_msg_id.clone(),
+            server_ts: now,
+            client_ts: message.client_ts,
+            ciphertext: message.ciphertext.clone(),
+        };
+        // Fan-out starts from the commit, in commit order: recipients get a conversation's
+        // messages in seq order and need not fetch the ones that overtook each other.
+        let on_stored = {
+            let (bus, recipients, stored) = (
+                Arc::clone(&self.bus),
+                plan.recipients.clone(),
+                stored.clone(),
+            );
+            Box::new(move |seq| publish(bus.as_ref(), &recipients, Message { seq, ..stored }))
+        };
         let appended = self
             .store
-            .append(&NewMessage {
-                conversation_id: conversation,
-                sender_id: auth.user_id,
-                sender_device: auth.device_id,
-                client_msg_id: &message.client_msg_id,
-                client_ts: message.client_ts,
-                ciphertext: &message.ciphertext,
-                server_ts: now,
-            })
+            .append(
+                &NewMessage {
+                    conversation_id: conversation,
+                    sender_id: auth.user_id,
+                    sender_device: auth.device_id,
+                    client_msg_id: &message.client_msg_id,
+                    client_ts: message.client_ts,
+                    ciphertext: &message.ciphertext,
+                    server_ts: now,
+                },
+                on_stored,
+            )
             .await?;
         let ack = Ack {
             client_msg_id: message.client_msg_id.clone(),
@@ -141,35 +152,16 @@ impl Messenger {
         };
         // A resend is published again too: if the node died between append and fan-out the
         // first time, this is when recipients hear of it; their watermarks drop duplicates.
-        if appended.conversation_id == conversation {
-            let blockers = self.store.blockers_of(auth.user_id).await?;
-            let recipients: Vec<UserId> = members
-                .iter()
-                .map(|m| m.user_id)
-                .filter(|u| !blockers.contains(u))
-                .collect();
-            let frame = encode(&ServerFrame::Message(Message {
-                conversation_id: conversation,
-                seq: appended.seq,
-                sender_id: auth.user_id,
-                sender_device_id: auth.device_id,
-                client_msg_id: message.client_msg_id.clone(),
-                server_ts: appended.server_ts,
-                client_ts: message.client_ts,
-                ciphertext: message.ciphertext.clone(),
-            }));
-            let event = Outbound::Message {
-                conversation_id: conversation,
+        if appended.duplicate && appended.conversation_id == conversation {
+            let first = Message {
                 seq: appended.seq,
                 server_ts: appended.server_ts,
-                remote: false,
-                frame,
+                ..stored
             };
-            self.bus
-                .publish_to_users(&recipients, Some(auth.device_id), event);
+            publish(self.bus.as_ref(), &plan.recipients, first);
         }
         if !appended.duplicate {
-            let kind = match record.kind {
+            let kind = match plan.kind {
                 ConversationKind::Direct => "direct",
                 ConversationKind::Room => "room",
             };
@@ -179,7 +171,7 @@ impl Messenger {
             conversation.id = %ack.conversation_id,
             seq = ack.seq,
             bytes = message.ciphertext.len(),
-            recipients = members.len(),
+            recipients = plan.recipients.len(),
             duplicate = appended.duplicate,
             "message accepted"
         );
@@ -188,7 +180,9 @@ impl Messenger {
 
     /// Moves the caller's device cursors forward (`read` implies `delivered`) and pushes a
     /// receipt to the senders of the newly covered messages and to the caller's other devices.
-    /// `before` is the device's (delivered, read) as last stored. Returns the new cursors.
+    /// `before` is the device's (delivered, read) as last stored; `sent_here` is the highest seq
+    /// the caller's connection sent it in this conversation, if it knows the conversation (up
+    /// to there the move needs no check). Returns the new cursors.
     ///
     /// # Errors
     /// Not a member (now or before); a seq past the end of the conversation.
@@ -197,27 +191,27 @@ impl Messenger {
         auth: Auth,
         conversation: ConversationId,
         before: (i64, i64),
-        delivered: i64,
-        read: i64,
+        (delivered, read): (i64, i64),
+        sent_here: Option<i64>,
     ) -> Result<(i64, i64), ServiceError> {
-        if self
-            .store
-            .member(conversation, auth.user_id)
-            .await?
-            .is_none()
-        {
-            return Err(not_member());
-        }
-        let last_seq = self
-            .store
-            .conversation(conversation)
-            .await?
-            .map_or(0, |c| c.last_seq);
         let furthest = delivered.max(read);
-        if furthest > last_seq || delivered < 0 || read < 0 {
+        if delivered < 0 || read < 0 {
             return Err(ServiceError::Invalid(format!(
-                "seq {furthest} is not in this conversation (0..={last_seq})"
+                "seq {} is negative",
+                delivered.min(read)
             )));
+        }
+        if sent_here.is_none_or(|sent| furthest > sent) {
+            let last_seq = self
+                .store
+                .cursor_bound(conversation, auth.user_id)
+                .await?
+                .ok_or_else(not_member)?;
+            if furthest > last_seq {
+                return Err(ServiceError::Invalid(format!(
+                    "seq {furthest} is not in this conversation (0..={last_seq})"
+                )));
+            }
         }
         let after = self
             .store
@@ -243,19 +237,14 @@ impl Messenger {
             if !recipients.contains(&auth.user_id) {
                 recipients.push(auth.user_id);
             }
-            let frame = encode(&ServerFrame::Receipt(Receipt {
-                conversation_id: conversation,
-                user_id: auth.user_id,
-                device_id: auth.device_id,
-                delivered_seq: after.0,
-                read_seq: after.1,
-            }));
-            self.bus.publish_to_users(
-                &recipients,
-                Some(auth.device_id),
-                Outbound::Frame {
-                    kind: "receipt",
-                    frame,
+            self.receipts.push(
+                recipients,
+                Receipt {
+                    conversation_id: conversation,
+                    user_id: auth.user_id,
+                    device_id: auth.device_id,
+                    delivered_seq: after.0,
+                    read_seq: after.1,
                 },
             );
         }
@@ -326,21 +315,14 @@ impl Messenger {
         conversation: ConversationId,
         typing: bool,
     ) -> Result<(), ServiceError> {
-        self.current_member(conversation, auth.user_id).await?;
-        let members: Vec<UserId> = self
-            .store
-            .members(conversation)
-            .await?
-            .into_iter()
-            .map(|m| m.user_id)
-            .collect();
+        let plan = self.plan(conversation, auth.user_id).await?;
         let frame = encode(&ServerFrame::Typing {
             conversation_id: conversation,
             user_id: auth.user_id,
             typing,
         });
         self.bus.publish_to_users(
-            &members,
+            &plan.recipients,
             Some(auth.device_id),
             Outbound::Frame {
                 kind: "typing",
@@ -349,6 +331,18 @@ impl Messenger {
         );
         Ok(())
     }
+}
+
+/// Fans a stored message out to the online devices of `recipients`, except the sending device.
+fn publish(bus: &dyn Bus, recipients: &[UserId], message: Message) {
+    let event = Outbound::Message {
+        conversation_id: message.conversation_id,
+        seq: message.seq,
+        server_ts: message.server_ts,
+        remote: false,
+        frame: encode(&ServerFrame::Message(message.clone())),
+    };
+    bus.publish_to_users(recipients, Some(message.sender_device_id), event);
 }
 
 fn check_client_msg_id(id: &str) -> Result<(), ServiceError> {

@@ -14,6 +14,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 /// Size buckets for syncs, in messages.
 const SIZE_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
+/// Size buckets for what is done together: appends per commit, receipts per frame.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1_024.0];
 
 /// The process's metrics recorder, installed on first use. Every server in the process (tests
 /// run several) records into it.
@@ -25,6 +27,18 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Suffix("_messages".into()), SIZE_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("natter_store_batch_size".into()),
+                        BATCH_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("natter_receipts_coalesced".into()),
+                        BATCH_BUCKETS,
+                    )
                 })
                 .expect("bucket lists are non-empty")
                 .build_recorder();
@@ -85,6 +99,16 @@ fn describe() {
         "Messages sent by one sync"
     );
     describe_histogram!("natter_sync_seconds", Unit::Seconds, "Duration of one sync");
+    describe_histogram!(
+        "natter_store_batch_size",
+        Unit::Count,
+        "Messages appended by one group commit"
+    );
+    describe_histogram!(
+        "natter_receipts_coalesced",
+        Unit::Count,
+        "Cursor moves sent together in one receipts frame"
+    );
     describe_histogram!(
         "natter_store_op_seconds",
         Unit::Seconds,

@@ -549,14 +549,19 @@ impl Session {
         delivered: i64,
         read: i64,
     ) -> Flow {
-        let before = self
-            .conversations
-            .get(&conversation)
-            .map_or((0, 0), |c| (c.delivered, c.read));
+        let known = self.conversations.get(&conversation);
+        let before = known.map_or((0, 0), |c| (c.delivered, c.read));
+        let sent_here = known.map(|c| c.sent);
         match self
             .state
             .messenger
-            .move_cursor(self.auth, conversation, before, delivered, read)
+            .move_cursor(
+                self.auth,
+                conversation,
+                before,
+                (delivered, read),
+                sent_here,
+            )
             .await
         {
             Ok((delivered, read)) => {

@@ -51,6 +51,10 @@ pub struct NewMessage<'a> {
     pub server_ts: i64,
 }
 
+/// Told a new message's seq once it is committed. Appends committed together are told in seq
+/// order, so fan-out leaves in the order recipients must show them.
+pub type OnStored = Box<dyn FnOnce(i64) + Send + Sync>;
+
 /// Where an append landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -62,6 +66,22 @@ pub struct Appended {
     pub server_ts: i64,
     /// True when this (device, client_msg_id) was already stored and nothing new was written.
     pub duplicate: bool,
+}
+
+/// What a send (or a typing notice) needs to know about a conversation, read in one query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendPlan {
+    /// Direct or room.
+    pub kind: ConversationKind,
+    /// Whether the sender is a current member.
+    pub is_member: bool,
+    /// Whether the sender's side of the connection to every other current member is
+    /// `accepted` (what a direct conversation requires).
+    pub connected: bool,
+    /// The current members, the sender included, except those who block the sender.
+    pub recipients: Vec<UserId>,
+    /// How many current members there are.
+    pub members: usize,
 }
 
 /// Where a device's sync starts in one conversation.
@@ -130,9 +150,21 @@ pub trait MessageStore: Send + Sync {
     /// Whether two users are both current members of some conversation.
     async fn share_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;
 
-    /// Appends a message, assigning the next seq; a resend of a stored (device, client_msg_id)
-    /// returns the first copy's place and writes nothing.
-    async fn append(&self, message: &NewMessage<'_>) -> Result<Appended, StoreError>;
+    /// What `sender` sending to `conversation` involves; `None` if the conversation has no
+    /// current members (or does not exist).
+    async fn send_plan(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> Result<Option<SendPlan>, StoreError>;
+    /// Appends a message, assigning the next seq, and calls `on_stored` once it is committed;
+    /// a resend of a stored (device, client_msg_id) returns the first copy's place, writes
+    /// nothing and calls nothing.
+    async fn append(
+        &self,
+        message: &NewMessage<'_>,
+        on_stored: OnStored,
+    ) -> Result<Appended, StoreError>;
     /// Messages with `after < seq <= up_to` that `viewer` may see (in their membership window,
     /// not from users they block), oldest first, at most `limit`.
     async fn messages_after(
@@ -164,6 +196,12 @@ pub trait MessageStore: Send + Sync {
         device: DeviceId,
         user: UserId,
     ) -> Result<Vec<CursorStart>, StoreError>;
+    /// The conversation's last seq, if `user` is or was a member (how far a cursor may go).
+    async fn cursor_bound(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Option<i64>, StoreError>;
     /// Moves a device's cursors forward (never back); returns them after the move.
     async fn move_cursor(
         &self,
@@ -186,8 +224,6 @@ pub trait MessageStore: Send + Sync {
         conversation: ConversationId,
         seq: i64,
     ) -> Result<Option<MessageReceipts>, StoreError>;
-    /// The users who block `user`.
-    async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
     /// Stores payloads for devices, each under the next seq of its device's inbox.
     async fn push_inbox(

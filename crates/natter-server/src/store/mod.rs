@@ -4,6 +4,7 @@
 //! differ.
 
 mod dialect;
+mod group_commit;
 mod messages;
 mod sql;
 mod sql_messages;
@@ -16,7 +17,8 @@ use natter_proto::{DeviceId, UserId};
 use crate::connections::Refusal;
 
 pub use messages::{
-    Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage,
+    Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
+    SendPlan,
 };
 pub use sql::{PgStore, SqliteStore};
 

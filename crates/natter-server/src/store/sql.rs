@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 
 use super::dialect;
+use super::sql_messages::Appender;
 use super::{
     ClaimedKeyRecord, ConnectionRecord, DeviceRecord, KeyCounts, KeyUpload, NewDevice, NewUser,
     Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord, timed,
@@ -34,6 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     pub(super) writer: SqlitePool,
+    pub(super) appends: Appender,
 }
 
 impl SqliteStore {
@@ -50,16 +52,16 @@ impl SqliteStore {
             // failure can lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // Readers re-read pages after every commit with SQLite's small default cache
-            // (natter-bench's profile): keep 64 MiB per connection and map the file.
-            .pragma("cache_size", "-65536")
-            .pragma("mmap_size", "268435456");
+            .busy_timeout(Duration::from_secs(10));
         let cannot_open =
             |e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display());
+        // Only the writer gets a large page cache: in WAL mode a reader drops its whole cache
+        // whenever another connection has committed, and dropping a large one costs more than
+        // re-reading the few pages a query needs (natter-bench's profile). Memory-mapping the
+        // file made every reader remap it as it grew.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", "-65536"))
             .await
             .map_err(cannot_open)?;
         MIGRATOR
@@ -71,7 +73,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(cannot_open)?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            appends: Self::appender(writer.clone()),
+            writer,
+        })
     }
 }
 
@@ -83,6 +89,7 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 pub struct PgStore {
     pub(super) pool: PgPool,
     pub(super) writer: PgPool,
+    pub(super) appends: Appender,
 }
 
 impl PgStore {
@@ -114,6 +121,7 @@ impl PgStore {
             .await
             .map_err(|e| anyhow::anyhow!("migrating PostgreSQL: {e}"))?;
         Ok(Self {
+            appends: Self::appender(pool.clone()),
             writer: pool.clone(),
             pool,
         })

@@ -7,8 +7,10 @@ use natter_proto::ws::{Message, ToDeviceIn};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
 use super::dialect;
+use super::group_commit::GroupCommit;
 use super::messages::{
-    Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage,
+    Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
+    SendPlan,
 };
 use super::sql::{classify, parse_id};
 use super::{PgStore, SqliteStore, StoreError, timed};
@@ -122,6 +124,36 @@ macro_rules! visible_to_viewer {
 }
 
 /// Implements [`MessageStore`] for a store type with `pool` and `writer` fields.
+/// A message waiting for its group commit (see [`GroupCommit`]).
+pub(super) struct QueuedMessage {
+    conversation_id: String,
+    sender_id: String,
+    sender_device: String,
+    client_msg_id: String,
+    client_ts: Option<i64>,
+    ciphertext: String,
+    server_ts: i64,
+    on_stored: Option<OnStored>,
+}
+
+impl QueuedMessage {
+    fn new(message: &NewMessage<'_>, on_stored: OnStored) -> Self {
+        Self {
+            conversation_id: message.conversation_id.to_string(),
+            sender_id: message.sender_id.to_string(),
+            sender_device: message.sender_device.to_string(),
+            client_msg_id: message.client_msg_id.to_owned(),
+            client_ts: message.client_ts,
+            ciphertext: message.ciphertext.to_owned(),
+            server_ts: message.server_ts,
+            on_stored: Some(on_stored),
+        }
+    }
+}
+
+/// The group-committing queue of appends: per message, its seq or `None` if already stored.
+pub(super) type Appender = GroupCommit<QueuedMessage, Result<Option<i64>, StoreError>>;
+
 macro_rules! message_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
@@ -348,69 +380,18 @@ macro_rules! message_store {
                 }).await
             }
 
-            async fn append(&self, message: &NewMessage<'_>) -> Result<Appended, StoreError> {
+            async fn append(&self, message: &NewMessage<'_>, on_stored: OnStored) -> Result<Appended, StoreError> {
                 timed("append", async move {
-                    let stored = || async {
-                        let row = sqlx::query_as::<_, (String, i64, i64)>(
-                            "SELECT conversation_id, seq, server_ts FROM messages \
-                             WHERE sender_device = $1 AND client_msg_id = $2",
-                        )
-                        .bind(message.sender_device.to_string())
-                        .bind(message.client_msg_id)
-                        .fetch_optional(&self.writer)
-                        .await?;
-                        row.map(|(conversation, seq, server_ts)| {
-                            Ok::<_, StoreError>(Appended {
-                                conversation_id: parse_id(&conversation, "messages.conversation_id")?,
-                                seq,
-                                server_ts,
-                                duplicate: true,
-                            })
-                        })
-                        .transpose()
-                    };
-                    if let Some(first) = stored().await? {
-                        return Ok(first);
+                    match self.appends.submit(QueuedMessage::new(message, on_stored)).await?? {
+                        Some(seq) => Ok(Appended {
+                            conversation_id: message.conversation_id,
+                            seq,
+                            server_ts: message.server_ts,
+                            duplicate: false,
+                        }),
+                        // Already stored (or no such conversation): answer with the first copy.
+                        None => first_copy(&self.pool, message).await?.ok_or(StoreError::Missing("conversation")),
                     }
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                    let seq: i64 = sqlx::query_scalar(
-                        "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
-                    )
-                    .bind(message.conversation_id.to_string())
-                    .bind(message.server_ts)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or(StoreError::Missing("conversation"))?;
-                    let inserted = sqlx::query(
-                        "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
-                         client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(message.conversation_id.to_string())
-                    .bind(seq)
-                    .bind(message.sender_id.to_string())
-                    .bind(message.sender_device.to_string())
-                    .bind(message.client_msg_id)
-                    .bind(message.client_ts)
-                    .bind(message.server_ts)
-                    .bind(message.ciphertext)
-                    .execute(&mut *tx)
-                    .await;
-                    match inserted.map_err(|e| classify(e, "message", "conversation")) {
-                        Ok(_) => {}
-                        // A concurrent resend of the same message won the race: answer with its place.
-                        Err(StoreError::Conflict(_)) => {
-                            drop(tx);
-                            return stored().await?.ok_or(StoreError::Missing("message"));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    tx.commit().await?;
-                    Ok(Appended {
-                        conversation_id: message.conversation_id,
-                        seq,
-                        server_ts: message.server_ts,
-                        duplicate: false,
-                    })
                 }).await
             }
 
@@ -502,6 +483,23 @@ macro_rules! message_store {
                         });
                     }
                     Ok(starts)
+                }).await
+            }
+
+            async fn cursor_bound(
+                &self,
+                conversation: ConversationId,
+                user: UserId,
+            ) -> Result<Option<i64>, StoreError> {
+                timed("cursor_bound", async move {
+                    Ok(sqlx::query_scalar(
+                        "SELECT c.last_seq FROM conversations c \
+                         JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 WHERE c.id = $1",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(user.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?)
                 }).await
             }
 
@@ -600,15 +598,47 @@ macro_rules! message_store {
                 }).await
             }
 
-            async fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
-                timed("blockers_of", async move {
-                    let rows: Vec<String> = sqlx::query_scalar(
-                        "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'blocked'",
+            async fn send_plan(
+                &self,
+                conversation: ConversationId,
+                sender: UserId,
+            ) -> Result<Option<SendPlan>, StoreError> {
+                timed("send_plan", async move {
+                    // Per current member: the sender's side towards them, and theirs towards
+                    // the sender (`blocked` keeps the message from them).
+                    let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(
+                        "SELECT c.kind, m.user_id, \
+                         (SELECT k.state FROM connections k WHERE k.user_id = $2 AND k.peer_id = m.user_id), \
+                         (SELECT k.state FROM connections k WHERE k.user_id = m.user_id AND k.peer_id = $2) \
+                         FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.left_seq IS NULL \
+                         WHERE c.id = $1",
                     )
-                    .bind(user.to_string())
+                    .bind(conversation.to_string())
+                    .bind(sender.to_string())
                     .fetch_all(&self.pool)
                     .await?;
-                    ids(rows, "connections.user_id")
+                    let Some((first_kind, ..)) = rows.first() else {
+                        return Ok(None);
+                    };
+                    let mut plan = SendPlan {
+                        kind: kind(first_kind)?,
+                        is_member: false,
+                        connected: true,
+                        recipients: Vec::with_capacity(rows.len()),
+                        members: rows.len(),
+                    };
+                    for (_, user, mine, theirs) in rows {
+                        let user: UserId = parse_id(&user, "members.user_id")?;
+                        if user == sender {
+                            plan.is_member = true;
+                        } else if mine.as_deref() != Some("accepted") {
+                            plan.connected = false;
+                        }
+                        if theirs.as_deref() != Some("blocked") {
+                            plan.recipients.push(user);
+                        }
+                    }
+                    Ok(Some(plan))
                 }).await
             }
 
@@ -696,6 +726,116 @@ macro_rules! message_store {
         }
 
         /// Locks a conversation's row for the rest of the transaction; returns its last seq.
+        impl $store {
+            /// Starts the task that group-commits appends on `writer`.
+            pub(in crate::store) fn appender(writer: sqlx::Pool<$db>) -> Appender {
+                GroupCommit::spawn(move |batch| {
+                    let writer = writer.clone();
+                    async move { append_batch(&writer, batch).await }
+                })
+            }
+        }
+
+        /// Appends a batch in one transaction; if that fails, each message in its own, so one
+        /// bad message fails alone. Per message: its seq, or `None` if it was already stored.
+        async fn append_batch(
+            writer: &sqlx::Pool<$db>,
+            mut batch: Vec<QueuedMessage>,
+        ) -> Vec<Result<Option<i64>, StoreError>> {
+            if batch.len() > 1 {
+                if let Ok(seqs) = append_in_one(writer, &mut batch).await {
+                    return seqs.into_iter().map(Ok).collect();
+                }
+            }
+            let mut results = Vec::with_capacity(batch.len());
+            for mut message in batch {
+                results.push(match append_in_one(writer, std::slice::from_mut(&mut message)).await {
+                    Ok(seqs) => Ok(seqs[0]),
+                    // A concurrent resend (from another node) stored it first.
+                    Err(StoreError::Conflict(_)) => Ok(None),
+                    Err(e) => Err(e),
+                });
+            }
+            results
+        }
+
+        /// Appends messages in one transaction, taking each conversation's row lock in
+        /// conversation order (the same order in every batch, so two cannot deadlock) and
+        /// keeping each conversation's messages in arrival order; after the commit, tells each
+        /// new message's `on_stored` in that order.
+        async fn append_in_one(
+            writer: &sqlx::Pool<$db>,
+            batch: &mut [QueuedMessage],
+        ) -> Result<Vec<Option<i64>>, StoreError> {
+            let mut order: Vec<usize> = (0..batch.len()).collect();
+            order.sort_by(|&a, &b| batch[a].conversation_id.cmp(&batch[b].conversation_id));
+            let mut seqs = vec![None; batch.len()];
+            let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+            for &i in &order {
+                let message = &batch[i];
+                // The next seq, unless this (device, client_msg_id) is already stored.
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM messages WHERE sender_device = $3 AND client_msg_id = $4) \
+                     RETURNING last_seq",
+                )
+                .bind(&message.conversation_id)
+                .bind(message.server_ts)
+                .bind(&message.sender_device)
+                .bind(&message.client_msg_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(seq) = seq else { continue };
+                sqlx::query(
+                    "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
+                     client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&message.conversation_id)
+                .bind(seq)
+                .bind(&message.sender_id)
+                .bind(&message.sender_device)
+                .bind(&message.client_msg_id)
+                .bind(message.client_ts)
+                .bind(message.server_ts)
+                .bind(&message.ciphertext)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify(e, "message", "conversation"))?;
+                seqs[i] = Some(seq);
+            }
+            tx.commit().await?;
+            for i in order {
+                if let (Some(seq), Some(on_stored)) = (seqs[i], batch[i].on_stored.take()) {
+                    on_stored(seq);
+                }
+            }
+            Ok(seqs)
+        }
+
+        /// Where the first copy of a message (by device and client_msg_id) was stored.
+        async fn first_copy(
+            pool: &sqlx::Pool<$db>,
+            message: &NewMessage<'_>,
+        ) -> Result<Option<Appended>, StoreError> {
+            let row = sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT conversation_id, seq, server_ts FROM messages \
+                 WHERE sender_device = $1 AND client_msg_id = $2",
+            )
+            .bind(message.sender_device.to_string())
+            .bind(message.client_msg_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|(conversation, seq, server_ts)| {
+                Ok(Appended {
+                    conversation_id: parse_id(&conversation, "messages.conversation_id")?,
+                    seq,
+                    server_ts,
+                    duplicate: true,
+                })
+            })
+            .transpose()
+        }
+
         async fn lock_conversation(
             tx: &mut sqlx::Transaction<'static, $db>,
             conversation: ConversationId,

@@ -64,7 +64,10 @@ pub async fn until<T>(
         assert!(
             matches!(
                 frame,
-                ServerFrame::Receipt(_) | ServerFrame::Typing { .. } | ServerFrame::Pong { .. }
+                ServerFrame::Receipt(_)
+                    | ServerFrame::Receipts { .. }
+                    | ServerFrame::Typing { .. }
+                    | ServerFrame::Pong { .. }
             ),
             "unexpected frame: {frame:?}"
         );
@@ -80,10 +83,12 @@ pub async fn message(connection: &mut Connection) -> Message {
     .await
 }
 
-/// The next receipt.
+/// The next receipt: a `receipt` frame, or the last of a `receipts` frame (moves in a busy
+/// conversation are gathered).
 pub async fn receipt(connection: &mut Connection) -> natter_proto::ws::Receipt {
     until(connection, |f| match f {
         ServerFrame::Receipt(r) => Some(r.clone()),
+        ServerFrame::Receipts { receipts } => receipts.last().cloned(),
         _ => None,
     })
     .await

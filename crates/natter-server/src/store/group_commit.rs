@@ -1,0 +1,63 @@
+//! Group commit: one task takes every write waiting in its queue and commits them together, so
+//! a busy store pays for one transaction per batch instead of one per write.
+//!
+//! A batch forms by itself: while one commits, the next writes queue up behind it. Nobody
+//! waits for a batch to fill, so a lone write costs what it did without batching.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// The most writes committed in one transaction.
+const BATCH_MAX: usize = 256;
+
+/// A job and where its result goes.
+type Queued<J, R> = (J, oneshot::Sender<R>);
+
+/// The queue of one group-committing task. Cloning shares the task.
+pub(super) struct GroupCommit<J, R> {
+    queue: mpsc::Sender<Queued<J, R>>,
+}
+
+impl<J, R> Clone for GroupCommit<J, R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
+    /// Starts the task. `commit` writes a batch and returns one result per job, in order. The
+    /// task ends when the last handle is dropped.
+    pub(super) fn spawn<F, Fut>(commit: F) -> Self
+    where
+        F: Fn(Vec<J>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<R>> + Send,
+    {
+        let (queue, mut jobs) = mpsc::channel::<Queued<J, R>>(BATCH_MAX * 16);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH_MAX);
+            while jobs.recv_many(&mut batch, BATCH_MAX).await > 0 {
+                let (work, replies): (Vec<J>, Vec<_>) = batch.drain(..).unzip();
+                metrics::histogram!("natter_store_batch_size").record(work.len() as f64);
+                for (result, reply) in commit(work).await.into_iter().zip(replies) {
+                    // The caller may have given up (its connection closed): nothing to tell.
+                    let _ = reply.send(result);
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues a job and waits for its batch to commit.
+    pub(super) async fn submit(&self, job: J) -> Result<R, StoreError> {
+        let (reply, result) = oneshot::channel();
+        // The task only stops with the store.
+        let stopped = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.queue.send((job, reply)).await.map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())
+    }
+}
