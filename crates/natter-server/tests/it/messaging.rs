@@ -212,7 +212,9 @@ async fn sync_and_live_traffic_meet_without_gap_or_duplicate(backend: Backend) {
         loop {
             match next(&mut b).await.unwrap() {
                 ServerFrame::Pong { .. } => break,
-                ServerFrame::Message(_) | ServerFrame::Receipt(_) => {}
+                ServerFrame::Message(_)
+                | ServerFrame::Receipt(_)
+                | ServerFrame::Receipts { .. } => {}
                 other => panic!("unexpected frame: {other:?}"),
             }
         }
