@@ -277,10 +277,29 @@ impl InboundRoomSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DecryptedWith, DeviceAccount, ToDevicePayload};
+    use crate::{DecryptedWith, DeviceAccount, PairwiseSession, ToDevicePayload};
 
     fn id() -> uuid::Uuid {
         uuid::Uuid::now_v7()
+    }
+
+    /// Message 1 of `conversation`, sent by `device` of `sender` with `ciphertext`.
+    fn message(
+        conversation: ConversationId,
+        sender: UserId,
+        device: DeviceId,
+        ciphertext: String,
+    ) -> Message {
+        Message {
+            conversation_id: conversation,
+            seq: 1,
+            sender_id: sender,
+            sender_device_id: device,
+            client_msg_id: "m1".into(),
+            server_ts: 0,
+            client_ts: None,
+            ciphertext,
+        }
     }
 
     #[test]
@@ -323,16 +342,12 @@ mod tests {
         let mut inbound = InboundRoomSession::from_share(&received).unwrap();
 
         let envelope = MessageEnvelope::new("hello bob", conversation, alice_dev).unwrap();
-        let message = Message {
-            conversation_id: conversation,
-            seq: 1,
-            sender_id: alice_user,
-            sender_device_id: alice_dev,
-            client_msg_id: "m1".into(),
-            server_ts: 0,
-            client_ts: None,
-            ciphertext: outbound.encrypt(&envelope),
-        };
+        let message = message(
+            conversation,
+            alice_user,
+            alice_dev,
+            outbound.encrypt(&envelope),
+        );
         assert_eq!(inbound.decrypt(&message).unwrap().text, "hello bob");
 
         let moved = Message {
@@ -365,6 +380,44 @@ mod tests {
         }
         assert_eq!(outbound.messages(), 100);
         assert!(outbound.needs_rotation(1, &policy, &recipients));
+    }
+
+    #[test]
+    fn the_session_that_decrypts_is_named_among_several_with_the_sender() {
+        let alice = DeviceAccount::new();
+        let mut bob = DeviceAccount::new();
+        let upload = bob.keys_to_publish(0, false);
+        bob.mark_published();
+        // Alice opened two sessions with bob (two claimed one-time keys); bob has both.
+        let mut first = alice
+            .open_session(&bob.curve25519(), &upload.one_time_keys[0].key)
+            .unwrap();
+        let mut second = alice
+            .open_session(&bob.curve25519(), &upload.one_time_keys[1].key)
+            .unwrap();
+        let payload = |session: &mut PairwiseSession, text: &[u8]| {
+            ToDevicePayload::parse(&session.encrypt(&alice.curve25519(), text).unwrap()).unwrap()
+        };
+        let mut bobs = Vec::new();
+        for session in [&mut first, &mut second] {
+            let (_, used) = bob.decrypt(&mut [], &payload(session, b"hello")).unwrap();
+            let DecryptedWith::New(session) = used else {
+                panic!("a first message makes a new session");
+            };
+            bobs.push(*session);
+        }
+
+        // The first session cannot decrypt what the second encrypted; the second one can.
+        let (plaintext, used) = bob
+            .decrypt(&mut bobs, &payload(&mut second, b"two"))
+            .unwrap();
+        assert_eq!(plaintext, b"two");
+        assert!(matches!(used, DecryptedWith::Existing(1)));
+        let (plaintext, used) = bob
+            .decrypt(&mut bobs, &payload(&mut first, b"one"))
+            .unwrap();
+        assert_eq!(plaintext, b"one");
+        assert!(matches!(used, DecryptedWith::Existing(0)));
     }
 
     #[test]
@@ -406,16 +459,7 @@ mod tests {
         let mut inbound = InboundRoomSession::from_pickle(&inbound.pickle(&key), &key).unwrap();
         assert_eq!(inbound.conversation_id(), conversation);
         let envelope = MessageEnvelope::new("kept", conversation, device).unwrap();
-        let message = Message {
-            conversation_id: conversation,
-            seq: 1,
-            sender_id: user,
-            sender_device_id: device,
-            client_msg_id: "m1".into(),
-            server_ts: 0,
-            client_ts: None,
-            ciphertext: outbound.encrypt(&envelope),
-        };
+        let message = message(conversation, user, device, outbound.encrypt(&envelope));
         assert_eq!(inbound.decrypt(&message).unwrap().text, "kept");
         let wrong = StoreKey::from_passphrase("wrong", &StoreKey::new_salt()).unwrap();
         assert!(matches!(
