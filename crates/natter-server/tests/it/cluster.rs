@@ -95,7 +95,9 @@ async fn messages_and_suspensions_cross_nodes() {
 }
 
 /// Redis subscriptions are established asynchronously: sends from `from` until one arrives
-/// live on `to`, and returns the seq of the last message sent.
+/// live on `to`, and returns the seq of the last message sent, once `to` has read it (the
+/// first to cross may be an earlier warm-up message, or the gap before it filled from the
+/// store): the next message `to` reads is one sent after this returns.
 async fn until_live(
     from: &mut natter_client::Connection,
     to: &mut natter_client::Connection,
@@ -106,11 +108,20 @@ async fn until_live(
         let seq = send(from, conversation, &format!("{prefix}{i}"), "x")
             .await
             .seq;
-        if tokio::time::timeout(std::time::Duration::from_millis(200), to.next())
-            .await
-            .is_ok()
-        {
-            return seq;
+        let Ok(first) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), to.next()).await
+        else {
+            continue;
+        };
+        let mut frame = first.expect("connection open");
+        loop {
+            if let ServerFrame::Message(got) = &frame {
+                assert!(got.seq <= seq, "{} was never sent", got.seq);
+                if got.seq == seq {
+                    return seq;
+                }
+            }
+            frame = next(to).await.expect("connection open");
         }
     }
     panic!("nothing crossed nodes live");
