@@ -81,7 +81,21 @@ impl Device {
         Ok(verified)
     }
 
-    /// A device's verified Curve25519 key: cached, else fetched.
+    /// [`Device::verified_devices`], or none when the server does not show this user's
+    /// devices (404: the server shows devices only to connections and fellow members).
+    async fn visible_devices(
+        &self,
+        state: &State,
+        user: UserId,
+    ) -> Result<Vec<VerifiedDevice>, ClientError> {
+        match self.verified_devices(state, user).await {
+            Err(e) if e.status() == Some(404) => Ok(Vec::new()),
+            devices => devices,
+        }
+    }
+
+    /// A device's verified Curve25519 key: cached, else fetched; `None` for a device this
+    /// user cannot see (anymore).
     async fn curve_key_of(
         &self,
         state: &State,
@@ -91,7 +105,7 @@ impl Device {
         if let Some((curve, _)) = state.store.device_keys(user, device)? {
             return Ok(Some(curve));
         }
-        let devices = self.verified_devices(state, user).await?;
+        let devices = self.visible_devices(state, user).await?;
         Ok(devices
             .into_iter()
             .find(|d| d.device_id == device)
@@ -115,14 +129,9 @@ impl Device {
         let mut recipients = BTreeSet::new();
         let mut curve_keys = Vec::new();
         for member in &members {
-            let devices = match self.verified_devices(state, member.user_id).await {
-                Ok(devices) => devices,
-                // The server shows devices only to connections: a room member this user is
-                // not connected to cannot be given the key (they see "unable to decrypt").
-                Err(e) if e.status() == Some(404) => continue,
-                Err(e) => return Err(e),
-            };
-            for device in devices {
+            // A room member this user cannot see cannot be given the key (they see "unable
+            // to decrypt").
+            for device in self.visible_devices(state, member.user_id).await? {
                 if (device.user_id, device.device_id) != me {
                     recipients.insert((device.user_id, device.device_id));
                     curve_keys.push(device);
@@ -223,8 +232,9 @@ impl Device {
     }
 
     /// Handles a to-device payload: a room key from another device. Returns the stored
-    /// messages it made readable. Payloads that are not valid for this device are dropped
-    /// (`Ok` with nothing); only a failure to reach the server is an error.
+    /// messages it made readable. Payloads that are not valid for this device, or come from a
+    /// device this user cannot see (a member who left), are dropped (`Ok` with nothing); only
+    /// a failure to reach the server is an error.
     pub(crate) async fn receive_to_device(
         &self,
         state: &mut State,
@@ -237,6 +247,11 @@ impl Device {
             .curve_key_of(state, item.sender_id, item.sender_device_id)
             .await?
         else {
+            tracing::warn!(
+                sender = %item.sender_id,
+                device = %item.sender_device_id,
+                "dropped a to-device payload from a device this user cannot see"
+            );
             return Ok(Vec::new());
         };
         if curve != payload.sender_key() {

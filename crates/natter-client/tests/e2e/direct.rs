@@ -3,7 +3,7 @@
 use natter_client::Event;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
-use crate::helpers::{TestServer, live, next_event, texts};
+use crate::helpers::{TestServer, live, next_event, texts, to_device_waiting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
@@ -185,16 +185,4 @@ async fn a_garbage_to_device_payload_is_dropped_and_acknowledged() {
     bob.sync().await.unwrap();
     alice.sync().await.unwrap();
     assert_eq!(texts(&alice, direct).await, ["still fine"]);
-}
-
-/// How many to-device payloads a fresh connection of `device` is given before it is synced.
-async fn to_device_waiting(device: &natter_client::Device) -> u64 {
-    let mut raw = device.session().connect().await.unwrap();
-    let waiting = loop {
-        if let ServerFrame::Synced { to_device, .. } = raw.next().await.unwrap() {
-            break to_device;
-        }
-    };
-    raw.close().await;
-    waiting
 }

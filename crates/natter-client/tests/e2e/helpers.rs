@@ -224,3 +224,15 @@ pub async fn next_event<T>(
         .expect("gave up waiting for an event")
         .expect("the device stopped")
 }
+
+/// How many to-device payloads a fresh connection of `device` is given before it is synced.
+pub async fn to_device_waiting(device: &Device) -> u64 {
+    let mut raw = device.session().connect().await.unwrap();
+    let waiting = loop {
+        if let natter_proto::ws::ServerFrame::Synced { to_device, .. } = raw.next().await.unwrap() {
+            break to_device;
+        }
+    };
+    raw.close().await;
+    waiting
+}

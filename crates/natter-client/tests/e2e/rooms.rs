@@ -3,7 +3,7 @@
 
 use natter_client::{Event, UnableToDecrypt};
 
-use crate::helpers::{TestServer, live, next_event, texts};
+use crate::helpers::{TestServer, live, next_event, texts, to_device_waiting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_members_read_and_a_removed_member_cannot() {
@@ -127,4 +127,41 @@ async fn a_send_to_a_room_one_was_removed_from_fails_once_and_leaves_the_queue()
         .await
         .unwrap();
     assert!(history.is_empty(), "nothing reached the room");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_key_from_someone_who_left_is_dropped_and_the_sync_completes() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    // Alice and bob are not connected: each sees the other's devices only while they share
+    // carol's room.
+    server.connect(&carol, &alice).await;
+    server.connect(&carol, &bob).await;
+    let room = carol
+        .session()
+        .create_room("passing", &[alice.user_id(), bob.user_id()])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    bob.send_text(room, "hello and goodbye").await.unwrap();
+    bob.sync().await.unwrap();
+    bob.session()
+        .remove_member(room, bob.user_id())
+        .await
+        .unwrap();
+    assert_eq!(to_device_waiting(&alice).await, 1, "bob's room key");
+
+    // Alice can no longer look up bob's device (404), so his key share cannot be checked: it
+    // is dropped and acknowledged, and the sync still completes and sends her queue.
+    alice.send_text(room, "still here").await.unwrap();
+    assert_eq!(alice.sync().await.unwrap().sent, 1);
+    assert!(alice.queued().await.unwrap().is_empty());
+    assert_eq!(to_device_waiting(&alice).await, 0);
+    assert_eq!(
+        texts(&alice, room).await,
+        [UnableToDecrypt::MissingKey.to_string(), "still here".into()]
+    );
 }
