@@ -262,12 +262,7 @@ impl TestServer {
     /// Two users connected to each other.
     pub async fn connected_pair(&self, a: &str, b: &str) -> (Session, Session) {
         let (a, b) = (self.user(a).await, self.user(b).await);
-        a.request_connection(b.user_id(), None)
-            .await
-            .expect("requesting");
-        b.answer_request(a.user_id(), true, None)
-            .await
-            .expect("accepting");
+        connect_users(&a, &b).await;
         (a, b)
     }
 
@@ -350,6 +345,16 @@ pub fn same_device(client: &Client, session: &Session) -> Session {
         session.user_id(),
         session.device_id(),
     )
+}
+
+/// Connects two users: `a` requests, `b` accepts.
+pub async fn connect_users(a: &Session, b: &Session) {
+    a.request_connection(b.user_id(), None)
+        .await
+        .expect("requesting");
+    b.answer_request(a.user_id(), true, None)
+        .await
+        .expect("accepting");
 }
 
 /// A TCP proxy in front of a service (PostgreSQL, Redis) that can cut every connection and

@@ -9,7 +9,7 @@ use natter_proto::ws::{ClientFrame, ServerFrame};
 
 use natter_server::ratelimit::{Kind, Rate};
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
 use crate::ws::{connect, error, message, next, ping, receipt, send};
 
 backend_tests!(
@@ -65,14 +65,7 @@ async fn room_messages_reach_every_member_device(backend: Backend) {
     let server = server!(backend);
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let carol = server.user("carol").await;
-    alice
-        .request_connection(carol.user_id(), None)
-        .await
-        .unwrap();
-    carol
-        .answer_request(alice.user_id(), true, None)
-        .await
-        .unwrap();
+    connect_users(&alice, &carol).await;
     let bob_tablet = server.login("bob", "tablet").await;
     let room = alice
         .create_room("team", &[bob.user_id(), carol.user_id()])
@@ -304,13 +297,7 @@ async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let carol = server.user("carol").await;
     for peer in [&alice, &bob] {
-        carol
-            .request_connection(peer.user_id(), None)
-            .await
-            .unwrap();
-        peer.answer_request(carol.user_id(), true, None)
-            .await
-            .unwrap();
+        connect_users(&carol, peer).await;
     }
     let room = carol
         .create_room("three", &[alice.user_id(), bob.user_id()])

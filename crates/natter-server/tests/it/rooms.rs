@@ -1,19 +1,23 @@
 //! Rooms: membership rules, history windows, the 1,000-member limit and a full-size room.
 
+use std::sync::Arc;
+
 use futures_util::future::join_all;
 use natter_client::Session;
 use natter_proto::UserId;
 use natter_proto::conversations::Role;
 use natter_proto::limits::ROOM_MEMBERS_MAX;
+use natter_proto::ws::ServerFrame;
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
-use crate::ws::{connect, message, send};
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
+use crate::ws::{connect, message, next, ping, send};
 
 backend_tests!(
     owners_manage_members_and_members_leave,
     members_see_history_from_joining_until_leaving,
     a_room_holds_a_thousand_members_and_no_more,
     room_members_reach_each_others_keys,
+    concurrent_senders_reach_every_member_once_in_seq_order,
 );
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
@@ -230,4 +234,74 @@ async fn room_members_reach_each_others_keys(backend: Backend) {
     // Once Carol leaves, they are strangers again.
     carol.remove_member(room, carol.user_id()).await.unwrap();
     assert_problem(bob.devices(carol.user_id()).await, 404, "not_found");
+}
+
+async fn concurrent_senders_reach_every_member_once_in_seq_order(backend: Backend) {
+    const MEMBERS: usize = 8;
+    const EACH: usize = 25;
+    let total = (MEMBERS * EACH) as i64;
+    let server = server!(backend);
+    let owner = server.user("member0").await;
+    let mut others = Vec::new();
+    for i in 1..MEMBERS {
+        let member = server.user(&format!("member{i}")).await;
+        connect_users(&owner, &member).await;
+        others.push(member);
+    }
+    let ids: Vec<UserId> = others.iter().map(Session::user_id).collect();
+    let room = owner.create_room("busy", &ids).await.unwrap().summary.id;
+    let mut connections = vec![connect(&owner).await.0];
+    for member in &others {
+        connections.push(connect(member).await.0);
+    }
+    // Every member pipelines its sends (no waiting for acks) at the same moment, so the
+    // server commits them in shared batches and fans out from many senders at once.
+    let start = Arc::new(tokio::sync::Barrier::new(MEMBERS));
+    let members = connections
+        .into_iter()
+        .enumerate()
+        .map(|(member, mut live)| {
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                for i in 0..EACH {
+                    live.send_message(room, &format!("{member}-{i}"), "x")
+                        .await
+                        .unwrap();
+                }
+                let (mut acks, mut received) = (Vec::new(), Vec::new());
+                while acks.len() < EACH || received.len() < MEMBERS * EACH - EACH {
+                    match next(&mut live).await.unwrap() {
+                        ServerFrame::Ack(ack) => acks.push((ack.client_msg_id, ack.seq)),
+                        ServerFrame::Message(got) => received.push(got.seq),
+                        other => panic!("member {member}: unexpected {other:?}"),
+                    }
+                }
+                // Nothing more comes: no message twice.
+                ping(&mut live, 1).await;
+                (acks, received)
+            })
+        });
+    for (member, outcome) in join_all(members).await.into_iter().enumerate() {
+        let (acks, received) = outcome.unwrap();
+        assert!(
+            received.windows(2).all(|w| w[0] < w[1]),
+            "member {member} got others' messages out of seq order: {received:?}"
+        );
+        let ids: Vec<String> = acks.iter().map(|(id, _)| id.clone()).collect();
+        let sent: Vec<String> = (0..EACH).map(|i| format!("{member}-{i}")).collect();
+        assert_eq!(ids, sent, "member {member}'s acks, in sending order");
+        let own: Vec<i64> = acks.iter().map(|(_, seq)| *seq).collect();
+        assert!(
+            own.windows(2).all(|w| w[0] < w[1]),
+            "member {member}'s messages were stored out of order: {own:?}"
+        );
+        let mut all = [own, received].concat();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (1..=total).collect::<Vec<_>>(),
+            "member {member}: its own acks and what it received are every seq once"
+        );
+    }
 }
