@@ -293,7 +293,8 @@ impl Device {
         match frame {
             // Stored, then reported, then acknowledged: once stored, a message is never
             // reported again, so a connection lost before the acknowledgement must not skip
-            // the report.
+            // the report. A message the server sends again (one this device has) lacks the
+            // acknowledgement, which a connection lost before it skipped: it is sent now.
             ServerFrame::Message(message) => {
                 let state = self.lock().await;
                 let (stored, new) = self.accept_message(&state, &message)?;
@@ -309,7 +310,7 @@ impl Device {
                         link.emit(Event::Message(stored)).await;
                     }
                 }
-                if delivered {
+                if delivered || !new {
                     link.send(&ClientFrame::Delivered {
                         conversation_id: message.conversation_id,
                         seq: message.seq,

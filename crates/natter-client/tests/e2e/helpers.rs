@@ -193,6 +193,15 @@ pub async fn texts(device: &Device, conversation: natter_proto::ConversationId) 
 /// Runs a device live in the background; returns its events and a stopper.
 pub fn live(device: &Device) -> (mpsc::Receiver<Event>, oneshot::Sender<()>, JoinHandle<()>) {
     let (events, received) = mpsc::channel(256);
+    let (stop, task) = live_into(device, events);
+    (received, stop, task)
+}
+
+/// Runs a device live in the background, reporting into `events`; returns a stopper.
+pub fn live_into(
+    device: &Device,
+    events: mpsc::Sender<Event>,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let device = device.clone();
     let task = tokio::spawn(async move {
@@ -203,7 +212,7 @@ pub fn live(device: &Device) -> (mpsc::Receiver<Event>, oneshot::Sender<()>, Joi
             .await
             .expect("the device runs until stopped");
     });
-    (received, stop, task)
+    (stop, task)
 }
 
 /// The first event matching `pick`, skipping others; panics after [`PATIENCE`].

@@ -2,8 +2,9 @@
 //! server restarts.
 
 use natter_client::Event;
+use tokio::sync::mpsc;
 
-use crate::helpers::{TestServer, live, next_event};
+use crate::helpers::{TestServer, live, live_into, next_event, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_devices_get_messages_receipts_and_reconnect() {
@@ -65,4 +66,37 @@ async fn live_devices_get_messages_receipts_and_reconnect() {
         stop.send(()).unwrap();
         task.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_stored_before_its_delivered_was_sent_is_acknowledged_when_replayed() {
+    let server = TestServer::start().await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
+    // Bob's events go into a channel of one that the test fills once bob is synced: his link
+    // then stores the next message and its cursor, and blocks reporting it, before the
+    // `delivered` frame goes out.
+    let (events, mut received) = mpsc::channel(1);
+    let filler = events.clone();
+    let (stop, task) = live_into(&bob, events);
+    next_event(&mut received, |e| (e == Event::Synced).then_some(())).await;
+    // Full now, by this or by an event of bob's.
+    let _ = filler.try_send(Event::Connected);
+    alice.send_text(direct, "did you get this?").await.unwrap();
+    alice.sync().await.unwrap();
+    let seq = alice.messages(direct, 1).await.unwrap()[0].seq;
+    wait_for("bob to store the message", async || {
+        bob.cursors(direct).await.unwrap().0 == seq
+    })
+    .await;
+    // The connection drops there: the server never heard that the message arrived.
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    assert_eq!(bob.session().undelivered().await.unwrap().len(), 1);
+
+    // The server sends it again; bob has it already, and tells the server this time.
+    assert_eq!(bob.sync().await.unwrap().received, 0);
+    wait_for("the server to have bob's delivered cursor", async || {
+        bob.session().undelivered().await.unwrap().is_empty()
+    })
+    .await;
 }
