@@ -7,10 +7,10 @@ use natter_client::Session;
 use natter_proto::UserId;
 use natter_proto::conversations::Role;
 use natter_proto::limits::ROOM_MEMBERS_MAX;
-use natter_proto::ws::ServerFrame;
+use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
-use crate::ws::{connect, message, next, ping, send};
+use crate::ws::{connect, connect_with_inbox, error, message, next, ping, send};
 
 backend_tests!(
     owners_manage_members_and_members_leave,
@@ -18,6 +18,7 @@ backend_tests!(
     a_room_holds_a_thousand_members_and_no_more,
     room_members_reach_each_others_keys,
     concurrent_senders_reach_every_member_once_in_seq_order,
+    a_blocked_member_loses_sight_of_the_blocker,
 );
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
@@ -304,4 +305,60 @@ async fn concurrent_senders_reach_every_member_once_in_seq_order(backend: Backen
             "member {member}: its own acks and what it received are every seq once"
         );
     }
+}
+
+async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    alice.create_room("shared", &[bob.user_id()]).await.unwrap();
+    let keys: Vec<_> = ["k1", "k2"]
+        .map(|id| natter_proto::keys::OneTimeKey {
+            key_id: id.into(),
+            key: "A".repeat(43),
+        })
+        .into();
+    let upload = natter_proto::keys::UploadKeysRequest {
+        one_time_keys: keys,
+        ..Default::default()
+    };
+    alice.upload_keys(&upload).await.unwrap();
+    let presence = |viewer: &Session, user: UserId| {
+        server
+            .raw(reqwest::Method::GET, &format!("/v1/users/{user}/presence"))
+            .bearer_auth(viewer.token())
+            .send()
+    };
+    // Before the block Bob sees Alice like any connection does.
+    bob.profile(alice.user_id()).await.unwrap();
+    bob.claim_key(alice.user_id(), alice.device_id())
+        .await
+        .unwrap();
+
+    // Alice blocks Bob: they still share the room, yet Bob sees nothing of her.
+    alice.block(bob.user_id(), true, None).await.unwrap();
+    assert_problem(bob.profile(alice.user_id()).await, 404, "not_found");
+    assert_eq!(presence(&bob, alice.user_id()).await.unwrap().status(), 404);
+    assert_problem(bob.devices(alice.user_id()).await, 404, "not_found");
+    assert_problem(
+        bob.claim_key(alice.user_id(), alice.device_id()).await,
+        404,
+        "not_found",
+    );
+    let (mut b, _) = connect(&bob).await;
+    b.send(&ClientFrame::ToDevice {
+        messages: vec![ToDeviceOut {
+            user_id: alice.user_id(),
+            device_id: alice.device_id(),
+            payload: "key share".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut b).await.code, "not_found");
+    let (_, _, inbox) = connect_with_inbox(&alice).await;
+    assert!(inbox.is_empty(), "{inbox:?}");
+    // Alice, who blocks, still sees the member she blocked.
+    let devices = alice.devices(bob.user_id()).await.unwrap();
+    assert_eq!(devices[0].device_id, bob.device_id());
+    assert_eq!(presence(&alice, bob.user_id()).await.unwrap().status(), 200);
 }
