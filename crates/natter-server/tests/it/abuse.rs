@@ -5,7 +5,7 @@ use natter_client::ClientError;
 use natter_server::ratelimit::{Kind, Rate};
 use reqwest::Method;
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests};
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
 use crate::ws::{connect, error, message, next, ping, send};
 
 backend_tests!(
@@ -16,6 +16,7 @@ backend_tests!(
     message_bytes_are_limited_per_user,
     websocket_connects_are_limited_per_address,
     suspension_takes_effect_at_once,
+    a_suspended_sender_is_refused_before_its_close_arrives,
 );
 
 async fn limited(backend: Backend, kind: Kind, rate: Rate) -> Option<TestServer> {
@@ -262,4 +263,36 @@ async fn suspension_takes_effect_at_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(public.status(), 404);
+}
+
+async fn a_suspended_sender_is_refused_before_its_close_arrives(backend: Backend) {
+    let server = server!(backend);
+    let (mallory, bob, direct) = server.direct_pair("mallory", "bob").await;
+    let (mut live, _) = connect(&mallory).await;
+    send(&mut live, direct, "before", "x").await;
+    // Suspended in the database only, as by an operator on another node whose close has not
+    // reached this connection: nothing tells the connection.
+    let store = natter_server::open_store(&server.database.url, 1)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_suspended(mallory.user_id(), Some(natter_server::now_ms()))
+            .await
+            .unwrap()
+    );
+    live.send_message(direct, "after", "x").await.unwrap();
+    let refused = error(&mut live).await;
+    assert_eq!(
+        (refused.code.as_str(), refused.client_msg_id.as_deref()),
+        ("suspended", Some("after"))
+    );
+    let stored = bob.history(direct, None, None, None).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|m| m.client_msg_id.as_str())
+            .collect::<Vec<_>>(),
+        ["before"]
+    );
 }
