@@ -218,6 +218,11 @@ async fn suspension_takes_effect_at_once(backend: Backend) {
     );
     let suspended = admin.put(&suspension).send().await.unwrap();
     assert_eq!(suspended.status(), 200);
+    let body: serde_json::Value = suspended.json().await.unwrap();
+    assert_eq!(
+        (&body["user_id"], &body["suspended"]),
+        (&mallory.user_id().to_string().into(), &true.into())
+    );
     // The open connection is closed, the token refused, and logging in again refused too.
     match next(&mut live).await {
         Err(ClientError::Closed(closed)) => assert_eq!(closed.code, Some(4003)),

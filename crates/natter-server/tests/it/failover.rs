@@ -612,6 +612,8 @@ async fn acked_messages_reach_every_device_once_when_a_node_is_killed() {
     let traffic = chat.traffic().await;
 
     let on_killed = connections_on(&cluster.nodes[0]).await;
+    // Chat::start put a device on every node: the kill drops at least one.
+    assert!(on_killed > 0, "no device is on the node to be killed");
     let killed_url = cluster.nodes[0].url.clone();
     let killed = Instant::now();
     cluster.nodes[0].signal("KILL").await;
