@@ -20,6 +20,15 @@ use crate::{ClientError, Device};
 /// Below this many one-time keys on the server, the device publishes more.
 const ONE_TIME_KEYS_LOW: u32 = 25;
 
+/// What a to-device payload brought ([`Device::receive_to_device`]).
+#[derive(Default)]
+pub(crate) struct Received {
+    /// The stored messages it made readable.
+    pub(crate) resolved: Vec<StoredMessage>,
+    /// Whether it opened a new Olm session, using up one of this device's one-time keys.
+    pub(crate) new_session: bool,
+}
+
 impl Device {
     /// Publishes one-time keys when the server's stock is low (and the identity keys when
     /// `identity` is set).
@@ -231,17 +240,16 @@ impl Device {
         ))
     }
 
-    /// Handles a to-device payload: a room key from another device. Returns the stored
-    /// messages it made readable. Payloads that are not valid for this device, or come from a
-    /// device this user cannot see (a member who left), are dropped (`Ok` with nothing); only
-    /// a failure to reach the server is an error.
+    /// Handles a to-device payload: a room key from another device. Payloads that are not
+    /// valid for this device, or come from a device this user cannot see (a member who left),
+    /// are dropped (`Ok` with nothing); only a failure to reach the server is an error.
     pub(crate) async fn receive_to_device(
         &self,
         state: &mut State,
         item: &ToDeviceIn,
-    ) -> Result<Vec<StoredMessage>, ClientError> {
+    ) -> Result<Received, ClientError> {
         let Ok(payload) = ToDevicePayload::parse(&item.payload) else {
-            return Ok(Vec::new());
+            return Ok(Received::default());
         };
         let Some(curve) = self
             .curve_key_of(state, item.sender_id, item.sender_device_id)
@@ -252,10 +260,10 @@ impl Device {
                 device = %item.sender_device_id,
                 "dropped a to-device payload from a device this user cannot see"
             );
-            return Ok(Vec::new());
+            return Ok(Received::default());
         };
         if curve != payload.sender_key() {
-            return Ok(Vec::new());
+            return Ok(Received::default());
         }
         let key = &self.inner.key;
         let mut sessions = state
@@ -265,7 +273,7 @@ impl Device {
             .map(|p| PairwiseSession::from_pickle(p, key))
             .collect::<Result<Vec<_>, _>>()?;
         let Ok((plaintext, used)) = state.account.decrypt(&mut sessions, &payload) else {
-            return Ok(Vec::new());
+            return Ok(Received::default());
         };
         // Only the session that decrypted moved; it becomes the most recently used.
         let session = match &used {
@@ -278,11 +286,25 @@ impl Device {
             &session.pickle(key),
             now_ms(),
         )?;
-        if let DecryptedWith::New(_) = used {
+        let new_session = matches!(used, DecryptedWith::New(_));
+        if new_session {
             // Making the session used up one of the account's one-time keys.
             self.save_account(state)?;
         }
-        let Ok(share) = serde_json::from_slice::<RoomKeyShare>(&plaintext) else {
+        Ok(Received {
+            resolved: self.accept_share(state, item, &plaintext)?,
+            new_session,
+        })
+    }
+
+    /// Takes in a decrypted room key share; returns the stored messages it made readable.
+    fn accept_share(
+        &self,
+        state: &State,
+        item: &ToDeviceIn,
+        plaintext: &[u8],
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        let Ok(share) = serde_json::from_slice::<RoomKeyShare>(plaintext) else {
             return Ok(Vec::new());
         };
         if share.recipient_device_id != self.device_id()
@@ -295,6 +317,7 @@ impl Device {
             return Ok(Vec::new());
         };
         let session_id = inbound.session_id();
+        let key = &self.inner.key;
         if let Some(existing) = state.store.inbound(&session_id)? {
             let existing = InboundRoomSession::from_pickle(&existing, key)?;
             if existing.first_known_index() <= inbound.first_known_index() {

@@ -320,13 +320,18 @@ impl Device {
             }
             ServerFrame::ToDevice(item) => {
                 let mut state = self.lock().await;
-                let resolved = self.receive_to_device(&mut state, &item).await?;
+                let received = self.receive_to_device(&mut state, &item).await?;
                 drop(state);
-                for stored in resolved {
+                for stored in received.resolved {
                     link.emit(Event::Message(stored)).await;
                 }
                 link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
                     .await?;
+                // The new session used up a one-time key; a link still catching up tops up
+                // once synced.
+                if received.new_session && link.synced {
+                    self.top_up().await;
+                }
             }
             ServerFrame::Ack(ack) => {
                 let state = self.lock().await;
@@ -377,8 +382,8 @@ impl Device {
             // Caught up, so every key claimed while this device was away is known: top the
             // one-time keys up (a live device as well as a sync) before saying so.
             ServerFrame::Synced { .. } => {
-                self.publish_keys(false).await?;
                 link.synced = true;
+                self.top_up().await;
                 link.emit(Event::Synced).await;
             }
             ServerFrame::Receipt(receipt) => {
@@ -406,6 +411,14 @@ impl Device {
             ServerFrame::Ready { .. } | ServerFrame::Pong { .. } => {}
         }
         Ok(())
+    }
+
+    /// Publishes one-time keys if the server's stock is low. A failure is logged, not
+    /// returned: the link goes on sending, and the next new session or connection tries again.
+    async fn top_up(&self) {
+        if let Err(error) = self.publish_keys(false).await {
+            tracing::warn!(%error, "could not top up the one-time keys");
+        }
     }
 }
 

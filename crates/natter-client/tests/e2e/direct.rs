@@ -3,7 +3,7 @@
 use natter_client::Event;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
-use crate::helpers::{TestServer, live, next_event, texts, to_device_waiting};
+use crate::helpers::{TestServer, live, next_event, texts, to_device_waiting, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
@@ -107,18 +107,22 @@ async fn bad_input_gets_clear_errors_before_anything_is_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_keys_are_topped_up_when_they_run_low() {
     let server = TestServer::start().await;
-    let (alice, bob, _) = server.alice_and_bob().await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
     let stock = bob.session().key_counts().await.unwrap();
     assert_eq!(stock.one_time_key_count, 50);
     assert!(stock.has_fallback_key);
-    for _ in 0..30 {
-        let claimed = alice
-            .session()
-            .claim_key(bob.user_id(), bob.device_id())
-            .await
-            .unwrap();
-        assert!(!claimed.fallback);
-    }
+    // Alice claims keys as a device opening sessions with bob would; never his fallback key.
+    let claim = async |count| {
+        for _ in 0..count {
+            let claimed = alice
+                .session()
+                .claim_key(bob.user_id(), bob.device_id())
+                .await
+                .unwrap();
+            assert!(!claimed.fallback);
+        }
+    };
+    claim(30).await;
     assert_eq!(
         bob.session().key_counts().await.unwrap().one_time_key_count,
         20
@@ -130,19 +134,28 @@ async fn one_time_keys_are_topped_up_when_they_run_low() {
     );
 
     // A device that stays live tops up too, each time it catches up.
-    for _ in 0..30 {
-        alice
-            .session()
-            .claim_key(bob.user_id(), bob.device_id())
-            .await
-            .unwrap();
-    }
+    claim(30).await;
     let (mut events, stop, task) = live(&bob);
     next_event(&mut events, |e| (e == Event::Synced).then_some(())).await;
     assert_eq!(
         bob.session().key_counts().await.unwrap().one_time_key_count,
         50
     );
+
+    // While it stays connected, it tops up when a new session uses one of its keys: 29
+    // claimed here, and the 30th by alice's device, whose first message opens a session.
+    claim(29).await;
+    alice.send_text(direct, "a new session").await.unwrap();
+    alice.sync().await.unwrap();
+    next_event(&mut events, |e| match e {
+        Event::Message(m) if m.body.as_deref() == Ok("a new session") => Some(()),
+        _ => None,
+    })
+    .await;
+    wait_for("bob to top up while connected", async || {
+        bob.session().key_counts().await.unwrap().one_time_key_count == 50
+    })
+    .await;
     stop.send(()).unwrap();
     task.await.unwrap();
 }
