@@ -1,7 +1,7 @@
 //! Real-time messaging over real WebSockets: 1:1 and rooms, multi-device, offline sync, the
 //! sync/live seam, idempotent resends, blocks, bad frames, rate limits, receipts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use natter_proto::UserId;
 use natter_proto::connections::ConnectionState;
@@ -10,7 +10,7 @@ use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_server::ratelimit::{Kind, Rate};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
-use crate::ws::{connect, error, message, next, ping, receipt, send};
+use crate::ws::{connect, error, message, next, ping, receipt_of, receipts_in, send, until};
 
 backend_tests!(
     direct_messages_flow_both_ways_to_every_device,
@@ -23,6 +23,7 @@ backend_tests!(
     bad_frames_get_error_frames_and_the_connection_stays,
     senders_past_their_rate_get_rate_limited,
     receipts_reach_the_sender,
+    receipts_of_a_busy_room_all_reach_the_sender,
     typing_reaches_the_other_members,
 );
 
@@ -452,7 +453,7 @@ async fn receipts_reach_the_sender(backend: Backend) {
     })
     .await
     .unwrap();
-    let moved = receipt(&mut a).await;
+    let moved = receipt_of(&mut a, bob.device_id()).await;
     assert_eq!(
         (
             moved.user_id,
@@ -468,7 +469,7 @@ async fn receipts_reach_the_sender(backend: Backend) {
     })
     .await
     .unwrap();
-    let moved = receipt(&mut a).await;
+    let moved = receipt_of(&mut a, bob.device_id()).await;
     assert_eq!((moved.delivered_seq, moved.read_seq), (2, 1));
     let (mut phone, synced) = connect(&bob_phone).await;
     assert_eq!(synced.len(), 2);
@@ -529,4 +530,50 @@ async fn typing_reaches_the_other_members(backend: Backend) {
     .unwrap();
     assert_eq!(error(&mut m).await.code, "not_member");
     ping(&mut a, 1).await;
+}
+
+async fn receipts_of_a_busy_room_all_reach_the_sender(backend: Backend) {
+    let server = server!(backend);
+    let owner = server.user("owner").await;
+    let mut members = Vec::new();
+    for i in 0..5 {
+        let member = server.user(&format!("member{i}")).await;
+        connect_users(&owner, &member).await;
+        members.push(member);
+    }
+    let ids: Vec<UserId> = members.iter().map(|m| m.user_id()).collect();
+    let room = owner.create_room("six", &ids).await.unwrap().summary.id;
+    let mut live = Vec::new();
+    for member in &members {
+        live.push(connect(member).await.0);
+    }
+    let (mut o, _) = connect(&owner).await;
+    send(&mut o, room, "m1", "x").await;
+    for connection in &mut live {
+        assert_eq!(message(connection).await.seq, 1);
+    }
+    // All five acknowledge at once: the first move goes out alone, the rest gathered.
+    for connection in &mut live {
+        connection
+            .send(&ClientFrame::Delivered {
+                conversation_id: room,
+                seq: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let mut delivered = HashMap::new();
+    while delivered.len() < members.len() || delivered.values().any(|seq| *seq < 1) {
+        let moves: Vec<_> = until(&mut o, |f| {
+            let moves: Vec<_> = receipts_in(f).cloned().collect();
+            (!moves.is_empty()).then_some(moves)
+        })
+        .await;
+        for moved in moves {
+            assert_eq!(moved.conversation_id, room);
+            delivered.insert(moved.device_id, moved.delivered_seq);
+        }
+    }
+    let expected: HashMap<_, _> = members.iter().map(|m| (m.device_id(), 1)).collect();
+    assert_eq!(delivered, expected);
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use natter_client::{ClientError, Connection, Session};
-use natter_proto::ConversationId;
-use natter_proto::ws::{Ack, ErrorFrame, Message, ServerFrame, ToDeviceIn};
+use natter_proto::ws::{Ack, ErrorFrame, Message, Receipt, ServerFrame, ToDeviceIn};
+use natter_proto::{ConversationId, DeviceId};
 
 /// Long enough for a slow, busy machine; only a broken server waits this long.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -83,15 +83,24 @@ pub async fn message(connection: &mut Connection) -> Message {
     .await
 }
 
-/// The next receipt: a `receipt` frame, or the last of a `receipts` frame (moves in a busy
-/// conversation are gathered).
-pub async fn receipt(connection: &mut Connection) -> natter_proto::ws::Receipt {
-    until(connection, |f| match f {
-        ServerFrame::Receipt(r) => Some(r.clone()),
-        ServerFrame::Receipts { receipts } => receipts.last().cloned(),
-        _ => None,
+/// The next receipt of `device`: a `receipt` frame for it, or its entry in a `receipts` frame
+/// (moves in a busy conversation are gathered, the latest per device). Receipts of other
+/// devices before it are skipped.
+pub async fn receipt_of(connection: &mut Connection, device: DeviceId) -> Receipt {
+    until(connection, |f| {
+        receipts_in(f).find(|r| r.device_id == device).cloned()
     })
     .await
+}
+
+/// The receipts a frame carries, in either shape (none for other frames).
+pub fn receipts_in(frame: &ServerFrame) -> impl Iterator<Item = &Receipt> {
+    let receipts: &[Receipt] = match frame {
+        ServerFrame::Receipt(receipt) => std::slice::from_ref(receipt),
+        ServerFrame::Receipts { receipts } => receipts,
+        _ => &[],
+    };
+    receipts.iter()
 }
 
 /// The next error frame.
