@@ -25,6 +25,7 @@ backend_tests!(
     receipts_reach_the_sender,
     receipts_of_a_busy_room_all_reach_the_sender,
     typing_reaches_the_other_members,
+    typing_does_not_reach_a_blocker,
 );
 
 async fn direct_messages_flow_both_ways_to_every_device(backend: Backend) {
@@ -529,7 +530,22 @@ async fn typing_reaches_the_other_members(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(error(&mut m).await.code, "not_member");
-    ping(&mut a, 1).await;
+    // Alice stops typing after Mallory was refused: Bob's very next frame is that, so nothing
+    // of Mallory's reached him.
+    a.send(&ClientFrame::Typing {
+        conversation_id: direct,
+        typing: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut b).await.unwrap(),
+        ServerFrame::Typing {
+            conversation_id: direct,
+            user_id: alice.user_id(),
+            typing: false
+        }
+    );
 }
 
 async fn receipts_of_a_busy_room_all_reach_the_sender(backend: Backend) {
@@ -576,4 +592,40 @@ async fn receipts_of_a_busy_room_all_reach_the_sender(backend: Backend) {
     }
     let expected: HashMap<_, _> = members.iter().map(|m| (m.device_id(), 1)).collect();
     assert_eq!(delivered, expected);
+}
+
+async fn typing_does_not_reach_a_blocker(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    for peer in [&alice, &bob] {
+        connect_users(&carol, peer).await;
+    }
+    let room = carol
+        .create_room("three", &[alice.user_id(), bob.user_id()])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    alice.block(bob.user_id(), true, None).await.unwrap();
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    let (mut c, _) = connect(&carol).await;
+    let typing = |conversation_id| ClientFrame::Typing {
+        conversation_id,
+        typing: true,
+    };
+    let typist = |f: &ServerFrame| match f {
+        ServerFrame::Typing { user_id, .. } => Some(*user_id),
+        _ => None,
+    };
+    // Bob's notice is handled (and would be queued to Alice) before his pong; Carol's comes
+    // after it through the same queue: if Alice's next typing frame is Carol's, Bob's never
+    // came.
+    b.send(&typing(room)).await.unwrap();
+    ping(&mut b, 1).await;
+    c.send(&typing(room)).await.unwrap();
+    assert_eq!(until(&mut a, typist).await, carol.user_id());
+    // Bob still reaches Carol.
+    assert_eq!(until(&mut c, typist).await, bob.user_id());
 }
