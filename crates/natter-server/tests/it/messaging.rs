@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use natter_proto::UserId;
 use natter_proto::connections::ConnectionState;
 use natter_proto::ws::{ClientFrame, ServerFrame};
+use natter_proto::{DeviceId, UserId};
 
 use natter_server::ratelimit::{Kind, Rate};
 
@@ -26,6 +26,7 @@ backend_tests!(
     receipts_of_a_busy_room_all_reach_the_sender,
     typing_reaches_the_other_members,
     typing_does_not_reach_a_blocker,
+    cursor_moves_outside_ones_conversations_are_refused,
 );
 
 async fn direct_messages_flow_both_ways_to_every_device(backend: Backend) {
@@ -628,4 +629,49 @@ async fn typing_does_not_reach_a_blocker(backend: Backend) {
     assert_eq!(until(&mut a, typist).await, carol.user_id());
     // Bob still reaches Carol.
     assert_eq!(until(&mut c, typist).await, bob.user_id());
+}
+
+async fn cursor_moves_outside_ones_conversations_are_refused(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let mallory = server.user("mallory").await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    let (mut m, _) = connect(&mallory).await;
+    send(&mut a, direct, "m1", "x").await;
+    assert_eq!(message(&mut b).await.seq, 1);
+    for seq in [0, 1] {
+        for frame in [
+            ClientFrame::Read {
+                conversation_id: direct,
+                seq,
+            },
+            ClientFrame::Delivered {
+                conversation_id: direct,
+                seq,
+            },
+        ] {
+            m.send(&frame).await.unwrap();
+            assert_eq!(error(&mut m).await.code, "not_member", "{frame:?}");
+        }
+    }
+    // Bob's move is pushed to Alice after any of Mallory's would have been, through the same
+    // queue: the first receipt Alice gets is Bob's alone.
+    b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq: 1,
+    })
+    .await
+    .unwrap();
+    let first: Vec<DeviceId> = until(&mut a, |f| {
+        let moves: Vec<_> = receipts_in(f).map(|r| r.device_id).collect();
+        (!moves.is_empty()).then_some(moves)
+    })
+    .await;
+    assert_eq!(first, [bob.device_id()]);
+    let stored = alice.receipts(direct, 1).await.unwrap();
+    assert_eq!(
+        (stored.delivered_users, stored.read_users),
+        (vec![bob.user_id()], vec![])
+    );
 }
