@@ -17,7 +17,7 @@ use natter_server::ratelimit::Kind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{Backend, TestDatabase};
+use crate::helpers::{Backend, TestDatabase, sample, scrape};
 use crate::process::Natterd;
 
 /// A failure guard for each wait, never a timing assumption: waits end when their condition
@@ -123,22 +123,10 @@ async fn gateway(node: &Natterd) -> Option<GatewayResponse> {
 /// The WebSocket connections open on a node now, from its metrics: connections accepted
 /// less connections ended (counters, unlike the periodically set gauge).
 async fn connections_on(node: &Natterd) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", node.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sum = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .filter(|line| {
-                line.starts_with(&format!("{name} ")) || line.starts_with(&format!("{name}{{"))
-            })
-            .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
-            .sum()
-    };
-    sum("natter_connects_total") - sum("natter_disconnects_total")
+    let metrics = scrape(&node.admin_url).await;
+    let open =
+        sample(&metrics, "natter_connects_total") - sample(&metrics, "natter_disconnects_total");
+    open as u64
 }
 
 /// Polls `probe` until it gives something; panics after [`PATIENCE`].

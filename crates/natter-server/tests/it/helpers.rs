@@ -347,6 +347,18 @@ pub fn same_device(client: &Client, session: &Session) -> Session {
     )
 }
 
+/// Registers `username` (password `password123`) through `client` and logs in a device.
+pub async fn register(client: &Client, username: &str) -> Session {
+    client
+        .register(username, "password123", None)
+        .await
+        .expect("registering");
+    client
+        .login(username, "password123", "laptop")
+        .await
+        .expect("logging in")
+}
+
 /// Connects two users: `a` requests, `b` accepts.
 pub async fn connect_users(a: &Session, b: &Session) {
     a.request_connection(b.user_id(), None)
@@ -355,6 +367,52 @@ pub async fn connect_users(a: &Session, b: &Session) {
     b.answer_request(a.user_id(), true, None)
         .await
         .expect("accepting");
+}
+
+/// The text of a server's `/metrics`, from its admin listener at `admin_url`.
+pub async fn scrape(admin_url: &str) -> String {
+    reqwest::get(format!("{admin_url}/metrics"))
+        .await
+        .expect("reaching /metrics")
+        .text()
+        .await
+        .expect("a metrics text")
+}
+
+/// The sum of the samples of `series` in a `/metrics` text: `name` alone adds up every line of
+/// that metric, whatever its labels; `name{label="value",...}` only the lines that have those
+/// labels (among others). 0 when there is no such line (a counter not yet incremented).
+pub fn sample(text: &str, series: &str) -> f64 {
+    let (name, wanted) = split_series(series);
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, labels) = split_series(series);
+            metric == name && wanted.iter().all(|label| labels.contains(label))
+        })
+        .map(|(series, value)| {
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("{series} has no number: {value}"))
+        })
+        .sum()
+}
+
+/// A series' metric name and its `label="value"` pairs.
+fn split_series(series: &str) -> (&str, Vec<&str>) {
+    match series.split_once('{') {
+        None => (series, Vec::new()),
+        Some((name, labels)) => {
+            let labels = labels.strip_suffix('}').expect("labels end with }");
+            let pairs = labels
+                .split("\",")
+                .map(|pair| pair.trim_end_matches('"'))
+                .filter(|pair| !pair.is_empty())
+                .collect();
+            (name, pairs)
+        }
+    }
 }
 
 /// A TCP proxy in front of a service (PostgreSQL, Redis) that can cut every connection and
