@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, StoredMessage};
+use natter_client::{Client, Device, StoredMessage, SyncReport};
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
@@ -83,7 +83,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let conversation = conversation(&device, &to).await?;
             let id = device.send_text(conversation, &text.join(" ")).await?;
             match device.sync().await {
-                Ok(_) => out.show("sent", json!({ "client_msg_id": id, "sent": true })),
+                Ok(report) => {
+                    refused(&report)?;
+                    out.show("sent", json!({ "client_msg_id": id, "sent": true }));
+                }
                 Err(error) => out.show(
                     format!("queued; it will be sent once the server is reachable ({error})"),
                     json!({ "client_msg_id": id, "sent": false }),
@@ -96,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 format!("received {}, sent {}", report.received, report.sent),
                 json!({ "received": report.received, "sent": report.sent }),
             );
+            refused(&report)?;
         }
         Command::History { with, limit } => {
             let device = open(&home).await?;
@@ -163,6 +167,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fails when a sync's server refused queued messages for good (they left the queue).
+fn refused(report: &SyncReport) -> anyhow::Result<()> {
+    if report.failed.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<String> = report
+        .failed
+        .iter()
+        .map(|(id, code)| format!("{id} ({code})"))
+        .collect();
+    bail!(
+        "the server refused for good, so these were not sent: {}",
+        messages.join(", ")
+    )
 }
 
 async fn open(home: &Home) -> anyhow::Result<Device> {

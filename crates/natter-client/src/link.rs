@@ -82,6 +82,7 @@ struct Link<'a> {
     in_flight: HashMap<String, Instant>,
     synced: bool,
     last_sent: Instant,
+    report: SyncReport,
 }
 
 /// What a finished [`Device::sync`] did.
@@ -91,6 +92,9 @@ pub struct SyncReport {
     pub received: usize,
     /// Queued messages the server acked.
     pub sent: usize,
+    /// Queued messages the server refused for good (dropped from the queue), as
+    /// (`client_msg_id`, error code).
+    pub failed: Vec<(String, String)>,
 }
 
 impl Device {
@@ -103,15 +107,11 @@ impl Device {
     pub async fn sync(&self) -> Result<SyncReport, ClientError> {
         let conn = self.inner.session.connect().await?;
         let mut link = Link::new(conn, None);
-        let mut report = SyncReport::default();
-        let driven = tokio::time::timeout(
-            SYNC_TIMEOUT,
-            self.drive(&mut link, Mode::UntilIdle, None, &mut report),
-        )
-        .await;
+        let driven =
+            tokio::time::timeout(SYNC_TIMEOUT, self.drive(&mut link, Mode::UntilIdle, None)).await;
         link.conn.close().await;
         driven.map_err(|_| ClientError::Timeout)??;
-        Ok(report)
+        Ok(link.report)
     }
 
     /// Stays connected until `shutdown` completes: reports [`Event`]s, sends what is queued
@@ -159,14 +159,7 @@ impl Device {
         let (frames, mut typing) = mpsc::unbounded_channel();
         *self.inner.live.lock().expect("never poisoned") = Some(frames);
         let mut link = Link::new(conn, Some(events));
-        let outcome = self
-            .drive(
-                &mut link,
-                Mode::Live,
-                Some(&mut typing),
-                &mut SyncReport::default(),
-            )
-            .await;
+        let outcome = self.drive(&mut link, Mode::Live, Some(&mut typing)).await;
         *self.inner.live.lock().expect("never poisoned") = None;
         outcome
     }
@@ -176,7 +169,6 @@ impl Device {
         link: &mut Link<'_>,
         mode: Mode,
         mut typing: Option<&mut mpsc::UnboundedReceiver<ClientFrame>>,
-        report: &mut SyncReport,
     ) -> Result<(), ClientError> {
         loop {
             if link.synced {
@@ -189,7 +181,7 @@ impl Device {
                 link.send(&ClientFrame::Ping { nonce: None }).await?;
             }
             tokio::select! {
-                frame = link.conn.next() => self.handle(link, frame?, report).await?,
+                frame = link.conn.next() => self.handle(link, frame?).await?,
                 Some(frame) = async {
                     match typing.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -239,11 +231,8 @@ impl Device {
                             Err(error) if is_final(&error) => {
                                 state.store.dequeue(id)?;
                                 remaining -= 1;
-                                link.emit(Event::Failed {
-                                    client_msg_id,
-                                    code: error.code().unwrap_or("not_member").to_owned(),
-                                })
-                                .await;
+                                let code = error.code().unwrap_or("not_member");
+                                link.fail(client_msg_id, code.to_owned()).await;
                                 continue;
                             }
                             Err(error) => return Err(error),
@@ -284,12 +273,7 @@ impl Device {
         Ok(remaining)
     }
 
-    async fn handle(
-        &self,
-        link: &mut Link<'_>,
-        frame: ServerFrame,
-        report: &mut SyncReport,
-    ) -> Result<(), ClientError> {
+    async fn handle(&self, link: &mut Link<'_>, frame: ServerFrame) -> Result<(), ClientError> {
         match frame {
             // Stored, then reported, then acknowledged: once stored, a message is never
             // reported again, so a connection lost before the acknowledgement must not skip
@@ -305,7 +289,7 @@ impl Device {
                 let hidden = state.store.is_blocked(message.sender_id)?;
                 drop(state);
                 if new {
-                    report.received += 1;
+                    link.report.received += 1;
                     if !hidden {
                         link.emit(Event::Message(stored)).await;
                     }
@@ -348,7 +332,7 @@ impl Device {
                     };
                     state.store.insert_message(&own, None, None)?;
                     drop(state);
-                    report.sent += 1;
+                    link.report.sent += 1;
                     link.emit(Event::Sent {
                         conversation_id: ack.conversation_id,
                         client_msg_id: ack.client_msg_id,
@@ -372,11 +356,7 @@ impl Device {
                 } else {
                     link.in_flight.remove(&client_msg_id);
                     self.lock().await.store.take_sent(&client_msg_id)?;
-                    link.emit(Event::Failed {
-                        client_msg_id,
-                        code: error.code,
-                    })
-                    .await;
+                    link.fail(client_msg_id, error.code).await;
                 }
             }
             // Caught up, so every key claimed while this device was away is known: top the
@@ -437,12 +417,25 @@ impl<'a> Link<'a> {
             in_flight: HashMap::new(),
             synced: false,
             last_sent: Instant::now(),
+            report: SyncReport::default(),
         }
     }
 
     async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.last_sent = Instant::now();
         self.conn.send(frame).await
+    }
+
+    /// Reports a queued message the server refused for good.
+    async fn fail(&mut self, client_msg_id: String, code: String) {
+        self.report
+            .failed
+            .push((client_msg_id.clone(), code.clone()));
+        self.emit(Event::Failed {
+            client_msg_id,
+            code,
+        })
+        .await;
     }
 
     async fn emit(&self, event: Event) {

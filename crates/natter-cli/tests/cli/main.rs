@@ -1,7 +1,7 @@
 //! The `natter` binary against a real in-process server: two people register, connect,
 //! talk, search, verify each other and make a room, each with their own data directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
@@ -67,6 +67,19 @@ fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// A server, and the data directories of alice and bob, logged in and connected.
+async fn alice_and_bob(dir: &Path) -> (String, PathBuf, PathBuf) {
+    let url = server(dir).await;
+    let (alice, bob) = (dir.join("alice"), dir.join("bob"));
+    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
+        ok(&url, home, &["register", name]).await;
+        ok(&url, home, &["login", name]).await;
+    }
+    ok(&url, &alice, &["connections", "request", "bob"]).await;
+    ok(&url, &bob, &["connections", "accept", "alice"]).await;
+    (url, alice, bob)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,6 +171,30 @@ async fn two_people_talk_through_the_cli() {
     assert!(!natter(&url, &bob, &["whoami"]).await.status.success());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_the_server_refuses_for_good_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, alice, bob) = alice_and_bob(dir.path()).await;
+    let room = json_lines(&ok(&url, &alice, &["--json", "rooms", "create", "brief", "bob"]).await)
+        [0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&url, &alice, &["rooms", "remove", "brief", "bob"]).await;
+
+    // Bob is no longer a member: the message is refused, not "sent".
+    let refused = natter(&url, &bob, &["send", &room, "am I still here?"]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused") && stderr.contains("not_found"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("sent"));
+    // It left the queue: the next sync has nothing to refuse.
+    assert_eq!(ok(&url, &bob, &["sync"]).await, "received 0, sent 0\n");
+}
+
 /// The text tmux shows in a session's pane.
 fn capture(session: &str) -> String {
     let output = std::process::Command::new("tmux")
@@ -204,14 +241,7 @@ async fn chat_renders_and_sends_in_a_real_terminal() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let url = server(dir.path()).await;
-    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
-    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
-        ok(&url, home, &["register", name]).await;
-        ok(&url, home, &["login", name]).await;
-    }
-    ok(&url, &alice, &["connections", "request", "bob"]).await;
-    ok(&url, &bob, &["connections", "accept", "alice"]).await;
+    let (url, alice, bob) = alice_and_bob(dir.path()).await;
     ok(&url, &bob, &["send", "alice", "before the chat"]).await;
 
     let session = TmuxSession(format!("natter-chat-test-{}", std::process::id()));

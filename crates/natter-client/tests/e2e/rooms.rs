@@ -121,6 +121,11 @@ async fn a_send_to_a_room_one_was_removed_from_fails_once_and_leaves_the_queue()
     assert!(bob.queued().await.unwrap().is_empty());
     stop.send(()).unwrap();
     task.await.unwrap();
+    // A sync reports such a refusal too.
+    let again = bob.send_text(room, "and now?").await.unwrap();
+    let report = bob.sync().await.unwrap();
+    assert_eq!(report.failed, [(again, "not_found".to_owned())]);
+    assert!(bob.queued().await.unwrap().is_empty());
     let history = alice
         .session()
         .history(room, None, None, None)
