@@ -160,9 +160,7 @@ impl Screen {
         device: &Device,
         conversation: ConversationId,
     ) -> anyhow::Result<()> {
-        if let Some(seq) = self.arrived.take()
-            && seq > device.cursors(conversation).await?.1
-        {
+        if let Some(seq) = self.arrived.take() {
             device.mark_read(conversation, seq).await?;
         }
         self.reload(device, conversation).await

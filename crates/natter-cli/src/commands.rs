@@ -109,9 +109,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_messages(&device, &out, &messages).await?;
             // Shown is read: move the read cursor (the senders see a read mark).
             if let Some(last) = messages.last()
-                && last.seq > device.cursors(conversation).await?.1
+                && device.mark_read(conversation, last.seq).await?
             {
-                device.mark_read(conversation, last.seq).await?;
                 let _ = device.sync().await;
             }
         }

@@ -209,20 +209,25 @@ impl Device {
         Ok(client_msg_id)
     }
 
-    /// Marks everything up to `seq` in a conversation as read (queued like a send).
+    /// Marks everything up to `seq` in a conversation as read (queued like a send), if that
+    /// is ahead of this device's read cursor. Returns whether it queued the mark.
     ///
     /// # Errors
-    /// The store cannot be written.
+    /// The store cannot be read or written.
     pub async fn mark_read(
         &self,
         conversation: ConversationId,
         seq: i64,
-    ) -> Result<(), ClientError> {
+    ) -> Result<bool, ClientError> {
+        if seq <= self.cursors(conversation).await?.1 {
+            return Ok(false);
+        }
         self.enqueue(&Queued::Read {
             conversation_id: conversation,
             seq,
         })
-        .await
+        .await?;
+        Ok(true)
     }
 
     /// Blocks or unblocks a user. Their messages are hidden locally at once; the server is

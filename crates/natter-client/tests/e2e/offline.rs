@@ -27,9 +27,13 @@ async fn an_offline_device_catches_up_in_order_once() {
     assert_eq!(bob.sync().await.unwrap().received, 0);
 
     // The read cursor is queued, sent, and shows on the sender's receipts.
-    bob.mark_read(direct, last).await.unwrap();
+    assert!(bob.mark_read(direct, last).await.unwrap());
     bob.sync().await.unwrap();
     assert_eq!(bob.cursors(direct).await.unwrap(), (last, last));
+    // A mark that is not ahead of the read cursor queues nothing.
+    assert!(!bob.mark_read(direct, last).await.unwrap());
+    assert!(!bob.mark_read(direct, last - 1).await.unwrap());
+    assert!(bob.queued().await.unwrap().is_empty());
     let receipts = alice.session().receipts(direct, last).await.unwrap();
     assert_eq!(receipts.read_users, [bob.user_id()]);
 }
