@@ -366,16 +366,8 @@ impl Device {
                 self.top_up().await;
                 link.emit(Event::Synced).await;
             }
-            ServerFrame::Receipt(receipt) => {
-                self.lock().await.store.save_receipt(&receipt)?;
-                link.emit(Event::Receipt(receipt)).await;
-            }
-            ServerFrame::Receipts { receipts } => {
-                for receipt in receipts {
-                    self.lock().await.store.save_receipt(&receipt)?;
-                    link.emit(Event::Receipt(receipt)).await;
-                }
-            }
+            ServerFrame::Receipt(receipt) => self.take_receipts(link, vec![receipt]).await?,
+            ServerFrame::Receipts { receipts } => self.take_receipts(link, receipts).await?,
             ServerFrame::Typing {
                 conversation_id,
                 user_id,
@@ -389,6 +381,24 @@ impl Device {
                 .await;
             }
             ServerFrame::Ready { .. } | ServerFrame::Pong { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Saves other devices' cursor moves (one `receipt` frame's, or a `receipts` frame's),
+    /// then reports each.
+    async fn take_receipts(
+        &self,
+        link: &Link<'_>,
+        receipts: Vec<Receipt>,
+    ) -> Result<(), ClientError> {
+        let state = self.lock().await;
+        for receipt in &receipts {
+            state.store.save_receipt(receipt)?;
+        }
+        drop(state);
+        for receipt in receipts {
+            link.emit(Event::Receipt(receipt)).await;
         }
         Ok(())
     }

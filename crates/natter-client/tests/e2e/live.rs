@@ -1,7 +1,10 @@
 //! Live devices: messages, acks, receipts and typing as events, and reconnection after the
 //! server restarts.
 
+use std::collections::HashSet;
+
 use natter_client::Event;
+use natter_proto::ws::ClientFrame;
 use tokio::sync::mpsc;
 
 use crate::helpers::{TestServer, live, live_into, next_event, wait_for};
@@ -99,4 +102,67 @@ async fn a_message_stored_before_its_delivered_was_sent_is_acknowledged_when_rep
         bob.session().undelivered().await.unwrap().is_empty()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_of_several_devices_reach_the_sender_one_by_one_or_together() {
+    let server = TestServer::start().await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
+    let bob_phone = server.device("bob", "phone").await;
+    let (mut events, stop, task) = live(&alice);
+    next_event(&mut events, |e| (e == Event::Synced).then_some(())).await;
+    let mut seqs = Vec::new();
+    for text in ["first", "second"] {
+        let id = alice.send_text(direct, text).await.unwrap();
+        seqs.push(
+            next_event(&mut events, |e| match e {
+                Event::Sent {
+                    client_msg_id, seq, ..
+                } if client_msg_id == id => Some(seq),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    let (first, second) = (seqs[0], seqs[1]);
+
+    // Bob's devices move their cursors right after each other: the server sends a move in a
+    // quiet conversation at once (`receipt`), and the moves within the next 250 ms together
+    // (`receipts`). Either way, alice hears of each.
+    let mut laptop = bob.session().connect().await.unwrap();
+    let mut phone = bob_phone.session().connect().await.unwrap();
+    laptop
+        .send(&ClientFrame::Delivered {
+            conversation_id: direct,
+            seq: second,
+        })
+        .await
+        .unwrap();
+    phone
+        .send(&ClientFrame::Read {
+            conversation_id: direct,
+            seq: first,
+        })
+        .await
+        .unwrap();
+    let mut waiting = HashSet::from([bob.device_id(), bob_phone.device_id()]);
+    while !waiting.is_empty() {
+        let device = next_event(&mut events, |e| match e {
+            Event::Receipt(r)
+                if (r.device_id == bob.device_id() && r.delivered_seq == second)
+                    || (r.device_id == bob_phone.device_id() && r.read_seq == first) =>
+            {
+                Some(r.device_id)
+            }
+            _ => None,
+        })
+        .await;
+        waiting.remove(&device);
+    }
+    // The laptop's delivered and the phone's read are both in alice's store.
+    assert_eq!(alice.receipts(direct).await.unwrap(), (second, first));
+    laptop.close().await;
+    phone.close().await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
 }
