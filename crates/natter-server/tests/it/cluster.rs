@@ -9,14 +9,16 @@ use natter_server::ratelimit::{Kind, Rate};
 
 use natter_test_support::redis_url;
 
-use crate::helpers::{Backend, Proxy, TestServer, same_device, sample, scrape};
+use crate::helpers::{
+    Backend, Proxy, TestServer, cluster_name, eventually, gateway, same_device, sample, scrape,
+    ws_url,
+};
 use crate::ws::{connect, error, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
     // Both nodes in one cluster of their own (other tests' clusters share this Redis).
-    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
-    two_nodes_in(&cluster, redis, |_| {}).await
+    two_nodes_in(&cluster_name(), redis, |_| {}).await
 }
 
 /// Two nodes of `cluster` on one fresh PostgreSQL database, with settings changed by
@@ -233,31 +235,35 @@ async fn the_gateway_endpoint_assigns_the_least_loaded_node() {
     for _ in 0..3 {
         held.push(connect(&on_b).await.0);
     }
-    wait_until_both_assign(&a, &b, &a.ws_url()).await;
+    wait_until_both_assign(&a, &b, &ws_url(&a.url)).await;
     // Now load A more: the assignment moves to B.
     for _ in 0..5 {
         held.push(connect(&alice).await.0);
     }
-    wait_until_both_assign(&a, &b, &b.ws_url()).await;
+    wait_until_both_assign(&a, &b, &ws_url(&b.url)).await;
 }
 
 /// Polls both nodes' gateway endpoints until they name `expected` (heartbeats are periodic).
 async fn wait_until_both_assign(a: &TestServer, b: &TestServer, expected: &str) {
-    let mut last = (String::new(), String::new());
-    for _ in 0..60 {
-        last = (a.gateway().await.url, b.gateway().await.url);
-        if last.0 == expected && last.1 == expected {
-            return;
+    let waiting = format!("both nodes to assign {expected}");
+    eventually(&waiting, async || {
+        let assigned = [
+            gateway(&a.url).await.map(|g| g.url),
+            gateway(&b.url).await.map(|g| g.url),
+        ];
+        if assigned.iter().all(|url| url.as_deref() == Some(expected)) {
+            Ok(())
+        } else {
+            Err(assigned)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    panic!("expected both nodes to assign {expected}, got {last:?}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections() {
     let Some(redis) = redis_url() else { return };
-    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let cluster = cluster_name();
     let drain = |c: &mut Config| c.gateway.drain = std::time::Duration::from_secs(2);
     let Some((a, b)) = two_nodes_in(&cluster, Some(redis.clone()), drain).await else {
         return;
@@ -272,13 +278,13 @@ async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections()
             .unwrap();
         keys.len()
     };
-    for _ in 0..100 {
-        if heartbeats().await == 2 {
-            break;
+    eventually("both nodes to heartbeat", async || {
+        match heartbeats().await {
+            2 => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(heartbeats().await, 2, "both nodes heartbeat");
+    })
+    .await;
     let alice = a.user("alice").await;
     let mut held = Vec::new();
     for _ in 0..8 {
@@ -315,21 +321,20 @@ async fn a_stopping_node_withdraws_from_the_gateway_and_closes_its_connections()
     );
     // Gone from the assigner the moment it stopped, not when its heartbeat would expire.
     assert_eq!(heartbeats().await, 1);
-    let mut seen = b.gateway().await.nodes;
-    for _ in 0..50 {
-        if seen == [b.ws_url()] {
-            return;
+    eventually("node B to hand out itself alone", async || {
+        let listed = gateway(&b.url).await.map(|g| g.nodes);
+        match listed {
+            Some(nodes) if nodes == [ws_url(&b.url)] => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        seen = b.gateway().await.nodes;
-    }
-    panic!("node B still hands out {seen:?}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_adds_no_allowance() {
     let Some(redis) = redis_url() else { return };
-    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let cluster = cluster_name();
     let limited = |c: &mut Config| {
         c.limits.set(Kind::DeviceMessages, Rate::new(0.001, 4.0));
         c.limits.set(Kind::UserMessages, Rate::new(0.001, 4.0));

@@ -163,7 +163,7 @@ async fn idle_connections_are_closed_and_pings_keep_them_open(backend: Backend) 
 async fn tokens_are_checked_before_any_state_exists(backend: Backend) {
     let server = server!(backend);
     let alice = server.user("alice").await;
-    let ws_url = format!("{}/v1/ws", server.url.replacen("http", "ws", 1));
+    let ws_url = crate::helpers::ws_url(&server.url);
     // A malformed Authorization header is refused before the upgrade too.
     for value in ["Basic YTpi", "Bearer ", "Bearer"] {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;

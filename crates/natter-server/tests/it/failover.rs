@@ -12,17 +12,16 @@ use std::time::{Duration, Instant};
 
 use natter_client::{Client, ClientError, Device, Event, StoredMessage};
 use natter_proto::ConversationId;
-use natter_proto::gateway::GatewayResponse;
 use natter_server::ratelimit::Kind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{Backend, TestDatabase, sample, scrape};
+use crate::helpers::{
+    Backend, PATIENCE, TestDatabase, cluster_name, connect_users, eventually, gateway, sample,
+    scrape, ws_url,
+};
 use crate::process::Natterd;
 
-/// A failure guard for each wait, never a timing assumption: waits end when their condition
-/// holds, and this machine can be slow and busy.
-const PATIENCE: Duration = Duration::from_secs(45);
 /// How often each sending device queues a message.
 const SEND_EVERY: Duration = Duration::from_millis(200);
 const PASSWORD: &str = "password123";
@@ -68,7 +67,7 @@ impl Cluster {
                 "--redis-url".into(),
                 redis,
                 "--cluster-name".into(),
-                format!("natter-test-{}", uuid::Uuid::new_v4().simple()),
+                cluster_name(),
                 "--limit".into(),
                 limits,
                 // Closes spread over two seconds rather than natterd's five: a shorter test.
@@ -96,28 +95,22 @@ impl Cluster {
     /// Waits until every node's gateway lists exactly the running nodes (heartbeats are
     /// periodic, and a stopped node is withdrawn).
     async fn wait_for_full_gateway(&self) {
-        let mut expected: Vec<String> = self.nodes.iter().map(Natterd::ws_url).collect();
+        let mut expected: Vec<String> = self.nodes.iter().map(|n| ws_url(&n.url)).collect();
         expected.sort();
         eventually("every gateway to list the three nodes", async || {
             for node in &self.nodes {
-                let mut listed = gateway(node).await?.nodes;
-                listed.sort();
-                if listed != expected {
-                    return None;
+                let mut listed = gateway(&node.url).await.map(|g| g.nodes);
+                if let Some(listed) = &mut listed {
+                    listed.sort();
+                }
+                if listed.as_ref() != Some(&expected) {
+                    return Err((node.url.clone(), listed));
                 }
             }
-            Some(())
+            Ok(())
         })
         .await;
     }
-}
-
-/// A node's gateway answer, or `None` if it cannot be had.
-async fn gateway(node: &Natterd) -> Option<GatewayResponse> {
-    let response = reqwest::get(format!("{}/v1/gateway", node.url))
-        .await
-        .ok()?;
-    response.json().await.ok()
 }
 
 /// The WebSocket connections open on a node now, from its metrics: connections accepted
@@ -127,18 +120,6 @@ async fn connections_on(node: &Natterd) -> u64 {
     let open =
         sample(&metrics, "natter_connects_total") - sample(&metrics, "natter_disconnects_total");
     open as u64
-}
-
-/// Polls `probe` until it gives something; panics after [`PATIENCE`].
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// One device running live ([`Device::run`]), with every event it reported and when.
@@ -295,9 +276,7 @@ impl Chat {
             .collect();
         for a in 0..USERS.len() {
             for b in a + 1..USERS.len() {
-                let (a, b) = (firsts[a].session(), firsts[b].session());
-                a.request_connection(b.user_id(), None).await.unwrap();
-                b.answer_request(a.user_id(), true, None).await.unwrap();
+                connect_users(firsts[a].session(), firsts[b].session()).await;
             }
         }
         let mut conversations = Vec::new();
@@ -381,8 +360,9 @@ impl Chat {
                 })
             })
             .collect();
-        eventually("traffic to flow", async || {
-            (self.acked() >= 20).then_some(())
+        eventually("traffic to flow", async || match self.acked() {
+            acked if acked >= 20 => Ok(()),
+            acked => Err(acked),
         })
         .await;
         Traffic { stop, senders }
@@ -403,7 +383,8 @@ impl Chat {
     /// back if it dropped after `since`.
     async fn wait_all_back(&self, since: Instant) -> Vec<Option<Instant>> {
         eventually("every device to be connected and synced", async || {
-            self.devices.iter().map(|d| d.back_since(since)).collect()
+            let back: Vec<_> = self.devices.iter().map(|d| d.back_since(since)).collect();
+            back.iter().copied().collect::<Option<Vec<_>>>().ok_or(back)
         })
         .await
     }
@@ -425,7 +406,11 @@ impl Chat {
         let sent = std::mem::take(&mut *self.sent.lock().unwrap());
         let acked = eventually("every queued message to be acked", async || {
             let acked = self.acks();
-            (acked.len() == sent.len()).then_some(acked)
+            if acked.len() == sent.len() {
+                Ok(acked)
+            } else {
+                Err(format!("{} of {}", acked.len(), sent.len()))
+            }
         })
         .await;
         for live in &self.devices {

@@ -1,7 +1,7 @@
 //! The test server and its databases.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use natter_client::{Client, Session};
 use natter_proto::ConversationId;
@@ -146,7 +146,7 @@ impl TestServer {
             argon2_memory_kib: 8,
             argon2_iterations: 1,
             // Each server is its own cluster, whatever else shares the Redis.
-            cluster_name: format!("natter-test-{}", uuid::Uuid::new_v4().simple()),
+            cluster_name: cluster_name(),
             // Tests send and log in far faster than people: limits are off unless a test sets one.
             limits: Limits::all(Rate::new(1e9, 1e9)),
             ..Config::new(address, url)
@@ -184,18 +184,19 @@ impl TestServer {
     /// Waits until `/readyz` answers 200 (the store is open and migrated).
     async fn wait_ready(&self) {
         let http = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(response) = http.get(format!("{}/readyz", self.url)).send().await
-                && response.status().is_success()
-            {
-                return;
+        eventually("the server to be ready", async || {
+            let answer = http.get(format!("{}/readyz", self.url)).send().await;
+            assert!(
+                !self.task.as_ref().is_some_and(JoinHandle::is_finished),
+                "the server stopped while starting"
+            );
+            match answer {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(response.status().to_string()),
+                Err(error) => Err(error.to_string()),
             }
-            if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
-                panic!("the server stopped while starting");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not become ready within 30 s");
+        })
+        .await;
     }
 
     /// What `/readyz` says: its status and body.
@@ -210,36 +211,22 @@ impl TestServer {
         )
     }
 
-    /// Polls `/readyz` (for up to 30 s) until `expected` holds of its status and body.
+    /// Polls `/readyz` until `expected` holds of its status and body.
     pub async fn wait_for_readiness(
         &self,
         what: &str,
         expected: impl Fn(u16, &serde_json::Value) -> bool,
     ) {
-        let mut last = (0, serde_json::Value::Null);
-        for _ in 0..300 {
-            last = self.readiness().await;
-            if expected(last.0, &last.1) {
-                return;
+        let waiting = format!("{}'s /readyz to say {what}", self.url);
+        eventually(&waiting, async || {
+            let (status, body) = self.readiness().await;
+            if expected(status, &body) {
+                Ok(())
+            } else {
+                Err((status, body))
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{}: /readyz never said {what}; last {last:?}", self.url);
-    }
-
-    /// The host assigner's answer.
-    pub async fn gateway(&self) -> natter_proto::gateway::GatewayResponse {
-        reqwest::get(format!("{}/v1/gateway", self.url))
-            .await
-            .expect("reaching /v1/gateway")
-            .json()
-            .await
-            .expect("a gateway answer")
-    }
-
-    /// This server's own WebSocket URL, as the host assigner names it.
-    pub fn ws_url(&self) -> String {
-        format!("{}/v1/ws", self.url.replacen("http", "ws", 1))
+        })
+        .await;
     }
 
     /// Registers `username` (password `password123`) and logs in one device.
@@ -357,6 +344,47 @@ pub async fn register(client: &Client, username: &str) -> Session {
         .login(username, "password123", "laptop")
         .await
         .expect("logging in")
+}
+
+/// A cluster name no other test uses (tests share one Redis).
+pub fn cluster_name() -> String {
+    format!("natter-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The WebSocket URL of the server at `base` (`http://host:port`), as the host assigner names
+/// it.
+pub fn ws_url(base: &str) -> String {
+    format!("{}/v1/ws", base.replacen("http", "ws", 1))
+}
+
+/// The host assigner's answer from the server at `base`, or `None` if it cannot be had (the
+/// node is down).
+pub async fn gateway(base: &str) -> Option<natter_proto::gateway::GatewayResponse> {
+    let response = reqwest::get(format!("{base}/v1/gateway")).await.ok()?;
+    response.json().await.ok()
+}
+
+/// How long [`eventually`] waits: a failure guard, never a timing assumption (the machine can
+/// be slow and busy); only a broken server waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(45);
+
+/// Polls `probe` every 100 ms until it gives `Ok`; after [`PATIENCE`], fails the test with
+/// `what` and the last `Err` (what was seen instead).
+pub async fn eventually<T, E: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}; last saw {last:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Connects two users: `a` requests, `b` accepts.

@@ -3,11 +3,10 @@
 //! queried back from Prometheus.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{connect_users, register};
+use crate::helpers::{connect_users, eventually, register};
 use crate::process::Natterd;
 use crate::ws::{connect, message, send};
 
@@ -82,27 +81,21 @@ impl Prometheus {
     /// few scrapes to see new samples), or fails after the patience window.
     async fn wait_for(&self, query: &str, accept: impl Fn(f64) -> bool) -> f64 {
         let http = reqwest::Client::new();
-        let mut last = None;
-        for _ in 0..120 {
+        let waiting = format!("{query} to satisfy the check");
+        eventually(&waiting, async || {
             let answer = http
                 .get(format!("{}/api/v1/query", self.url))
                 .query(&[("query", query)])
                 .send()
-                .await;
-            if let Ok(answer) = answer
-                && let Ok(body) = answer.json::<Value>().await
-            {
-                let value = body["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse::<f64>().ok());
-                if let Some(value) = value.filter(|v| accept(*v)) {
-                    return value;
-                }
-                last = Some(body);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        panic!("{query} never satisfied the check; last answer: {last:?}");
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = answer.json::<Value>().await.map_err(|e| e.to_string())?;
+            let value = body["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok());
+            value.filter(|v| accept(*v)).ok_or(body.to_string())
+        })
+        .await
     }
 }
 

@@ -1,12 +1,12 @@
 //! Presence: whether a user has a device connected, to this node or to any node of a cluster;
 //! only for those allowed to see the user, and gone soon after a node dies.
 
-use std::time::Duration;
-
-use natter_client::{Client, Session};
+use natter_client::Session;
 use natter_proto::UserId;
 
-use crate::helpers::{Backend, TestDatabase, backend_tests, server};
+use crate::helpers::{
+    Backend, TestDatabase, backend_tests, cluster_name, connect_users, eventually, register, server,
+};
 use crate::process::Natterd;
 use crate::ws::connect;
 
@@ -29,15 +29,14 @@ async fn presence(base: &str, viewer: &Session, user: &str) -> (u16, Option<bool
 /// Polls until `viewer` sees `user` as `online` through `base` (presence crosses nodes through
 /// Redis, and a closed connection is unregistered when its session ends).
 async fn wait_for(base: &str, viewer: &Session, user: UserId, online: bool) {
-    let mut last = (0, None);
-    for _ in 0..300 {
-        last = presence(base, viewer, &user.to_string()).await;
-        if last == (200, Some(online)) {
-            return;
+    let waiting = format!("{user} to show online={online} at {base}");
+    eventually(&waiting, async || {
+        match presence(base, viewer, &user.to_string()).await {
+            (200, Some(seen)) if seen == online => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{user} never showed online={online} at {base}; last {last:?}");
+    })
+    .await;
 }
 
 async fn presence_follows_connections_and_is_only_for_contacts(backend: Backend) {
@@ -68,12 +67,6 @@ async fn presence_follows_connections_and_is_only_for_contacts(backend: Backend)
     wait_for(url, &alice, bob.user_id(), false).await;
 }
 
-/// Registers `name` through `client` and logs a device in.
-async fn user(client: &Client, name: &str) -> Session {
-    client.register(name, "password123", None).await.unwrap();
-    client.login(name, "password123", "laptop").await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
     let Some(redis) = natter_test_support::redis_url() else {
@@ -83,7 +76,7 @@ async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let cluster = format!("natter-test-{}", uuid::Uuid::new_v4().simple());
+    let cluster = cluster_name();
     let args = [
         "--redis-url",
         redis.as_str(),
@@ -93,12 +86,9 @@ async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
     let url = database.url_text();
     let a = Natterd::start(dir.path(), Some(&url), &args).await;
     let mut b = Natterd::start(dir.path(), Some(&url), &args).await;
-    let alice = user(&a.client, "alice").await;
-    let bob = user(&a.client, "bob").await;
-    alice.request_connection(bob.user_id(), None).await.unwrap();
-    bob.answer_request(alice.user_id(), true, None)
-        .await
-        .unwrap();
+    let alice = register(&a.client, "alice").await;
+    let bob = register(&a.client, "bob").await;
+    connect_users(&alice, &bob).await;
 
     // Bob connects to node B; Alice asks node A.
     let bob_on_b = crate::helpers::same_device(&b.client, &bob);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use natter_client::Client;
 use natter_proto::ws::ServerFrame;
 
-use crate::helpers::{Backend, TestDatabase, backend_tests, same_device};
+use crate::helpers::{Backend, TestDatabase, backend_tests, connect_users, same_device};
 use crate::ws::{connect, next};
 
 backend_tests!(acked_messages_survive_kill_9_under_traffic);
@@ -111,11 +111,6 @@ impl Natterd {
         panic!("natterd did not come up within 30 s");
     }
 
-    /// The WebSocket URL the gateway hands out for this node.
-    pub(crate) fn ws_url(&self) -> String {
-        format!("{}/v1/ws", self.url.replacen("http", "ws", 1))
-    }
-
     /// Sends a signal (`TERM`, `KILL`), waits for the exit, and returns it with the whole log.
     pub(crate) async fn signal(&mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
@@ -189,10 +184,7 @@ async fn acked_messages_survive_kill_9_under_traffic(backend: Backend) {
         .await
         .unwrap();
     let bob = client.login("bob", "password123", "phone").await.unwrap();
-    alice.request_connection(bob.user_id(), None).await.unwrap();
-    bob.answer_request(alice.user_id(), true, None)
-        .await
-        .unwrap();
+    connect_users(&alice, &bob).await;
     let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
 
     // Alice sends as fast as acks come back; the process is killed mid-stream.
@@ -315,10 +307,7 @@ async fn the_log_never_contains_secrets_or_content() {
         ..Default::default()
     };
     alice.upload_keys(&upload).await.unwrap();
-    alice.request_connection(bob.user_id(), None).await.unwrap();
-    bob.answer_request(alice.user_id(), true, None)
-        .await
-        .unwrap();
+    connect_users(&alice, &bob).await;
     bob.claim_key(alice.user_id(), alice.device_id())
         .await
         .unwrap();
