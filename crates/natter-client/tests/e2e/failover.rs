@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use natter_client::{Client, Session};
+use natter_proto::ws::ServerFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -54,10 +55,14 @@ fn through(front: &str, alice: &natter_client::Device) -> (Client, Session) {
     (client, session)
 }
 
-/// A gateway answer naming only `server`.
-fn gateway_to(server: &TestServer) -> String {
-    let ws = format!("{}/v1/ws", server.url.replacen("http", "ws", 1));
-    json_reply(&format!(r#"{{"url":"{ws}","nodes":["{ws}"]}}"#))
+/// A gateway answer naming the nodes with HTTP bases `nodes`, the first as the pick.
+fn gateway_to(nodes: &[&str]) -> String {
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|base| format!("{}/v1/ws", base.replacen("http", "ws", 1)))
+        .collect();
+    let answer = serde_json::json!({ "url": urls[0], "nodes": urls });
+    json_reply(&answer.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +70,7 @@ async fn connects_where_the_gateway_says_and_fails_over_to_a_known_node() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     // A node whose gateway sends clients to the real server, and which then goes away.
-    let gateway = gateway_to(&server);
+    let gateway = gateway_to(&[&server.url]);
     let (front, paths, front_task) = fake_server(move |_| gateway.clone()).await;
     let (client, session) = through(&front, &alice);
 
@@ -90,7 +95,7 @@ async fn connects_where_the_gateway_says_and_fails_over_to_a_known_node() {
 async fn a_node_that_answers_with_an_error_is_not_bypassed() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
-    let gateway = gateway_to(&server);
+    let gateway = gateway_to(&[&server.url]);
     let unavailable =
         "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     let (front, _paths, _task) = fake_server(move |path| match path {
@@ -123,4 +128,39 @@ async fn without_a_gateway_the_websocket_opens_on_the_node_itself() {
         .expect("nothing to connect to");
     assert_eq!(refused.status(), Some(404), "{refused}");
     assert_eq!(*paths.lock().unwrap(), ["/v1/gateway", "/v1/ws"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_node_that_cannot_be_reached_is_skipped_for_the_next() {
+    let server = TestServer::start().await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
+    // A closed port: nothing listens there.
+    let dead = {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", probe.local_addr().unwrap())
+    };
+    let gateway = gateway_to(&[&dead, &server.url]);
+    let (front, _paths, _task) = fake_server(move |_| gateway.clone()).await;
+    let (_client, session) = through(&front, &alice);
+
+    let mut connection = session.connect().await.expect("opened on the second node");
+    connection
+        .send_message(direct, "over-the-second-node", "a ciphertext")
+        .await
+        .unwrap();
+    let seq = loop {
+        if let ServerFrame::Ack(ack) = connection.next().await.unwrap() {
+            break ack.seq;
+        }
+    };
+    connection.close().await;
+    let history = bob
+        .session()
+        .history(direct, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (history[0].seq, history[0].client_msg_id.as_str()),
+        (seq, "over-the-second-node")
+    );
 }
