@@ -66,7 +66,8 @@ pub struct Common {
     #[arg(long, global = true, value_delimiter = ',')]
     pub pid: Vec<u32>,
     /// Ask --server's host assigner (GET /v1/gateway) which node each device should connect
-    /// to, as clients of a cluster do, instead of connecting every device to --server.
+    /// to, as clients of a cluster do, instead of connecting every device to --server (not
+    /// for `offline`, which refuses it).
     #[arg(long, global = true)]
     pub gateway: bool,
     /// Also write the JSON result to this file (it is always printed after the table).

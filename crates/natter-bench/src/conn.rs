@@ -39,17 +39,16 @@ pub enum Incoming {
 }
 
 impl Conn {
-    /// Connects from `source` to the server at `server` (`ws://host:port`) with `token`, and
-    /// waits for `ready`.
-    pub async fn open(server: &str, token: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(server, token, source))
+    /// Connects from `source` to the node's WebSocket at `url` (`ws://host:port/v1/ws`) with
+    /// `token`, and waits for `ready`.
+    pub async fn open(url: &str, token: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(url, token, source))
             .await
             .context("handshake timed out")?
     }
 
-    async fn handshake(server: &str, token: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
-        let url = format!("{server}/v1/ws");
-        let mut request = url.as_str().into_client_request()?;
+    async fn handshake(url: &str, token: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
+        let mut request = url.into_client_request()?;
         request.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}"))?,

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 pub struct DeviceSpec {
     /// Its bearer token.
     pub token: String,
-    /// The node it connects to (`ws://host:port`).
+    /// The WebSocket URL of the node it connects to (`ws://host:port/v1/ws`).
     pub server: String,
     /// The source address it connects from.
     pub source: Ipv4Addr,

@@ -38,27 +38,19 @@ pub struct Finished {
     pub errors: Vec<String>,
 }
 
-/// The node (`ws://host:port`) each of `count` devices connects to: `--server`, or with
+/// The node (its WebSocket URL) each of `count` devices connects to: `--server`, or with
 /// `--gateway` whatever its host assigner names for each, as clients of a cluster are told.
 pub async fn assign_nodes(common: &Common, count: usize) -> anyhow::Result<Vec<String>> {
-    let server = common.server.replacen("http", "ws", 1);
     if !common.gateway {
-        return Ok(vec![server; count]);
+        return Ok(vec![natter_client::ws_url(&common.server); count]);
     }
-    let http = reqwest::Client::new();
-    let url = format!("{}/v1/gateway", common.server);
-    let ask = |_| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let answer: natter_proto::gateway::GatewayResponse = http
-                .get(&url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            anyhow::Ok(answer.url.trim_end_matches("/v1/ws").to_owned())
-        }
+    let client = natter_client::Client::new(&common.server)?;
+    let ask = |_| async {
+        let nodes = client.gateway().await?;
+        nodes
+            .into_iter()
+            .next()
+            .context("the gateway named no node")
     };
     let nodes: Vec<String> = futures_util::stream::iter(0..count)
         .map(ask)

@@ -187,6 +187,20 @@ fn idle_holds_every_connection() {
 }
 
 #[test]
+fn offline_refuses_gateway_which_it_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_natter-bench"))
+        .args(["offline", "--gateway", "--server", "http://127.0.0.1:9"])
+        .arg("--accounts")
+        .arg(dir.path().join("accounts.json"))
+        .output()
+        .expect("running natter-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("does not take --gateway"), "{stderr}");
+}
+
+#[test]
 fn direct_delivers_every_message_once() {
     let natterd = Natterd::start();
     let args = ["direct", "-n", "20", "--rate", "100", "--secs", "2"];

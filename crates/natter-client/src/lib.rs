@@ -176,7 +176,10 @@ impl Client {
 
     /// The WebSocket URLs to try, best first: the gateway's pick, then the cluster's other
     /// nodes (remembered for failover), or this node's own when the server has no gateway.
-    async fn gateway(&self) -> Result<Vec<String>, ClientError> {
+    ///
+    /// # Errors
+    /// The server cannot be reached, or refuses.
+    pub async fn gateway(&self) -> Result<Vec<String>, ClientError> {
         let gateway: GatewayResponse =
             match self.send(self.request(Method::GET, "/v1/gateway")).await {
                 Ok(gateway) => gateway,
@@ -267,7 +270,7 @@ fn retarget(url: &mut Url, base: &str) -> bool {
 }
 
 /// The WebSocket URL of the node with HTTP base `base`: `http://h:p` → `ws://h:p/v1/ws`.
-fn ws_url(base: &str) -> String {
+pub fn ws_url(base: &str) -> String {
     format!("{}/v1/ws", base.replacen("http", "ws", 1))
 }
 

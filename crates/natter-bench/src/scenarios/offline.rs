@@ -17,10 +17,13 @@ use crate::setup::Setup;
 
 /// Runs the scenario.
 pub async fn run(common: Common, args: OfflineArgs) -> anyhow::Result<()> {
+    if common.gateway {
+        bail!("offline connects both its devices to --server itself; it does not take --gateway");
+    }
     let mut setup = Setup::open(&common).await?;
     let (users, conversations) = setup.direct("o", 2, 1).await?;
     let conversation = conversations[0].id;
-    let server = common.server.replacen("http", "ws", 1);
+    let server = natter_client::ws_url(&common.server);
     let timeout = Duration::from_secs_f64(args.timeout_secs);
     let source = Ipv4Addr::LOCALHOST;
     let run = super::run_id();
