@@ -160,9 +160,10 @@ pub async fn change(
     Ok(status(peer, sides.mine))
 }
 
-/// Whether `viewer` may see `target`'s profile and device keys (and send key shares to their
-/// devices): themselves, connected, or current members of a conversation together (who must
-/// encrypt for each other).
+/// Whether `viewer` may see `target`'s profile, presence and device keys (and send key shares
+/// to their devices): themselves, connected, or current members of a conversation together (who
+/// must encrypt for each other) unless `target` blocks `viewer` (whose messages `target` does
+/// not get, so `viewer` has nothing to encrypt for them).
 ///
 /// # Errors
 /// The store fails.
@@ -171,9 +172,13 @@ pub async fn can_see(
     viewer: UserId,
     target: UserId,
 ) -> Result<bool, ServiceError> {
-    Ok(viewer == target
-        || store.connection(viewer, target).await?.mine.state == ConnectionState::Accepted
-        || store.share_conversation(viewer, target).await?)
+    if viewer == target {
+        return Ok(true);
+    }
+    let sides = store.connection(viewer, target).await?;
+    Ok(sides.mine.state == ConnectionState::Accepted
+        || (sides.theirs.state != ConnectionState::Blocked
+            && store.share_conversation(viewer, target).await?))
 }
 
 /// `user`'s connections, requests and blocks, with profiles and (for connections) devices.

@@ -181,7 +181,7 @@ impl From<ServiceError> for ApiError {
                 "not_found",
                 format!("the {what} no longer exists"),
             ),
-            ServiceError::Store(StoreError::Database(e)) if is_unavailable(&e) => Self {
+            ServiceError::Store(e) if e.is_unavailable() => Self {
                 retry_after: Some(STORE_RETRY),
                 ..Self::internal(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -209,19 +209,6 @@ impl From<StoreError> for ApiError {
 
 /// When to retry after the store was unreachable.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Whether the database is unreachable or going away (retry later) rather than refusing this
-/// request: lost connections, an exhausted pool, and PostgreSQL's connection-exception (08),
-/// insufficient-resources (53) and operator-intervention (57P, such as a shutdown) classes.
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")),
-        _ => false,
-    }
-}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -4,6 +4,7 @@
 //! The durable append is the acceptance point: a message is acked only after it is committed,
 //! and fan-out happens after that without waiting on any recipient.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -73,6 +74,7 @@ impl Messenger {
         user: UserId,
     ) -> Result<SendPlan, ServiceError> {
         match self.store.send_plan(conversation, user).await? {
+            Some(plan) if plan.sender_suspended => Err(ServiceError::Suspended),
             Some(plan) if plan.is_member => Ok(plan),
             _ => Err(not_member()),
         }
@@ -99,9 +101,14 @@ impl Messenger {
                 message.ciphertext.len()
             )));
         }
-        self.charge(auth, message.ciphertext.len()).await?;
         let conversation = message.conversation_id;
-        let plan = self.plan(conversation, auth.user_id).await?;
+        // Independent round trips (Redis in a cluster, the store): at the same time.
+        let (charged, plan) = tokio::join!(
+            self.charge(auth, message.ciphertext.len()),
+            self.plan(conversation, auth.user_id)
+        );
+        charged?;
+        let plan = plan?;
         // A direct conversation needs the sender's side of the connection to be accepted.
         if plan.kind == ConversationKind::Direct && !(plan.connected && plan.members == 2) {
             return Err(ServiceError::Denied {
@@ -269,6 +276,8 @@ impl Messenger {
         }
         self.charge(auth, messages.iter().map(|m| m.payload.len()).sum())
             .await?;
+        // Each user is checked once, however many of their devices the frame addresses.
+        let mut reachable_users = HashSet::new();
         for message in messages {
             if message.payload.is_empty() || message.payload.len() > TO_DEVICE_PAYLOAD_MAX {
                 return Err(ServiceError::TooLarge(format!(
@@ -277,13 +286,19 @@ impl Messenger {
             }
             let owner = self.store.device_owner(message.device_id).await?;
             let reachable = owner == Some(message.user_id)
-                && crate::connections::can_see(self.store.as_ref(), auth.user_id, message.user_id)
-                    .await?;
+                && (reachable_users.contains(&message.user_id)
+                    || crate::connections::can_see(
+                        self.store.as_ref(),
+                        auth.user_id,
+                        message.user_id,
+                    )
+                    .await?);
             if !reachable {
                 return Err(ServiceError::NotFound(
                     "no such device, or you may not reach it",
                 ));
             }
+            reachable_users.insert(message.user_id);
         }
         let items: Vec<(DeviceId, &str)> = messages
             .iter()

@@ -56,8 +56,58 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     pub(super) async fn submit(&self, job: J) -> Result<R, StoreError> {
         let (reply, result) = oneshot::channel();
         // The task only stops with the store.
-        let stopped = || StoreError::Database(sqlx::Error::PoolClosed);
+        let stopped = || StoreError::Unavailable("the store is closing".into());
         self.queue.send((job, reply)).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn jobs_waiting_behind_a_commit_form_the_next_batch() {
+        let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
+        let gate = Arc::new(Semaphore::new(0));
+        let group = {
+            let (batches, gate) = (Arc::clone(&batches), Arc::clone(&gate));
+            GroupCommit::spawn(move |jobs: Vec<u32>| {
+                batches.lock().unwrap().push(jobs.clone());
+                let gate = Arc::clone(&gate);
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    jobs.iter().map(|job| job * 10).collect()
+                }
+            })
+        };
+        let submit = |job| {
+            let group = group.clone();
+            tokio::spawn(async move { group.submit(job).await.unwrap() })
+        };
+        // The first job commits alone and is held there...
+        let first = submit(0);
+        while batches.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // ...while five more queue up behind it.
+        let rest: Vec<_> = (1..=5).map(submit).collect();
+        while group.queue.max_capacity() - group.queue.capacity() < 5 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap(), 0);
+        for (job, handle) in (1..=5).zip(rest) {
+            assert_eq!(
+                handle.await.unwrap(),
+                job * 10,
+                "each caller gets its own result"
+            );
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![vec![0], vec![1, 2, 3, 4, 5]]);
     }
 }

@@ -75,6 +75,9 @@ pub struct SendPlan {
     pub kind: ConversationKind,
     /// Whether the sender is a current member.
     pub is_member: bool,
+    /// Whether an operator suspended the sender (whose connections on other nodes may not have
+    /// heard yet).
+    pub sender_suspended: bool,
     /// Whether the sender's side of the connection to every other current member is
     /// `accepted` (what a direct conversation requires).
     pub connected: bool,

@@ -33,7 +33,7 @@ async fn timed<T>(
         .record(start.elapsed().as_secs_f64());
     if matches!(
         result,
-        Err(StoreError::Database(_) | StoreError::Corrupt(_))
+        Err(StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Unavailable(_))
     ) {
         metrics::counter!("natter_store_errors_total", "op" => op).increment(1);
     }
@@ -50,11 +50,37 @@ pub enum StoreError {
     #[error("missing: {0}")]
     Missing(&'static str),
     /// The database could not be reached or failed; the request may be retried.
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The database holds a value this version cannot read.
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
+    /// The database could not be reached for work done on the caller's behalf (a group commit
+    /// that failed as a whole); the request may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the database is unreachable or going away (retry later) rather than refusing this
+    /// request: lost connections, an exhausted pool, and PostgreSQL's connection-exception (08),
+    /// insufficient-resources (53) and operator-intervention (57P, such as a shutdown) classes
+    /// (SQLite's numeric codes mean other things).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => true,
+            Self::Database(sqlx::Error::Database(db)) => db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some_and(|pg| {
+                    let class = pg.code();
+                    class.starts_with("08") || class.starts_with("53") || class.starts_with("57P")
+                }),
+            _ => false,
+        }
+    }
 }
 
 /// A new account.

@@ -221,7 +221,7 @@ fn state_name(state: ConnectionState) -> &'static str {
     }
 }
 
-fn parse_state(name: &str) -> Result<ConnectionState, StoreError> {
+pub(super) fn parse_state(name: &str) -> Result<ConnectionState, StoreError> {
     Ok(match name {
         "none" => ConnectionState::None,
         "requested" => ConnectionState::Requested,

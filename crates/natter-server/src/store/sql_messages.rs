@@ -2,6 +2,7 @@
 //! `sql.rs` for why a macro).
 
 use async_trait::async_trait;
+use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::{ConversationKind, ConversationSummary, MessageReceipts, Role};
 use natter_proto::ws::{Message, ToDeviceIn};
 use natter_proto::{ConversationId, DeviceId, UserId};
@@ -12,7 +13,7 @@ use super::messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
     SendPlan,
 };
-use super::sql::{classify, parse_id};
+use super::sql::{classify, parse_id, parse_state};
 use super::{PgStore, SqliteStore, StoreError, timed};
 
 #[derive(sqlx::FromRow)]
@@ -606,11 +607,13 @@ macro_rules! message_store {
                 timed("send_plan", async move {
                     // Per current member: the sender's side towards them, and theirs towards
                     // the sender (`blocked` keeps the message from them).
-                    let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(
+                    let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>, Option<i64>)>(
                         "SELECT c.kind, m.user_id, \
                          (SELECT k.state FROM connections k WHERE k.user_id = $2 AND k.peer_id = m.user_id), \
-                         (SELECT k.state FROM connections k WHERE k.user_id = m.user_id AND k.peer_id = $2) \
+                         (SELECT k.state FROM connections k WHERE k.user_id = m.user_id AND k.peer_id = $2), \
+                         u.suspended_at \
                          FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.left_seq IS NULL \
+                         JOIN users u ON u.id = m.user_id \
                          WHERE c.id = $1",
                     )
                     .bind(conversation.to_string())
@@ -623,18 +626,21 @@ macro_rules! message_store {
                     let mut plan = SendPlan {
                         kind: kind(first_kind)?,
                         is_member: false,
+                        sender_suspended: false,
                         connected: true,
                         recipients: Vec::with_capacity(rows.len()),
                         members: rows.len(),
                     };
-                    for (_, user, mine, theirs) in rows {
+                    let state = |side: Option<String>| side.map_or(Ok(ConnectionState::None), |s| parse_state(&s));
+                    for (_, user, mine, theirs, suspended_at) in rows {
                         let user: UserId = parse_id(&user, "members.user_id")?;
                         if user == sender {
                             plan.is_member = true;
-                        } else if mine.as_deref() != Some("accepted") {
+                            plan.sender_suspended = suspended_at.is_some();
+                        } else if state(mine)? != ConnectionState::Accepted {
                             plan.connected = false;
                         }
-                        if theirs.as_deref() != Some("blocked") {
+                        if state(theirs)? != ConnectionState::Blocked {
                             plan.recipients.push(user);
                         }
                     }
@@ -736,15 +742,22 @@ macro_rules! message_store {
             }
         }
 
-        /// Appends a batch in one transaction; if that fails, each message in its own, so one
-        /// bad message fails alone. Per message: its seq, or `None` if it was already stored.
+        /// Appends a batch in one transaction. If that fails because of one message, each is
+        /// tried in its own, so a bad message fails alone; if the database is unreachable, the
+        /// whole batch fails at once (trying each would wait out the outage once per message).
+        /// Per message: its seq, or `None` if it was already stored.
         async fn append_batch(
             writer: &sqlx::Pool<$db>,
             mut batch: Vec<QueuedMessage>,
         ) -> Vec<Result<Option<i64>, StoreError>> {
             if batch.len() > 1 {
-                if let Ok(seqs) = append_in_one(writer, &mut batch).await {
-                    return seqs.into_iter().map(Ok).collect();
+                match append_in_one(writer, &mut batch).await {
+                    Ok(seqs) => return seqs.into_iter().map(Ok).collect(),
+                    Err(e) if e.is_unavailable() => {
+                        let why = e.to_string();
+                        return batch.iter().map(|_| Err(StoreError::Unavailable(why.clone()))).collect();
+                    }
+                    Err(_) => {}
                 }
             }
             let mut results = Vec::with_capacity(batch.len());
@@ -887,4 +900,93 @@ mod postgres_impl {
     use super::dialect::postgres::BEGIN_WRITE;
     use super::*;
     message_store!(PgStore, sqlx::Postgres);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::store::{NewUser, Store};
+
+    async fn user(store: &SqliteStore, name: &str) -> UserId {
+        let id = UserId::new();
+        store
+            .create_user(&NewUser {
+                id,
+                username: name,
+                password_hash: "x",
+                display_name: name,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    // One thread: every append below is queued before the commit task runs, so they are one
+    // batch.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_commits_in_conversation_order_and_stores_a_resend_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("natter.db"))
+            .await
+            .unwrap();
+        let (alice, bob, carol) = (
+            user(&store, "alice").await,
+            user(&store, "bob").await,
+            user(&store, "carol").await,
+        );
+        let (with_bob, with_carol) = (
+            store.direct_conversation(alice, bob, 0).await.unwrap(),
+            store.direct_conversation(alice, carol, 0).await.unwrap(),
+        );
+        // `late` sorts after `early`, and its messages arrive first.
+        let (early, late) = if with_bob.to_string() < with_carol.to_string() {
+            (with_bob, with_carol)
+        } else {
+            (with_carol, with_bob)
+        };
+        let device = DeviceId::new();
+        let message = |conversation_id, client_msg_id| NewMessage {
+            conversation_id,
+            sender_id: alice,
+            sender_device: device,
+            client_msg_id,
+            client_ts: None,
+            ciphertext: "opaque",
+            server_ts: 1,
+        };
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let tell = |name: &'static str| -> OnStored {
+            let told = Arc::clone(&told);
+            Box::new(move |seq| told.lock().unwrap().push((name, seq)))
+        };
+        let messages = [
+            message(late, "late-1"),
+            message(early, "early-1"),
+            message(late, "late-2"),
+            message(late, "late-1"),
+        ];
+        let (late1, early1, late2, resent) = tokio::join!(
+            store.append(&messages[0], tell("late-1")),
+            store.append(&messages[1], tell("early-1")),
+            store.append(&messages[2], tell("late-2")),
+            store.append(&messages[3], tell("resent")),
+        );
+        let seq = |appended: Result<Appended, StoreError>| {
+            let appended = appended.unwrap();
+            (appended.seq, appended.duplicate)
+        };
+        assert_eq!(
+            [seq(late1), seq(early1), seq(late2), seq(resent)],
+            [(1, false), (1, false), (2, false), (1, true)]
+        );
+        // Told after the commit in the batch's order: by conversation, then arrival; the
+        // resend, stored by the same batch, is not told at all.
+        assert_eq!(
+            *told.lock().unwrap(),
+            [("early-1", 1), ("late-1", 1), ("late-2", 2)]
+        );
+    }
 }
