@@ -20,12 +20,15 @@ use futures_util::StreamExt;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::fanout::{Bus, Outbound, Registry};
 
 /// Events waiting to be published before new ones are dropped (and recovered from the store).
 const PUBLISH_QUEUE: usize = 65_536;
+
+/// The most events published in one round trip to Redis (one pipeline).
+const PUBLISH_BATCH: usize = 256;
 
 /// Who an event is for.
 #[derive(Serialize, Deserialize)]
@@ -65,7 +68,8 @@ enum Event {
     },
 }
 
-/// What goes on the channel.
+/// What goes on the channel, as JSON that starts with the `origin` field (so a node can skip
+/// its own events without parsing them; see [`own_prefix`]).
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     /// The publishing node, which already delivered it locally.
@@ -146,9 +150,25 @@ fn static_reason(reason: &str) -> &'static str {
 fn static_kind(kind: &str) -> &'static str {
     match kind {
         "receipt" => "receipt",
+        "receipts" => "receipts",
         "typing" => "typing",
         _ => "event",
     }
+}
+
+/// How every envelope `origin` publishes begins.
+fn own_prefix(origin: &str) -> String {
+    format!(
+        "{{\"origin\":{}",
+        serde_json::to_string(origin).expect("strings serialize")
+    )
+}
+
+/// An event waiting for the publisher, which serializes it (off the sender's path).
+struct Unpublished {
+    published_ms: i64,
+    target: Target,
+    event: Outbound,
 }
 
 /// How long a command to Redis may take before it counts as failed (Redis is down): senders
@@ -383,7 +403,7 @@ impl Assigner {
 async fn heartbeat(
     mut redis: ConnectionManager,
     node: Node,
-    registry: Arc<Registry>,
+    (registry, presence_lost): (Arc<Registry>, Arc<Notify>),
     assigner: Arc<Assigner>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -404,7 +424,7 @@ async fn heartbeat(
             connections: registry.connections(),
             sends_per_sec: meter.per_second(),
         };
-        match beat_once(&mut redis, &node, &beat).await {
+        match beat_once(&mut redis, &node, &beat, (&registry, &presence_lost)).await {
             Ok(live) => assigner.record(Some(live)),
             Err(error) => {
                 tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
@@ -439,11 +459,12 @@ async fn beat_once(
     redis: &mut ConnectionManager,
     node: &Node,
     beat: &Heartbeat,
+    (registry, presence_lost): (&Registry, &Notify),
 ) -> redis::RedisResult<Vec<Heartbeat>> {
     let text = serde_json::to_string(beat).expect("heartbeats always serialize");
     let now = crate::now_ms();
     let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
-    let (ids,): (Vec<String>,) = redis::pipe()
+    let (users_kept, ids): (bool, Vec<String>) = redis::pipe()
         .cmd("SET")
         .arg(node.heartbeat_key())
         .arg(text)
@@ -463,13 +484,17 @@ async fn beat_once(
         .cmd("EXPIRE")
         .arg(node.users_key_of(&node.id))
         .arg(NODE_TTL_SECS)
-        .ignore()
         .cmd("ZRANGE")
         .arg(node.nodes_key())
         .arg(0)
         .arg(-1)
         .query_async(redis)
         .await?;
+    // Users are connected here but Redis lost their hash (it restarted, or was flushed):
+    // presence must be written whole again.
+    if !users_kept && registry.connections() > 0 {
+        presence_lost.notify_one();
+    }
     let keys: Vec<String> = ids.iter().map(|id| node.heartbeat_key_of(id)).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
     Ok(ids
@@ -484,9 +509,8 @@ async fn beat_once(
 
 /// The Redis-backed bus of one node.
 pub struct RedisBus {
-    node: String,
     registry: Arc<Registry>,
-    outgoing: mpsc::Sender<String>,
+    outgoing: mpsc::Sender<Unpublished>,
     /// Events queued or being published, not yet on Redis (or dropped).
     unpublished: Arc<AtomicUsize>,
 }
@@ -504,7 +528,7 @@ impl RedisBus {
         let unpublished = Arc::new(AtomicUsize::new(0));
         tokio::spawn(publish(
             redis.commands(),
-            node.channel(),
+            node.clone(),
             queue,
             Arc::clone(&unpublished),
         ));
@@ -515,37 +539,35 @@ impl RedisBus {
         ));
         let (changes, changed) = mpsc::unbounded_channel();
         registry.watch_presence(changes);
+        let presence_lost = Arc::new(Notify::new());
         tokio::spawn(write_presence(
             redis.commands(),
             node.clone(),
             Arc::clone(&registry),
-            changed,
+            (changed, Arc::clone(&presence_lost)),
         ));
         tokio::spawn(heartbeat(
             redis.commands(),
             node.clone(),
-            Arc::clone(&registry),
+            (Arc::clone(&registry), presence_lost),
             assigner,
         ));
         Self {
-            node: node.id,
             registry,
             outgoing,
             unpublished,
         }
     }
 
-    fn publish(&self, target: Target, event: &Outbound) {
+    fn publish(&self, target: Target, event: Outbound) {
         metrics::counter!("natter_bus_published_total", "bus" => "redis").increment(1);
-        let envelope = Envelope {
-            origin: self.node.clone(),
+        let unpublished = Unpublished {
             published_ms: crate::now_ms(),
             target,
-            event: Event::from_outbound(event),
+            event,
         };
-        let text = serde_json::to_string(&envelope).expect("envelopes always serialize");
         self.unpublished.fetch_add(1, Ordering::Relaxed);
-        if self.outgoing.try_send(text).is_err() {
+        if self.outgoing.try_send(unpublished).is_err() {
             self.unpublished.fetch_sub(1, Ordering::Relaxed);
             // Redis is down or slow: the recipients on other nodes recover from the store.
             metrics::counter!("natter_bus_dropped_total", "bus" => "redis").increment(1);
@@ -561,13 +583,13 @@ impl Bus for RedisBus {
                 users: users.to_vec(),
                 skip,
             },
-            &event,
+            event,
         );
     }
 
     fn publish_to_device(&self, user: UserId, device: DeviceId, event: Outbound) {
         self.registry.deliver_to_device(user, device, &event);
-        self.publish(Target::Device { user, device }, &event);
+        self.publish(Target::Device { user, device }, event);
     }
 
     fn unpublished(&self) -> usize {
@@ -576,30 +598,49 @@ impl Bus for RedisBus {
 }
 
 /// Waits before trying Redis again.
-const RETRY: Duration = Duration::from_secs(1);
+pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
-/// Publishes queued events in order. An event that fails twice is dropped with everything
-/// queued behind it (senders are never blocked; the recipients on other nodes recover from the
-/// store), and publishing pauses for [`RETRY`].
+/// Publishes queued events in order, as many as are waiting in one pipeline. A batch that
+/// fails twice is dropped with everything queued behind it (senders are never blocked; the
+/// recipients on other nodes recover from the store), and publishing pauses for [`RETRY`].
 async fn publish(
     mut redis: ConnectionManager,
-    channel: String,
-    mut queue: mpsc::Receiver<String>,
+    node: Node,
+    mut queue: mpsc::Receiver<Unpublished>,
     unpublished: Arc<AtomicUsize>,
 ) {
-    while let Some(text) = queue.recv().await {
-        let mut sent = publish_once(&mut redis, &channel, &text).await;
+    let channel = node.channel();
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let count = batch.len();
+        let mut pipe = redis::pipe();
+        for Unpublished {
+            published_ms,
+            target,
+            event,
+        } in batch.drain(..)
+        {
+            let envelope = Envelope {
+                origin: node.id.clone(),
+                published_ms,
+                target,
+                event: Event::from_outbound(&event),
+            };
+            let text = serde_json::to_string(&envelope).expect("envelopes always serialize");
+            pipe.cmd("PUBLISH").arg(&channel).arg(text).ignore();
+        }
+        let mut sent = pipe.query_async::<()>(&mut redis).await;
         if sent.is_err() {
             // Once more: the connection may just have been re-established.
-            sent = publish_once(&mut redis, &channel, &text).await;
+            sent = pipe.query_async::<()>(&mut redis).await;
         }
         match sent {
             Ok(()) => {
-                unpublished.fetch_sub(1, Ordering::Relaxed);
+                unpublished.fetch_sub(count, Ordering::Relaxed);
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot publish to Redis; delivering locally only");
-                let mut dropped = 1;
+                let mut dropped = count;
                 while queue.try_recv().is_ok() {
                     dropped += 1;
                 }
@@ -612,34 +653,29 @@ async fn publish(
     }
 }
 
-async fn publish_once(
-    redis: &mut ConnectionManager,
-    channel: &str,
-    text: &str,
-) -> redis::RedisResult<()> {
-    redis::cmd("PUBLISH")
-        .arg(channel)
-        .arg(text)
-        .query_async::<i64>(redis)
-        .await
-        .map(drop)
-}
-
 /// Keeps this node's presence hash (`<cluster>:node:<id>:users`) in step with who is
-/// connected here: each change as it comes (batched), and the whole set again after Redis
-/// failed, since changes made meanwhile were lost.
+/// connected here: each change as it comes (batched), and the whole set again after a write
+/// failed or the heartbeat found the hash gone (`lost`: Redis restarted), since changes made
+/// meanwhile were lost.
 async fn write_presence(
     mut redis: ConnectionManager,
     node: Node,
     registry: Arc<Registry>,
-    mut changes: mpsc::UnboundedReceiver<(UserId, bool)>,
+    (mut changes, lost): (mpsc::UnboundedReceiver<(UserId, bool)>, Arc<Notify>),
 ) {
     let key = node.users_key_of(&node.id);
     let mut in_step = false;
     loop {
         let mut pipe = redis::pipe();
         if in_step {
-            let Some(first) = changes.recv().await else {
+            let first = tokio::select! {
+                change = changes.recv() => change,
+                () = lost.notified() => {
+                    in_step = false;
+                    continue;
+                }
+            };
+            let Some(first) = first else {
                 return;
             };
             let mut batch = vec![first];
@@ -736,18 +772,20 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
             continue;
         }
         tracing::info!("subscribed to cluster fan-out");
+        let own = own_prefix(&node.id);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
             let Ok(text) = message.get_payload::<String>() else {
                 continue;
             };
+            // This node delivered its own events already.
+            if text.starts_with(&own) {
+                continue;
+            }
             let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
                 tracing::warn!("ignoring a malformed fan-out event");
                 continue;
             };
-            if envelope.origin == node.id {
-                continue;
-            }
             metrics::counter!("natter_bus_received_total", "bus" => "redis").increment(1);
             let lag = (crate::now_ms() - envelope.published_ms).max(0) as f64 / 1000.0;
             metrics::histogram!("natter_bus_lag_seconds").record(lag);
@@ -765,6 +803,27 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_recognises_its_own_envelopes_by_their_start() {
+        let envelope = |origin: &str| Envelope {
+            origin: origin.into(),
+            published_ms: 1,
+            target: Target::Device {
+                user: UserId::new(),
+                device: DeviceId::new(),
+            },
+            event: Event::Close {
+                code: 4003,
+                reason: "x".into(),
+            },
+        };
+        let text = |origin| serde_json::to_string(&envelope(origin)).unwrap();
+        let own = own_prefix("node \"a\"");
+        assert!(text("node \"a\"").starts_with(&own));
+        assert!(!text("node \"a\"2").starts_with(&own));
+        assert!(!text("node b").starts_with(&own));
+    }
 
     fn beat(url: &str, connections: u64, sends_per_sec: f64) -> Heartbeat {
         Heartbeat {

@@ -1,5 +1,5 @@
-//! Abuse controls: token buckets per key (device, user, account, source address), one
-//! [`Limiter`] per kind of action, all configured in [`Limits`].
+//! Abuse controls: token buckets per key (device, user, account, source address), per
+//! [`Kind`] of action, at the rates configured in [`Limits`].
 //!
 //! A limited request is refused with the time until it would pass (429 with `Retry-After`
 //! over HTTP, an `error` frame with `retry_after_ms` over WebSocket); nobody is disconnected for
@@ -211,7 +211,7 @@ impl RateLimits {
                 redis,
                 prefix: format!("{cluster}:rl"),
                 script: redis::Script::new(CHARGE_SCRIPT),
-                down_until: Mutex::new(None),
+                gate: Gate::default(),
             }),
             ..Self::new(limits)
         }
@@ -312,11 +312,6 @@ struct Entry {
 /// Buckets beyond this many trigger a sweep of the full (idle) ones.
 const SWEEP_AT: usize = 100_000;
 
-/// How long a node waits for Redis before it falls back to its own buckets.
-const SHARED_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long a node keeps to its own buckets after Redis failed.
-const SHARED_RETRY: Duration = Duration::from_secs(1);
-
 /// Refills and charges every bucket in KEYS, or none. ARGV holds, per key: tokens per
 /// millisecond, burst, cost. Returns {0} when all fit, else {index (from 1), milliseconds to
 /// wait, refusals of that key so far}. A bucket is a hash (tokens, at, refused) that expires
@@ -356,18 +351,13 @@ struct Shared {
     /// `<cluster>:rl`: buckets are `<prefix>:<kind>:<key>`.
     prefix: String,
     script: redis::Script,
-    /// After a failure, Redis is not asked again until then (a dead Redis must not add a
-    /// timeout to every request); `None` while it answers.
-    down_until: Mutex<Option<Instant>>,
+    gate: Gate,
 }
 
 impl Shared {
     /// The verdict from Redis, or `None` when Redis did not answer in time.
     async fn charge(&self, limits: &Limits, charges: &[Charge<'_>]) -> Option<Verdict> {
-        if self
-            .down_until()
-            .is_some_and(|until| Instant::now() < until)
-        {
+        if !self.gate.may_ask(Instant::now()) {
             return None;
         }
         let mut invocation = self.script.prepare_invoke();
@@ -379,48 +369,70 @@ impl Shared {
                 .arg(rate.burst.max(1.0))
                 .arg(*cost);
         }
+        // The connection's own timeouts (`cluster::COMMAND_TIMEOUT`) bound the wait.
         let mut redis = self.redis.clone();
-        let answer = tokio::time::timeout(
-            SHARED_TIMEOUT,
-            invocation.invoke_async::<Vec<i64>>(&mut redis),
-        )
-        .await;
-        match answer {
-            Ok(Ok(reply)) => match verdict_from(&reply, charges.len()) {
+        match invocation.invoke_async::<Vec<i64>>(&mut redis).await {
+            Ok(reply) => match verdict_from(&reply, charges.len()) {
                 Some(verdict) => {
-                    if self.set_down_until(None).is_some() {
+                    if self.gate.answered() {
                         tracing::info!("rate limits shared through Redis again");
                     }
                     Some(verdict)
                 }
                 None => self.fall_back(&format!("unexpected script reply {reply:?}")),
             },
-            Ok(Err(error)) => self.fall_back(&error),
-            Err(_) => self.fall_back(&"timed out"),
+            Err(error) => self.fall_back(&error),
         }
     }
 
     fn fall_back(&self, error: &dyn std::fmt::Display) -> Option<Verdict> {
         metrics::counter!("natter_rate_limit_fallbacks_total").increment(1);
-        if self
-            .set_down_until(Some(Instant::now() + SHARED_RETRY))
-            .is_none()
-        {
+        if self.gate.failed(Instant::now()) {
             tracing::warn!(%error, "Redis unreachable: rate limits are per node until it is back");
         }
         None
     }
+}
 
-    fn down_until(&self) -> Option<Instant> {
-        *self.down_until.lock().expect("limiter lock poisoned")
+/// When to ask Redis: always while it answers; after a failure not for [`crate::cluster::RETRY`]
+/// (a dead Redis must not add a timeout to every request), then one request probes it while
+/// the others keep to the node's buckets until the probe has an answer.
+#[derive(Default)]
+struct Gate {
+    /// `None` while Redis answers.
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Gate {
+    /// Whether the request arriving `now` asks Redis.
+    fn may_ask(&self, now: Instant) -> bool {
+        let mut down_until = self.down_until.lock().expect("limiter lock poisoned");
+        match *down_until {
+            None => true,
+            Some(until) if now >= until => {
+                *down_until = Some(now + crate::cluster::RETRY);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
-    /// Sets when to try Redis again; returns the previous setting.
-    fn set_down_until(&self, until: Option<Instant>) -> Option<Instant> {
-        std::mem::replace(
-            &mut *self.down_until.lock().expect("limiter lock poisoned"),
-            until,
-        )
+    /// Redis answered; true if it had been down.
+    fn answered(&self) -> bool {
+        self.down_until
+            .lock()
+            .expect("limiter lock poisoned")
+            .take()
+            .is_some()
+    }
+
+    /// Redis failed `now`; true if it had been answering.
+    fn failed(&self, now: Instant) -> bool {
+        self.down_until
+            .lock()
+            .expect("limiter lock poisoned")
+            .replace(now + crate::cluster::RETRY)
+            .is_none()
     }
 }
 
@@ -504,6 +516,27 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_failure_one_request_probes_redis() {
+        let gate = Gate::default();
+        let start = Instant::now();
+        assert!(gate.may_ask(start));
+        assert!(gate.failed(start), "the first failure is news");
+        assert!(!gate.may_ask(start + crate::cluster::RETRY / 2));
+        let later = start + crate::cluster::RETRY;
+        assert!(gate.may_ask(later), "one probe once the period is over");
+        assert!(!gate.may_ask(later), "the others wait for its answer");
+        assert!(!gate.failed(later), "a failed probe is not news");
+        assert!(!gate.may_ask(later + crate::cluster::RETRY / 2));
+        let again = later + crate::cluster::RETRY;
+        assert!(gate.may_ask(again));
+        assert!(gate.answered(), "Redis is back");
+        assert!(
+            gate.may_ask(again) && gate.may_ask(again),
+            "everyone asks it again"
+        );
+    }
 
     #[test]
     fn bursts_then_refills_at_the_rate() {
