@@ -76,17 +76,16 @@ pub async fn login(
     source: IpAddr,
     request: CreateSessionRequest,
 ) -> Result<SessionResponse, ServiceError> {
-    // Both limits come before argon2, which is what a flood of logins would exhaust.
-    state
-        .limits
-        .check(Kind::AddressLogins, &source.to_string(), 1.0)
-        .await?;
-    // Keyed by a hash of the name, so names that exist and names that don't are limited alike
-    // (no enumeration) and no username reaches a log line.
+    // Both limits, in one charge, come before argon2, which is what a flood of logins would
+    // exhaust. The account is keyed by a hash of the name, so names that exist and names that
+    // don't are limited alike (no enumeration) and no username reaches a log line.
     let account = hash_token(&request.username.to_lowercase());
     state
         .limits
-        .check(Kind::AccountLogins, &account, 1.0)
+        .charge(&[
+            (Kind::AddressLogins, &source.to_string(), 1.0),
+            (Kind::AccountLogins, &account, 1.0),
+        ])
         .await?;
     let device_name = request.device_name.trim();
     if device_name.is_empty()
