@@ -75,6 +75,26 @@ pub struct Config {
     pub gateway: crate::gateway::GatewayConfig,
 }
 
+/// natterd's defaults, shared by its flags and [`Config::new`].
+pub mod defaults {
+    /// PostgreSQL connections per node.
+    pub const DATABASE_POOL: u32 = 16;
+    /// Days a login's token stays valid.
+    pub const TOKEN_TTL_DAYS: u64 = 30;
+    /// Argon2id memory cost, KiB (OWASP's minimum).
+    pub const ARGON2_MEMORY_KIB: u32 = 19_456;
+    /// Argon2id passes.
+    pub const ARGON2_ITERATIONS: u32 = 2;
+    /// The prefix of a cluster's Redis keys.
+    pub const CLUSTER_NAME: &str = "natter";
+    /// Seconds a WebSocket may stay silent.
+    pub const IDLE_TIMEOUT_SECS: u64 = 60;
+    /// Events queued for one connection before it counts as too slow.
+    pub const OUTBOUND_QUEUE: usize = 1024;
+    /// Seconds over which a draining node closes its connections.
+    pub const DRAIN_SECS: u64 = 5;
+}
+
 impl Config {
     /// The defaults natterd uses when no flag says otherwise, for a node on `listen` with
     /// `database`: 30-day tokens, OWASP's argon2id minimum, no Redis, default limits.
@@ -82,12 +102,12 @@ impl Config {
         Self {
             listen,
             database,
-            database_pool: 16,
-            token_ttl: Duration::from_secs(30 * 24 * 3600),
-            argon2_memory_kib: 19_456,
-            argon2_iterations: 2,
+            database_pool: defaults::DATABASE_POOL,
+            token_ttl: Duration::from_secs(defaults::TOKEN_TTL_DAYS * 24 * 3600),
+            argon2_memory_kib: defaults::ARGON2_MEMORY_KIB,
+            argon2_iterations: defaults::ARGON2_ITERATIONS,
             redis_url: None,
-            cluster_name: "natter".to_owned(),
+            cluster_name: defaults::CLUSTER_NAME.to_owned(),
             public_url: None,
             limits: crate::ratelimit::Limits::default(),
             gateway: crate::gateway::GatewayConfig::default(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::config::{Config, DatabaseUrl, Secret};
+use natter_server::config::{Config, DatabaseUrl, Secret, defaults};
 use natter_server::gateway::GatewayConfig;
 use natter_server::ratelimit::{Kind, LimitSetting, Limits, Rate};
 
@@ -26,13 +26,13 @@ struct Args {
     )]
     database_url: DatabaseUrl,
     /// PostgreSQL connections per node (keep nodes x this under PostgreSQL's max_connections).
-    #[arg(long, env = "NATTER_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "NATTER_DATABASE_POOL", default_value_t = defaults::DATABASE_POOL, value_parser = clap::value_parser!(u32).range(1..=1000))]
     database_pool: u32,
     /// Days a login's token stays valid.
-    #[arg(long, env = "NATTER_TOKEN_TTL_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    #[arg(long, env = "NATTER_TOKEN_TTL_DAYS", default_value_t = defaults::TOKEN_TTL_DAYS, value_parser = clap::value_parser!(u64).range(1..=3650))]
     token_ttl_days: u64,
     /// Seconds a WebSocket may stay silent before the server closes it (clients ping).
-    #[arg(long, env = "NATTER_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    #[arg(long, env = "NATTER_IDLE_TIMEOUT_SECS", default_value_t = defaults::IDLE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(5..=3600))]
     idle_timeout_secs: u64,
     /// A rate limit, NAME=PER_SECOND:BURST (repeatable); see docs/operations.md for the names
     /// and defaults, such as device_messages=10:30.
@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, env = "NATTER_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// The cluster's name, the prefix of its Redis keys: nodes of one cluster share it.
-    #[arg(long, env = "NATTER_CLUSTER_NAME", default_value = "natter")]
+    #[arg(long, env = "NATTER_CLUSTER_NAME", default_value = defaults::CLUSTER_NAME)]
     cluster_name: String,
     /// The WebSocket URL clients use to reach this node, as the host assigner hands it out
     /// (default ws://<listen>/v1/ws).
@@ -58,17 +58,17 @@ struct Args {
     #[arg(long, env = "NATTER_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
     admin_listen: SocketAddr,
     /// Events queued for one connection before it counts as too slow and is closed.
-    #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = defaults::OUTBOUND_QUEUE)]
     outbound_queue: usize,
     /// On SIGTERM, seconds over which open connections are closed (at random moments, so
     /// their clients reconnect to other nodes gradually); then the process exits.
-    #[arg(long, env = "NATTER_DRAIN_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    #[arg(long, env = "NATTER_DRAIN_SECS", default_value_t = defaults::DRAIN_SECS, value_parser = clap::value_parser!(u64).range(0..=600))]
     drain_secs: u64,
     /// Argon2id memory cost for password hashes, in KiB (OWASP's minimum is 19,456).
-    #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = defaults::ARGON2_MEMORY_KIB)]
     argon2_memory_kib: u32,
     /// Argon2id passes for password hashes.
-    #[arg(long, env = "NATTER_ARGON2_ITERATIONS", default_value_t = 2)]
+    #[arg(long, env = "NATTER_ARGON2_ITERATIONS", default_value_t = defaults::ARGON2_ITERATIONS)]
     argon2_iterations: u32,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "NATTER_LOG_JSON")]

@@ -32,10 +32,11 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        use crate::config::defaults;
         Self {
-            idle_timeout: Duration::from_secs(60),
-            outbound_queue: 1024,
-            drain: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
+            outbound_queue: defaults::OUTBOUND_QUEUE,
+            drain: Duration::from_secs(defaults::DRAIN_SECS),
         }
     }
 }
