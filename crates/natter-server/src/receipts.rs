@@ -198,4 +198,50 @@ mod tests {
             [ServerFrame::Receipt(r)] if r.delivered_seq == 3
         ));
     }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_window_goes_to_everyone_its_moves_concern() {
+        let registry = Arc::new(Registry::default());
+        let receipts = Receipts::new(Arc::new(LocalBus::new(Arc::clone(&registry))));
+        let conversation = ConversationId::new();
+        let (first_sender, second_sender) = (UserId::new(), UserId::new());
+        let mut to_first = registry.register(first_sender, DeviceId::new(), 64);
+        let mut to_second = registry.register(second_sender, DeviceId::new(), 64);
+        let (reader, reader_device) = (UserId::new(), DeviceId::new());
+        let mut to_reader = registry.register(reader, reader_device, 64);
+        let (one, one_device) = (UserId::new(), DeviceId::new());
+        let (two, two_device) = (UserId::new(), DeviceId::new());
+
+        // The reader's move concerns the first sender and the reader's own devices.
+        receipts.push(
+            vec![first_sender, reader],
+            moved(conversation, reader, reader_device, 1),
+        );
+        // It goes out at once, to the first sender but not to the device that moved.
+        assert_eq!(frames(&mut to_first).len(), 1);
+        assert!(frames(&mut to_reader).is_empty());
+        // Two more moves in the window, each concerning one sender.
+        receipts.push(vec![second_sender], moved(conversation, one, one_device, 1));
+        receipts.push(vec![first_sender], moved(conversation, two, two_device, 1));
+        let mut later = Vec::new();
+        eventually(|| {
+            later.extend(frames(&mut to_second));
+            !later.is_empty()
+        })
+        .await;
+        let gathered = |frames: &[ServerFrame]| match frames {
+            [ServerFrame::Receipts { receipts }] => {
+                let mut devices: Vec<DeviceId> = receipts.iter().map(|r| r.device_id).collect();
+                devices.sort_by_key(ToString::to_string);
+                devices
+            }
+            other => panic!("expected one receipts frame, got {other:?}"),
+        };
+        let mut both = vec![one_device, two_device];
+        both.sort_by_key(ToString::to_string);
+        // Both senders get both moves; the reader, whom neither concerns, nothing.
+        assert_eq!(gathered(&later), both);
+        assert_eq!(gathered(&frames(&mut to_first)), both);
+        assert!(frames(&mut to_reader).is_empty());
+    }
 }
