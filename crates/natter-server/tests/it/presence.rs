@@ -101,6 +101,30 @@ async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
     // heartbeat lapses (10 s), not never.
     let (_held, _) = connect(&bob_on_b).await;
     wait_for(&a.url, &alice, bob.user_id(), true).await;
+    // Redis loses the presence hashes (as when it restarts empty): B finds out at its next
+    // heartbeat and writes its users again, though none of them came or went.
+    forget_presence(&redis, &cluster).await;
+    wait_for(&a.url, &alice, bob.user_id(), true).await;
     b.signal("KILL").await;
     wait_for(&a.url, &alice, bob.user_id(), false).await;
+}
+
+/// Deletes every node's presence hash of `cluster`.
+async fn forget_presence(redis: &str, cluster: &str) {
+    let mut connection = redis::Client::open(redis)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{cluster}:node:*:users"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "no presence hash to forget");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
 }
