@@ -25,6 +25,7 @@ pub mod extract;
 pub mod fanout;
 pub mod gateway;
 pub mod keys;
+pub mod member_lists;
 pub mod messages;
 pub mod observe;
 pub mod presence;

@@ -18,6 +18,7 @@ use natter_proto::{ConversationId, DeviceId, UserId};
 use crate::auth::Auth;
 use crate::error::ServiceError;
 use crate::fanout::{Bus, Outbound};
+use crate::member_lists::MemberLists;
 use crate::ratelimit::{Kind, RateLimits};
 use crate::receipts::Receipts;
 use crate::store::{NewMessage, SendPlan, Store};
@@ -34,6 +35,7 @@ pub struct Messenger {
     bus: Arc<dyn Bus>,
     limits: Arc<RateLimits>,
     receipts: Arc<Receipts>,
+    member_lists: Arc<MemberLists>,
 }
 
 fn not_member() -> ServiceError {
@@ -47,10 +49,11 @@ impl Messenger {
     /// Messaging over `store`, fanning out through `bus`.
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, limits: Arc<RateLimits>) -> Self {
         Self {
+            receipts: Receipts::new(Arc::clone(&bus), Arc::clone(&store)),
             store,
-            receipts: Receipts::new(Arc::clone(&bus)),
             bus,
             limits,
+            member_lists: Arc::default(),
         }
     }
 
@@ -73,7 +76,11 @@ impl Messenger {
         conversation: ConversationId,
         user: UserId,
     ) -> Result<SendPlan, ServiceError> {
-        match self.store.send_plan(conversation, user).await? {
+        let plan = self
+            .member_lists
+            .plan(self.store.as_ref(), conversation, user)
+            .await?;
+        match plan {
             Some(plan) if plan.sender_suspended => Err(ServiceError::Suspended),
             Some(plan) if plan.is_member => Ok(plan),
             _ => Err(not_member()),
@@ -238,22 +245,15 @@ impl Messenger {
                 event = if after.1 != before.1 { "read" } else { "delivered" },
                 "cursor moved"
             );
-            let from = before.0.min(before.1);
-            let to = after.0.max(after.1);
-            let mut recipients = self.store.senders_between(conversation, from, to).await?;
-            if !recipients.contains(&auth.user_id) {
-                recipients.push(auth.user_id);
-            }
-            self.receipts.push(
-                recipients,
-                Receipt {
-                    conversation_id: conversation,
-                    user_id: auth.user_id,
-                    device_id: auth.device_id,
-                    delivered_seq: after.0,
-                    read_seq: after.1,
-                },
-            );
+            let covered = (before.0.min(before.1), after.0.max(after.1));
+            let receipt = Receipt {
+                conversation_id: conversation,
+                user_id: auth.user_id,
+                device_id: auth.device_id,
+                delivered_seq: after.0,
+                read_seq: after.1,
+            };
+            self.receipts.push(covered, receipt).await?;
         }
         Ok(after)
     }

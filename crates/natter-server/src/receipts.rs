@@ -5,10 +5,13 @@
 //! move concerns the post's sender: a thousand frames per post to one device, more work than
 //! the posts themselves (docs/benchmarks.md). Here the first move in a quiet conversation goes
 //! out at once (a 1:1 chat sees its receipts without delay) and opens a window; moves during
-//! the window are merged (the latest per device) and sent together when it closes, to everyone
-//! any of them concerned. The window stays open while moves keep coming.
+//! the window are merged (the latest per device) and sent together when it closes to the
+//! senders of the messages the moves covered (looked up once per window). A mover's other
+//! devices get that mover's own moves only: in a big room nearly every member moves in every
+//! window, and sending each of them everyone's moves was most of the work. The window stays
+//! open while moves keep coming.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use natter_proto::{ConversationId, DeviceId, UserId};
 
 use crate::fanout::{Bus, Outbound};
 use crate::messages::encode;
+use crate::store::{Store, StoreError};
 
 /// How long cursor moves in one conversation are gathered before they go out together.
 pub const WINDOW: Duration = Duration::from_millis(250);
@@ -24,8 +28,8 @@ pub const WINDOW: Duration = Duration::from_millis(250);
 /// Moves gathered in one conversation's open window.
 #[derive(Default)]
 struct Gathered {
-    /// Who the moves concern.
-    recipients: HashSet<UserId>,
+    /// The seqs the moves covered, `(after, up_to]`, merged into one span.
+    covered: Option<(i64, i64)>,
     /// The latest move per device.
     receipts: HashMap<DeviceId, Receipt>,
 }
@@ -33,30 +37,51 @@ struct Gathered {
 /// Coalesces receipts per conversation on this node.
 pub struct Receipts {
     bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
     open: Mutex<HashMap<ConversationId, Gathered>>,
 }
 
 impl Receipts {
-    /// Coalescing over `bus`.
-    pub fn new(bus: Arc<dyn Bus>) -> Arc<Self> {
+    /// Coalescing over `bus`, finding who a move concerns in `store`.
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Arc<Self> {
         Arc::new(Self {
             bus,
+            store,
             open: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Tells `recipients` (except the device that moved) about a cursor move: now if the
-    /// conversation is quiet, else with the rest of its window.
-    pub fn push(self: &Arc<Self>, recipients: Vec<UserId>, receipt: Receipt) {
+    /// Tells whom a cursor move concerns (the senders of the messages it covered, `(after,
+    /// up_to]`, and the mover's other devices) about it: now if the conversation is quiet,
+    /// else with the rest of its window.
+    ///
+    /// # Errors
+    /// The store could not say who sent the covered messages (the move itself is stored).
+    pub async fn push(
+        self: &Arc<Self>,
+        covered: (i64, i64),
+        receipt: Receipt,
+    ) -> Result<(), StoreError> {
         let conversation = receipt.conversation_id;
         {
             let mut open = self.open.lock().expect("receipts lock");
             if let Some(gathered) = open.get_mut(&conversation) {
-                gathered.recipients.extend(recipients);
+                gathered.covered = Some(gathered.covered.map_or(covered, |(after, up_to)| {
+                    (after.min(covered.0), up_to.max(covered.1))
+                }));
                 gathered.receipts.insert(receipt.device_id, receipt);
-                return;
+                return Ok(());
             }
             open.insert(conversation, Gathered::default());
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.flush_until_quiet(conversation).await });
+        let mut recipients = self
+            .store
+            .senders_between(conversation, covered.0, covered.1)
+            .await?;
+        if !recipients.contains(&receipt.user_id) {
+            recipients.push(receipt.user_id);
         }
         let skip = receipt.device_id;
         self.bus.publish_to_users(
@@ -67,8 +92,7 @@ impl Receipts {
                 frame: encode(&ServerFrame::Receipt(receipt)),
             },
         );
-        let this = Arc::clone(self);
-        tokio::spawn(async move { this.flush_until_quiet(conversation).await });
+        Ok(())
     }
 
     /// At the end of each window, sends what it gathered; closes the window once one passes
@@ -86,16 +110,52 @@ impl Receipts {
                     }
                 }
             };
-            let recipients: Vec<UserId> = gathered.recipients.into_iter().collect();
+            let (after, up_to) = gathered.covered.unwrap_or_default();
+            let senders = match self.store.senders_between(conversation, after, up_to).await {
+                Ok(senders) => senders,
+                Err(e) => {
+                    // Receipts are live hints: the REST receipts endpoint answers on demand.
+                    tracing::warn!(conversation.id = %conversation, error = %e, "receipts dropped");
+                    continue;
+                }
+            };
             let receipts: Vec<Receipt> = gathered.receipts.into_values().collect();
             metrics::histogram!("natter_receipts_coalesced").record(receipts.len() as f64);
-            // The moving devices get their own receipts back here: they already know them.
+            self.tell_movers(&senders, &receipts);
+            // Senders that moved get their own receipts back here: they already know them.
             self.bus.publish_to_users(
-                &recipients,
+                &senders,
                 None,
                 Outbound::Frame {
                     kind: "receipts",
                     frame: encode(&ServerFrame::Receipts { receipts }),
+                },
+            );
+        }
+    }
+
+    /// Tells each mover who is not among `senders` about their own moves, on their other
+    /// devices.
+    fn tell_movers(&self, senders: &[UserId], receipts: &[Receipt]) {
+        let mut by_mover: HashMap<UserId, Vec<Receipt>> = HashMap::new();
+        for receipt in receipts.iter().filter(|r| !senders.contains(&r.user_id)) {
+            by_mover
+                .entry(receipt.user_id)
+                .or_default()
+                .push(receipt.clone());
+        }
+        for (mover, own) in by_mover {
+            // One device moved: the others need it, that one knows. Several: each gets all.
+            let skip = match own.as_slice() {
+                [only] => Some(only.device_id),
+                _ => None,
+            };
+            self.bus.publish_to_users(
+                &[mover],
+                skip,
+                Outbound::Frame {
+                    kind: "receipts",
+                    frame: encode(&ServerFrame::Receipts { receipts: own }),
                 },
             );
         }
@@ -105,19 +165,92 @@ impl Receipts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fanout::{LocalBus, Registry};
+    use crate::fanout::{LocalBus, Registration, Registry};
+    use crate::store::{MessageStore, NewMessage, NewUser, SqliteStore};
 
-    fn moved(conversation: ConversationId, user: UserId, device: DeviceId, seq: i64) -> Receipt {
-        Receipt {
-            conversation_id: conversation,
-            user_id: user,
-            device_id: device,
-            delivered_seq: seq,
-            read_seq: 0,
+    /// A room in a real store, and coalescing into a registry.
+    struct Room {
+        registry: Arc<Registry>,
+        receipts: Arc<Receipts>,
+        conversation: ConversationId,
+        /// The members, each with one device.
+        members: Vec<(UserId, DeviceId)>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A room of `size` members where member `posters[i]` sent the message with seq `i + 1`.
+    async fn room(size: usize, posters: &[usize]) -> Room {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("natter.db"))
+                .await
+                .unwrap(),
+        );
+        let mut members = Vec::new();
+        for i in 0..size {
+            let (id, name) = (UserId::new(), format!("member{i}"));
+            let user = NewUser {
+                id,
+                username: &name,
+                password_hash: "x",
+                display_name: &name,
+                created_at: 0,
+            };
+            store.create_user(&user).await.unwrap();
+            members.push((id, DeviceId::new()));
+        }
+        let conversation = ConversationId::new();
+        let users: Vec<UserId> = members.iter().map(|(user, _)| *user).collect();
+        store
+            .create_room(conversation, "room", users[0], &users[1..], 0)
+            .await
+            .unwrap();
+        for (n, &poster) in posters.iter().enumerate() {
+            let (sender_id, sender_device) = members[poster];
+            let message = NewMessage {
+                conversation_id: conversation,
+                sender_id,
+                sender_device,
+                client_msg_id: &format!("post-{n}"),
+                client_ts: None,
+                ciphertext: "opaque",
+                server_ts: 0,
+            };
+            store.append(&message, Box::new(|_| {})).await.unwrap();
+        }
+        let registry = Arc::new(Registry::default());
+        let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
+        Room {
+            receipts: Receipts::new(bus, store),
+            registry,
+            conversation,
+            members,
+            _dir: dir,
         }
     }
 
-    fn frames(registration: &mut crate::fanout::Registration) -> Vec<ServerFrame> {
+    impl Room {
+        /// Member `i`'s device, connected.
+        fn connect(&self, i: usize) -> Registration {
+            let (user, device) = self.members[i];
+            self.registry.register(user, device, 64)
+        }
+
+        /// Member `i` moves its delivered cursor from `after` to `up_to`.
+        async fn moves(&self, i: usize, after: i64, up_to: i64) {
+            let (user_id, device_id) = self.members[i];
+            let receipt = Receipt {
+                conversation_id: self.conversation,
+                user_id,
+                device_id,
+                delivered_seq: up_to,
+                read_seq: 0,
+            };
+            self.receipts.push((after, up_to), receipt).await.unwrap();
+        }
+    }
+
+    fn frames(registration: &mut Registration) -> Vec<ServerFrame> {
         std::iter::from_fn(|| registration.events.try_recv().ok())
             .map(|event| match event {
                 Outbound::Frame { frame, .. } => serde_json::from_str(frame.as_str()).unwrap(),
@@ -126,122 +259,122 @@ mod tests {
             .collect()
     }
 
-    /// Waits (up to 10 s) until `done` holds.
-    async fn eventually(mut done: impl FnMut() -> bool) {
+    /// Waits (up to 10 s) for frames on `registration`.
+    async fn next_frames(registration: &mut Registration) -> Vec<ServerFrame> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !done() {
+        loop {
+            let got = frames(registration);
+            if !got.is_empty() {
+                return got;
+            }
             assert!(tokio::time::Instant::now() < deadline, "timed out");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    // One thread: the window's task cannot start before the test awaits, so every move below
-    // lands in the same window however slow the machine is.
+    /// The (device, delivered seq) of each receipt in a lone `receipts` frame, sorted.
+    fn gathered(frames: &[ServerFrame]) -> Vec<(String, i64)> {
+        let [ServerFrame::Receipts { receipts }] = frames else {
+            panic!("expected one receipts frame, got {frames:?}");
+        };
+        let mut moves: Vec<(String, i64)> = receipts
+            .iter()
+            .map(|r| (r.device_id.to_string(), r.delivered_seq))
+            .collect();
+        moves.sort();
+        moves
+    }
+
+    // One thread: the window's task cannot run before the test awaits something that waits, so
+    // every move after the first lands in the same window however slow the machine is.
     #[tokio::test(flavor = "current_thread")]
     async fn a_busy_conversation_gets_one_frame_per_window() {
-        let registry = Arc::new(Registry::default());
-        let receipts = Receipts::new(Arc::new(LocalBus::new(Arc::clone(&registry))));
-        let (sender, sender_device) = (UserId::new(), DeviceId::new());
-        let mut to_sender = registry.register(sender, sender_device, 64);
-        let conversation = ConversationId::new();
-        let readers: Vec<(UserId, DeviceId)> =
-            (0..5).map(|_| (UserId::new(), DeviceId::new())).collect();
+        // Member 0 posted seqs 1 and 2; members 1..=5 read.
+        let room = room(6, &[0, 0]).await;
+        let mut to_poster = room.connect(0);
 
         // Five members move at once, the first one twice.
-        let moves = readers
-            .iter()
-            .map(|reader| (*reader, 1))
-            .chain([(readers[0], 2)]);
-        for ((user, device), seq) in moves {
-            receipts.push(vec![sender], moved(conversation, user, device, seq));
+        for reader in 1..=5 {
+            room.moves(reader, 0, 1).await;
         }
+        room.moves(1, 1, 2).await;
         // The first went out alone, at once.
-        let first = frames(&mut to_sender);
-        assert_eq!(
-            first,
-            vec![ServerFrame::Receipt(moved(
-                conversation,
-                readers[0].0,
-                readers[0].1,
-                1
-            ))]
+        let first = frames(&mut to_poster);
+        assert!(
+            matches!(first.as_slice(), [ServerFrame::Receipt(r)] if r.device_id == room.members[1].1 && r.delivered_seq == 1),
+            "{first:?}"
         );
         // The rest, the latest per device, together when the window closes.
-        let mut later = Vec::new();
-        eventually(|| {
-            later.extend(frames(&mut to_sender));
-            !later.is_empty()
-        })
-        .await;
-        let mut gathered = match later.as_slice() {
-            [ServerFrame::Receipts { receipts }] => receipts.clone(),
-            other => panic!("expected one receipts frame, got {other:?}"),
-        };
-        gathered.sort_by_key(|r| (r.user_id.to_string(), r.delivered_seq));
-        let mut expected: Vec<Receipt> = readers
-            .iter()
-            .skip(1)
-            .map(|(user, device)| moved(conversation, *user, *device, 1))
-            .chain([moved(conversation, readers[0].0, readers[0].1, 2)])
+        let later = next_frames(&mut to_poster).await;
+        let mut expected: Vec<(String, i64)> = (1..=5)
+            .map(|reader| {
+                (
+                    room.members[reader].1.to_string(),
+                    if reader == 1 { 2 } else { 1 },
+                )
+            })
             .collect();
-        expected.sort_by_key(|r| (r.user_id.to_string(), r.delivered_seq));
-        assert_eq!(gathered, expected);
+        expected.sort();
+        assert_eq!(gathered(&later), expected);
 
         // A window with no moves closes it: the next move goes out at once again.
-        eventually(|| receipts.open.lock().unwrap().is_empty()).await;
-        receipts.push(
-            vec![sender],
-            moved(conversation, readers[1].0, readers[1].1, 3),
-        );
+        let closed = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !room.receipts.open.lock().unwrap().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < closed,
+                "the window never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        room.moves(2, 1, 2).await;
         assert!(matches!(
-            frames(&mut to_sender).as_slice(),
-            [ServerFrame::Receipt(r)] if r.delivered_seq == 3
+            frames(&mut to_poster).as_slice(),
+            [ServerFrame::Receipt(r)] if r.delivered_seq == 2
         ));
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_window_goes_to_everyone_its_moves_concern() {
-        let registry = Arc::new(Registry::default());
-        let receipts = Receipts::new(Arc::new(LocalBus::new(Arc::clone(&registry))));
-        let conversation = ConversationId::new();
-        let (first_sender, second_sender) = (UserId::new(), UserId::new());
-        let mut to_first = registry.register(first_sender, DeviceId::new(), 64);
-        let mut to_second = registry.register(second_sender, DeviceId::new(), 64);
-        let (reader, reader_device) = (UserId::new(), DeviceId::new());
-        let mut to_reader = registry.register(reader, reader_device, 64);
-        let (one, one_device) = (UserId::new(), DeviceId::new());
-        let (two, two_device) = (UserId::new(), DeviceId::new());
+        // Member 0 posted seq 1, member 1 seq 2, member 2 seq 3.
+        let room = room(5, &[0, 1, 2]).await;
+        let (mut to_first, mut to_second, mut to_third) =
+            (room.connect(0), room.connect(1), room.connect(2));
+        let mut to_reader = room.connect(3);
+        // The reader's and the first poster's other devices.
+        let (reader, _) = room.members[3];
+        let mut to_readers_phone = room.registry.register(reader, DeviceId::new(), 64);
+        let (first, _) = room.members[0];
+        let mut to_firsts_phone = room.registry.register(first, DeviceId::new(), 64);
 
-        // The reader's move concerns the first sender and the reader's own devices.
-        receipts.push(
-            vec![first_sender, reader],
-            moved(conversation, reader, reader_device, 1),
-        );
-        // It goes out at once, to the first sender but not to the device that moved.
+        // The reader's move covers the first post: it goes out at once, to its poster and to
+        // the reader's other device, but not to the device that moved.
+        room.moves(3, 0, 1).await;
         assert_eq!(frames(&mut to_first).len(), 1);
+        assert_eq!(frames(&mut to_firsts_phone).len(), 1);
+        assert_eq!(frames(&mut to_readers_phone).len(), 1);
         assert!(frames(&mut to_reader).is_empty());
-        // Two more moves in the window, each concerning one sender.
-        receipts.push(vec![second_sender], moved(conversation, one, one_device, 1));
-        receipts.push(vec![first_sender], moved(conversation, two, two_device, 1));
-        let mut later = Vec::new();
-        eventually(|| {
-            later.extend(frames(&mut to_second));
-            !later.is_empty()
-        })
-        .await;
-        let gathered = |frames: &[ServerFrame]| match frames {
-            [ServerFrame::Receipts { receipts }] => {
-                let mut devices: Vec<DeviceId> = receipts.iter().map(|r| r.device_id).collect();
-                devices.sort_by_key(ToString::to_string);
-                devices
-            }
-            other => panic!("expected one receipts frame, got {other:?}"),
-        };
-        let mut both = vec![one_device, two_device];
-        both.sort_by_key(ToString::to_string);
-        // Both senders get both moves; the reader, whom neither concerns, nothing.
+        assert!(frames(&mut to_second).is_empty());
+        // Two more moves in the window, covering the second post only: one by member 4, one by
+        // the first poster.
+        room.moves(4, 1, 2).await;
+        room.moves(0, 1, 2).await;
+        let later = next_frames(&mut to_second).await;
+        let mut both = vec![
+            (room.members[4].1.to_string(), 2),
+            (room.members[0].1.to_string(), 2),
+        ];
+        both.sort();
+        // The second post's sender gets both moves.
         assert_eq!(gathered(&later), both);
-        assert_eq!(gathered(&frames(&mut to_first)), both);
+        // The first poster's other device gets its own move only, and the device that made it
+        // nothing; nor does anyone whose post no move in the window covered.
+        assert_eq!(
+            gathered(&frames(&mut to_firsts_phone)),
+            [(room.members[0].1.to_string(), 2)]
+        );
+        assert!(frames(&mut to_first).is_empty());
+        assert!(frames(&mut to_third).is_empty());
         assert!(frames(&mut to_reader).is_empty());
+        assert!(frames(&mut to_readers_phone).is_empty());
     }
 }

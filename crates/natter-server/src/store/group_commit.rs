@@ -13,15 +13,15 @@ use super::StoreError;
 /// The most writes committed in one transaction.
 const BATCH_MAX: usize = 256;
 
-/// A job and where its result goes.
-type Queued<J, R> = (J, oneshot::Sender<R>);
+/// Where a job's result goes.
+pub(super) type Reply<R> = oneshot::Sender<Result<R, StoreError>>;
 
 /// The queue of one group-committing task. Cloning shares the task.
-pub(super) struct GroupCommit<J, R> {
-    queue: mpsc::Sender<Queued<J, R>>,
+pub(super) struct GroupCommit<J> {
+    queue: mpsc::Sender<J>,
 }
 
-impl<J, R> Clone for GroupCommit<J, R> {
+impl<J> Clone for GroupCommit<J> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -29,36 +29,32 @@ impl<J, R> Clone for GroupCommit<J, R> {
     }
 }
 
-impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
-    /// Starts the task. `commit` writes a batch and returns one result per job, in order. The
-    /// task ends when the last handle is dropped.
+impl<J: Send + 'static> GroupCommit<J> {
+    /// Starts the task. `commit` writes a batch and answers each job through the [`Reply`]
+    /// the job carries. The task ends when the last handle is dropped.
     pub(super) fn spawn<F, Fut>(commit: F) -> Self
     where
         F: Fn(Vec<J>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<R>> + Send,
+        Fut: Future<Output = ()> + Send,
     {
-        let (queue, mut jobs) = mpsc::channel::<Queued<J, R>>(BATCH_MAX * 16);
+        let (queue, mut jobs) = mpsc::channel::<J>(BATCH_MAX * 16);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while jobs.recv_many(&mut batch, BATCH_MAX).await > 0 {
-                let (work, replies): (Vec<J>, Vec<_>) = batch.drain(..).unzip();
-                metrics::histogram!("natter_store_batch_size").record(work.len() as f64);
-                for (result, reply) in commit(work).await.into_iter().zip(replies) {
-                    // The caller may have given up (its connection closed): nothing to tell.
-                    let _ = reply.send(result);
-                }
+                metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
+                commit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX))).await;
             }
         });
         Self { queue }
     }
 
-    /// Queues a job and waits for its batch to commit.
-    pub(super) async fn submit(&self, job: J) -> Result<R, StoreError> {
+    /// Queues the job `job` makes around its reply, and waits for its batch to commit.
+    pub(super) async fn submit<R>(&self, job: impl FnOnce(Reply<R>) -> J) -> Result<R, StoreError> {
         let (reply, result) = oneshot::channel();
         // The task only stops with the store.
         let stopped = || StoreError::Unavailable("the store is closing".into());
-        self.queue.send((job, reply)).await.map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())
+        self.queue.send(job(reply)).await.map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 }
 
@@ -76,18 +72,23 @@ mod tests {
         let gate = Arc::new(Semaphore::new(0));
         let group = {
             let (batches, gate) = (Arc::clone(&batches), Arc::clone(&gate));
-            GroupCommit::spawn(move |jobs: Vec<u32>| {
-                batches.lock().unwrap().push(jobs.clone());
+            GroupCommit::spawn(move |jobs: Vec<(u32, Reply<u32>)>| {
+                batches
+                    .lock()
+                    .unwrap()
+                    .push(jobs.iter().map(|(job, _)| *job).collect());
                 let gate = Arc::clone(&gate);
                 async move {
                     gate.acquire().await.unwrap().forget();
-                    jobs.iter().map(|job| job * 10).collect()
+                    for (job, reply) in jobs {
+                        let _ = reply.send(Ok(job * 10));
+                    }
                 }
             })
         };
         let submit = |job| {
             let group = group.clone();
-            tokio::spawn(async move { group.submit(job).await.unwrap() })
+            tokio::spawn(async move { group.submit(|reply| (job, reply)).await.unwrap() })
         };
         // The first job commits alone and is held there...
         let first = submit(0);

@@ -73,18 +73,37 @@ pub struct Appended {
 pub struct SendPlan {
     /// Direct or room.
     pub kind: ConversationKind,
+    /// The conversation's members version (bumped by every membership change).
+    pub members_version: i64,
     /// Whether the sender is a current member.
     pub is_member: bool,
     /// Whether an operator suspended the sender (whose connections on other nodes may not have
     /// heard yet).
     pub sender_suspended: bool,
     /// Whether the sender's side of the connection to every other current member is
-    /// `accepted` (what a direct conversation requires).
+    /// `accepted` (what a direct conversation requires; a room's plan from a member list
+    /// leaves it true).
     pub connected: bool,
     /// The current members, the sender included, except those who block the sender.
     pub recipients: Vec<UserId>,
+    /// The current members who block the sender.
+    pub blockers: Vec<UserId>,
     /// How many current members there are.
     pub members: usize,
+}
+
+/// What a post to a room needs beyond its member list, for a caller that holds the list as of
+/// some members version: the few rows that can change without a membership change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomCheck {
+    /// The conversation's members version now.
+    pub members_version: i64,
+    /// Whether the sender is a current member.
+    pub is_member: bool,
+    /// Whether an operator suspended the sender.
+    pub sender_suspended: bool,
+    /// Every user who blocks the sender (members or not).
+    pub blockers: Vec<UserId>,
 }
 
 /// Where a device's sync starts in one conversation.
@@ -160,6 +179,13 @@ pub trait MessageStore: Send + Sync {
         conversation: ConversationId,
         sender: UserId,
     ) -> Result<Option<SendPlan>, StoreError>;
+    /// What a post to `conversation` needs beyond its member list; `None` if there is no such
+    /// conversation.
+    async fn room_check(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> Result<Option<RoomCheck>, StoreError>;
     /// Appends a message, assigning the next seq, and calls `on_stored` once it is committed;
     /// a resend of a stored (device, client_msg_id) returns the first copy's place, writes
     /// nothing and calls nothing.

@@ -8,6 +8,7 @@ mod group_commit;
 mod messages;
 mod sql;
 mod sql_messages;
+mod sql_writes;
 
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
@@ -18,7 +19,7 @@ use crate::connections::Refusal;
 
 pub use messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
-    SendPlan,
+    RoomCheck, SendPlan,
 };
 pub use sql::{PgStore, SqliteStore};
 

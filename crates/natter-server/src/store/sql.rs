@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 };
 
 use super::dialect;
-use super::sql_messages::Appender;
+use super::sql_writes::Writes;
 use super::{
     ClaimedKeyRecord, ConnectionRecord, DeviceRecord, KeyCounts, KeyUpload, NewDevice, NewUser,
     Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord, timed,
@@ -35,7 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     pub(super) writer: SqlitePool,
-    pub(super) appends: Appender,
+    pub(super) writes: Writes,
 }
 
 impl SqliteStore {
@@ -75,7 +75,7 @@ impl SqliteStore {
             .map_err(cannot_open)?;
         Ok(Self {
             pool,
-            appends: Self::appender(writer.clone()),
+            writes: Self::group_writes(writer.clone()),
             writer,
         })
     }
@@ -89,7 +89,7 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 pub struct PgStore {
     pub(super) pool: PgPool,
     pub(super) writer: PgPool,
-    pub(super) appends: Appender,
+    pub(super) writes: Writes,
 }
 
 impl PgStore {
@@ -121,7 +121,7 @@ impl PgStore {
             .await
             .map_err(|e| anyhow::anyhow!("migrating PostgreSQL: {e}"))?;
         Ok(Self {
-            appends: Self::appender(pool.clone()),
+            writes: Self::group_writes(pool.clone()),
             writer: pool.clone(),
             pool,
         })

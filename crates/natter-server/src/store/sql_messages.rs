@@ -11,9 +11,10 @@ use super::dialect;
 use super::group_commit::GroupCommit;
 use super::messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
-    SendPlan,
+    RoomCheck, SendPlan,
 };
 use super::sql::{classify, parse_id, parse_state};
+use super::sql_writes::{QueuedCursor, QueuedMessage, Write, Writes};
 use super::{PgStore, SqliteStore, StoreError, timed};
 
 #[derive(sqlx::FromRow)]
@@ -125,36 +126,6 @@ macro_rules! visible_to_viewer {
 }
 
 /// Implements [`MessageStore`] for a store type with `pool` and `writer` fields.
-/// A message waiting for its group commit (see [`GroupCommit`]).
-pub(super) struct QueuedMessage {
-    conversation_id: String,
-    sender_id: String,
-    sender_device: String,
-    client_msg_id: String,
-    client_ts: Option<i64>,
-    ciphertext: String,
-    server_ts: i64,
-    on_stored: Option<OnStored>,
-}
-
-impl QueuedMessage {
-    fn new(message: &NewMessage<'_>, on_stored: OnStored) -> Self {
-        Self {
-            conversation_id: message.conversation_id.to_string(),
-            sender_id: message.sender_id.to_string(),
-            sender_device: message.sender_device.to_string(),
-            client_msg_id: message.client_msg_id.to_owned(),
-            client_ts: message.client_ts,
-            ciphertext: message.ciphertext.to_owned(),
-            server_ts: message.server_ts,
-            on_stored: Some(on_stored),
-        }
-    }
-}
-
-/// The group-committing queue of appends: per message, its seq or `None` if already stored.
-pub(super) type Appender = GroupCommit<QueuedMessage, Result<Option<i64>, StoreError>>;
-
 macro_rules! message_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
@@ -283,7 +254,7 @@ macro_rules! message_store {
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("add_members", async move {
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                    let last_seq = lock_conversation(&mut tx, conversation).await?;
+                    let last_seq = lock_members(&mut tx, conversation).await?;
                     let current: Vec<String> = sqlx::query_scalar(
                         "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL",
                     )
@@ -309,7 +280,7 @@ macro_rules! message_store {
             async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
                 timed("remove_member", async move {
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-                    let last_seq = lock_conversation(&mut tx, conversation).await?;
+                    let last_seq = lock_members(&mut tx, conversation).await?;
                     let left = sqlx::query(
                         "UPDATE members SET left_seq = $3, role = 'member' \
                          WHERE conversation_id = $1 AND user_id = $2 AND left_seq IS NULL",
@@ -383,7 +354,7 @@ macro_rules! message_store {
 
             async fn append(&self, message: &NewMessage<'_>, on_stored: OnStored) -> Result<Appended, StoreError> {
                 timed("append", async move {
-                    match self.appends.submit(QueuedMessage::new(message, on_stored)).await?? {
+                    match self.writes.submit(|reply| Write::append(message, on_stored, reply)).await? {
                         Some(seq) => Ok(Appended {
                             conversation_id: message.conversation_id,
                             seq,
@@ -513,24 +484,9 @@ macro_rules! message_store {
                 read_seq: i64,
             ) -> Result<(i64, i64), StoreError> {
                 timed("move_cursor", async move {
-                    let moved = sqlx::query_as::<_, (i64, i64)>(
-                        "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
-                         delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
-                             THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
-                         read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
-                             THEN excluded.read_seq ELSE cursors.read_seq END \
-                         RETURNING delivered_seq, read_seq",
-                    )
-                    .bind(device.to_string())
-                    .bind(conversation.to_string())
-                    .bind(user.to_string())
-                    .bind(delivered_seq)
-                    .bind(read_seq)
-                    .fetch_one(&self.writer)
-                    .await
-                    .map_err(|e| classify(e, "cursor", "device"))?;
-                    Ok(moved)
+                    self.writes
+                        .submit(|reply| Write::move_cursor((device, user, conversation), delivered_seq, read_seq, reply))
+                        .await
                 }).await
             }
 
@@ -607,8 +563,8 @@ macro_rules! message_store {
                 timed("send_plan", async move {
                     // Per current member: the sender's side towards them, and theirs towards
                     // the sender (`blocked` keeps the message from them).
-                    let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>, Option<i64>)>(
-                        "SELECT c.kind, m.user_id, \
+                    let rows = sqlx::query_as::<_, (String, i64, String, Option<String>, Option<String>, Option<i64>)>(
+                        "SELECT c.kind, c.members_version, m.user_id, \
                          (SELECT k.state FROM connections k WHERE k.user_id = $2 AND k.peer_id = m.user_id), \
                          (SELECT k.state FROM connections k WHERE k.user_id = m.user_id AND k.peer_id = $2), \
                          u.suspended_at \
@@ -620,19 +576,21 @@ macro_rules! message_store {
                     .bind(sender.to_string())
                     .fetch_all(&self.pool)
                     .await?;
-                    let Some((first_kind, ..)) = rows.first() else {
+                    let Some((first_kind, members_version, ..)) = rows.first() else {
                         return Ok(None);
                     };
                     let mut plan = SendPlan {
                         kind: kind(first_kind)?,
+                        members_version: *members_version,
                         is_member: false,
                         sender_suspended: false,
                         connected: true,
                         recipients: Vec::with_capacity(rows.len()),
+                        blockers: Vec::new(),
                         members: rows.len(),
                     };
                     let state = |side: Option<String>| side.map_or(Ok(ConnectionState::None), |s| parse_state(&s));
-                    for (_, user, mine, theirs, suspended_at) in rows {
+                    for (_, _, user, mine, theirs, suspended_at) in rows {
                         let user: UserId = parse_id(&user, "members.user_id")?;
                         if user == sender {
                             plan.is_member = true;
@@ -640,11 +598,46 @@ macro_rules! message_store {
                         } else if state(mine)? != ConnectionState::Accepted {
                             plan.connected = false;
                         }
-                        if state(theirs)? != ConnectionState::Blocked {
+                        if state(theirs)? == ConnectionState::Blocked {
+                            plan.blockers.push(user);
+                        } else {
                             plan.recipients.push(user);
                         }
                     }
                     Ok(Some(plan))
+                }).await
+            }
+
+            async fn room_check(
+                &self,
+                conversation: ConversationId,
+                sender: UserId,
+            ) -> Result<Option<RoomCheck>, StoreError> {
+                timed("room_check", async move {
+                    // One row per user blocking the sender (one with no blocker if none does).
+                    let rows = sqlx::query_as::<_, (i64, bool, Option<i64>, Option<String>)>(
+                        "SELECT c.members_version, \
+                         EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = c.id AND m.user_id = $2 \
+                             AND m.left_seq IS NULL), \
+                         (SELECT u.suspended_at FROM users u WHERE u.id = $2), \
+                         b.user_id \
+                         FROM conversations c LEFT JOIN connections b ON b.peer_id = $2 AND b.state = 'blocked' \
+                         WHERE c.id = $1",
+                    )
+                    .bind(conversation.to_string())
+                    .bind(sender.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let Some(&(members_version, is_member, suspended_at, _)) = rows.first() else {
+                        return Ok(None);
+                    };
+                    let blockers = rows.into_iter().filter_map(|(.., blocker)| blocker).collect();
+                    Ok(Some(RoomCheck {
+                        members_version,
+                        is_member,
+                        sender_suspended: suspended_at.is_some(),
+                        blockers: ids(blockers, "connections.user_id")?,
+                    }))
                 }).await
             }
 
@@ -731,98 +724,113 @@ macro_rules! message_store {
             }
         }
 
-        /// Locks a conversation's row for the rest of the transaction; returns its last seq.
         impl $store {
-            /// Starts the task that group-commits appends on `writer`.
-            pub(in crate::store) fn appender(writer: sqlx::Pool<$db>) -> Appender {
+            /// Starts the task that group-commits appends and cursor moves on `writer`.
+            pub(in crate::store) fn group_writes(writer: sqlx::Pool<$db>) -> Writes {
                 GroupCommit::spawn(move |batch| {
                     let writer = writer.clone();
-                    async move { append_batch(&writer, batch).await }
+                    async move { write_batch(&writer, batch).await }
                 })
             }
         }
 
-        /// Appends a batch in one transaction. If that fails because of one message, each is
-        /// tried in its own, so a bad message fails alone; if the database is unreachable, the
-        /// whole batch fails at once (trying each would wait out the outage once per message).
-        /// Per message: its seq, or `None` if it was already stored.
-        async fn append_batch(
-            writer: &sqlx::Pool<$db>,
-            mut batch: Vec<QueuedMessage>,
-        ) -> Vec<Result<Option<i64>, StoreError>> {
+        /// Writes a batch in one transaction, in lock order (see [`Write::lock_order`]). If that
+        /// fails because of one write, each is tried in its own, so a bad write fails alone; if
+        /// the database is unreachable, the whole batch fails at once (trying each would wait
+        /// out the outage once per write).
+        async fn write_batch(writer: &sqlx::Pool<$db>, mut batch: Vec<Write>) {
+            batch.sort_by(|a, b| a.lock_order().cmp(&b.lock_order()));
             if batch.len() > 1 {
-                match append_in_one(writer, &mut batch).await {
-                    Ok(seqs) => return seqs.into_iter().map(Ok).collect(),
+                match write_in_one(writer, &mut batch).await {
+                    Ok(()) => return batch.into_iter().for_each(Write::committed),
                     Err(e) if e.is_unavailable() => {
                         let why = e.to_string();
-                        return batch.iter().map(|_| Err(StoreError::Unavailable(why.clone()))).collect();
+                        for write in batch {
+                            write.failed(StoreError::Unavailable(why.clone()));
+                        }
+                        return;
                     }
                     Err(_) => {}
                 }
             }
-            let mut results = Vec::with_capacity(batch.len());
-            for mut message in batch {
-                results.push(match append_in_one(writer, std::slice::from_mut(&mut message)).await {
-                    Ok(seqs) => Ok(seqs[0]),
-                    // A concurrent resend (from another node) stored it first.
-                    Err(StoreError::Conflict(_)) => Ok(None),
-                    Err(e) => Err(e),
-                });
-            }
-            results
-        }
-
-        /// Appends messages in one transaction, taking each conversation's row lock in
-        /// conversation order (the same order in every batch, so two cannot deadlock) and
-        /// keeping each conversation's messages in arrival order; after the commit, tells each
-        /// new message's `on_stored` in that order.
-        async fn append_in_one(
-            writer: &sqlx::Pool<$db>,
-            batch: &mut [QueuedMessage],
-        ) -> Result<Vec<Option<i64>>, StoreError> {
-            let mut order: Vec<usize> = (0..batch.len()).collect();
-            order.sort_by(|&a, &b| batch[a].conversation_id.cmp(&batch[b].conversation_id));
-            let mut seqs = vec![None; batch.len()];
-            let mut tx = writer.begin_with(BEGIN_WRITE).await?;
-            for &i in &order {
-                let message = &batch[i];
-                // The next seq, unless this (device, client_msg_id) is already stored.
-                let seq: Option<i64> = sqlx::query_scalar(
-                    "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 \
-                     AND NOT EXISTS (SELECT 1 FROM messages WHERE sender_device = $3 AND client_msg_id = $4) \
-                     RETURNING last_seq",
-                )
-                .bind(&message.conversation_id)
-                .bind(message.server_ts)
-                .bind(&message.sender_device)
-                .bind(&message.client_msg_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(seq) = seq else { continue };
-                sqlx::query(
-                    "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
-                     client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&message.conversation_id)
-                .bind(seq)
-                .bind(&message.sender_id)
-                .bind(&message.sender_device)
-                .bind(&message.client_msg_id)
-                .bind(message.client_ts)
-                .bind(message.server_ts)
-                .bind(&message.ciphertext)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| classify(e, "message", "conversation"))?;
-                seqs[i] = Some(seq);
-            }
-            tx.commit().await?;
-            for i in order {
-                if let (Some(seq), Some(on_stored)) = (seqs[i], batch[i].on_stored.take()) {
-                    on_stored(seq);
+            for mut write in batch {
+                match write_in_one(writer, std::slice::from_mut(&mut write)).await {
+                    Ok(()) => write.committed(),
+                    Err(e) => write.failed(e),
                 }
             }
-            Ok(seqs)
+        }
+
+        /// Writes in one transaction, recording each write's outcome in it.
+        async fn write_in_one(writer: &sqlx::Pool<$db>, batch: &mut [Write]) -> Result<(), StoreError> {
+            let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+            for write in batch.iter_mut() {
+                match write {
+                    Write::Append(message, _) => message.seq = append_one(&mut tx, message).await?,
+                    Write::MoveCursor(cursor, _) => cursor.after = move_one(&mut tx, cursor).await?,
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Appends a message: its seq, or `None` if this (device, client_msg_id) is already stored.
+        async fn append_one(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            message: &QueuedMessage,
+        ) -> Result<Option<i64>, StoreError> {
+            let seq: Option<i64> = sqlx::query_scalar(
+                "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM messages WHERE sender_device = $3 AND client_msg_id = $4) \
+                 RETURNING last_seq",
+            )
+            .bind(&message.conversation_id)
+            .bind(message.server_ts)
+            .bind(&message.sender_device)
+            .bind(&message.client_msg_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(seq) = seq else { return Ok(None) };
+            sqlx::query(
+                "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
+                 client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&message.conversation_id)
+            .bind(seq)
+            .bind(&message.sender_id)
+            .bind(&message.sender_device)
+            .bind(&message.client_msg_id)
+            .bind(message.client_ts)
+            .bind(message.server_ts)
+            .bind(&message.ciphertext)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| classify(e, "message", "conversation"))?;
+            Ok(Some(seq))
+        }
+
+        /// Moves a device's cursors forward (never back); returns them after the move.
+        async fn move_one(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            cursor: &QueuedCursor,
+        ) -> Result<(i64, i64), StoreError> {
+            sqlx::query_as::<_, (i64, i64)>(
+                "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
+                 delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
+                     THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
+                 read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
+                     THEN excluded.read_seq ELSE cursors.read_seq END \
+                 RETURNING delivered_seq, read_seq",
+            )
+            .bind(&cursor.device_id)
+            .bind(&cursor.conversation_id)
+            .bind(&cursor.user_id)
+            .bind(cursor.delivered_seq)
+            .bind(cursor.read_seq)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| classify(e, "cursor", "device"))
         }
 
         /// Where the first copy of a message (by device and client_msg_id) was stored.
@@ -849,11 +857,15 @@ macro_rules! message_store {
             .transpose()
         }
 
-        async fn lock_conversation(
+        /// Locks a conversation's row for a membership change (for the rest of the transaction)
+        /// and bumps its members version; returns its last seq.
+        async fn lock_members(
             tx: &mut sqlx::Transaction<'static, $db>,
             conversation: ConversationId,
         ) -> Result<i64, StoreError> {
-            sqlx::query_scalar("UPDATE conversations SET last_seq = last_seq WHERE id = $1 RETURNING last_seq")
+            sqlx::query_scalar(
+                "UPDATE conversations SET members_version = members_version + 1 WHERE id = $1 RETURNING last_seq",
+            )
                 .bind(conversation.to_string())
                 .fetch_optional(&mut **tx)
                 .await?
@@ -987,6 +999,65 @@ mod tests {
         assert_eq!(
             *told.lock().unwrap(),
             [("early-1", 1), ("late-1", 1), ("late-2", 2)]
+        );
+    }
+
+    // One thread, as above: the writes below form one batch.
+    #[tokio::test(flavor = "current_thread")]
+    async fn cursor_moves_share_the_batch_and_a_bad_write_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("natter.db"))
+            .await
+            .unwrap();
+        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+        let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
+        let phone = DeviceId::new();
+        store
+            .create_device(&crate::store::NewDevice {
+                id: phone,
+                user_id: bob,
+                name: "phone",
+                token_hash: "hash",
+                created_at: 0,
+                expires_at: i64::MAX,
+            })
+            .await
+            .unwrap();
+        let message = NewMessage {
+            conversation_id: chat,
+            sender_id: alice,
+            sender_device: DeviceId::new(),
+            client_msg_id: "hello",
+            client_ts: None,
+            ciphertext: "opaque",
+            server_ts: 1,
+        };
+        let (appended, delivered, read, stale, unknown) = tokio::join!(
+            store.append(&message, Box::new(|_| {})),
+            store.move_cursor(phone, bob, chat, 1, 0),
+            store.move_cursor(phone, bob, chat, 1, 1),
+            // Cursors never move back.
+            store.move_cursor(phone, bob, chat, 0, 0),
+            // A device that does not exist (logged out meanwhile).
+            store.move_cursor(DeviceId::new(), bob, chat, 1, 0),
+        );
+        assert_eq!(appended.unwrap().seq, 1);
+        assert_eq!(
+            [delivered.unwrap(), read.unwrap(), stale.unwrap()],
+            [(1, 0), (1, 1), (1, 1)]
+        );
+        assert!(
+            matches!(unknown, Err(StoreError::Missing("device"))),
+            "{unknown:?}"
+        );
+        let starts = store.cursor_starts(phone, bob).await.unwrap();
+        assert_eq!(
+            (
+                starts[0].delivered_seq,
+                starts[0].read_seq,
+                starts[0].last_seq
+            ),
+            (1, 1, 1)
         );
     }
 }

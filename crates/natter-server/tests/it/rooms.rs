@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use natter_client::Session;
+use natter_client::{Connection, Session};
 use natter_proto::UserId;
 use natter_proto::conversations::Role;
 use natter_proto::limits::ROOM_MEMBERS_MAX;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
-use crate::ws::{connect, connect_with_inbox, error, message, next, ping, send};
+use crate::ws::{connect, connect_with_inbox, error, message, next, ping, send, until};
 
 backend_tests!(
     owners_manage_members_and_members_leave,
@@ -19,6 +19,7 @@ backend_tests!(
     room_members_reach_each_others_keys,
     concurrent_senders_reach_every_member_once_in_seq_order,
     a_blocked_member_loses_sight_of_the_blocker,
+    a_big_room_follows_membership_and_blocks_at_once,
 );
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
@@ -361,4 +362,69 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
     let devices = alice.devices(bob.user_id()).await.unwrap();
     assert_eq!(devices[0].device_id, bob.device_id());
     assert_eq!(presence(&alice, bob.user_id()).await.unwrap().status(), 200);
+}
+
+/// Sends a to-device payload from `from` to `to`'s device and reads `to` until it arrives: a
+/// FIFO marker, since both go through `to`'s one queue. Any message before it fails the test.
+async fn marker(from: &mut Connection, to_session: &Session, to: &mut Connection) {
+    from.send(&ClientFrame::ToDevice {
+        messages: vec![ToDeviceOut {
+            user_id: to_session.user_id(),
+            device_id: to_session.device_id(),
+            payload: "marker".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    until(to, |f| matches!(f, ServerFrame::ToDevice(_)).then_some(())).await;
+}
+
+/// A room big enough to keep its member list in memory (natter_server::member_lists) follows
+/// removals, additions and blocks from the very next post.
+async fn a_big_room_follows_membership_and_blocks_at_once(backend: Backend) {
+    let server = server!(backend);
+    let alice = server.user("alice").await;
+    let size = natter_server::member_lists::LISTED_FROM + 8;
+    let names: Vec<String> = (0..size).map(|i| format!("member{i:02}")).collect();
+    let ids = connections_of(&server, &alice, &names).await;
+    // Everyone but the last, who joins later.
+    let id = alice
+        .create_room("big", &ids[..size - 1])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    let [bob, carol, dave] = [0, 1, 2].map(|i| server.login(&names[i], "phone"));
+    let (bob, carol, dave) = (bob.await, carol.await, dave.await);
+    let erin = server.login(&names[size - 1], "phone").await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    let (mut c, _) = connect(&carol).await;
+    let (mut d, _) = connect(&dave).await;
+    let (mut e, _) = connect(&erin).await;
+
+    // The first post reads the members; the second goes by the list.
+    for id_ in ["m1", "m2"] {
+        let ack = send(&mut a, id, id_, "x").await;
+        for connection in [&mut b, &mut c, &mut d] {
+            assert_eq!(message(connection).await.seq, ack.seq);
+        }
+    }
+    // Carol is removed, Dave blocks Alice, Erin is added: the next post follows all three.
+    alice.remove_member(id, carol.user_id()).await.unwrap();
+    dave.block(alice.user_id(), true, None).await.unwrap();
+    alice.add_members(id, &[erin.user_id()]).await.unwrap();
+    let ack = send(&mut a, id, "m3", "x").await;
+    assert_eq!(message(&mut b).await.seq, ack.seq);
+    assert_eq!(message(&mut e).await.seq, ack.seq);
+    marker(&mut a, &carol, &mut c).await;
+    marker(&mut b, &dave, &mut d).await;
+    // Dave unblocks: Alice's next post reaches him again, and still not Carol.
+    dave.block(alice.user_id(), false, None).await.unwrap();
+    let ack = send(&mut a, id, "m4", "x").await;
+    // (His connection fills the gap before it from the store first: what he may see of the
+    // log is read at delivery.)
+    while message(&mut d).await.seq < ack.seq {}
+    assert_eq!(message(&mut b).await.seq, ack.seq);
+    marker(&mut a, &carol, &mut c).await;
 }

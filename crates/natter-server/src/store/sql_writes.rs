@@ -1,0 +1,131 @@
+//! The writes that go through group commit (see [`GroupCommit`]): message appends and cursor
+//! moves, the two writes a busy conversation makes per message. One batch is one transaction.
+
+use super::StoreError;
+use super::group_commit::{GroupCommit, Reply};
+use super::messages::{NewMessage, OnStored};
+use natter_proto::{ConversationId, DeviceId, UserId};
+
+/// A message waiting for its group commit.
+pub(super) struct QueuedMessage {
+    pub(super) conversation_id: String,
+    pub(super) sender_id: String,
+    pub(super) sender_device: String,
+    pub(super) client_msg_id: String,
+    pub(super) client_ts: Option<i64>,
+    pub(super) ciphertext: String,
+    pub(super) server_ts: i64,
+    pub(super) on_stored: Option<OnStored>,
+    /// Its seq once written in the open transaction; `None` if it was already stored.
+    pub(super) seq: Option<i64>,
+}
+
+/// A cursor move waiting for its group commit: cursors only move forward.
+pub(super) struct QueuedCursor {
+    pub(super) device_id: String,
+    pub(super) conversation_id: String,
+    pub(super) user_id: String,
+    pub(super) delivered_seq: i64,
+    pub(super) read_seq: i64,
+    /// The (delivered, read) cursors once written in the open transaction.
+    pub(super) after: (i64, i64),
+}
+
+/// A write waiting for its group commit, with where its result goes.
+pub(super) enum Write {
+    /// Per message: its seq, or `None` if it was already stored.
+    Append(QueuedMessage, Reply<Option<i64>>),
+    /// The cursors after the move.
+    MoveCursor(QueuedCursor, Reply<(i64, i64)>),
+}
+
+/// The group-committing queue of a store's writes.
+pub(super) type Writes = GroupCommit<Write>;
+
+impl Write {
+    /// An append of `message`, answered on `reply`.
+    pub(super) fn append(
+        message: &NewMessage<'_>,
+        on_stored: OnStored,
+        reply: Reply<Option<i64>>,
+    ) -> Self {
+        Self::Append(
+            QueuedMessage {
+                conversation_id: message.conversation_id.to_string(),
+                sender_id: message.sender_id.to_string(),
+                sender_device: message.sender_device.to_string(),
+                client_msg_id: message.client_msg_id.to_owned(),
+                client_ts: message.client_ts,
+                ciphertext: message.ciphertext.to_owned(),
+                server_ts: message.server_ts,
+                on_stored: Some(on_stored),
+                seq: None,
+            },
+            reply,
+        )
+    }
+
+    /// A move of a device's cursors to at least (`delivered_seq`, `read_seq`).
+    pub(super) fn move_cursor(
+        (device, user, conversation): (DeviceId, UserId, ConversationId),
+        delivered_seq: i64,
+        read_seq: i64,
+        reply: Reply<(i64, i64)>,
+    ) -> Self {
+        Self::MoveCursor(
+            QueuedCursor {
+                device_id: device.to_string(),
+                conversation_id: conversation.to_string(),
+                user_id: user.to_string(),
+                delivered_seq,
+                read_seq,
+                after: (0, 0),
+            },
+            reply,
+        )
+    }
+
+    /// The order a batch writes in: appends by conversation, then cursor moves by device and
+    /// conversation. Every batch takes its row locks in this order, so two batches (from two
+    /// nodes on PostgreSQL) cannot deadlock; the sort is stable, so each conversation's
+    /// messages keep their arrival order.
+    pub(super) fn lock_order(&self) -> (u8, &str, &str) {
+        match self {
+            Self::Append(message, _) => (0, &message.conversation_id, ""),
+            Self::MoveCursor(cursor, _) => (1, &cursor.device_id, &cursor.conversation_id),
+        }
+    }
+
+    /// After the commit: tells an appended message's `on_stored` (fan-out) and answers.
+    pub(super) fn committed(self) {
+        // A caller that gave up (its connection closed) has nobody to tell.
+        match self {
+            Self::Append(mut message, reply) => {
+                if let (Some(seq), Some(on_stored)) = (message.seq, message.on_stored.take()) {
+                    on_stored(seq);
+                }
+                let _ = reply.send(Ok(message.seq));
+            }
+            Self::MoveCursor(cursor, reply) => {
+                let _ = reply.send(Ok(cursor.after));
+            }
+        }
+    }
+
+    /// Answers with the failure of the transaction that held the write. An append refused as a
+    /// conflict was stored first by a concurrent resend (from another node): it answers as a
+    /// duplicate.
+    pub(super) fn failed(self, error: StoreError) {
+        match self {
+            Self::Append(_, reply) => {
+                let _ = reply.send(match error {
+                    StoreError::Conflict(_) => Ok(None),
+                    error => Err(error),
+                });
+            }
+            Self::MoveCursor(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
