@@ -11,8 +11,6 @@
 //! in seq order, whatever the interleaving of sync and live traffic.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -22,7 +20,7 @@ use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
 use crate::auth::{Auth, authenticate};
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::fanout::{Outbound, Registration};
 use crate::messages::encode;
 use crate::observe::seconds;
@@ -44,14 +42,6 @@ mod close {
 
 /// The connection is gone (or must go); stop the session.
 struct Closed;
-
-/// A cursor move being written, and its conversation. The connection goes on pushing messages
-/// meanwhile: a client's `delivered` must not hold up what it is sent next.
-type Moving =
-    Pin<Box<dyn Future<Output = (ConversationId, Result<(i64, i64), ServiceError>)> + Send>>;
-
-/// How long a closing connection waits for its last cursor move to be written.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Flow = Result<(), Closed>;
 
@@ -89,17 +79,12 @@ pub async fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) {
             registration,
             conversations: HashMap::new(),
             inbox_sent: 0,
-            moving: None,
         };
         let connections = session.state.registry.connections();
         metrics::counter!("natter_connects_total").increment(1);
         metrics::gauge!("natter_connections").set(connections as f64);
         tracing::info!(connections, "connected");
         let reason = session.serve().await;
-        // A move the client sent before leaving is still written (if the store answers).
-        if let Some(moving) = session.moving.take() {
-            let _ = tokio::time::timeout(SETTLE_TIMEOUT, moving).await;
-        }
         drop(session);
         metrics::counter!("natter_disconnects_total", "reason" => reason).increment(1);
         tracing::info!(reason, "disconnected");
@@ -173,8 +158,6 @@ struct Session {
     conversations: HashMap<ConversationId, Cursor>,
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,
-    /// The cursor move in flight, if any (one at a time).
-    moving: Option<Moving>,
 }
 
 impl Session {
@@ -223,7 +206,6 @@ impl Session {
                     None => return "client closed",
                 },
                 Some(event) = self.registration.events.recv() => self.on_event(event).await,
-                (conversation, moved) = in_flight(&mut self.moving) => self.moved(conversation, moved).await,
             };
             if flow.is_err() {
                 return "closed";
@@ -547,7 +529,6 @@ impl Session {
                 }
             }
             ClientFrame::Sync => {
-                self.settle_move().await?;
                 self.conversations.clear();
                 self.sync().await
             }
@@ -558,78 +539,38 @@ impl Session {
                 Ok(()) => Ok(()),
                 Err(e) => self.refuse(e, None).await,
             },
-            // A pong answers after everything sent before the ping was handled.
-            ClientFrame::Ping { nonce } => {
-                self.settle_move().await?;
-                self.send(&ServerFrame::Pong { nonce }).await
-            }
+            ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
         }
     }
 
-    /// Starts writing a cursor move; its result is handled when it is written (see [`Moving`]).
     async fn move_cursor(
         &mut self,
         conversation: ConversationId,
         delivered: i64,
         read: i64,
     ) -> Flow {
-        // The next move starts from where the last one ended.
-        self.settle_move().await?;
         let known = self.conversations.get(&conversation);
         let before = known.map_or((0, 0), |c| (c.delivered, c.read));
         let sent_here = known.map(|c| c.sent);
-        let (messenger, auth) = (self.state.messenger.clone(), self.auth);
-        self.moving = Some(Box::pin(async move {
-            let moved = messenger
-                .move_cursor(auth, conversation, before, (delivered, read), sent_here)
-                .await;
-            (conversation, moved)
-        }));
-        Ok(())
-    }
-
-    /// Waits for the cursor move in flight, if any, and handles its result.
-    async fn settle_move(&mut self) -> Flow {
-        match self.moving.take() {
-            Some(moving) => {
-                let (conversation, moved) = moving.await;
-                self.moved(conversation, moved).await
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Records a written cursor move, or reports why it failed.
-    async fn moved(
-        &mut self,
-        conversation: ConversationId,
-        moved: Result<(i64, i64), ServiceError>,
-    ) -> Flow {
-        match moved {
+        match self
+            .state
+            .messenger
+            .move_cursor(
+                self.auth,
+                conversation,
+                before,
+                (delivered, read),
+                sent_here,
+            )
+            .await
+        {
             Ok((delivered, read)) => {
-                // A conversation this connection has not seen yet starts from the store when
-                // its first message arrives: nothing to record before.
-                if let Some(cursor) = self.conversations.get_mut(&conversation) {
-                    cursor.delivered = delivered;
-                    cursor.read = read;
-                }
+                let cursor = self.conversations.entry(conversation).or_default();
+                cursor.delivered = delivered;
+                cursor.read = read;
                 Ok(())
             }
             Err(e) => self.refuse(e, None).await,
         }
-    }
-}
-
-/// Waits for the cursor move in flight and clears it; never finishes if there is none.
-async fn in_flight(
-    moving: &mut Option<Moving>,
-) -> (ConversationId, Result<(i64, i64), ServiceError>) {
-    match moving {
-        Some(future) => {
-            let done = future.await;
-            *moving = None;
-            done
-        }
-        None => std::future::pending().await,
     }
 }
