@@ -13,6 +13,7 @@ use crate::helpers::{
     Backend, Proxy, TestServer, cluster_name, eventually, gateway, same_device, sample, scrape,
     ws_url,
 };
+use crate::rooms::{connections_of, marker};
 use crate::ws::{connect, error, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
@@ -136,6 +137,49 @@ async fn wait_for_redis(node: &TestServer, status: &str) {
         body["redis"] == status
     })
     .await;
+}
+
+/// A big room's member list held by one node is not used once another node has changed the
+/// room: the members version it is checked against lives in the shared store, so no message
+/// between the nodes is needed (this runs without Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_changed_through_another_node_is_followed_at_once() {
+    let Some((a, b)) = two_nodes(None).await else {
+        return;
+    };
+    let alice = a.user("alice").await;
+    let size = natter_server::member_lists::LISTED_FROM + 8;
+    let names: Vec<String> = (0..size).map(|i| format!("member{i:02}")).collect();
+    let ids = connections_of(&a, &alice, &names).await;
+    let id = alice
+        .create_room("big", &ids[..size - 1])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    let (carol, bob) = (
+        a.login(&names[0], "phone").await,
+        a.login(&names[1], "phone").await,
+    );
+    let erin = a.login(&names[size - 1], "phone").await;
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut carol_on_a, _) = connect(&carol).await;
+    let (mut bob_on_a, _) = connect(&bob).await;
+    let (mut erin_on_a, _) = connect(&erin).await;
+    // Node A reads the members for the first post and goes by its list for the second.
+    for id_ in ["m1", "m2"] {
+        let ack = send(&mut on_a, id, id_, "x").await;
+        assert_eq!(message(&mut carol_on_a).await.seq, ack.seq);
+        assert_eq!(message(&mut bob_on_a).await.seq, ack.seq);
+    }
+    // Through node B, Carol is removed and Erin added; node A's next post follows both.
+    let alice_on_b = same_device(&b.client, &alice);
+    alice_on_b.remove_member(id, carol.user_id()).await.unwrap();
+    alice_on_b.add_members(id, &[erin.user_id()]).await.unwrap();
+    let ack = send(&mut on_a, id, "m3", "x").await;
+    assert_eq!(message(&mut bob_on_a).await.seq, ack.seq);
+    assert_eq!(message(&mut erin_on_a).await.seq, ack.seq);
+    marker(&mut on_a, &carol, &mut carol_on_a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ backend_tests!(
 );
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
-async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) -> Vec<UserId> {
+pub async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) -> Vec<UserId> {
     let mut ids = Vec::new();
     for chunk in names.chunks(50) {
         let batch = chunk.iter().map(|name| async move {
@@ -366,7 +366,7 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
 
 /// Sends a to-device payload from `from` to `to`'s device and reads `to` until it arrives: a
 /// FIFO marker, since both go through `to`'s one queue. Any message before it fails the test.
-async fn marker(from: &mut Connection, to_session: &Session, to: &mut Connection) {
+pub async fn marker(from: &mut Connection, to_session: &Session, to: &mut Connection) {
     from.send(&ClientFrame::ToDevice {
         messages: vec![ToDeviceOut {
             user_id: to_session.user_id(),
