@@ -13,7 +13,7 @@ use crate::helpers::{
     Backend, Proxy, TestServer, cluster_name, eventually, gateway, same_device, sample, scrape,
     ws_url,
 };
-use crate::rooms::{connections_of, marker};
+use crate::rooms::{big_room, marker};
 use crate::ws::{connect, error, message, next, ping, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
@@ -148,15 +148,8 @@ async fn a_room_changed_through_another_node_is_followed_at_once() {
         return;
     };
     let alice = a.user("alice").await;
-    let size = natter_server::member_lists::LISTED_FROM + 8;
-    let names: Vec<String> = (0..size).map(|i| format!("member{i:02}")).collect();
-    let ids = connections_of(&a, &alice, &names).await;
-    let id = alice
-        .create_room("big", &ids[..size - 1])
-        .await
-        .unwrap()
-        .summary
-        .id;
+    let (id, names) = big_room(&a, &alice).await;
+    let size = names.len();
     let (carol, bob) = (
         a.login(&names[0], "phone").await,
         a.login(&names[1], "phone").await,

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use natter_client::{Connection, Session};
-use natter_proto::UserId;
 use natter_proto::conversations::Role;
 use natter_proto::limits::ROOM_MEMBERS_MAX;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
+use natter_proto::{ConversationId, UserId};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
 use crate::ws::{connect, connect_with_inbox, error, message, next, ping, send, until};
@@ -23,7 +23,7 @@ backend_tests!(
 );
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
-pub async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) -> Vec<UserId> {
+async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) -> Vec<UserId> {
     let mut ids = Vec::new();
     for chunk in names.chunks(50) {
         let batch = chunk.iter().map(|name| async move {
@@ -379,21 +379,23 @@ pub async fn marker(from: &mut Connection, to_session: &Session, to: &mut Connec
     until(to, |f| matches!(f, ServerFrame::ToDevice(_)).then_some(())).await;
 }
 
+/// A room of `owner`'s big enough for a member list in memory (natter_server::member_lists),
+/// and the names of `owner`'s connections: all but the last are members.
+pub async fn big_room(server: &TestServer, owner: &Session) -> (ConversationId, Vec<String>) {
+    let size = natter_server::member_lists::LISTED_FROM + 8;
+    let names: Vec<String> = (0..size).map(|i| format!("member{i:02}")).collect();
+    let ids = connections_of(server, owner, &names).await;
+    let room = owner.create_room("big", &ids[..size - 1]).await.unwrap();
+    (room.summary.id, names)
+}
+
 /// A room big enough to keep its member list in memory (natter_server::member_lists) follows
 /// removals, additions and blocks from the very next post.
 async fn a_big_room_follows_membership_and_blocks_at_once(backend: Backend) {
     let server = server!(backend);
     let alice = server.user("alice").await;
-    let size = natter_server::member_lists::LISTED_FROM + 8;
-    let names: Vec<String> = (0..size).map(|i| format!("member{i:02}")).collect();
-    let ids = connections_of(&server, &alice, &names).await;
-    // Everyone but the last, who joins later.
-    let id = alice
-        .create_room("big", &ids[..size - 1])
-        .await
-        .unwrap()
-        .summary
-        .id;
+    let (id, names) = big_room(&server, &alice).await;
+    let size = names.len();
     let [bob, carol, dave] = [0, 1, 2].map(|i| server.login(&names[i], "phone"));
     let (bob, carol, dave) = (bob.await, carol.await, dave.await);
     let erin = server.login(&names[size - 1], "phone").await;
