@@ -403,7 +403,8 @@ impl Assigner {
 async fn heartbeat(
     mut redis: ConnectionManager,
     node: Node,
-    (registry, presence_lost): (Arc<Registry>, Arc<Notify>),
+    registry: Arc<Registry>,
+    presence_lost: Arc<Notify>,
     assigner: Arc<Assigner>,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -424,7 +425,7 @@ async fn heartbeat(
             connections: registry.connections(),
             sends_per_sec: meter.per_second(),
         };
-        match beat_once(&mut redis, &node, &beat, (&registry, &presence_lost)).await {
+        match beat_once(&mut redis, &node, &beat, &presence_lost).await {
             Ok(live) => assigner.record(Some(live)),
             Err(error) => {
                 tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
@@ -459,12 +460,12 @@ async fn beat_once(
     redis: &mut ConnectionManager,
     node: &Node,
     beat: &Heartbeat,
-    (registry, presence_lost): (&Registry, &Notify),
+    presence_lost: &Notify,
 ) -> redis::RedisResult<Vec<Heartbeat>> {
     let text = serde_json::to_string(beat).expect("heartbeats always serialize");
     let now = crate::now_ms();
     let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
-    let (users_kept, ids): (bool, Vec<String>) = redis::pipe()
+    let (whole, ids): (bool, Vec<String>) = redis::pipe()
         .cmd("SET")
         .arg(node.heartbeat_key())
         .arg(text)
@@ -484,15 +485,19 @@ async fn beat_once(
         .cmd("EXPIRE")
         .arg(node.users_key_of(&node.id))
         .arg(NODE_TTL_SECS)
+        .ignore()
+        .cmd("HEXISTS")
+        .arg(node.users_key_of(&node.id))
+        .arg(WHOLE)
         .cmd("ZRANGE")
         .arg(node.nodes_key())
         .arg(0)
         .arg(-1)
         .query_async(redis)
         .await?;
-    // Users are connected here but Redis lost their hash (it restarted, or was flushed):
-    // presence must be written whole again.
-    if !users_kept && registry.connections() > 0 {
+    // Redis lost the hash written whole (it restarted, or was flushed); one change written
+    // since may have made a new hash of one user: presence must be written whole again.
+    if !whole {
         presence_lost.notify_one();
     }
     let keys: Vec<String> = ids.iter().map(|id| node.heartbeat_key_of(id)).collect();
@@ -544,12 +549,14 @@ impl RedisBus {
             redis.commands(),
             node.clone(),
             Arc::clone(&registry),
-            (changed, Arc::clone(&presence_lost)),
+            changed,
+            Arc::clone(&presence_lost),
         ));
         tokio::spawn(heartbeat(
             redis.commands(),
             node.clone(),
-            (Arc::clone(&registry), presence_lost),
+            Arc::clone(&registry),
+            presence_lost,
             assigner,
         ));
         Self {
@@ -653,6 +660,10 @@ async fn publish(
     }
 }
 
+/// The field a presence hash holds once it was written whole: the heartbeat checks for it, since
+/// a change written after Redis lost the hash creates a new one holding just that user.
+const WHOLE: &str = "*";
+
 /// Keeps this node's presence hash (`<cluster>:node:<id>:users`) in step with who is
 /// connected here: each change as it comes (batched), and the whole set again after a write
 /// failed or the heartbeat found the hash gone (`lost`: Redis restarted), since changes made
@@ -661,7 +672,8 @@ async fn write_presence(
     mut redis: ConnectionManager,
     node: Node,
     registry: Arc<Registry>,
-    (mut changes, lost): (mpsc::UnboundedReceiver<(UserId, bool)>, Arc<Notify>),
+    mut changes: mpsc::UnboundedReceiver<(UserId, bool)>,
+    lost: Arc<Notify>,
 ) {
     let key = node.users_key_of(&node.id);
     let mut in_step = false;
@@ -690,9 +702,10 @@ async fn write_presence(
                 }
             }
         } else {
-            // The whole set covers whatever is queued.
+            // The whole set covers whatever is queued. Readers never see it half written.
             while changes.try_recv().is_ok() {}
-            pipe.del(&key).ignore();
+            pipe.atomic().del(&key).ignore();
+            pipe.hset(&key, WHOLE, 1).ignore();
             let users: Vec<(String, u8)> = registry
                 .users()
                 .iter()
@@ -860,6 +873,13 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(assigner.pick(), "idle");
         }
+        // Now both count 5, and each pick counts: the next ones go to both (without the
+        // counting, `idle` would win every time).
+        let seen = picks(&assigner, 100);
+        assert!(
+            seen.contains_key("busy") && seen.contains_key("idle"),
+            "{seen:?}"
+        );
         assigner.record(None);
         assert_eq!(assigner.pick(), "light");
     }

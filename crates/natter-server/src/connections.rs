@@ -161,9 +161,10 @@ pub async fn change(
 }
 
 /// Whether `viewer` may see `target`'s profile, presence and device keys (and send key shares
-/// to their devices): themselves, connected, or current members of a conversation together (who
-/// must encrypt for each other) unless `target` blocks `viewer` (whose messages `target` does
-/// not get, so `viewer` has nothing to encrypt for them).
+/// to their devices): themselves, connected, or current members of a room together (who must
+/// encrypt for each other) unless `target` blocks `viewer` (whose messages `target` does not
+/// get, so `viewer` has nothing to encrypt for them). A direct conversation left over from a
+/// removed connection grants nothing.
 ///
 /// # Errors
 /// The store fails.
@@ -178,7 +179,7 @@ pub async fn can_see(
     let sides = store.connection(viewer, target).await?;
     Ok(sides.mine.state == ConnectionState::Accepted
         || (sides.theirs.state != ConnectionState::Blocked
-            && store.share_conversation(viewer, target).await?))
+            && store.share_room(viewer, target).await?))
 }
 
 /// `user`'s connections, requests and blocks, with profiles and (for connections) devices.

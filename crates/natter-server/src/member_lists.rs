@@ -8,7 +8,7 @@
 //! the sender) and uses the list while the version matches. The version lives in the store, so
 //! this holds across cluster nodes without any invalidation message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use natter_proto::conversations::ConversationKind;
@@ -19,7 +19,8 @@ use crate::store::{RoomCheck, SendPlan, Store, StoreError};
 /// Rooms with at least this many members keep their list here; smaller ones read it per post.
 pub const LISTED_FROM: usize = 32;
 
-/// The most rooms listed at once; past it the lists are dropped and rebuilt as rooms post.
+/// The most rooms listed at once; past it, listing one more drops another (whichever the map
+/// yields first) to be read again at its next post.
 const ROOMS_MAX: usize = 4096;
 
 /// A room's current members as of a members version.
@@ -59,9 +60,11 @@ impl MemberLists {
             }
         }
         let plan = store.send_plan(conversation, sender).await?;
+        // Only a member's post lists a room: others are refused and must not fill the map.
         if let Some(plan) = &plan
             && plan.kind == ConversationKind::Room
-            && plan.members >= LISTED_FROM
+            && plan.is_member
+            && plan.members() >= LISTED_FROM
         {
             let members = plan.recipients.iter().chain(&plan.blockers).copied();
             let listed = Listed {
@@ -69,8 +72,10 @@ impl MemberLists {
                 members: members.collect(),
             };
             let mut rooms = self.rooms();
-            if rooms.len() >= ROOMS_MAX {
-                rooms.clear();
+            if rooms.len() >= ROOMS_MAX
+                && let Some(evicted) = rooms.keys().next().copied()
+            {
+                rooms.remove(&evicted);
             }
             rooms.insert(conversation, Arc::new(listed));
         }
@@ -84,11 +89,12 @@ impl MemberLists {
 
 /// A room's plan from its current list and the sender's check.
 fn from_list(listed: &Listed, check: RoomCheck) -> SendPlan {
+    let blocking: HashSet<UserId> = check.blockers.into_iter().collect();
     let (blockers, recipients) = listed
         .members
         .iter()
         .copied()
-        .partition(|member| check.blockers.contains(member));
+        .partition(|member| blocking.contains(member));
     SendPlan {
         kind: ConversationKind::Room,
         members_version: listed.version,
@@ -98,6 +104,5 @@ fn from_list(listed: &Listed, check: RoomCheck) -> SendPlan {
         connected: true,
         recipients,
         blockers,
-        members: listed.members.len(),
     }
 }

@@ -70,7 +70,8 @@ impl Messenger {
             .await
     }
 
-    /// What sending to `conversation` involves, if `user` is a current member; else `not_member`.
+    /// What sending to `conversation` involves, if `user` is a current member (and, in a direct
+    /// conversation, still connected); else `not_member` (or `not_connected`).
     async fn plan(
         &self,
         conversation: ConversationId,
@@ -82,6 +83,17 @@ impl Messenger {
             .await?;
         match plan {
             Some(plan) if plan.sender_suspended => Err(ServiceError::Suspended),
+            // A direct conversation needs the sender's side of the connection to be accepted.
+            Some(plan)
+                if plan.kind == ConversationKind::Direct
+                    && plan.is_member
+                    && !(plan.connected && plan.members() == 2) =>
+            {
+                Err(ServiceError::Denied {
+                    code: "not_connected",
+                    detail: "you are no longer connected to this user".into(),
+                })
+            }
             Some(plan) if plan.is_member => Ok(plan),
             _ => Err(not_member()),
         }
@@ -116,13 +128,6 @@ impl Messenger {
         );
         charged?;
         let plan = plan?;
-        // A direct conversation needs the sender's side of the connection to be accepted.
-        if plan.kind == ConversationKind::Direct && !(plan.connected && plan.members == 2) {
-            return Err(ServiceError::Denied {
-                code: "not_connected",
-                detail: "you are no longer connected to this user".into(),
-            });
-        }
         let stored = Message {
             conversation_id: conversation,
             seq: 0,
@@ -245,7 +250,14 @@ impl Messenger {
                 event = if after.1 != before.1 { "read" } else { "delivered" },
                 "cursor moved"
             );
-            let covered = (before.0.min(before.1), after.0.max(after.1));
+            // The newly covered messages: from where read was, if it moved (it trails
+            // delivered), else from where delivered was.
+            let from = if after.1 != before.1 {
+                before.1
+            } else {
+                before.0
+            };
+            let covered = (from, after.0.max(after.1));
             let receipt = Receipt {
                 conversation_id: conversation,
                 user_id: auth.user_id,
@@ -253,7 +265,7 @@ impl Messenger {
                 delivered_seq: after.0,
                 read_seq: after.1,
             };
-            self.receipts.push(covered, receipt).await?;
+            self.receipts.push(covered, receipt).await;
         }
         Ok(after)
     }
@@ -350,14 +362,20 @@ impl Messenger {
 
 /// Fans a stored message out to the online devices of `recipients`, except the sending device.
 fn publish(bus: &dyn Bus, recipients: &[UserId], message: Message) {
+    let (conversation_id, seq, server_ts, sender_device) = (
+        message.conversation_id,
+        message.seq,
+        message.server_ts,
+        message.sender_device_id,
+    );
     let event = Outbound::Message {
-        conversation_id: message.conversation_id,
-        seq: message.seq,
-        server_ts: message.server_ts,
+        conversation_id,
+        seq,
+        server_ts,
         remote: false,
-        frame: encode(&ServerFrame::Message(message.clone())),
+        frame: encode(&ServerFrame::Message(message)),
     };
-    bus.publish_to_users(recipients, Some(message.sender_device_id), event);
+    bus.publish_to_users(recipients, Some(sender_device), event);
 }
 
 fn check_client_msg_id(id: &str) -> Result<(), ServiceError> {

@@ -51,17 +51,12 @@ impl Receipts {
         })
     }
 
-    /// Tells whom a cursor move concerns (the senders of the messages it covered, `(after,
-    /// up_to]`, and the mover's other devices) about it: now if the conversation is quiet,
-    /// else with the rest of its window.
-    ///
-    /// # Errors
-    /// The store could not say who sent the covered messages (the move itself is stored).
-    pub async fn push(
-        self: &Arc<Self>,
-        covered: (i64, i64),
-        receipt: Receipt,
-    ) -> Result<(), StoreError> {
+    /// Tells whom a cursor move concerns (the current members who sent the messages it covered,
+    /// `(after, up_to]`, unless in a block with the mover, and the mover's other devices) about
+    /// it: now if the conversation is quiet, else with the rest of its window. Receipts are
+    /// live hints (the REST receipts endpoint answers on demand): a store failure drops this
+    /// one, logged, and the move itself is stored already.
+    pub async fn push(self: &Arc<Self>, covered: (i64, i64), receipt: Receipt) {
         let conversation = receipt.conversation_id;
         {
             let mut open = self.open.lock().expect("receipts lock");
@@ -70,16 +65,20 @@ impl Receipts {
                     (after.min(covered.0), up_to.max(covered.1))
                 }));
                 gathered.receipts.insert(receipt.device_id, receipt);
-                return Ok(());
+                return;
             }
             open.insert(conversation, Gathered::default());
         }
         let this = Arc::clone(self);
         tokio::spawn(async move { this.flush_until_quiet(conversation).await });
-        let mut recipients = self
+        let mut recipients = match self
             .store
-            .senders_between(conversation, covered.0, covered.1)
-            .await?;
+            .senders_between(conversation, covered, Some(receipt.user_id))
+            .await
+        {
+            Ok(senders) => senders,
+            Err(e) => return dropped(conversation, &e),
+        };
         if !recipients.contains(&receipt.user_id) {
             recipients.push(receipt.user_id);
         }
@@ -92,7 +91,6 @@ impl Receipts {
                 frame: encode(&ServerFrame::Receipt(receipt)),
             },
         );
-        Ok(())
     }
 
     /// At the end of each window, sends what it gathered; closes the window once one passes
@@ -110,27 +108,50 @@ impl Receipts {
                     }
                 }
             };
-            let (after, up_to) = gathered.covered.unwrap_or_default();
-            let senders = match self.store.senders_between(conversation, after, up_to).await {
-                Ok(senders) => senders,
+            let covered = gathered.covered.unwrap_or_default();
+            let audience = tokio::try_join!(
+                self.store.senders_between(conversation, covered, None),
+                self.store.blocks_within(conversation),
+            );
+            let (senders, blocks) = match audience {
+                Ok(audience) => audience,
                 Err(e) => {
-                    // Receipts are live hints: the REST receipts endpoint answers on demand.
-                    tracing::warn!(conversation.id = %conversation, error = %e, "receipts dropped");
+                    dropped(conversation, &e);
                     continue;
                 }
             };
             let receipts: Vec<Receipt> = gathered.receipts.into_values().collect();
             metrics::histogram!("natter_receipts_coalesced").record(receipts.len() as f64);
             self.tell_movers(&senders, &receipts);
-            // Senders that moved get their own receipts back here: they already know them.
-            self.bus.publish_to_users(
-                &senders,
-                None,
-                Outbound::Frame {
-                    kind: "receipts",
-                    frame: encode(&ServerFrame::Receipts { receipts }),
-                },
-            );
+            self.tell_senders(&senders, &blocks, receipts);
+        }
+    }
+
+    /// Sends a window's receipts to `senders` in one shared frame, except that a sender in a
+    /// block (either way) with a mover gets a frame of their own without that mover's moves.
+    /// Senders that moved get their own receipts back: they already know them.
+    fn tell_senders(
+        &self,
+        senders: &[UserId],
+        blocks: &[(UserId, UserId)],
+        receipts: Vec<Receipt>,
+    ) {
+        let apart = |a: UserId, b: UserId| blocks.contains(&(a, b)) || blocks.contains(&(b, a));
+        let (shared, apart_from_some): (Vec<UserId>, Vec<UserId>) = senders
+            .iter()
+            .partition(|&&sender| !receipts.iter().any(|r| apart(sender, r.user_id)));
+        for sender in apart_from_some {
+            let visible: Vec<Receipt> = receipts
+                .iter()
+                .filter(|r| !apart(sender, r.user_id))
+                .cloned()
+                .collect();
+            if !visible.is_empty() {
+                self.send_receipts(&[sender], None, visible);
+            }
+        }
+        if !shared.is_empty() {
+            self.send_receipts(&shared, None, receipts);
         }
     }
 
@@ -150,16 +171,26 @@ impl Receipts {
                 [only] => Some(only.device_id),
                 _ => None,
             };
-            self.bus.publish_to_users(
-                &[mover],
-                skip,
-                Outbound::Frame {
-                    kind: "receipts",
-                    frame: encode(&ServerFrame::Receipts { receipts: own }),
-                },
-            );
+            self.send_receipts(&[mover], skip, own);
         }
     }
+
+    /// One `receipts` frame to the devices of `users` (but `skip`).
+    fn send_receipts(&self, users: &[UserId], skip: Option<DeviceId>, receipts: Vec<Receipt>) {
+        self.bus.publish_to_users(
+            users,
+            skip,
+            Outbound::Frame {
+                kind: "receipts",
+                frame: encode(&ServerFrame::Receipts { receipts }),
+            },
+        );
+    }
+}
+
+/// Logs receipts that could not be sent because the store failed.
+fn dropped(conversation: ConversationId, error: &StoreError) {
+    tracing::warn!(conversation.id = %conversation, %error, "receipts dropped");
 }
 
 #[cfg(test)]
@@ -167,9 +198,11 @@ mod tests {
     use super::*;
     use crate::fanout::{LocalBus, Registration, Registry};
     use crate::store::{MessageStore, NewMessage, NewUser, SqliteStore};
+    use natter_proto::connections::ConnectionState;
 
     /// A room in a real store, and coalescing into a registry.
     struct Room {
+        store: Arc<SqliteStore>,
         registry: Arc<Registry>,
         receipts: Arc<Receipts>,
         conversation: ConversationId,
@@ -221,7 +254,8 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
         Room {
-            receipts: Receipts::new(bus, store),
+            receipts: Receipts::new(bus, Arc::clone(&store) as Arc<dyn Store>),
+            store,
             registry,
             conversation,
             members,
@@ -246,7 +280,7 @@ mod tests {
                 delivered_seq: up_to,
                 read_seq: 0,
             };
-            self.receipts.push((after, up_to), receipt).await.unwrap();
+            self.receipts.push((after, up_to), receipt).await;
         }
     }
 
@@ -376,5 +410,45 @@ mod tests {
         assert!(frames(&mut to_third).is_empty());
         assert!(frames(&mut to_reader).is_empty());
         assert!(frames(&mut to_readers_phone).is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn receipts_skip_former_members_and_both_sides_of_a_block() {
+        // Members 0, 1 and 2 posted seqs 1, 2 and 3.
+        let room = room(6, &[0, 1, 2]).await;
+        let (mut to_left, mut to_blocker, mut to_poster) =
+            (room.connect(0), room.connect(1), room.connect(2));
+        // Member 0 leaves; member 1 blocks member 4.
+        let user = |i: usize| room.members[i].0;
+        room.store
+            .remove_member(room.conversation, user(0))
+            .await
+            .unwrap();
+        let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+        room.store
+            .change_connection(user(1), user(4), 0, &block)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Member 4's move covers all three posts: at once, to the poster still in the room who
+        // is not in a block with member 4.
+        room.moves(4, 0, 3).await;
+        assert_eq!(frames(&mut to_poster).len(), 1);
+        assert!(frames(&mut to_blocker).is_empty());
+        // In the window, members 3, 4 (again) and 5 move.
+        for mover in [3, 4, 5] {
+            room.moves(mover, 0, 3).await;
+        }
+        let device = |i: usize| (room.members[i].1.to_string(), 3);
+        let mut all = vec![device(3), device(4), device(5)];
+        all.sort();
+        assert_eq!(gathered(&next_frames(&mut to_poster).await), all);
+        // The blocker gets the others' moves but not member 4's.
+        let mut unblocked = vec![device(3), device(5)];
+        unblocked.sort();
+        assert_eq!(gathered(&frames(&mut to_blocker)), unblocked);
+        // The member who left hears of nothing.
+        assert!(frames(&mut to_left).is_empty());
     }
 }

@@ -88,8 +88,13 @@ pub struct SendPlan {
     pub recipients: Vec<UserId>,
     /// The current members who block the sender.
     pub blockers: Vec<UserId>,
+}
+
+impl SendPlan {
     /// How many current members there are.
-    pub members: usize,
+    pub fn members(&self) -> usize {
+        self.recipients.len() + self.blockers.len()
+    }
 }
 
 /// What a post to a room needs beyond its member list, for a caller that holds the list as of
@@ -169,8 +174,9 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// A user's current conversations with unread counts, most recently active first.
     async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError>;
-    /// Whether two users are both current members of some conversation.
-    async fn share_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;
+    /// Whether two users are both current members of some room. (A direct conversation does not
+    /// count: it outlives the connection it was opened on.)
+    async fn share_room(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;
 
     /// What `sender` sending to `conversation` involves; `None` if the conversation has no
     /// current members (or does not exist).
@@ -240,13 +246,19 @@ pub trait MessageStore: Send + Sync {
         delivered_seq: i64,
         read_seq: i64,
     ) -> Result<(i64, i64), StoreError>;
-    /// The senders of messages with `after < seq <= up_to`.
+    /// The current members who sent messages with `after < seq <= up_to`, except any in a block
+    /// (either way) with `apart_from`.
     async fn senders_between(
         &self,
         conversation: ConversationId,
-        after: i64,
-        up_to: i64,
+        span: (i64, i64),
+        apart_from: Option<UserId>,
     ) -> Result<Vec<UserId>, StoreError>;
+    /// Every (blocker, blocked) pair among a conversation's current members.
+    async fn blocks_within(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Vec<(UserId, UserId)>, StoreError>;
     /// How far one message got, from the cursors.
     async fn receipts(
         &self,

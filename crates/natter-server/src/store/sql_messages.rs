@@ -338,10 +338,11 @@ macro_rules! message_store {
                 }).await
             }
 
-            async fn share_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
-                timed("share_conversation", async move {
+            async fn share_room(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
+                timed("share_room", async move {
                     let shared: Option<i32> = sqlx::query_scalar(
                         "SELECT 1 FROM members x JOIN members y ON x.conversation_id = y.conversation_id \
+                         JOIN conversations c ON c.id = x.conversation_id AND c.kind = 'room' \
                          WHERE x.user_id = $1 AND y.user_id = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL LIMIT 1",
                     )
                     .bind(a.to_string())
@@ -493,19 +494,46 @@ macro_rules! message_store {
             async fn senders_between(
                 &self,
                 conversation: ConversationId,
-                after: i64,
-                up_to: i64,
+                (after, up_to): (i64, i64),
+                apart_from: Option<UserId>,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("senders_between", async move {
+                    // With no `apart_from`, `k.user_id = NULL` never holds: nobody is left out.
                     let rows: Vec<String> = sqlx::query_scalar(
-                        "SELECT DISTINCT sender_id FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3",
+                        "SELECT DISTINCT m.sender_id FROM messages m \
+                         JOIN members mb ON mb.conversation_id = m.conversation_id \
+                             AND mb.user_id = m.sender_id AND mb.left_seq IS NULL \
+                         WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 \
+                         AND NOT EXISTS (SELECT 1 FROM connections k WHERE k.state = 'blocked' \
+                             AND ((k.user_id = $4 AND k.peer_id = m.sender_id) \
+                               OR (k.user_id = m.sender_id AND k.peer_id = $4)))",
                     )
                     .bind(conversation.to_string())
                     .bind(after)
                     .bind(up_to)
+                    .bind(apart_from.map(|user| user.to_string()))
                     .fetch_all(&self.pool)
                     .await?;
                     ids(rows, "messages.sender_id")
+                }).await
+            }
+
+            async fn blocks_within(&self, conversation: ConversationId) -> Result<Vec<(UserId, UserId)>, StoreError> {
+                timed("blocks_within", async move {
+                    let rows = sqlx::query_as::<_, (String, String)>(
+                        "SELECT k.user_id, k.peer_id FROM connections k \
+                         JOIN members a ON a.conversation_id = $1 AND a.user_id = k.user_id AND a.left_seq IS NULL \
+                         JOIN members b ON b.conversation_id = $1 AND b.user_id = k.peer_id AND b.left_seq IS NULL \
+                         WHERE k.state = 'blocked'",
+                    )
+                    .bind(conversation.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.into_iter()
+                        .map(|(blocker, blocked)| {
+                            Ok((parse_id(&blocker, "connections.user_id")?, parse_id(&blocked, "connections.peer_id")?))
+                        })
+                        .collect()
                 }).await
             }
 
@@ -587,7 +615,6 @@ macro_rules! message_store {
                         connected: true,
                         recipients: Vec::with_capacity(rows.len()),
                         blockers: Vec::new(),
-                        members: rows.len(),
                     };
                     let state = |side: Option<String>| side.map_or(Ok(ConnectionState::None), |s| parse_state(&s));
                     for (_, _, user, mine, theirs, suspended_at) in rows {
@@ -809,14 +836,17 @@ macro_rules! message_store {
             Ok(Some(seq))
         }
 
-        /// Moves a device's cursors forward (never back); returns them after the move.
+        /// Moves a device's cursors forward (never back); returns them after the move, or `None`
+        /// for a device logged out meanwhile (without failing the statement, which would send
+        /// the rest of its batch back to be written one by one).
         async fn move_one(
             tx: &mut sqlx::Transaction<'static, $db>,
             cursor: &QueuedCursor,
-        ) -> Result<(i64, i64), StoreError> {
+        ) -> Result<Option<(i64, i64)>, StoreError> {
             sqlx::query_as::<_, (i64, i64)>(
                 "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1) \
+                 ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
                  delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
                      THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
                  read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
@@ -828,7 +858,7 @@ macro_rules! message_store {
             .bind(&cursor.user_id)
             .bind(cursor.delivered_seq)
             .bind(cursor.read_seq)
-            .fetch_one(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(|e| classify(e, "cursor", "device"))
         }

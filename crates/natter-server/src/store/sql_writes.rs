@@ -27,8 +27,9 @@ pub(super) struct QueuedCursor {
     pub(super) user_id: String,
     pub(super) delivered_seq: i64,
     pub(super) read_seq: i64,
-    /// The (delivered, read) cursors once written in the open transaction.
-    pub(super) after: (i64, i64),
+    /// The (delivered, read) cursors once written in the open transaction; `None` if the device
+    /// is gone.
+    pub(super) after: Option<(i64, i64)>,
 }
 
 /// A write waiting for its group commit, with where its result goes.
@@ -79,7 +80,7 @@ impl Write {
                 user_id: user.to_string(),
                 delivered_seq,
                 read_seq,
-                after: (0, 0),
+                after: None,
             },
             reply,
         )
@@ -107,7 +108,7 @@ impl Write {
                 let _ = reply.send(Ok(message.seq));
             }
             Self::MoveCursor(cursor, reply) => {
-                let _ = reply.send(Ok(cursor.after));
+                let _ = reply.send(cursor.after.ok_or(StoreError::Missing("device")));
             }
         }
     }

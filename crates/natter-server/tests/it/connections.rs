@@ -9,6 +9,8 @@ use natter_proto::connections::ConnectionState::{
 use reqwest::Method;
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::ws::{connect, error};
+use natter_proto::ws::ClientFrame;
 
 backend_tests!(
     request_and_accept,
@@ -23,6 +25,7 @@ backend_tests!(
     stale_versions_are_refused,
     racing_devices_converge,
     only_your_own_connections,
+    a_removed_connection_sees_nothing_through_the_old_chat,
     unknown_users_and_yourself,
 );
 
@@ -468,4 +471,39 @@ async fn unknown_users_and_yourself(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(bad_bool.status(), 400);
+}
+
+async fn a_removed_connection_sees_nothing_through_the_old_chat(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let presence = || {
+        server
+            .raw(
+                Method::GET,
+                &format!("/v1/users/{}/presence", alice.user_id()),
+            )
+            .bearer_auth(bob.token())
+            .send()
+    };
+    bob.profile(alice.user_id()).await.unwrap();
+    bob.devices(alice.user_id()).await.unwrap();
+    assert_eq!(presence().await.unwrap().status(), 200);
+
+    // Alice removes Bob. Their direct conversation stays, with both still in it, yet it
+    // grants Bob nothing a stranger does not have.
+    alice.remove_connection(bob.user_id(), None).await.unwrap();
+    assert_problem(bob.profile(alice.user_id()).await, 404, "not_found");
+    assert_problem(bob.devices(alice.user_id()).await, 404, "not_found");
+    assert_eq!(presence().await.unwrap().status(), 404);
+    // Typing in it is refused like sending.
+    let (mut b, _) = connect(&bob).await;
+    b.send(&ClientFrame::Typing {
+        conversation_id: direct,
+        typing: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(error(&mut b).await.code, "not_connected");
+    b.send_message(direct, "late", "x").await.unwrap();
+    assert_eq!(error(&mut b).await.code, "not_connected");
 }

@@ -7,7 +7,7 @@ use natter_client::ClientError;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
 use crate::helpers::{Backend, TestServer, backend_tests, same_device, server};
-use crate::ws::{connect, connect_with_inbox, error, next, ping, send, until};
+use crate::ws::{connect, connect_with_inbox, error, next, ping, send, to_device, until};
 
 backend_tests!(
     to_device_payloads_are_delivered_until_acknowledged,
@@ -23,13 +23,7 @@ async fn to_device_payloads_are_delivered_until_acknowledged(backend: Backend) {
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let stranger = server.user("mallory").await;
     let (mut a, _) = connect(&alice).await;
-    let share = |payload: &str| ClientFrame::ToDevice {
-        messages: vec![ToDeviceOut {
-            user_id: bob.user_id(),
-            device_id: bob.device_id(),
-            payload: payload.into(),
-        }],
-    };
+    let share = |payload: &str| to_device(&bob, payload);
     // Bob is offline: the payloads wait in his device's inbox.
     a.send(&share("key-1")).await.unwrap();
     a.send(&share("key-2")).await.unwrap();

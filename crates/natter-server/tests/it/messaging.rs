@@ -3,14 +3,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use natter_client::Session;
 use natter_proto::connections::ConnectionState;
 use natter_proto::ws::{ClientFrame, ServerFrame};
-use natter_proto::{DeviceId, UserId};
+use natter_proto::{ConversationId, DeviceId, UserId};
 
 use natter_server::ratelimit::{Kind, Rate};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
-use crate::ws::{connect, error, message, next, ping, receipt_of, receipts_in, send, until};
+use crate::ws::{
+    connect, error, marker, message, next, ping, receipt_of, receipts_in, send, until,
+};
 
 backend_tests!(
     direct_messages_flow_both_ways_to_every_device,
@@ -27,6 +30,7 @@ backend_tests!(
     typing_reaches_the_other_members,
     typing_does_not_reach_a_blocker,
     cursor_moves_outside_ones_conversations_are_refused,
+    a_receipt_goes_to_the_senders_of_what_it_newly_covers,
 );
 
 async fn direct_messages_flow_both_ways_to_every_device(backend: Backend) {
@@ -280,10 +284,7 @@ async fn only_members_and_connections_may_send(backend: Backend) {
     );
 }
 
-async fn mallory_refused(
-    connection: &mut natter_client::Connection,
-    conversation: natter_proto::ConversationId,
-) {
+async fn mallory_refused(connection: &mut natter_client::Connection, conversation: ConversationId) {
     connection
         .send_message(conversation, "x1", "spam")
         .await
@@ -295,8 +296,8 @@ async fn mallory_refused(
     );
 }
 
-async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
-    let server = server!(backend);
+/// Alice, Bob and Carol, all connected to each other, and Carol's room of the three.
+async fn three_in_a_room(server: &TestServer) -> (Session, Session, Session, ConversationId) {
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let carol = server.user("carol").await;
     for peer in [&alice, &bob] {
@@ -308,6 +309,12 @@ async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
         .unwrap()
         .summary
         .id;
+    (alice, bob, carol, room)
+}
+
+async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, carol, room) = three_in_a_room(&server).await;
     let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
     alice.block(bob.user_id(), true, None).await.unwrap();
     assert_eq!(
@@ -597,17 +604,7 @@ async fn receipts_of_a_busy_room_all_reach_the_sender(backend: Backend) {
 
 async fn typing_does_not_reach_a_blocker(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = server.connected_pair("alice", "bob").await;
-    let carol = server.user("carol").await;
-    for peer in [&alice, &bob] {
-        connect_users(&carol, peer).await;
-    }
-    let room = carol
-        .create_room("three", &[alice.user_id(), bob.user_id()])
-        .await
-        .unwrap()
-        .summary
-        .id;
+    let (alice, bob, carol, room) = three_in_a_room(&server).await;
     alice.block(bob.user_id(), true, None).await.unwrap();
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
@@ -673,5 +670,38 @@ async fn cursor_moves_outside_ones_conversations_are_refused(backend: Backend) {
     assert_eq!(
         (stored.delivered_users, stored.read_users),
         (vec![bob.user_id()], vec![])
+    );
+}
+
+async fn a_receipt_goes_to_the_senders_of_what_it_newly_covers(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, carol, room) = three_in_a_room(&server).await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    let (mut c, _) = connect(&carol).await;
+    let delivered = |seq| ClientFrame::Delivered {
+        conversation_id: room,
+        seq,
+    };
+    // Alice posts; Carol's delivered cursor covers it: Alice hears.
+    send(&mut a, room, "a1", "x").await;
+    assert_eq!(message(&mut c).await.seq, 1);
+    assert_eq!(message(&mut b).await.seq, 1);
+    c.send(&delivered(1)).await.unwrap();
+    assert_eq!(receipt_of(&mut a, carol.device_id()).await.delivered_seq, 1);
+    // Bob posts; Carol's next move (her read cursor still at 0) newly covers Bob's post only.
+    send(&mut b, room, "b1", "x").await;
+    assert_eq!(message(&mut c).await.seq, 2);
+    assert_eq!(message(&mut a).await.seq, 2);
+    c.send(&delivered(2)).await.unwrap();
+    assert_eq!(receipt_of(&mut b, carol.device_id()).await.delivered_seq, 2);
+    // Published to everyone at once: had Alice been told, it would be before the marker.
+    let before = marker(&mut b, &alice, &mut a).await;
+    assert!(
+        !before
+            .iter()
+            .flat_map(receipts_in)
+            .any(|r| r.device_id == carol.device_id() && r.delivered_seq == 2),
+        "{before:?}"
     );
 }

@@ -89,6 +89,7 @@ async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
     let alice = register(&a.client, "alice").await;
     let bob = register(&a.client, "bob").await;
     connect_users(&alice, &bob).await;
+    let carol_on_b = crate::helpers::same_device(&b.client, &register(&a.client, "carol").await);
 
     // Bob connects to node B; Alice asks node A.
     let bob_on_b = crate::helpers::same_device(&b.client, &bob);
@@ -101,9 +102,11 @@ async fn presence_crosses_nodes_and_expires_with_a_dead_node() {
     // heartbeat lapses (10 s), not never.
     let (_held, _) = connect(&bob_on_b).await;
     wait_for(&a.url, &alice, bob.user_id(), true).await;
-    // Redis loses the presence hashes (as when it restarts empty): B finds out at its next
-    // heartbeat and writes its users again, though none of them came or went.
+    // Redis loses the presence hashes (as when it restarts empty), and Carol connects to B
+    // right after, which makes B's hash again with her alone in it: B still finds out at its
+    // next heartbeat and writes all its users again.
     forget_presence(&redis, &cluster).await;
+    let (_carol_live, _) = connect(&carol_on_b).await;
     wait_for(&a.url, &alice, bob.user_id(), true).await;
     b.signal("KILL").await;
     wait_for(&a.url, &alice, bob.user_id(), false).await;

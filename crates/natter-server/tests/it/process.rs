@@ -319,13 +319,7 @@ async fn the_log_never_contains_secrets_or_content() {
         crate::ws::message(&mut b).await.ciphertext,
         "SENTINEL-CIPHERTEXT-1"
     );
-    let share = natter_proto::ws::ClientFrame::ToDevice {
-        messages: vec![natter_proto::ws::ToDeviceOut {
-            user_id: bob.user_id(),
-            device_id: bob.device_id(),
-            payload: "SENTINEL-ROOM-KEY".into(),
-        }],
-    };
+    let share = crate::ws::to_device(&bob, "SENTINEL-ROOM-KEY");
     a.send(&share).await.unwrap();
     a.send_text("{\"type\":\"send\",\"ciphertext\":\"SENTINEL-IN-BAD-FRAME\"}".into())
         .await

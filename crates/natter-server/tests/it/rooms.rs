@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use natter_client::{Connection, Session};
+use natter_client::Session;
 use natter_proto::conversations::Role;
 use natter_proto::limits::ROOM_MEMBERS_MAX;
-use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
+use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, UserId};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
-use crate::ws::{connect, connect_with_inbox, error, message, next, ping, send, until};
+use crate::ws::{connect, connect_with_inbox, error, marker, message, next, ping, send, to_device};
 
 backend_tests!(
     owners_manage_members_and_members_leave,
@@ -346,15 +346,7 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
         "not_found",
     );
     let (mut b, _) = connect(&bob).await;
-    b.send(&ClientFrame::ToDevice {
-        messages: vec![ToDeviceOut {
-            user_id: alice.user_id(),
-            device_id: alice.device_id(),
-            payload: "key share".into(),
-        }],
-    })
-    .await
-    .unwrap();
+    b.send(&to_device(&alice, "key share")).await.unwrap();
     assert_eq!(error(&mut b).await.code, "not_found");
     let (_, _, inbox) = connect_with_inbox(&alice).await;
     assert!(inbox.is_empty(), "{inbox:?}");
@@ -362,21 +354,6 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
     let devices = alice.devices(bob.user_id()).await.unwrap();
     assert_eq!(devices[0].device_id, bob.device_id());
     assert_eq!(presence(&alice, bob.user_id()).await.unwrap().status(), 200);
-}
-
-/// Sends a to-device payload from `from` to `to`'s device and reads `to` until it arrives: a
-/// FIFO marker, since both go through `to`'s one queue. Any message before it fails the test.
-pub async fn marker(from: &mut Connection, to_session: &Session, to: &mut Connection) {
-    from.send(&ClientFrame::ToDevice {
-        messages: vec![ToDeviceOut {
-            user_id: to_session.user_id(),
-            device_id: to_session.device_id(),
-            payload: "marker".into(),
-        }],
-    })
-    .await
-    .unwrap();
-    until(to, |f| matches!(f, ServerFrame::ToDevice(_)).then_some(())).await;
 }
 
 /// A room of `owner`'s big enough for a member list in memory (natter_server::member_lists),

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use natter_client::{ClientError, Connection, Session};
-use natter_proto::ws::{Ack, ErrorFrame, Message, Receipt, ServerFrame, ToDeviceIn};
+use natter_proto::ws::{
+    Ack, ClientFrame, ErrorFrame, Message, Receipt, ServerFrame, ToDeviceIn, ToDeviceOut,
+};
 use natter_proto::{ConversationId, DeviceId};
 
 /// Long enough for a slow, busy machine; only a broken server waits this long.
@@ -142,4 +144,38 @@ pub async fn ping(connection: &mut Connection, nonce: u64) {
         matches!(f, ServerFrame::Pong { nonce: Some(n) } if *n == nonce).then_some(())
     })
     .await;
+}
+
+/// A `to_device` frame carrying `payload` to `to`'s device.
+pub fn to_device(to: &Session, payload: &str) -> ClientFrame {
+    ClientFrame::ToDevice {
+        messages: vec![ToDeviceOut {
+            user_id: to.user_id(),
+            device_id: to.device_id(),
+            payload: payload.into(),
+        }],
+    }
+}
+
+/// Sends a to-device payload from `from` to `to_session`'s device and reads `to` until it
+/// arrives: a FIFO marker, since live events for a connection all go through its one queue, so
+/// whatever was published to it before is read first. Returns the receipts, typing and pongs
+/// read before it; a message among them fails the test.
+pub async fn marker(
+    from: &mut Connection,
+    to_session: &Session,
+    to: &mut Connection,
+) -> Vec<ServerFrame> {
+    from.send(&to_device(to_session, "marker")).await.unwrap();
+    let mut before = Vec::new();
+    loop {
+        match next(to).await.expect("connection open") {
+            ServerFrame::ToDevice(_) => return before,
+            frame @ (ServerFrame::Receipt(_)
+            | ServerFrame::Receipts { .. }
+            | ServerFrame::Typing { .. }
+            | ServerFrame::Pong { .. }) => before.push(frame),
+            other => panic!("unexpected frame before the marker: {other:?}"),
+        }
+    }
 }
