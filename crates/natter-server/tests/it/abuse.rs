@@ -273,8 +273,11 @@ async fn suspension_takes_effect_at_once(backend: Backend) {
 async fn a_suspended_sender_is_refused_before_its_close_arrives(backend: Backend) {
     let server = server!(backend);
     let (mallory, bob, direct) = server.direct_pair("mallory", "bob").await;
+    // Also a room big enough that its posts go by the member list in memory.
+    let (room, _) = crate::rooms::big_room(&server, &mallory).await;
     let (mut live, _) = connect(&mallory).await;
     send(&mut live, direct, "before", "x").await;
+    send(&mut live, room, "before-room", "x").await;
     // Suspended in the database only, as by an operator on another node whose close has not
     // reached this connection: nothing tells the connection.
     let store = natter_server::open_store(&server.database.url, 1)
@@ -286,12 +289,14 @@ async fn a_suspended_sender_is_refused_before_its_close_arrives(backend: Backend
             .await
             .unwrap()
     );
-    live.send_message(direct, "after", "x").await.unwrap();
-    let refused = error(&mut live).await;
-    assert_eq!(
-        (refused.code.as_str(), refused.client_msg_id.as_deref()),
-        ("suspended", Some("after"))
-    );
+    for (conversation, id) in [(direct, "after"), (room, "after-room")] {
+        live.send_message(conversation, id, "x").await.unwrap();
+        let refused = error(&mut live).await;
+        assert_eq!(
+            (refused.code.as_str(), refused.client_msg_id.as_deref()),
+            ("suspended", Some(id))
+        );
+    }
     let stored = bob.history(direct, None, None, None).await.unwrap();
     assert_eq!(
         stored

@@ -10,7 +10,9 @@ use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, UserId};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
-use crate::ws::{connect, connect_with_inbox, error, marker, message, next, ping, send, to_device};
+use crate::ws::{
+    connect, connect_with_inbox, drained, error, marker, message, next, send, to_device,
+};
 
 backend_tests!(
     owners_manage_members_and_members_leave,
@@ -252,9 +254,9 @@ async fn concurrent_senders_reach_every_member_once_in_seq_order(backend: Backen
     }
     let ids: Vec<UserId> = others.iter().map(Session::user_id).collect();
     let room = owner.create_room("busy", &ids).await.unwrap().summary.id;
-    let mut connections = vec![connect(&owner).await.0];
+    let mut connections = vec![(connect(&owner).await.0, owner.clone())];
     for member in &others {
-        connections.push(connect(member).await.0);
+        connections.push((connect(member).await.0, member.clone()));
     }
     // Every member pipelines its sends (no waiting for acks) at the same moment, so the
     // server commits them in shared batches and fans out from many senders at once.
@@ -262,7 +264,7 @@ async fn concurrent_senders_reach_every_member_once_in_seq_order(backend: Backen
     let members = connections
         .into_iter()
         .enumerate()
-        .map(|(member, mut live)| {
+        .map(|(member, (mut live, me))| {
             let start = Arc::clone(&start);
             tokio::spawn(async move {
                 start.wait().await;
@@ -280,7 +282,7 @@ async fn concurrent_senders_reach_every_member_once_in_seq_order(backend: Backen
                     }
                 }
                 // Nothing more comes: no message twice.
-                ping(&mut live, 1).await;
+                drained(&mut live, &me).await;
                 (acks, received)
             })
         });
@@ -398,12 +400,22 @@ async fn a_big_room_follows_membership_and_blocks_at_once(backend: Backend) {
     assert_eq!(message(&mut e).await.seq, ack.seq);
     marker(&mut a, &carol, &mut c).await;
     marker(&mut b, &dave, &mut d).await;
+    // Carol, removed, may not post from the room's list either.
+    c.send_message(id, "late", "x").await.unwrap();
+    assert_eq!(error(&mut c).await.code, "not_member");
     // Dave unblocks: Alice's next post reaches him again, and still not Carol.
     dave.block(alice.user_id(), false, None).await.unwrap();
     let ack = send(&mut a, id, "m4", "x").await;
     // (His connection fills the gap before it from the store first: what he may see of the
     // log is read at delivery.)
-    while message(&mut d).await.seq < ack.seq {}
+    let mut seqs = vec![message(&mut d).await.seq];
+    while *seqs.last().unwrap() < ack.seq {
+        seqs.push(message(&mut d).await.seq);
+    }
+    assert!(
+        seqs[0] > 2 && seqs.windows(2).all(|w| w[0] < w[1]),
+        "{seqs:?}"
+    );
     assert_eq!(message(&mut b).await.seq, ack.seq);
     marker(&mut a, &carol, &mut c).await;
 }

@@ -1,19 +1,14 @@
 //! WebSocket helpers for the messaging tests.
 
-use std::time::Duration;
-
 use natter_client::{ClientError, Connection, Session};
 use natter_proto::ws::{
     Ack, ClientFrame, ErrorFrame, Message, Receipt, ServerFrame, ToDeviceIn, ToDeviceOut,
 };
 use natter_proto::{ConversationId, DeviceId};
 
-/// Long enough for a slow, busy machine; only a broken server waits this long.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
 /// The next frame, or a panic if none comes in time.
 pub async fn next(connection: &mut Connection) -> Result<ServerFrame, ClientError> {
-    tokio::time::timeout(PATIENCE, connection.next())
+    tokio::time::timeout(crate::helpers::PATIENCE, connection.next())
         .await
         .expect("no frame within the patience window")
 }
@@ -167,6 +162,19 @@ pub async fn marker(
     to: &mut Connection,
 ) -> Vec<ServerFrame> {
     from.send(&to_device(to_session, "marker")).await.unwrap();
+    before_marker(to).await
+}
+
+/// [`marker`] sent by a connection to its own device: everything published to it so far has
+/// been read. (A pong is no such proof: frames from the client are answered before queued
+/// events.)
+pub async fn drained(live: &mut Connection, me: &Session) -> Vec<ServerFrame> {
+    live.send(&to_device(me, "marker")).await.unwrap();
+    before_marker(live).await
+}
+
+/// Reads until a to-device payload; see [`marker`].
+async fn before_marker(to: &mut Connection) -> Vec<ServerFrame> {
     let mut before = Vec::new();
     loop {
         match next(to).await.expect("connection open") {
