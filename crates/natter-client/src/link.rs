@@ -392,11 +392,7 @@ impl Device {
         link: &Link<'_>,
         receipts: Vec<Receipt>,
     ) -> Result<(), ClientError> {
-        let state = self.lock().await;
-        for receipt in &receipts {
-            state.store.save_receipt(receipt)?;
-        }
-        drop(state);
+        self.lock().await.store.save_receipts(&receipts)?;
         for receipt in receipts {
             link.emit(Event::Receipt(receipt)).await;
         }

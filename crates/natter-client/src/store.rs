@@ -148,6 +148,11 @@ impl Store {
         self.db().execute(statement, params).map_err(sql)
     }
 
+    /// Runs one statement whose count of changed rows does not matter.
+    fn run(&self, statement: &str, params: impl rusqlite::Params) -> Result<(), ClientError> {
+        self.execute(statement, params).map(drop)
+    }
+
     pub(crate) fn get(&self, key: &str) -> Result<Option<String>, ClientError> {
         self.db()
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -156,12 +161,11 @@ impl Store {
     }
 
     pub(crate) fn set(&self, key: &str, value: &str) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
         )
-        .map(drop)
     }
 
     /// Pickles of the pairwise sessions with a device, most recently used first.
@@ -183,13 +187,12 @@ impl Store {
         pickle: &str,
         used_at: i64,
     ) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "INSERT INTO olm_sessions (their_key, session_id, pickle, used_at)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (their_key, session_id)
              DO UPDATE SET pickle = excluded.pickle, used_at = excluded.used_at",
             params![their_key, session_id, pickle, used_at],
         )
-        .map(drop)
     }
 
     pub(crate) fn outbound(
@@ -211,12 +214,11 @@ impl Store {
         conversation: ConversationId,
         pickle: &str,
     ) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "INSERT INTO outbound_sessions (conversation_id, pickle) VALUES (?1, ?2)
              ON CONFLICT (conversation_id) DO UPDATE SET pickle = excluded.pickle",
             params![conversation.to_string(), pickle],
         )
-        .map(drop)
     }
 
     pub(crate) fn inbound(&self, session_id: &str) -> Result<Option<String>, ClientError> {
@@ -236,12 +238,11 @@ impl Store {
         conversation: ConversationId,
         pickle: &str,
     ) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "INSERT INTO inbound_sessions (session_id, conversation_id, pickle) VALUES (?1, ?2, ?3)
              ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle",
             params![session_id, conversation.to_string(), pickle],
         )
-        .map(drop)
     }
 
     /// A device's verified keys (Curve25519, Ed25519), if cached.
@@ -264,7 +265,7 @@ impl Store {
         &self,
         device: &natter_crypto::VerifiedDevice,
     ) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "INSERT INTO devices (user_id, device_id, curve25519, ed25519) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user_id, device_id)
              DO UPDATE SET curve25519 = excluded.curve25519, ed25519 = excluded.ed25519",
@@ -275,7 +276,6 @@ impl Store {
                 device.ed25519
             ],
         )
-        .map(drop)
     }
 
     /// Stores a message once per (conversation, seq); false when it was already there.
@@ -314,7 +314,7 @@ impl Store {
     }
 
     fn index(&self, message: &StoredMessage, text: &str) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "INSERT INTO messages_fts (body, conversation_id, sender_id, seq) VALUES (?1, ?2, ?3, ?4)",
             params![
                 text,
@@ -323,7 +323,6 @@ impl Store {
                 message.seq
             ],
         )
-        .map(drop)
     }
 
     /// Messages still waiting for the key of `session_id`, with their ciphertexts.
@@ -347,7 +346,7 @@ impl Store {
 
     /// Records that a pending message was decrypted.
     pub(crate) fn resolve(&self, message: &StoredMessage, text: &str) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "UPDATE messages SET body = ?3, failure = NULL, ciphertext = NULL
              WHERE conversation_id = ?1 AND seq = ?2",
             params![message.conversation_id.to_string(), message.seq, text],
@@ -451,23 +450,34 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Records another user's cursors in a conversation (the furthest of their devices).
-    pub(crate) fn save_receipt(
+    /// Records other users' cursors (the furthest of each user's devices), all in one
+    /// transaction: a `receipts` frame can carry many, and this runs under the device lock.
+    pub(crate) fn save_receipts(
         &self,
-        receipt: &natter_proto::ws::Receipt,
+        receipts: &[natter_proto::ws::Receipt],
     ) -> Result<(), ClientError> {
-        self.execute(
-            "INSERT INTO receipts (conversation_id, user_id, delivered, read) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (conversation_id, user_id) DO UPDATE SET
-             delivered = max(delivered, excluded.delivered), read = max(read, excluded.read)",
-            params![
-                receipt.conversation_id.to_string(),
-                receipt.user_id.to_string(),
-                receipt.delivered_seq,
-                receipt.read_seq
-            ],
-        )
-        .map(drop)
+        let mut db = self.db();
+        let transaction = db.transaction().map_err(sql)?;
+        {
+            let mut statement = transaction
+                .prepare(
+                    "INSERT INTO receipts (conversation_id, user_id, delivered, read)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (conversation_id, user_id) DO UPDATE SET
+                     delivered = max(delivered, excluded.delivered), read = max(read, excluded.read)",
+                )
+                .map_err(sql)?;
+            for receipt in receipts {
+                statement
+                    .execute(params![
+                        receipt.conversation_id.to_string(),
+                        receipt.user_id.to_string(),
+                        receipt.delivered_seq,
+                        receipt.read_seq
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        transaction.commit().map_err(sql)
     }
 
     /// How far others got in a conversation: (highest delivered, highest read) over other users.
@@ -492,7 +502,7 @@ impl Store {
         } else {
             "DELETE FROM blocks WHERE user_id = ?1"
         };
-        self.execute(statement, [user.to_string()]).map(drop)
+        self.run(statement, [user.to_string()])
     }
 
     pub(crate) fn is_blocked(&self, user: UserId) -> Result<bool, ClientError> {
@@ -542,12 +552,11 @@ impl Store {
                 None,
             ),
         };
-        self.execute(
+        self.run(
             "INSERT INTO outbox (kind, conversation_id, user_id, seq, client_msg_id, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![kind, conversation, user, seq, id, body],
         )
-        .map(drop)
     }
 
     /// The queue, oldest first, with each item's row id.
@@ -587,16 +596,14 @@ impl Store {
     }
 
     pub(crate) fn set_ciphertext(&self, id: i64, ciphertext: &str) -> Result<(), ClientError> {
-        self.execute(
+        self.run(
             "UPDATE outbox SET ciphertext = ?2 WHERE id = ?1",
             params![id, ciphertext],
         )
-        .map(drop)
     }
 
     pub(crate) fn dequeue(&self, id: i64) -> Result<(), ClientError> {
-        self.execute("DELETE FROM outbox WHERE id = ?1", [id])
-            .map(drop)
+        self.run("DELETE FROM outbox WHERE id = ?1", [id])
     }
 
     /// Removes an acked send and returns its text.
@@ -627,4 +634,54 @@ fn row_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         body: body
             .ok_or_else(|| UnableToDecrypt::from_code(failure.as_deref().unwrap_or("corrupt"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use natter_proto::ws::Receipt;
+    use natter_proto::{ConversationId, DeviceId, UserId};
+
+    use super::Store;
+
+    /// Frames in the store's write-ahead log: each commit appends the pages it changed.
+    fn wal_frames(store: &Store) -> i64 {
+        store
+            .db()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_of_receipts_is_saved_in_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.db")).unwrap();
+        let conversation = ConversationId::new();
+        let users: Vec<UserId> = (0..50).map(|_| UserId::new()).collect();
+        let receipt = |user: UserId, delivered_seq, read_seq| Receipt {
+            conversation_id: conversation,
+            user_id: user,
+            device_id: DeviceId::new(),
+            delivered_seq,
+            read_seq,
+        };
+        let mut batch: Vec<Receipt> = users.iter().map(|u| receipt(*u, 4, 2)).collect();
+        // A later cursor of the first user's other device, and an earlier one of the second's.
+        batch.push(receipt(users[0], 9, 7));
+        batch.push(receipt(users[1], 1, 1));
+        store
+            .db()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        store.save_receipts(&batch).unwrap();
+        // One commit writes each changed page once; a commit per receipt writes at least one
+        // page for each.
+        let frames = wal_frames(&store);
+        assert!(
+            frames < 10,
+            "{frames} frames in the log for {} receipts",
+            batch.len()
+        );
+        assert_eq!(store.receipts(conversation, users[2]).unwrap(), (9, 7));
+        assert_eq!(store.receipts(conversation, users[0]).unwrap(), (4, 2));
+    }
 }
