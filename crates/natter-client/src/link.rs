@@ -81,6 +81,9 @@ struct Link<'a> {
     events: Option<&'a mpsc::Sender<Event>>,
     in_flight: HashMap<String, Instant>,
     synced: bool,
+    /// One-time keys may have run low (caught up, or a new session used one): top them up
+    /// after the next flush.
+    top_up_due: bool,
     last_sent: Instant,
     report: SyncReport,
 }
@@ -98,8 +101,8 @@ pub struct SyncReport {
 }
 
 impl Device {
-    /// Connects once: receives and decrypts everything waiting, tops up one-time keys, sends
-    /// the whole queue in order and waits for every ack, then disconnects.
+    /// Connects once: receives and decrypts everything waiting, sends the whole queue in
+    /// order, tops up one-time keys and waits for every ack, then disconnects.
     ///
     /// # Errors
     /// The server cannot be reached (the queue stays for next time), refuses the token, or
@@ -173,6 +176,9 @@ impl Device {
         loop {
             if link.synced {
                 let remaining = self.flush(link).await?;
+                if std::mem::take(&mut link.top_up_due) {
+                    self.top_up().await;
+                }
                 if mode == Mode::UntilIdle && remaining == 0 {
                     return Ok(());
                 }
@@ -311,11 +317,9 @@ impl Device {
                 }
                 link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
                     .await?;
-                // The new session used up a one-time key; a link still catching up tops up
-                // once synced.
-                if received.new_session && link.synced {
-                    self.top_up().await;
-                }
+                // The new session used up a one-time key: top up after the next flush (once
+                // synced), and once for any number of new sessions in a burst.
+                link.top_up_due |= received.new_session;
             }
             ServerFrame::Ack(ack) => {
                 let state = self.lock().await;
@@ -359,11 +363,12 @@ impl Device {
                     link.fail(client_msg_id, error.code).await;
                 }
             }
-            // Caught up, so every key claimed while this device was away is known: top the
-            // one-time keys up (a live device as well as a sync) before saying so.
+            // Caught up, so every key claimed while this device was away is known: the
+            // one-time keys are topped up (a live device as well as a sync), but only after
+            // saying so and sending the queue, which need no HTTP round trips first.
             ServerFrame::Synced { .. } => {
                 link.synced = true;
-                self.top_up().await;
+                link.top_up_due = true;
                 link.emit(Event::Synced).await;
             }
             ServerFrame::Receipt(receipt) => self.take_receipts(link, vec![receipt]).await?,
@@ -422,6 +427,7 @@ impl<'a> Link<'a> {
             events,
             in_flight: HashMap::new(),
             synced: false,
+            top_up_due: false,
             last_sent: Instant::now(),
             report: SyncReport::default(),
         }

@@ -1,9 +1,9 @@
 //! A direct conversation between two users, one of them on two devices.
 
-use natter_client::Event;
+use natter_client::{Client, Event};
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
-use crate::helpers::{TestServer, live, next_event, texts, to_device_waiting, wait_for};
+use crate::helpers::{KeyHold, TestServer, live, next_event, texts, to_device_waiting, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
@@ -133,14 +133,14 @@ async fn one_time_keys_are_topped_up_when_they_run_low() {
         50
     );
 
-    // A device that stays live tops up too, each time it catches up.
+    // A device that stays live tops up too, each time it catches up (just after saying so).
     claim(30).await;
     let (mut events, stop, task) = live(&bob);
     next_event(&mut events, |e| (e == Event::Synced).then_some(())).await;
-    assert_eq!(
-        bob.session().key_counts().await.unwrap().one_time_key_count,
-        50
-    );
+    wait_for("bob to top up once caught up", async || {
+        bob.session().key_counts().await.unwrap().one_time_key_count == 50
+    })
+    .await;
 
     // While it stays connected, it tops up when a new session uses one of its keys: 29
     // claimed here, and the 30th by alice's device, whose first message opens a session.
@@ -153,6 +153,48 @@ async fn one_time_keys_are_topped_up_when_they_run_low() {
     })
     .await;
     wait_for("bob to top up while connected", async || {
+        bob.session().key_counts().await.unwrap().one_time_key_count == 50
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_says_it_is_synced_and_sends_its_queue_before_topping_up_keys() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    Client::new(&server.url)
+        .unwrap()
+        .register("bob", "password123", None)
+        .await
+        .unwrap();
+    let relay = KeyHold::start(&server.url).await;
+    let bob = server.device_through(&relay.url, "bob", "first").await;
+    let direct = server.connect(&alice, &bob).await;
+    // Bob's stock runs low, so his next connection tops it up; that top-up does not finish.
+    for _ in 0..30 {
+        alice
+            .session()
+            .claim_key(bob.user_id(), bob.device_id())
+            .await
+            .unwrap();
+    }
+    relay.hold(true);
+    bob.send_text(direct, "sent before the top-up")
+        .await
+        .unwrap();
+
+    let (mut events, stop, task) = live(&bob);
+    next_event(&mut events, |e| (e == Event::Synced).then_some(())).await;
+    wait_for("bob's queued message to reach alice", async || {
+        alice.sync().await.unwrap();
+        texts(&alice, direct).await == ["sent before the top-up"]
+    })
+    .await;
+
+    relay.hold(false);
+    wait_for("bob to top up", async || {
         bob.session().key_counts().await.unwrap().one_time_key_count == 50
     })
     .await;

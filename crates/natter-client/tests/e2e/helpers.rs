@@ -8,7 +8,9 @@ use std::time::Duration;
 use natter_client::{Client, Device, Event};
 use natter_server::config::{Config, DatabaseUrl};
 use natter_server::ratelimit::{Limits, Rate};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// A failure guard, never a timing assumption: every wait here ends as soon as its
@@ -111,8 +113,13 @@ impl TestServer {
 
     /// Logs `username` in on a new device with its own store.
     pub async fn device(&self, username: &str, name: &str) -> Device {
+        self.device_through(&self.url, username, name).await
+    }
+
+    /// [`TestServer::device`], for a device that reaches this server at `url` (a relay).
+    pub async fn device_through(&self, url: &str, username: &str, name: &str) -> Device {
         Device::login(
-            &self.url,
+            url,
             username,
             "password123",
             name,
@@ -166,6 +173,61 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A TCP relay to a server that, while holding, holds back every request for a device's
+/// own one-time keys (`/v1/devices/current/keys`, to count or publish them) until released:
+/// a key top-up that has not finished.
+pub struct KeyHold {
+    pub url: String,
+    held: watch::Sender<bool>,
+}
+
+impl KeyHold {
+    /// A relay to `server` that holds nothing yet.
+    pub async fn start(server: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding an ephemeral port");
+        let url = format!("http://{}", listener.local_addr().expect("relay address"));
+        let target = server.trim_start_matches("http://").to_owned();
+        let (held, watching) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let (inbound, _) = listener.accept().await.expect("accepting");
+                let Ok(outbound) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let ((mut from_client, mut to_client), (mut from_server, mut to_server)) =
+                    (inbound.into_split(), outbound.into_split());
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                });
+                let mut held = watching.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
+                        let chunk = &buffer[..n];
+                        if chunk.windows(KEYS.len()).any(|w| w == KEYS) {
+                            let _ = held.wait_for(|held| !held).await;
+                        }
+                        if to_server.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, held }
+    }
+
+    /// Holds key requests from now on (true), or lets them (and those held) through.
+    pub fn hold(&self, hold: bool) {
+        self.held.send_replace(hold);
+    }
+}
+
+/// What [`KeyHold`] looks for in a request.
+const KEYS: &[u8] = b"/v1/devices/current/keys";
 
 /// Polls `condition` until it holds; panics after [`PATIENCE`].
 pub async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {
