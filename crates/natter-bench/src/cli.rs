@@ -67,7 +67,7 @@ pub struct Common {
     pub pid: Vec<u32>,
     /// Ask --server's host assigner (GET /v1/gateway) which node each device should connect
     /// to, as clients of a cluster do, instead of connecting every device to --server (not
-    /// for `offline`, which refuses it).
+    /// for `offline`, which refuses it). A server without a host assigner is an error.
     #[arg(long, global = true)]
     pub gateway: bool,
     /// Also write the JSON result to this file (it is always printed after the table).

@@ -46,11 +46,15 @@ pub async fn assign_nodes(common: &Common, count: usize) -> anyhow::Result<Vec<S
     }
     let client = natter_client::Client::new(&common.server)?;
     let ask = |_| async {
-        let nodes = client.gateway().await?;
-        nodes
-            .into_iter()
-            .next()
-            .context("the gateway named no node")
+        // Strictly: a server without a gateway must not quietly become the only node measured.
+        let gateway = client.cluster_gateway().await?.with_context(|| {
+            format!(
+                "--gateway: {} has no host assigner (GET /v1/gateway is 404), so there is no \
+                 cluster to spread devices over; leave --gateway out to measure that node alone",
+                common.server
+            )
+        })?;
+        anyhow::Ok(gateway.url)
     };
     let nodes: Vec<String> = futures_util::stream::iter(0..count)
         .map(ask)
@@ -259,5 +263,39 @@ impl Fleet {
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }
         Ok(finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::cli::Cli;
+
+    #[tokio::test]
+    async fn gateway_against_a_server_without_one_is_an_error() {
+        // A server with no host assigner: 404 to everything.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = [0; 4096];
+                let _ = socket.read(&mut request).await;
+                let answer =
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        let cli = Cli::try_parse_from(["natter-bench", "--gateway", "--server", &server, "idle"])
+            .unwrap();
+        let error = super::assign_nodes(&cli.common, 3)
+            .await
+            .expect_err("no gateway to ask");
+        assert!(
+            format!("{error:#}").contains("has no host assigner"),
+            "{error:#}"
+        );
     }
 }

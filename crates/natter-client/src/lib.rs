@@ -180,17 +180,28 @@ impl Client {
     /// # Errors
     /// The server cannot be reached, or refuses.
     pub async fn gateway(&self) -> Result<Vec<String>, ClientError> {
+        let Some(gateway) = self.cluster_gateway().await? else {
+            return Ok(vec![ws_url(&self.base_url())]);
+        };
+        let others = gateway.nodes.into_iter().filter(|u| *u != gateway.url);
+        Ok(std::iter::once(gateway.url.clone()).chain(others).collect())
+    }
+
+    /// The gateway's answer as it is (its cluster's nodes are remembered for failover), or
+    /// `None` when the server has no gateway (404), unlike [`Client::gateway`], which then
+    /// falls back to the node itself.
+    ///
+    /// # Errors
+    /// The server cannot be reached, or refuses with anything but 404.
+    pub async fn cluster_gateway(&self) -> Result<Option<GatewayResponse>, ClientError> {
         let gateway: GatewayResponse =
             match self.send(self.request(Method::GET, "/v1/gateway")).await {
                 Ok(gateway) => gateway,
-                Err(error) if error.status() == Some(404) => {
-                    return Ok(vec![ws_url(&self.base_url())]);
-                }
+                Err(error) if error.status() == Some(404) => return Ok(None),
                 Err(error) => return Err(error),
             };
         self.nodes().known = gateway.nodes.iter().filter_map(|u| http_base(u)).collect();
-        let others = gateway.nodes.into_iter().filter(|u| *u != gateway.url);
-        Ok(std::iter::once(gateway.url.clone()).chain(others).collect())
+        Ok(Some(gateway))
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {

@@ -59,7 +59,7 @@ fn through(front: &str, alice: &natter_client::Device) -> (Client, Session) {
 fn gateway_to(nodes: &[&str]) -> String {
     let urls: Vec<String> = nodes
         .iter()
-        .map(|base| format!("{}/v1/ws", base.replacen("http", "ws", 1)))
+        .map(|base| natter_client::ws_url(base))
         .collect();
     let answer = serde_json::json!({ "url": urls[0], "nodes": urls });
     json_reply(&answer.to_string())
@@ -128,6 +128,11 @@ async fn without_a_gateway_the_websocket_opens_on_the_node_itself() {
         .expect("nothing to connect to");
     assert_eq!(refused.status(), Some(404), "{refused}");
     assert_eq!(*paths.lock().unwrap(), ["/v1/gateway", "/v1/ws"]);
+    // Asked strictly, the same server has no gateway at all.
+    assert_eq!(
+        Client::new(&url).unwrap().cluster_gateway().await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
