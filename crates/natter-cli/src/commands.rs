@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, StoredMessage, SyncReport};
+use natter_client::{Client, Device, StoredMessage};
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
@@ -84,7 +84,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = device.send_text(conversation, &text.join(" ")).await?;
             match device.sync().await {
                 Ok(report) => {
-                    refused(&report)?;
+                    // Earlier queued messages the server refused are warned about, but only
+                    // this one decides: it was sent, and sending it again would repeat it.
+                    let (own, earlier): (Vec<_>, Vec<_>) = report
+                        .failed
+                        .into_iter()
+                        .partition(|(failed, _)| *failed == id);
+                    if !earlier.is_empty() {
+                        eprintln!(
+                            "warning: the server refused for good, so these earlier messages \
+                             were not sent: {}",
+                            listed(&earlier)
+                        );
+                    }
+                    refused(&own)?;
                     out.show("sent", json!({ "client_msg_id": id, "sent": true }));
                 }
                 Err(error) => out.show(
@@ -99,7 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 format!("received {}, sent {}", report.received, report.sent),
                 json!({ "received": report.received, "sent": report.sent }),
             );
-            refused(&report)?;
+            refused(&report.failed)?;
         }
         Command::History { with, limit } => {
             let device = open(&home).await?;
@@ -168,20 +181,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails when a sync's server refused queued messages for good (they left the queue).
-fn refused(report: &SyncReport) -> anyhow::Result<()> {
-    if report.failed.is_empty() {
+/// Fails when a sync's server refused queued messages for good (they left the queue):
+/// `failed` as in `SyncReport::failed`.
+fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
+    if failed.is_empty() {
         return Ok(());
     }
-    let messages: Vec<String> = report
-        .failed
+    bail!(
+        "the server refused for good, so these were not sent: {}",
+        listed(failed)
+    )
+}
+
+/// Refused messages as `id (code), …`.
+fn listed(failed: &[(String, String)]) -> String {
+    let messages: Vec<String> = failed
         .iter()
         .map(|(id, code)| format!("{id} ({code})"))
         .collect();
-    bail!(
-        "the server refused for good, so these were not sent: {}",
-        messages.join(", ")
-    )
+    messages.join(", ")
 }
 
 async fn open(home: &Home) -> anyhow::Result<Device> {

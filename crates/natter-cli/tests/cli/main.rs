@@ -3,15 +3,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use natter_server::config::{Config, DatabaseUrl};
 use natter_server::ratelimit::{Limits, Rate};
 use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Starts a server on a fresh database; it stops with the test's runtime.
 async fn server(dir: &Path) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let mut config = Config::new(address, DatabaseUrl::Sqlite(dir.join("natter.db")));
     // The cheapest argon2 settings, and no rate limits: tests are faster than people.
@@ -72,14 +75,56 @@ fn json_lines(text: &str) -> Vec<Value> {
 /// A server, and the data directories of alice and bob, logged in and connected.
 async fn alice_and_bob(dir: &Path) -> (String, PathBuf, PathBuf) {
     let url = server(dir).await;
-    let (alice, bob) = (dir.join("alice"), dir.join("bob"));
-    for (home, name) in [(&alice, "alice"), (&bob, "bob")] {
-        ok(&url, home, &["register", name]).await;
-        ok(&url, home, &["login", name]).await;
-    }
-    ok(&url, &alice, &["connections", "request", "bob"]).await;
-    ok(&url, &bob, &["connections", "accept", "alice"]).await;
+    let (alice, bob) = alice_and_bob_at(dir, &url, &url).await;
     (url, alice, bob)
+}
+
+/// The data directories of alice and bob, logged in to one server at the addresses given
+/// (the server itself, or a relay to it), and connected.
+async fn alice_and_bob_at(dir: &Path, alice_server: &str, bob_server: &str) -> (PathBuf, PathBuf) {
+    let (alice, bob) = (dir.join("alice"), dir.join("bob"));
+    for (home, name, url) in [(&alice, "alice", alice_server), (&bob, "bob", bob_server)] {
+        ok(url, home, &["register", name]).await;
+        ok(url, home, &["login", name]).await;
+    }
+    ok(alice_server, &alice, &["connections", "request", "bob"]).await;
+    ok(bob_server, &bob, &["connections", "accept", "alice"]).await;
+    (alice, bob)
+}
+
+/// A TCP relay to a server that can be cut: while down it drops each connection at once, so
+/// a device logged in through it finds its server unreachable.
+struct Relay {
+    url: String,
+    up: Arc<AtomicBool>,
+}
+
+impl Relay {
+    async fn start(server: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = server.trim_start_matches("http://").to_owned();
+        let up = Arc::new(AtomicBool::new(true));
+        let open = Arc::clone(&up);
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                if !open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let mut outbound = TcpStream::connect(target).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Self { url, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +238,48 @@ async fn a_send_the_server_refuses_for_good_fails() {
     assert!(!String::from_utf8_lossy(&refused.stdout).contains("sent"));
     // It left the queue: the next sync has nothing to refuse.
     assert_eq!(ok(&url, &bob, &["sync"]).await, "received 0, sent 0\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_queued_message_refused_does_not_fail_a_new_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let relay = Relay::start(&url).await;
+    let (alice, bob) = alice_and_bob_at(dir.path(), &url, &relay.url).await;
+    let room = json_lines(&ok(&url, &alice, &["--json", "rooms", "create", "brief", "bob"]).await)
+        [0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bob writes to the room while his server is out of reach: the message stays queued.
+    relay.set_up(false);
+    let queued = ok(&url, &bob, &["--json", "send", &room, "written offline"]).await;
+    assert_eq!(json_lines(&queued)[0]["sent"], false, "{queued}");
+    relay.set_up(true);
+    // Removed before it goes out, so the server refuses it for good on the next sync.
+    ok(&url, &alice, &["rooms", "remove", "brief", "bob"]).await;
+
+    // The new message is sent, and said to be: the earlier refusal is only a warning.
+    let output = natter(&url, &bob, &["--json", "send", "alice", "a new message"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let shown = json_lines(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(shown[0]["sent"], true, "{shown:?}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("refused") && stderr.contains("not_found"),
+        "{stderr}"
+    );
+    assert!(
+        ok(&url, &alice, &["history", "bob"])
+            .await
+            .ends_with("bob: a new message\n")
+    );
+    assert!(
+        !ok(&url, &alice, &["history", "brief"])
+            .await
+            .contains("written offline")
+    );
 }
 
 /// The text tmux shows in a session's pane.
