@@ -202,7 +202,12 @@ impl Screen {
                     self.typing.remove(&user_id);
                 }
             }
-            Event::Sent { .. } | Event::Receipt(_) => return true,
+            Event::Sent {
+                conversation_id, ..
+            }
+            | Event::Receipt(natter_proto::ws::Receipt {
+                conversation_id, ..
+            }) => return conversation_id == conversation,
             Event::Typing { .. } => {}
         }
         false
@@ -266,5 +271,53 @@ impl Screen {
         );
         let x = input.x + 1 + u16::try_from(self.input.chars().count()).unwrap_or(0);
         frame.set_cursor_position((x.min(input.right().saturating_sub(2)), input.y + 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use natter_client::Event;
+    use natter_proto::ws::Receipt;
+    use natter_proto::{ConversationId, DeviceId, UserId};
+
+    use super::Screen;
+
+    fn screen() -> Screen {
+        Screen {
+            me: UserId::new(),
+            title: "bob".into(),
+            messages: Vec::new(),
+            queued: Vec::new(),
+            receipts: (0, 0),
+            typing: Default::default(),
+            unread_elsewhere: Default::default(),
+            status: String::new(),
+            input: String::new(),
+            arrived: None,
+        }
+    }
+
+    #[test]
+    fn only_sends_and_receipts_of_the_open_conversation_reload_it() {
+        let (open, other) = (ConversationId::new(), ConversationId::new());
+        let sent = |conversation_id| Event::Sent {
+            conversation_id,
+            client_msg_id: "m".into(),
+            seq: 1,
+        };
+        let receipt = |conversation_id| {
+            Event::Receipt(Receipt {
+                conversation_id,
+                user_id: UserId::new(),
+                device_id: DeviceId::new(),
+                delivered_seq: 1,
+                read_seq: 1,
+            })
+        };
+        let mut screen = screen();
+        assert!(screen.apply(open, sent(open)));
+        assert!(screen.apply(open, receipt(open)));
+        assert!(!screen.apply(open, sent(other)));
+        assert!(!screen.apply(open, receipt(other)));
     }
 }
