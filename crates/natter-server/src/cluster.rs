@@ -714,8 +714,9 @@ async fn write_presence(
             for chunk in users.chunks(1000) {
                 pipe.hset_multiple(&key, chunk).ignore();
             }
+            pipe.expire(&key, NODE_TTL_SECS as i64).ignore();
         }
-        pipe.expire(&key, NODE_TTL_SECS as i64).ignore();
+        // (Changes leave the time to live to the heartbeat, which renews it every 2 s.)
         match pipe.query_async::<()>(&mut redis).await {
             Ok(()) => in_step = true,
             Err(error) => {
@@ -761,7 +762,8 @@ impl RemotePresence {
         match pipe.query_async::<Vec<bool>>(&mut self.redis.clone()).await {
             Ok(found) => found.into_iter().any(|online| online),
             Err(error) => {
-                tracing::warn!(%error, "cannot read presence from Redis");
+                // Per request, while Redis is away: the heartbeat already warns every 2 s.
+                tracing::debug!(%error, "cannot read presence from Redis");
                 false
             }
         }

@@ -8,7 +8,7 @@ use natter_proto::connections::ConnectionState::{
 };
 use reqwest::Method;
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, presence, server};
 use crate::ws::{connect, error};
 use natter_proto::ws::ClientFrame;
 
@@ -476,25 +476,26 @@ async fn unknown_users_and_yourself(backend: Backend) {
 async fn a_removed_connection_sees_nothing_through_the_old_chat(backend: Backend) {
     let server = server!(backend);
     let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
-    let presence = || {
-        server
-            .raw(
-                Method::GET,
-                &format!("/v1/users/{}/presence", alice.user_id()),
-            )
-            .bearer_auth(bob.token())
-            .send()
-    };
     bob.profile(alice.user_id()).await.unwrap();
     bob.devices(alice.user_id()).await.unwrap();
-    assert_eq!(presence().await.unwrap().status(), 200);
+    assert_eq!(
+        presence(&server.url, &bob, &alice.user_id().to_string())
+            .await
+            .0,
+        200
+    );
 
     // Alice removes Bob. Their direct conversation stays, with both still in it, yet it
     // grants Bob nothing a stranger does not have.
     alice.remove_connection(bob.user_id(), None).await.unwrap();
     assert_problem(bob.profile(alice.user_id()).await, 404, "not_found");
     assert_problem(bob.devices(alice.user_id()).await, 404, "not_found");
-    assert_eq!(presence().await.unwrap().status(), 404);
+    assert_eq!(
+        presence(&server.url, &bob, &alice.user_id().to_string())
+            .await
+            .0,
+        404
+    );
     // Typing in it is refused like sending.
     let (mut b, _) = connect(&bob).await;
     b.send(&ClientFrame::Typing {

@@ -568,3 +568,17 @@ pub fn assert_problem<T: std::fmt::Debug>(
         Ok(value) => panic!("expected {status} {code}, got {value:?}"),
     }
 }
+
+/// `GET /v1/users/{user}/presence` through `base` as `viewer`: the HTTP status, and whether
+/// the user is online when it is 200.
+pub async fn presence(base: &str, viewer: &Session, user: &str) -> (u16, Option<bool>) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/users/{user}/presence"))
+        .bearer_auth(viewer.token())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["online"].as_bool())
+}

@@ -5,26 +5,13 @@ use natter_client::Session;
 use natter_proto::UserId;
 
 use crate::helpers::{
-    Backend, TestDatabase, backend_tests, cluster_name, connect_users, eventually, register, server,
+    Backend, TestDatabase, backend_tests, cluster_name, connect_users, eventually, presence,
+    register, server,
 };
 use crate::process::Natterd;
 use crate::ws::connect;
 
 backend_tests!(presence_follows_connections_and_is_only_for_contacts);
-
-/// `GET /v1/users/{user}/presence` through `base` as `viewer`: the HTTP status, and whether
-/// the user is online when it is 200.
-async fn presence(base: &str, viewer: &Session, user: &str) -> (u16, Option<bool>) {
-    let response = reqwest::Client::new()
-        .get(format!("{base}/v1/users/{user}/presence"))
-        .bearer_auth(viewer.token())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap();
-    (status, body["online"].as_bool())
-}
 
 /// Polls until `viewer` sees `user` as `online` through `base` (presence crosses nodes through
 /// Redis, and a closed connection is unregistered when its session ends).

@@ -9,7 +9,9 @@ use natter_proto::limits::ROOM_MEMBERS_MAX;
 use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, UserId};
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
+use crate::helpers::{
+    Backend, TestServer, assert_problem, backend_tests, connect_users, presence, server,
+};
 use crate::ws::{
     connect, connect_with_inbox, drained, error, marker, message, next, send, to_device,
 };
@@ -325,12 +327,6 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
         ..Default::default()
     };
     alice.upload_keys(&upload).await.unwrap();
-    let presence = |viewer: &Session, user: UserId| {
-        server
-            .raw(reqwest::Method::GET, &format!("/v1/users/{user}/presence"))
-            .bearer_auth(viewer.token())
-            .send()
-    };
     // Before the block Bob sees Alice like any connection does.
     bob.profile(alice.user_id()).await.unwrap();
     bob.claim_key(alice.user_id(), alice.device_id())
@@ -340,7 +336,12 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
     // Alice blocks Bob: they still share the room, yet Bob sees nothing of her.
     alice.block(bob.user_id(), true, None).await.unwrap();
     assert_problem(bob.profile(alice.user_id()).await, 404, "not_found");
-    assert_eq!(presence(&bob, alice.user_id()).await.unwrap().status(), 404);
+    assert_eq!(
+        presence(&server.url, &bob, &alice.user_id().to_string())
+            .await
+            .0,
+        404
+    );
     assert_problem(bob.devices(alice.user_id()).await, 404, "not_found");
     assert_problem(
         bob.claim_key(alice.user_id(), alice.device_id()).await,
@@ -355,7 +356,12 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
     // Alice, who blocks, still sees the member she blocked.
     let devices = alice.devices(bob.user_id()).await.unwrap();
     assert_eq!(devices[0].device_id, bob.device_id());
-    assert_eq!(presence(&alice, bob.user_id()).await.unwrap().status(), 200);
+    assert_eq!(
+        presence(&server.url, &alice, &bob.user_id().to_string())
+            .await
+            .0,
+        200
+    );
 }
 
 /// A room of `owner`'s big enough for a member list in memory (natter_server::member_lists),
