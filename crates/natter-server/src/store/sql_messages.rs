@@ -498,15 +498,17 @@ macro_rules! message_store {
                 apart_from: Option<UserId>,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("senders_between", async move {
-                    // With no `apart_from`, `k.user_id = NULL` never holds: nobody is left out.
+                    // Two lookups by primary key (an OR would scan every connection). With no
+                    // `apart_from`, `= NULL` never holds: nobody is left out.
                     let rows: Vec<String> = sqlx::query_scalar(
                         "SELECT DISTINCT m.sender_id FROM messages m \
                          JOIN members mb ON mb.conversation_id = m.conversation_id \
                              AND mb.user_id = m.sender_id AND mb.left_seq IS NULL \
                          WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 \
-                         AND NOT EXISTS (SELECT 1 FROM connections k WHERE k.state = 'blocked' \
-                             AND ((k.user_id = $4 AND k.peer_id = m.sender_id) \
-                               OR (k.user_id = m.sender_id AND k.peer_id = $4)))",
+                         AND NOT EXISTS (SELECT 1 FROM connections k \
+                             WHERE k.user_id = $4 AND k.peer_id = m.sender_id AND k.state = 'blocked') \
+                         AND NOT EXISTS (SELECT 1 FROM connections k \
+                             WHERE k.user_id = m.sender_id AND k.peer_id = $4 AND k.state = 'blocked')",
                     )
                     .bind(conversation.to_string())
                     .bind(after)
