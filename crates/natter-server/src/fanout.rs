@@ -17,7 +17,9 @@ use axum::extract::ws::Utf8Bytes;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Notify, mpsc};
 
-/// An event for one connection. Frames are serialized once and shared by every recipient.
+/// An event for one connection. Frames are serialized once and shared by every recipient; the
+/// event itself is queued as one [`Arc`] for all of a publish's recipients, which keeps each
+/// connection's idle queue (its first block of slots) small.
 #[derive(Clone, Debug)]
 pub enum Outbound {
     /// A stored message: the connection checks it against its per-conversation watermark, so
@@ -91,7 +93,7 @@ impl Bus for LocalBus {
 struct Handle {
     id: u64,
     device: DeviceId,
-    queue: mpsc::Sender<Outbound>,
+    queue: mpsc::Sender<Arc<Outbound>>,
     kick: Arc<Notify>,
 }
 
@@ -113,7 +115,7 @@ pub struct Registration {
     user: UserId,
     id: u64,
     /// Events for this connection.
-    pub events: mpsc::Receiver<Outbound>,
+    pub events: mpsc::Receiver<Arc<Outbound>>,
     /// Notified when the connection fell too far behind and must close.
     pub kick: Arc<Notify>,
 }
@@ -136,7 +138,8 @@ impl Registry {
             kick: Arc::clone(&kick),
         };
         let mut map = self.users.write().expect("registry lock poisoned");
-        let handles = map.entry(user).or_default();
+        // Most users have one device connected here: room for one, not the default four.
+        let handles = map.entry(user).or_insert_with(|| Vec::with_capacity(1));
         handles.push(handle);
         if handles.len() == 1 {
             self.tell_presence(user, true);
@@ -216,10 +219,11 @@ impl Registry {
 
     pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
+        let mut shared = Shared::new(event);
         for user in users {
             for handle in map.get(user).into_iter().flatten() {
                 if Some(handle.device) != skip {
-                    offer(handle, event);
+                    offer(handle, shared.get());
                 }
             }
         }
@@ -227,14 +231,36 @@ impl Registry {
 
     pub(crate) fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
+        let mut shared = Shared::new(event);
         for handle in map
             .get(&user)
             .into_iter()
             .flatten()
             .filter(|h| h.device == device)
         {
-            offer(handle, event);
+            offer(handle, shared.get());
         }
+    }
+}
+
+/// One publish's event, put behind an [`Arc`] when its first local recipient is found (most
+/// cluster publishes have none on a given node).
+struct Shared<'a> {
+    event: &'a Outbound,
+    shared: Option<Arc<Outbound>>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(event: &'a Outbound) -> Self {
+        Self {
+            event,
+            shared: None,
+        }
+    }
+
+    fn get(&mut self) -> &Arc<Outbound> {
+        self.shared
+            .get_or_insert_with(|| Arc::new(self.event.clone()))
     }
 }
 
@@ -256,9 +282,9 @@ impl SendMeter {
 }
 
 /// Queues an event without waiting; a full queue means the connection must go.
-fn offer(handle: &Handle, event: &Outbound) {
+fn offer(handle: &Handle, event: &Arc<Outbound>) {
     metrics::counter!("natter_bus_received_total", "bus" => "local").increment(1);
-    if let Err(mpsc::error::TrySendError::Full(_)) = handle.queue.try_send(event.clone()) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = handle.queue.try_send(Arc::clone(event)) {
         handle.kick.notify_one();
     }
 }

@@ -51,7 +51,7 @@ use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::Messenger;
 use crate::presence::Presence;
 use crate::ratelimit::RateLimits;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store::{PgStore, SqliteStore, Store};
 
 /// Opens the configured store, creating an embedded database's directory if needed; a
@@ -131,7 +131,7 @@ pub async fn run(
         bus: Arc::clone(&bus),
         window: config.gateway.drain,
     };
-    let state = AppState {
+    let state = AppState::new(Services {
         messenger: Messenger::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&limits)),
         bus,
         assigner,
@@ -143,7 +143,7 @@ pub async fn run(
         registry,
         gateway: config.gateway,
         shutdown: shutdown_rx,
-    };
+    });
     tracing::info!(%address, "natterd listening");
     if let Some(admin) = admin {
         let address = admin

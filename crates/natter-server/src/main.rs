@@ -1,5 +1,6 @@
 //! `natterd`: flags and environment → [`Config`] → logging → [`natter_server::run`].
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -78,7 +79,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    natter_server::telemetry::init(args.log_json, std::io::stderr);
+    natter_server::telemetry::init(
+        args.log_json,
+        std::io::stderr().is_terminal(),
+        std::io::stderr,
+    );
     let limits = limits(&args);
     let config = Config {
         listen: args.listen,

@@ -286,7 +286,7 @@ mod tests {
 
     fn frames(registration: &mut Registration) -> Vec<ServerFrame> {
         std::iter::from_fn(|| registration.events.try_recv().ok())
-            .map(|event| match event {
+            .map(|event| match &*event {
                 Outbound::Frame { frame, .. } => serde_json::from_str(frame.as_str()).unwrap(),
                 other => panic!("unexpected event {other:?}"),
             })

@@ -10,9 +10,28 @@ use crate::gateway::GatewayConfig;
 use crate::messages::Messenger;
 use crate::store::Store;
 
-/// What handlers and connections need. Cheap to clone.
+/// What handlers and connections need: one pointer, cheap to clone, and small to keep in
+/// each of a node's many connections.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` with every handler and connection.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// The store.
     pub store: Arc<dyn Store>,
     /// Password hashing.

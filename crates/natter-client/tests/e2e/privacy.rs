@@ -68,7 +68,7 @@ async fn the_server_database_and_logs_never_hold_the_plaintext() {
     // The only test in this binary that installs natterd's logger, at info as in production.
     let logs = Captured::default();
     let writer = logs.clone();
-    natter_server::telemetry::init(true, move || writer.clone());
+    natter_server::telemetry::init(true, false, move || writer.clone());
 
     let mut server = TestServer::start().await;
     converse(&server).await;

@@ -64,7 +64,7 @@ pub async fn upgrade(
     };
     // Small buffers: an idle connection costs a few KiB instead of tungstenite's 128 KiB default.
     Ok(upgrade
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(WS_HARD_LIMIT)

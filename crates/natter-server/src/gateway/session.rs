@@ -11,6 +11,8 @@
 //! in seq order, whatever the interleaving of sync and live traffic.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -55,42 +57,43 @@ struct Cursor {
     read: i64,
 }
 
+/// A connection's whole life, as one boxed future.
+type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Runs a connection to its end.
-pub async fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) {
-    let auth = match auth {
-        Some(auth) => auth,
-        None => match first_frame_auth(&mut socket, &state).await {
-            Some(auth) => auth,
-            None => return,
-        },
-    };
+///
+/// An idle connection's memory is mostly this future, so it is built to hold nothing twice:
+/// an `async fn` keeps its arguments for its whole life beside whatever they were moved into,
+/// so the long-lived part is [`Session::live`], whose only argument is the session itself.
+pub fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) -> Connection {
+    match auth {
+        Some(auth) => Box::pin(start(socket, auth, state)),
+        None => Box::pin(async move {
+            if let Some(auth) = first_frame_auth(&mut socket, &state).await {
+                start(socket, auth, state).await;
+            }
+        }),
+    }
+}
+
+/// Registers an authenticated connection and runs it, in its own span.
+fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output = ()> {
     let session_id = uuid::Uuid::new_v4();
     let span = tracing::info_span!("ws", session.id = %session_id, user.id = %auth.user_id, device.id = %auth.device_id);
-    async move {
-        // Register before reading cursors: see the module docs.
-        let registration =
-            state
-                .registry
-                .register(auth.user_id, auth.device_id, state.gateway.outbound_queue);
-        let mut session = Session {
-            socket,
-            state,
-            auth,
-            registration,
-            conversations: HashMap::new(),
-            inbox_sent: 0,
-        };
-        let connections = session.state.registry.connections();
-        metrics::counter!("natter_connects_total").increment(1);
-        metrics::gauge!("natter_connections").set(connections as f64);
-        tracing::info!(connections, "connected");
-        let reason = session.serve().await;
-        drop(session);
-        metrics::counter!("natter_disconnects_total", "reason" => reason).increment(1);
-        tracing::info!(reason, "disconnected");
-    }
-    .instrument(span)
-    .await;
+    // Register before reading cursors: see the module docs.
+    let registration =
+        state
+            .registry
+            .register(auth.user_id, auth.device_id, state.gateway.outbound_queue);
+    let session = Session {
+        socket,
+        state,
+        auth,
+        registration,
+        conversations: HashMap::new(),
+        inbox_sent: 0,
+    };
+    session.live().instrument(span)
 }
 
 /// Waits for an `auth` frame; on anything else, says why and closes.
@@ -126,14 +129,6 @@ fn drain_delay(window: Duration) -> Duration {
     window.mul_f64(rand::random::<f64>())
 }
 
-/// Sleeps until `at`, or forever when there is no `at`.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 fn error_frame(code: &str, message: String) -> ServerFrame {
     ServerFrame::Error(ErrorFrame {
         code: code.to_owned(),
@@ -161,6 +156,21 @@ struct Session {
 }
 
 impl Session {
+    /// Serves the connection until it ends, and unregisters it.
+    // Not an `async fn`: one would copy `self` into its body and keep both copies.
+    fn live(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let connections = self.state.registry.connections();
+            metrics::counter!("natter_connects_total").increment(1);
+            metrics::gauge!("natter_connections").set(connections as f64);
+            tracing::info!(connections, "connected");
+            let reason = self.serve().await;
+            drop(self);
+            metrics::counter!("natter_disconnects_total", "reason" => reason).increment(1);
+            tracing::info!(reason, "disconnected");
+        }
+    }
+
     /// The connection's main loop; returns why it ended.
     async fn serve(&mut self) -> &'static str {
         let ready = ServerFrame::Ready {
@@ -168,44 +178,65 @@ impl Session {
             device_id: self.auth.device_id,
             idle_timeout_secs: self.state.gateway.idle_timeout.as_secs(),
         };
-        if self.send(&ready).await.is_err() || self.sync().await.is_err() {
+        // Boxed, like the handlers below: the future of a long-lived connection keeps only the
+        // state of its idle wait, which is most of an idle connection's memory.
+        let greeted = Box::pin(self.send(&ready)).await;
+        drop(ready);
+        if greeted.is_err() || Box::pin(self.sync()).await.is_err() {
             return "closed during sync";
         }
         let idle = self.state.gateway.idle_timeout;
-        let mut deadline = tokio::time::Instant::now() + idle;
+        let mut last_received = tokio::time::Instant::now();
+        // One timer for the two ends a connection waits for: idling out, and its moment to close
+        // when the node drains. It is re-armed when it fires, not moved on every frame received.
+        let timer = tokio::time::sleep_until(last_received + idle);
         let mut shutdown = self.state.shutdown.clone();
+        let shutdown_started = shutdown.changed();
         // Set when the server starts draining: the connection keeps working until then.
         let mut close_at: Option<tokio::time::Instant> = None;
         let kick = std::sync::Arc::clone(&self.registration.kick);
+        let kicked = kick.notified();
+        tokio::pin!(timer, shutdown_started, kicked);
         loop {
             let flow = tokio::select! {
                 biased;
-                () = kick.notified() => {
-                    self.close(close::TOO_SLOW, "too slow; reconnect and sync").await;
+                () = &mut kicked => {
+                    Box::pin(self.close(close::TOO_SLOW, "too slow; reconnect and sync")).await;
                     return "too slow";
                 }
-                _ = shutdown.changed(), if close_at.is_none() => {
-                    close_at = Some(tokio::time::Instant::now() + drain_delay(self.state.gateway.drain));
+                _ = &mut shutdown_started, if close_at.is_none() => {
+                    let at = tokio::time::Instant::now() + drain_delay(self.state.gateway.drain);
+                    close_at = Some(at);
+                    if at < timer.deadline() {
+                        timer.as_mut().reset(at);
+                    }
                     Ok(())
                 }
-                () = sleep_until_some(close_at) => {
-                    self.close(close::RESTART, "server shutting down; reconnect").await;
-                    return "server shutdown";
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    let _ = self.send(&error_frame("idle_timeout", format!("nothing received for {} s", idle.as_secs()))).await;
-                    self.close(close::IDLE, "idle").await;
-                    return "idle";
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if close_at.is_some_and(|at| at <= now) {
+                        Box::pin(self.close(close::RESTART, "server shutting down; reconnect")).await;
+                        return "server shutdown";
+                    }
+                    let idle_at = last_received + idle;
+                    if idle_at <= now {
+                        let frame = error_frame("idle_timeout", format!("nothing received for {} s", idle.as_secs()));
+                        let _ = Box::pin(self.send(&frame)).await;
+                        Box::pin(self.close(close::IDLE, "idle")).await;
+                        return "idle";
+                    }
+                    timer.as_mut().reset(close_at.map_or(idle_at, |at| at.min(idle_at)));
+                    continue;
                 }
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(message)) => {
-                        deadline = tokio::time::Instant::now() + idle;
-                        self.on_message(message).await
+                        last_received = tokio::time::Instant::now();
+                        Box::pin(self.on_message(message)).await
                     }
                     Some(Err(_)) => return "connection error",
                     None => return "client closed",
                 },
-                Some(event) = self.registration.events.recv() => self.on_event(event).await,
+                Some(event) = self.registration.events.recv() => Box::pin(self.on_event(&event)).await,
             };
             if flow.is_err() {
                 return "closed";
@@ -367,14 +398,14 @@ impl Session {
         }
     }
 
-    async fn on_event(&mut self, event: Outbound) -> Flow {
-        match event {
+    async fn on_event(&mut self, event: &Outbound) -> Flow {
+        match *event {
             Outbound::Message {
                 conversation_id,
                 seq,
                 server_ts,
                 remote,
-                frame,
+                ref frame,
             } => {
                 if !self.conversations.contains_key(&conversation_id) {
                     // A conversation joined since sync: it starts where the membership starts.
@@ -403,7 +434,7 @@ impl Session {
                 if seq > sent + 1 {
                     self.fill(conversation_id, seq - 1).await?;
                 }
-                self.send_raw("message", frame).await?;
+                self.send_raw("message", frame.clone()).await?;
                 self.conversations.entry(conversation_id).or_default().sent = seq;
                 let waited = (crate::now_ms() - server_ts).max(0) as f64 / 1000.0;
                 let locality = if remote { "remote" } else { "local" };
@@ -413,7 +444,7 @@ impl Session {
                 tracing::trace!(conversation.id = %conversation_id, seq, delivery = locality, "pushed");
                 Ok(())
             }
-            Outbound::ToDevice { seq, frame } => {
+            Outbound::ToDevice { seq, ref frame } => {
                 if seq <= self.inbox_sent {
                     return Ok(());
                 }
@@ -421,9 +452,9 @@ impl Session {
                     self.fill_inbox(seq - 1).await?;
                 }
                 self.inbox_sent = seq;
-                self.send_raw("to_device", frame).await
+                self.send_raw("to_device", frame.clone()).await
             }
-            Outbound::Frame { kind, frame } => self.send_raw(kind, frame).await,
+            Outbound::Frame { kind, ref frame } => self.send_raw(kind, frame.clone()).await,
             Outbound::Close(code, reason) => {
                 self.close(code, reason).await;
                 Err(Closed)
