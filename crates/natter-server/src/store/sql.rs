@@ -59,8 +59,12 @@ impl SqliteStore {
         // whenever another connection has committed, and dropping a large one costs more than
         // re-reading the few pages a query needs (natter-bench's profile). Memory-mapping the
         // file made every reader remap it as it grew.
+        // No ping before handing out a connection: the database is a file in this process, and
+        // each ping is a round trip to the connection's worker thread (sqlx runs every SQLite
+        // connection on its own thread), which is what a query costs most on a busy core.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().pragma("cache_size", "-65536"))
             .await
             .map_err(cannot_open)?;
@@ -70,6 +74,7 @@ impl SqliteStore {
             .map_err(|e| anyhow::anyhow!("migrating {}: {e}", path.display()))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(cannot_open)?;
