@@ -63,6 +63,7 @@ pub async fn upgrade(
         None => None,
     };
     // Small buffers: an idle connection costs a few KiB instead of tungstenite's 128 KiB default.
+    // Frames are ~0.5 KiB; a larger one grows the read buffer for itself.
     Ok(upgrade
         .read_buffer_size(1024)
         .write_buffer_size(0)
