@@ -5,8 +5,8 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Installs the global subscriber, with colours if `ansi`. `RUST_LOG` overrides the default
-/// filter (`info`).
+/// Installs the global subscriber, with colours if `ansi` (and `NO_COLOR` is not set).
+/// `RUST_LOG` overrides the default filter (`info`).
 pub fn init<W>(json: bool, ansi: bool, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
@@ -14,7 +14,7 @@ where
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi && !json)
+        .with_ansi(ansi && !json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
         .with_writer(writer);
     if json {
         builder

@@ -63,20 +63,28 @@ type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Runs a connection to its end.
 ///
 /// An idle connection's memory is mostly this future, so it is built to hold nothing twice:
-/// an `async fn` keeps its arguments for its whole life beside whatever they were moved into,
-/// so the long-lived part is [`Session::live`], whose only argument is the session itself.
+/// an `async` block keeps what it captures for its whole life, beside whatever that was moved
+/// into, so the long-lived part is [`Session::live`], which captures only the session. Without
+/// an `Authorization` header, the wait for the `auth` frame is a box of its own, freed when it
+/// hands the socket on.
 pub fn run(mut socket: WebSocket, auth: Option<Auth>, state: AppState) -> Connection {
     match auth {
         Some(auth) => Box::pin(start(socket, auth, state)),
-        None => Box::pin(async move {
-            if let Some(auth) = first_frame_auth(&mut socket, &state).await {
-                start(socket, auth, state).await;
-            }
-        }),
+        None => {
+            let authenticating = Box::pin(async move {
+                let auth = first_frame_auth(&mut socket, &state).await?;
+                Some((socket, auth, state))
+            });
+            Box::pin(async move {
+                if let Some((socket, auth, state)) = authenticating.await {
+                    start(socket, auth, state).await;
+                }
+            })
+        }
     }
 }
 
-/// Registers an authenticated connection and runs it, in its own span.
+/// Registers an authenticated connection and returns its session's future, in its own span.
 fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output = ()> {
     let session_id = uuid::Uuid::new_v4();
     let span = tracing::info_span!("ws", session.id = %session_id, user.id = %auth.user_id, device.id = %auth.device_id);
