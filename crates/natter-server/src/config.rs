@@ -91,6 +91,9 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_SECS: u64 = 60;
     /// Events queued for one connection before it counts as too slow.
     pub const OUTBOUND_QUEUE: usize = 1024;
+    /// Sends one node works on at once (about 0.4 s of work for one core at the measured
+    /// ~0.35 ms per message; see docs/benchmarks.md).
+    pub const SENDS_IN_FLIGHT: usize = 1024;
     /// Seconds over which a draining node closes its connections.
     pub const DRAIN_SECS: u64 = 5;
 }

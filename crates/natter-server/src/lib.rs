@@ -132,7 +132,12 @@ pub async fn run(
         window: config.gateway.drain,
     };
     let state = AppState::new(Services {
-        messenger: Messenger::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&limits)),
+        messenger: Messenger::new(
+            Arc::clone(&store),
+            Arc::clone(&bus),
+            Arc::clone(&limits),
+            config.gateway.sends_in_flight,
+        ),
         bus,
         assigner,
         presence,

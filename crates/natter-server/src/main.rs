@@ -61,6 +61,10 @@ struct Args {
     /// Events queued for one connection before it counts as too slow and is closed.
     #[arg(long, env = "NATTER_OUTBOUND_QUEUE", default_value_t = defaults::OUTBOUND_QUEUE)]
     outbound_queue: usize,
+    /// Sends this node works on at once; more are refused with `rate_limited` and a retry time
+    /// instead of waiting behind the others.
+    #[arg(long, env = "NATTER_SENDS_IN_FLIGHT", default_value_t = defaults::SENDS_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    sends_in_flight: usize,
     /// On SIGTERM, seconds over which open connections are closed (at random moments, so
     /// their clients reconnect to other nodes gradually); then the process exits.
     #[arg(long, env = "NATTER_DRAIN_SECS", default_value_t = defaults::DRAIN_SECS, value_parser = clap::value_parser!(u64).range(0..=600))]
@@ -99,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         gateway: GatewayConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
             outbound_queue: args.outbound_queue,
+            sends_in_flight: args.sends_in_flight,
             drain: Duration::from_secs(args.drain_secs),
         },
     };

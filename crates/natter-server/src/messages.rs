@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use natter_proto::conversations::ConversationKind;
@@ -22,6 +23,7 @@ use crate::member_lists::MemberLists;
 use crate::ratelimit::{Kind, RateLimits};
 use crate::receipts::Receipts;
 use crate::store::{NewMessage, SendPlan, Store};
+use tokio::sync::Semaphore;
 
 /// Serializes a frame once, for every recipient.
 pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
@@ -36,7 +38,12 @@ pub struct Messenger {
     limits: Arc<RateLimits>,
     receipts: Arc<Receipts>,
     member_lists: Arc<MemberLists>,
+    /// Admission for sends: one permit per send being worked on.
+    in_flight: Arc<Semaphore>,
 }
+
+/// How long a send refused because the node is full should wait before it is tried again.
+const BUSY_RETRY: Duration = Duration::from_millis(250);
 
 fn not_member() -> ServiceError {
     ServiceError::Denied {
@@ -47,13 +54,19 @@ fn not_member() -> ServiceError {
 
 impl Messenger {
     /// Messaging over `store`, fanning out through `bus`.
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, limits: Arc<RateLimits>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        limits: Arc<RateLimits>,
+        sends_in_flight: usize,
+    ) -> Self {
         Self {
             receipts: Receipts::new(Arc::clone(&bus), Arc::clone(&store)),
             store,
             bus,
             limits,
             member_lists: Arc::default(),
+            in_flight: Arc::new(Semaphore::new(sends_in_flight.max(1))),
         }
     }
 
@@ -120,6 +133,14 @@ impl Messenger {
                 message.ciphertext.len()
             )));
         }
+        // A node that already works on all the sends it can says so at once: the sender retries
+        // shortly, instead of every send waiting longer behind the others.
+        let Ok(_admitted) = self.in_flight.try_acquire() else {
+            return Err(ServiceError::RateLimited {
+                kind: "node_sends",
+                retry_after: BUSY_RETRY,
+            });
+        };
         let conversation = message.conversation_id;
         // Independent round trips (Redis in a cluster, the store): at the same time.
         let (charged, plan) = tokio::join!(

@@ -25,6 +25,9 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Events queued for one connection before it counts as too slow and is closed.
     pub outbound_queue: usize,
+    /// Sends this node works on at once; past that, a send is refused with `rate_limited`
+    /// and a retry time, rather than queued behind the others for seconds.
+    pub sends_in_flight: usize,
     /// When the server shuts down, its connections are closed at random moments over this
     /// long, so their clients reconnect to other nodes gradually rather than all at once.
     pub drain: Duration,
@@ -36,6 +39,7 @@ impl Default for GatewayConfig {
         Self {
             idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
             outbound_queue: defaults::OUTBOUND_QUEUE,
+            sends_in_flight: defaults::SENDS_IN_FLIGHT,
             drain: Duration::from_secs(defaults::DRAIN_SECS),
         }
     }

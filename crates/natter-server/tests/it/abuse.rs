@@ -2,11 +2,17 @@
 //! time), that a second device adds no allowance, and operator suspension.
 
 use natter_client::ClientError;
+use natter_proto::ConversationId;
+use natter_proto::ws::ServerFrame;
+use natter_server::config::DatabaseUrl;
 use natter_server::ratelimit::{Kind, Rate};
 use reqwest::Method;
+use sqlx::Connection;
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
-use crate::ws::{connect, error, message, next, ping, send};
+use crate::helpers::{
+    Backend, PATIENCE, TestDatabase, TestServer, assert_problem, backend_tests, server,
+};
+use crate::ws::{connect, error, message, next, ping, send, until};
 
 backend_tests!(
     logins_are_limited_per_account_and_per_address,
@@ -17,6 +23,7 @@ backend_tests!(
     websocket_connects_are_limited_per_address,
     suspension_takes_effect_at_once,
     a_suspended_sender_is_refused_before_its_close_arrives,
+    a_full_node_refuses_sends_with_a_retry_time,
 );
 
 async fn limited(backend: Backend, kind: Kind, rate: Rate) -> Option<TestServer> {
@@ -305,4 +312,94 @@ async fn a_suspended_sender_is_refused_before_its_close_arrives(backend: Backend
             .collect::<Vec<_>>(),
         ["before"]
     );
+}
+
+/// The store's writes, held by the test: SQLite's write lock, or on PostgreSQL the row of the
+/// conversation that every append to it updates.
+enum HeldWrites {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeldWrites {
+    async fn take(database: &TestDatabase, conversation: ConversationId) -> Self {
+        match &database.url {
+            DatabaseUrl::Sqlite(path) => {
+                let url = format!("sqlite://{}", path.display());
+                let mut held = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut held)
+                    .await
+                    .unwrap();
+                Self::Sqlite(held)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut held = sqlx::PgConnection::connect(&url.0).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut held).await.unwrap();
+                sqlx::query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE")
+                    .bind(conversation.to_string())
+                    .execute(&mut held)
+                    .await
+                    .unwrap();
+                Self::Postgres(held)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(mut held) => {
+                drop(sqlx::query("ROLLBACK").execute(&mut held).await.unwrap())
+            }
+            Self::Postgres(mut held) => {
+                drop(sqlx::query("ROLLBACK").execute(&mut held).await.unwrap())
+            }
+        }
+    }
+}
+
+async fn a_full_node_refuses_sends_with_a_retry_time(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, |c| c.gateway.sends_in_flight = 1).await
+    else {
+        return;
+    };
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    // While the test holds the store's writes, whichever send the node takes first stays in
+    // flight, and the node has room for one.
+    let held = HeldWrites::take(&server.database, direct).await;
+    a.send_message(direct, "a1", "x").await.unwrap();
+    b.send_message(direct, "b1", "x").await.unwrap();
+    let (refusal, alice_refused) = tokio::time::timeout(PATIENCE, async {
+        loop {
+            tokio::select! {
+                frame = a.next() => if let ServerFrame::Error(e) = frame.unwrap() { break (e, true) },
+                frame = b.next() => if let ServerFrame::Error(e) = frame.unwrap() { break (e, false) },
+            }
+        }
+    })
+    .await
+    .expect("one of the two sends is refused");
+    let (mut taken, mut refused, taken_id, refused_id) = if alice_refused {
+        (b, a, "b1", "a1")
+    } else {
+        (a, b, "a1", "b1")
+    };
+    assert_eq!(
+        (refusal.code.as_str(), refusal.client_msg_id.as_deref()),
+        ("rate_limited", Some(refused_id))
+    );
+    assert_eq!(refusal.retry_after_ms, Some(250));
+    // Once the store takes writes again, the send in flight is stored and acked, and the
+    // refused one goes through when it is sent again.
+    held.release().await;
+    until(&mut taken, |f| {
+        matches!(f, ServerFrame::Ack(_)).then_some(())
+    })
+    .await;
+    assert_eq!(message(&mut refused).await.client_msg_id, taken_id);
+    send(&mut refused, direct, refused_id, "x").await;
+    let history = alice.history(direct, None, None, None).await.unwrap();
+    assert_eq!(history.len(), 2);
 }
