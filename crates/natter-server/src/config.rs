@@ -94,6 +94,8 @@ pub mod defaults {
     /// Sends one node works on at once (about 0.4 s of work for one core at the measured
     /// ~0.35 ms per message; see docs/benchmarks.md).
     pub const SENDS_IN_FLIGHT: usize = 1024;
+    /// Milliseconds a send refused because the node is busy is told to wait.
+    pub const BUSY_RETRY_MS: u64 = 250;
     /// Seconds over which a draining node closes its connections.
     pub const DRAIN_SECS: u64 = 5;
 }

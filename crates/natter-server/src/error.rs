@@ -36,6 +36,19 @@ pub enum ServiceError {
         /// How long until the request would pass.
         retry_after: std::time::Duration,
     },
+    /// The node already works on all the sends it can; try again after `retry_after`.
+    #[error("the server is busy; retry in {} ms", retry_after.as_millis())]
+    Busy {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
+    /// An earlier send on this connection was refused because the server was busy; later ones
+    /// wait as long, so that the sender's messages keep their order.
+    #[error("an earlier message was refused because the server is busy; retry in {} ms, after it", retry_after.as_millis())]
+    HeldBehind {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
     /// The account is suspended by an operator.
     #[error("this account is suspended")]
     Suspended,
@@ -140,7 +153,9 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
             }
             ServiceError::Denied { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
-            ServiceError::RateLimited { retry_after, .. } => Self {
+            ServiceError::RateLimited { retry_after, .. }
+            | ServiceError::Busy { retry_after }
+            | ServiceError::HeldBehind { retry_after } => Self {
                 retry_after: Some(retry_after),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

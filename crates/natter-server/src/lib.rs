@@ -136,7 +136,7 @@ pub async fn run(
             Arc::clone(&store),
             Arc::clone(&bus),
             Arc::clone(&limits),
-            config.gateway.sends_in_flight,
+            (config.gateway.sends_in_flight, config.gateway.busy_retry),
         ),
         bus,
         assigner,

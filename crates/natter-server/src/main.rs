@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             outbound_queue: args.outbound_queue,
             sends_in_flight: args.sends_in_flight,
             drain: Duration::from_secs(args.drain_secs),
+            ..GatewayConfig::default()
         },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

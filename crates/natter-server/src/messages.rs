@@ -40,10 +40,9 @@ pub struct Messenger {
     member_lists: Arc<MemberLists>,
     /// Admission for sends: one permit per send being worked on.
     in_flight: Arc<Semaphore>,
+    /// How long a send refused for want of a permit is told to wait.
+    busy_retry: Duration,
 }
-
-/// How long a send refused because the node is full should wait before it is tried again.
-const BUSY_RETRY: Duration = Duration::from_millis(250);
 
 fn not_member() -> ServiceError {
     ServiceError::Denied {
@@ -58,7 +57,7 @@ impl Messenger {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         limits: Arc<RateLimits>,
-        sends_in_flight: usize,
+        (sends_in_flight, busy_retry): (usize, Duration),
     ) -> Self {
         Self {
             receipts: Receipts::new(Arc::clone(&bus), Arc::clone(&store)),
@@ -66,7 +65,10 @@ impl Messenger {
             bus,
             limits,
             member_lists: Arc::default(),
-            in_flight: Arc::new(Semaphore::new(sends_in_flight.max(1))),
+            in_flight: Arc::new(Semaphore::new(
+                sends_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            busy_retry,
         }
     }
 
@@ -136,9 +138,9 @@ impl Messenger {
         // A node that already works on all the sends it can says so at once: the sender retries
         // shortly, instead of every send waiting longer behind the others.
         let Ok(_admitted) = self.in_flight.try_acquire() else {
-            return Err(ServiceError::RateLimited {
-                kind: "node_sends",
-                retry_after: BUSY_RETRY,
+            metrics::counter!("natter_rate_limited_total", "kind" => "node_sends").increment(1);
+            return Err(ServiceError::Busy {
+                retry_after: self.busy_retry,
             });
         };
         let conversation = message.conversation_id;

@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     /// Sends this node works on at once; past that, a send is refused with `rate_limited`
     /// and a retry time, rather than queued behind the others for seconds.
     pub sends_in_flight: usize,
+    /// How long a send refused because the node is busy is told to wait.
+    pub busy_retry: Duration,
     /// When the server shuts down, its connections are closed at random moments over this
     /// long, so their clients reconnect to other nodes gradually rather than all at once.
     pub drain: Duration,
@@ -40,6 +42,7 @@ impl Default for GatewayConfig {
             idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
             outbound_queue: defaults::OUTBOUND_QUEUE,
             sends_in_flight: defaults::SENDS_IN_FLIGHT,
+            busy_retry: Duration::from_millis(defaults::BUSY_RETRY_MS),
             drain: Duration::from_secs(defaults::DRAIN_SECS),
         }
     }

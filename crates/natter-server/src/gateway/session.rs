@@ -22,7 +22,7 @@ use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
 use crate::auth::{Auth, authenticate};
-use crate::error::ApiError;
+use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration};
 use crate::messages::encode;
 use crate::observe::seconds;
@@ -100,6 +100,7 @@ fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output =
         registration,
         conversations: HashMap::new(),
         inbox_sent: 0,
+        sends_held_until: None,
     };
     session.live().instrument(span)
 }
@@ -161,6 +162,10 @@ struct Session {
     conversations: HashMap<ConversationId, Cursor>,
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,
+    /// After a send is refused because the node is busy, later sends wait as long: the client
+    /// resends in its order, so a later message cannot take a permit freed meanwhile and be
+    /// stored before the refused one.
+    sends_held_until: Option<tokio::time::Instant>,
 }
 
 impl Session {
@@ -519,7 +524,16 @@ impl Session {
             ClientFrame::Send(message) => {
                 self.state.registry.note_send();
                 let started = Instant::now();
-                match messenger.send(self.auth, &message, now).await {
+                let held = self.sends_held_until.and_then(|until| {
+                    until
+                        .checked_duration_since(tokio::time::Instant::now())
+                        .filter(|wait| !wait.is_zero())
+                });
+                let outcome = match held {
+                    Some(retry_after) => Err(ServiceError::HeldBehind { retry_after }),
+                    None => messenger.send(self.auth, &message, now).await,
+                };
+                match outcome {
                     Ok(ack) => {
                         // The ack is this device's copy: step the watermark over its own
                         // message, so the next one from a peer is not mistaken for a gap.
@@ -534,14 +548,22 @@ impl Session {
                         Ok(())
                     }
                     Err(e) => {
+                        if let ServiceError::Busy { retry_after } = e {
+                            self.sends_held_until = Some(tokio::time::Instant::now() + retry_after);
+                        }
                         let error = ApiError::from(e);
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
-                        tracing::info!(
-                            conversation.id = %message.conversation_id,
-                            bytes = message.ciphertext.len(),
-                            reason = error.code(),
-                            "message rejected"
-                        );
+                        if error.retry_after().is_some() {
+                            // An overloaded node refuses many: counted, not logged one by one.
+                            tracing::debug!(conversation.id = %message.conversation_id, "message refused for its rate");
+                        } else {
+                            tracing::info!(
+                                conversation.id = %message.conversation_id,
+                                bytes = message.ciphertext.len(),
+                                reason = error.code(),
+                                "message rejected"
+                            );
+                        }
                         self.refuse(error, Some(message.client_msg_id)).await
                     }
                 }

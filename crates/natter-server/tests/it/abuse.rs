@@ -336,9 +336,10 @@ impl HeldWrites {
             DatabaseUrl::Postgres(url) => {
                 let mut held = sqlx::PgConnection::connect(&url.0).await.unwrap();
                 sqlx::query("BEGIN").execute(&mut held).await.unwrap();
+                // `fetch_one`: the row exists, so it is locked.
                 sqlx::query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE")
                     .bind(conversation.to_string())
-                    .execute(&mut held)
+                    .fetch_one(&mut held)
                     .await
                     .unwrap();
                 Self::Postgres(held)
@@ -359,7 +360,13 @@ impl HeldWrites {
 }
 
 async fn a_full_node_refuses_sends_with_a_retry_time(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, |c| c.gateway.sends_in_flight = 1).await
+    // A long retry time, so that the test's next send surely falls within it.
+    let retry = std::time::Duration::from_secs(2);
+    let Some(server) = TestServer::start_with(backend, |c| {
+        c.gateway.sends_in_flight = 1;
+        c.gateway.busy_retry = retry;
+    })
+    .await
     else {
         return;
     };
@@ -381,25 +388,39 @@ async fn a_full_node_refuses_sends_with_a_retry_time(backend: Backend) {
     })
     .await
     .expect("one of the two sends is refused");
-    let (mut taken, mut refused, taken_id, refused_id) = if alice_refused {
-        (b, a, "b1", "a1")
+    let (mut taken, mut refused, taken_id, [first, second]) = if alice_refused {
+        (b, a, "b1", ["a1", "a2"])
     } else {
-        (a, b, "a1", "b1")
+        (a, b, "a1", ["b1", "b2"])
     };
     assert_eq!(
         (refusal.code.as_str(), refusal.client_msg_id.as_deref()),
-        ("rate_limited", Some(refused_id))
+        ("rate_limited", Some(first)),
+        "{refusal:?}"
     );
-    assert_eq!(refusal.retry_after_ms, Some(250));
+    assert_eq!(refusal.retry_after_ms, Some(2000));
+    // A later send on the refused connection waits behind the refused one, even if a place
+    // frees up meanwhile: the sender's order is kept.
+    refused.send_message(direct, second, "x").await.unwrap();
+    let held_behind = error(&mut refused).await;
+    assert_eq!(held_behind.client_msg_id.as_deref(), Some(second));
+    assert!(
+        held_behind.message.contains("earlier message"),
+        "{held_behind:?}"
+    );
     // Once the store takes writes again, the send in flight is stored and acked, and the
-    // refused one goes through when it is sent again.
+    // refused ones go through, in order, when sent again after the retry time.
     held.release().await;
     until(&mut taken, |f| {
         matches!(f, ServerFrame::Ack(_)).then_some(())
     })
     .await;
     assert_eq!(message(&mut refused).await.client_msg_id, taken_id);
-    send(&mut refused, direct, refused_id, "x").await;
-    let history = alice.history(direct, None, None, None).await.unwrap();
-    assert_eq!(history.len(), 2);
+    tokio::time::sleep(retry).await;
+    send(&mut refused, direct, first, "x").await;
+    send(&mut refused, direct, second, "x").await;
+    let mut history = alice.history(direct, None, None, None).await.unwrap();
+    history.sort_by_key(|m| m.seq);
+    let order: Vec<_> = history.iter().map(|m| m.client_msg_id.as_str()).collect();
+    assert_eq!(order, [taken_id, first, second]);
 }
