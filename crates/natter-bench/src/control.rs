@@ -65,8 +65,11 @@ pub struct Counters {
     pub issued: u64,
     /// Messages sent (resends after a reconnect not counted again).
     pub sent: u64,
-    /// Sends refused with an `error` frame.
+    /// Sends refused with an `error` frame and given up (no retry time).
     pub refused: u64,
+    /// Refusals with a retry time (`rate_limited`): the send was made again after the wait,
+    /// as clients do; a send can be retried several times.
+    pub retried: u64,
     /// Messages acked.
     pub acked: u64,
     /// Messages of this run delivered for the first time to a device.
@@ -92,6 +95,7 @@ impl Counters {
         self.issued += other.issued;
         self.sent += other.sent;
         self.refused += other.refused;
+        self.retried += other.retried;
         self.acked += other.acked;
         self.delivered += other.delivered;
         self.duplicates += other.duplicates;

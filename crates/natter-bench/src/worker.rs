@@ -1,7 +1,7 @@
 //! A worker process: holds its share of the devices' connections, sends what the coordinator
 //! asks, counts what arrives, and reports over stdout (JSON lines; commands come on stdin).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -267,6 +267,8 @@ struct DeviceState {
     reported: HashMap<ConversationId, i64>,
     /// Sends not yet acked: id -> (first send time, frame), resent after a reconnect.
     pending: HashMap<String, (Instant, String)>,
+    /// Sends refused with a retry time, by when to make them again (in refusal order).
+    retries: VecDeque<(tokio::time::Instant, String)>,
     /// Messages sent so far (for client_msg_id).
     next_id: u64,
 }
@@ -315,6 +317,7 @@ impl DeviceState {
                     Some(DeviceCommand::Cut) => return Ended::Cut,
                     Some(DeviceCommand::Send) => self.send(&mut conn, spec, shared).await,
                 },
+                () = sleep_until_first(&self.retries) => self.retry_due(&mut conn).await,
                 _ = ping.tick() => conn.send(&ClientFrame::Ping { nonce: None }).await,
                 _ = report.tick() => self.report_delivered(&mut conn).await,
             };
@@ -365,12 +368,22 @@ impl DeviceState {
             ServerFrame::Error(error) => {
                 let refused = error
                     .client_msg_id
-                    .as_ref()
-                    .and_then(|id| self.pending.remove(id));
-                if refused.is_some() {
-                    shared.count(|c| c.refused += 1);
+                    .filter(|id| self.pending.contains_key(id));
+                match (refused, error.retry_after_ms) {
+                    // As a client does: the same message again once the wait is over.
+                    (Some(id), Some(wait)) => {
+                        let at = tokio::time::Instant::now() + Duration::from_millis(wait);
+                        self.retries.push_back((at, id));
+                        shared.count(|c| c.retried += 1);
+                    }
+                    (refused, _) => {
+                        if let Some(id) = refused {
+                            self.pending.remove(&id);
+                            shared.count(|c| c.refused += 1);
+                        }
+                        shared.error(format!("error frame: {} {}", error.code, error.message));
+                    }
                 }
-                shared.error(format!("error frame: {} {}", error.code, error.message));
             }
             ServerFrame::Synced { .. } => shared.count(|c| c.syncs += 1),
             _ => {}
@@ -401,6 +414,21 @@ impl DeviceState {
         conn.send_text(frame).await
     }
 
+    /// Makes again the refused sends whose wait is over, in the order they were refused.
+    async fn retry_due(&mut self, conn: &mut Conn) -> anyhow::Result<()> {
+        let now = tokio::time::Instant::now();
+        while let Some((at, id)) = self.retries.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, frame)) = self.pending.get(id) {
+                conn.send_text(frame.clone()).await?;
+            }
+            self.retries.pop_front();
+        }
+        Ok(())
+    }
+
     /// Sends `delivered` for every conversation whose highest seq moved since the last report.
     async fn report_delivered(&mut self, conn: &mut Conn) -> anyhow::Result<()> {
         for (&conversation_id, &seq) in &self.highest {
@@ -414,5 +442,13 @@ impl DeviceState {
             }
         }
         Ok(())
+    }
+}
+
+/// Sleeps until the first refused send may be made again, or forever when none waits.
+async fn sleep_until_first(retries: &VecDeque<(tokio::time::Instant, String)>) {
+    match retries.front() {
+        Some((at, _)) => tokio::time::sleep_until(*at).await,
+        None => std::future::pending().await,
     }
 }

@@ -91,9 +91,10 @@ pub mod defaults {
     pub const IDLE_TIMEOUT_SECS: u64 = 60;
     /// Events queued for one connection before it counts as too slow.
     pub const OUTBOUND_QUEUE: usize = 1024;
-    /// Sends one node works on at once (about 0.4 s of work for one core at the measured
-    /// ~0.35 ms per message; see docs/benchmarks.md).
-    pub const SENDS_IN_FLIGHT: usize = 1024;
+    /// Sends one node works on at once: about 1.5 s of work for one core at the measured
+    /// ~2,800 messages a second, so bursts queue and only a lasting overload is refused
+    /// (docs/benchmarks.md, fourth round).
+    pub const SENDS_IN_FLIGHT: usize = 4096;
     /// Milliseconds a send refused because the node is busy is told to wait.
     pub const BUSY_RETRY_MS: u64 = 250;
     /// Seconds over which a draining node closes its connections.

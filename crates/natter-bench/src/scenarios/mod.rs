@@ -104,6 +104,7 @@ fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: 
     report.add("sent", c.sent);
     report.add("acked", c.acked);
     report.add("refused", c.refused);
+    report.add("retried_after_wait", c.retried);
     report.add("unacked", c.sent.saturating_sub(c.acked + c.refused));
     report.add("skipped_sends", c.skipped);
     report.add("expected_deliveries", expected);

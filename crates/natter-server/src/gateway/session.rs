@@ -100,7 +100,7 @@ fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output =
         registration,
         conversations: HashMap::new(),
         inbox_sent: 0,
-        sends_held_until: None,
+        busy: BusyBackoff::default(),
     };
     session.live().instrument(span)
 }
@@ -162,10 +162,43 @@ struct Session {
     conversations: HashMap<ConversationId, Cursor>,
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,
-    /// After a send is refused because the node is busy, later sends wait as long: the client
-    /// resends in its order, so a later message cannot take a permit freed meanwhile and be
-    /// stored before the refused one.
-    sends_held_until: Option<tokio::time::Instant>,
+    /// How long sends wait after the node refused one for being busy.
+    busy: BusyBackoff,
+}
+
+/// After a send is refused because the node is busy, the connection's later sends wait as
+/// long: the client resends in its order, so a later message cannot take a place freed
+/// meanwhile and be stored before the refused one. The wait doubles with each such refusal
+/// in a row (up to 16 times the node's base wait), with up to half again at random, so that
+/// clients of an overloaded node back off and do not all come back at once; an accepted send
+/// resets it.
+#[derive(Debug, Default)]
+struct BusyBackoff {
+    until: Option<tokio::time::Instant>,
+    refusals_in_a_row: u32,
+}
+
+impl BusyBackoff {
+    /// The wait left, while sends are held.
+    fn held(&self, now: tokio::time::Instant) -> Option<Duration> {
+        self.until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// Holds sends after a refusal with the node's `base` wait; returns the wait to tell.
+    fn refused(&mut self, base: Duration, now: tokio::time::Instant) -> Duration {
+        let doublings = self.refusals_in_a_row.min(4);
+        self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
+        let wait = (base * (1 << doublings)).mul_f64(1.0 + rand::random::<f64>() / 2.0);
+        self.until = Some(now + wait);
+        wait
+    }
+
+    /// A send went through: the next refusal starts from the base wait again.
+    fn accepted(&mut self) {
+        self.refusals_in_a_row = 0;
+    }
 }
 
 impl Session {
@@ -524,17 +557,13 @@ impl Session {
             ClientFrame::Send(message) => {
                 self.state.registry.note_send();
                 let started = Instant::now();
-                let held = self.sends_held_until.and_then(|until| {
-                    until
-                        .checked_duration_since(tokio::time::Instant::now())
-                        .filter(|wait| !wait.is_zero())
-                });
-                let outcome = match held {
+                let outcome = match self.busy.held(tokio::time::Instant::now()) {
                     Some(retry_after) => Err(ServiceError::HeldBehind { retry_after }),
                     None => messenger.send(self.auth, &message, now).await,
                 };
                 match outcome {
                     Ok(ack) => {
+                        self.busy.accepted();
                         // The ack is this device's copy: step the watermark over its own
                         // message, so the next one from a peer is not mistaken for a gap.
                         if let Some(cursor) = self.conversations.get_mut(&ack.conversation_id)
@@ -548,9 +577,12 @@ impl Session {
                         Ok(())
                     }
                     Err(e) => {
-                        if let ServiceError::Busy { retry_after } = e {
-                            self.sends_held_until = Some(tokio::time::Instant::now() + retry_after);
-                        }
+                        let e = match e {
+                            ServiceError::Busy { retry_after: base } => ServiceError::Busy {
+                                retry_after: self.busy.refused(base, tokio::time::Instant::now()),
+                            },
+                            e => e,
+                        };
                         let error = ApiError::from(e);
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
                         if error.retry_after().is_some() {
@@ -633,5 +665,30 @@ impl Session {
             }
             Err(e) => self.refuse(e, None).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_refusals_in_a_row_double_the_wait_up_to_sixteen_times_with_jitter() {
+        let base = Duration::from_millis(100);
+        let now = tokio::time::Instant::now();
+        let mut busy = BusyBackoff::default();
+        assert_eq!(busy.held(now), None);
+        for (refusal, factor) in [1, 2, 4, 8, 16, 16].into_iter().enumerate() {
+            let wait = busy.refused(base, now);
+            let least = base * factor;
+            assert!(
+                wait >= least && wait <= least.mul_f64(1.5),
+                "refusal {refusal}: {wait:?}"
+            );
+            assert_eq!(busy.held(now), Some(wait));
+            assert_eq!(busy.held(now + wait), None, "held no longer than it said");
+        }
+        busy.accepted();
+        assert!(busy.refused(base, now) <= base.mul_f64(1.5));
     }
 }
