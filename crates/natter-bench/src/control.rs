@@ -67,8 +67,9 @@ pub struct Counters {
     pub sent: u64,
     /// Sends refused with an `error` frame and given up (no retry time).
     pub refused: u64,
-    /// Refusals with a retry time (`rate_limited`): the send was made again after the wait,
-    /// as clients do; a send can be retried several times.
+    /// Refusals with a retry time (`rate_limited`), after each of which the send was queued
+    /// to be made again once the wait is over, as clients do; one send can be refused
+    /// several times.
     pub retried: u64,
     /// Messages acked.
     pub acked: u64,

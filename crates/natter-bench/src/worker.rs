@@ -283,6 +283,8 @@ impl DeviceState {
         commands: &mut mpsc::Receiver<DeviceCommand>,
     ) -> Ended {
         let mut seen: HashMap<ConversationId, i64> = HashMap::new();
+        // Every pending send is made again now; waits from the old connection are void.
+        self.retries.clear();
         for (_, frame) in self.pending.values() {
             if conn.send_text(frame.clone()).await.is_err() {
                 return Ended::Dropped;
@@ -409,8 +411,13 @@ impl DeviceState {
             client_ts: None,
         }))?;
         self.pending
-            .insert(client_msg_id, (Instant::now(), frame.clone()));
+            .insert(client_msg_id.clone(), (Instant::now(), frame.clone()));
         shared.count(|c| c.sent += 1);
+        // Behind sends waiting to be made again, as a client keeps its order.
+        if let Some(&(at, _)) = self.retries.back() {
+            self.retries.push_back((at, client_msg_id));
+            return Ok(());
+        }
         conn.send_text(frame).await
     }
 

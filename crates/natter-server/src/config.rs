@@ -95,7 +95,8 @@ pub mod defaults {
     /// ~2,800 messages a second, so bursts queue and only a lasting overload is refused
     /// (docs/benchmarks.md, fourth round).
     pub const SENDS_IN_FLIGHT: usize = 4096;
-    /// Milliseconds a send refused because the node is busy is told to wait.
+    /// Milliseconds a send refused because the node is busy first waits (then more, while
+    /// refusals continue).
     pub const BUSY_RETRY_MS: u64 = 250;
     /// Seconds over which a draining node closes its connections.
     pub const DRAIN_SECS: u64 = 5;

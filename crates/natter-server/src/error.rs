@@ -36,7 +36,8 @@ pub enum ServiceError {
         /// How long until the request would pass.
         retry_after: std::time::Duration,
     },
-    /// The node already works on all the sends it can; try again after `retry_after`.
+    /// The node already works on all the sends it can; try again after `retry_after` (the
+    /// node's base wait, grown by the session while its refusals continue).
     #[error("the server is busy; retry in {} ms", retry_after.as_millis())]
     Busy {
         /// How long to wait.

@@ -40,7 +40,7 @@ pub struct Messenger {
     member_lists: Arc<MemberLists>,
     /// Admission for sends: one permit per send being worked on.
     in_flight: Arc<Semaphore>,
-    /// How long a send refused for want of a permit is told to wait.
+    /// The base wait for a send refused for want of a permit (the session grows it).
     busy_retry: Duration,
 }
 

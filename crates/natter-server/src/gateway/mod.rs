@@ -28,7 +28,8 @@ pub struct GatewayConfig {
     /// Sends this node works on at once; past that, a send is refused with `rate_limited`
     /// and a retry time, rather than queued behind the others for seconds.
     pub sends_in_flight: usize,
-    /// How long a send refused because the node is busy is told to wait.
+    /// How long a send refused because the node is busy first waits; the wait doubles while
+    /// the connection's refusals continue.
     pub busy_retry: Duration,
     /// When the server shuts down, its connections are closed at random moments over this
     /// long, so their clients reconnect to other nodes gradually rather than all at once.

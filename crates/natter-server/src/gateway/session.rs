@@ -179,18 +179,22 @@ struct BusyBackoff {
 }
 
 impl BusyBackoff {
-    /// The wait left, while sends are held.
+    /// The wait left, while sends are held (in whole milliseconds, rounded up, as it is told).
     fn held(&self, now: tokio::time::Instant) -> Option<Duration> {
         self.until
             .and_then(|until| until.checked_duration_since(now))
             .filter(|wait| !wait.is_zero())
+            .map(whole_ms_up)
     }
 
     /// Holds sends after a refusal with the node's `base` wait; returns the wait to tell.
     fn refused(&mut self, base: Duration, now: tokio::time::Instant) -> Duration {
         let doublings = self.refusals_in_a_row.min(4);
         self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
-        let wait = (base * (1 << doublings)).mul_f64(1.0 + rand::random::<f64>() / 2.0);
+        // Whole milliseconds, as the client is told: a resend after exactly the told wait must
+        // not arrive before the hold ends, or it would be held behind itself.
+        let wait =
+            whole_ms_up((base * (1 << doublings)).mul_f64(1.0 + rand::random::<f64>() / 2.0));
         self.until = Some(now + wait);
         wait
     }
@@ -199,6 +203,11 @@ impl BusyBackoff {
     fn accepted(&mut self) {
         self.refusals_in_a_row = 0;
     }
+}
+
+/// `wait`, rounded up to whole milliseconds.
+fn whole_ms_up(wait: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
 impl Session {
@@ -685,6 +694,7 @@ mod tests {
                 wait >= least && wait <= least.mul_f64(1.5),
                 "refusal {refusal}: {wait:?}"
             );
+            assert_eq!(wait.subsec_nanos() % 1_000_000, 0, "whole milliseconds");
             assert_eq!(busy.held(now), Some(wait));
             assert_eq!(busy.held(now + wait), None, "held no longer than it said");
         }
