@@ -8,9 +8,10 @@ use natter_proto::connections::ConnectionState::{
 };
 use reqwest::Method;
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, presence, server};
-use crate::ws::{connect, error};
-use natter_proto::ws::ClientFrame;
+use crate::helpers::{
+    Backend, TestServer, assert_problem, assert_sees_nothing_of, backend_tests, presence, server,
+};
+use crate::ws::{connect, error, typing};
 
 backend_tests!(
     request_and_accept,
@@ -488,22 +489,10 @@ async fn a_removed_connection_sees_nothing_through_the_old_chat(backend: Backend
     // Alice removes Bob. Their direct conversation stays, with both still in it, yet it
     // grants Bob nothing a stranger does not have.
     alice.remove_connection(bob.user_id(), None).await.unwrap();
-    assert_problem(bob.profile(alice.user_id()).await, 404, "not_found");
-    assert_problem(bob.devices(alice.user_id()).await, 404, "not_found");
-    assert_eq!(
-        presence(&server.url, &bob, &alice.user_id().to_string())
-            .await
-            .0,
-        404
-    );
+    assert_sees_nothing_of(&server, &bob, &alice).await;
     // Typing in it is refused like sending.
     let (mut b, _) = connect(&bob).await;
-    b.send(&ClientFrame::Typing {
-        conversation_id: direct,
-        typing: true,
-    })
-    .await
-    .unwrap();
+    typing(&mut b, direct, true).await;
     assert_eq!(error(&mut b).await.code, "not_connected");
     b.send_message(direct, "late", "x").await.unwrap();
     assert_eq!(error(&mut b).await.code, "not_connected");

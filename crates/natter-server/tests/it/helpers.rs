@@ -582,3 +582,11 @@ pub async fn presence(base: &str, viewer: &Session, user: &str) -> (u16, Option<
     let body: serde_json::Value = response.json().await.unwrap();
     (status, body["online"].as_bool())
 }
+
+/// Asserts that `viewer` sees nothing of `user`: no profile, no devices, no presence (404s).
+pub async fn assert_sees_nothing_of(server: &TestServer, viewer: &Session, user: &Session) {
+    assert_problem(viewer.profile(user.user_id()).await, 404, "not_found");
+    assert_problem(viewer.devices(user.user_id()).await, 404, "not_found");
+    let (status, _) = presence(&server.url, viewer, &user.user_id().to_string()).await;
+    assert_eq!(status, 404, "presence");
+}

@@ -12,7 +12,8 @@ use natter_server::ratelimit::{Kind, Rate};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
 use crate::ws::{
-    connect, drained, error, marker, message, next, ping, receipt_of, receipts_in, send, until,
+    connect, drained, error, marker, message, next, ping, receipt_of, receipts_in, send, typing,
+    until,
 };
 
 backend_tests!(
@@ -514,12 +515,7 @@ async fn typing_reaches_the_other_members(backend: Backend) {
     let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
-    a.send(&ClientFrame::Typing {
-        conversation_id: direct,
-        typing: true,
-    })
-    .await
-    .unwrap();
+    typing(&mut a, direct, true).await;
     let next_frame = next(&mut b).await.unwrap();
     assert_eq!(
         next_frame,
@@ -531,21 +527,11 @@ async fn typing_reaches_the_other_members(backend: Backend) {
     );
     let mallory = server.user("mallory").await;
     let (mut m, _) = connect(&mallory).await;
-    m.send(&ClientFrame::Typing {
-        conversation_id: direct,
-        typing: true,
-    })
-    .await
-    .unwrap();
+    typing(&mut m, direct, true).await;
     assert_eq!(error(&mut m).await.code, "not_member");
     // Alice stops typing after Mallory was refused: Bob's very next frame is that, so nothing
     // of Mallory's reached him.
-    a.send(&ClientFrame::Typing {
-        conversation_id: direct,
-        typing: false,
-    })
-    .await
-    .unwrap();
+    typing(&mut a, direct, false).await;
     assert_eq!(
         next(&mut b).await.unwrap(),
         ServerFrame::Typing {
@@ -609,10 +595,6 @@ async fn typing_does_not_reach_a_blocker(backend: Backend) {
     let (mut a, _) = connect(&alice).await;
     let (mut b, _) = connect(&bob).await;
     let (mut c, _) = connect(&carol).await;
-    let typing = |conversation_id| ClientFrame::Typing {
-        conversation_id,
-        typing: true,
-    };
     let typist = |f: &ServerFrame| match f {
         ServerFrame::Typing { user_id, .. } => Some(*user_id),
         _ => None,
@@ -620,9 +602,9 @@ async fn typing_does_not_reach_a_blocker(backend: Backend) {
     // Bob's notice is handled (and would be queued to Alice) before his pong; Carol's comes
     // after it through the same queue: if Alice's next typing frame is Carol's, Bob's never
     // came.
-    b.send(&typing(room)).await.unwrap();
+    typing(&mut b, room, true).await;
     ping(&mut b, 1).await;
-    c.send(&typing(room)).await.unwrap();
+    typing(&mut c, room, true).await;
     assert_eq!(until(&mut a, typist).await, carol.user_id());
     // Bob still reaches Carol.
     assert_eq!(until(&mut c, typist).await, bob.user_id());

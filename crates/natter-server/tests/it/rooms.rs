@@ -10,7 +10,8 @@ use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, UserId};
 
 use crate::helpers::{
-    Backend, TestServer, assert_problem, backend_tests, connect_users, presence, server,
+    Backend, TestServer, assert_problem, assert_sees_nothing_of, backend_tests, connect_users,
+    presence, server,
 };
 use crate::ws::{
     connect, connect_with_inbox, drained, error, marker, message, next, send, to_device,
@@ -335,14 +336,7 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
 
     // Alice blocks Bob: they still share the room, yet Bob sees nothing of her.
     alice.block(bob.user_id(), true, None).await.unwrap();
-    assert_problem(bob.profile(alice.user_id()).await, 404, "not_found");
-    assert_eq!(
-        presence(&server.url, &bob, &alice.user_id().to_string())
-            .await
-            .0,
-        404
-    );
-    assert_problem(bob.devices(alice.user_id()).await, 404, "not_found");
+    assert_sees_nothing_of(&server, &bob, &alice).await;
     assert_problem(
         bob.claim_key(alice.user_id(), alice.device_id()).await,
         404,

@@ -13,6 +13,17 @@ pub async fn next(connection: &mut Connection) -> Result<ServerFrame, ClientErro
         .expect("no frame within the patience window")
 }
 
+/// Sends a `typing` notice.
+pub async fn typing(connection: &mut Connection, conversation_id: ConversationId, typing: bool) {
+    connection
+        .send(&ClientFrame::Typing {
+            conversation_id,
+            typing,
+        })
+        .await
+        .unwrap();
+}
+
 /// Connects a device and reads through its sync: returns the connection and what it synced.
 pub async fn connect(session: &Session) -> (Connection, Vec<Message>) {
     let (connection, messages, _) = connect_with_inbox(session).await;
