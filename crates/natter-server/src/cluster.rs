@@ -714,9 +714,9 @@ async fn write_presence(
             for chunk in users.chunks(1000) {
                 pipe.hset_multiple(&key, chunk).ignore();
             }
-            pipe.expire(&key, NODE_TTL_SECS as i64).ignore();
         }
-        // (Changes leave the time to live to the heartbeat, which renews it every 2 s.)
+        // Changes too: one that recreated a hash Redis lost must not leave it without expiry.
+        pipe.expire(&key, NODE_TTL_SECS as i64).ignore();
         match pipe.query_async::<()>(&mut redis).await {
             Ok(()) => in_step = true,
             Err(error) => {

@@ -219,11 +219,16 @@ impl Registry {
 
     pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
-        let mut shared = Shared::new(event);
+        // Put behind an `Arc` once a local recipient is found (most cluster publishes have
+        // none on a given node).
+        let mut shared = None;
         for user in users {
             for handle in map.get(user).into_iter().flatten() {
                 if Some(handle.device) != skip {
-                    offer(handle, shared.get());
+                    offer(
+                        handle,
+                        shared.get_or_insert_with(|| Arc::new(event.clone())),
+                    );
                 }
             }
         }
@@ -231,36 +236,18 @@ impl Registry {
 
     pub(crate) fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
-        let mut shared = Shared::new(event);
+        let mut shared = None;
         for handle in map
             .get(&user)
             .into_iter()
             .flatten()
             .filter(|h| h.device == device)
         {
-            offer(handle, shared.get());
+            offer(
+                handle,
+                shared.get_or_insert_with(|| Arc::new(event.clone())),
+            );
         }
-    }
-}
-
-/// One publish's event, put behind an [`Arc`] when its first local recipient is found (most
-/// cluster publishes have none on a given node).
-struct Shared<'a> {
-    event: &'a Outbound,
-    shared: Option<Arc<Outbound>>,
-}
-
-impl<'a> Shared<'a> {
-    fn new(event: &'a Outbound) -> Self {
-        Self {
-            event,
-            shared: None,
-        }
-    }
-
-    fn get(&mut self) -> &Arc<Outbound> {
-        self.shared
-            .get_or_insert_with(|| Arc::new(self.event.clone()))
     }
 }
 

@@ -280,7 +280,7 @@ impl Messenger {
             } else {
                 before.0
             };
-            let covered = (from, after.0.max(after.1));
+            let covered = (from, after.0);
             let receipt = Receipt {
                 conversation_id: conversation,
                 user_id: auth.user_id,

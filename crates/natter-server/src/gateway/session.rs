@@ -586,6 +586,10 @@ impl Session {
                         Ok(())
                     }
                     Err(e) => {
+                        let busy = matches!(
+                            e,
+                            ServiceError::Busy { .. } | ServiceError::HeldBehind { .. }
+                        );
                         let e = match e {
                             ServiceError::Busy { retry_after: base } => ServiceError::Busy {
                                 retry_after: self.busy.refused(base, tokio::time::Instant::now()),
@@ -594,7 +598,7 @@ impl Session {
                         };
                         let error = ApiError::from(e);
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
-                        if error.retry_after().is_some() {
+                        if busy {
                             // An overloaded node refuses many: counted, not logged one by one.
                             tracing::debug!(conversation.id = %message.conversation_id, "message refused for its rate");
                         } else {

@@ -324,9 +324,10 @@ enum HeldWrites {
 impl HeldWrites {
     async fn take(database: &TestDatabase, conversation: ConversationId) -> Self {
         match &database.url {
-            DatabaseUrl::Sqlite(path) => {
-                let url = format!("sqlite://{}", path.display());
-                let mut held = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            DatabaseUrl::Sqlite(_) => {
+                let mut held = sqlx::SqliteConnection::connect(&database.url_text())
+                    .await
+                    .unwrap();
                 sqlx::query("BEGIN IMMEDIATE")
                     .execute(&mut held)
                     .await
@@ -400,23 +401,25 @@ async fn a_full_node_refuses_sends_with_a_retry_time(backend: Backend) {
     // The node's wait, and up to half again so that refused clients spread out.
     let wait = refusal.retry_after_ms.expect("a retry time");
     assert!((2000..=3000).contains(&wait), "{wait} ms");
-    // A later send on the refused connection waits behind the refused one, even if a place
-    // frees up meanwhile: the sender's order is kept.
-    refused.send_message(direct, second, "x").await.unwrap();
-    let held_behind = error(&mut refused).await;
-    assert_eq!(held_behind.client_msg_id.as_deref(), Some(second));
-    assert!(
-        held_behind.message.contains("earlier message"),
-        "{held_behind:?}"
-    );
-    // Once the store takes writes again, the send in flight is stored and acked, and the
-    // refused ones go through, in order, when sent again after the retry time.
+    // Once the store takes writes again, the send in flight is stored and acked, and the place
+    // is free; yet a later send on the refused connection still waits behind the refused one,
+    // so the sender's order is kept.
     held.release().await;
     until(&mut taken, |f| {
         matches!(f, ServerFrame::Ack(_)).then_some(())
     })
     .await;
     assert_eq!(message(&mut refused).await.client_msg_id, taken_id);
+    refused.send_message(direct, second, "x").await.unwrap();
+    let held_behind = error(&mut refused).await;
+    assert_eq!(
+        (
+            held_behind.code.as_str(),
+            held_behind.client_msg_id.as_deref()
+        ),
+        ("rate_limited", Some(second))
+    );
+    // Both go through, in order, when sent again after the retry time.
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
     send(&mut refused, direct, first, "x").await;
     send(&mut refused, direct, second, "x").await;
