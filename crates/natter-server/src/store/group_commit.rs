@@ -48,12 +48,44 @@ impl<J: Send + 'static> GroupCommit<J> {
         Self { queue }
     }
 
+    /// Starts a thread named `name` that does the same for a `commit` that blocks (a
+    /// synchronous database connection): it sleeps until jobs come, takes all that wait, and
+    /// commits them with no hand-off per job. The thread ends when the last handle is dropped.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub(super) fn on_thread(
+        name: &str,
+        mut commit: impl FnMut(Vec<J>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (queue, mut jobs) = mpsc::channel::<J>(BATCH_MAX * 16);
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH_MAX);
+                while jobs.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
+                    metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
+                    commit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX)));
+                }
+            })?;
+        Ok(Self { queue })
+    }
+
     /// Queues the job `job` makes around its reply, and waits for its batch to commit.
-    pub(super) async fn submit<R>(&self, job: impl FnOnce(Reply<R>) -> J) -> Result<R, StoreError> {
+    pub(super) async fn submit<R, W>(
+        &self,
+        job: impl FnOnce(Reply<R>) -> W,
+    ) -> Result<R, StoreError>
+    where
+        J: From<W>,
+    {
         let (reply, result) = oneshot::channel();
         // The task only stops with the store.
         let stopped = || StoreError::Unavailable("the store is closing".into());
-        self.queue.send(job(reply)).await.map_err(|_| stopped())?;
+        self.queue
+            .send(J::from(job(reply)))
+            .await
+            .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
     }
 }

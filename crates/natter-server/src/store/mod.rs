@@ -9,6 +9,7 @@ mod messages;
 mod sql;
 mod sql_messages;
 mod sql_writes;
+mod sqlite_writer;
 
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
@@ -34,7 +35,10 @@ async fn timed<T>(
         .record(start.elapsed().as_secs_f64());
     if matches!(
         result,
-        Err(StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Unavailable(_))
+        Err(StoreError::Database(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Unavailable(_))
     ) {
         metrics::counter!("natter_store_errors_total", "op" => op).increment(1);
     }
@@ -53,6 +57,9 @@ pub enum StoreError {
     /// The database could not be reached or failed; the request may be retried.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer's connection failed (see [`sqlite_writer`]).
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
     /// The database holds a value this version cannot read.
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
@@ -80,6 +87,23 @@ impl StoreError {
                     class.starts_with("08") || class.starts_with("53") || class.starts_with("57P")
                 }),
             _ => false,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// A locked, full or failing database file is unavailable (retry later), like a lost
+    /// connection; anything else is this request's error.
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{
+            CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, SystemIoFailure,
+        };
+        match error.sqlite_error_code() {
+            Some(
+                DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen
+                | OutOfMemory,
+            ) => Self::Unavailable(error.to_string()),
+            _ => Self::Sqlite(error),
         }
     }
 }

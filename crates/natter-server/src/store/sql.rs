@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 
 use super::dialect;
 use super::sql_writes::Writes;
+use super::sqlite_writer::{self, SqliteWriter};
 use super::{
     ClaimedKeyRecord, ConnectionRecord, DeviceRecord, KeyCounts, KeyUpload, NewDevice, NewUser,
     Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord, timed,
@@ -28,14 +29,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The embedded store: one SQLite file in WAL mode.
 ///
-/// SQLite takes one writer at a time, so writes go through a pool of one connection: writers
-/// queue in the pool (first come, first served) instead of spinning on SQLite's busy handler,
-/// while readers use their own pool and never wait for writers (WAL).
+/// SQLite takes one writer at a time. The per-message writes and reads go to one connection on
+/// a thread of its own ([`sqlite_writer`]); other writes go through a pool of one connection, so
+/// they queue in the pool (first come, first served) rather than on SQLite's busy handler; other
+/// readers use their own pool and never wait for writers (WAL).
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     pub(super) writer: SqlitePool,
-    pub(super) writes: Writes,
+    pub(super) writes: SqliteWriter,
 }
 
 impl SqliteStore {
@@ -82,7 +84,7 @@ impl SqliteStore {
             .map_err(cannot_open)?;
         Ok(Self {
             pool,
-            writes: Self::group_writes(writer.clone()),
+            writes: sqlite_writer::start(path)?,
             writer,
         })
     }

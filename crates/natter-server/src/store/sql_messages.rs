@@ -14,7 +14,9 @@ use super::messages::{
     RoomCheck, SendPlan,
 };
 use super::sql::{classify, parse_id, parse_state};
-use super::sql_writes::{QueuedCursor, QueuedMessage, Write, Writes};
+use super::sql_writes::{
+    INSERT_MESSAGE, MOVE_CURSOR, NEXT_SEQ, QueuedCursor, QueuedMessage, Write, Writes, settle,
+};
 use super::{PgStore, SqliteStore, StoreError, timed};
 
 #[derive(sqlx::FromRow)]
@@ -125,7 +127,54 @@ macro_rules! visible_to_viewer {
     };
 }
 
-/// Implements [`MessageStore`] for a store type with `pool` and `writer` fields.
+/// A send plan's rows, one per current member: the conversation's kind and members version,
+/// the member, the sender's side of a connection towards them and theirs towards the sender,
+/// and when the member was suspended.
+type PlanRow = (
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// The [`PlanRow`]s of conversation `$1` for sender `$2`.
+const SEND_PLAN: &str = "SELECT c.kind, c.members_version, m.user_id, \
+     (SELECT k.state FROM connections k WHERE k.user_id = $2 AND k.peer_id = m.user_id), \
+     (SELECT k.state FROM connections k WHERE k.user_id = m.user_id AND k.peer_id = $2), \
+     u.suspended_at \
+     FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.left_seq IS NULL \
+     JOIN users u ON u.id = m.user_id \
+     WHERE c.id = $1";
+
+/// A room check's rows: the members version, whether the sender is a member, when the sender
+/// was suspended, and one user blocking the sender per row (one row with none if none does).
+type CheckRow = (i64, bool, Option<i64>, Option<String>);
+
+/// The [`CheckRow`]s of room `$1` for sender `$2`.
+const ROOM_CHECK: &str = "SELECT c.members_version, \
+     EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = c.id AND m.user_id = $2 \
+         AND m.left_seq IS NULL), \
+     (SELECT u.suspended_at FROM users u WHERE u.id = $2), \
+     b.user_id \
+     FROM conversations c LEFT JOIN connections b ON b.peer_id = $2 AND b.state = 'blocked' \
+     WHERE c.id = $1";
+
+/// The current members who sent messages `($2, $3]` of conversation `$1`, but those in a block
+/// with user `$4`. Two lookups by primary key (an OR would scan every connection); with no `$4`,
+/// `= NULL` never holds: nobody is left out.
+const SENDERS_BETWEEN: &str = "SELECT DISTINCT m.sender_id FROM messages m \
+     JOIN members mb ON mb.conversation_id = m.conversation_id \
+         AND mb.user_id = m.sender_id AND mb.left_seq IS NULL \
+     WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 \
+     AND NOT EXISTS (SELECT 1 FROM connections k \
+         WHERE k.user_id = $4 AND k.peer_id = m.sender_id AND k.state = 'blocked') \
+     AND NOT EXISTS (SELECT 1 FROM connections k \
+         WHERE k.user_id = m.sender_id AND k.peer_id = $4 AND k.state = 'blocked')";
+
+/// Implements [`MessageStore`] for a store type with `pool`, `writer` and `writes` fields and
+/// the per-message reads (`rows_for`, `sender_rows`).
 macro_rules! message_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
@@ -498,24 +547,7 @@ macro_rules! message_store {
                 apart_from: Option<UserId>,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("senders_between", async move {
-                    // Two lookups by primary key (an OR would scan every connection). With no
-                    // `apart_from`, `= NULL` never holds: nobody is left out.
-                    let rows: Vec<String> = sqlx::query_scalar(
-                        "SELECT DISTINCT m.sender_id FROM messages m \
-                         JOIN members mb ON mb.conversation_id = m.conversation_id \
-                             AND mb.user_id = m.sender_id AND mb.left_seq IS NULL \
-                         WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 \
-                         AND NOT EXISTS (SELECT 1 FROM connections k \
-                             WHERE k.user_id = $4 AND k.peer_id = m.sender_id AND k.state = 'blocked') \
-                         AND NOT EXISTS (SELECT 1 FROM connections k \
-                             WHERE k.user_id = m.sender_id AND k.peer_id = $4 AND k.state = 'blocked')",
-                    )
-                    .bind(conversation.to_string())
-                    .bind(after)
-                    .bind(up_to)
-                    .bind(apart_from.map(|user| user.to_string()))
-                    .fetch_all(&self.pool)
-                    .await?;
+                    let rows = self.sender_rows(conversation, (after, up_to), apart_from).await?;
                     ids(rows, "messages.sender_id")
                 }).await
             }
@@ -593,19 +625,7 @@ macro_rules! message_store {
                 timed("send_plan", async move {
                     // Per current member: the sender's side towards them, and theirs towards
                     // the sender (`blocked` keeps the message from them).
-                    let rows = sqlx::query_as::<_, (String, i64, String, Option<String>, Option<String>, Option<i64>)>(
-                        "SELECT c.kind, c.members_version, m.user_id, \
-                         (SELECT k.state FROM connections k WHERE k.user_id = $2 AND k.peer_id = m.user_id), \
-                         (SELECT k.state FROM connections k WHERE k.user_id = m.user_id AND k.peer_id = $2), \
-                         u.suspended_at \
-                         FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.left_seq IS NULL \
-                         JOIN users u ON u.id = m.user_id \
-                         WHERE c.id = $1",
-                    )
-                    .bind(conversation.to_string())
-                    .bind(sender.to_string())
-                    .fetch_all(&self.pool)
-                    .await?;
+                    let rows: Vec<PlanRow> = self.rows_for(SEND_PLAN, conversation, sender).await?;
                     let Some((first_kind, members_version, ..)) = rows.first() else {
                         return Ok(None);
                     };
@@ -643,20 +663,7 @@ macro_rules! message_store {
                 sender: UserId,
             ) -> Result<Option<RoomCheck>, StoreError> {
                 timed("room_check", async move {
-                    // One row per user blocking the sender (one with no blocker if none does).
-                    let rows = sqlx::query_as::<_, (i64, bool, Option<i64>, Option<String>)>(
-                        "SELECT c.members_version, \
-                         EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = c.id AND m.user_id = $2 \
-                             AND m.left_seq IS NULL), \
-                         (SELECT u.suspended_at FROM users u WHERE u.id = $2), \
-                         b.user_id \
-                         FROM conversations c LEFT JOIN connections b ON b.peer_id = $2 AND b.state = 'blocked' \
-                         WHERE c.id = $1",
-                    )
-                    .bind(conversation.to_string())
-                    .bind(sender.to_string())
-                    .fetch_all(&self.pool)
-                    .await?;
+                    let rows: Vec<CheckRow> = self.rows_for(ROOM_CHECK, conversation, sender).await?;
                     let Some(&(members_version, is_member, suspended_at, _)) = rows.first() else {
                         return Ok(None);
                     };
@@ -753,118 +760,6 @@ macro_rules! message_store {
             }
         }
 
-        impl $store {
-            /// Starts the task that group-commits appends and cursor moves on `writer`.
-            pub(in crate::store) fn group_writes(writer: sqlx::Pool<$db>) -> Writes {
-                GroupCommit::spawn(move |batch| {
-                    let writer = writer.clone();
-                    async move { write_batch(&writer, batch).await }
-                })
-            }
-        }
-
-        /// Writes a batch in one transaction, in lock order (see [`Write::lock_order`]). If that
-        /// fails because of one write, each is tried in its own, so a bad write fails alone; if
-        /// the database is unreachable, the whole batch fails at once (trying each would wait
-        /// out the outage once per write).
-        async fn write_batch(writer: &sqlx::Pool<$db>, mut batch: Vec<Write>) {
-            batch.sort_by(|a, b| a.lock_order().cmp(&b.lock_order()));
-            if batch.len() > 1 {
-                match write_in_one(writer, &mut batch).await {
-                    Ok(()) => return batch.into_iter().for_each(Write::committed),
-                    Err(e) if e.is_unavailable() => {
-                        let why = e.to_string();
-                        for write in batch {
-                            write.failed(StoreError::Unavailable(why.clone()));
-                        }
-                        return;
-                    }
-                    Err(_) => {}
-                }
-            }
-            for mut write in batch {
-                match write_in_one(writer, std::slice::from_mut(&mut write)).await {
-                    Ok(()) => write.committed(),
-                    Err(e) => write.failed(e),
-                }
-            }
-        }
-
-        /// Writes in one transaction, recording each write's outcome in it.
-        async fn write_in_one(writer: &sqlx::Pool<$db>, batch: &mut [Write]) -> Result<(), StoreError> {
-            let mut tx = writer.begin_with(BEGIN_WRITE).await?;
-            for write in batch.iter_mut() {
-                match write {
-                    Write::Append(message, _) => message.seq = append_one(&mut tx, message).await?,
-                    Write::MoveCursor(cursor, _) => cursor.after = move_one(&mut tx, cursor).await?,
-                }
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-
-        /// Appends a message: its seq, or `None` if this (device, client_msg_id) is already stored.
-        async fn append_one(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            message: &QueuedMessage,
-        ) -> Result<Option<i64>, StoreError> {
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM messages WHERE sender_device = $3 AND client_msg_id = $4) \
-                 RETURNING last_seq",
-            )
-            .bind(&message.conversation_id)
-            .bind(message.server_ts)
-            .bind(&message.sender_device)
-            .bind(&message.client_msg_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(seq) = seq else { return Ok(None) };
-            sqlx::query(
-                "INSERT INTO messages (conversation_id, seq, sender_id, sender_device, client_msg_id, \
-                 client_ts, server_ts, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&message.conversation_id)
-            .bind(seq)
-            .bind(&message.sender_id)
-            .bind(&message.sender_device)
-            .bind(&message.client_msg_id)
-            .bind(message.client_ts)
-            .bind(message.server_ts)
-            .bind(&message.ciphertext)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| classify(e, "message", "conversation"))?;
-            Ok(Some(seq))
-        }
-
-        /// Moves a device's cursors forward (never back); returns them after the move, or `None`
-        /// for a device logged out meanwhile (without failing the statement, which would send
-        /// the rest of its batch back to be written one by one).
-        async fn move_one(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            cursor: &QueuedCursor,
-        ) -> Result<Option<(i64, i64)>, StoreError> {
-            sqlx::query_as::<_, (i64, i64)>(
-                "INSERT INTO cursors (device_id, conversation_id, user_id, delivered_seq, read_seq) \
-                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1) \
-                 ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
-                 delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
-                     THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
-                 read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
-                     THEN excluded.read_seq ELSE cursors.read_seq END \
-                 RETURNING delivered_seq, read_seq",
-            )
-            .bind(&cursor.device_id)
-            .bind(&cursor.conversation_id)
-            .bind(&cursor.user_id)
-            .bind(cursor.delivered_seq)
-            .bind(cursor.read_seq)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| classify(e, "cursor", "device"))
-        }
-
         /// Where the first copy of a message (by device and client_msg_id) was stored.
         async fn first_copy(
             pool: &sqlx::Pool<$db>,
@@ -937,159 +832,162 @@ macro_rules! message_store {
 mod sqlite_impl {
     use super::dialect::sqlite::BEGIN_WRITE;
     use super::*;
+    use crate::store::sqlite_writer::rows;
     message_store!(SqliteStore, sqlx::Sqlite);
+
+    /// The per-message reads, on the writer thread.
+    impl SqliteStore {
+        /// The rows of `sql` (a [`SEND_PLAN`] or [`ROOM_CHECK`]) for `conversation` and `sender`.
+        async fn rows_for<T>(
+            &self,
+            sql: &'static str,
+            conversation: ConversationId,
+            sender: UserId,
+        ) -> Result<Vec<T>, StoreError>
+        where
+            T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error> + Send + 'static,
+        {
+            let args = (conversation.to_string(), sender.to_string());
+            self.writes.read(move |db| rows(db, sql, args)).await
+        }
+
+        async fn sender_rows(
+            &self,
+            conversation: ConversationId,
+            (after, up_to): (i64, i64),
+            apart_from: Option<UserId>,
+        ) -> Result<Vec<String>, StoreError> {
+            let args = (
+                conversation.to_string(),
+                after,
+                up_to,
+                apart_from.map(|user| user.to_string()),
+            );
+            let senders = self
+                .writes
+                .read(move |db| rows::<(String,)>(db, SENDERS_BETWEEN, args))
+                .await?;
+            Ok(senders.into_iter().map(|(sender,)| sender).collect())
+        }
+    }
 }
 
 mod postgres_impl {
     use super::dialect::postgres::BEGIN_WRITE;
     use super::*;
     message_store!(PgStore, sqlx::Postgres);
-}
 
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
+    /// The per-message reads, from the pool.
+    impl PgStore {
+        /// The rows of `sql` (a [`SEND_PLAN`] or [`ROOM_CHECK`]) for `conversation` and `sender`.
+        async fn rows_for<T>(
+            &self,
+            sql: &'static str,
+            conversation: ConversationId,
+            sender: UserId,
+        ) -> Result<Vec<T>, StoreError>
+        where
+            T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+        {
+            Ok(sqlx::query_as(sql)
+                .bind(conversation.to_string())
+                .bind(sender.to_string())
+                .fetch_all(&self.pool)
+                .await?)
+        }
 
-    use super::*;
-    use crate::store::{NewUser, Store};
-
-    async fn user(store: &SqliteStore, name: &str) -> UserId {
-        let id = UserId::new();
-        store
-            .create_user(&NewUser {
-                id,
-                username: name,
-                password_hash: "x",
-                display_name: name,
-                created_at: 0,
-            })
-            .await
-            .unwrap();
-        id
+        async fn sender_rows(
+            &self,
+            conversation: ConversationId,
+            (after, up_to): (i64, i64),
+            apart_from: Option<UserId>,
+        ) -> Result<Vec<String>, StoreError> {
+            Ok(sqlx::query_scalar(SENDERS_BETWEEN)
+                .bind(conversation.to_string())
+                .bind(after)
+                .bind(up_to)
+                .bind(apart_from.map(|user| user.to_string()))
+                .fetch_all(&self.pool)
+                .await?)
+        }
     }
 
-    // One thread: every append below is queued before the commit task runs, so they are one
-    // batch.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_batch_commits_in_conversation_order_and_stores_a_resend_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("natter.db"))
-            .await
-            .unwrap();
-        let (alice, bob, carol) = (
-            user(&store, "alice").await,
-            user(&store, "bob").await,
-            user(&store, "carol").await,
-        );
-        let (with_bob, with_carol) = (
-            store.direct_conversation(alice, bob, 0).await.unwrap(),
-            store.direct_conversation(alice, carol, 0).await.unwrap(),
-        );
-        // `late` sorts after `early`, and its messages arrive first.
-        let (early, late) = if with_bob.to_string() < with_carol.to_string() {
-            (with_bob, with_carol)
-        } else {
-            (with_carol, with_bob)
-        };
-        let device = DeviceId::new();
-        let message = |conversation_id, client_msg_id| NewMessage {
-            conversation_id,
-            sender_id: alice,
-            sender_device: device,
-            client_msg_id,
-            client_ts: None,
-            ciphertext: "opaque",
-            server_ts: 1,
-        };
-        let told = Arc::new(Mutex::new(Vec::new()));
-        let tell = |name: &'static str| -> OnStored {
-            let told = Arc::clone(&told);
-            Box::new(move |seq| told.lock().unwrap().push((name, seq)))
-        };
-        let messages = [
-            message(late, "late-1"),
-            message(early, "early-1"),
-            message(late, "late-2"),
-            message(late, "late-1"),
-        ];
-        let (late1, early1, late2, resent) = tokio::join!(
-            store.append(&messages[0], tell("late-1")),
-            store.append(&messages[1], tell("early-1")),
-            store.append(&messages[2], tell("late-2")),
-            store.append(&messages[3], tell("resent")),
-        );
-        let seq = |appended: Result<Appended, StoreError>| {
-            let appended = appended.unwrap();
-            (appended.seq, appended.duplicate)
-        };
-        assert_eq!(
-            [seq(late1), seq(early1), seq(late2), seq(resent)],
-            [(1, false), (1, false), (2, false), (1, true)]
-        );
-        // Told after the commit in the batch's order: by conversation, then arrival; the
-        // resend, stored by the same batch, is not told at all.
-        assert_eq!(
-            *told.lock().unwrap(),
-            [("early-1", 1), ("late-1", 1), ("late-2", 2)]
-        );
+    impl PgStore {
+        /// Starts the task that group-commits appends and cursor moves on `writer`.
+        pub(in crate::store) fn group_writes(writer: sqlx::Pool<sqlx::Postgres>) -> Writes {
+            GroupCommit::spawn(move |batch| {
+                let writer = writer.clone();
+                async move { write_batch(&writer, batch).await }
+            })
+        }
     }
 
-    // One thread, as above: the writes below form one batch.
-    #[tokio::test(flavor = "current_thread")]
-    async fn cursor_moves_share_the_batch_and_a_bad_write_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("natter.db"))
+    /// Writes a batch (see [`settle`]).
+    async fn write_batch(writer: &sqlx::Pool<sqlx::Postgres>, batch: Vec<Write>) {
+        settle(batch, |writes| {
+            let writer = writer.clone();
+            Box::pin(async move { write_in_one(&writer, writes).await })
+        })
+        .await;
+    }
+
+    /// Writes in one transaction, recording each write's outcome in it.
+    async fn write_in_one(
+        writer: &sqlx::Pool<sqlx::Postgres>,
+        batch: &mut [Write],
+    ) -> Result<(), StoreError> {
+        let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+        for write in batch.iter_mut() {
+            match write {
+                Write::Append(message, _) => message.seq = append_one(&mut tx, message).await?,
+                Write::MoveCursor(cursor, _) => cursor.after = move_one(&mut tx, cursor).await?,
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends a message: its seq, or `None` if this (device, client_msg_id) is already stored.
+    async fn append_one(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        message: &QueuedMessage,
+    ) -> Result<Option<i64>, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
+            .bind(&message.conversation_id)
+            .bind(message.server_ts)
+            .bind(&message.sender_device)
+            .bind(&message.client_msg_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(seq) = seq else { return Ok(None) };
+        sqlx::query(INSERT_MESSAGE)
+            .bind(&message.conversation_id)
+            .bind(seq)
+            .bind(&message.sender_id)
+            .bind(&message.sender_device)
+            .bind(&message.client_msg_id)
+            .bind(message.client_ts)
+            .bind(message.server_ts)
+            .bind(&message.ciphertext)
+            .execute(&mut **tx)
             .await
-            .unwrap();
-        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
-        let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
-        let phone = DeviceId::new();
-        store
-            .create_device(&crate::store::NewDevice {
-                id: phone,
-                user_id: bob,
-                name: "phone",
-                token_hash: "hash",
-                created_at: 0,
-                expires_at: i64::MAX,
-            })
+            .map_err(|e| classify(e, "message", "conversation"))?;
+        Ok(Some(seq))
+    }
+
+    /// Moves a device's cursors (see [`MOVE_CURSOR`]).
+    async fn move_one(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        cursor: &QueuedCursor,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        sqlx::query_as::<_, (i64, i64)>(MOVE_CURSOR)
+            .bind(&cursor.device_id)
+            .bind(&cursor.conversation_id)
+            .bind(&cursor.user_id)
+            .bind(cursor.delivered_seq)
+            .bind(cursor.read_seq)
+            .fetch_optional(&mut **tx)
             .await
-            .unwrap();
-        let message = NewMessage {
-            conversation_id: chat,
-            sender_id: alice,
-            sender_device: DeviceId::new(),
-            client_msg_id: "hello",
-            client_ts: None,
-            ciphertext: "opaque",
-            server_ts: 1,
-        };
-        let (appended, delivered, read, stale, unknown) = tokio::join!(
-            store.append(&message, Box::new(|_| {})),
-            store.move_cursor(phone, bob, chat, 1, 0),
-            store.move_cursor(phone, bob, chat, 1, 1),
-            // Cursors never move back.
-            store.move_cursor(phone, bob, chat, 0, 0),
-            // A device that does not exist (logged out meanwhile).
-            store.move_cursor(DeviceId::new(), bob, chat, 1, 0),
-        );
-        assert_eq!(appended.unwrap().seq, 1);
-        assert_eq!(
-            [delivered.unwrap(), read.unwrap(), stale.unwrap()],
-            [(1, 0), (1, 1), (1, 1)]
-        );
-        assert!(
-            matches!(unknown, Err(StoreError::Missing("device"))),
-            "{unknown:?}"
-        );
-        let starts = store.cursor_starts(phone, bob).await.unwrap();
-        assert_eq!(
-            (
-                starts[0].delivered_seq,
-                starts[0].read_seq,
-                starts[0].last_seq
-            ),
-            (1, 1, 1)
-        );
+            .map_err(|e| classify(e, "cursor", "device"))
     }
 }

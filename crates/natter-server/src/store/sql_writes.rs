@@ -1,6 +1,8 @@
 //! The writes that go through group commit (see [`GroupCommit`]): message appends and cursor
 //! moves, the two writes a busy conversation makes per message. One batch is one transaction.
 
+use futures_util::future::BoxFuture;
+
 use super::StoreError;
 use super::group_commit::{GroupCommit, Reply};
 use super::messages::{NewMessage, OnStored};
@@ -42,6 +44,60 @@ pub(super) enum Write {
 
 /// The group-committing queue of a store's writes.
 pub(super) type Writes = GroupCommit<Write>;
+
+/// Appending, step one: the message's seq, unless its (device, client_msg_id) is stored already.
+pub(super) const NEXT_SEQ: &str = "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM messages WHERE sender_device = $3 AND client_msg_id = $4) \
+     RETURNING last_seq";
+
+/// Appending, step two: the message at its seq.
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (conversation_id, seq, sender_id, \
+     sender_device, client_msg_id, client_ts, server_ts, ciphertext) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Moves a device's cursors forward (never back) and returns them, or no row for a device that
+/// is gone (logged out meanwhile) rather than failing the statement, which would send the rest
+/// of its batch back to be written one by one.
+pub(super) const MOVE_CURSOR: &str = "INSERT INTO cursors (device_id, conversation_id, user_id, \
+     delivered_seq, read_seq) \
+     SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1) \
+     ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
+     delivered_seq = CASE WHEN excluded.delivered_seq > cursors.delivered_seq \
+         THEN excluded.delivered_seq ELSE cursors.delivered_seq END, \
+     read_seq = CASE WHEN excluded.read_seq > cursors.read_seq \
+         THEN excluded.read_seq ELSE cursors.read_seq END \
+     RETURNING delivered_seq, read_seq";
+
+/// Writes `batch` with `write_in_one` (one transaction for the writes it is given, recording
+/// each write's outcome), in lock order (see [`Write::lock_order`]), and answers every write.
+/// If the batch fails because of one write, each is tried in its own transaction, so a bad
+/// write fails alone; if the database is unreachable, the whole batch fails at once (trying
+/// each would wait out the outage once per write).
+pub(super) async fn settle(
+    mut batch: Vec<Write>,
+    mut write_in_one: impl for<'a> FnMut(&'a mut [Write]) -> BoxFuture<'a, Result<(), StoreError>>,
+) {
+    batch.sort_by(|a, b| a.lock_order().cmp(&b.lock_order()));
+    if batch.len() > 1 {
+        match write_in_one(&mut batch).await {
+            Ok(()) => return batch.into_iter().for_each(Write::committed),
+            Err(e) if e.is_unavailable() => {
+                let why = e.to_string();
+                for write in batch {
+                    write.failed(StoreError::Unavailable(why.clone()));
+                }
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+    for mut write in batch {
+        match write_in_one(std::slice::from_mut(&mut write)).await {
+            Ok(()) => write.committed(),
+            Err(e) => write.failed(e),
+        }
+    }
+}
 
 impl Write {
     /// An append of `message`, answered on `reply`.
