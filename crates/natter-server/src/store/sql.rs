@@ -57,7 +57,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let cannot_open =
             |e| anyhow::anyhow!("cannot open SQLite database {}: {e}", path.display());
-        // Only the writer gets a large page cache: in WAL mode a reader drops its whole cache
+        // Only the writer thread (sqlite_writer.rs) gets a larger page cache; this pool's writer,
+        // for the rarer writes, keeps SQLite's default. In WAL mode a reader drops its whole cache
         // whenever another connection has committed, and dropping a large one costs more than
         // re-reading the few pages a query needs (natter-bench's profile). Readers keep 256 KiB
         // each (SQLite's default is 2 MiB): under traffic they are emptied by every commit
@@ -69,7 +70,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options.clone().pragma("cache_size", "-65536"))
+            .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
         MIGRATOR
