@@ -197,7 +197,7 @@ fn dropped(conversation: ConversationId, error: &StoreError) {
 mod tests {
     use super::*;
     use crate::fanout::{LocalBus, Registration, Registry};
-    use crate::store::{MessageStore, NewMessage, NewUser, SqliteStore};
+    use crate::store::{MessageStore, NewMessage, SqliteStore, testing};
     use natter_proto::connections::ConnectionState;
 
     /// A room in a real store, and coalescing into a registry.
@@ -213,27 +213,12 @@ mod tests {
 
     /// A room of `size` members where member `posters[i]` sent the message with seq `i + 1`.
     async fn room(size: usize, posters: &[usize]) -> Room {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("natter.db"))
-                .await
-                .unwrap(),
-        );
-        let mut members = Vec::new();
-        for i in 0..size {
-            let (id, name) = (UserId::new(), format!("member{i}"));
-            let user = NewUser {
-                id,
-                username: &name,
-                password_hash: "x",
-                display_name: &name,
-                created_at: 0,
-            };
-            store.create_user(&user).await.unwrap();
-            members.push((id, DeviceId::new()));
-        }
+        let (store, dir) = testing::sqlite().await;
+        let store = Arc::new(store);
+        let users = testing::users(store.as_ref(), (0..size).map(|i| format!("member{i}"))).await;
+        let members: Vec<(UserId, DeviceId)> =
+            users.iter().map(|&user| (user, DeviceId::new())).collect();
         let conversation = ConversationId::new();
-        let users: Vec<UserId> = members.iter().map(|(user, _)| *user).collect();
         store
             .create_room(conversation, "room", users[0], &users[1..], 0)
             .await

@@ -10,6 +10,8 @@ mod sql;
 mod sql_messages;
 mod sql_writes;
 mod sqlite_writer;
+#[cfg(test)]
+pub mod testing;
 
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;

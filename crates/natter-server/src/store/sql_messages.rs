@@ -320,6 +320,10 @@ macro_rules! message_store {
                     if current.len() + added.len() > max {
                         return Err(StoreError::Conflict("room size"));
                     }
+                    if added.is_empty() {
+                        // Nothing changed: rolled back, so the members version stays.
+                        return Ok(added);
+                    }
                     insert_members(&mut tx, conversation, added.iter().map(|u| (*u, "member")).collect(), last_seq, now).await?;
                     tx.commit().await?;
                     Ok(added)
@@ -339,6 +343,10 @@ macro_rules! message_store {
                     .bind(last_seq)
                     .execute(&mut *tx)
                     .await?;
+                    if left.rows_affected() == 0 {
+                        // Not a member: rolled back, so the members version stays.
+                        return Ok(false);
+                    }
                     // A room always has an owner while it has members: the longest-standing one inherits.
                     sqlx::query(
                         "UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = \
@@ -352,7 +360,7 @@ macro_rules! message_store {
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
-                    Ok(left.rows_affected() > 0)
+                    Ok(true)
                 }).await
             }
 
@@ -989,5 +997,47 @@ mod postgres_impl {
             .fetch_optional(&mut **tx)
             .await
             .map_err(|e| classify(e, "cursor", "device"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    /// The room's members version, as a send plan reads it.
+    async fn version(store: &SqliteStore, room: ConversationId, member: UserId) -> i64 {
+        let plan = store.send_plan(room, member).await.unwrap().unwrap();
+        plan.members_version
+    }
+
+    #[tokio::test]
+    async fn only_a_membership_change_that_changes_something_bumps_the_members_version() {
+        let (store, _dir) = testing::sqlite().await;
+        let users = testing::users(&store, ["owner", "member", "outsider"]).await;
+        let (owner, member, outsider) = (users[0], users[1], users[2]);
+        let room = ConversationId::new();
+        store
+            .create_room(room, "room", owner, &[member], 0)
+            .await
+            .unwrap();
+        let start = version(&store, room, owner).await;
+        // Adding a member again, and removing a non-member, change nothing.
+        assert!(
+            store
+                .add_members(room, &[member], 10, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!store.remove_member(room, outsider).await.unwrap());
+        assert_eq!(version(&store, room, owner).await, start);
+        // Real changes move it.
+        assert_eq!(
+            store.add_members(room, &[outsider], 10, 0).await.unwrap(),
+            [outsider]
+        );
+        assert!(store.remove_member(room, member).await.unwrap());
+        assert_eq!(version(&store, room, owner).await, start + 2);
     }
 }

@@ -214,30 +214,19 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
+    use tempfile::TempDir;
+
     use crate::store::{
-        MessageStore, NewDevice, NewMessage, NewUser, OnStored, SqliteStore, Store,
+        MessageStore, NewDevice, NewMessage, OnStored, SqliteStore, Store, testing,
     };
 
-    /// A store in `dir` with a user per name, and a writer connection of the test's own.
-    async fn store_with(dir: &Path, names: &[&str]) -> (SqliteStore, Connection, Vec<UserId>) {
-        let path = dir.join("natter.db");
-        let store = SqliteStore::open(&path).await.unwrap();
-        let mut users = Vec::new();
-        for name in names {
-            let id = UserId::new();
-            let user = NewUser {
-                id,
-                username: name,
-                password_hash: "x",
-                display_name: name,
-                created_at: 0,
-            };
-            store.create_user(&user).await.unwrap();
-            users.push(id);
-        }
-        let db = Connection::open(&path).unwrap();
+    /// A store with a user per name, and a writer connection of the test's own.
+    async fn store_with(names: &[&str]) -> (SqliteStore, Connection, Vec<UserId>, TempDir) {
+        let (store, dir) = testing::sqlite().await;
+        let users = testing::users(&store, names).await;
+        let db = Connection::open(dir.path().join(testing::DB_FILE)).unwrap();
         db.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-        (store, db, users)
+        (store, db, users, dir)
     }
 
     /// A message from `device` with the given id.
@@ -265,8 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_commits_in_conversation_order_and_stores_a_resend_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, mut db, users) = store_with(dir.path(), &["alice", "bob", "carol"]).await;
+        let (store, mut db, users, _dir) = store_with(&["alice", "bob", "carol"]).await;
         let (alice, bob, carol) = (users[0], users[1], users[2]);
         let (with_bob, with_carol) = (
             store.direct_conversation(alice, bob, 0).await.unwrap(),
@@ -313,8 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn cursor_moves_share_the_batch_and_a_bad_write_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, mut db, users) = store_with(dir.path(), &["alice", "bob"]).await;
+        let (store, mut db, users, _dir) = store_with(&["alice", "bob"]).await;
         let (alice, bob) = (users[0], users[1]);
         let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
         let phone = DeviceId::new();
