@@ -106,3 +106,125 @@ fn from_list(listed: &Listed, check: RoomCheck) -> SendPlan {
         blockers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MessageStore, SqliteStore, testing};
+
+    /// A store in a temporary directory with `n` users.
+    async fn store_with(n: usize) -> (tempfile::TempDir, SqliteStore, Vec<UserId>) {
+        let (store, dir) = testing::sqlite().await;
+        let users = testing::users(&store, (0..n).map(|i| format!("user{i}"))).await;
+        (dir, store, users)
+    }
+
+    /// A room owned by `members[0]` with the rest as members.
+    async fn room(store: &SqliteStore, members: &[UserId]) -> ConversationId {
+        let id = ConversationId::new();
+        store
+            .create_room(id, "room", members[0], &members[1..], 0)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// The list held for `conversation`, if any.
+    fn listed(lists: &MemberLists, conversation: ConversationId) -> Option<Arc<Listed>> {
+        lists.rooms().get(&conversation).cloned()
+    }
+
+    /// The recipients of `sender`'s plan for `conversation`.
+    async fn recipients(
+        lists: &MemberLists,
+        store: &SqliteStore,
+        conversation: ConversationId,
+        sender: UserId,
+    ) -> HashSet<UserId> {
+        let plan = lists.plan(store, conversation, sender).await.unwrap();
+        plan.unwrap().recipients.into_iter().collect()
+    }
+
+    /// Whether a room of `size` members is listed after a plan by a member (or an outsider).
+    async fn listed_after(size: usize, by_member: bool) -> bool {
+        let (_dir, store, users) = store_with(size + 1).await;
+        let conversation = room(&store, &users[..size]).await;
+        let sender = if by_member { users[0] } else { users[size] };
+        let lists = MemberLists::default();
+        let plan = lists.plan(&store, conversation, sender).await.unwrap();
+        assert_eq!(plan.unwrap().is_member, by_member);
+        let listed = listed(&lists, conversation).is_some();
+        assert_eq!(lists.rooms().len(), usize::from(listed));
+        listed
+    }
+
+    #[tokio::test]
+    async fn a_list_serves_plans_until_the_members_change() {
+        let (_dir, store, users) = store_with(LISTED_FROM + 1).await;
+        let (members, newcomer) = (&users[..LISTED_FROM], users[LISTED_FROM]);
+        let conversation = room(&store, members).await;
+        let lists = MemberLists::default();
+        let sender = members[0];
+        let set = |users: &[UserId]| users.iter().copied().collect::<HashSet<_>>();
+
+        assert_eq!(
+            recipients(&lists, &store, conversation, sender).await,
+            set(members)
+        );
+        let first = listed(&lists, conversation).expect("a big room is listed");
+        // Same members version: the plan comes from the same list.
+        assert_eq!(
+            recipients(&lists, &store, conversation, sender).await,
+            set(members)
+        );
+        assert!(Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()));
+
+        // Each membership change bumps the version, so the next plan reads the room again.
+        store
+            .add_members(conversation, &[newcomer], 1000, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            recipients(&lists, &store, conversation, sender).await,
+            set(&users)
+        );
+        assert!(store.remove_member(conversation, members[1]).await.unwrap());
+        let mut remaining = users.clone();
+        remaining.remove(1);
+        assert_eq!(
+            recipients(&lists, &store, conversation, sender).await,
+            set(&remaining)
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_members_plan_lists_a_room() {
+        assert!(!listed_after(LISTED_FROM, false).await);
+        assert!(listed_after(LISTED_FROM, true).await);
+    }
+
+    #[tokio::test]
+    async fn a_room_under_listed_from_is_not_listed() {
+        assert!(!listed_after(LISTED_FROM - 1, true).await);
+    }
+
+    #[tokio::test]
+    async fn listing_past_rooms_max_drops_another_room() {
+        let (_dir, store, users) = store_with(LISTED_FROM).await;
+        let conversation = room(&store, &users).await;
+        let lists = MemberLists::default();
+        let synthetic = || {
+            let listed = Listed {
+                version: 0,
+                members: Vec::new(),
+            };
+            (ConversationId::new(), Arc::new(listed))
+        };
+        lists.rooms().extend((0..ROOMS_MAX).map(|_| synthetic()));
+
+        lists.plan(&store, conversation, users[0]).await.unwrap();
+        let rooms = lists.rooms();
+        assert_eq!(rooms.len(), ROOMS_MAX);
+        assert!(rooms.contains_key(&conversation));
+    }
+}

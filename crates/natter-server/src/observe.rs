@@ -102,7 +102,7 @@ fn describe() {
     describe_histogram!(
         "natter_store_batch_size",
         Unit::Count,
-        "Messages appended by one group commit"
+        "Writes (message appends and cursor moves) committed by one group commit"
     );
     describe_histogram!(
         "natter_receipts_coalesced",

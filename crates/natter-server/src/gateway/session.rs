@@ -212,7 +212,10 @@ fn whole_ms_up(wait: Duration) -> Duration {
 
 impl Session {
     /// Serves the connection until it ends, and unregisters it.
-    // Not an `async fn`: one would copy `self` into its body and keep both copies.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would copy `self` into its body and keep both copies"
+    )]
     fn live(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let connections = self.state.registry.connections();

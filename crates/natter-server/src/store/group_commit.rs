@@ -1,10 +1,11 @@
-//! Group commit: one task takes every write waiting in its queue and commits them together, so
-//! a busy store pays for one transaction per batch instead of one per write.
+//! Group commit: one task (or thread) takes every write waiting in its queue and commits them
+//! together, so a busy store pays for one transaction per batch instead of one per write.
 //!
 //! A batch forms by itself: while one commits, the next writes queue up behind it. Nobody
 //! waits for a batch to fill, so a lone write costs what it did without batching.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,7 +51,9 @@ impl<J: Send + 'static> GroupCommit<J> {
 
     /// Starts a thread named `name` that does the same for a `commit` that blocks (a
     /// synchronous database connection): it sleeps until jobs come, takes all that wait, and
-    /// commits them with no hand-off per job. The thread ends when the last handle is dropped.
+    /// commits them with no hand-off per job. The thread ends when the last handle is dropped. A
+    /// batch whose `commit` panics is logged and dropped (its callers are told the store failed)
+    /// and the thread goes on with the next.
     ///
     /// # Errors
     /// The thread cannot be started.
@@ -64,8 +67,12 @@ impl<J: Send + 'static> GroupCommit<J> {
             .spawn(move || {
                 let mut batch = Vec::with_capacity(BATCH_MAX);
                 while jobs.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
-                    metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
-                    commit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX)));
+                    let jobs = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
+                    // A batch's unanswered replies are dropped with it, which their callers see.
+                    let committed = std::panic::catch_unwind(AssertUnwindSafe(|| commit(jobs)));
+                    if committed.is_err() {
+                        tracing::error!("a store batch panicked; its callers were told it failed");
+                    }
                 }
             })?;
         Ok(Self { queue })
@@ -80,8 +87,8 @@ impl<J: Send + 'static> GroupCommit<J> {
         J: From<W>,
     {
         let (reply, result) = oneshot::channel();
-        // The task only stops with the store.
-        let stopped = || StoreError::Unavailable("the store is closing".into());
+        // The task only stops with the store; a reply is dropped unanswered only by a panic.
+        let stopped = || StoreError::Unavailable("the store is closing or failed".into());
         self.queue
             .send(J::from(job(reply)))
             .await

@@ -66,7 +66,8 @@ pub enum StoreError {
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
     /// The database could not be reached for work done on the caller's behalf (a group commit
-    /// that failed as a whole); the request may be retried.
+    /// that failed as a whole), or SQLite's file was locked past the busy timeout, full, or
+    /// failing; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,20 +25,45 @@ use super::{
 };
 use crate::connections::Refusal;
 use natter_proto::limits::ONE_TIME_KEYS_STORED;
+use tokio::sync::MutexGuard;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The embedded store: one SQLite file in WAL mode.
 ///
 /// SQLite takes one writer at a time. The per-message writes and reads go to one connection on
-/// a thread of its own ([`sqlite_writer`]); other writes go through a pool of one connection, so
-/// they queue in the pool (first come, first served) rather than on SQLite's busy handler; other
+/// a thread of its own ([`sqlite_writer`]); other writes go through a pool of one connection.
+/// The two take turns ([`WriteTurn`]) rather than meeting in SQLite's busy handler. Other
 /// readers use their own pool and never wait for writers (WAL).
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     pub(super) writer: SqlitePool,
     pub(super) writes: SqliteWriter,
+    turn: WriteTurn,
+}
+
+/// Whose turn it is to write to a SQLite file: its writer thread and its pool's writer wait for
+/// it in order, instead of polling SQLite's lock (the busy handler sleeps 1, 2, 5… ms between
+/// tries, and is not first come, first served).
+pub(super) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
+
+impl SqliteStore {
+    /// Waits for this store's turn to write (see [`WriteTurn`]).
+    pub(super) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        Some(self.turn.lock().await)
+    }
+}
+
+impl PgStore {
+    /// No turn to wait for: PostgreSQL takes concurrent writers.
+    #[expect(
+        clippy::unused_async,
+        reason = "the same call as SqliteStore's, in shared SQL"
+    )]
+    pub(super) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        None
+    }
 }
 
 impl SqliteStore {
@@ -83,10 +109,12 @@ impl SqliteStore {
             .connect_with(options.read_only(true).pragma("cache_size", "-256"))
             .await
             .map_err(cannot_open)?;
+        let turn = WriteTurn::default();
         Ok(Self {
             pool,
-            writes: sqlite_writer::start(path)?,
+            writes: sqlite_writer::start(path, Arc::clone(&turn))?,
             writer,
+            turn,
         })
     }
 }
@@ -298,6 +326,7 @@ macro_rules! sql_store {
 
             async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
                 timed("create_user", async move {
+                    let _turn = self.write_turn().await;
                     sqlx::query(
                         "INSERT INTO users (id, username, username_lower, password_hash, display_name, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -357,6 +386,7 @@ macro_rules! sql_store {
                 avatar_url: Option<Option<&str>>,
             ) -> Result<(), StoreError> {
                 timed("update_profile", async move {
+                    let _turn = self.write_turn().await;
                     sqlx::query(
                         "UPDATE users SET display_name = COALESCE($2, display_name), \
                          avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END WHERE id = $1",
@@ -373,6 +403,7 @@ macro_rules! sql_store {
 
             async fn create_device(&self, device: &NewDevice<'_>) -> Result<(), StoreError> {
                 timed("create_device", async move {
+                    let _turn = self.write_turn().await;
                     sqlx::query(
                         "INSERT INTO devices (id, user_id, name, token_hash, created_at, expires_at) \
                          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -413,6 +444,7 @@ macro_rules! sql_store {
 
             async fn set_suspended(&self, user: UserId, since: Option<i64>) -> Result<bool, StoreError> {
                 timed("set_suspended", async move {
+                    let _turn = self.write_turn().await;
                     let done = sqlx::query("UPDATE users SET suspended_at = $2 WHERE id = $1")
                         .bind(user.to_string())
                         .bind(since)
@@ -430,6 +462,7 @@ macro_rules! sql_store {
 
             async fn delete_device(&self, user: UserId, device: DeviceId) -> Result<bool, StoreError> {
                 timed("delete_device", async move {
+                    let _turn = self.write_turn().await;
                     let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
                         .bind(device.to_string())
                         .bind(user.to_string())
@@ -470,6 +503,7 @@ macro_rules! sql_store {
                 now: i64,
             ) -> Result<KeyCounts, StoreError> {
                 timed("upload_keys", async move {
+                    let _turn = self.write_turn().await;
                     let device_id = device.to_string();
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     if let Some(keys) = upload.identity_keys {
@@ -541,6 +575,7 @@ macro_rules! sql_store {
 
             async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
                 timed("claim_key", async move {
+                    let _turn = self.write_turn().await;
                     let device_id = device.to_string();
                     let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
                         .bind(&device_id)
@@ -637,6 +672,7 @@ macro_rules! sql_store {
                 transition: Transition<'_>,
             ) -> Result<Result<Sides, Refusal>, StoreError> {
                 timed("change_connection", async move {
+                    let _turn = self.write_turn().await;
                     let (user_text, peer_text) = (user.to_string(), peer.to_string());
                     // Insert missing sides in key order, so concurrent callers lock in one order.
                     let (first, second) =

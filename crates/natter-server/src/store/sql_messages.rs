@@ -181,6 +181,7 @@ macro_rules! message_store {
         impl MessageStore for $store {
             async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationId, StoreError> {
                 timed("direct_conversation", async move {
+                    let _turn = self.write_turn().await;
                     let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
                     let key = format!("{low}:{high}");
                     let existing = || async {
@@ -234,6 +235,7 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<(), StoreError> {
                 timed("create_room", async move {
+                    let _turn = self.write_turn().await;
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     sqlx::query(
                         "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
@@ -302,6 +304,7 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("add_members", async move {
+                    let _turn = self.write_turn().await;
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     let last_seq = lock_members(&mut tx, conversation).await?;
                     let current: Vec<String> = sqlx::query_scalar(
@@ -332,6 +335,7 @@ macro_rules! message_store {
 
             async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
                 timed("remove_member", async move {
+                    let _turn = self.write_turn().await;
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     let last_seq = lock_members(&mut tx, conversation).await?;
                     let left = sqlx::query(
@@ -693,6 +697,7 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<Vec<ToDeviceIn>, StoreError> {
                 timed("push_inbox", async move {
+                    let _turn = self.write_turn().await;
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     let mut stored = Vec::with_capacity(items.len());
                     for (device, payload) in items {
@@ -748,6 +753,7 @@ macro_rules! message_store {
 
             async fn ack_inbox(&self, device: DeviceId, seq: i64) -> Result<(), StoreError> {
                 timed("ack_inbox", async move {
+                    let _turn = self.write_turn().await;
                     sqlx::query("DELETE FROM inbox WHERE device_id = $1 AND seq <= $2")
                         .bind(device.to_string())
                         .bind(seq)
@@ -996,7 +1002,8 @@ mod postgres_impl {
             .bind(cursor.read_seq)
             .fetch_optional(&mut **tx)
             .await
-            .map_err(|e| classify(e, "cursor", "device"))
+            // A device gone is no row (see MOVE_CURSOR); a missing reference is the conversation.
+            .map_err(|e| classify(e, "cursor", "conversation"))
     }
 }
 

@@ -71,30 +71,35 @@ pub(super) const MOVE_CURSOR: &str = "INSERT INTO cursors (device_id, conversati
 /// Writes `batch` with `write_in_one` (one transaction for the writes it is given, recording
 /// each write's outcome), in lock order (see [`Write::lock_order`]), and answers every write.
 /// If the batch fails because of one write, each is tried in its own transaction, so a bad
-/// write fails alone; if the database is unreachable, the whole batch fails at once (trying
-/// each would wait out the outage once per write).
+/// write fails alone; if the database is unreachable, the whole batch (or the rest of it) fails
+/// at once (trying each would wait out the outage once per write).
 pub(super) async fn settle(
     mut batch: Vec<Write>,
     mut write_in_one: impl for<'a> FnMut(&'a mut [Write]) -> BoxFuture<'a, Result<(), StoreError>>,
 ) {
     batch.sort_by(|a, b| a.lock_order().cmp(&b.lock_order()));
+    // Why the database is unavailable, once it is: every write left fails with that at once.
+    let mut unavailable: Option<String> = None;
     if batch.len() > 1 {
         match write_in_one(&mut batch).await {
             Ok(()) => return batch.into_iter().for_each(Write::committed),
-            Err(e) if e.is_unavailable() => {
-                let why = e.to_string();
-                for write in batch {
-                    write.failed(StoreError::Unavailable(why.clone()));
-                }
-                return;
-            }
+            Err(e) if e.is_unavailable() => unavailable = Some(e.to_string()),
             Err(_) => {}
         }
     }
     for mut write in batch {
+        if let Some(why) = &unavailable {
+            write.failed(StoreError::Unavailable(why.clone()));
+            continue;
+        }
         match write_in_one(std::slice::from_mut(&mut write)).await {
             Ok(()) => write.committed(),
-            Err(e) => write.failed(e),
+            Err(e) => {
+                if e.is_unavailable() {
+                    unavailable = Some(e.to_string());
+                }
+                write.failed(e);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! (docs/benchmarks.md). Here a batch of jobs costs one wake-up. The thread takes every job
 //! waiting, answers the reads from its page cache (which stays warm: only other connections'
 //! commits empty it), then writes in one transaction. Rarer writes (accounts, memberships) still
-//! go through sqlx on a second connection; SQLite's lock and busy timeout keep the two apart.
+//! go through sqlx on a second connection; the two take turns ([`WriteTurn`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags, Params, Row, Transaction, TransactionBehav
 
 use super::StoreError;
 use super::group_commit::{GroupCommit, Reply};
+use super::sql::WriteTurn;
 use super::sql_writes::{
     INSERT_MESSAGE, MOVE_CURSOR, NEXT_SEQ, QueuedCursor, QueuedMessage, Write, settle,
 };
@@ -49,7 +50,7 @@ pub(super) type SqliteWriter = GroupCommit<Job>;
 ///
 /// # Errors
 /// The database cannot be opened or the thread cannot start.
-pub(super) fn start(path: &Path) -> anyhow::Result<SqliteWriter> {
+pub(super) fn start(path: &Path, turn: WriteTurn) -> anyhow::Result<SqliteWriter> {
     let opening = || format!("opening the SQLite writer on {}", path.display());
     let mut db = Connection::open_with_flags(
         path,
@@ -65,7 +66,7 @@ pub(super) fn start(path: &Path) -> anyhow::Result<SqliteWriter> {
         })
         .map_err(|e| anyhow::anyhow!("{}: {e}", opening()))?;
     db.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
-    GroupCommit::on_thread("natter-sqlite", move |jobs| run(&mut db, jobs))
+    GroupCommit::on_thread("natter-sqlite", move |jobs| run(&mut db, &turn, jobs))
         .map_err(|e| anyhow::anyhow!("{}: {e}", opening()))
 }
 
@@ -85,8 +86,8 @@ impl SqliteWriter {
     }
 }
 
-/// Answers a batch's reads, then writes its writes.
-fn run(db: &mut Connection, jobs: Vec<Job>) {
+/// Answers a batch's reads, then writes its writes in the store's turn.
+fn run(db: &mut Connection, turn: &WriteTurn, jobs: Vec<Job>) {
     let mut writes = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
@@ -95,13 +96,15 @@ fn run(db: &mut Connection, jobs: Vec<Job>) {
         }
     }
     if !writes.is_empty() {
+        metrics::histogram!("natter_store_batch_size").record(writes.len() as f64);
+        let _turn = turn.blocking_lock();
         write_batch(db, writes);
     }
 }
 
 /// Writes a batch (see [`settle`]). Nothing in it waits but the database, so it is done in
 /// its first poll.
-pub(super) fn write_batch(db: &mut Connection, batch: Vec<Write>) {
+fn write_batch(db: &mut Connection, batch: Vec<Write>) {
     settle(batch, |writes| {
         Box::pin(std::future::ready(write_in_one(db, writes)))
     })
@@ -161,7 +164,8 @@ fn move_one(tx: &Transaction<'_>, cursor: &QueuedCursor) -> Result<Option<(i64, 
         ),
         |row| <(i64, i64)>::try_from(row),
     );
-    optional(moved).map_err(|e| classify(e, "cursor", "device"))
+    // A device gone is no row (see MOVE_CURSOR); a missing reference is the conversation.
+    optional(moved).map_err(|e| classify(e, "cursor", "conversation"))
 }
 
 /// The rows of `sql` (written for sqlx, with `$n` parameters) with `params`, each as a `T`.
@@ -175,9 +179,16 @@ where
 }
 
 /// `sql` with its `$n` parameters (sqlx's, and PostgreSQL's) as `?n`, SQLite's numbered form:
-/// to SQLite, `$n` names a parameter, numbered by where it first appears.
+/// to SQLite, `$n` names a parameter, numbered by where it first appears. (A `$` before a digit
+/// inside a string literal would be changed too; no statement here has one.)
 fn numbered(sql: &str) -> String {
-    sql.replace('$', "?")
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let parameter = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if parameter { '?' } else { c });
+    }
+    out
 }
 
 /// `None` for no row.
@@ -229,6 +240,21 @@ mod tests {
         (store, db, users, dir)
     }
 
+    /// Logs `user` in on a new device.
+    async fn device_of(store: &SqliteStore, user: UserId) -> DeviceId {
+        let id = DeviceId::new();
+        let login = NewDevice {
+            id,
+            user_id: user,
+            name: "phone",
+            token_hash: "hash",
+            created_at: 0,
+            expires_at: i64::MAX,
+        };
+        store.create_device(&login).await.unwrap();
+        id
+    }
+
     /// A message from `device` with the given id.
     fn message(
         conversation_id: ConversationId,
@@ -247,14 +273,20 @@ mod tests {
         }
     }
 
+    /// What a write is answered.
+    type Answer<R> = Result<R, StoreError>;
+
+    /// What a batch's append and its cursor moves were answered.
+    type Answers = (Answer<Option<i64>>, Vec<Answer<(i64, i64)>>);
+
     /// What a write was answered, once its batch is written.
-    fn answer<R>(mut reply: oneshot::Receiver<Result<R, StoreError>>) -> Result<R, StoreError> {
+    fn answer<R>(mut reply: oneshot::Receiver<Answer<R>>) -> Answer<R> {
         reply.try_recv().expect("every write is answered")
     }
 
     #[tokio::test]
     async fn a_batch_commits_in_conversation_order_and_stores_a_resend_once() {
-        let (store, mut db, users, _dir) = store_with(&["alice", "bob", "carol"]).await;
+        let (store, mut db, users, dir) = store_with(&["alice", "bob", "carol"]).await;
         let (alice, bob, carol) = (users[0], users[1], users[2]);
         let (with_bob, with_carol) = (
             store.direct_conversation(alice, bob, 0).await.unwrap(),
@@ -268,9 +300,21 @@ mod tests {
         };
         let device = DeviceId::new();
         let told = Arc::new(Mutex::new(Vec::new()));
-        let tell = |name: &'static str| -> OnStored {
-            let told = Arc::clone(&told);
-            Box::new(move |seq| told.lock().unwrap().push((name, seq)))
+        let path = dir.path().join(testing::DB_FILE);
+        // Each told message says whether another connection can read it yet.
+        let tell = |name: &'static str, id: &'static str| -> OnStored {
+            let (told, path) = (Arc::clone(&told), path.clone());
+            Box::new(move |seq| {
+                let visible: i64 = Connection::open(path)
+                    .unwrap()
+                    .query_row(
+                        "SELECT count(*) FROM messages WHERE client_msg_id = ?1",
+                        [id],
+                        |row| row.get(0),
+                    )
+                    .unwrap();
+                told.lock().unwrap().push((name, seq, visible == 1));
+            })
         };
         let arrivals = [
             (late, "late-1", "late-1"),
@@ -282,8 +326,11 @@ mod tests {
             .iter()
             .map(|&(conversation, id, name)| {
                 let (reply, answered) = oneshot::channel();
-                let write =
-                    Write::append(&message(conversation, alice, device, id), tell(name), reply);
+                let write = Write::append(
+                    &message(conversation, alice, device, id),
+                    tell(name, id),
+                    reply,
+                );
                 (write, answered)
             })
             .unzip();
@@ -291,12 +338,41 @@ mod tests {
         let seqs: Vec<Option<i64>> = replies.into_iter().map(|r| answer(r).unwrap()).collect();
         // The resend finds the first copy, stored by the same batch.
         assert_eq!(seqs, [Some(1), Some(1), Some(2), None]);
-        // Told after the commit in the batch's order: by conversation, then arrival; the
-        // resend is not told at all.
+        // Told after the commit (others can read it), in the batch's order: by conversation,
+        // then arrival; the resend is not told at all.
         assert_eq!(
             *told.lock().unwrap(),
-            [("early-1", 1), ("late-1", 1), ("late-2", 2)]
+            [
+                ("early-1", 1, true),
+                ("late-1", 1, true),
+                ("late-2", 2, true)
+            ]
         );
+    }
+
+    /// Writes a batch of one append of `client_msg_id` and `moves` (device, conversation,
+    /// delivered, read) by `user`; what each was answered.
+    fn write_all(
+        db: &mut Connection,
+        appended: NewMessage<'_>,
+        user: UserId,
+        moves: &[(DeviceId, ConversationId, i64, i64)],
+    ) -> Answers {
+        let (reply, stored) = oneshot::channel();
+        let mut batch = vec![Write::append(&appended, Box::new(|_| {}), reply)];
+        let mut replies = Vec::new();
+        for &(device, conversation, delivered, read) in moves {
+            let (reply, answered) = oneshot::channel();
+            batch.push(Write::move_cursor(
+                (device, user, conversation),
+                delivered,
+                read,
+                reply,
+            ));
+            replies.push(answered);
+        }
+        write_batch(db, batch);
+        (answer(stored), replies.into_iter().map(answer).collect())
     }
 
     #[tokio::test]
@@ -304,70 +380,106 @@ mod tests {
         let (store, mut db, users, _dir) = store_with(&["alice", "bob"]).await;
         let (alice, bob) = (users[0], users[1]);
         let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
-        let phone = DeviceId::new();
-        let login = NewDevice {
-            id: phone,
-            user_id: bob,
-            name: "phone",
-            token_hash: "hash",
-            created_at: 0,
-            expires_at: i64::MAX,
-        };
-        store.create_device(&login).await.unwrap();
-        let (appended, stored) = oneshot::channel();
-        let mut batch = vec![Write::append(
-            &message(chat, alice, DeviceId::new(), "hello"),
-            Box::new(|_| {}),
-            appended,
-        )];
-        let moves = [
-            (phone, chat, 1, 0),
-            (phone, chat, 1, 1),
-            // Cursors never move back.
-            (phone, chat, 0, 0),
-            // A device that does not exist (logged out meanwhile).
-            (DeviceId::new(), chat, 1, 0),
-            // A conversation that does not exist: this write fails the batch's transaction.
-            (phone, ConversationId::new(), 1, 0),
-        ];
-        let mut replies = Vec::new();
-        for (device, conversation, delivered, read) in moves {
-            let (reply, answered) = oneshot::channel();
-            batch.push(Write::move_cursor(
-                (device, bob, conversation),
-                delivered,
-                read,
-                reply,
-            ));
-            replies.push(answered);
-        }
-        write_batch(&mut db, batch);
-        // Written one by one after the batch failed: the failed attempt left nothing behind.
-        assert_eq!(answer(stored).unwrap(), Some(1));
-        let mut answers = replies.into_iter().map(answer);
-        let mut next = || answers.next().unwrap();
-        assert_eq!(
-            [next().unwrap(), next().unwrap(), next().unwrap()],
-            [(1, 0), (1, 1), (1, 1)]
+        let phone = device_of(&store, bob).await;
+        let sender = DeviceId::new();
+        // One transaction: cursors move forward only, and a device logged out meanwhile is
+        // answered alone without failing the rest.
+        let (stored, moved) = write_all(
+            &mut db,
+            message(chat, alice, sender, "hello"),
+            bob,
+            &[
+                (phone, chat, 1, 0),
+                (phone, chat, 1, 1),
+                (phone, chat, 0, 0),
+                (DeviceId::new(), chat, 1, 0),
+            ],
         );
-        let unknown_device = next();
+        assert_eq!(stored.unwrap(), Some(1));
         assert!(
-            matches!(unknown_device, Err(StoreError::Missing("device"))),
-            "{unknown_device:?}"
+            matches!(moved[3], Err(StoreError::Missing("device"))),
+            "{:?}",
+            moved[3]
         );
-        let unknown_conversation = next();
+        let moved: Vec<(i64, i64)> = moved.into_iter().take(3).map(Result::unwrap).collect();
+        assert_eq!(moved, [(1, 0), (1, 1), (1, 1)]);
+        // A conversation that does not exist fails the batch's transaction: the others are
+        // written one by one, and the failed attempt left nothing behind (seq 2, not 3).
+        let (stored, moved) = write_all(
+            &mut db,
+            message(chat, alice, sender, "again"),
+            bob,
+            &[(phone, chat, 2, 1), (phone, ConversationId::new(), 1, 0)],
+        );
+        assert_eq!(stored.unwrap(), Some(2));
+        assert_eq!(moved[0].as_ref().unwrap(), &(2, 1));
         assert!(
-            matches!(unknown_conversation, Err(StoreError::Missing(_))),
-            "{unknown_conversation:?}"
+            matches!(moved[1], Err(StoreError::Missing("conversation"))),
+            "{:?}",
+            moved[1]
         );
         let starts = store.cursor_starts(phone, bob).await.unwrap();
+        let start = &starts[0];
         assert_eq!(
-            (
-                starts[0].delivered_seq,
-                starts[0].read_seq,
-                starts[0].last_seq
-            ),
-            (1, 1, 1)
+            (start.delivered_seq, start.read_seq, start.last_seq),
+            (2, 1, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn the_writer_thread_reads_checks_and_answers_resends_with_the_first_copy() {
+        let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
+        let (alice, bob) = (users[0], users[1]);
+        let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
+        let hello = message(chat, alice, DeviceId::new(), "hello");
+        let first = store.append(&hello, Box::new(|_| {})).await.unwrap();
+        let again = store.append(&hello, Box::new(|_| {})).await.unwrap();
+        assert_eq!((first.seq, first.duplicate), (1, false));
+        assert_eq!((again.seq, again.duplicate), (1, true));
+        // A read on the thread: the plan's rows, bound and decoded.
+        let plan = store.send_plan(chat, alice).await.unwrap().unwrap();
+        assert!(plan.is_member && !plan.sender_suspended);
+        let mut recipients = plan.recipients.clone();
+        recipients.sort();
+        let mut members = vec![alice, bob];
+        members.sort();
+        assert_eq!(recipients, members);
+        let senders = store
+            .senders_between(chat, (0, 1), Some(bob))
+            .await
+            .unwrap();
+        assert_eq!(senders, [alice]);
+        // The thread's own connection enforces foreign keys: a real device's cursor in a
+        // conversation that does not exist is refused.
+        let phone = device_of(&store, bob).await;
+        let nowhere = store
+            .move_cursor(phone, bob, ConversationId::new(), 1, 0)
+            .await;
+        assert!(
+            matches!(nowhere, Err(StoreError::Missing("conversation"))),
+            "{nowhere:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_writer_thread_writes_only_in_its_turn() {
+        let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
+        let chat = store
+            .direct_conversation(users[0], users[1], 0)
+            .await
+            .unwrap();
+        // The rare-write pool's turn, held.
+        let turn = store.write_turn().await;
+        let appending = tokio::spawn({
+            let (store, alice) = (store.clone(), users[0]);
+            async move {
+                let hello = message(chat, alice, DeviceId::new(), "hello");
+                store.append(&hello, Box::new(|_| {})).await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!appending.is_finished(), "the append waits for the turn");
+        drop(turn);
+        assert_eq!(appending.await.unwrap().unwrap().seq, 1);
     }
 }

@@ -351,10 +351,10 @@ impl HeldWrites {
     async fn release(self) {
         match self {
             Self::Sqlite(mut held) => {
-                drop(sqlx::query("ROLLBACK").execute(&mut held).await.unwrap())
+                sqlx::query("ROLLBACK").execute(&mut held).await.unwrap();
             }
             Self::Postgres(mut held) => {
-                drop(sqlx::query("ROLLBACK").execute(&mut held).await.unwrap())
+                sqlx::query("ROLLBACK").execute(&mut held).await.unwrap();
             }
         }
     }
