@@ -6,7 +6,8 @@
 //! the posts themselves (docs/benchmarks.md). Here the first move in a quiet conversation goes
 //! out at once (a 1:1 chat sees its receipts without delay) and opens a window; moves during
 //! the window are merged (the latest per device) and sent together when it closes to the
-//! senders of the messages the moves covered (looked up once per window). A mover's other
+//! senders of the messages the moves covered (looked up once per window, with the blocks between
+//! them and the movers). A mover's other
 //! devices get that mover's own moves only: in a big room nearly every member moves in every
 //! window, and sending each of them everyone's moves was most of the work. The window stays
 //! open while moves keep coming.
@@ -109,11 +110,19 @@ impl Receipts {
                 }
             };
             let covered = gathered.covered.unwrap_or_default();
-            let audience = tokio::try_join!(
-                self.store.senders_between(conversation, covered, None),
-                self.store.blocks_within(conversation),
-            );
-            let (senders, blocks) = match audience {
+            let audience = async {
+                let senders = self
+                    .store
+                    .senders_between(conversation, covered, None)
+                    .await?;
+                // Only blocks between a sender and a mover matter; with no sender, none do.
+                let blocks = match senders.as_slice() {
+                    [] => Vec::new(),
+                    senders => self.store.blocks_with(conversation, senders).await?,
+                };
+                Ok::<_, StoreError>((senders, blocks))
+            };
+            let (senders, blocks) = match audience.await {
                 Ok(audience) => audience,
                 Err(e) => {
                     dropped(conversation, &e);

@@ -254,10 +254,12 @@ pub trait MessageStore: Send + Sync {
         span: (i64, i64),
         apart_from: Option<UserId>,
     ) -> Result<Vec<UserId>, StoreError>;
-    /// Every (blocker, blocked) pair among a conversation's current members.
-    async fn blocks_within(
+    /// Every (blocker, blocked) pair among a conversation's current members with one side
+    /// among `users`.
+    async fn blocks_with(
         &self,
         conversation: ConversationId,
+        users: &[UserId],
     ) -> Result<Vec<(UserId, UserId)>, StoreError>;
     /// How far one message got, from the cursors.
     async fn receipts(

@@ -564,22 +564,35 @@ macro_rules! message_store {
                 }).await
             }
 
-            async fn blocks_within(&self, conversation: ConversationId) -> Result<Vec<(UserId, UserId)>, StoreError> {
-                timed("blocks_within", async move {
-                    let rows = sqlx::query_as::<_, (String, String)>(
-                        "SELECT k.user_id, k.peer_id FROM connections k \
-                         JOIN members a ON a.conversation_id = $1 AND a.user_id = k.user_id AND a.left_seq IS NULL \
-                         JOIN members b ON b.conversation_id = $1 AND b.user_id = k.peer_id AND b.left_seq IS NULL \
-                         WHERE k.state = 'blocked'",
-                    )
-                    .bind(conversation.to_string())
-                    .fetch_all(&self.pool)
-                    .await?;
-                    rows.into_iter()
-                        .map(|(blocker, blocked)| {
-                            Ok((parse_id(&blocker, "connections.user_id")?, parse_id(&blocked, "connections.peer_id")?))
-                        })
-                        .collect()
+            async fn blocks_with(
+                &self,
+                conversation: ConversationId,
+                users: &[UserId],
+            ) -> Result<Vec<(UserId, UserId)>, StoreError> {
+                timed("blocks_with", async move {
+                    // Per user, two lookups by key (their blocks, and blocks of them); a room-wide
+                    // join would look up every member.
+                    let mut blocks = Vec::new();
+                    for user in users {
+                        let rows = sqlx::query_as::<_, (String, String)>(
+                            "SELECT k.user_id, k.peer_id FROM connections k \
+                             JOIN members a ON a.conversation_id = $1 AND a.user_id = k.user_id AND a.left_seq IS NULL \
+                             JOIN members b ON b.conversation_id = $1 AND b.user_id = k.peer_id AND b.left_seq IS NULL \
+                             WHERE k.state = 'blocked' AND (k.user_id = $2 OR k.peer_id = $2)",
+                        )
+                        .bind(conversation.to_string())
+                        .bind(user.to_string())
+                        .fetch_all(&self.pool)
+                        .await?;
+                        for (blocker, blocked) in rows {
+                            let pair = (parse_id(&blocker, "connections.user_id")?, parse_id(&blocked, "connections.peer_id")?);
+                            // A block between two of `users` is found from both sides.
+                            if !blocks.contains(&pair) {
+                                blocks.push(pair);
+                            }
+                        }
+                    }
+                    Ok(blocks)
                 }).await
             }
 
@@ -1010,7 +1023,7 @@ mod postgres_impl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::{Store, testing};
 
     /// The room's members version, as a send plan reads it.
     async fn version(store: &SqliteStore, room: ConversationId, member: UserId) -> i64 {
@@ -1046,5 +1059,35 @@ mod tests {
         );
         assert!(store.remove_member(room, member).await.unwrap());
         assert_eq!(version(&store, room, owner).await, start + 2);
+    }
+
+    #[tokio::test]
+    async fn blocks_with_finds_both_sides_of_the_given_users_blocks_once() {
+        let (store, _dir) = testing::sqlite().await;
+        let users = testing::users(&store, (0..6).map(|i| format!("user{i}"))).await;
+        let room = ConversationId::new();
+        store
+            .create_room(room, "room", users[0], &users[1..5], 0)
+            .await
+            .unwrap();
+        let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+        // 0 blocks 1 (both asked about), 4 blocks 1, 2 blocks 3 and 3 blocks 4 (neither
+        // asked about), 1 blocks 5 (not a member).
+        for (blocker, blocked) in [(0, 1), (4, 1), (2, 3), (3, 4), (1, 5)] {
+            store
+                .change_connection(users[blocker], users[blocked], 0, &block)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let mut blocks = store
+            .blocks_with(room, &[users[0], users[1]])
+            .await
+            .unwrap();
+        blocks.sort();
+        let mut expected = vec![(users[0], users[1]), (users[4], users[1])];
+        expected.sort();
+        assert_eq!(blocks, expected);
+        assert!(store.blocks_with(room, &[]).await.unwrap().is_empty());
     }
 }
