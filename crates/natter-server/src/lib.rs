@@ -48,7 +48,7 @@ use crate::auth::Passwords;
 use crate::cluster::{Assigner, Node, Redis, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
 use crate::fanout::{Bus, LocalBus, Registry};
-use crate::messages::Messenger;
+use crate::messages::{Admission, Messenger};
 use crate::presence::Presence;
 use crate::ratelimit::RateLimits;
 use crate::state::{AppState, Services};
@@ -136,7 +136,10 @@ pub async fn run(
             Arc::clone(&store),
             Arc::clone(&bus),
             Arc::clone(&limits),
-            (config.gateway.sends_in_flight, config.gateway.busy_retry),
+            Admission {
+                sends_in_flight: config.gateway.sends_in_flight,
+                busy_retry: config.gateway.busy_retry,
+            },
         ),
         bus,
         assigner,

@@ -30,6 +30,15 @@ pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
 }
 
+/// How many sends a node works on at once, and what it tells the sender past that.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    /// Sends worked on at once; one more is refused as busy.
+    pub sends_in_flight: usize,
+    /// The base wait told to a send refused as busy (the session grows it).
+    pub busy_retry: Duration,
+}
+
 /// The messaging services over a store and a bus.
 #[derive(Clone)]
 pub struct Messenger {
@@ -57,7 +66,7 @@ impl Messenger {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         limits: Arc<RateLimits>,
-        (sends_in_flight, busy_retry): (usize, Duration),
+        admission: Admission,
     ) -> Self {
         Self {
             receipts: Receipts::new(Arc::clone(&bus), Arc::clone(&store)),
@@ -66,9 +75,9 @@ impl Messenger {
             limits,
             member_lists: Arc::default(),
             in_flight: Arc::new(Semaphore::new(
-                sends_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+                admission.sends_in_flight.clamp(1, Semaphore::MAX_PERMITS),
             )),
-            busy_retry,
+            busy_retry: admission.busy_retry,
         }
     }
 
