@@ -52,8 +52,8 @@ impl<J: Send + 'static> GroupCommit<J> {
     /// Starts a thread named `name` that does the same for a `commit` that blocks (a
     /// synchronous database connection): it sleeps until jobs come, takes all that wait, and
     /// commits them with no hand-off per job. The thread ends when the last handle is dropped. A
-    /// batch whose `commit` panics is logged and dropped (its callers are told the store failed)
-    /// and the thread goes on with the next.
+    /// batch whose `commit` panics is logged and dropped (callers not yet answered are told the
+    /// store failed) and the thread goes on with the next.
     ///
     /// # Errors
     /// The thread cannot be started.

@@ -575,12 +575,13 @@ macro_rules! sql_store {
 
             async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
                 timed("claim_key", async move {
-                    let _turn = self.write_turn().await;
                     let device_id = device.to_string();
+                    let turn = self.write_turn().await;
                     let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
                         .bind(&device_id)
                         .fetch_optional(&self.writer)
                         .await?;
+                    drop(turn);
                     if let Some((key_id, key, created_at)) = taken {
                         return Ok(Some(ClaimedKeyRecord { key_id, key, fallback: false, created_at }));
                     }

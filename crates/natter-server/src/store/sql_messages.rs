@@ -181,7 +181,6 @@ macro_rules! message_store {
         impl MessageStore for $store {
             async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationId, StoreError> {
                 timed("direct_conversation", async move {
-                    let _turn = self.write_turn().await;
                     let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
                     let key = format!("{low}:{high}");
                     let existing = || async {
@@ -195,6 +194,8 @@ macro_rules! message_store {
                         return Ok(id);
                     }
                     let id = ConversationId::new();
+                    // Only creating it is a write: an existing chat is found without the turn.
+                    let _turn = self.write_turn().await;
                     let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
                     let created = sqlx::query(
                         "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
@@ -570,11 +571,10 @@ macro_rules! message_store {
                 users: &[UserId],
             ) -> Result<Vec<(UserId, UserId)>, StoreError> {
                 timed("blocks_with", async move {
-                    // Per user, two lookups by key (their blocks, and blocks of them); a room-wide
-                    // join would look up every member.
-                    let mut blocks = Vec::new();
-                    for user in users {
-                        let rows = sqlx::query_as::<_, (String, String)>(
+                    // Per user, two lookups by key (their blocks, and blocks of them), the users'
+                    // at the same time; a room-wide join would look up every member.
+                    let per_user = users.iter().map(|user| {
+                        sqlx::query_as::<_, (String, String)>(
                             "SELECT k.user_id, k.peer_id FROM connections k \
                              JOIN members a ON a.conversation_id = $1 AND a.user_id = k.user_id AND a.left_seq IS NULL \
                              JOIN members b ON b.conversation_id = $1 AND b.user_id = k.peer_id AND b.left_seq IS NULL \
@@ -583,7 +583,9 @@ macro_rules! message_store {
                         .bind(conversation.to_string())
                         .bind(user.to_string())
                         .fetch_all(&self.pool)
-                        .await?;
+                    });
+                    let mut blocks = Vec::new();
+                    for rows in futures_util::future::try_join_all(per_user).await? {
                         for (blocker, blocked) in rows {
                             let pair = (parse_id(&blocker, "connections.user_id")?, parse_id(&blocked, "connections.peer_id")?);
                             // A block between two of `users` is found from both sides.
@@ -1072,14 +1074,15 @@ mod tests {
             .unwrap();
         let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
         // 0 blocks 1 (both asked about), 4 blocks 1, 2 blocks 3 and 3 blocks 4 (neither
-        // asked about), 1 blocks 5 (not a member).
-        for (blocker, blocked) in [(0, 1), (4, 1), (2, 3), (3, 4), (1, 5)] {
+        // asked about), 1 blocks 5 (never a member) and 0 blocks 2 (who leaves).
+        for (blocker, blocked) in [(0, 1), (4, 1), (2, 3), (3, 4), (1, 5), (0, 2)] {
             store
                 .change_connection(users[blocker], users[blocked], 0, &block)
                 .await
                 .unwrap()
                 .unwrap();
         }
+        assert!(store.remove_member(room, users[2]).await.unwrap());
         let mut blocks = store
             .blocks_with(room, &[users[0], users[1]])
             .await

@@ -1,6 +1,8 @@
 //! The writes that go through group commit (see [`GroupCommit`]): message appends and cursor
 //! moves, the two writes a busy conversation makes per message. One batch is one transaction.
 
+use std::panic::AssertUnwindSafe;
+
 use futures_util::future::BoxFuture;
 
 use super::StoreError;
@@ -164,7 +166,16 @@ impl Write {
         match self {
             Self::Append(mut message, reply) => {
                 if let (Some(seq), Some(on_stored)) = (message.seq, message.on_stored.take()) {
-                    on_stored(seq);
+                    // A fan-out that panics must not turn a stored message into a failed send:
+                    // the sender would think it lost. Recipients fetch it when they sync.
+                    let told = std::panic::catch_unwind(AssertUnwindSafe(|| on_stored(seq)));
+                    if told.is_err() {
+                        tracing::error!(
+                            conversation.id = %message.conversation_id,
+                            seq,
+                            "fanning out a stored message panicked"
+                        );
+                    }
                 }
                 let _ = reply.send(Ok(message.seq));
             }
