@@ -219,6 +219,7 @@ fn classify(error: rusqlite::Error, unique: &'static str, missing: &'static str)
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use natter_proto::{ConversationId, DeviceId, UserId};
@@ -275,6 +276,19 @@ mod tests {
 
     /// What a write is answered.
     type Answer<R> = Result<R, StoreError>;
+
+    /// Counts the commits made on `db` from now on.
+    fn count_commits(db: &Connection) -> Arc<AtomicUsize> {
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&commits);
+        let hook = move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            // Go on with the commit.
+            false
+        };
+        db.commit_hook(Some(hook)).unwrap();
+        commits
+    }
 
     /// What a batch's append and its cursor moves were answered.
     type Answers = (Answer<Option<i64>>, Vec<Answer<(i64, i64)>>);
@@ -334,7 +348,9 @@ mod tests {
                 (write, answered)
             })
             .unzip();
+        let commits = count_commits(&db);
         write_batch(&mut db, batch);
+        assert_eq!(commits.load(Ordering::Relaxed), 1, "one transaction");
         let seqs: Vec<Option<i64>> = replies.into_iter().map(|r| answer(r).unwrap()).collect();
         // The resend finds the first copy, stored by the same batch.
         assert_eq!(seqs, [Some(1), Some(1), Some(2), None]);
@@ -382,6 +398,7 @@ mod tests {
         let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
         let phone = device_of(&store, bob).await;
         let sender = DeviceId::new();
+        let commits = count_commits(&db);
         // One transaction: cursors move forward only, and a device logged out meanwhile is
         // answered alone without failing the rest.
         let (stored, moved) = write_all(
@@ -396,6 +413,7 @@ mod tests {
             ],
         );
         assert_eq!(stored.unwrap(), Some(1));
+        assert_eq!(commits.load(Ordering::Relaxed), 1, "one transaction");
         assert!(
             matches!(moved[3], Err(StoreError::Missing("device"))),
             "{:?}",
@@ -412,6 +430,8 @@ mod tests {
             &[(phone, chat, 2, 1), (phone, ConversationId::new(), 1, 0)],
         );
         assert_eq!(stored.unwrap(), Some(2));
+        // The append and the good move, one by one; the bad move's transaction rolled back.
+        assert_eq!(commits.load(Ordering::Relaxed), 1 + 2);
         assert_eq!(moved[0].as_ref().unwrap(), &(2, 1));
         assert!(
             matches!(moved[1], Err(StoreError::Missing("conversation"))),
