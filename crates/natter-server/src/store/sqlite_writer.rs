@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use rusqlite::{Connection, OpenFlags, Params, Row, Transaction, TransactionBehavior, ffi};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Params, Row, Transaction, TransactionBehavior, ffi,
+};
 
 use super::StoreError;
 use super::group_commit::{GroupCommit, Reply};
@@ -21,10 +23,6 @@ use super::sql::WriteTurn;
 use super::sql_writes::{
     INSERT_MESSAGE, MOVE_CURSOR, NEXT_SEQ, QueuedCursor, QueuedMessage, Write, settle,
 };
-
-// The writer's page cache is 16 MiB: at each commit SQLite walks the cache's whole hash
-// table (`pcache1TruncateUnsafe`), 8 % of natterd's time with 64 MiB; a smaller cache reads more
-// pages back from the OS instead, so 8 to 64 MiB measured the same within noise.
 
 /// The most prepared statements the writer keeps.
 const STATEMENTS_KEPT: usize = 32;
@@ -57,6 +55,9 @@ pub(super) fn start(path: &Path, turn: WriteTurn) -> anyhow::Result<SqliteWriter
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", opening()))?;
+    // The page cache is 16 MiB: at each commit SQLite walks the cache's whole hash table
+    // (`pcache1TruncateUnsafe`), 8 % of natterd's time with 64 MiB; a smaller cache reads more
+    // pages back from the OS instead, so 8 to 64 MiB measured the same within noise.
     db.busy_timeout(Duration::from_secs(10))
         .and_then(|()| {
             db.execute_batch(
@@ -127,15 +128,18 @@ fn write_in_one(db: &mut Connection, batch: &mut [Write]) -> Result<(), StoreErr
 
 /// Appends a message: its seq, or `None` if this (device, client_msg_id) is already stored.
 fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i64>, StoreError> {
-    let seq = optional(tx.prepare_cached(&numbered(NEXT_SEQ))?.query_row(
-        (
-            &message.conversation_id,
-            message.server_ts,
-            &message.sender_device,
-            &message.client_msg_id,
-        ),
-        |row| row.get::<_, i64>(0),
-    ))?;
+    let seq = tx
+        .prepare_cached(&numbered(NEXT_SEQ))?
+        .query_row(
+            (
+                &message.conversation_id,
+                message.server_ts,
+                &message.sender_device,
+                &message.client_msg_id,
+            ),
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?;
     let Some(seq) = seq else { return Ok(None) };
     tx.prepare_cached(&numbered(INSERT_MESSAGE))?
         .execute((
@@ -154,18 +158,20 @@ fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i6
 
 /// Moves a device's cursors (see [`MOVE_CURSOR`]).
 fn move_one(tx: &Transaction<'_>, cursor: &QueuedCursor) -> Result<Option<(i64, i64)>, StoreError> {
-    let moved = tx.prepare_cached(&numbered(MOVE_CURSOR))?.query_row(
-        (
-            &cursor.device_id,
-            &cursor.conversation_id,
-            &cursor.user_id,
-            cursor.delivered_seq,
-            cursor.read_seq,
-        ),
-        |row| <(i64, i64)>::try_from(row),
-    );
-    // A device gone is no row (see MOVE_CURSOR); a missing reference is the conversation.
-    optional(moved).map_err(|e| classify(e, "cursor", "conversation"))
+    tx.prepare_cached(&numbered(MOVE_CURSOR))?
+        .query_row(
+            (
+                &cursor.device_id,
+                &cursor.conversation_id,
+                &cursor.user_id,
+                cursor.delivered_seq,
+                cursor.read_seq,
+            ),
+            |row| <(i64, i64)>::try_from(row),
+        )
+        .optional()
+        // A device gone is no row (see MOVE_CURSOR); a missing reference is the conversation.
+        .map_err(|e| classify(e, "cursor", "conversation"))
 }
 
 /// The rows of `sql` (written for sqlx, with `$n` parameters) with `params`, each as a `T`.
@@ -189,15 +195,6 @@ fn numbered(sql: &str) -> String {
         out.push(if parameter { '?' } else { c });
     }
     out
-}
-
-/// `None` for no row.
-fn optional<T>(row: rusqlite::Result<T>) -> rusqlite::Result<Option<T>> {
-    match row {
-        Ok(value) => Ok(Some(value)),
-        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// A constraint failure as what it means: a `unique` row that exists, or a `missing` row
