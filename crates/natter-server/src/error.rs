@@ -224,7 +224,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// When to retry after the store was unreachable.
-const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

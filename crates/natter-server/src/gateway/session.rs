@@ -162,16 +162,23 @@ struct Session {
     conversations: HashMap<ConversationId, Cursor>,
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,
-    /// How long sends wait after the node refused one for being busy.
+    /// How long sends wait after one was refused for a while (busy node, rate, store).
     busy: BusyBackoff,
 }
 
-/// After a send is refused because the node is busy, the connection's later sends wait as
-/// long: the client resends in its order, so a later message cannot take a place freed
-/// meanwhile and be stored before the refused one. The wait doubles with each such refusal
-/// in a row (up to 16 times the node's base wait), with up to half again at random, so that
-/// clients of an overloaded node back off and do not all come back at once; an accepted send
-/// resets it.
+/// The longest wait after a refused send that holds the connection's later sends too. A
+/// longer one (a byte allowance spent on big messages can take an hour to refill) lets later
+/// sends that fit through, as the allowance decides: order is kept for short waits, and the
+/// connection is not stopped for long ones.
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
+
+/// After a send is refused for a while (the node is busy, the sender's rate, the store is
+/// unavailable), the connection's later sends wait as long (up to [`HOLD_AT_MOST`]): the
+/// client resends in its order, so a later message cannot take a place freed meanwhile and be
+/// stored before the refused one. For a busy node the wait doubles with each such refusal in a
+/// row (up to 16 times the node's base wait), with up to half again at random, so that clients
+/// of an overloaded node back off and do not all come back at once; an accepted send resets
+/// it.
 #[derive(Debug, Default)]
 struct BusyBackoff {
     until: Option<tokio::time::Instant>,
@@ -196,6 +203,16 @@ impl BusyBackoff {
         let wait =
             whole_ms_up((base * (1 << doublings)).mul_f64(1.0 + rand::random::<f64>() / 2.0));
         self.until = Some(now + wait);
+        wait
+    }
+
+    /// Holds sends after a refusal that told `wait` (rounded up to whole milliseconds, as it is
+    /// told), if it is at most [`HOLD_AT_MOST`]; returns the wait to tell.
+    fn hold(&mut self, wait: Duration, now: tokio::time::Instant) -> Duration {
+        let wait = whole_ms_up(wait);
+        if wait <= HOLD_AT_MOST {
+            self.until = Some(self.until.map_or(now + wait, |until| until.max(now + wait)));
+        }
         wait
     }
 
@@ -593,12 +610,24 @@ impl Session {
                             e,
                             ServiceError::Busy { .. } | ServiceError::HeldBehind { .. }
                         );
+                        let now = tokio::time::Instant::now();
                         let e = match e {
                             ServiceError::Busy { retry_after: base } => ServiceError::Busy {
-                                retry_after: self.busy.refused(base, tokio::time::Instant::now()),
+                                retry_after: self.busy.refused(base, now),
                             },
+                            ServiceError::RateLimited { kind, retry_after } => {
+                                ServiceError::RateLimited {
+                                    kind,
+                                    retry_after: self.busy.hold(retry_after, now),
+                                }
+                            }
                             e => e,
                         };
+                        if let ServiceError::Store(store) = &e
+                            && store.is_unavailable()
+                        {
+                            self.busy.hold(crate::error::STORE_RETRY, now);
+                        }
                         let error = ApiError::from(e);
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
                         if busy {
@@ -687,6 +716,23 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_wait_holds_later_sends_and_a_long_one_does_not() {
+        let now = tokio::time::Instant::now();
+        let mut hold = BusyBackoff::default();
+        // Told in whole milliseconds, rounded up, and held exactly that long.
+        let told = hold.hold(Duration::from_micros(1_500_200), now);
+        assert_eq!(told, Duration::from_millis(1_501));
+        assert_eq!(hold.held(now), Some(told));
+        assert_eq!(hold.held(now + told), None);
+        // A shorter wait after it does not shorten the hold; a long one does not hold at all.
+        hold.hold(Duration::from_millis(10), now);
+        assert_eq!(hold.held(now), Some(told));
+        let mut long = BusyBackoff::default();
+        assert_eq!(long.hold(HOLD_AT_MOST * 2, now), HOLD_AT_MOST * 2);
+        assert_eq!(long.held(now), None);
+    }
 
     #[test]
     fn busy_refusals_in_a_row_double_the_wait_up_to_sixteen_times_with_jitter() {

@@ -20,6 +20,7 @@ backend_tests!(
     connection_requests_are_limited,
     a_second_device_adds_no_allowance,
     message_bytes_are_limited_per_user,
+    a_short_wait_for_the_rate_holds_later_sends_so_order_is_kept,
     websocket_connects_are_limited_per_address,
     suspension_takes_effect_at_once,
     a_suspended_sender_is_refused_before_its_close_arrives,
@@ -182,6 +183,51 @@ async fn a_second_device_adds_no_allowance(backend: Backend) {
         bob.history(direct, None, None, None).await.unwrap().len(),
         4
     );
+}
+
+async fn a_short_wait_for_the_rate_holds_later_sends_so_order_is_kept(backend: Backend) {
+    // 1,000 bytes at once, then 100 a second.
+    let Some(server) = limited(backend, Kind::UserBytes, Rate::new(100.0, 1_000.0)).await else {
+        return;
+    };
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let (mut a, _) = connect(&alice).await;
+    let body = "x".repeat(600);
+    send(&mut a, direct, "m1", &body).await;
+    // 400 bytes are left: m2 waits ~2 s for the rest.
+    a.send_message(direct, "m2", &body).await.unwrap();
+    let refused = error(&mut a).await;
+    assert_eq!(
+        (refused.code.as_str(), refused.client_msg_id.as_deref()),
+        ("rate_limited", Some("m2"))
+    );
+    let wait = refused.retry_after_ms.expect("a retry time");
+    // m3 fits in what is left, but would be stored before m2: it waits too, no longer.
+    a.send_message(direct, "m3", "tiny").await.unwrap();
+    let held = error(&mut a).await;
+    assert_eq!(
+        (held.code.as_str(), held.client_msg_id.as_deref()),
+        ("rate_limited", Some("m3"))
+    );
+    assert!(
+        held.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= wait),
+        "{held:?} after {wait} ms"
+    );
+    // Resent in order once the wait is over (and a little more, for m3's bytes).
+    tokio::time::sleep(std::time::Duration::from_millis(wait + 200)).await;
+    let (second, third) = (
+        send(&mut a, direct, "m2", &body).await,
+        send(&mut a, direct, "m3", "tiny").await,
+    );
+    assert_eq!((second.seq, third.seq), (2, 3));
+    let ids: Vec<String> = bob
+        .history(direct, None, None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.client_msg_id)
+        .collect();
+    assert_eq!(ids.len(), 3);
 }
 
 async fn message_bytes_are_limited_per_user(backend: Backend) {
