@@ -43,9 +43,10 @@ pub enum ServiceError {
         /// How long to wait.
         retry_after: std::time::Duration,
     },
-    /// An earlier send on this connection was refused because the server was busy; later ones
-    /// wait as long, so that the sender's messages keep their order.
-    #[error("an earlier message was refused because the server is busy; retry in {} ms, after it", retry_after.as_millis())]
+    /// An earlier send on this connection was refused for a short while (the server busy, the
+    /// sender's rate, the store unavailable); later ones wait as long, so that the sender's
+    /// messages keep their order.
+    #[error("an earlier message was refused for now; retry in {} ms, after it", retry_after.as_millis())]
     HeldBehind {
         /// How long to wait.
         retry_after: std::time::Duration,

@@ -27,6 +27,7 @@ async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
     // A send gets a retryable error and no ack; the connection stays.
     live.send_message(direct, "during", "x").await.unwrap();
     let refused = error(&mut live).await;
+    let refused_at = tokio::time::Instant::now();
     assert_eq!(refused.code, "store_unavailable");
     assert_eq!(refused.client_msg_id.as_deref(), Some("during"));
     assert!(refused.retry_after_ms.is_some_and(|ms| ms > 0));
@@ -47,8 +48,10 @@ async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
     server
         .wait_for_readiness("200", |status, _| status == 200)
         .await;
-    // The client's retry, with the same id, is stored once; nothing from the outage is there
-    // half-written.
+    // The client's retry after the told wait, with the same id, is stored once; nothing from
+    // the outage is there half-written.
+    let wait = std::time::Duration::from_millis(refused.retry_after_ms.unwrap());
+    tokio::time::sleep_until(refused_at + wait).await;
     let resent = send(&mut live, direct, "during", "x").await;
     let history = bob.history(direct, None, None, None).await.unwrap();
     let ids: Vec<&str> = history.iter().map(|m| m.client_msg_id.as_str()).collect();
