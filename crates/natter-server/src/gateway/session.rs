@@ -100,7 +100,7 @@ fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output =
         registration,
         conversations: HashMap::new(),
         inbox_sent: 0,
-        busy: BusyBackoff::default(),
+        hold: SendHold::default(),
     };
     session.live().instrument(span)
 }
@@ -163,7 +163,7 @@ struct Session {
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,
     /// How long sends wait after one was refused for a while (busy node, rate, store).
-    busy: BusyBackoff,
+    hold: SendHold,
 }
 
 /// The longest wait after a refused send that holds the connection's later sends too. A
@@ -180,12 +180,12 @@ const HOLD_AT_MOST: Duration = Duration::from_secs(5);
 /// of an overloaded node back off and do not all come back at once; an accepted send resets
 /// it.
 #[derive(Debug, Default)]
-struct BusyBackoff {
+struct SendHold {
     until: Option<tokio::time::Instant>,
     refusals_in_a_row: u32,
 }
 
-impl BusyBackoff {
+impl SendHold {
     /// The wait left, while sends are held (in whole milliseconds, rounded up, as it is told).
     fn held(&self, now: tokio::time::Instant) -> Option<Duration> {
         self.until
@@ -586,13 +586,13 @@ impl Session {
             ClientFrame::Send(message) => {
                 self.state.registry.note_send();
                 let started = Instant::now();
-                let outcome = match self.busy.held(tokio::time::Instant::now()) {
+                let outcome = match self.hold.held(tokio::time::Instant::now()) {
                     Some(retry_after) => Err(ServiceError::HeldBehind { retry_after }),
                     None => messenger.send(self.auth, &message, now).await,
                 };
                 match outcome {
                     Ok(ack) => {
-                        self.busy.accepted();
+                        self.hold.accepted();
                         // The ack is this device's copy: step the watermark over its own
                         // message, so the next one from a peer is not mistaken for a gap.
                         if let Some(cursor) = self.conversations.get_mut(&ack.conversation_id)
@@ -613,12 +613,12 @@ impl Session {
                         let now = tokio::time::Instant::now();
                         let e = match e {
                             ServiceError::Busy { retry_after: base } => ServiceError::Busy {
-                                retry_after: self.busy.refused(base, now),
+                                retry_after: self.hold.refused(base, now),
                             },
                             ServiceError::RateLimited { kind, retry_after } => {
                                 ServiceError::RateLimited {
                                     kind,
-                                    retry_after: self.busy.hold(retry_after, now),
+                                    retry_after: self.hold.hold(retry_after, now),
                                 }
                             }
                             e => e,
@@ -626,7 +626,7 @@ impl Session {
                         if let ServiceError::Store(store) = &e
                             && store.is_unavailable()
                         {
-                            self.busy.hold(crate::error::STORE_RETRY, now);
+                            self.hold.hold(crate::error::STORE_RETRY, now);
                         }
                         let error = ApiError::from(e);
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
@@ -720,7 +720,7 @@ mod tests {
     #[test]
     fn a_short_wait_holds_later_sends_and_a_long_one_does_not() {
         let now = tokio::time::Instant::now();
-        let mut hold = BusyBackoff::default();
+        let mut hold = SendHold::default();
         // Told in whole milliseconds, rounded up, and held exactly that long.
         let told = hold.hold(Duration::from_micros(1_500_200), now);
         assert_eq!(told, Duration::from_millis(1_501));
@@ -729,7 +729,7 @@ mod tests {
         // A shorter wait after it does not shorten the hold; a long one does not hold at all.
         hold.hold(Duration::from_millis(10), now);
         assert_eq!(hold.held(now), Some(told));
-        let mut long = BusyBackoff::default();
+        let mut long = SendHold::default();
         assert_eq!(long.hold(HOLD_AT_MOST * 2, now), HOLD_AT_MOST * 2);
         assert_eq!(long.held(now), None);
     }
@@ -738,7 +738,7 @@ mod tests {
     fn busy_refusals_in_a_row_double_the_wait_up_to_sixteen_times_with_jitter() {
         let base = Duration::from_millis(100);
         let now = tokio::time::Instant::now();
-        let mut busy = BusyBackoff::default();
+        let mut busy = SendHold::default();
         assert_eq!(busy.held(now), None);
         for (refusal, factor) in [1, 2, 4, 8, 16, 16].into_iter().enumerate() {
             let wait = busy.refused(base, now);
