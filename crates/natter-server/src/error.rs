@@ -119,6 +119,16 @@ impl ApiError {
         self.retry_after
     }
 
+    /// [`Self::retry_after`] in whole milliseconds, rounded up (at least 1): a retry after
+    /// exactly this long is never early.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after.map(|wait| {
+            u64::try_from(wait.as_micros().div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .max(1)
+        })
+    }
+
     /// The message for people (never internal detail).
     pub fn detail(&self) -> &str {
         &self.detail
@@ -225,7 +235,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// When to retry after the store was unreachable.
-pub(crate) const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

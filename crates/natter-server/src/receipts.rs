@@ -7,10 +7,9 @@
 //! out at once (a 1:1 chat sees its receipts without delay) and opens a window; moves during
 //! the window are merged (the latest per device) and sent together when it closes to the
 //! senders of the messages the moves covered (looked up once per window, with the blocks between
-//! them and the movers). A mover's other
-//! devices get that mover's own moves only: in a big room nearly every member moves in every
-//! window, and sending each of them everyone's moves was most of the work. The window stays
-//! open while moves keep coming.
+//! them and the movers). A mover's other devices get that mover's own moves only: in a big room
+//! nearly every member moves in every window, and sending each of them everyone's moves was most
+//! of the work. The window stays open while moves keep coming.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

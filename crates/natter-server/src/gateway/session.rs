@@ -186,45 +186,34 @@ struct SendHold {
 }
 
 impl SendHold {
-    /// The wait left, while sends are held (in whole milliseconds, rounded up, as it is told).
+    /// The wait left, while sends are held. (Waits are told rounded up to whole milliseconds, so
+    /// a resend after the told wait never arrives before the hold ends.)
     fn held(&self, now: tokio::time::Instant) -> Option<Duration> {
         self.until
             .and_then(|until| until.checked_duration_since(now))
             .filter(|wait| !wait.is_zero())
-            .map(whole_ms_up)
     }
 
-    /// Holds sends after a refusal with the node's `base` wait; returns the wait to tell.
-    fn refused(&mut self, base: Duration, now: tokio::time::Instant) -> Duration {
+    /// The wait for a send refused because the node is busy, from the node's `base` wait.
+    fn busy(&mut self, base: Duration) -> Duration {
         let doublings = self.refusals_in_a_row.min(4);
         self.refusals_in_a_row = self.refusals_in_a_row.saturating_add(1);
-        // Whole milliseconds, as the client is told: a resend after exactly the told wait must
-        // not arrive before the hold ends, or it would be held behind itself.
-        let wait =
-            whole_ms_up((base * (1 << doublings)).mul_f64(1.0 + rand::random::<f64>() / 2.0));
-        self.until = Some(now + wait);
-        wait
+        (base * (1 << doublings)).mul_f64(1.0 + rand::random::<f64>() / 2.0)
     }
 
-    /// Holds sends after a refusal that told `wait` (rounded up to whole milliseconds, as it is
-    /// told), if it is at most [`HOLD_AT_MOST`]; returns the wait to tell.
-    fn hold(&mut self, wait: Duration, now: tokio::time::Instant) -> Duration {
-        let wait = whole_ms_up(wait);
-        if wait <= HOLD_AT_MOST {
+    /// Holds later sends for the `wait` a refused send was told, if it is at most
+    /// [`HOLD_AT_MOST`] (or the send was refused because the node is busy, whose waits grow past
+    /// it).
+    fn hold(&mut self, wait: Duration, busy: bool, now: tokio::time::Instant) {
+        if busy || wait <= HOLD_AT_MOST {
             self.until = Some(self.until.map_or(now + wait, |until| until.max(now + wait)));
         }
-        wait
     }
 
     /// A send went through: the next refusal starts from the base wait again.
     fn accepted(&mut self) {
         self.refusals_in_a_row = 0;
     }
-}
-
-/// `wait`, rounded up to whole milliseconds.
-fn whole_ms_up(wait: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
 impl Session {
@@ -349,9 +338,7 @@ impl Session {
             code: error.code().to_owned(),
             message: error.detail().to_owned(),
             client_msg_id,
-            retry_after_ms: error
-                .retry_after()
-                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+            retry_after_ms: error.retry_after_ms(),
         };
         self.send(&ServerFrame::Error(frame)).await
     }
@@ -610,25 +597,18 @@ impl Session {
                             e,
                             ServiceError::Busy { .. } | ServiceError::HeldBehind { .. }
                         );
-                        let now = tokio::time::Instant::now();
                         let e = match e {
                             ServiceError::Busy { retry_after: base } => ServiceError::Busy {
-                                retry_after: self.hold.refused(base, now),
+                                retry_after: self.hold.busy(base),
                             },
-                            ServiceError::RateLimited { kind, retry_after } => {
-                                ServiceError::RateLimited {
-                                    kind,
-                                    retry_after: self.hold.hold(retry_after, now),
-                                }
-                            }
                             e => e,
                         };
-                        if let ServiceError::Store(store) = &e
-                            && store.is_unavailable()
-                        {
-                            self.hold.hold(crate::error::STORE_RETRY, now);
-                        }
                         let error = ApiError::from(e);
+                        // Whatever told a wait (busy, the sender's rate, the store) holds the
+                        // connection's later sends for it, so they keep their order.
+                        if let Some(wait) = error.retry_after() {
+                            self.hold.hold(wait, busy, tokio::time::Instant::now());
+                        }
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
                         if busy {
                             // An overloaded node refuses many: counted, not logged one by one.
@@ -720,38 +700,46 @@ mod tests {
     #[test]
     fn a_short_wait_holds_later_sends_and_a_long_one_does_not() {
         let now = tokio::time::Instant::now();
+        let wait = Duration::from_micros(1_500_200);
         let mut hold = SendHold::default();
-        // Told in whole milliseconds, rounded up, and held exactly that long.
-        let told = hold.hold(Duration::from_micros(1_500_200), now);
-        assert_eq!(told, Duration::from_millis(1_501));
-        assert_eq!(hold.held(now), Some(told));
-        assert_eq!(hold.held(now + told), None);
-        // A shorter wait after it does not shorten the hold; a long one does not hold at all.
-        hold.hold(Duration::from_millis(10), now);
-        assert_eq!(hold.held(now), Some(told));
+        hold.hold(wait, false, now);
+        assert_eq!(hold.held(now), Some(wait));
+        assert_eq!(hold.held(now + wait), None, "held no longer than it said");
+        // A shorter wait after it does not shorten the hold; a long one does not hold at all,
+        // unless the node is busy.
+        hold.hold(Duration::from_millis(10), false, now);
+        assert_eq!(hold.held(now), Some(wait));
         let mut long = SendHold::default();
-        assert_eq!(long.hold(HOLD_AT_MOST * 2, now), HOLD_AT_MOST * 2);
+        long.hold(HOLD_AT_MOST * 2, false, now);
         assert_eq!(long.held(now), None);
+        long.hold(HOLD_AT_MOST * 2, true, now);
+        assert_eq!(long.held(now), Some(HOLD_AT_MOST * 2));
     }
 
     #[test]
     fn busy_refusals_in_a_row_double_the_wait_up_to_sixteen_times_with_jitter() {
         let base = Duration::from_millis(100);
-        let now = tokio::time::Instant::now();
         let mut busy = SendHold::default();
-        assert_eq!(busy.held(now), None);
         for (refusal, factor) in [1, 2, 4, 8, 16, 16].into_iter().enumerate() {
-            let wait = busy.refused(base, now);
+            let wait = busy.busy(base);
             let least = base * factor;
             assert!(
                 wait >= least && wait <= least.mul_f64(1.5),
                 "refusal {refusal}: {wait:?}"
             );
-            assert_eq!(wait.subsec_nanos() % 1_000_000, 0, "whole milliseconds");
-            assert_eq!(busy.held(now), Some(wait));
-            assert_eq!(busy.held(now + wait), None, "held no longer than it said");
         }
         busy.accepted();
-        assert!(busy.refused(base, now) <= base.mul_f64(1.5));
+        assert!(busy.busy(base) <= base.mul_f64(1.5));
+    }
+
+    #[test]
+    fn waits_are_told_in_whole_milliseconds_rounded_up() {
+        let told = |wait| {
+            let error = ApiError::from(ServiceError::Busy { retry_after: wait });
+            error.retry_after_ms()
+        };
+        assert_eq!(told(Duration::from_micros(1_500_200)), Some(1_501));
+        assert_eq!(told(Duration::from_millis(250)), Some(250));
+        assert_eq!(told(Duration::from_micros(10)), Some(1));
     }
 }

@@ -42,7 +42,6 @@ impl<J: Send + 'static> GroupCommit<J> {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while jobs.recv_many(&mut batch, BATCH_MAX).await > 0 {
-                metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
                 commit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX))).await;
             }
         });

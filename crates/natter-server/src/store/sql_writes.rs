@@ -79,6 +79,7 @@ pub(super) async fn settle(
     mut batch: Vec<Write>,
     mut write_in_one: impl for<'a> FnMut(&'a mut [Write]) -> BoxFuture<'a, Result<(), StoreError>>,
 ) {
+    metrics::histogram!("natter_store_batch_size").record(batch.len() as f64);
     batch.sort_by(|a, b| a.lock_order().cmp(&b.lock_order()));
     // Why the database is unavailable, once it is: every write left fails with that at once.
     let mut unavailable: Option<String> = None;

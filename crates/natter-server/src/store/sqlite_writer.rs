@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use futures_util::FutureExt;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Params, Row, Transaction, TransactionBehavior, ffi,
@@ -54,7 +55,7 @@ pub(super) fn start(path: &Path, turn: WriteTurn) -> anyhow::Result<SqliteWriter
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", opening()))?;
+    .with_context(opening)?;
     // The page cache is 16 MiB: at each commit SQLite walks the cache's whole hash table
     // (`pcache1TruncateUnsafe`), 8 % of natterd's time with 64 MiB; a smaller cache reads more
     // pages back from the OS instead, so 8 to 64 MiB measured the same within noise. The WAL
@@ -68,10 +69,10 @@ pub(super) fn start(path: &Path, turn: WriteTurn) -> anyhow::Result<SqliteWriter
                  PRAGMA journal_size_limit = 67108864;",
             )
         })
-        .map_err(|e| anyhow::anyhow!("{}: {e}", opening()))?;
+        .with_context(opening)?;
     db.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     GroupCommit::on_thread("natter-sqlite", move |jobs| run(&mut db, &turn, jobs))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", opening()))
+        .with_context(opening)
 }
 
 impl SqliteWriter {
@@ -100,7 +101,6 @@ fn run(db: &mut Connection, turn: &WriteTurn, jobs: Vec<Job>) {
         }
     }
     if !writes.is_empty() {
-        metrics::histogram!("natter_store_batch_size").record(writes.len() as f64);
         let _turn = turn.blocking_lock();
         write_batch(db, writes);
     }

@@ -12,7 +12,7 @@ use sqlx::Connection;
 use crate::helpers::{
     Backend, PATIENCE, TestDatabase, TestServer, assert_problem, backend_tests, server,
 };
-use crate::ws::{connect, error, message, next, ping, send, until};
+use crate::ws::{connect, error, message, next, ping, refused, send, until};
 
 backend_tests!(
     logins_are_limited_per_account_and_per_address,
@@ -167,12 +167,7 @@ async fn a_second_device_adds_no_allowance(backend: Backend) {
         message(&mut laptop).await;
     }
     // Each device has used half its own allowance, but together they used the user's.
-    phone.send_message(direct, "p2", "x").await.unwrap();
-    let refused = error(&mut phone).await;
-    assert_eq!(
-        (refused.code.as_str(), refused.client_msg_id.as_deref()),
-        ("rate_limited", Some("p2"))
-    );
+    let refused = refused(&mut phone, direct, "p2", "x", "rate_limited").await;
     assert!(refused.retry_after_ms.is_some_and(|ms| ms > 0));
     laptop.send_message(direct, "l2", "x").await.unwrap();
     assert_eq!(error(&mut laptop).await.code, "rate_limited");
@@ -195,20 +190,10 @@ async fn a_short_wait_for_the_rate_holds_later_sends_so_order_is_kept(backend: B
     let body = "x".repeat(600);
     send(&mut a, direct, "m1", &body).await;
     // 400 bytes are left: m2 waits ~2 s for the rest.
-    a.send_message(direct, "m2", &body).await.unwrap();
-    let refused = error(&mut a).await;
-    assert_eq!(
-        (refused.code.as_str(), refused.client_msg_id.as_deref()),
-        ("rate_limited", Some("m2"))
-    );
-    let wait = refused.retry_after_ms.expect("a retry time");
+    let m2 = refused(&mut a, direct, "m2", &body, "rate_limited").await;
+    let wait = m2.retry_after_ms.expect("a retry time");
     // m3 fits in what is left, but would be stored before m2: it waits too, no longer.
-    a.send_message(direct, "m3", "tiny").await.unwrap();
-    let held = error(&mut a).await;
-    assert_eq!(
-        (held.code.as_str(), held.client_msg_id.as_deref()),
-        ("rate_limited", Some("m3"))
-    );
+    let held = refused(&mut a, direct, "m3", "tiny", "rate_limited").await;
     assert!(
         held.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= wait),
         "{held:?} after {wait} ms"
@@ -343,12 +328,7 @@ async fn a_suspended_sender_is_refused_before_its_close_arrives(backend: Backend
             .unwrap()
     );
     for (conversation, id) in [(direct, "after"), (room, "after-room")] {
-        live.send_message(conversation, id, "x").await.unwrap();
-        let refused = error(&mut live).await;
-        assert_eq!(
-            (refused.code.as_str(), refused.client_msg_id.as_deref()),
-            ("suspended", Some(id))
-        );
+        refused(&mut live, conversation, id, "x", "suspended").await;
     }
     let stored = bob.history(direct, None, None, None).await.unwrap();
     assert_eq!(
@@ -456,15 +436,7 @@ async fn a_full_node_refuses_sends_with_a_retry_time(backend: Backend) {
     })
     .await;
     assert_eq!(message(&mut refused).await.client_msg_id, taken_id);
-    refused.send_message(direct, second, "x").await.unwrap();
-    let held_behind = error(&mut refused).await;
-    assert_eq!(
-        (
-            held_behind.code.as_str(),
-            held_behind.client_msg_id.as_deref()
-        ),
-        ("rate_limited", Some(second))
-    );
+    crate::ws::refused(&mut refused, direct, second, "x", "rate_limited").await;
     // Both go through, in order, when sent again after the retry time.
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
     send(&mut refused, direct, first, "x").await;

@@ -14,7 +14,7 @@ use crate::helpers::{
     ws_url,
 };
 use crate::rooms::big_room;
-use crate::ws::{connect, error, marker, message, next, ping, send};
+use crate::ws::{connect, error, marker, message, next, ping, refused, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
@@ -434,12 +434,7 @@ async fn without_redis_each_node_still_enforces_the_limits() {
     let (mut live, _) = connect(&alice).await;
     send(&mut live, direct, "m0", "x").await;
     send(&mut live, direct, "m1", "x").await;
-    live.send_message(direct, "m2", "x").await.unwrap();
-    let refused = error(&mut live).await;
-    assert_eq!(
-        (refused.code.as_str(), refused.client_msg_id.as_deref()),
-        ("rate_limited", Some("m2"))
-    );
+    refused(&mut live, direct, "m2", "x", "rate_limited").await;
     let fallbacks = sample(
         &scrape(&node.admin_url).await,
         "natter_rate_limit_fallbacks_total",

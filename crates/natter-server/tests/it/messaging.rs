@@ -12,8 +12,8 @@ use natter_server::ratelimit::{Kind, Rate};
 
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, connect_users, server};
 use crate::ws::{
-    connect, drained, error, marker, message, next, ping, receipt_of, receipts_in, send, typing,
-    until,
+    connect, drained, error, marker, message, next, ping, receipt_of, receipts_in, refused, send,
+    typing, until,
 };
 
 backend_tests!(
@@ -273,12 +273,7 @@ async fn only_members_and_connections_may_send(backend: Backend) {
     let (mut b, _) = connect(&bob).await;
     send(&mut b, direct, "before", "x").await;
     alice.remove_connection(bob.user_id(), None).await.unwrap();
-    b.send_message(direct, "after", "x").await.unwrap();
-    let refused = error(&mut b).await;
-    assert_eq!(
-        (refused.code.as_str(), refused.client_msg_id.as_deref()),
-        ("not_connected", Some("after"))
-    );
+    refused(&mut b, direct, "after", "x", "not_connected").await;
     assert_eq!(
         alice.history(direct, None, None, None).await.unwrap().len(),
         1
@@ -286,15 +281,7 @@ async fn only_members_and_connections_may_send(backend: Backend) {
 }
 
 async fn mallory_refused(connection: &mut natter_client::Connection, conversation: ConversationId) {
-    connection
-        .send_message(conversation, "x1", "spam")
-        .await
-        .unwrap();
-    let refused = error(connection).await;
-    assert_eq!(
-        (refused.code.as_str(), refused.client_msg_id.as_deref()),
-        ("not_member", Some("x1"))
-    );
+    refused(connection, conversation, "x1", "spam", "not_member").await;
 }
 
 /// Alice, Bob and Carol, all connected to each other, and Carol's room of the three.
@@ -422,12 +409,7 @@ async fn senders_past_their_rate_get_rate_limited(backend: Backend) {
     for i in 0..3 {
         send(&mut a, direct, &format!("m{i}"), "x").await;
     }
-    a.send_message(direct, "m3", "x").await.unwrap();
-    let limited = error(&mut a).await;
-    assert_eq!(
-        (limited.code.as_str(), limited.client_msg_id.as_deref()),
-        ("rate_limited", Some("m3"))
-    );
+    let limited = refused(&mut a, direct, "m3", "x", "rate_limited").await;
     assert!(
         limited
             .retry_after_ms

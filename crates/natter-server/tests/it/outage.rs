@@ -2,7 +2,7 @@
 //! nothing is half-written, readiness fails, and service resumes by itself.
 
 use crate::helpers::{Backend, Proxy, TestDatabase, TestServer};
-use crate::ws::{connect, error, ping, send};
+use crate::ws::{connect, ping, refused, send};
 use natter_server::config::{DatabaseUrl, Secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,12 +25,12 @@ async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
         .wait_for_readiness("503", |status, _| status == 503)
         .await;
     // A send gets a retryable error and no ack; the connection stays.
-    live.send_message(direct, "during", "x").await.unwrap();
-    let refused = error(&mut live).await;
+    let during = refused(&mut live, direct, "during", "x", "store_unavailable").await;
     let refused_at = tokio::time::Instant::now();
-    assert_eq!(refused.code, "store_unavailable");
-    assert_eq!(refused.client_msg_id.as_deref(), Some("during"));
-    assert!(refused.retry_after_ms.is_some_and(|ms| ms > 0));
+    // Until the told wait is over, a later send waits behind it rather than trying the store,
+    // so the two cannot be stored out of order.
+    refused(&mut live, direct, "later", "x", "rate_limited").await;
+    assert!(during.retry_after_ms.is_some_and(|ms| ms > 0));
     ping(&mut live, 1).await;
     // Over HTTP: 503 problem+json with the same code and a Retry-After, never a 500.
     let response = server
@@ -50,7 +50,7 @@ async fn a_postgres_outage_refuses_sends_clearly_and_service_resumes() {
         .await;
     // The client's retry after the told wait, with the same id, is stored once; nothing from
     // the outage is there half-written.
-    let wait = std::time::Duration::from_millis(refused.retry_after_ms.unwrap());
+    let wait = std::time::Duration::from_millis(during.retry_after_ms.unwrap());
     tokio::time::sleep_until(refused_at + wait).await;
     let resent = send(&mut live, direct, "during", "x").await;
     let history = bob.history(direct, None, None, None).await.unwrap();

@@ -120,6 +120,25 @@ pub async fn error(connection: &mut Connection) -> ErrorFrame {
     .await
 }
 
+/// Sends a message and waits for its answer: the ack, or the (first) refusal.
+async fn answer(
+    connection: &mut Connection,
+    conversation: ConversationId,
+    id: &str,
+    body: &str,
+) -> Result<Ack, ErrorFrame> {
+    connection
+        .send_message(conversation, id, body)
+        .await
+        .expect("sending");
+    until(connection, |f| match f {
+        ServerFrame::Ack(ack) if ack.client_msg_id == id => Some(Ok(ack.clone())),
+        ServerFrame::Error(e) => Some(Err(e.clone())),
+        _ => None,
+    })
+    .await
+}
+
 /// Sends a message and waits for its ack.
 pub async fn send(
     connection: &mut Connection,
@@ -127,16 +146,28 @@ pub async fn send(
     id: &str,
     body: &str,
 ) -> Ack {
-    connection
-        .send_message(conversation, id, body)
+    answer(connection, conversation, id, body)
         .await
-        .expect("sending");
-    until(connection, |f| match f {
-        ServerFrame::Ack(ack) if ack.client_msg_id == id => Some(ack.clone()),
-        ServerFrame::Error(e) => panic!("send {id} refused: {e:?}"),
-        _ => None,
-    })
-    .await
+        .unwrap_or_else(|e| panic!("send {id} refused: {e:?}"))
+}
+
+/// Sends a message that must be refused with `code`; the refusal, which names the message.
+pub async fn refused(
+    connection: &mut Connection,
+    conversation: ConversationId,
+    id: &str,
+    body: &str,
+    code: &str,
+) -> ErrorFrame {
+    let refusal = answer(connection, conversation, id, body)
+        .await
+        .expect_err("the send is refused");
+    assert_eq!(
+        (refusal.code.as_str(), refusal.client_msg_id.as_deref()),
+        (code, Some(id)),
+        "{refusal:?}"
+    );
+    refusal
 }
 
 /// Pings and waits for the pong: proves the connection is alive and everything sent before
