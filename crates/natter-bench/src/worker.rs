@@ -269,8 +269,6 @@ struct DeviceState {
     pending: HashMap<String, (Instant, String)>,
     /// Sends refused with a retry time, by when to make them again (in refusal order).
     retries: VecDeque<(tokio::time::Instant, String)>,
-    /// Messages sent so far (for client_msg_id).
-    next_id: u64,
 }
 
 impl DeviceState {
@@ -402,8 +400,8 @@ impl DeviceState {
         let Some(&conversation_id) = spec.conversations.choose(&mut rand::rng()) else {
             return Ok(());
         };
-        self.next_id += 1;
-        let client_msg_id = format!("{:x}-{}", shared.run, self.next_id);
+        // Time-ordered, as natter-client makes them (the server indexes them cheaper).
+        let client_msg_id = uuid::Uuid::now_v7().to_string();
         let frame = serde_json::to_string(&ClientFrame::Send(SendMessage {
             conversation_id,
             client_msg_id: client_msg_id.clone(),

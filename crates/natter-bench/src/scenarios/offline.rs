@@ -107,7 +107,7 @@ async fn queue(
             sender
                 .send(&ClientFrame::Send(SendMessage {
                     conversation_id,
-                    client_msg_id: format!("{run:x}-{sent}"),
+                    client_msg_id: uuid::Uuid::now_v7().to_string(),
                     ciphertext: payload::make(run, common.payload_bytes as usize),
                     client_ts: None,
                 }))

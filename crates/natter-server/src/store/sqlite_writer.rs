@@ -9,13 +9,16 @@
 //! commits empty it), then writes in one transaction. Rarer writes (accounts, memberships) still
 //! go through sqlx on a second connection; the two take turns ([`WriteTurn`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
 use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Params, Row, Transaction, TransactionBehavior, ffi,
+    CachedStatement, Connection, OpenFlags, OptionalExtension, Params, Row, Transaction,
+    TransactionBehavior, ffi,
 };
 
 use super::StoreError;
@@ -33,8 +36,11 @@ pub(super) enum Job {
     /// A write, committed with the rest of its batch.
     Write(Write),
     /// A read, answered before the batch's writes.
-    Read(Box<dyn FnOnce(&Connection) + Send>),
+    Read(Read),
 }
+
+/// A read on the writer's connection, which sends its own answer.
+pub(super) type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 impl From<Write> for Job {
     fn from(write: Write) -> Self {
@@ -93,16 +99,34 @@ impl SqliteWriter {
 
 /// Answers a batch's reads, then writes its writes in the store's turn.
 fn run(db: &mut Connection, turn: &WriteTurn, jobs: Vec<Job>) {
+    let mut reads = Vec::new();
     let mut writes = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
-            Job::Read(read) => read(db),
+            Job::Read(read) => reads.push(read),
             Job::Write(write) => writes.push(write),
         }
+    }
+    if !reads.is_empty() {
+        answer(db, reads);
     }
     if !writes.is_empty() {
         let _turn = turn.blocking_lock();
         write_batch(db, writes);
+    }
+}
+
+/// Answers `reads` in one read transaction: one snapshot and one round of locking for them
+/// all, rather than one per statement.
+fn answer(db: &Connection, reads: Vec<Read>) {
+    // Unchecked: this connection has no other transaction open.
+    match db.unchecked_transaction() {
+        // Dropping it ends the read (nothing was written).
+        Ok(tx) => reads.into_iter().for_each(|read| read(&tx)),
+        Err(error) => {
+            tracing::warn!(%error, "beginning a read on the SQLite writer; reading without");
+            reads.into_iter().for_each(|read| read(db));
+        }
     }
 }
 
@@ -131,8 +155,7 @@ fn write_in_one(db: &mut Connection, batch: &mut [Write]) -> Result<(), StoreErr
 
 /// Appends a message: its seq, or `None` if this (device, client_msg_id) is already stored.
 fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i64>, StoreError> {
-    let seq = tx
-        .prepare_cached(&numbered(NEXT_SEQ))?
+    let seq = prepare(tx, NEXT_SEQ)?
         .query_row(
             (
                 &message.conversation_id,
@@ -144,7 +167,7 @@ fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i6
         )
         .optional()?;
     let Some(seq) = seq else { return Ok(None) };
-    tx.prepare_cached(&numbered(INSERT_MESSAGE))?
+    prepare(tx, INSERT_MESSAGE)?
         .execute((
             &message.conversation_id,
             seq,
@@ -161,7 +184,7 @@ fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i6
 
 /// Moves a device's cursors (see [`MOVE_CURSOR`]).
 fn move_one(tx: &Transaction<'_>, cursor: &QueuedCursor) -> Result<Option<(i64, i64)>, StoreError> {
-    tx.prepare_cached(&numbered(MOVE_CURSOR))?
+    prepare(tx, MOVE_CURSOR)?
         .query_row(
             (
                 &cursor.device_id,
@@ -177,20 +200,40 @@ fn move_one(tx: &Transaction<'_>, cursor: &QueuedCursor) -> Result<Option<(i64, 
         .map_err(|e| classify(e, "cursor", "conversation"))
 }
 
-/// The rows of `sql` (written for sqlx, with `$n` parameters) with `params`, each as a `T`.
-pub(super) fn rows<T>(db: &Connection, sql: &str, params: impl Params) -> Result<Vec<T>, StoreError>
+/// The rows of `sql` (see [`prepare`]) with `params`, each as a `T`.
+pub(super) fn rows<T>(
+    db: &Connection,
+    sql: &'static str,
+    params: impl Params,
+) -> Result<Vec<T>, StoreError>
 where
     T: for<'a> TryFrom<&'a Row<'a>, Error = rusqlite::Error>,
 {
-    let mut statement = db.prepare_cached(&numbered(sql))?;
+    let mut statement = prepare(db, sql)?;
     let rows = statement.query_map(params, |row| T::try_from(row))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `sql` (written for sqlx, with `$n` parameters) prepared on `db`, from its cache. The text is
+/// rewritten by [`to_numbered`] once per statement: per message, each time cost ~2 % of the
+/// writer thread.
+fn prepare<'c>(db: &'c Connection, sql: &'static str) -> rusqlite::Result<CachedStatement<'c>> {
+    thread_local! {
+        /// Each statement's text (by address and length) in SQLite's form.
+        static NUMBERED: RefCell<HashMap<(usize, usize), String>> = RefCell::default();
+    }
+    NUMBERED.with_borrow_mut(|numbered| {
+        let text = numbered
+            .entry((sql.as_ptr() as usize, sql.len()))
+            .or_insert_with(|| to_numbered(sql));
+        db.prepare_cached(text)
+    })
 }
 
 /// `sql` with its `$n` parameters (sqlx's, and PostgreSQL's) as `?n`, SQLite's numbered form:
 /// to SQLite, `$n` names a parameter, numbered by where it first appears. (A `$` before a digit
 /// inside a string literal would be changed too; no statement here has one.)
-fn numbered(sql: &str) -> String {
+fn to_numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
@@ -277,7 +320,7 @@ mod tests {
     #[test]
     fn numbered_parameters_become_sqlites_and_nothing_else_changes() {
         assert_eq!(
-            numbered("UPDATE t SET a = $2 WHERE id = $1 AND b = $12 AND c = '$x' AND d = $"),
+            to_numbered("UPDATE t SET a = $2 WHERE id = $1 AND b = $12 AND c = '$x' AND d = $"),
             "UPDATE t SET a = ?2 WHERE id = ?1 AND b = ?12 AND c = '$x' AND d = $"
         );
     }
