@@ -38,9 +38,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
-    pub(super) writer: SqlitePool,
+    pub(super) writer: Writer<SqlitePool>,
     pub(super) writes: SqliteWriter,
-    turn: WriteTurn,
 }
 
 /// Whose turn it is to write to a SQLite file: its writer thread and its pool's writer wait for
@@ -48,21 +47,40 @@ pub struct SqliteStore {
 /// tries, and is not first come, first served).
 pub(super) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
-impl SqliteStore {
-    /// Waits for this store's turn to write (see [`WriteTurn`]).
-    pub(super) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
-        Some(self.turn.lock().await)
+/// A store's pool for writes, reachable only in the store's turn to write, so no write can
+/// forget to wait for it.
+#[derive(Clone)]
+pub(super) struct Writer<P> {
+    pool: P,
+    /// `None` on PostgreSQL, which takes concurrent writers.
+    turn: Option<WriteTurn>,
+}
+
+/// The pool for writes, for as long as the turn is held.
+pub(super) struct Writing<'a, P> {
+    pool: &'a P,
+    _turn: Option<MutexGuard<'a, ()>>,
+}
+
+impl<P> Writer<P> {
+    /// Waits for the turn to write, if there is one to wait for, and hands out the pool.
+    pub(super) async fn lock(&self) -> Writing<'_, P> {
+        let turn = match &self.turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
+        Writing {
+            pool: &self.pool,
+            _turn: turn,
+        }
     }
 }
 
-impl PgStore {
-    /// No turn to wait for: PostgreSQL takes concurrent writers.
-    #[expect(
-        clippy::unused_async,
-        reason = "the same call as SqliteStore's, in shared SQL"
-    )]
-    pub(super) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
-        None
+impl<P> std::ops::Deref for Writing<'_, P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        self.pool
     }
 }
 
@@ -113,8 +131,10 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writes: sqlite_writer::start(path, Arc::clone(&turn))?,
-            writer,
-            turn,
+            writer: Writer {
+                pool: writer,
+                turn: Some(turn),
+            },
         })
     }
 }
@@ -126,7 +146,7 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
-    pub(super) writer: PgPool,
+    pub(super) writer: Writer<PgPool>,
     pub(super) writes: Writes,
 }
 
@@ -160,7 +180,10 @@ impl PgStore {
             .map_err(|e| anyhow::anyhow!("migrating PostgreSQL: {e}"))?;
         Ok(Self {
             writes: Self::group_writes(pool.clone()),
-            writer: pool.clone(),
+            writer: Writer {
+                pool: pool.clone(),
+                turn: None,
+            },
             pool,
         })
     }
@@ -326,7 +349,7 @@ macro_rules! sql_store {
 
             async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
                 timed("create_user", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     sqlx::query(
                         "INSERT INTO users (id, username, username_lower, password_hash, display_name, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -337,7 +360,7 @@ macro_rules! sql_store {
                     .bind(user.password_hash)
                     .bind(user.display_name)
                     .bind(user.created_at)
-                    .execute(&self.writer)
+                    .execute(&*writer)
                     .await
                     .map_err(|e| classify(e, "username", "user"))?;
                     Ok(())
@@ -386,7 +409,7 @@ macro_rules! sql_store {
                 avatar_url: Option<Option<&str>>,
             ) -> Result<(), StoreError> {
                 timed("update_profile", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     sqlx::query(
                         "UPDATE users SET display_name = COALESCE($2, display_name), \
                          avatar_url = CASE WHEN $3 THEN $4 ELSE avatar_url END WHERE id = $1",
@@ -395,7 +418,7 @@ macro_rules! sql_store {
                     .bind(display_name)
                     .bind(avatar_url.is_some())
                     .bind(avatar_url.flatten())
-                    .execute(&self.writer)
+                    .execute(&*writer)
                     .await?;
                     Ok(())
                 }).await
@@ -403,7 +426,7 @@ macro_rules! sql_store {
 
             async fn create_device(&self, device: &NewDevice<'_>) -> Result<(), StoreError> {
                 timed("create_device", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     sqlx::query(
                         "INSERT INTO devices (id, user_id, name, token_hash, created_at, expires_at) \
                          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -414,7 +437,7 @@ macro_rules! sql_store {
                     .bind(device.token_hash)
                     .bind(device.created_at)
                     .bind(device.expires_at)
-                    .execute(&self.writer)
+                    .execute(&*writer)
                     .await
                     .map_err(|e| classify(e, "token", "user"))?;
                     Ok(())
@@ -444,11 +467,11 @@ macro_rules! sql_store {
 
             async fn set_suspended(&self, user: UserId, since: Option<i64>) -> Result<bool, StoreError> {
                 timed("set_suspended", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     let done = sqlx::query("UPDATE users SET suspended_at = $2 WHERE id = $1")
                         .bind(user.to_string())
                         .bind(since)
-                        .execute(&self.writer)
+                        .execute(&*writer)
                         .await?;
                     Ok(done.rows_affected() > 0)
                 }).await
@@ -462,11 +485,11 @@ macro_rules! sql_store {
 
             async fn delete_device(&self, user: UserId, device: DeviceId) -> Result<bool, StoreError> {
                 timed("delete_device", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
                         .bind(device.to_string())
                         .bind(user.to_string())
-                        .execute(&self.writer)
+                        .execute(&*writer)
                         .await?;
                     Ok(done.rows_affected() > 0)
                 }).await
@@ -503,9 +526,9 @@ macro_rules! sql_store {
                 now: i64,
             ) -> Result<KeyCounts, StoreError> {
                 timed("upload_keys", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     let device_id = device.to_string();
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     if let Some(keys) = upload.identity_keys {
                         sqlx::query(
                             "UPDATE devices SET curve25519 = $2, ed25519 = $3, key_signature = $4, \
@@ -576,12 +599,12 @@ macro_rules! sql_store {
             async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
                 timed("claim_key", async move {
                     let device_id = device.to_string();
-                    let turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     let taken = sqlx::query_as::<_, (String, String, i64)>(TAKE_ONE_TIME_KEY)
                         .bind(&device_id)
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(&*writer)
                         .await?;
-                    drop(turn);
+                    drop(writer);
                     if let Some((key_id, key, created_at)) = taken {
                         return Ok(Some(ClaimedKeyRecord { key_id, key, fallback: false, created_at }));
                     }
@@ -673,12 +696,12 @@ macro_rules! sql_store {
                 transition: Transition<'_>,
             ) -> Result<Result<Sides, Refusal>, StoreError> {
                 timed("change_connection", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     let (user_text, peer_text) = (user.to_string(), peer.to_string());
                     // Insert missing sides in key order, so concurrent callers lock in one order.
                     let (first, second) =
                         if user_text < peer_text { (&user_text, &peer_text) } else { (&peer_text, &user_text) };
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     sqlx::query(
                         "INSERT INTO connections (user_id, peer_id, state, version, updated_at) \
                          VALUES ($1, $2, 'none', 0, 0), ($2, $1, 'none', 0, 0) ON CONFLICT DO NOTHING",

@@ -186,7 +186,7 @@ macro_rules! message_store {
                     let existing = || async {
                         let id: Option<String> = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
                             .bind(&key)
-                            .fetch_optional(&self.writer)
+                            .fetch_optional(&self.pool)
                             .await?;
                         id.map(|id| parse_id(&id, "conversations.id")).transpose()
                     };
@@ -195,8 +195,8 @@ macro_rules! message_store {
                     }
                     let id = ConversationId::new();
                     // Only creating it is a write: an existing chat is found without the turn.
-                    let _turn = self.write_turn().await;
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     let created = sqlx::query(
                         "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
                          VALUES ($1, 'direct', NULL, $2, $3, 0, $3) ON CONFLICT (direct_key) DO NOTHING",
@@ -236,8 +236,8 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<(), StoreError> {
                 timed("create_room", async move {
-                    let _turn = self.write_turn().await;
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     sqlx::query(
                         "INSERT INTO conversations (id, kind, name, direct_key, created_at, last_seq, last_ts) \
                          VALUES ($1, 'room', $2, NULL, $3, 0, $3)",
@@ -305,8 +305,8 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<Vec<UserId>, StoreError> {
                 timed("add_members", async move {
-                    let _turn = self.write_turn().await;
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     let last_seq = lock_members(&mut tx, conversation).await?;
                     let current: Vec<String> = sqlx::query_scalar(
                         "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq IS NULL",
@@ -336,8 +336,8 @@ macro_rules! message_store {
 
             async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
                 timed("remove_member", async move {
-                    let _turn = self.write_turn().await;
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     let last_seq = lock_members(&mut tx, conversation).await?;
                     let left = sqlx::query(
                         "UPDATE members SET left_seq = $3, role = 'member' \
@@ -712,8 +712,8 @@ macro_rules! message_store {
                 now: i64,
             ) -> Result<Vec<ToDeviceIn>, StoreError> {
                 timed("push_inbox", async move {
-                    let _turn = self.write_turn().await;
-                    let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     let mut stored = Vec::with_capacity(items.len());
                     for (device, payload) in items {
                         let seq: i64 = sqlx::query_scalar(
@@ -768,11 +768,11 @@ macro_rules! message_store {
 
             async fn ack_inbox(&self, device: DeviceId, seq: i64) -> Result<(), StoreError> {
                 timed("ack_inbox", async move {
-                    let _turn = self.write_turn().await;
+                    let writer = self.writer.lock().await;
                     sqlx::query("DELETE FROM inbox WHERE device_id = $1 AND seq <= $2")
                         .bind(device.to_string())
                         .bind(seq)
-                        .execute(&self.writer)
+                        .execute(&*writer)
                         .await?;
                     Ok(())
                 }).await

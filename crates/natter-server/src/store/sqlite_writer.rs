@@ -533,6 +533,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fan_out_that_panics_still_acks_the_stored_message() {
+        let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
+        let chat = store
+            .direct_conversation(users[0], users[1], 0)
+            .await
+            .unwrap();
+        let device = DeviceId::new();
+        let first = message(chat, users[0], device, "first");
+        let stored = store
+            .append(&first, Box::new(|_| panic!("fan-out failed")))
+            .await;
+        assert_eq!(
+            stored.unwrap().seq,
+            1,
+            "stored, so acked, whatever the fan-out did"
+        );
+        // The thread goes on.
+        let second = message(chat, users[0], device, "second");
+        let stored = store.append(&second, Box::new(|_| {})).await;
+        assert_eq!(stored.unwrap().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_panics_fails_its_callers_and_the_thread_goes_on() {
+        let (store, _db, _users, _dir) = store_with(&["alice"]).await;
+        let failed = store
+            .writes
+            .read(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::Unavailable(_))),
+            "told it failed: {failed:?}"
+        );
+        let users = store
+            .writes
+            .read(|db| rows::<(i64,)>(db, "SELECT count(*) FROM users", ()))
+            .await;
+        assert_eq!(users.unwrap(), [(1,)]);
+    }
+
+    #[tokio::test]
     async fn the_writer_thread_writes_only_in_its_turn() {
         let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
         let chat = store
@@ -540,7 +581,7 @@ mod tests {
             .await
             .unwrap();
         // The rare-write pool's turn, held.
-        let turn = store.write_turn().await;
+        let turn = store.writer.lock().await;
         let appending = tokio::spawn({
             let (store, alice) = (store.clone(), users[0]);
             async move {
