@@ -47,8 +47,8 @@ pub struct SqliteStore {
 /// tries, and is not first come, first served).
 pub(super) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
-/// A store's pool for writes, reachable only in the store's turn to write, so no write can
-/// forget to wait for it.
+/// A store's pool for writes, handed out by [`Writer::lock`] with the store's turn to write, so
+/// a write cannot forget to wait for it. (A clone of the pool would outlive the turn: keep none.)
 #[derive(Clone)]
 pub(super) struct Writer<P> {
     pool: P,

@@ -207,7 +207,9 @@ macro_rules! message_store {
                     .execute(&mut *tx)
                     .await?;
                     if created.rows_affected() == 0 {
-                        drop(tx);
+                        // Rolled back before the turn is given up, not after.
+                        tx.rollback().await?;
+                        drop(writer);
                         return existing().await?.ok_or(StoreError::Missing("conversation"));
                     }
                     for user in [low, high] {

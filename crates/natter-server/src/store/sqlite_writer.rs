@@ -39,7 +39,8 @@ pub(super) enum Job {
     Read(Read),
 }
 
-/// A read on the writer's connection, which sends its own answer.
+/// A read on the writer's connection, which sends its own answer. It must not write: it runs
+/// outside the turn to write, in a transaction that is rolled back.
 pub(super) type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 impl From<Write> for Job {
@@ -118,15 +119,12 @@ fn run(db: &mut Connection, turn: &WriteTurn, jobs: Vec<Job>) {
 
 /// Answers `reads` in one read transaction: one snapshot and one round of locking for them
 /// all, rather than one per statement.
-fn answer(db: &Connection, reads: Vec<Read>) {
-    // Unchecked: this connection has no other transaction open.
-    match db.unchecked_transaction() {
-        // Dropping it ends the read (nothing was written).
+fn answer(db: &mut Connection, reads: Vec<Read>) {
+    match db.transaction() {
+        // Dropping it ends the read.
         Ok(tx) => reads.into_iter().for_each(|read| read(&tx)),
-        Err(error) => {
-            tracing::warn!(%error, "beginning a read on the SQLite writer; reading without");
-            reads.into_iter().for_each(|read| read(db));
-        }
+        // Dropping the reads tells their callers that they failed.
+        Err(error) => tracing::error!(%error, "beginning a read on the SQLite writer"),
     }
 }
 
@@ -215,8 +213,8 @@ where
 }
 
 /// `sql` (written for sqlx, with `$n` parameters) prepared on `db`, from its cache. The text is
-/// rewritten by [`to_numbered`] once per statement: per message, each time cost ~2 % of the
-/// writer thread.
+/// rewritten by [`to_numbered`] once per statement (per copy of its text the compiler makes):
+/// per message, each time cost ~2 % of the writer thread.
 fn prepare<'c>(db: &'c Connection, sql: &'static str) -> rusqlite::Result<CachedStatement<'c>> {
     thread_local! {
         /// Each statement's text (by address and length) in SQLite's form.
@@ -262,7 +260,7 @@ fn classify(error: rusqlite::Error, unique: &'static str, missing: &'static str)
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use natter_proto::{ConversationId, DeviceId, UserId};
@@ -282,6 +280,14 @@ mod tests {
         let db = Connection::open(dir.path().join(testing::DB_FILE)).unwrap();
         db.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         (store, db, users, dir)
+    }
+
+    /// The direct conversation of the first two `users`.
+    async fn chat(store: &SqliteStore, users: &[UserId]) -> ConversationId {
+        store
+            .direct_conversation(users[0], users[1], 0)
+            .await
+            .unwrap()
     }
 
     /// Logs `user` in on a new device.
@@ -535,15 +541,19 @@ mod tests {
     #[tokio::test]
     async fn a_fan_out_that_panics_still_acks_the_stored_message() {
         let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
-        let chat = store
-            .direct_conversation(users[0], users[1], 0)
-            .await
-            .unwrap();
+        let chat = chat(&store, &users).await;
         let device = DeviceId::new();
         let first = message(chat, users[0], device, "first");
-        let stored = store
-            .append(&first, Box::new(|_| panic!("fan-out failed")))
-            .await;
+        let fanned_out = Arc::new(AtomicBool::new(false));
+        let on_stored = {
+            let fanned_out = Arc::clone(&fanned_out);
+            Box::new(move |_| {
+                fanned_out.store(true, Ordering::Relaxed);
+                panic!("fan-out failed");
+            })
+        };
+        let stored = store.append(&first, on_stored).await;
+        assert!(fanned_out.load(Ordering::Relaxed), "the fan-out ran");
         assert_eq!(
             stored.unwrap().seq,
             1,
@@ -557,7 +567,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_panics_fails_its_callers_and_the_thread_goes_on() {
-        let (store, _db, _users, _dir) = store_with(&["alice"]).await;
+        let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
+        let chat = chat(&store, &users).await;
         let failed = store
             .writes
             .read(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
@@ -566,20 +577,62 @@ mod tests {
             matches!(failed, Err(StoreError::Unavailable(_))),
             "told it failed: {failed:?}"
         );
-        let users = store
+        // Nothing of the failed batch is left open: the thread writes, in turn with the other
+        // writer, and reads what both wrote.
+        let hello = message(chat, users[0], DeviceId::new(), "hello");
+        assert_eq!(store.append(&hello, Box::new(|_| {})).await.unwrap().seq, 1);
+        testing::users(&store, ["carol"]).await;
+        let counts = store
             .writes
-            .read(|db| rows::<(i64,)>(db, "SELECT count(*) FROM users", ()))
+            .read(|db| {
+                rows::<(i64, i64)>(
+                    db,
+                    "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM messages)",
+                    (),
+                )
+            })
             .await;
-        assert_eq!(users.unwrap(), [(1,)]);
+        assert_eq!(counts.unwrap(), [(3, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_its_reads_before_its_writes_and_ends_the_read_first() {
+        let (store, db, users, _dir) = store_with(&["alice", "bob"]).await;
+        let chat = chat(&store, &users).await;
+        let count = |reply: oneshot::Sender<i64>| -> Job {
+            Job::Read(Box::new(move |db| {
+                let counted = db.query_row("SELECT count(*) FROM messages", (), |row| row.get(0));
+                let _ = reply.send(counted.unwrap());
+            }))
+        };
+        let (before, counted_before) = oneshot::channel();
+        let (reply, appended) = oneshot::channel();
+        let hello = message(chat, users[0], DeviceId::new(), "hello");
+        let jobs = vec![
+            count(before),
+            Job::Write(Write::append(&hello, Box::new(|_| {}), reply)),
+        ];
+        // `run` waits for the turn as a thread does, outside the runtime.
+        let turn = WriteTurn::default();
+        let db = tokio::task::spawn_blocking(move || {
+            let mut db = db;
+            run(&mut db, &turn, jobs);
+            db
+        })
+        .await
+        .unwrap();
+        assert_eq!(counted_before.await.unwrap(), 0, "read before the write");
+        assert_eq!(appended.await.unwrap().unwrap(), Some(1), "then written");
+        let written: i64 = db
+            .query_row("SELECT count(*) FROM messages", (), |row| row.get(0))
+            .unwrap();
+        assert_eq!(written, 1);
     }
 
     #[tokio::test]
     async fn the_writer_thread_writes_only_in_its_turn() {
         let (store, _db, users, _dir) = store_with(&["alice", "bob"]).await;
-        let chat = store
-            .direct_conversation(users[0], users[1], 0)
-            .await
-            .unwrap();
+        let chat = chat(&store, &users).await;
         // The rare-write pool's turn, held.
         let turn = store.writer.lock().await;
         let appending = tokio::spawn({
