@@ -109,7 +109,19 @@ impl Receipts {
                 }
             };
             let covered = gathered.covered.unwrap_or_default();
+            let mut movers = gathered.receipts.values().map(|r| r.user_id);
+            let first_mover = movers.next();
+            let one_mover = first_mover.filter(|&first| movers.all(|mover| mover == first));
             let audience = async {
+                // One mover (a 1:1 chat, mostly): the lookup leaves out the senders in a block
+                // with it, as for a quiet conversation's first move, in one query.
+                if let Some(mover) = one_mover {
+                    let senders = self
+                        .store
+                        .senders_between(conversation, covered, Some(mover))
+                        .await?;
+                    return Ok((senders, Vec::new()));
+                }
                 let senders = self
                     .store
                     .senders_between(conversation, covered, None)
@@ -449,5 +461,31 @@ mod tests {
         assert_eq!(gathered(&frames(&mut to_blocker)), unblocked);
         // The member who left hears of nothing.
         assert!(frames(&mut to_left).is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_window_of_one_movers_moves_skips_the_senders_in_a_block_with_it() {
+        // Member 0 posted seqs 1 and 3, member 1 seq 2; member 1 blocks member 3.
+        let room = room(4, &[0, 1, 0]).await;
+        let (mut to_poster, mut to_blocker) = (room.connect(0), room.connect(1));
+        let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+        room.store
+            .change_connection(room.members[1].0, room.members[3].0, 0, &block)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Member 3 reads the first post, then, in the window its move opened, the rest.
+        room.moves(3, 0, 1).await;
+        assert_eq!(frames(&mut to_poster).len(), 1);
+        room.moves(3, 1, 3).await;
+        assert_eq!(
+            gathered(&next_frames(&mut to_poster).await),
+            [(room.members[3].1.to_string(), 3)]
+        );
+        assert!(
+            frames(&mut to_blocker).is_empty(),
+            "nothing across the block"
+        );
     }
 }
