@@ -176,8 +176,38 @@ pub type Charge<'a> = (Kind, &'a str, f64);
 /// The limiters of every kind, in this process or shared through Redis.
 pub struct RateLimits {
     limits: Limits,
-    local: Mutex<HashMap<(Kind, String), Entry>>,
+    local: Mutex<Buckets>,
     shared: Option<Shared>,
+}
+
+/// This process's buckets, by kind and key.
+struct Buckets {
+    by_key: HashMap<(Kind, String), Entry>,
+    /// How many buckets make the next sweep of the full (idle) ones due.
+    sweep_at: usize,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            sweep_at: SWEEP_AT,
+        }
+    }
+}
+
+impl Buckets {
+    /// Drops the full buckets if enough were added since the last sweep; whether it swept.
+    /// Each sweep is a pass over every bucket, so the next waits until as many again are
+    /// kept: with more busy keys than [`SWEEP_AT`], charges would otherwise each sweep them all.
+    fn sweep_if_due(&mut self, now: Instant) -> bool {
+        if self.by_key.len() < self.sweep_at {
+            return false;
+        }
+        self.by_key.retain(|_, entry| !entry.bucket.is_full(now));
+        self.sweep_at = (self.by_key.len() * 2).max(SWEEP_AT);
+        true
+    }
 }
 
 /// What a charge came to.
@@ -198,7 +228,7 @@ impl RateLimits {
     pub fn new(limits: &Limits) -> Self {
         Self {
             limits: limits.clone(),
-            local: Mutex::new(HashMap::new()),
+            local: Mutex::default(),
             shared: None,
         }
     }
@@ -256,10 +286,9 @@ impl RateLimits {
 
     fn charge_locally(&self, charges: &[Charge<'_>]) -> Verdict {
         let now = Instant::now();
-        let mut buckets = self.local.lock().expect("limiter lock poisoned");
-        if buckets.len() >= SWEEP_AT {
-            buckets.retain(|_, entry| !entry.bucket.is_full(now));
-        }
+        let mut local = self.local.lock().expect("limiter lock poisoned");
+        local.sweep_if_due(now);
+        let buckets = &mut local.by_key;
         let keys: Vec<(Kind, String)> = charges
             .iter()
             .map(|(kind, key, _)| (*kind, (*key).to_owned()))
@@ -536,6 +565,38 @@ mod tests {
             gate.may_ask(again) && gate.may_ask(again),
             "everyone asks it again"
         );
+    }
+
+    #[test]
+    fn a_sweep_waits_until_as_many_buckets_again_are_kept() {
+        let now = Instant::now();
+        let mut buckets = Buckets::default();
+        // Buckets `keys` that were just used, so none is full.
+        let busy = |buckets: &mut Buckets, keys: std::ops::Range<usize>| {
+            for key in keys {
+                let mut bucket = TokenBucket::new(1.0, 1.0, now);
+                bucket.take(now).unwrap();
+                let entry = Entry { bucket, refused: 0 };
+                buckets
+                    .by_key
+                    .insert((Kind::DeviceMessages, key.to_string()), entry);
+            }
+        };
+        busy(&mut buckets, 0..SWEEP_AT - 1);
+        assert!(!buckets.sweep_if_due(now));
+        busy(&mut buckets, SWEEP_AT - 1..SWEEP_AT);
+        assert!(buckets.sweep_if_due(now), "due at SWEEP_AT");
+        assert_eq!(buckets.by_key.len(), SWEEP_AT, "busy buckets are kept");
+        assert!(!buckets.sweep_if_due(now), "and not swept again at once");
+        busy(&mut buckets, SWEEP_AT..2 * SWEEP_AT - 1);
+        assert!(!buckets.sweep_if_due(now));
+        busy(&mut buckets, 2 * SWEEP_AT - 1..2 * SWEEP_AT);
+        assert!(buckets.sweep_if_due(now), "due once as many again are kept");
+        // Idle long enough, every bucket is full again and goes at the next sweep.
+        buckets.sweep_at = 0;
+        assert!(buckets.sweep_if_due(now + Duration::from_secs(10)));
+        assert!(buckets.by_key.is_empty());
+        assert_eq!(buckets.sweep_at, SWEEP_AT);
     }
 
     #[test]
