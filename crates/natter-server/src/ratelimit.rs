@@ -180,9 +180,9 @@ pub struct RateLimits {
     shared: Option<Shared>,
 }
 
-/// This process's buckets, by kind and key.
+/// This process's buckets, by kind and key (a key is looked up without copying it).
 struct Buckets {
-    by_key: HashMap<(Kind, String), Entry>,
+    by_kind: HashMap<Kind, HashMap<String, Entry>>,
     /// How many buckets make the next sweep of the full (idle) ones due.
     sweep_at: usize,
 }
@@ -190,22 +190,47 @@ struct Buckets {
 impl Default for Buckets {
     fn default() -> Self {
         Self {
-            by_key: HashMap::new(),
+            by_kind: HashMap::new(),
             sweep_at: SWEEP_AT,
         }
     }
 }
 
 impl Buckets {
+    /// How many buckets there are.
+    fn len(&self) -> usize {
+        self.by_kind.values().map(HashMap::len).sum()
+    }
+
+    /// The bucket of `key`, made full at `rate` if it had none.
+    fn get_or_make(&mut self, (kind, key): (Kind, &str), rate: Rate, now: Instant) -> &mut Entry {
+        let keys = self.by_kind.entry(kind).or_default();
+        if !keys.contains_key(key) {
+            let bucket = TokenBucket::new(rate.per_sec, rate.burst, now);
+            keys.insert(key.to_owned(), Entry { bucket, refused: 0 });
+        }
+        keys.get_mut(key).expect("made above")
+    }
+
+    /// The bucket of `key`, which [`Buckets::get_or_make`] made.
+    fn made(&mut self, (kind, key): (Kind, &str)) -> &mut Entry {
+        self.by_kind
+            .get_mut(&kind)
+            .and_then(|keys| keys.get_mut(key))
+            .expect("made above")
+    }
+
     /// Drops the full buckets if enough were added since the last sweep; whether it swept.
     /// Each sweep is a pass over every bucket, so the next waits until as many again are
     /// kept: with more busy keys than [`SWEEP_AT`], charges would otherwise each sweep them all.
     fn sweep_if_due(&mut self, now: Instant) -> bool {
-        if self.by_key.len() < self.sweep_at {
+        if self.len() < self.sweep_at {
             return false;
         }
-        self.by_key.retain(|_, entry| !entry.bucket.is_full(now));
-        self.sweep_at = (self.by_key.len() * 2).max(SWEEP_AT);
+        for keys in self.by_kind.values_mut() {
+            keys.retain(|_, entry| !entry.bucket.is_full(now));
+        }
+        self.sweep_at = (self.len() * 2).max(SWEEP_AT);
         true
     }
 }
@@ -288,26 +313,18 @@ impl RateLimits {
         let now = Instant::now();
         let mut local = self.local.lock().expect("limiter lock poisoned");
         local.sweep_if_due(now);
-        let buckets = &mut local.by_key;
-        let keys: Vec<(Kind, String)> = charges
-            .iter()
-            .map(|(kind, key, _)| (*kind, (*key).to_owned()))
-            .collect();
         let mut short: Option<(usize, Duration)> = None;
-        for (index, (key, (_, _, cost))) in keys.iter().zip(charges).enumerate() {
-            let rate = self.limits.rate(key.0);
-            let entry = buckets.entry(key.clone()).or_insert_with(|| Entry {
-                bucket: TokenBucket::new(rate.per_sec, rate.burst, now),
-                refused: 0,
-            });
-            if let Err(wait) = entry.bucket.can_take(now, *cost)
+        for (index, &(kind, key, cost)) in charges.iter().enumerate() {
+            let entry = local.get_or_make((kind, key), self.limits.rate(kind), now);
+            if let Err(wait) = entry.bucket.can_take(now, cost)
                 && short.is_none_or(|(_, longest)| wait > longest)
             {
                 short = Some((index, wait));
             }
         }
         if let Some((index, wait)) = short {
-            let entry = buckets.get_mut(&keys[index]).expect("inserted above");
+            let (kind, key, _) = charges[index];
+            let entry = local.made((kind, key));
             entry.refused += 1;
             return Verdict::Refused {
                 index,
@@ -315,9 +332,9 @@ impl RateLimits {
                 refused: entry.refused,
             };
         }
-        for (key, (_, _, cost)) in keys.iter().zip(charges) {
-            let entry = buckets.get_mut(key).expect("inserted above");
-            entry.bucket.take_n(now, *cost).expect("checked above");
+        for &(kind, key, cost) in charges {
+            let entry = local.made((kind, key));
+            entry.bucket.take_n(now, cost).expect("checked above");
         }
         Verdict::Allowed
     }
@@ -577,16 +594,15 @@ mod tests {
                 let mut bucket = TokenBucket::new(1.0, 1.0, now);
                 bucket.take(now).unwrap();
                 let entry = Entry { bucket, refused: 0 };
-                buckets
-                    .by_key
-                    .insert((Kind::DeviceMessages, key.to_string()), entry);
+                let keys = buckets.by_kind.entry(Kind::DeviceMessages).or_default();
+                keys.insert(key.to_string(), entry);
             }
         };
         busy(&mut buckets, 0..SWEEP_AT - 1);
         assert!(!buckets.sweep_if_due(now));
         busy(&mut buckets, SWEEP_AT - 1..SWEEP_AT);
         assert!(buckets.sweep_if_due(now), "due at SWEEP_AT");
-        assert_eq!(buckets.by_key.len(), SWEEP_AT, "busy buckets are kept");
+        assert_eq!(buckets.len(), SWEEP_AT, "busy buckets are kept");
         assert!(!buckets.sweep_if_due(now), "and not swept again at once");
         busy(&mut buckets, SWEEP_AT..2 * SWEEP_AT - 1);
         assert!(!buckets.sweep_if_due(now));
@@ -595,7 +611,7 @@ mod tests {
         // Idle long enough, every bucket is full again and goes at the next sweep.
         buckets.sweep_at = 0;
         assert!(buckets.sweep_if_due(now + Duration::from_secs(10)));
-        assert!(buckets.by_key.is_empty());
+        assert_eq!(buckets.len(), 0);
         assert_eq!(buckets.sweep_at, SWEEP_AT);
     }
 
