@@ -370,6 +370,12 @@ mod tests {
             frames(&mut to_poster).as_slice(),
             [ServerFrame::Receipt(r)] if r.delivered_seq == 2
         ));
+        // And its window, opened after the last one closed, goes out too.
+        room.moves(3, 1, 2).await;
+        assert_eq!(
+            gathered(&next_frames(&mut to_poster).await),
+            [(room.members[3].1.to_string(), 2)]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
