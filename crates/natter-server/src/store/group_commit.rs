@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -32,7 +33,8 @@ impl<J> Clone for GroupCommit<J> {
 
 impl<J: Send + 'static> GroupCommit<J> {
     /// Starts the task. `commit` writes a batch and answers each job through the [`Reply`]
-    /// the job carries. The task ends when the last handle is dropped.
+    /// the job carries. The task ends when the last handle is dropped. A batch whose `commit`
+    /// panics is logged and dropped (see [`dropped_if_panicked`]) and the task goes on.
     pub(super) fn spawn<F, Fut>(commit: F) -> Self
     where
         F: Fn(Vec<J>) -> Fut + Send + 'static,
@@ -42,7 +44,8 @@ impl<J: Send + 'static> GroupCommit<J> {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while jobs.recv_many(&mut batch, BATCH_MAX).await > 0 {
-                commit(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX))).await;
+                let jobs = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
+                dropped_if_panicked(AssertUnwindSafe(commit(jobs)).catch_unwind().await);
             }
         });
         Self { queue }
@@ -50,9 +53,8 @@ impl<J: Send + 'static> GroupCommit<J> {
 
     /// Starts a thread named `name` that does the same for a `commit` that blocks (a
     /// synchronous database connection): it sleeps until jobs come, takes all that wait, and
-    /// commits them with no hand-off per job. The thread ends when the last handle is dropped. A
-    /// batch whose `commit` panics is logged and dropped (callers not yet answered are told the
-    /// store failed) and the thread goes on with the next.
+    /// commits them with no hand-off per job. The thread ends when the last handle is dropped,
+    /// and goes on after a batch that panics, as the task does.
     ///
     /// # Errors
     /// The thread cannot be started.
@@ -67,11 +69,9 @@ impl<J: Send + 'static> GroupCommit<J> {
                 let mut batch = Vec::with_capacity(BATCH_MAX);
                 while jobs.blocking_recv_many(&mut batch, BATCH_MAX) > 0 {
                     let jobs = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
-                    // A batch's unanswered replies are dropped with it, which their callers see.
-                    let committed = std::panic::catch_unwind(AssertUnwindSafe(|| commit(jobs)));
-                    if committed.is_err() {
-                        tracing::error!("a store batch panicked; its callers were told it failed");
-                    }
+                    dropped_if_panicked(std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        commit(jobs);
+                    })));
                 }
             })?;
         Ok(Self { queue })
@@ -93,6 +93,14 @@ impl<J: Send + 'static> GroupCommit<J> {
             .await
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
+    }
+}
+
+/// Logs a batch that panicked. Its unanswered replies were dropped with it, which tells their
+/// callers that the store failed.
+fn dropped_if_panicked(committed: std::thread::Result<()>) {
+    if committed.is_err() {
+        tracing::error!("a store batch panicked; its callers were told it failed");
     }
 }
 
@@ -148,5 +156,21 @@ mod tests {
             );
         }
         assert_eq!(*batches.lock().unwrap(), vec![vec![0], vec![1, 2, 3, 4, 5]]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_panics_fails_its_callers_and_the_task_goes_on() {
+        let group = GroupCommit::spawn(|jobs: Vec<(u32, Reply<u32>)>| async move {
+            for (job, reply) in jobs {
+                assert_ne!(job, 0, "a bug in the commit");
+                let _ = reply.send(Ok(job * 10));
+            }
+        });
+        let failed = group.submit(|reply| (0, reply)).await;
+        assert!(
+            matches!(failed, Err(StoreError::Unavailable(_))),
+            "told it failed: {failed:?}"
+        );
+        assert_eq!(group.submit(|reply| (1, reply)).await.unwrap(), 10);
     }
 }
