@@ -61,54 +61,61 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     /// The SQLite writer's connection failed (see [`sqlite_writer`]).
     #[error("database error: {0}")]
-    Sqlite(rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
     /// The database holds a value this version cannot read.
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
     /// The database could not be reached for work done on the caller's behalf (a group commit
-    /// that failed as a whole), or SQLite's file was locked past the busy timeout, full, or
-    /// failing; the request may be retried.
+    /// that failed as a whole); the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
 }
 
 impl StoreError {
     /// Whether the database is unreachable or going away (retry later) rather than refusing this
-    /// request: lost connections, an exhausted pool, and PostgreSQL's connection-exception (08),
-    /// insufficient-resources (53) and operator-intervention (57P, such as a shutdown) classes
-    /// (SQLite's numeric codes mean other things).
+    /// request: lost connections, an exhausted pool, PostgreSQL's connection-exception (08),
+    /// insufficient-resources (53) and operator-intervention (57P, such as a shutdown) classes,
+    /// and a SQLite file locked past the busy timeout, full or failing, through either driver.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) => true,
             Self::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             ) => true,
-            Self::Database(sqlx::Error::Database(db)) => db
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_some_and(|pg| {
+            Self::Database(sqlx::Error::Database(db)) => {
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
                     let class = pg.code();
                     class.starts_with("08") || class.starts_with("53") || class.starts_with("57P")
-                }),
+                } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // sqlx gives SQLite's extended result code, in decimal.
+                    db.code()
+                        .and_then(|code| code.parse().ok())
+                        .is_some_and(sqlite_unavailable)
+                } else {
+                    false
+                }
+            }
+            Self::Sqlite(error) => error
+                .sqlite_error()
+                .is_some_and(|e| sqlite_unavailable(e.extended_code)),
             _ => false,
         }
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    /// A locked, full or failing database file is unavailable (retry later), like a lost
-    /// connection; anything else is this request's error.
-    fn from(error: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{
-            CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, SystemIoFailure,
-        };
-        match error.sqlite_error_code() {
-            Some(
-                DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen
-                | OutOfMemory,
-            ) => Self::Unavailable(error.to_string()),
-            _ => Self::Sqlite(error),
-        }
-    }
+/// Whether a SQLite (extended) result code means the file, not the request, failed: busy or
+/// locked past the busy timeout, out of memory, an I/O error, full, or not openable.
+fn sqlite_unavailable(code: i32) -> bool {
+    use rusqlite::ffi;
+    matches!(
+        code & 0xff,
+        ffi::SQLITE_BUSY
+            | ffi::SQLITE_LOCKED
+            | ffi::SQLITE_NOMEM
+            | ffi::SQLITE_IOERR
+            | ffi::SQLITE_FULL
+            | ffi::SQLITE_CANTOPEN
+    )
 }
 
 /// A new account.
@@ -319,4 +326,50 @@ pub trait Store: MessageStore + Send + Sync + 'static {
         now: i64,
         transition: Transition<'_>,
     ) -> Result<Result<Sides, Refusal>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::ConnectOptions;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_locked_sqlite_file_is_unavailable_through_either_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (x); \
+                 BEGIN IMMEDIATE; INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        let locked = StoreError::from(other.execute("INSERT INTO t VALUES (2)", ()).unwrap_err());
+        assert!(locked.is_unavailable(), "{locked}");
+        let mut pooled = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(Duration::ZERO)
+            .connect()
+            .await
+            .unwrap();
+        let locked = StoreError::from(
+            sqlx::query("INSERT INTO t VALUES (3)")
+                .execute(&mut pooled)
+                .await
+                .unwrap_err(),
+        );
+        assert!(locked.is_unavailable(), "{locked}");
+        // A request's own mistake is not the file's.
+        let mistaken = StoreError::from(
+            other
+                .execute("INSERT INTO nowhere VALUES (1)", ())
+                .unwrap_err(),
+        );
+        assert!(!mistaken.is_unavailable(), "{mistaken}");
+    }
 }
