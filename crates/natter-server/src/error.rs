@@ -123,7 +123,7 @@ impl ApiError {
     /// exactly this long is never early.
     pub fn retry_after_ms(&self) -> Option<u64> {
         self.retry_after.map(|wait| {
-            u64::try_from(wait.as_micros().div_ceil(1000))
+            u64::try_from(wait.as_nanos().div_ceil(1_000_000))
                 .unwrap_or(u64::MAX)
                 .max(1)
         })

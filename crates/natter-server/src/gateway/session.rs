@@ -593,10 +593,9 @@ impl Session {
                         Ok(())
                     }
                     Err(e) => {
-                        let busy = matches!(
-                            e,
-                            ServiceError::Busy { .. } | ServiceError::HeldBehind { .. }
-                        );
+                        let busy = matches!(e, ServiceError::Busy { .. });
+                        // Held by an earlier refusal, whose hold stands as it is.
+                        let held = matches!(e, ServiceError::HeldBehind { .. });
                         let e = match e {
                             ServiceError::Busy { retry_after: base } => ServiceError::Busy {
                                 retry_after: self.hold.busy(base),
@@ -606,11 +605,11 @@ impl Session {
                         let error = ApiError::from(e);
                         // Whatever told a wait (busy, the sender's rate, the store) holds the
                         // connection's later sends for it, so they keep their order.
-                        if let Some(wait) = error.retry_after() {
+                        if let Some(wait) = error.retry_after().filter(|_| !held) {
                             self.hold.hold(wait, busy, tokio::time::Instant::now());
                         }
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
-                        if busy {
+                        if busy || held {
                             // An overloaded node refuses many: counted, not logged one by one.
                             tracing::debug!(conversation.id = %message.conversation_id, "message refused for its rate");
                         } else {
@@ -741,5 +740,11 @@ mod tests {
         assert_eq!(told(Duration::from_micros(1_500_200)), Some(1_501));
         assert_eq!(told(Duration::from_millis(250)), Some(250));
         assert_eq!(told(Duration::from_micros(10)), Some(1));
+        let past_a_millisecond = Duration::from_millis(1) + Duration::from_nanos(1);
+        assert_eq!(
+            told(past_a_millisecond),
+            Some(2),
+            "never early, to the nanosecond"
+        );
     }
 }
