@@ -668,6 +668,25 @@ mod tests {
     }
 
     #[test]
+    fn one_key_has_a_bucket_per_kind() {
+        let mut limits = Limits::default();
+        limits.set(Kind::UserMessages, Rate::new(0.001, 2.0));
+        limits.set(Kind::UserBytes, Rate::new(0.001, 1000.0));
+        let limiter = RateLimits::new(&limits);
+        let message = |bytes| {
+            limiter.charge_locally(&[
+                (Kind::UserMessages, "alice", 1.0),
+                (Kind::UserBytes, "alice", bytes),
+            ])
+        };
+        assert_eq!(message(600.0), Verdict::Allowed);
+        // The bytes run out first, then the messages: each of alice's buckets on its own.
+        assert!(matches!(message(600.0), Verdict::Refused { index: 1, .. }));
+        assert_eq!(message(100.0), Verdict::Allowed);
+        assert!(matches!(message(1.0), Verdict::Refused { index: 0, .. }));
+    }
+
+    #[test]
     fn a_charge_takes_all_its_buckets_or_none() {
         let mut limits = Limits::default();
         limits.set(Kind::DeviceMessages, Rate::new(0.001, 5.0));
