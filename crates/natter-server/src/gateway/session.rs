@@ -210,6 +210,24 @@ impl SendHold {
         }
     }
 
+    /// What a refused send is told (a busy node's wait grown, see [`Self::busy`]); any wait it
+    /// tells holds later sends, unless the send was itself held behind an earlier refusal,
+    /// whose hold stands as it is.
+    fn refused(&mut self, error: ServiceError, now: tokio::time::Instant) -> ApiError {
+        let busy = matches!(error, ServiceError::Busy { .. });
+        let held = matches!(error, ServiceError::HeldBehind { .. });
+        let error = ApiError::from(match error {
+            ServiceError::Busy { retry_after: base } => ServiceError::Busy {
+                retry_after: self.busy(base),
+            },
+            error => error,
+        });
+        if let Some(wait) = error.retry_after().filter(|_| !held) {
+            self.hold(wait, busy, now);
+        }
+        error
+    }
+
     /// A send went through: the next refusal starts from the base wait again.
     fn accepted(&mut self) {
         self.refusals_in_a_row = 0;
@@ -593,23 +611,15 @@ impl Session {
                         Ok(())
                     }
                     Err(e) => {
-                        let busy = matches!(e, ServiceError::Busy { .. });
-                        // Held by an earlier refusal, whose hold stands as it is.
-                        let held = matches!(e, ServiceError::HeldBehind { .. });
-                        let e = match e {
-                            ServiceError::Busy { retry_after: base } => ServiceError::Busy {
-                                retry_after: self.hold.busy(base),
-                            },
-                            e => e,
-                        };
-                        let error = ApiError::from(e);
+                        let crowded = matches!(
+                            e,
+                            ServiceError::Busy { .. } | ServiceError::HeldBehind { .. }
+                        );
                         // Whatever told a wait (busy, the sender's rate, the store) holds the
                         // connection's later sends for it, so they keep their order.
-                        if let Some(wait) = error.retry_after().filter(|_| !held) {
-                            self.hold.hold(wait, busy, tokio::time::Instant::now());
-                        }
+                        let error = self.hold.refused(e, tokio::time::Instant::now());
                         metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
-                        if busy || held {
+                        if crowded {
                             // An overloaded node refuses many: counted, not logged one by one.
                             tracing::debug!(conversation.id = %message.conversation_id, "message refused for its rate");
                         } else {
@@ -713,6 +723,39 @@ mod tests {
         assert_eq!(long.held(now), None);
         long.hold(HOLD_AT_MOST * 2, true, now);
         assert_eq!(long.held(now), Some(HOLD_AT_MOST * 2));
+    }
+
+    #[test]
+    fn a_refusal_holds_for_the_wait_it_tells_but_a_held_send_moves_no_hold() {
+        let now = tokio::time::Instant::now();
+        let mut hold = SendHold::default();
+        let rate = |wait| ServiceError::RateLimited {
+            kind: "user_bytes",
+            retry_after: wait,
+        };
+        let told = hold.refused(rate(Duration::from_secs(2)), now);
+        assert_eq!(told.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(hold.held(now), Some(Duration::from_secs(2)));
+        // A later send held behind it, a second on, is told the rest and leaves the hold (its
+        // refusal is handled a little after the rest was measured).
+        let later = now + Duration::from_secs(1);
+        let left = hold.held(later).unwrap();
+        let handled = later + Duration::from_millis(100);
+        let told = hold.refused(ServiceError::HeldBehind { retry_after: left }, handled);
+        assert_eq!(told.retry_after(), Some(left));
+        assert_eq!(hold.held(now), Some(Duration::from_secs(2)), "not moved");
+        // A busy node's wait grows and holds; a long wait for the rate holds nothing.
+        let busy = hold.refused(
+            ServiceError::Busy {
+                retry_after: HOLD_AT_MOST,
+            },
+            now,
+        );
+        assert!(busy.retry_after().is_some_and(|wait| wait >= HOLD_AT_MOST));
+        assert_eq!(hold.held(now), busy.retry_after());
+        let mut long = SendHold::default();
+        long.refused(rate(HOLD_AT_MOST * 2), now);
+        assert_eq!(long.held(now), None);
     }
 
     #[test]
