@@ -14,7 +14,7 @@ use crate::helpers::{
     ws_url,
 };
 use crate::rooms::big_room;
-use crate::ws::{connect, error, marker, message, next, ping, refused, send};
+use crate::ws::{connect, marker, message, next, ping, refused, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
@@ -390,12 +390,9 @@ async fn a_second_node_adds_no_allowance() {
         send(&mut on_a, direct, &format!("a{i}"), "x").await;
         send(&mut on_b, direct, &format!("b{i}"), "x").await;
     }
-    on_a.send_message(direct, "a2", "x").await.unwrap();
-    assert_eq!(error(&mut on_a).await.code, "rate_limited");
-    on_b.send_message(direct, "b2", "x").await.unwrap();
-    let refused = error(&mut on_b).await;
-    assert_eq!(refused.code, "rate_limited");
-    assert!(refused.retry_after_ms.is_some_and(|ms| ms > 1000));
+    refused(&mut on_a, direct, "a2", "x", "rate_limited").await;
+    let refusal = refused(&mut on_b, direct, "b2", "x", "rate_limited").await;
+    assert!(refusal.retry_after_ms.is_some_and(|ms| ms > 1000));
     assert_eq!(
         bob.history(direct, None, None, None).await.unwrap().len(),
         4

@@ -11,7 +11,7 @@ use reqwest::Method;
 use crate::helpers::{
     Backend, TestServer, assert_problem, assert_sees_nothing_of, backend_tests, presence, server,
 };
-use crate::ws::{connect, error, typing};
+use crate::ws::{connect, error, refused, typing};
 
 backend_tests!(
     request_and_accept,
@@ -494,6 +494,5 @@ async fn a_removed_connection_sees_nothing_through_the_old_chat(backend: Backend
     let (mut b, _) = connect(&bob).await;
     typing(&mut b, direct, true).await;
     assert_eq!(error(&mut b).await.code, "not_connected");
-    b.send_message(direct, "late", "x").await.unwrap();
-    assert_eq!(error(&mut b).await.code, "not_connected");
+    refused(&mut b, direct, "late", "x", "not_connected").await;
 }

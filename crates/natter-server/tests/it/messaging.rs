@@ -336,8 +336,7 @@ async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
         "Bob still gets Carol's messages"
     );
     // The direct conversation refuses Bob like any non-connection.
-    b.send_message(direct, "b2", "hello?").await.unwrap();
-    assert_eq!(error(&mut b).await.code, "not_connected");
+    refused(&mut b, direct, "b2", "hello?", "not_connected").await;
     // Alice's later connection does not sync Bob's room message either.
     a.close().await;
     let (_, synced) = connect(&alice).await;
