@@ -29,7 +29,7 @@ pub enum ServiceError {
         detail: String,
     },
     /// Too many requests of this kind; try again after `retry_after`.
-    #[error("too many {kind} requests; retry in {} ms", retry_after.as_millis())]
+    #[error("too many {kind} requests; retry in {} ms", whole_ms_up(*retry_after))]
     RateLimited {
         /// Which limit (`device_messages`, `account_logins`, ...).
         kind: &'static str,
@@ -38,7 +38,7 @@ pub enum ServiceError {
     },
     /// The node already works on all the sends it can; try again after `retry_after` (the
     /// node's base wait, grown by the session while its refusals continue).
-    #[error("the server is busy; retry in {} ms", retry_after.as_millis())]
+    #[error("the server is busy; retry in {} ms", whole_ms_up(*retry_after))]
     Busy {
         /// How long to wait.
         retry_after: std::time::Duration,
@@ -46,7 +46,7 @@ pub enum ServiceError {
     /// An earlier send on this connection was refused for a short while (the server busy, the
     /// sender's rate, the store unavailable); later ones wait as long, so that the sender's
     /// messages keep their order.
-    #[error("an earlier message was refused for now; retry in {} ms, after it", retry_after.as_millis())]
+    #[error("an earlier message was refused for now; retry in {} ms, after it", whole_ms_up(*retry_after))]
     HeldBehind {
         /// How long to wait.
         retry_after: std::time::Duration,
@@ -122,11 +122,7 @@ impl ApiError {
     /// [`Self::retry_after`] in whole milliseconds, rounded up (at least 1): a retry after
     /// exactly this long is never early.
     pub fn retry_after_ms(&self) -> Option<u64> {
-        self.retry_after.map(|wait| {
-            u64::try_from(wait.as_nanos().div_ceil(1_000_000))
-                .unwrap_or(u64::MAX)
-                .max(1)
-        })
+        self.retry_after.map(whole_ms_up)
     }
 
     /// The message for people (never internal detail).
@@ -294,4 +290,12 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
         converted.headers_mut().insert(header::ALLOW, allow.clone());
     }
     converted
+}
+
+/// `wait` in whole milliseconds, rounded up (at least 1), as clients are told it: in a frame's
+/// `retry_after_ms` and in the words beside it.
+fn whole_ms_up(wait: std::time::Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

@@ -789,5 +789,10 @@ mod tests {
             Some(2),
             "never early, to the nanosecond"
         );
+        // The words say the same.
+        let busy = ApiError::from(ServiceError::Busy {
+            retry_after: past_a_millisecond,
+        });
+        assert!(busy.detail().contains("retry in 2 ms"), "{}", busy.detail());
     }
 }
