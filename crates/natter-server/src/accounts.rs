@@ -15,6 +15,7 @@ use natter_proto::{DeviceId, UserId};
 use crate::auth::{hash_token, new_token};
 use crate::connections::profile;
 use crate::error::ServiceError;
+use crate::fanout::Outbound;
 use crate::ratelimit::Kind;
 use crate::state::AppState;
 use crate::store::{NewDevice, NewUser, StoreError};
@@ -96,7 +97,8 @@ pub async fn login(
             "a device name has 1 to {DEVICE_NAME_MAX} characters and no control characters"
         )));
     }
-    let found = if request.username.len() <= USERNAME_MAX {
+    // No account has an invalid name; looking one up could only fail (PostgreSQL refuses NUL).
+    let found = if natter_proto::limits::is_valid_username(&request.username) {
         state
             .store
             .user_by_username(&request.username.to_lowercase())
@@ -136,14 +138,26 @@ pub async fn login(
     })
 }
 
-/// Logs a device out: its token stops working and the device and its keys are removed, so
-/// nobody encrypts to it any more.
+/// Removes one of `user`'s devices (logging it out): its token stops working, its keys are
+/// removed, so nobody encrypts to it any more, and its open connections are closed on every
+/// node. False if the user has no such device.
 ///
 /// # Errors
 /// The store fails.
-pub async fn logout(state: &AppState, user: UserId, device: DeviceId) -> Result<(), ServiceError> {
-    state.store.delete_device(user, device).await?;
-    Ok(())
+pub async fn remove_device(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+) -> Result<bool, ServiceError> {
+    if !state.store.delete_device(user, device).await? {
+        return Ok(false);
+    }
+    state.bus.publish_to_device(
+        user,
+        device,
+        Outbound::Close(crate::gateway::close::POLICY, crate::auth::SIGNED_OUT),
+    );
+    Ok(true)
 }
 
 /// What a user who may not see another is told: the same whether or not that user exists.

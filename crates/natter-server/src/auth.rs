@@ -26,7 +26,16 @@ pub struct Auth {
     pub user_id: UserId,
     /// The device whose token was presented.
     pub device_id: DeviceId,
+    /// When the token stops working, ms since the epoch (a connection closes then).
+    pub expires_at: i64,
 }
+
+/// Why a removed device's connections are closed (it logged out, or another of the user's
+/// devices removed it).
+pub const SIGNED_OUT: &str = "this device was logged out; log in again";
+
+/// Why a connection is closed when its token expires.
+pub const EXPIRED: &str = "this token has expired; log in again";
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
@@ -71,10 +80,9 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiErro
         Some(owner) if owner.expires_at > crate::now_ms() => Ok(Auth {
             user_id: owner.user_id,
             device_id: owner.device_id,
+            expires_at: owner.expires_at,
         }),
-        Some(_) => Err(ApiError::unauthorized(
-            "this token has expired; log in again",
-        )),
+        Some(_) => Err(ApiError::unauthorized(EXPIRED)),
         None => Err(ApiError::unauthorized(
             "this token is not valid (logged out, or never issued)",
         )),

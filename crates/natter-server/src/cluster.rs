@@ -142,6 +142,7 @@ impl Event {
 fn static_reason(reason: &str) -> &'static str {
     match reason {
         crate::admin::SUSPENDED => crate::admin::SUSPENDED,
+        crate::auth::SIGNED_OUT => crate::auth::SIGNED_OUT,
         _ => "closed by the server",
     }
 }

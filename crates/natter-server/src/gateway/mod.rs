@@ -3,6 +3,18 @@
 
 mod session;
 
+/// The close codes natterd sends (docs/protocol.md, "Close codes").
+pub mod close {
+    /// Authentication failed, or no longer holds (logged out, token expired).
+    pub const POLICY: u16 = 1008;
+    /// The node is shutting down.
+    pub const RESTART: u16 = 1012;
+    /// Nothing received for the idle timeout.
+    pub const IDLE: u16 = 4001;
+    /// The connection's queue filled.
+    pub const TOO_SLOW: u16 = 4008;
+}
+
 use std::time::Duration;
 
 use std::net::SocketAddr;

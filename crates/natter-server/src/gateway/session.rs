@@ -21,6 +21,7 @@ use natter_proto::limits::{PAGE_MAX, WS_MESSAGE_MAX};
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
+use super::close;
 use crate::auth::{Auth, authenticate};
 use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration};
@@ -33,14 +34,6 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one frame may take to go out before the connection counts as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Close codes.
-mod close {
-    pub const POLICY: u16 = 1008;
-    pub const RESTART: u16 = 1012;
-    pub const IDLE: u16 = 4001;
-    pub const TOO_SLOW: u16 = 4008;
-}
 
 /// The connection is gone (or must go); stop the session.
 struct Closed;
@@ -269,9 +262,14 @@ impl Session {
         }
         let idle = self.state.gateway.idle_timeout;
         let mut last_received = tokio::time::Instant::now();
-        // One timer for the two ends a connection waits for: idling out, and its moment to close
-        // when the node drains. It is re-armed when it fires, not moved on every frame received.
-        let timer = tokio::time::sleep_until(last_received + idle);
+        let expires_at = last_received
+            + Duration::from_millis(
+                u64::try_from(self.auth.expires_at.saturating_sub(crate::now_ms())).unwrap_or(0),
+            );
+        // One timer for the three ends a connection waits for: idling out, its token expiring,
+        // and its moment to close when the node drains. It is re-armed when it fires, not moved
+        // on every frame received.
+        let timer = tokio::time::sleep_until((last_received + idle).min(expires_at));
         let mut shutdown = self.state.shutdown.clone();
         let shutdown_started = shutdown.changed();
         // Set when the server starts draining: the connection keeps working until then.
@@ -300,6 +298,11 @@ impl Session {
                         Box::pin(self.close(close::RESTART, "server shutting down; reconnect")).await;
                         return "server shutdown";
                     }
+                    if expires_at <= now {
+                        let _ = Box::pin(self.send(&error_frame("unauthorized", crate::auth::EXPIRED.into()))).await;
+                        Box::pin(self.close(close::POLICY, "token expired")).await;
+                        return "token expired";
+                    }
                     let idle_at = last_received + idle;
                     if idle_at <= now {
                         let frame = error_frame("idle_timeout", format!("nothing received for {} s", idle.as_secs()));
@@ -307,7 +310,8 @@ impl Session {
                         Box::pin(self.close(close::IDLE, "idle")).await;
                         return "idle";
                     }
-                    timer.as_mut().reset(close_at.map_or(idle_at, |at| at.min(idle_at)));
+                    let next = idle_at.min(expires_at);
+                    timer.as_mut().reset(close_at.map_or(next, |at| at.min(next)));
                     continue;
                 }
                 incoming = self.socket.recv() => match incoming {

@@ -49,14 +49,15 @@ pub async fn create_session(
     ))
 }
 
-/// Logs this device out: its token stops working and its keys are removed.
+/// Logs this device out: its token stops working, its keys are removed and its connections
+/// closed.
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn delete_session(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<StatusCode, ApiError> {
-    accounts::logout(&state, auth.user_id, auth.device_id).await?;
+    accounts::remove_device(&state, auth.user_id, auth.device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

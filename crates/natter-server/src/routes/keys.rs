@@ -51,7 +51,8 @@ pub async fn counts(
     Ok(key_count(state.store.key_counts(auth.device_id).await?))
 }
 
-/// Removes one of the caller's devices (say, a lost phone): its token and keys stop working.
+/// Removes one of the caller's devices (say, a lost phone): its token and keys stop working
+/// and its open connections are closed.
 #[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "keys", security(("bearer" = [])),
     params(("device_id" = DeviceId, Path)),
     responses((status = 204), (status = 401, body = Problem),
@@ -61,7 +62,7 @@ pub async fn delete_device(
     auth: Auth,
     ApiPath(device_id): ApiPath<DeviceId>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_device(auth.user_id, device_id).await? {
+    if !crate::accounts::remove_device(&state, auth.user_id, device_id).await? {
         return Err(ServiceError::NotFound("you have no such device").into());
     }
     Ok(StatusCode::NO_CONTENT)

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use natter_proto::accounts::UpdateProfileRequest;
 
+use natter_proto::ws::ServerFrame;
+
 use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::ws::{closed, connect, ping};
 
 backend_tests!(
     register_login_and_me,
@@ -12,7 +15,9 @@ backend_tests!(
     invalid_accounts_are_refused,
     wrong_password_and_unknown_user_look_the_same,
     logout_revokes_the_token_and_removes_the_device,
+    a_removed_device_is_disconnected_at_once,
     expired_tokens_are_refused,
+    a_connection_closes_when_its_token_expires,
     profiles_are_visible_to_connections_only,
     profile_updates_are_validated,
     lookup_by_username,
@@ -166,6 +171,43 @@ async fn logout_revokes_the_token_and_removes_the_device(backend: Backend) {
         .expect("still logged in after a stranger's attempt");
     laptop.delete_device(tablet.device_id()).await.unwrap();
     assert_problem(tablet.me().await, 401, "unauthorized");
+}
+
+async fn a_removed_device_is_disconnected_at_once(backend: Backend) {
+    let server = server!(backend);
+    let laptop = server.user("erin").await;
+    let phone = server.login("erin", "phone").await;
+    let tablet = server.login("erin", "tablet").await;
+    let (mut laptop_live, _) = connect(&laptop).await;
+    let (mut phone_live, _) = connect(&phone).await;
+    let (mut tablet_live, _) = connect(&tablet).await;
+    // Removed from another device (a lost phone): its open connection ends with it.
+    laptop.delete_device(phone.device_id()).await.unwrap();
+    let (before, close) = closed(&mut phone_live).await;
+    assert!(before.is_empty(), "{before:?}");
+    assert_eq!(close.code, Some(1008), "{close:?}");
+    // Logging out ends the device's own connections too.
+    tablet.logout().await.unwrap();
+    assert_eq!(closed(&mut tablet_live).await.1.code, Some(1008));
+    // The user's other devices stay connected.
+    ping(&mut laptop_live, 1).await;
+}
+
+async fn a_connection_closes_when_its_token_expires(backend: Backend) {
+    let Some(server) =
+        TestServer::start_with(backend, |c| c.token_ttl = Duration::from_secs(5)).await
+    else {
+        return;
+    };
+    let session = server.user("gina").await;
+    let (mut live, _) = connect(&session).await;
+    let (before, close) = closed(&mut live).await;
+    assert!(
+        matches!(before.as_slice(), [ServerFrame::Error(e)] if e.code == "unauthorized" && e.message.contains("expired")),
+        "{before:?}"
+    );
+    assert_eq!(close.code, Some(1008), "{close:?}");
+    assert_problem(session.me().await, 401, "unauthorized");
 }
 
 async fn expired_tokens_are_refused(backend: Backend) {

@@ -14,7 +14,7 @@ use crate::helpers::{
     ws_url,
 };
 use crate::rooms::big_room;
-use crate::ws::{connect, marker, message, next, ping, refused, send};
+use crate::ws::{closed, connect, marker, message, next, ping, refused, send};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
@@ -82,6 +82,13 @@ async fn messages_and_suspensions_cross_nodes() {
         let counted = sample(&metrics, series);
         assert!(counted >= at_least, "{series} is {counted}");
     }
+    // Removing a device through one node closes its connection on the other, saying why.
+    bob.delete_device(bob_phone.device_id()).await.unwrap();
+    let (_, close) = closed(&mut phone_on_b).await;
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (Some(1008), natter_server::auth::SIGNED_OUT)
+    );
     // A suspension made through one node's admin listener closes connections on the other.
     let admin = reqwest::Client::new();
     let url = format!("{}/admin/users/{}/suspension", a.admin_url, bob.user_id());

@@ -13,6 +13,18 @@ pub async fn next(connection: &mut Connection) -> Result<ServerFrame, ClientErro
         .expect("no frame within the patience window")
 }
 
+/// Reads until the server closes the connection: the frames before the close, and the close.
+pub async fn closed(connection: &mut Connection) -> (Vec<ServerFrame>, natter_client::Closed) {
+    let mut before = Vec::new();
+    loop {
+        match next(connection).await {
+            Ok(frame) => before.push(frame),
+            Err(ClientError::Closed(closed)) => return (before, closed),
+            Err(other) => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
 /// Sends a `typing` notice.
 pub async fn typing(connection: &mut Connection, conversation_id: ConversationId, typing: bool) {
     connection
