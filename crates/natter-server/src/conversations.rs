@@ -254,7 +254,13 @@ pub async fn history(
     Ok(match (after, before) {
         (Some(after), before) => {
             store
-                .messages_after(id, user, after, before.map_or(i64::MAX, |b| b - 1), limit)
+                .messages_after(
+                    id,
+                    user,
+                    after,
+                    before.map_or(i64::MAX, |b| b.saturating_sub(1)),
+                    limit,
+                )
                 .await?
         }
         (None, before) => {
@@ -277,7 +283,8 @@ pub async fn receipts(
     id: ConversationId,
     seq: i64,
 ) -> Result<MessageReceipts, ServiceError> {
-    let visible = history(store, user, id, Some(seq - 1), Some(seq + 1), Some(1)).await?;
+    let (after, before) = (seq.saturating_sub(1), seq.saturating_add(1));
+    let visible = history(store, user, id, Some(after), Some(before), Some(1)).await?;
     if visible.is_empty() {
         return Err(ServiceError::NotFound("no such message"));
     }

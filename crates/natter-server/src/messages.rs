@@ -138,6 +138,7 @@ impl Messenger {
         if message.ciphertext.is_empty() {
             return Err(ServiceError::Invalid("the ciphertext is empty".into()));
         }
+        check_no_nul("the ciphertext", &message.ciphertext)?;
         if message.ciphertext.len() > CIPHERTEXT_MAX {
             return Err(ServiceError::TooLarge(format!(
                 "the ciphertext is {} bytes; at most {CIPHERTEXT_MAX} are allowed (1,000 characters of text)",
@@ -328,6 +329,7 @@ impl Messenger {
                     "a to-device payload has 1 to {TO_DEVICE_PAYLOAD_MAX} bytes"
                 )));
             }
+            check_no_nul("a to-device payload", &message.payload)?;
             let owner = self.store.device_owner(message.device_id).await?;
             let reachable = owner == Some(message.user_id)
                 && (reachable_users.contains(&message.user_id)
@@ -408,6 +410,17 @@ fn publish(bus: &dyn Bus, recipients: &[UserId], message: Message) {
         frame: encode(&ServerFrame::Message(message)),
     };
     bus.publish_to_users(recipients, Some(sender_device), event);
+}
+
+/// Refuses text with U+0000 in it, which PostgreSQL cannot store (opaque text is otherwise
+/// the client's business).
+fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
+    if text.contains('\0') {
+        return Err(ServiceError::Invalid(format!(
+            "{what} contains U+0000, which cannot be stored"
+        )));
+    }
+    Ok(())
 }
 
 fn check_client_msg_id(id: &str) -> Result<(), ServiceError> {

@@ -231,7 +231,8 @@ pub trait MessageStore: Send + Sync {
         device: DeviceId,
         user: UserId,
     ) -> Result<Vec<CursorStart>, StoreError>;
-    /// The conversation's last seq, if `user` is or was a member (how far a cursor may go).
+    /// How far `user`'s cursors may go, if `user` is or was a member: the conversation's last
+    /// seq, or for a past member the last seq they saw (`left_seq`).
     async fn cursor_bound(
         &self,
         conversation: ConversationId,

@@ -530,7 +530,8 @@ macro_rules! message_store {
             ) -> Result<Option<i64>, StoreError> {
                 timed("cursor_bound", async move {
                     Ok(sqlx::query_scalar(
-                        "SELECT c.last_seq FROM conversations c \
+                        "SELECT CASE WHEN m.left_seq < c.last_seq THEN m.left_seq ELSE c.last_seq END \
+                         FROM conversations c \
                          JOIN members m ON m.conversation_id = c.id AND m.user_id = $2 WHERE c.id = $1",
                     )
                     .bind(conversation.to_string())
@@ -610,12 +611,20 @@ macro_rules! message_store {
                     .fetch_optional(&self.pool)
                     .await?;
                     let Some((sender_id, sender_device)) = sender else { return Ok(None) };
+                    // Only users the message was for: members when it was sent, not in a block
+                    // either way with its sender (a blocker's cursor passes what it never got).
                     let cursors = sqlx::query_as::<_, (String, String, i64)>(
-                        "SELECT user_id, device_id, read_seq FROM cursors \
-                         WHERE conversation_id = $1 AND (delivered_seq >= $2 OR read_seq >= $2) ORDER BY user_id",
+                        "SELECT cu.user_id, cu.device_id, cu.read_seq FROM cursors cu \
+                         JOIN members mb ON mb.conversation_id = cu.conversation_id AND mb.user_id = cu.user_id \
+                             AND mb.joined_seq < $2 AND (mb.left_seq IS NULL OR $2 <= mb.left_seq) \
+                         WHERE cu.conversation_id = $1 AND (cu.delivered_seq >= $2 OR cu.read_seq >= $2) \
+                         AND NOT EXISTS (SELECT 1 FROM connections k WHERE k.state = 'blocked' \
+                             AND ((k.user_id = cu.user_id AND k.peer_id = $3) OR (k.user_id = $3 AND k.peer_id = cu.user_id))) \
+                         ORDER BY cu.user_id",
                     )
                     .bind(conversation.to_string())
                     .bind(seq)
+                    .bind(&sender_id)
                     .fetch_all(&self.pool)
                     .await?;
                     let mut receipts = MessageReceipts {

@@ -124,6 +124,41 @@ async fn malformed_requests_get_problems(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(problem(wrong_method, 405).await.code, "method_not_allowed");
+    // Text PostgreSQL cannot store (U+0000) is no account's name.
+    let nul_name = server
+        .raw(Method::POST, "/v1/sessions")
+        .header("content-type", "application/json")
+        .body(r#"{"username":"alice\u0000","password":"password123","device_name":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(nul_name, 401).await.code, "unauthorized");
+    // Seqs at the ends of i64 find nothing rather than overflow.
+    let (carol, _dan, room) = server.direct_pair("carol", "dan").await;
+    let get = |path: String| {
+        server
+            .raw(Method::GET, &path)
+            .bearer_auth(carol.token())
+            .send()
+    };
+    for seq in [i64::MAX, i64::MIN] {
+        let receipts = get(format!("/v1/conversations/{room}/messages/{seq}/receipts"));
+        assert_eq!(
+            problem(receipts.await.unwrap(), 404).await.code,
+            "not_found"
+        );
+    }
+    for query in [
+        "before=-9223372036854775808",
+        "after=0&before=-9223372036854775808",
+    ] {
+        let page = get(format!("/v1/conversations/{room}/messages?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{query}");
+        let page: Value = page.json().await.unwrap();
+        assert_eq!(page["messages"], serde_json::json!([]), "{query}");
+    }
     // The server is still fine after all that.
     alice.me().await.unwrap();
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use natter_client::Session;
+use natter_client::{Connection, Session};
 use natter_proto::connections::ConnectionState;
 use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_proto::{ConversationId, DeviceId, UserId};
@@ -31,6 +31,8 @@ backend_tests!(
     typing_reaches_the_other_members,
     typing_does_not_reach_a_blocker,
     cursor_moves_outside_ones_conversations_are_refused,
+    a_past_member_moves_its_cursors_only_over_what_it_saw,
+    receipts_leave_out_who_never_got_the_message,
     a_receipt_goes_to_the_senders_of_what_it_newly_covers,
 );
 
@@ -300,6 +302,34 @@ async fn three_in_a_room(server: &TestServer) -> (Session, Session, Session, Con
     (alice, bob, carol, room)
 }
 
+/// [`three_in_a_room`] where Alice blocks Bob, with the three connected (`a`, `b`, `c`).
+struct Blocking {
+    alice: Session,
+    bob: Session,
+    carol: Session,
+    room: ConversationId,
+    a: Connection,
+    b: Connection,
+    c: Connection,
+}
+
+async fn alice_blocking_bob(server: &TestServer) -> Blocking {
+    let (alice, bob, carol, room) = three_in_a_room(server).await;
+    alice.block(bob.user_id(), true, None).await.unwrap();
+    let (a, _) = connect(&alice).await;
+    let (b, _) = connect(&bob).await;
+    let (c, _) = connect(&carol).await;
+    Blocking {
+        alice,
+        bob,
+        carol,
+        room,
+        a,
+        b,
+        c,
+    }
+}
+
 async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
     let server = server!(backend);
     let (alice, bob, carol, room) = three_in_a_room(&server).await;
@@ -385,6 +415,21 @@ async fn bad_frames_get_error_frames_and_the_connection_stays(backend: Backend) 
         (
             r#"{"type":"auth","token":"whatever"}"#.to_string(),
             "invalid_frame",
+        ),
+        // U+0000, which PostgreSQL cannot store, in opaque text.
+        (
+            format!(
+                r#"{{"type":"send","conversation_id":"{direct}","client_msg_id":"a","ciphertext":"x\u0000y"}}"#
+            ),
+            "invalid_request",
+        ),
+        (
+            format!(
+                r#"{{"type":"to_device","messages":[{{"user_id":"{}","device_id":"{}","payload":"\u0000"}}]}}"#,
+                alice.user_id(),
+                alice.device_id()
+            ),
+            "invalid_request",
         ),
     ] {
         a.send_text(text).await.unwrap();
@@ -571,11 +616,15 @@ async fn receipts_of_a_busy_room_all_reach_the_sender(backend: Backend) {
 
 async fn typing_does_not_reach_a_blocker(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob, carol, room) = three_in_a_room(&server).await;
-    alice.block(bob.user_id(), true, None).await.unwrap();
-    let (mut a, _) = connect(&alice).await;
-    let (mut b, _) = connect(&bob).await;
-    let (mut c, _) = connect(&carol).await;
+    let Blocking {
+        bob,
+        carol,
+        room,
+        mut a,
+        mut b,
+        mut c,
+        ..
+    } = alice_blocking_bob(&server).await;
     let typist = |f: &ServerFrame| match f {
         ServerFrame::Typing { user_id, .. } => Some(*user_id),
         _ => None,
@@ -667,4 +716,95 @@ async fn a_receipt_goes_to_the_senders_of_what_it_newly_covers(backend: Backend)
             .any(|r| r.device_id == carol.device_id() && r.delivered_seq == 2),
         "{before:?}"
     );
+}
+
+async fn a_past_member_moves_its_cursors_only_over_what_it_saw(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, carol, room) = three_in_a_room(&server).await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    send(&mut a, room, "a1", "seen by bob").await;
+    assert_eq!(message(&mut b).await.seq, 1);
+    carol.remove_member(room, bob.user_id()).await.unwrap();
+    send(&mut a, room, "a2", "after bob left").await;
+    let read = |seq| ClientFrame::Read {
+        conversation_id: room,
+        seq,
+    };
+    // Past where Bob left: refused, and the bound it tells is his, not the room's.
+    b.send(&read(2)).await.unwrap();
+    let refusal = error(&mut b).await;
+    assert_eq!(refusal.code, "invalid_request", "{refusal:?}");
+    assert!(refusal.message.contains("(0..=1)"), "{refusal:?}");
+    // Up to there he may still mark what he saw; Alice hears of that move only.
+    b.send(&read(1)).await.unwrap();
+    let receipt = receipt_of(&mut a, bob.device_id()).await;
+    assert_eq!((receipt.delivered_seq, receipt.read_seq), (1, 1));
+    let second = alice.receipts(room, 2).await.unwrap();
+    assert!(
+        !second.delivered_users.contains(&bob.user_id()),
+        "{second:?}"
+    );
+    let first = alice.receipts(room, 1).await.unwrap();
+    assert_eq!(first.read_users, [bob.user_id()]);
+}
+
+async fn receipts_leave_out_who_never_got_the_message(backend: Backend) {
+    let server = server!(backend);
+    let Blocking {
+        alice,
+        bob,
+        carol,
+        room,
+        mut a,
+        mut b,
+        mut c,
+    } = alice_blocking_bob(&server).await;
+    send(&mut b, room, "b1", "hidden from alice").await;
+    assert_eq!(message(&mut c).await.seq, 1);
+    send(&mut c, room, "c1", "for everyone").await;
+    assert_eq!(message(&mut a).await.seq, 2);
+    assert_eq!(message(&mut b).await.seq, 2);
+    // Alice's read cursor passes Bob's message, which she never got: he hears nothing of it.
+    a.send(&ClientFrame::Read {
+        conversation_id: room,
+        seq: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(receipt_of(&mut c, alice.device_id()).await.read_seq, 2);
+    let before = marker(&mut c, &bob, &mut b).await;
+    assert!(
+        !before
+            .iter()
+            .flat_map(receipts_in)
+            .any(|r| r.user_id == alice.user_id()),
+        "{before:?}"
+    );
+    // Nor does the message's state name her, whoever asks.
+    for asking in [&bob, &carol] {
+        let state = asking.receipts(room, 1).await.unwrap();
+        assert!(
+            !state.delivered_users.contains(&alice.user_id())
+                && !state.read_users.contains(&alice.user_id()),
+            "{state:?}"
+        );
+    }
+    let carols = carol.receipts(room, 2).await.unwrap();
+    assert_eq!(carols.read_users, [alice.user_id()]);
+    // A member who joins later was never sent what came before.
+    let dave = server.user("dave").await;
+    connect_users(&carol, &dave).await;
+    carol.add_members(room, &[dave.user_id()]).await.unwrap();
+    send(&mut c, room, "c2", "welcome").await;
+    let (mut d, _) = connect(&dave).await;
+    d.send(&ClientFrame::Read {
+        conversation_id: room,
+        seq: 3,
+    })
+    .await
+    .unwrap();
+    assert_eq!(receipt_of(&mut c, dave.device_id()).await.read_seq, 3);
+    let earlier = carol.receipts(room, 2).await.unwrap();
+    assert!(!earlier.read_users.contains(&dave.user_id()), "{earlier:?}");
 }
