@@ -237,7 +237,8 @@ impl Messenger {
     /// to there the move needs no check). Returns the new cursors.
     ///
     /// # Errors
-    /// Not a member (now or before); a seq past the end of the conversation.
+    /// Not a member (now or before); a seq past the end of the conversation; past the device's
+    /// rate of cursor moves and syncs.
     pub async fn move_cursor(
         &self,
         auth: Auth,
@@ -253,6 +254,9 @@ impl Messenger {
                 delivered.min(read)
             )));
         }
+        self.limits
+            .check(Kind::DeviceEvents, &auth.device_id.to_string(), 1.0)
+            .await?;
         if sent_here.is_none_or(|sent| furthest > sent) {
             let last_seq = self
                 .store
@@ -369,13 +373,16 @@ impl Messenger {
     /// Tells the other members' devices the caller is (not) typing.
     ///
     /// # Errors
-    /// Not a member.
+    /// Not a member; past the device's typing rate.
     pub async fn typing(
         &self,
         auth: Auth,
         conversation: ConversationId,
         typing: bool,
     ) -> Result<(), ServiceError> {
+        self.limits
+            .check(Kind::DeviceTyping, &auth.device_id.to_string(), 1.0)
+            .await?;
         let plan = self.plan(conversation, auth.user_id).await?;
         let frame = encode(&ServerFrame::Typing {
             conversation_id: conversation,

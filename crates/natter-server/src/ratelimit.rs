@@ -61,11 +61,17 @@ pub enum Kind {
     AddressRegistrations,
     /// New WebSocket connections from one source address.
     AddressConnects,
+    /// Typing notices sent by one device (each goes to every member's devices).
+    DeviceTyping,
+    /// Cursor moves and syncs asked for by one device (each is a write or a full read).
+    DeviceEvents,
+    /// One-time keys of one target device claimed by one device (draining a device's keys).
+    KeyClaims,
 }
 
 impl Kind {
     /// Every kind, in configuration order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::DeviceMessages,
         Kind::UserMessages,
         Kind::UserBytes,
@@ -74,6 +80,9 @@ impl Kind {
         Kind::AddressLogins,
         Kind::AddressRegistrations,
         Kind::AddressConnects,
+        Kind::DeviceTyping,
+        Kind::DeviceEvents,
+        Kind::KeyClaims,
     ];
 
     /// The name used in configuration, metrics and logs.
@@ -87,6 +96,9 @@ impl Kind {
             Kind::AddressLogins => "address_logins",
             Kind::AddressRegistrations => "address_registrations",
             Kind::AddressConnects => "address_connects",
+            Kind::DeviceTyping => "device_typing",
+            Kind::DeviceEvents => "device_events",
+            Kind::KeyClaims => "key_claims",
         }
     }
 
@@ -101,6 +113,9 @@ impl Kind {
             Kind::AddressLogins => Rate::per_minute(30.0, 60.0),
             Kind::AddressRegistrations => Rate::per_minute(5.0, 10.0),
             Kind::AddressConnects => Rate::new(10.0, 100.0),
+            Kind::DeviceTyping => Rate::new(2.0, 10.0),
+            Kind::DeviceEvents => Rate::new(100.0, 2000.0),
+            Kind::KeyClaims => Rate::per_minute(1.0, 5.0),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration};
 use crate::messages::encode;
 use crate::observe::seconds;
+use crate::ratelimit::Kind;
 use crate::state::AppState;
 
 /// How long a connection without an `Authorization` header has to send its `auth` frame.
@@ -660,8 +661,19 @@ impl Session {
                 }
             }
             ClientFrame::Sync => {
-                self.conversations.clear();
-                self.sync().await
+                let device = self.auth.device_id.to_string();
+                match self
+                    .state
+                    .limits
+                    .check(Kind::DeviceEvents, &device, 1.0)
+                    .await
+                {
+                    Ok(()) => {
+                        self.conversations.clear();
+                        self.sync().await
+                    }
+                    Err(e) => self.refuse(e, None).await,
+                }
             }
             ClientFrame::Typing {
                 conversation_id,

@@ -11,6 +11,7 @@ use crate::auth::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::keys;
+use crate::ratelimit::Kind;
 use crate::state::AppState;
 use crate::store::KeyCounts;
 
@@ -87,12 +88,22 @@ pub async fn devices(
 #[utoipa::path(post, path = "/v1/users/{user_id}/devices/{device_id}/claim", tag = "keys",
     security(("bearer" = [])), params(("user_id" = UserId, Path), ("device_id" = DeviceId, Path)),
     responses((status = 200, body = ClaimedKey), (status = 401, body = Problem),
-              (status = 404, description = "not connected, no such device, or no keys left", body = Problem)))]
+              (status = 404, description = "not connected, no such device, or no keys left", body = Problem),
+              (status = 429, description = "too many claims of this device's keys by the caller", body = Problem)))]
 pub async fn claim(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath((user_id, device_id)): ApiPath<(UserId, DeviceId)>,
 ) -> Result<Json<ClaimedKey>, ApiError> {
+    // Per (claiming device, claimed device): a session needs one key, a peer cannot drain them.
+    state
+        .limits
+        .check(
+            Kind::KeyClaims,
+            &format!("{}:{device_id}", auth.device_id),
+            1.0,
+        )
+        .await?;
     Ok(Json(
         keys::claim(state.store.as_ref(), auth.user_id, user_id, device_id).await?,
     ))

@@ -3,7 +3,7 @@
 
 use natter_client::ClientError;
 use natter_proto::ConversationId;
-use natter_proto::ws::ServerFrame;
+use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_server::config::DatabaseUrl;
 use natter_server::ratelimit::{Kind, Rate};
 use reqwest::Method;
@@ -12,7 +12,7 @@ use sqlx::Connection;
 use crate::helpers::{
     Backend, PATIENCE, TestDatabase, TestServer, assert_problem, backend_tests, server,
 };
-use crate::ws::{connect, message, next, ping, refused, send, until};
+use crate::ws::{connect, error, marker, message, next, ping, refused, send, typing, until};
 
 backend_tests!(
     logins_are_limited_per_account_and_per_address,
@@ -25,6 +25,9 @@ backend_tests!(
     suspension_takes_effect_at_once,
     a_suspended_sender_is_refused_before_its_close_arrives,
     a_full_node_refuses_sends_with_a_retry_time,
+    typing_notices_are_limited_per_device,
+    cursor_moves_and_syncs_are_limited_per_device,
+    key_claims_are_limited_per_pair_of_devices,
 );
 
 async fn limited(backend: Backend, kind: Kind, rate: Rate) -> Option<TestServer> {
@@ -445,4 +448,114 @@ async fn a_full_node_refuses_sends_with_a_retry_time(backend: Backend) {
     history.sort_by_key(|m| m.seq);
     let order: Vec<_> = history.iter().map(|m| m.client_msg_id.as_str()).collect();
     assert_eq!(order, [taken_id, first, second]);
+}
+
+/// A refusal over WebSocket for the device's rate, with a wait of at least a second.
+async fn frame_limited(connection: &mut natter_client::Connection) {
+    let refusal = error(connection).await;
+    assert_eq!(refusal.code, "rate_limited", "{refusal:?}");
+    assert!(
+        refusal.retry_after_ms.is_some_and(|ms| ms >= 1000),
+        "{refusal:?}"
+    );
+}
+
+async fn typing_notices_are_limited_per_device(backend: Backend) {
+    let Some(server) = limited(backend, Kind::DeviceTyping, Rate::new(0.001, 3.0)).await else {
+        return;
+    };
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let phone = server.login("alice", "phone").await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut p, _) = connect(&phone).await;
+    let (mut b, _) = connect(&bob).await;
+    for _ in 0..4 {
+        typing(&mut a, direct, true).await;
+    }
+    frame_limited(&mut a).await;
+    let notices = |frames: &[ServerFrame]| {
+        frames
+            .iter()
+            .filter(|f| matches!(f, ServerFrame::Typing { .. }))
+            .count()
+    };
+    assert_eq!(notices(&marker(&mut a, &bob, &mut b).await), 3);
+    // The allowance is the device's: Alice's phone still types, and the laptop's connection
+    // stays.
+    typing(&mut p, direct, false).await;
+    assert_eq!(notices(&marker(&mut p, &bob, &mut b).await), 1);
+    ping(&mut a, 1).await;
+}
+
+async fn cursor_moves_and_syncs_are_limited_per_device(backend: Backend) {
+    let Some(server) = limited(backend, Kind::DeviceEvents, Rate::new(0.001, 3.0)).await else {
+        return;
+    };
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
+    let read = |seq| ClientFrame::Read {
+        conversation_id: direct,
+        seq,
+    };
+    let synced = |f: &ServerFrame| matches!(f, ServerFrame::Synced { .. }).then_some(());
+    send(&mut a, direct, "m1", "x").await;
+    assert_eq!(message(&mut b).await.seq, 1);
+    b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq: 1,
+    })
+    .await
+    .unwrap();
+    b.send(&read(1)).await.unwrap();
+    b.send(&ClientFrame::Sync).await.unwrap();
+    until(&mut b, synced).await;
+    // The allowance is spent: a move and a sync are refused and change nothing.
+    send(&mut a, direct, "m2", "x").await;
+    assert_eq!(message(&mut b).await.seq, 2);
+    b.send(&read(2)).await.unwrap();
+    frame_limited(&mut b).await;
+    b.send(&ClientFrame::Sync).await.unwrap();
+    frame_limited(&mut b).await;
+    assert_eq!(
+        alice.receipts(direct, 1).await.unwrap().read_users,
+        [bob.user_id()]
+    );
+    assert!(
+        alice
+            .receipts(direct, 2)
+            .await
+            .unwrap()
+            .read_users
+            .is_empty()
+    );
+    // Alice's device has its own allowance.
+    a.send(&read(1)).await.unwrap();
+    ping(&mut a, 1).await;
+    assert_eq!(
+        alice.receipts(direct, 1).await.unwrap().read_users,
+        [bob.user_id()]
+    );
+}
+
+async fn key_claims_are_limited_per_pair_of_devices(backend: Backend) {
+    let Some(server) = limited(backend, Kind::KeyClaims, Rate::new(0.001, 2.0)).await else {
+        return;
+    };
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let bob_phone = server.login("bob", "phone").await;
+    let alice_phone = server.login("alice", "phone").await;
+    let status = |result: Result<natter_proto::keys::ClaimedKey, ClientError>| {
+        result.err().and_then(|e| e.status())
+    };
+    let (user, laptop) = (alice.user_id(), alice.device_id());
+    // Alice's laptop has no keys: a claim finds none, and still counts.
+    for _ in 0..2 {
+        assert_eq!(status(bob.claim_key(user, laptop).await), Some(404));
+    }
+    assert_limited(bob.claim_key(user, laptop).await);
+    // Another claiming device, or another claimed device, has an allowance of its own.
+    assert_eq!(status(bob_phone.claim_key(user, laptop).await), Some(404));
+    let other = alice_phone.device_id();
+    assert_eq!(status(bob.claim_key(user, other).await), Some(404));
 }
