@@ -15,9 +15,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use natter_proto::{DeviceId, UserId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 use crate::error::{ApiError, ServiceError};
 use crate::state::AppState;
+use crate::store::StoreError;
 
 /// The authenticated caller: a device of a user.
 #[derive(Clone, Copy, Debug)]
@@ -26,7 +28,7 @@ pub struct Auth {
     pub user_id: UserId,
     /// The device whose token was presented.
     pub device_id: DeviceId,
-    /// When the token stops working, ms since the epoch (a connection closes then).
+    /// When the token stops working unless used again, ms since the epoch.
     pub expires_at: i64,
 }
 
@@ -34,8 +36,37 @@ pub struct Auth {
 /// devices removed it).
 pub const SIGNED_OUT: &str = "this device was logged out; log in again";
 
-/// Why a connection is closed when its token expires.
-pub const EXPIRED: &str = "this token has expired; log in again";
+const EXPIRED: &str = "this token has expired; log in again";
+
+/// How long after its last extension a token in use is extended again: a day, or half its
+/// lifetime if that is shorter. So a token lasts its lifetime past its last use, and in use
+/// costs at most a write a day.
+pub fn renewal_after(ttl: Duration) -> Duration {
+    (ttl / 2).min(Duration::from_secs(24 * 3600))
+}
+
+/// How long until a token expiring at `expires_at` is due for renewal (zero once it is): when
+/// [`renewal_after`] has passed since it was last extended to the full `ttl`.
+pub fn renewal_due_in(expires_at: i64, ttl: Duration) -> Duration {
+    let left = u64::try_from(expires_at.saturating_sub(crate::now_ms())).unwrap_or(0);
+    let since_extended = ttl.saturating_sub(Duration::from_millis(left));
+    renewal_after(ttl).saturating_sub(since_extended)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Extends `device`'s token to the full lifetime from now: the new expiry, or `None` if the
+/// device is gone (removed or logged out).
+///
+/// # Errors
+/// The store fails.
+pub async fn renew(state: &AppState, device: DeviceId) -> Result<Option<i64>, StoreError> {
+    let expires_at = crate::now_ms().saturating_add(millis(state.token_ttl));
+    let extended = state.store.extend_device(device, expires_at).await?;
+    Ok(extended.then_some(expires_at))
+}
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
@@ -77,11 +108,22 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiErro
     let owner = state.store.token_owner(&hash_token(token)).await?;
     match owner {
         Some(owner) if owner.suspended => Err(ServiceError::Suspended.into()),
-        Some(owner) if owner.expires_at > crate::now_ms() => Ok(Auth {
-            user_id: owner.user_id,
-            device_id: owner.device_id,
-            expires_at: owner.expires_at,
-        }),
+        Some(owner) if owner.expires_at > crate::now_ms() => {
+            let mut auth = Auth {
+                user_id: owner.user_id,
+                device_id: owner.device_id,
+                expires_at: owner.expires_at,
+            };
+            if renewal_due_in(auth.expires_at, state.token_ttl).is_zero() {
+                // Best effort: the token works as it is, and the next use tries again.
+                match renew(state, auth.device_id).await {
+                    Ok(Some(expires_at)) => auth.expires_at = expires_at,
+                    Ok(None) => return Err(ApiError::unauthorized(SIGNED_OUT)),
+                    Err(e) => tracing::warn!(error = %e, "a token could not be extended"),
+                }
+            }
+            Ok(auth)
+        }
         Some(_) => Err(ApiError::unauthorized(EXPIRED)),
         None => Err(ApiError::unauthorized(
             "this token is not valid (logged out, or never issued)",
@@ -172,4 +214,31 @@ impl Passwords {
 
 fn hasher(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// `now` plus `left`, in ms since the epoch.
+    fn expiring_in(left: Duration) -> i64 {
+        crate::now_ms() + i64::try_from(left.as_millis()).unwrap()
+    }
+
+    #[test]
+    fn a_token_in_use_is_renewed_a_day_after_its_last_extension() {
+        let ttl = 30 * DAY;
+        let due = renewal_due_in(expiring_in(ttl), ttl);
+        assert!(due <= DAY && due > DAY - Duration::from_secs(60), "{due:?}");
+        let half = renewal_due_in(expiring_in(29 * DAY + DAY / 2), ttl);
+        assert!(half <= DAY / 2 && half > DAY / 2 - Duration::from_secs(60));
+        assert!(renewal_due_in(expiring_in(29 * DAY), ttl).is_zero());
+        assert!(renewal_due_in(expiring_in(DAY), ttl).is_zero());
+        // A short lifetime is renewed after half of it.
+        let short = Duration::from_secs(6);
+        assert_eq!(renewal_after(short), Duration::from_secs(3));
+        assert!(renewal_due_in(expiring_in(short), short) > Duration::from_secs(2));
+    }
 }

@@ -79,7 +79,7 @@ pub struct Config {
 pub mod defaults {
     /// PostgreSQL connections per node.
     pub const DATABASE_POOL: u32 = 16;
-    /// Days a login's token stays valid.
+    /// Days a login's token stays valid after its last use.
     pub const TOKEN_TTL_DAYS: u64 = 30;
     /// Argon2id memory cost, KiB (OWASP's minimum).
     pub const ARGON2_MEMORY_KIB: u32 = 19_456;

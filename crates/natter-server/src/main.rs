@@ -29,7 +29,8 @@ struct Args {
     /// PostgreSQL connections per node (keep nodes x this under PostgreSQL's max_connections).
     #[arg(long, env = "NATTER_DATABASE_POOL", default_value_t = defaults::DATABASE_POOL, value_parser = clap::value_parser!(u32).range(1..=1000))]
     database_pool: u32,
-    /// Days a login's token stays valid.
+    /// Days a login's token stays valid after its last use (requests and open connections
+    /// extend it, at most once a day).
     #[arg(long, env = "NATTER_TOKEN_TTL_DAYS", default_value_t = defaults::TOKEN_TTL_DAYS, value_parser = clap::value_parser!(u64).range(1..=3650))]
     token_ttl_days: u64,
     /// Seconds a WebSocket may stay silent before the server closes it (clients ping).

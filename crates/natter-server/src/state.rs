@@ -36,7 +36,7 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     /// Password hashing.
     pub passwords: Arc<crate::auth::Passwords>,
-    /// How long a login's token lasts.
+    /// How long a login's token lasts past its last use.
     pub token_ttl: Duration,
     /// The messaging services.
     pub messenger: Messenger,

@@ -22,7 +22,7 @@ use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
 use super::close;
-use crate::auth::{Auth, authenticate};
+use crate::auth::{Auth, SIGNED_OUT, authenticate, renew, renewal_after, renewal_due_in};
 use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration};
 use crate::messages::encode;
@@ -32,6 +32,9 @@ use crate::state::AppState;
 
 /// How long a connection without an `Authorization` header has to send its `auth` frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How soon a connection tries again to renew its token after the store failed to.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
 
 /// How long one frame may take to go out before the connection counts as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -263,14 +266,15 @@ impl Session {
         }
         let idle = self.state.gateway.idle_timeout;
         let mut last_received = tokio::time::Instant::now();
-        let expires_at = last_received
-            + Duration::from_millis(
-                u64::try_from(self.auth.expires_at.saturating_sub(crate::now_ms())).unwrap_or(0),
-            );
-        // One timer for the three ends a connection waits for: idling out, its token expiring,
-        // and its moment to close when the node drains. It is re-armed when it fires, not moved
-        // on every frame received.
-        let timer = tokio::time::sleep_until((last_received + idle).min(expires_at));
+        // An open connection is the device in use: its token is extended as a request's would
+        // be, and the extension finds a device removed meanwhile (if this node missed the close).
+        let renewal = renewal_after(self.state.token_ttl);
+        let mut renew_at =
+            last_received + renewal_due_in(self.auth.expires_at, self.state.token_ttl);
+        // One timer for the three things a connection waits for: idling out, renewing its
+        // token, and its moment to close when the node drains. It is re-armed when it fires,
+        // not moved on every frame received.
+        let timer = tokio::time::sleep_until((last_received + idle).min(renew_at));
         let mut shutdown = self.state.shutdown.clone();
         let shutdown_started = shutdown.changed();
         // Set when the server starts draining: the connection keeps working until then.
@@ -299,10 +303,19 @@ impl Session {
                         Box::pin(self.close(close::RESTART, "server shutting down; reconnect")).await;
                         return "server shutdown";
                     }
-                    if expires_at <= now {
-                        let _ = Box::pin(self.send(&error_frame("unauthorized", crate::auth::EXPIRED.into()))).await;
-                        Box::pin(self.close(close::POLICY, "token expired")).await;
-                        return "token expired";
+                    if renew_at <= now {
+                        match Box::pin(renew(&self.state, self.auth.device_id)).await {
+                            Ok(Some(expires_at)) => {
+                                self.auth.expires_at = expires_at;
+                                renew_at = now + renewal;
+                            }
+                            Ok(None) => {
+                                Box::pin(self.close(close::POLICY, SIGNED_OUT)).await;
+                                return "device removed";
+                            }
+                            // The store is down: the token stands as it is; try again soon.
+                            Err(_) => renew_at = now + RENEW_RETRY.min(renewal),
+                        }
                     }
                     let idle_at = last_received + idle;
                     if idle_at <= now {
@@ -311,7 +324,7 @@ impl Session {
                         Box::pin(self.close(close::IDLE, "idle")).await;
                         return "idle";
                     }
-                    let next = idle_at.min(expires_at);
+                    let next = idle_at.min(renew_at);
                     timer.as_mut().reset(close_at.map_or(next, |at| at.min(next)));
                     continue;
                 }

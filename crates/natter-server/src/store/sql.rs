@@ -495,6 +495,21 @@ macro_rules! sql_store {
                 }).await
             }
 
+            async fn extend_device(&self, device: DeviceId, expires_at: i64) -> Result<bool, StoreError> {
+                timed("extend_device", async move {
+                    let writer = self.writer.lock().await;
+                    let done = sqlx::query(
+                        "UPDATE devices SET expires_at = CASE WHEN expires_at < $2 THEN $2 ELSE expires_at END \
+                         WHERE id = $1",
+                    )
+                    .bind(device.to_string())
+                    .bind(expires_at)
+                    .execute(&*writer)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }).await
+            }
+
             async fn devices(&self, users: &[UserId]) -> Result<Vec<DeviceRecord>, StoreError> {
                 timed("devices", async move {
                     if users.is_empty() {

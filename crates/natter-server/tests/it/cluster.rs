@@ -105,6 +105,25 @@ async fn messages_and_suspensions_cross_nodes() {
     }
 }
 
+/// Without Redis a node does not hear of a device removed through another; it finds out when
+/// it next renews the device's token, and closes the connection then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_removal_closes_the_device_at_its_renewal() {
+    let ttl = std::time::Duration::from_secs(6);
+    let Some((a, b)) = two_nodes_in(&cluster_name(), None, |c| c.token_ttl = ttl).await else {
+        return;
+    };
+    let laptop = a.user("bob").await;
+    let phone = b.login("bob", "phone").await;
+    let (mut on_b, _) = connect(&phone).await;
+    laptop.delete_device(phone.device_id()).await.unwrap();
+    let (_, close) = closed(&mut on_b).await;
+    assert_eq!(
+        (close.code, close.reason.as_str()),
+        (Some(1008), natter_server::auth::SIGNED_OUT)
+    );
+}
+
 /// Redis subscriptions are established asynchronously: sends from `from` until one arrives
 /// live on `to`, and returns the seq of the last message sent, once `to` has read it (the
 /// first to cross may be an earlier warm-up message, or the gap before it filled from the
