@@ -170,6 +170,7 @@ pub async fn run(
         });
     }
     tokio::spawn(report_gauges(state.clone()));
+    tokio::spawn(remove_expired_devices(state.clone()));
     metrics::gauge!("natter_up").set(1.0);
     let assigner_on_stop = Arc::clone(&draining.assigner);
     // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
@@ -240,6 +241,27 @@ async fn report_gauges(state: AppState) {
         metrics::gauge!("natter_sends_per_second").set(sends.per_second());
         if let Ok(depth) = state.store.inbox_depth().await {
             metrics::gauge!("natter_inbox_depth").set(depth as f64);
+        }
+    }
+}
+
+/// How often a node removes the devices whose tokens expired (each node does; it is idempotent).
+const EXPIRED_DEVICES_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes devices unused for the token lifetime, at start and then every
+/// [`EXPIRED_DEVICES_EVERY`]: their keys go with them, so nobody encrypts to them any more.
+async fn remove_expired_devices(state: AppState) {
+    let mut stop = state.shutdown.clone();
+    let mut tick = tokio::time::interval(EXPIRED_DEVICES_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => return,
+            _ = tick.tick() => {}
+        }
+        match state.store.delete_expired_devices(now_ms()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed devices whose tokens expired"),
+            Err(error) => tracing::warn!(%error, "could not remove expired devices"),
         }
     }
 }

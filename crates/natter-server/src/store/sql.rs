@@ -495,6 +495,17 @@ macro_rules! sql_store {
                 }).await
             }
 
+            async fn delete_expired_devices(&self, now: i64) -> Result<u64, StoreError> {
+                timed("delete_expired_devices", async move {
+                    let writer = self.writer.lock().await;
+                    let done = sqlx::query("DELETE FROM devices WHERE expires_at < $1")
+                        .bind(now)
+                        .execute(&*writer)
+                        .await?;
+                    Ok(done.rows_affected())
+                }).await
+            }
+
             async fn extend_device(&self, device: DeviceId, expires_at: i64) -> Result<bool, StoreError> {
                 timed("extend_device", async move {
                     let writer = self.writer.lock().await;

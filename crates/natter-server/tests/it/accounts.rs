@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use natter_proto::accounts::UpdateProfileRequest;
 
-use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server};
+use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, same_device, server};
 use crate::ws::{closed, connect, ping};
 
 backend_tests!(
@@ -16,6 +16,7 @@ backend_tests!(
     a_removed_device_is_disconnected_at_once,
     expired_tokens_are_refused,
     tokens_last_their_lifetime_past_their_last_use,
+    devices_unused_for_the_token_lifetime_are_removed,
     profiles_are_visible_to_connections_only,
     profile_updates_are_validated,
     lookup_by_username,
@@ -214,6 +215,31 @@ async fn tokens_last_their_lifetime_past_their_last_use(backend: Backend) {
     let error = tablet.me().await.unwrap_err();
     assert_eq!(error.status(), Some(401));
     assert!(error.to_string().contains("expired"), "{error}");
+}
+
+async fn devices_unused_for_the_token_lifetime_are_removed(backend: Backend) {
+    let ttl = Duration::from_secs(6);
+    let Some(server) = TestServer::start_with(backend, |c| c.token_ttl = ttl).await else {
+        return;
+    };
+    let laptop = server.user("hana").await;
+    let tablet = server.login("hana", "tablet").await;
+    assert_eq!(laptop.devices(laptop.user_id()).await.unwrap().len(), 2);
+    let until = tokio::time::Instant::now() + ttl + Duration::from_secs(1);
+    while tokio::time::Instant::now() < until {
+        laptop.me().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A node removes expired devices when it starts (and hourly): the tablet, with its keys.
+    let server = server.restart().await;
+    let laptop = same_device(&server.client, &laptop);
+    let devices = laptop.devices(laptop.user_id()).await.unwrap();
+    assert_eq!(
+        devices.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+        [laptop.device_id()],
+        "{:?} is gone",
+        tablet.device_id()
+    );
 }
 
 async fn expired_tokens_are_refused(backend: Backend) {
