@@ -192,9 +192,25 @@ async fn a_removed_device_is_disconnected_at_once(backend: Backend) {
     ping(&mut laptop_live, 1).await;
 }
 
+/// Tokens that last this long past their last use, short enough to outlive in a test.
+const SHORT_TTL: Duration = Duration::from_secs(6);
+
+/// A server whose tokens last [`SHORT_TTL`].
+async fn short_lived_tokens(backend: Backend) -> Option<TestServer> {
+    TestServer::start_with(backend, |c| c.token_ttl = SHORT_TTL).await
+}
+
+/// Uses `session` over REST every half second until its token would have expired unused.
+async fn use_past_the_lifetime(session: &natter_client::Session) {
+    let until = tokio::time::Instant::now() + SHORT_TTL + Duration::from_secs(2);
+    while tokio::time::Instant::now() < until {
+        session.me().await.expect("a token in use stays valid");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn tokens_last_their_lifetime_past_their_last_use(backend: Backend) {
-    let ttl = Duration::from_secs(6);
-    let Some(server) = TestServer::start_with(backend, |c| c.token_ttl = ttl).await else {
+    let Some(server) = short_lived_tokens(backend).await else {
         return;
     };
     let laptop = server.user("gina").await;
@@ -202,11 +218,7 @@ async fn tokens_last_their_lifetime_past_their_last_use(backend: Backend) {
     let tablet = server.login("gina", "tablet").await;
     let (mut live, _) = connect(&laptop).await;
     // The phone is used over REST, the laptop holds a connection, the tablet rests.
-    let until = tokio::time::Instant::now() + ttl + Duration::from_secs(2);
-    while tokio::time::Instant::now() < until {
-        phone.me().await.expect("a token in use stays valid");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    use_past_the_lifetime(&phone).await;
     ping(&mut live, 1).await;
     laptop
         .me()
@@ -218,18 +230,13 @@ async fn tokens_last_their_lifetime_past_their_last_use(backend: Backend) {
 }
 
 async fn devices_unused_for_the_token_lifetime_are_removed(backend: Backend) {
-    let ttl = Duration::from_secs(6);
-    let Some(server) = TestServer::start_with(backend, |c| c.token_ttl = ttl).await else {
+    let Some(server) = short_lived_tokens(backend).await else {
         return;
     };
     let laptop = server.user("hana").await;
     let tablet = server.login("hana", "tablet").await;
     assert_eq!(laptop.devices(laptop.user_id()).await.unwrap().len(), 2);
-    let until = tokio::time::Instant::now() + ttl + Duration::from_secs(1);
-    while tokio::time::Instant::now() < until {
-        laptop.me().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    use_past_the_lifetime(&laptop).await;
     // A node removes expired devices when it starts (and hourly): the tablet, with its keys.
     let server = server.restart().await;
     let laptop = same_device(&server.client, &laptop);
