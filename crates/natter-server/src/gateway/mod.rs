@@ -9,6 +9,8 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     /// The node is shutting down.
     pub const RESTART: u16 = 1012;
+    /// A frame over the hard size limit.
+    pub const TOO_BIG: u16 = 1009;
     /// Nothing received for the idle timeout.
     pub const IDLE: u16 = 4001;
     /// The connection's queue filled.

@@ -135,6 +135,17 @@ fn drain_delay(window: Duration) -> Duration {
     window.mul_f64(rand::random::<f64>())
 }
 
+/// Whether a receive failed on a frame over the hard size limit (rather than the connection).
+fn too_big(error: &axum::Error) -> bool {
+    let inner: &(dyn std::error::Error + 'static) = error;
+    std::iter::successors(Some(inner), |e| e.source()).any(|e| {
+        matches!(
+            e.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+            Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+        )
+    })
+}
+
 fn error_frame(code: &str, message: String) -> ServerFrame {
     ServerFrame::Error(ErrorFrame {
         code: code.to_owned(),
@@ -332,6 +343,11 @@ impl Session {
                     Some(Ok(message)) => {
                         last_received = tokio::time::Instant::now();
                         Box::pin(self.on_message(message)).await
+                    }
+                    Some(Err(error)) if too_big(&error) => {
+                        // Best effort: the unread rest of the frame may reset the connection first.
+                        Box::pin(self.close(close::TOO_BIG, "frame too large")).await;
+                        return "frame too large";
                     }
                     Some(Err(_)) => return "connection error",
                     None => return "client closed",

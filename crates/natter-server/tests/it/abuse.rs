@@ -10,7 +10,8 @@ use reqwest::Method;
 use sqlx::Connection;
 
 use crate::helpers::{
-    Backend, PATIENCE, TestDatabase, TestServer, assert_problem, backend_tests, server,
+    Backend, PATIENCE, TestDatabase, TestServer, assert_problem, backend_tests, connect_users,
+    server,
 };
 use crate::ws::{connect, error, marker, message, next, ping, refused, send, typing, until};
 
@@ -188,18 +189,30 @@ async fn a_short_wait_for_the_rate_holds_later_sends_so_order_is_kept(backend: B
         return;
     };
     let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    connect_users(&alice, &carol).await;
+    let other = alice.open_direct(carol.user_id()).await.unwrap().summary.id;
     let (mut a, _) = connect(&alice).await;
+    let (mut again, _) = connect(&alice).await;
     let body = "x".repeat(600);
     send(&mut a, direct, "m1", &body).await;
     // 400 bytes are left: m2 waits ~2 s for the rest.
     let m2 = refused(&mut a, direct, "m2", &body, "rate_limited").await;
     let wait = m2.retry_after_ms.expect("a retry time");
-    // m3 fits in what is left, but would be stored before m2: it waits too, no longer.
-    let held = refused(&mut a, direct, "m3", "tiny", "rate_limited").await;
-    assert!(
-        held.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= wait),
-        "{held:?} after {wait} ms"
-    );
+    // m3 fits in what is left, but would be stored before m2: it waits too, no longer; so
+    // does a send to another conversation on that connection.
+    for (conversation, id) in [(direct, "m3"), (other, "o1")] {
+        let held = refused(&mut a, conversation, id, "tiny", "rate_limited").await;
+        assert!(
+            held.retry_after_ms.is_some_and(|ms| ms > 0 && ms <= wait),
+            "{held:?} after {wait} ms"
+        );
+    }
+    // The hold is the connection's sends only: its other frames go on, and the device's other
+    // connection sends what fits.
+    typing(&mut a, direct, true).await;
+    ping(&mut a, 1).await;
+    send(&mut again, other, "o2", "tiny").await;
     // Resent in order once the wait is over (and a little more, for m3's bytes).
     tokio::time::sleep(std::time::Duration::from_millis(wait + 200)).await;
     let (second, third) = (

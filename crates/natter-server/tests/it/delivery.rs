@@ -11,6 +11,8 @@ use crate::ws::{connect, connect_with_inbox, error, next, ping, send, to_device,
 
 backend_tests!(
     to_device_payloads_are_delivered_until_acknowledged,
+    a_to_device_frame_is_taken_whole_or_not_at_all,
+    binary_frames_are_refused_and_huge_ones_close_the_connection,
     a_slow_consumer_is_disconnected_and_resyncs_everything,
     idle_connections_are_closed_and_pings_keep_them_open,
     tokens_are_checked_before_any_state_exists,
@@ -78,6 +80,93 @@ async fn to_device_payloads_are_delivered_until_acknowledged(backend: Backend) {
     };
     a.send(&oversized).await.unwrap();
     assert_eq!(error(&mut a).await.code, "too_large");
+}
+
+async fn a_to_device_frame_is_taken_whole_or_not_at_all(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let stranger = server.user("mallory").await;
+    let (mut a, _) = connect(&alice).await;
+    let item = |to: &natter_client::Session| ToDeviceOut {
+        user_id: to.user_id(),
+        device_id: to.device_id(),
+        payload: "share".into(),
+    };
+    let too_many = ClientFrame::ToDevice {
+        messages: vec![item(&bob); natter_proto::limits::TO_DEVICE_BATCH_MAX + 1],
+    };
+    a.send(&too_many).await.unwrap();
+    assert_eq!(error(&mut a).await.code, "too_large");
+    // One device out of reach refuses the frame, the reachable ones with it.
+    let mixed = ClientFrame::ToDevice {
+        messages: vec![item(&bob), item(&stranger)],
+    };
+    a.send(&mixed).await.unwrap();
+    assert_eq!(error(&mut a).await.code, "not_found");
+    let (_, _, inbox) = connect_with_inbox(&bob).await;
+    assert!(inbox.is_empty(), "{inbox:?}");
+}
+
+async fn binary_frames_are_refused_and_huge_ones_close_the_connection(backend: Backend) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = server!(backend);
+    let alice = server.user("alice").await;
+    let mut request = crate::helpers::ws_url(&server.url)
+        .as_str()
+        .into_client_request()
+        .unwrap();
+    let bearer = format!("Bearer {}", alice.token());
+    request
+        .headers_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    async fn next_frame(socket: &mut Socket) -> ServerFrame {
+        loop {
+            let message = tokio::time::timeout(crate::helpers::PATIENCE, socket.next())
+                .await
+                .expect("a frame in time")
+                .expect("the connection is open")
+                .expect("a frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    while !matches!(next_frame(&mut socket).await, ServerFrame::Synced { .. }) {}
+    // Binary frames are not Natter's protocol: an error, and the connection stays.
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    let refusal = next_frame(&mut socket).await;
+    assert!(
+        matches!(refusal, ServerFrame::Error(ref e) if e.code == "invalid_frame"),
+        "{refusal:?}"
+    );
+    socket
+        .send(Message::text(r#"{"type":"ping","nonce":7}"#))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_frame(&mut socket).await,
+        ServerFrame::Pong { nonce: Some(7) }
+    ));
+    // Past four times the frame limit the server does not read it: it closes (1009).
+    let _ = socket.send(Message::text("x".repeat(300 * 1024))).await;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1009);
+                break;
+            }
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a close (1009), got {other:?}"),
+        }
+    }
 }
 
 async fn a_slow_consumer_is_disconnected_and_resyncs_everything(backend: Backend) {

@@ -235,17 +235,34 @@ async fn resending_a_client_msg_id_stores_once(backend: Backend) {
     let server = server!(backend);
     let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
     let (mut a, _) = connect(&alice).await;
+    let (mut b, _) = connect(&bob).await;
     let first = send(&mut a, direct, "same-id", "hello").await;
+    assert_eq!(message(&mut b).await.seq, first.seq);
     let again = send(&mut a, direct, "same-id", "hello").await;
     assert_eq!(first, again);
     // Even from a fresh connection of the same device (the sender never saw the ack).
     a.close().await;
     let (mut a, _) = connect(&alice).await;
     assert_eq!(send(&mut a, direct, "same-id", "hello").await, first);
+    // The id names the message, whatever conversation a resend names.
+    let carol = server.user("carol").await;
+    connect_users(&alice, &carol).await;
+    let other = alice.open_direct(carol.user_id()).await.unwrap().summary.id;
+    assert_eq!(send(&mut a, other, "same-id", "hello").await, first);
+    assert!(
+        carol
+            .history(other, None, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Bob, online throughout, was shown the message once: a message before the marker fails.
+    marker(&mut a, &bob, &mut b).await;
     // Another device may use the same id for its own message.
     let phone = server.login("alice", "phone").await;
     let (mut p, _) = connect(&phone).await;
     assert_eq!(send(&mut p, direct, "same-id", "hi").await.seq, 2);
+    assert_eq!(message(&mut b).await.seq, 2);
     assert_eq!(
         bob.history(direct, None, None, None).await.unwrap().len(),
         2
