@@ -204,6 +204,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_listed_room_still_refuses_outsiders_and_removed_members() {
+        let (_dir, store, users) = store_with(LISTED_FROM + 1).await;
+        let (members, outsider) = (&users[..LISTED_FROM], users[LISTED_FROM]);
+        let conversation = room(&store, members).await;
+        let lists = MemberLists::default();
+        lists.plan(&store, conversation, members[0]).await.unwrap();
+        let first = listed(&lists, conversation).expect("listed");
+        let plan = lists.plan(&store, conversation, outsider).await.unwrap();
+        assert!(!plan.expect("the room exists").is_member);
+        assert!(
+            Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()),
+            "an outsider's refusal leaves the list as it was"
+        );
+        assert!(store.remove_member(conversation, members[1]).await.unwrap());
+        let plan = lists.plan(&store, conversation, members[1]).await.unwrap();
+        assert!(!plan.expect("the room exists").is_member);
+    }
+
+    #[tokio::test]
     async fn a_room_under_listed_from_is_not_listed() {
         assert!(!listed_after(LISTED_FROM - 1, true).await);
     }

@@ -3,7 +3,7 @@
 //! the store.
 
 use natter_client::ClientError;
-use natter_proto::ws::ServerFrame;
+use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_server::config::{Config, Secret};
 use natter_server::ratelimit::{Kind, Rate};
 
@@ -14,7 +14,10 @@ use crate::helpers::{
     ws_url,
 };
 use crate::rooms::big_room;
-use crate::ws::{closed, connect, marker, message, next, ping, refused, send};
+use crate::ws::{
+    closed, connect, marker, message, next, ping, receipt_of, refused, send, to_device, typing,
+    until,
+};
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
 async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
@@ -103,6 +106,50 @@ async fn messages_and_suspensions_cross_nodes() {
             Ok(_) => {}
         }
     }
+}
+
+/// Everything live crosses nodes, not only messages: a receipt, a typing notice, a key share,
+/// and a device's own message to the user's other devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_typing_and_key_shares_cross_nodes() {
+    let Some(redis) = redis_url() else { return };
+    let Some((a, b)) = two_nodes(Some(redis)).await else {
+        return;
+    };
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let bob_on_b = same_device(&b.client, &bob);
+    let alice_phone = b.login("alice", "phone").await;
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&bob_on_b).await;
+    let (mut phone_on_b, _) = connect(&alice_phone).await;
+    until_live(&mut on_a, &mut on_b, direct, "there").await;
+    let seq = until_live(&mut on_b, &mut on_a, direct, "back").await;
+    // Alice's phone on B has her laptop's messages as well as Bob's.
+    while message(&mut phone_on_b).await.seq != seq {}
+    on_b.send(&ClientFrame::Delivered {
+        conversation_id: direct,
+        seq,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        receipt_of(&mut on_a, bob.device_id()).await.delivered_seq,
+        seq
+    );
+    typing(&mut on_b, direct, true).await;
+    let typist = until(&mut on_a, |f| match f {
+        ServerFrame::Typing { user_id, .. } => Some(*user_id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(typist, bob.user_id());
+    on_a.send(&to_device(&bob, "share")).await.unwrap();
+    let share = until(&mut on_b, |f| match f {
+        ServerFrame::ToDevice(item) => Some(item.payload.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(share, "share");
 }
 
 /// Without Redis a node does not hear of a device removed through another; it finds out when

@@ -551,6 +551,15 @@ async fn receipts_reach_the_sender(backend: Backend) {
     let seen: HashSet<_> = [first.seq, second.seq].into();
     assert_eq!(seen.len(), 2);
     assert_problem(alice.receipts(direct, 3).await, 404, "not_found");
+    // The mover's other devices hear of its moves: Bob reads on the laptop, the phone knows.
+    b.send(&ClientFrame::Read {
+        conversation_id: direct,
+        seq: 2,
+    })
+    .await
+    .unwrap();
+    let mine = receipt_of(&mut phone, bob.device_id()).await;
+    assert_eq!((mine.user_id, mine.read_seq), (bob.user_id(), 2));
 }
 
 async fn typing_reaches_the_other_members(backend: Backend) {
