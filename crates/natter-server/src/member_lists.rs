@@ -110,17 +110,15 @@ fn from_list(listed: &Listed, check: RoomCheck) -> SendPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MessageStore, SqliteStore, testing};
+    use crate::store::testing;
 
-    /// A store in a temporary directory with `n` users.
-    async fn store_with(n: usize) -> (tempfile::TempDir, SqliteStore, Vec<UserId>) {
-        let (store, dir) = testing::sqlite().await;
-        let users = testing::users(&store, (0..n).map(|i| format!("user{i}"))).await;
-        (dir, store, users)
+    /// `n` new users in `store`.
+    async fn users(store: &dyn Store, n: usize) -> Vec<UserId> {
+        testing::users(store, (0..n).map(|i| format!("user{i}-{}", UserId::new()))).await
     }
 
     /// A room owned by `members[0]` with the rest as members.
-    async fn room(store: &SqliteStore, members: &[UserId]) -> ConversationId {
+    async fn room(store: &dyn Store, members: &[UserId]) -> ConversationId {
         let id = ConversationId::new();
         store
             .create_room(id, "room", members[0], &members[1..], 0)
@@ -137,7 +135,7 @@ mod tests {
     /// The recipients of `sender`'s plan for `conversation`.
     async fn recipients(
         lists: &MemberLists,
-        store: &SqliteStore,
+        store: &dyn Store,
         conversation: ConversationId,
         sender: UserId,
     ) -> HashSet<UserId> {
@@ -146,12 +144,12 @@ mod tests {
     }
 
     /// Whether a room of `size` members is listed after a plan by a member (or an outsider).
-    async fn listed_after(size: usize, by_member: bool) -> bool {
-        let (_dir, store, users) = store_with(size + 1).await;
-        let conversation = room(&store, &users[..size]).await;
+    async fn listed_after(store: &dyn Store, size: usize, by_member: bool) -> bool {
+        let users = users(store, size + 1).await;
+        let conversation = room(store, &users[..size]).await;
         let sender = if by_member { users[0] } else { users[size] };
         let lists = MemberLists::default();
-        let plan = lists.plan(&store, conversation, sender).await.unwrap();
+        let plan = lists.plan(store, conversation, sender).await.unwrap();
         assert_eq!(plan.unwrap().is_member, by_member);
         let listed = listed(&lists, conversation).is_some();
         assert_eq!(lists.rooms().len(), usize::from(listed));
@@ -160,90 +158,108 @@ mod tests {
 
     #[tokio::test]
     async fn a_list_serves_plans_until_the_members_change() {
-        let (_dir, store, users) = store_with(LISTED_FROM + 1).await;
-        let (members, newcomer) = (&users[..LISTED_FROM], users[LISTED_FROM]);
-        let conversation = room(&store, members).await;
-        let lists = MemberLists::default();
-        let sender = members[0];
-        let set = |users: &[UserId]| users.iter().copied().collect::<HashSet<_>>();
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = users(store, LISTED_FROM + 1).await;
+            let (members, newcomer) = (&users[..LISTED_FROM], users[LISTED_FROM]);
+            let conversation = room(store, members).await;
+            let lists = MemberLists::default();
+            let sender = members[0];
+            let set = |users: &[UserId]| users.iter().copied().collect::<HashSet<_>>();
 
-        assert_eq!(
-            recipients(&lists, &store, conversation, sender).await,
-            set(members)
-        );
-        let first = listed(&lists, conversation).expect("a big room is listed");
-        // Same members version: the plan comes from the same list.
-        assert_eq!(
-            recipients(&lists, &store, conversation, sender).await,
-            set(members)
-        );
-        assert!(Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()));
+            assert_eq!(
+                recipients(&lists, store, conversation, sender).await,
+                set(members)
+            );
+            let first = listed(&lists, conversation).expect("a big room is listed");
+            // Same members version: the plan comes from the same list.
+            assert_eq!(
+                recipients(&lists, store, conversation, sender).await,
+                set(members)
+            );
+            assert!(Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()));
 
-        // Each membership change bumps the version, so the next plan reads the room again.
-        store
-            .add_members(conversation, &[newcomer], 1000, 0)
-            .await
-            .unwrap();
-        assert_eq!(
-            recipients(&lists, &store, conversation, sender).await,
-            set(&users)
-        );
-        assert!(store.remove_member(conversation, members[1]).await.unwrap());
-        let mut remaining = users.clone();
-        remaining.remove(1);
-        assert_eq!(
-            recipients(&lists, &store, conversation, sender).await,
-            set(&remaining)
-        );
+            // Each membership change bumps the version, so the next plan reads the room again.
+            store
+                .add_members(conversation, &[newcomer], 1000, 0)
+                .await
+                .unwrap();
+            assert_eq!(
+                recipients(&lists, store, conversation, sender).await,
+                set(&users)
+            );
+            assert!(store.remove_member(conversation, members[1]).await.unwrap());
+            let mut remaining = users.clone();
+            remaining.remove(1);
+            assert_eq!(
+                recipients(&lists, store, conversation, sender).await,
+                set(&remaining)
+            );
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn only_a_members_plan_lists_a_room() {
-        assert!(!listed_after(LISTED_FROM, false).await);
-        assert!(listed_after(LISTED_FROM, true).await);
+        testing::on_each_backend(async |store| {
+            assert!(!listed_after(store.as_ref(), LISTED_FROM, false).await);
+            assert!(listed_after(store.as_ref(), LISTED_FROM, true).await);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn a_listed_room_still_refuses_outsiders_and_removed_members() {
-        let (_dir, store, users) = store_with(LISTED_FROM + 1).await;
-        let (members, outsider) = (&users[..LISTED_FROM], users[LISTED_FROM]);
-        let conversation = room(&store, members).await;
-        let lists = MemberLists::default();
-        lists.plan(&store, conversation, members[0]).await.unwrap();
-        let first = listed(&lists, conversation).expect("listed");
-        let plan = lists.plan(&store, conversation, outsider).await.unwrap();
-        assert!(!plan.expect("the room exists").is_member);
-        assert!(
-            Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()),
-            "an outsider's refusal leaves the list as it was"
-        );
-        assert!(store.remove_member(conversation, members[1]).await.unwrap());
-        let plan = lists.plan(&store, conversation, members[1]).await.unwrap();
-        assert!(!plan.expect("the room exists").is_member);
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = users(store, LISTED_FROM + 1).await;
+            let (members, outsider) = (&users[..LISTED_FROM], users[LISTED_FROM]);
+            let conversation = room(store, members).await;
+            let lists = MemberLists::default();
+            lists.plan(store, conversation, members[0]).await.unwrap();
+            let first = listed(&lists, conversation).expect("listed");
+            let plan = lists.plan(store, conversation, outsider).await.unwrap();
+            assert!(!plan.expect("the room exists").is_member);
+            assert!(
+                Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()),
+                "an outsider's refusal leaves the list as it was"
+            );
+            assert!(store.remove_member(conversation, members[1]).await.unwrap());
+            let plan = lists.plan(store, conversation, members[1]).await.unwrap();
+            assert!(!plan.expect("the room exists").is_member);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn a_room_under_listed_from_is_not_listed() {
-        assert!(!listed_after(LISTED_FROM - 1, true).await);
+        testing::on_each_backend(async |store| {
+            assert!(!listed_after(store.as_ref(), LISTED_FROM - 1, true).await);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn listing_past_rooms_max_drops_another_room() {
-        let (_dir, store, users) = store_with(LISTED_FROM).await;
-        let conversation = room(&store, &users).await;
-        let lists = MemberLists::default();
-        let synthetic = || {
-            let listed = Listed {
-                version: 0,
-                members: Vec::new(),
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = users(store, LISTED_FROM).await;
+            let conversation = room(store, &users).await;
+            let lists = MemberLists::default();
+            let synthetic = || {
+                let listed = Listed {
+                    version: 0,
+                    members: Vec::new(),
+                };
+                (ConversationId::new(), Arc::new(listed))
             };
-            (ConversationId::new(), Arc::new(listed))
-        };
-        lists.rooms().extend((0..ROOMS_MAX).map(|_| synthetic()));
+            lists.rooms().extend((0..ROOMS_MAX).map(|_| synthetic()));
 
-        lists.plan(&store, conversation, users[0]).await.unwrap();
-        let rooms = lists.rooms();
-        assert_eq!(rooms.len(), ROOMS_MAX);
-        assert!(rooms.contains_key(&conversation));
+            lists.plan(store, conversation, users[0]).await.unwrap();
+            let rooms = lists.rooms();
+            assert_eq!(rooms.len(), ROOMS_MAX);
+            assert!(rooms.contains_key(&conversation));
+        })
+        .await;
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by Natter's test suites (never by production code): where the PostgreSQL
-//! and Redis the tests use live, and how to address a fresh database on that server.
+//! and Redis the tests use live, and a fresh database on that server.
 
 /// The URL in environment variable `var` (such as `NATTER_TEST_DATABASE_URL`), naming `what`
 /// it is for. When it is unset, tests that need it must not pass silently: under CI (`CI` set)
@@ -28,6 +28,69 @@ pub fn postgres_url() -> Option<String> {
 /// The Redis server for cluster tests (`NATTER_TEST_REDIS_URL`).
 pub fn redis_url() -> Option<String> {
     service_url("NATTER_TEST_REDIS_URL", "cluster")
+}
+
+/// A new, empty PostgreSQL database on the test server, dropped with this value.
+pub struct ScratchPostgres {
+    /// Its URL.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl ScratchPostgres {
+    /// Creates one, or returns `None` when PostgreSQL is not configured here (see
+    /// [`service_url`]).
+    ///
+    /// # Panics
+    /// The configured server cannot be reached or refuses to create the database.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection;
+        let admin_url = postgres_url()?;
+        let name = format!("natter_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at NATTER_TEST_DATABASE_URL: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating a test database");
+        Some(Self {
+            url: with_database(&admin_url, &name),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside a test's runtime: a thread with its own removes the database.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop test database {}: {error}", self.name);
+        }
+    }
 }
 
 /// `url` with its database name replaced by `name`.

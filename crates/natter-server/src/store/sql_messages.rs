@@ -1036,72 +1036,128 @@ mod postgres_impl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, testing};
+    use crate::store::{NewDevice, NewMessage, Store, testing};
+
+    #[tokio::test]
+    async fn a_bad_write_among_others_fails_alone_and_skips_no_seq() {
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = testing::users(store, ["alice", "bob"]).await;
+            let (alice, bob) = (users[0], users[1]);
+            let chat = store.direct_conversation(alice, bob, 0).await.unwrap();
+            let phone = DeviceId::new();
+            let device = NewDevice {
+                id: phone,
+                user_id: bob,
+                name: "phone",
+                token_hash: "hash",
+                created_at: 0,
+                expires_at: i64::MAX,
+            };
+            store.create_device(&device).await.unwrap();
+            let message = |id| NewMessage {
+                conversation_id: chat,
+                sender_id: alice,
+                sender_device: DeviceId::new(),
+                client_msg_id: id,
+                client_ts: None,
+                ciphertext: "opaque",
+                server_ts: 0,
+            };
+            // Submitted together, so a group commit takes them in one batch.
+            let first = message("first");
+            let (stored, moved, no_conversation, no_device) = tokio::join!(
+                store.append(&first, Box::new(|_| {})),
+                store.move_cursor(phone, bob, chat, 1, 0),
+                store.move_cursor(phone, bob, ConversationId::new(), 1, 0),
+                store.move_cursor(DeviceId::new(), bob, chat, 1, 0),
+            );
+            assert_eq!(stored.unwrap().seq, 1);
+            assert_eq!(moved.unwrap(), (1, 0));
+            assert!(
+                matches!(no_conversation, Err(StoreError::Missing("conversation"))),
+                "{no_conversation:?}"
+            );
+            assert!(
+                matches!(no_device, Err(StoreError::Missing("device"))),
+                "{no_device:?}"
+            );
+            let next = store.append(&message("second"), Box::new(|_| {})).await;
+            assert_eq!(next.unwrap().seq, 2, "a failed batch left no seq behind");
+        })
+        .await;
+    }
 
     /// The room's members version, as a send plan reads it.
-    async fn version(store: &SqliteStore, room: ConversationId, member: UserId) -> i64 {
+    async fn version(store: &dyn Store, room: ConversationId, member: UserId) -> i64 {
         let plan = store.send_plan(room, member).await.unwrap().unwrap();
         plan.members_version
     }
 
     #[tokio::test]
     async fn only_a_membership_change_that_changes_something_bumps_the_members_version() {
-        let (store, _dir) = testing::sqlite().await;
-        let users = testing::users(&store, ["owner", "member", "outsider"]).await;
-        let (owner, member, outsider) = (users[0], users[1], users[2]);
-        let room = ConversationId::new();
-        store
-            .create_room(room, "room", owner, &[member], 0)
-            .await
-            .unwrap();
-        let start = version(&store, room, owner).await;
-        // Adding a member again, and removing a non-member, change nothing.
-        assert!(
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = testing::users(store, ["owner", "member", "outsider"]).await;
+            let (owner, member, outsider) = (users[0], users[1], users[2]);
+            let room = ConversationId::new();
             store
-                .add_members(room, &[member], 10, 0)
+                .create_room(room, "room", owner, &[member], 0)
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(!store.remove_member(room, outsider).await.unwrap());
-        assert_eq!(version(&store, room, owner).await, start);
-        // Real changes move it.
-        assert_eq!(
-            store.add_members(room, &[outsider], 10, 0).await.unwrap(),
-            [outsider]
-        );
-        assert!(store.remove_member(room, member).await.unwrap());
-        assert_eq!(version(&store, room, owner).await, start + 2);
+                .unwrap();
+            let start = version(store, room, owner).await;
+            // Adding a member again, and removing a non-member, change nothing.
+            assert!(
+                store
+                    .add_members(room, &[member], 10, 0)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(!store.remove_member(room, outsider).await.unwrap());
+            assert_eq!(version(store, room, owner).await, start);
+            // Real changes move it.
+            assert_eq!(
+                store.add_members(room, &[outsider], 10, 0).await.unwrap(),
+                [outsider]
+            );
+            assert!(store.remove_member(room, member).await.unwrap());
+            assert_eq!(version(store, room, owner).await, start + 2);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn blocks_with_finds_both_sides_of_the_given_users_blocks_once() {
-        let (store, _dir) = testing::sqlite().await;
-        let users = testing::users(&store, (0..6).map(|i| format!("user{i}"))).await;
-        let room = ConversationId::new();
-        store
-            .create_room(room, "room", users[0], &users[1..5], 0)
-            .await
-            .unwrap();
-        let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
-        // 0 blocks 1 (both asked about), 4 blocks 1, 2 blocks 3 and 3 blocks 4 (neither
-        // asked about), 1 blocks 5 (never a member) and 0 blocks 2 (who leaves).
-        for (blocker, blocked) in [(0, 1), (4, 1), (2, 3), (3, 4), (1, 5), (0, 2)] {
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = testing::users(store, (0..6).map(|i| format!("user{i}"))).await;
+            let room = ConversationId::new();
             store
-                .change_connection(users[blocker], users[blocked], 0, &block)
+                .create_room(room, "room", users[0], &users[1..5], 0)
                 .await
-                .unwrap()
                 .unwrap();
-        }
-        assert!(store.remove_member(room, users[2]).await.unwrap());
-        let mut blocks = store
-            .blocks_with(room, &[users[0], users[1]])
-            .await
-            .unwrap();
-        blocks.sort();
-        let mut expected = vec![(users[0], users[1]), (users[4], users[1])];
-        expected.sort();
-        assert_eq!(blocks, expected);
-        assert!(store.blocks_with(room, &[]).await.unwrap().is_empty());
+            let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+            // 0 blocks 1 (both asked about), 4 blocks 1, 2 blocks 3 and 3 blocks 4 (neither
+            // asked about), 1 blocks 5 (never a member) and 0 blocks 2 (who leaves).
+            for (blocker, blocked) in [(0, 1), (4, 1), (2, 3), (3, 4), (1, 5), (0, 2)] {
+                store
+                    .change_connection(users[blocker], users[blocked], 0, &block)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            assert!(store.remove_member(room, users[2]).await.unwrap());
+            let mut blocks = store
+                .blocks_with(room, &[users[0], users[1]])
+                .await
+                .unwrap();
+            blocks.sort();
+            let mut expected = vec![(users[0], users[1]), (users[4], users[1])];
+            expected.sort();
+            assert_eq!(blocks, expected);
+            assert!(store.blocks_with(room, &[]).await.unwrap().is_empty());
+        })
+        .await;
     }
 }

@@ -1,8 +1,11 @@
 //! Helpers for unit tests over a real store.
 
-use natter_proto::UserId;
+use std::sync::Arc;
 
-use super::{NewUser, SqliteStore, Store};
+use natter_proto::UserId;
+use natter_test_support::ScratchPostgres;
+
+use super::{NewUser, PgStore, SqliteStore, Store};
 
 /// The database file's name in a test store's directory.
 pub const DB_FILE: &str = "natter.db";
@@ -14,6 +17,48 @@ pub async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
         .await
         .expect("a new SQLite store");
     (store, dir)
+}
+
+/// A store under test, on one backend, with what keeps its database alive.
+struct Backend {
+    /// `sqlite` or `postgres`.
+    name: &'static str,
+    store: Arc<dyn Store>,
+    _sqlite: Option<tempfile::TempDir>,
+    _postgres: Option<ScratchPostgres>,
+}
+
+/// Runs `body` on a fresh store of each backend: SQLite, and PostgreSQL where it is configured
+/// (under CI it must be), so both backends keep one behaviour.
+pub async fn on_each_backend(body: impl AsyncFn(Arc<dyn Store>)) {
+    for backend in backends().await {
+        // Shown with a failure: which backend the body was running on.
+        eprintln!("on {}", backend.name);
+        body(Arc::clone(&backend.store)).await;
+    }
+}
+
+/// A fresh store on each backend.
+async fn backends() -> Vec<Backend> {
+    let (sqlite, dir) = sqlite().await;
+    let mut backends = vec![Backend {
+        name: "sqlite",
+        store: Arc::new(sqlite),
+        _sqlite: Some(dir),
+        _postgres: None,
+    }];
+    if let Some(scratch) = ScratchPostgres::create().await {
+        let store = PgStore::open(&scratch.url, 4)
+            .await
+            .expect("a new PostgreSQL store");
+        backends.push(Backend {
+            name: "postgres",
+            store: Arc::new(store),
+            _sqlite: None,
+            _postgres: Some(scratch),
+        });
+    }
+    backends
 }
 
 /// Registers a user per name in `store`; their ids, in order.

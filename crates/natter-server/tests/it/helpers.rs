@@ -7,7 +7,7 @@ use natter_client::{Client, Session};
 use natter_proto::ConversationId;
 use natter_server::config::{Config, DatabaseUrl, Secret};
 use natter_server::ratelimit::{Limits, Rate};
-use sqlx::Connection;
+use natter_test_support::ScratchPostgres;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -36,7 +36,7 @@ pub struct TestServer {
 pub struct TestDatabase {
     pub url: DatabaseUrl,
     _dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
+    _postgres: Option<ScratchPostgres>,
 }
 
 impl TestDatabase {
@@ -48,28 +48,15 @@ impl TestDatabase {
                 Self {
                     url: DatabaseUrl::Sqlite(dir.path().join("natter.db")),
                     _dir: Some(dir),
-                    postgres: None,
+                    _postgres: None,
                 }
             }
             Backend::Postgres => {
-                let admin_url = natter_test_support::postgres_url()?;
-                let name = format!("natter_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("cannot reach PostgreSQL at NATTER_TEST_DATABASE_URL: {e}")
-                    });
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("creating a test database");
-                let url = DatabaseUrl::Postgres(Secret(natter_test_support::with_database(
-                    &admin_url, &name,
-                )));
+                let scratch = ScratchPostgres::create().await?;
                 Self {
-                    url,
+                    url: DatabaseUrl::Postgres(Secret(scratch.url.clone())),
                     _dir: None,
-                    postgres: Some((admin_url, name)),
+                    _postgres: Some(scratch),
                 }
             }
         })
@@ -80,7 +67,7 @@ impl TestDatabase {
         Self {
             url: DatabaseUrl::Sqlite("/nonexistent".into()),
             _dir: None,
-            postgres: None,
+            _postgres: None,
         }
     }
 
@@ -89,34 +76,6 @@ impl TestDatabase {
         match &self.url {
             DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
             DatabaseUrl::Postgres(url) => url.0.clone(),
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some((admin_url, name)) = self.postgres.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime; use a thread with its own to remove the database.
-        let label = name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-        if let Ok(Err(error)) = dropped {
-            eprintln!("could not drop test database {label}: {error}");
         }
     }
 }
@@ -276,7 +235,7 @@ impl TestServer {
         let shared = TestDatabase {
             url: self.database.url.clone(),
             _dir: None,
-            postgres: None,
+            _postgres: None,
         };
         Self::start_on(shared, configure).await
     }
@@ -287,7 +246,7 @@ impl TestServer {
         let reached = TestDatabase {
             url,
             _dir: None,
-            postgres: None,
+            _postgres: None,
         };
         Self::start_on(reached, |_| {}).await
     }
