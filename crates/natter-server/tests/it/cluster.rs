@@ -489,6 +489,34 @@ async fn a_second_node_adds_no_allowance() {
     );
 }
 
+/// A send charges its message and its bytes in Redis at once, or neither: one refused for its
+/// bytes takes no message from the allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_charge_in_redis_takes_nothing() {
+    let Some(redis) = redis_url() else { return };
+    let limited = |c: &mut Config| {
+        c.limits.set(Kind::DeviceMessages, Rate::new(0.001, 3.0));
+        c.limits.set(Kind::UserMessages, Rate::new(0.001, 3.0));
+        c.limits.set(Kind::UserBytes, Rate::new(0.001, 1_000.0));
+    };
+    let Some((a, b)) = two_nodes_in(&cluster_name(), Some(redis), limited).await else {
+        return;
+    };
+    let (alice, _bob, direct) = a.direct_pair("alice", "bob").await;
+    let alice_on_b = same_device(&b.client, &alice);
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&alice_on_b).await;
+    let big = "x".repeat(600);
+    send(&mut on_a, direct, "m1", &big).await;
+    // 400 bytes and two messages left: too many bytes, on either node.
+    refused(&mut on_b, direct, "m2", &big, "rate_limited").await;
+    refused(&mut on_a, direct, "m3", &big, "rate_limited").await;
+    // Both messages are still there, and then none.
+    send(&mut on_b, direct, "m4", "x").await;
+    send(&mut on_a, direct, "m5", "x").await;
+    refused(&mut on_b, direct, "m6", "x", "rate_limited").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_each_node_still_enforces_the_limits() {
     // Nothing listens on port 1: the shared buckets are unreachable from the start.
