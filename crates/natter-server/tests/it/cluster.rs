@@ -489,6 +489,50 @@ async fn a_second_node_adds_no_allowance() {
     );
 }
 
+/// One device sending the same messages through two nodes at once (a client that resent on a
+/// new connection before the first answered): each is stored once, and both nodes ack it with
+/// the same seq, whichever stored it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_racing_through_two_nodes_is_stored_once() {
+    let Some((a, b)) = two_nodes(None).await else {
+        return;
+    };
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let alice_on_b = same_device(&b.client, &alice);
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&alice_on_b).await;
+    const SENDS: usize = 50;
+    let ids: Vec<String> = (0..SENDS).map(|i| format!("m{i}")).collect();
+    for id in &ids {
+        on_a.send_message(direct, id, "x").await.unwrap();
+        on_b.send_message(direct, id, "x").await.unwrap();
+    }
+    let mut acks = Vec::new();
+    for connection in [&mut on_a, &mut on_b] {
+        let mut seqs = std::collections::HashMap::new();
+        while seqs.len() < SENDS {
+            let ack = until(connection, |f| match f {
+                ServerFrame::Ack(ack) => Some(ack.clone()),
+                _ => None,
+            })
+            .await;
+            seqs.insert(ack.client_msg_id, ack.seq);
+        }
+        acks.push(seqs);
+    }
+    assert_eq!(
+        acks[0], acks[1],
+        "both nodes ack each message with its one seq"
+    );
+    let history = bob.history(direct, None, None, Some(500)).await.unwrap();
+    let stored: Vec<i64> = history.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        stored,
+        (1..=SENDS as i64).collect::<Vec<_>>(),
+        "once each, no gap"
+    );
+}
+
 /// A send charges its message and its bytes in Redis at once, or neither: one refused for its
 /// bytes takes no message from the allowance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
