@@ -37,6 +37,9 @@ pub const CIPHERTEXT_MAX: usize = 8 * 1024;
 pub const TO_DEVICE_PAYLOAD_MAX: usize = 8 * 1024;
 /// Most to-device payloads in one frame.
 pub const TO_DEVICE_BATCH_MAX: usize = 100;
+/// Most to-device payloads waiting for one device; more are refused (`inbox_full`) until it
+/// acknowledges some.
+pub const INBOX_PENDING_MAX: usize = 10_000;
 /// Longest client message id, in bytes.
 pub const CLIENT_MSG_ID_MAX: usize = 64;
 /// Largest WebSocket message the server accepts, in bytes.

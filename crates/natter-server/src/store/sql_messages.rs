@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::{ConversationKind, ConversationSummary, MessageReceipts, Role};
+use natter_proto::limits::INBOX_PENDING_MAX;
 use natter_proto::ws::{Message, ToDeviceIn};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
@@ -734,6 +735,14 @@ macro_rules! message_store {
                         .fetch_optional(&mut *tx)
                         .await?
                         .ok_or(StoreError::Missing("device"))?;
+                        // Acknowledgements remove a prefix, so what waits is oldest..=seq.
+                        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM inbox WHERE device_id = $1")
+                            .bind(device.to_string())
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        if oldest.is_some_and(|oldest| seq - oldest >= INBOX_PENDING_MAX as i64) {
+                            return Err(StoreError::InboxFull);
+                        }
                         sqlx::query(
                             "INSERT INTO inbox (device_id, seq, sender_id, sender_device, payload, created_at) \
                              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -12,6 +12,7 @@ use crate::ws::{connect, connect_with_inbox, error, next, ping, send, to_device,
 backend_tests!(
     to_device_payloads_are_delivered_until_acknowledged,
     a_to_device_frame_is_taken_whole_or_not_at_all,
+    a_full_inbox_refuses_more_until_its_device_acknowledges,
     binary_frames_are_refused_and_huge_ones_close_the_connection,
     a_slow_consumer_is_disconnected_and_resyncs_everything,
     idle_connections_are_closed_and_pings_keep_them_open,
@@ -105,6 +106,43 @@ async fn a_to_device_frame_is_taken_whole_or_not_at_all(backend: Backend) {
     assert_eq!(error(&mut a).await.code, "not_found");
     let (_, _, inbox) = connect_with_inbox(&bob).await;
     assert!(inbox.is_empty(), "{inbox:?}");
+}
+
+async fn a_full_inbox_refuses_more_until_its_device_acknowledges(backend: Backend) {
+    use natter_proto::limits::{INBOX_PENDING_MAX, TO_DEVICE_BATCH_MAX};
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let (mut a, _) = connect(&alice).await;
+    let share = ToDeviceOut {
+        user_id: bob.user_id(),
+        device_id: bob.device_id(),
+        payload: "share".into(),
+    };
+    let batch = ClientFrame::ToDevice {
+        messages: vec![share; TO_DEVICE_BATCH_MAX],
+    };
+    for _ in 0..INBOX_PENDING_MAX / TO_DEVICE_BATCH_MAX {
+        a.send(&batch).await.unwrap();
+    }
+    // All taken (an error frame before the pong would fail the test); one more is not.
+    ping(&mut a, 1).await;
+    a.send(&to_device(&bob, "one too many")).await.unwrap();
+    assert_eq!(error(&mut a).await.code, "inbox_full");
+    // Bob's device syncs them all (in pages), acknowledges them, and there is room again.
+    let (mut b, _, inbox) = connect_with_inbox(&bob).await;
+    assert_eq!(inbox.len(), INBOX_PENDING_MAX);
+    let last = inbox.last().unwrap().seq;
+    b.send(&ClientFrame::ToDeviceAck { seq: last })
+        .await
+        .unwrap();
+    ping(&mut b, 2).await;
+    a.send(&to_device(&bob, "room again")).await.unwrap();
+    let next = until(&mut b, |f| match f {
+        ServerFrame::ToDevice(item) => Some(item.payload.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(next, "room again");
 }
 
 async fn binary_frames_are_refused_and_huge_ones_close_the_connection(backend: Backend) {
