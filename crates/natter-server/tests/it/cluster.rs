@@ -15,8 +15,8 @@ use crate::helpers::{
 };
 use crate::rooms::big_room;
 use crate::ws::{
-    closed, connect, marker, message, next, ping, receipt_of, refused, send, to_device, typing,
-    until,
+    closed, connect, marker, message, next, ping, receipt_of, refused, send, to_device,
+    to_device_item, typing, until,
 };
 
 /// Two nodes on one fresh PostgreSQL database, both using `redis` (if given).
@@ -144,12 +144,7 @@ async fn receipts_typing_and_key_shares_cross_nodes() {
     .await;
     assert_eq!(typist, bob.user_id());
     on_a.send(&to_device(&bob, "share")).await.unwrap();
-    let share = until(&mut on_b, |f| match f {
-        ServerFrame::ToDevice(item) => Some(item.payload.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(share, "share");
+    assert_eq!(to_device_item(&mut on_b).await.payload, "share");
 }
 
 /// Without Redis a node does not hear of a device removed through another; it finds out when

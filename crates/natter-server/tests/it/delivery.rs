@@ -7,7 +7,7 @@ use natter_client::ClientError;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
 use crate::helpers::{Backend, TestServer, backend_tests, same_device, server};
-use crate::ws::{connect, connect_with_inbox, error, next, ping, send, to_device, until};
+use crate::ws::{connect, connect_with_inbox, error, next, ping, send, to_device, to_device_item};
 
 backend_tests!(
     to_device_payloads_are_delivered_until_acknowledged,
@@ -42,12 +42,7 @@ async fn to_device_payloads_are_delivered_until_acknowledged(backend: Backend) {
     );
     // Online: pushed at once.
     a.send(&share("key-3")).await.unwrap();
-    let live = until(&mut b, |f| match f {
-        ServerFrame::ToDevice(item) => Some(item.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(live.payload, "key-3");
+    assert_eq!(to_device_item(&mut b).await.payload, "key-3");
     // Acknowledged items are gone; the rest come again on the next connection.
     b.send(&ClientFrame::ToDeviceAck { seq: inbox[1].seq })
         .await
@@ -137,12 +132,7 @@ async fn a_full_inbox_refuses_more_until_its_device_acknowledges(backend: Backen
         .unwrap();
     ping(&mut b, 2).await;
     a.send(&to_device(&bob, "room again")).await.unwrap();
-    let next = until(&mut b, |f| match f {
-        ServerFrame::ToDevice(item) => Some(item.payload.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(next, "room again");
+    assert_eq!(to_device_item(&mut b).await.payload, "room again");
 }
 
 async fn binary_frames_are_refused_and_huge_ones_close_the_connection(backend: Backend) {

@@ -103,6 +103,15 @@ pub async fn message(connection: &mut Connection) -> Message {
     .await
 }
 
+/// The next to-device payload pushed live (receipts, typing and pongs before it skipped).
+pub async fn to_device_item(connection: &mut Connection) -> ToDeviceIn {
+    until(connection, |f| match f {
+        ServerFrame::ToDevice(item) => Some(item.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// The next receipt of `device`: a `receipt` frame for it, or its entry in a `receipts` frame
 /// (moves in a busy conversation are gathered, the latest per device). Receipts of other
 /// devices before it are skipped.
