@@ -78,7 +78,8 @@ pub struct ConversationSummary {
     pub last_seq: i64,
     /// The furthest any of my devices has read.
     pub read_seq: i64,
-    /// Messages from others past `read_seq`.
+    /// Messages from others past `read_seq` (never those of users I block), counted up to
+    /// [`crate::limits::UNREAD_COUNTED_MAX`].
     pub unread: i64,
 }
 

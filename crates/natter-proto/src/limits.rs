@@ -37,6 +37,9 @@ pub const CIPHERTEXT_MAX: usize = 8 * 1024;
 pub const TO_DEVICE_PAYLOAD_MAX: usize = 8 * 1024;
 /// Most to-device payloads in one frame.
 pub const TO_DEVICE_BATCH_MAX: usize = 100;
+/// Unread counts stop here (a client shows "999+"), so listing a conversation costs the same
+/// however far behind its reader is.
+pub const UNREAD_COUNTED_MAX: i64 = 999;
 /// Most to-device payloads waiting for one device; more are refused (`inbox_full`) until it
 /// acknowledges some.
 pub const INBOX_PENDING_MAX: usize = 10_000;

@@ -217,10 +217,8 @@ pub async fn details(
     id: ConversationId,
 ) -> Result<ConversationDetails, ServiceError> {
     let summary = store
-        .conversations_of(user)
+        .conversation_of(user, id)
         .await?
-        .into_iter()
-        .find(|c| c.id == id)
         .ok_or_else(not_member)?;
     let members = store
         .members(id)

@@ -174,6 +174,12 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// A user's current conversations with unread counts, most recently active first.
     async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// One of a user's current conversations, as [`Self::conversations_of`] lists it.
+    async fn conversation_of(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationSummary>, StoreError>;
     /// Whether two users are both current members of some room. (A direct conversation does not
     /// count: it outlives the connection it was opened on.)
     async fn share_room(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;

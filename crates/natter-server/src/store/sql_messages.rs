@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::{ConversationKind, ConversationSummary, MessageReceipts, Role};
-use natter_proto::limits::INBOX_PENDING_MAX;
+use natter_proto::limits::{INBOX_PENDING_MAX, UNREAD_COUNTED_MAX};
 use natter_proto::ws::{Message, ToDeviceIn};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
@@ -115,6 +115,46 @@ macro_rules! message_columns {
             ".ciphertext"
         )
     };
+}
+
+/// A user's ($1) current conversations with their unread counts (up to $2), `filter` narrowing
+/// which: a [`ConversationSummary`] per row.
+macro_rules! conversations_of {
+    ($filter:literal) => {
+        concat!(
+            "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = t.id \
+                  AND m.sender_id <> $1 AND m.seq > t.read_seq AND m.seq > t.joined_seq \
+                  AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $1 \
+                      AND b.peer_id = m.sender_id AND b.state = 'blocked') \
+                  LIMIT $2) u) \
+             FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
+                     COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
+                         WHERE cu.conversation_id = c.id AND cu.user_id = $1), 0) AS read_seq \
+                   FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
+                   WHERE mb.user_id = $1 AND mb.left_seq IS NULL ",
+            $filter,
+            ") t ORDER BY t.last_ts DESC, t.id"
+        )
+    };
+}
+
+/// The rows of [`conversations_of!`] as summaries.
+fn summaries(
+    rows: Vec<(String, String, Option<String>, i64, i64, i64)>,
+) -> Result<Vec<ConversationSummary>, StoreError> {
+    rows.into_iter()
+        .map(|(id, k, name, last_seq, read_seq, unread)| {
+            Ok(ConversationSummary {
+                id: parse_id(&id, "conversations.id")?,
+                kind: kind(&k)?,
+                name,
+                last_seq,
+                read_seq,
+                unread,
+            })
+        })
+        .collect()
 }
 
 /// What a viewer may see of a conversation's log: their membership window, minus senders they block.
@@ -374,32 +414,24 @@ macro_rules! message_store {
 
             async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError> {
                 timed("conversations_of", async move {
-                    let rows = sqlx::query_as::<_, (String, String, Option<String>, i64, i64, i64)>(
-                        "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
-                           (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = t.id AND m.sender_id <> $1 \
-                            AND m.seq > t.read_seq AND m.seq > t.joined_seq) \
-                         FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
-                                 COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
-                                     WHERE cu.conversation_id = c.id AND cu.user_id = $1), 0) AS read_seq \
-                               FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
-                               WHERE mb.user_id = $1 AND mb.left_seq IS NULL) t \
-                         ORDER BY t.last_ts DESC, t.id",
-                    )
-                    .bind(user.to_string())
-                    .fetch_all(&self.pool)
-                    .await?;
-                    rows.into_iter()
-                        .map(|(id, k, name, last_seq, read_seq, unread)| {
-                            Ok(ConversationSummary {
-                                id: parse_id(&id, "conversations.id")?,
-                                kind: kind(&k)?,
-                                name,
-                                last_seq,
-                                read_seq,
-                                unread,
-                            })
-                        })
-                        .collect()
+                    let rows = sqlx::query_as(conversations_of!(""))
+                        .bind(user.to_string())
+                        .bind(UNREAD_COUNTED_MAX)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    summaries(rows)
+                }).await
+            }
+
+            async fn conversation_of(&self, user: UserId, id: ConversationId) -> Result<Option<ConversationSummary>, StoreError> {
+                timed("conversation_of", async move {
+                    let rows = sqlx::query_as(conversations_of!("AND c.id = $3"))
+                        .bind(user.to_string())
+                        .bind(UNREAD_COUNTED_MAX)
+                        .bind(id.to_string())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(summaries(rows)?.pop())
                 }).await
             }
 
@@ -1046,6 +1078,56 @@ mod postgres_impl {
 mod tests {
     use super::*;
     use crate::store::{NewDevice, NewMessage, Store, testing};
+
+    #[tokio::test]
+    async fn unread_counts_leave_out_blocked_senders_and_stop_at_the_cap() {
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = testing::users(store, ["reader", "poster", "blocked"]).await;
+            let (reader, poster, blocked) = (users[0], users[1], users[2]);
+            let room = ConversationId::new();
+            store
+                .create_room(room, "room", poster, &[reader, blocked], 0)
+                .await
+                .unwrap();
+            let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+            store
+                .change_connection(reader, blocked, 0, &block)
+                .await
+                .unwrap()
+                .unwrap();
+            let post = async |sender, n: usize| {
+                for i in 0..n {
+                    let message = NewMessage {
+                        conversation_id: room,
+                        sender_id: sender,
+                        sender_device: DeviceId::new(),
+                        client_msg_id: &format!("{sender}-{i}"),
+                        client_ts: None,
+                        ciphertext: "opaque",
+                        server_ts: 0,
+                    };
+                    store.append(&message, Box::new(|_| {})).await.unwrap();
+                }
+            };
+            post(blocked, 3).await;
+            post(poster, 2).await;
+            let unread = async || store.conversation_of(reader, room).await.unwrap().unwrap();
+            let summary = unread().await;
+            assert_eq!((summary.last_seq, summary.unread), (5, 2));
+            assert_eq!(store.conversations_of(reader).await.unwrap(), [summary]);
+            post(poster, UNREAD_COUNTED_MAX as usize).await;
+            assert_eq!(unread().await.unread, UNREAD_COUNTED_MAX);
+            assert!(
+                store
+                    .conversation_of(poster, ConversationId::new())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        })
+        .await;
+    }
 
     #[tokio::test]
     async fn a_bad_write_among_others_fails_alone_and_skips_no_seq() {
