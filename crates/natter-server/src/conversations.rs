@@ -192,6 +192,11 @@ pub async fn remove_member(
     user: UserId,
 ) -> Result<(), ServiceError> {
     if user == auth.user_id {
+        // Outsiders learn nothing of the conversation, not even its kind.
+        let member = store.member(id, user).await?;
+        if !member.is_some_and(|m| m.left_seq.is_none()) {
+            return Err(not_member());
+        }
         let record = store.conversation(id).await?.ok_or_else(not_member)?;
         if record.kind == ConversationKind::Direct {
             return Err(ServiceError::Invalid(

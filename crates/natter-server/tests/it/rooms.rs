@@ -25,7 +25,33 @@ backend_tests!(
     concurrent_senders_reach_every_member_once_in_seq_order,
     a_blocked_member_loses_sight_of_the_blocker,
     a_big_room_follows_membership_and_blocks_at_once,
+    leaving_tells_an_outsider_nothing_of_the_conversation,
 );
+
+async fn leaving_tells_an_outsider_nothing_of_the_conversation(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let room = alice
+        .create_room("room", &[bob.user_id()])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    let mallory = server.user("mallory").await;
+    let mut answers = Vec::new();
+    for id in [direct, room, ConversationId::new()] {
+        let refused = mallory
+            .remove_member(id, mallory.user_id())
+            .await
+            .unwrap_err();
+        answers.push((refused.status(), refused.code().map(str::to_owned)));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert_eq!(answers[0].0, Some(404), "{answers:?}");
+    // A member is still told why not.
+    let refused = bob.remove_member(direct, bob.user_id()).await.unwrap_err();
+    assert_eq!(refused.status(), Some(400));
+}
 
 /// `owner` connected to each of `names` (registered without devices unless logged in later).
 async fn connections_of(server: &TestServer, owner: &Session, names: &[String]) -> Vec<UserId> {
