@@ -194,7 +194,7 @@ pub async fn remove_member(
     if user == auth.user_id {
         // Outsiders learn nothing of the conversation, not even its kind.
         let member = store.member(id, user).await?;
-        if !member.is_some_and(|m| m.left_seq.is_none()) {
+        if member.is_none_or(|m| m.left_seq.is_some()) {
             return Err(not_member());
         }
         let record = store.conversation(id).await?.ok_or_else(not_member)?;
