@@ -170,7 +170,9 @@ pub async fn run(
         });
     }
     tokio::spawn(report_gauges(state.clone()));
-    tokio::spawn(remove_expired_devices(state.clone()));
+    // Before serving, so a restarted node never lists a device that expired meanwhile.
+    remove_expired_devices(&state).await;
+    tokio::spawn(remove_expired_devices_hourly(state.clone()));
     metrics::gauge!("natter_up").set(1.0);
     let assigner_on_stop = Arc::clone(&draining.assigner);
     // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
@@ -248,21 +250,27 @@ async fn report_gauges(state: AppState) {
 /// How often a node removes the devices whose tokens expired (each node does; it is idempotent).
 const EXPIRED_DEVICES_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Removes devices unused for the token lifetime, at start and then every
-/// [`EXPIRED_DEVICES_EVERY`]: their keys go with them, so nobody encrypts to them any more.
-async fn remove_expired_devices(state: AppState) {
+/// Removes devices unused for the token lifetime: their keys go with them, so nobody encrypts
+/// to them any more.
+async fn remove_expired_devices(state: &AppState) {
+    match state.store.delete_expired_devices(now_ms()).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "removed devices whose tokens expired"),
+        Err(error) => tracing::warn!(%error, "could not remove expired devices"),
+    }
+}
+
+/// [`remove_expired_devices`] every [`EXPIRED_DEVICES_EVERY`] until the node stops.
+async fn remove_expired_devices_hourly(state: AppState) {
     let mut stop = state.shutdown.clone();
-    let mut tick = tokio::time::interval(EXPIRED_DEVICES_EVERY);
+    let start = tokio::time::Instant::now() + EXPIRED_DEVICES_EVERY;
+    let mut tick = tokio::time::interval_at(start, EXPIRED_DEVICES_EVERY);
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopping| *stopping) => return,
             _ = tick.tick() => {}
         }
-        match state.store.delete_expired_devices(now_ms()).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed devices whose tokens expired"),
-            Err(error) => tracing::warn!(%error, "could not remove expired devices"),
-        }
+        remove_expired_devices(&state).await;
     }
 }
 

@@ -193,7 +193,7 @@ async fn a_removed_device_is_disconnected_at_once(backend: Backend) {
 }
 
 /// Tokens that last this long past their last use, short enough to outlive in a test.
-const SHORT_TTL: Duration = Duration::from_secs(6);
+const SHORT_TTL: Duration = Duration::from_secs(8);
 
 /// A server whose tokens last [`SHORT_TTL`].
 async fn short_lived_tokens(backend: Backend) -> Option<TestServer> {
