@@ -238,7 +238,7 @@ impl Messenger {
     ///
     /// # Errors
     /// Not a member (now or before); a seq past the end of the conversation; past the device's
-    /// rate of cursor moves and syncs.
+    /// rate of the moves it must check (beyond what the connection sent).
     pub async fn move_cursor(
         &self,
         auth: Auth,
@@ -254,10 +254,16 @@ impl Messenger {
                 delivered.min(read)
             )));
         }
-        self.limits
-            .check(Kind::DeviceEvents, &auth.device_id.to_string(), 1.0)
-            .await?;
-        if sent_here.is_none_or(|sent| furthest > sent) {
+        let within_sent = sent_here.is_some_and(|sent| furthest <= sent);
+        if within_sent && furthest <= before.0 && read <= before.1 {
+            return Ok(before); // Nothing moves: no write.
+        }
+        // Moves over what this connection sent are bounded by its messages, however a client
+        // reports them (one frame per message, say); others cost a check and are limited.
+        if !within_sent {
+            self.limits
+                .check(Kind::DeviceEvents, &auth.device_id.to_string(), 1.0)
+                .await?;
             let last_seq = self
                 .store
                 .cursor_bound(conversation, auth.user_id)

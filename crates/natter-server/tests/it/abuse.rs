@@ -13,7 +13,9 @@ use crate::helpers::{
     Backend, PATIENCE, TestDatabase, TestServer, assert_problem, backend_tests, connect_users,
     server,
 };
-use crate::ws::{connect, error, marker, message, next, ping, refused, send, typing, until};
+use crate::ws::{
+    connect, error, marker, message, next, ping, receipt_of, refused, send, typing, until,
+};
 
 backend_tests!(
     logins_are_limited_per_account_and_per_address,
@@ -27,7 +29,7 @@ backend_tests!(
     a_suspended_sender_is_refused_before_its_close_arrives,
     a_full_node_refuses_sends_with_a_retry_time,
     typing_notices_are_limited_per_device,
-    cursor_moves_and_syncs_are_limited_per_device,
+    checked_cursor_moves_and_syncs_are_limited_per_device,
     key_claims_are_limited_per_pair_of_devices,
 );
 
@@ -500,7 +502,7 @@ async fn typing_notices_are_limited_per_device(backend: Backend) {
     ping(&mut a, 1).await;
 }
 
-async fn cursor_moves_and_syncs_are_limited_per_device(backend: Backend) {
+async fn checked_cursor_moves_and_syncs_are_limited_per_device(backend: Backend) {
     let Some(server) = limited(backend, Kind::DeviceEvents, Rate::new(0.001, 3.0)).await else {
         return;
     };
@@ -511,40 +513,32 @@ async fn cursor_moves_and_syncs_are_limited_per_device(backend: Backend) {
         conversation_id: direct,
         seq,
     };
-    let synced = |f: &ServerFrame| matches!(f, ServerFrame::Synced { .. }).then_some(());
     send(&mut a, direct, "m1", "x").await;
     assert_eq!(message(&mut b).await.seq, 1);
-    b.send(&ClientFrame::Delivered {
-        conversation_id: direct,
-        seq: 1,
-    })
-    .await
-    .unwrap();
+    // Moves past what the connection sent must be checked: they spend the allowance, as
+    // syncs do.
+    for _ in 0..2 {
+        b.send(&read(99)).await.unwrap();
+        assert_eq!(error(&mut b).await.code, "invalid_request");
+    }
+    b.send(&ClientFrame::Sync).await.unwrap();
+    // The sync sends m1 again (Bob's cursor is at 0), then `synced`.
+    while !matches!(next(&mut b).await.unwrap(), ServerFrame::Synced { .. }) {}
+    b.send(&read(99)).await.unwrap();
+    frame_limited(&mut b).await;
+    b.send(&ClientFrame::Sync).await.unwrap();
+    frame_limited(&mut b).await;
+    // Moves over what it sent are never limited: a client may report every message.
+    for _ in 0..5 {
+        b.send(&ClientFrame::Delivered {
+            conversation_id: direct,
+            seq: 1,
+        })
+        .await
+        .unwrap();
+    }
     b.send(&read(1)).await.unwrap();
-    b.send(&ClientFrame::Sync).await.unwrap();
-    until(&mut b, synced).await;
-    // The allowance is spent: a move and a sync are refused and change nothing.
-    send(&mut a, direct, "m2", "x").await;
-    assert_eq!(message(&mut b).await.seq, 2);
-    b.send(&read(2)).await.unwrap();
-    frame_limited(&mut b).await;
-    b.send(&ClientFrame::Sync).await.unwrap();
-    frame_limited(&mut b).await;
-    assert_eq!(
-        alice.receipts(direct, 1).await.unwrap().read_users,
-        [bob.user_id()]
-    );
-    assert!(
-        alice
-            .receipts(direct, 2)
-            .await
-            .unwrap()
-            .read_users
-            .is_empty()
-    );
-    // Alice's device has its own allowance.
-    a.send(&read(1)).await.unwrap();
-    ping(&mut a, 1).await;
+    while receipt_of(&mut a, bob.device_id()).await.read_seq != 1 {}
     assert_eq!(
         alice.receipts(direct, 1).await.unwrap().read_users,
         [bob.user_id()]
