@@ -65,7 +65,7 @@ pub enum Kind {
     DeviceTyping,
     /// Cursor moves and syncs asked for by one device (each is a write or a full read).
     DeviceEvents,
-    /// One-time keys of one target device claimed by one device (draining a device's keys).
+    /// One-time keys of one target device claimed by one user's devices (draining its keys).
     KeyClaims,
 }
 
@@ -115,7 +115,7 @@ impl Kind {
             Kind::AddressConnects => Rate::new(10.0, 100.0),
             Kind::DeviceTyping => Rate::new(2.0, 10.0),
             Kind::DeviceEvents => Rate::new(100.0, 2000.0),
-            Kind::KeyClaims => Rate::per_minute(1.0, 5.0),
+            Kind::KeyClaims => Rate::per_minute(1.0, 10.0),
         }
     }
 }

@@ -89,18 +89,19 @@ pub async fn devices(
     security(("bearer" = [])), params(("user_id" = UserId, Path), ("device_id" = DeviceId, Path)),
     responses((status = 200, body = ClaimedKey), (status = 401, body = Problem),
               (status = 404, description = "not connected, no such device, or no keys left", body = Problem),
-              (status = 429, description = "too many claims of this device's keys by the caller", body = Problem)))]
+              (status = 429, description = "too many claims of this device's keys by the caller's devices", body = Problem)))]
 pub async fn claim(
     State(state): State<AppState>,
     auth: Auth,
     ApiPath((user_id, device_id)): ApiPath<(UserId, DeviceId)>,
 ) -> Result<Json<ClaimedKey>, ApiError> {
-    // Per (claiming device, claimed device): a session needs one key, a peer cannot drain them.
+    // Per (claiming user, claimed device): each of a user's devices needs one key for its
+    // session, and a peer gains nothing by logging in more devices to drain them.
     state
         .limits
         .check(
             Kind::KeyClaims,
-            &format!("{}:{device_id}", auth.device_id),
+            &format!("{}:{device_id}", auth.user_id),
             1.0,
         )
         .await?;

@@ -30,7 +30,7 @@ backend_tests!(
     a_full_node_refuses_sends_with_a_retry_time,
     typing_notices_are_limited_per_device,
     checked_cursor_moves_and_syncs_are_limited_per_device,
-    key_claims_are_limited_per_pair_of_devices,
+    key_claims_are_limited_per_claiming_user_and_claimed_device,
 );
 
 async fn limited(backend: Backend, kind: Kind, rate: Rate) -> Option<TestServer> {
@@ -545,13 +545,15 @@ async fn checked_cursor_moves_and_syncs_are_limited_per_device(backend: Backend)
     );
 }
 
-async fn key_claims_are_limited_per_pair_of_devices(backend: Backend) {
+async fn key_claims_are_limited_per_claiming_user_and_claimed_device(backend: Backend) {
     let Some(server) = limited(backend, Kind::KeyClaims, Rate::new(0.001, 2.0)).await else {
         return;
     };
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let bob_phone = server.login("bob", "phone").await;
     let alice_phone = server.login("alice", "phone").await;
+    let carol = server.user("carol").await;
+    connect_users(&carol, &alice).await;
     let status = |result: Result<natter_proto::keys::ClaimedKey, ClientError>| {
         result.err().and_then(|e| e.status())
     };
@@ -561,8 +563,10 @@ async fn key_claims_are_limited_per_pair_of_devices(backend: Backend) {
         assert_eq!(status(bob.claim_key(user, laptop).await), Some(404));
     }
     assert_limited(bob.claim_key(user, laptop).await);
-    // Another claiming device, or another claimed device, has an allowance of its own.
-    assert_eq!(status(bob_phone.claim_key(user, laptop).await), Some(404));
+    // Bob's other devices share his allowance: logging in more gains him nothing.
+    assert_limited(bob_phone.claim_key(user, laptop).await);
+    // Another claiming user, or another claimed device, has an allowance of its own.
+    assert_eq!(status(carol.claim_key(user, laptop).await), Some(404));
     let other = alice_phone.device_id();
     assert_eq!(status(bob.claim_key(user, other).await), Some(404));
 }
