@@ -194,7 +194,7 @@ pub async fn list(store: &dyn Store, user: UserId) -> Result<ConnectionsResponse
         .map(|r| r.peer.id)
         .collect();
     let mut devices: HashMap<UserId, Vec<_>> = HashMap::new();
-    for device in store.devices(&connected).await? {
+    for device in store.devices(&connected, crate::now_ms()).await? {
         devices
             .entry(device.user_id)
             .or_default()

@@ -70,7 +70,7 @@ pub async fn devices_of(
         ));
     }
     Ok(store
-        .devices(&[target])
+        .devices(&[target], crate::now_ms())
         .await?
         .into_iter()
         .map(device_info)

@@ -170,9 +170,7 @@ pub async fn run(
         });
     }
     tokio::spawn(report_gauges(state.clone()));
-    // Before serving, so a restarted node never lists a device that expired meanwhile.
-    remove_expired_devices(&state).await;
-    tokio::spawn(remove_expired_devices_hourly(state.clone()));
+    tokio::spawn(remove_expired_devices(state.clone()));
     metrics::gauge!("natter_up").set(1.0);
     let assigner_on_stop = Arc::clone(&draining.assigner);
     // WebSocket sessions outlive HTTP's graceful shutdown (they are upgraded connections), so
@@ -250,27 +248,38 @@ async fn report_gauges(state: AppState) {
 /// How often a node removes the devices whose tokens expired (each node does; it is idempotent).
 const EXPIRED_DEVICES_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Removes devices unused for the token lifetime: their keys go with them, so nobody encrypts
-/// to them any more.
-async fn remove_expired_devices(state: &AppState) {
-    match state.store.delete_expired_devices(now_ms()).await {
-        Ok(0) => {}
-        Ok(removed) => tracing::info!(removed, "removed devices whose tokens expired"),
-        Err(error) => tracing::warn!(%error, "could not remove expired devices"),
-    }
-}
+/// Devices removed per statement, so a large first removal holds the writer only briefly.
+const EXPIRED_DEVICES_BATCH: u32 = 500;
 
-/// [`remove_expired_devices`] every [`EXPIRED_DEVICES_EVERY`] until the node stops.
-async fn remove_expired_devices_hourly(state: AppState) {
+/// Removes devices unused for the token lifetime, at start and then every
+/// [`EXPIRED_DEVICES_EVERY`], in batches: their keys go with them, so nobody encrypts to them
+/// any more. (Listings leave out expired devices meanwhile.)
+async fn remove_expired_devices(state: AppState) {
     let mut stop = state.shutdown.clone();
-    let start = tokio::time::Instant::now() + EXPIRED_DEVICES_EVERY;
-    let mut tick = tokio::time::interval_at(start, EXPIRED_DEVICES_EVERY);
+    let mut tick = tokio::time::interval(EXPIRED_DEVICES_EVERY);
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopping| *stopping) => return,
             _ = tick.tick() => {}
         }
-        remove_expired_devices(&state).await;
+        let (now, mut removed) = (now_ms(), 0);
+        loop {
+            match state
+                .store
+                .delete_expired_devices(now, EXPIRED_DEVICES_BATCH)
+                .await
+            {
+                Ok(0) => break,
+                Ok(batch) => removed += batch,
+                Err(error) => {
+                    tracing::warn!(%error, "could not remove expired devices");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed devices whose tokens expired");
+        }
     }
 }
 

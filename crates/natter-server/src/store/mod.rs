@@ -294,14 +294,14 @@ pub trait Store: MessageStore + Send + Sync + 'static {
     async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError>;
     /// Removes a device of a user, its token and its keys. False if there was no such device.
     async fn delete_device(&self, user: UserId, device: DeviceId) -> Result<bool, StoreError>;
-    /// Removes the devices whose tokens expired before `now` (unused for the token lifetime),
-    /// with their keys, cursors and inbox: how many.
-    async fn delete_expired_devices(&self, now: i64) -> Result<u64, StoreError>;
+    /// Removes up to `batch` devices whose tokens expired before `now` (unused for the token
+    /// lifetime), with their keys, cursors and inbox: how many.
+    async fn delete_expired_devices(&self, now: i64, batch: u32) -> Result<u64, StoreError>;
     /// Moves a device's token expiry to `expires_at` if that is later. False if the device is
     /// gone.
     async fn extend_device(&self, device: DeviceId, expires_at: i64) -> Result<bool, StoreError>;
-    /// The devices of these users, oldest first.
-    async fn devices(&self, users: &[UserId]) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// The devices of these users whose tokens have not expired by `now`, oldest first.
+    async fn devices(&self, users: &[UserId], now: i64) -> Result<Vec<DeviceRecord>, StoreError>;
 
     /// Stores a device's keys. `Conflict` if a one-time key id is reused with another key or
     /// the device would hold too many unclaimed keys.

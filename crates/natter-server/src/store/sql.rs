@@ -495,13 +495,17 @@ macro_rules! sql_store {
                 }).await
             }
 
-            async fn delete_expired_devices(&self, now: i64) -> Result<u64, StoreError> {
+            async fn delete_expired_devices(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
                 timed("delete_expired_devices", async move {
                     let writer = self.writer.lock().await;
-                    let done = sqlx::query("DELETE FROM devices WHERE expires_at < $1")
-                        .bind(now)
-                        .execute(&*writer)
-                        .await?;
+                    let done = sqlx::query(
+                        "DELETE FROM devices WHERE id IN \
+                         (SELECT id FROM devices WHERE expires_at < $1 LIMIT $2)",
+                    )
+                    .bind(now)
+                    .bind(i64::from(batch))
+                    .execute(&*writer)
+                    .await?;
                     Ok(done.rows_affected())
                 }).await
             }
@@ -521,7 +525,7 @@ macro_rules! sql_store {
                 }).await
             }
 
-            async fn devices(&self, users: &[UserId]) -> Result<Vec<DeviceRecord>, StoreError> {
+            async fn devices(&self, users: &[UserId], now: i64) -> Result<Vec<DeviceRecord>, StoreError> {
                 timed("devices", async move {
                     if users.is_empty() {
                         return Ok(Vec::new());
@@ -534,7 +538,9 @@ macro_rules! sql_store {
                     for user in users {
                         list.push_bind(user.to_string());
                     }
-                    query.push(") ORDER BY created_at, id");
+                    query.push(") AND expires_at > ");
+                    query.push_bind(now);
+                    query.push(" ORDER BY created_at, id");
                     query
                         .build_query_as::<DeviceRow>()
                         .fetch_all(&self.pool)

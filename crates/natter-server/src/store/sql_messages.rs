@@ -1130,6 +1130,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn expired_devices_are_removed_in_batches_with_their_inbox() {
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = testing::users(store, ["owner"]).await;
+            for (n, expires_at) in [10, 20, 30, 1_000].into_iter().enumerate() {
+                let id = DeviceId::new();
+                let hash = format!("hash-{n}");
+                let new = NewDevice {
+                    id,
+                    user_id: users[0],
+                    name: "device",
+                    token_hash: &hash,
+                    created_at: 0,
+                    expires_at,
+                };
+                store.create_device(&new).await.unwrap();
+                store
+                    .push_inbox(users[0], id, &[(id, "share")], 0)
+                    .await
+                    .unwrap();
+            }
+            let listed = async || store.devices(&users, 100).await.unwrap().len();
+            assert_eq!(listed().await, 1, "expired devices are not listed");
+            assert_eq!(store.delete_expired_devices(100, 2).await.unwrap(), 2);
+            assert_eq!(store.delete_expired_devices(100, 2).await.unwrap(), 1);
+            assert_eq!(store.delete_expired_devices(100, 2).await.unwrap(), 0);
+            assert_eq!(
+                store.devices(&users, 0).await.unwrap().len(),
+                1,
+                "the live one stays"
+            );
+            assert_eq!(
+                store.inbox_depth().await.unwrap(),
+                1,
+                "their inboxes went with them"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_bad_write_among_others_fails_alone_and_skips_no_seq() {
         testing::on_each_backend(async |store| {
             let store = store.as_ref();
