@@ -40,9 +40,11 @@ pub const TO_DEVICE_BATCH_MAX: usize = 100;
 /// Unread counts stop here (a client shows "999+"), so listing a conversation costs the same
 /// however far behind its reader is.
 pub const UNREAD_COUNTED_MAX: i64 = 999;
-/// Most to-device payloads waiting for one device; more are refused (`inbox_full`) until it
+/// Most to-device payloads waiting for one device; more are not stored (`inbox_full`) until it
 /// acknowledges some.
-pub const INBOX_PENDING_MAX: usize = 10_000;
+pub const INBOX_PENDING_MAX: i64 = 10_000;
+/// Most of those from one sending device, so that no sender can fill an inbox for the others.
+pub const INBOX_FROM_ONE_DEVICE_MAX: i64 = 1_000;
 /// Longest client message id, in bytes.
 pub const CLIENT_MSG_ID_MAX: usize = 64;
 /// Largest WebSocket message the server accepts, in bytes.

@@ -3,7 +3,6 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use natter_proto::limits::INBOX_PENDING_MAX;
 use natter_proto::problem::{CONTENT_TYPE, Problem};
 
 use crate::connections::Refusal;
@@ -199,14 +198,6 @@ impl From<ServiceError> for ApiError {
                 StatusCode::CONFLICT,
                 "conflict",
                 format!("this {what} is already taken"),
-            ),
-            ServiceError::Store(StoreError::InboxFull) => Self::new(
-                StatusCode::CONFLICT,
-                "inbox_full",
-                format!(
-                    "that device has {INBOX_PENDING_MAX} payloads waiting; more fit once it has \
-                     acknowledged some"
-                ),
             ),
             ServiceError::Store(StoreError::Missing(what)) => Self::new(
                 StatusCode::NOT_FOUND,

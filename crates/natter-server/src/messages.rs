@@ -317,7 +317,8 @@ impl Messenger {
     /// write to its own user's devices, connections' devices, and co-members' devices.
     ///
     /// # Errors
-    /// Too many or too large; an unknown device, or one the sender may not reach.
+    /// Too many or too large; an unknown device, or one the sender may not reach (nothing is
+    /// stored); `inbox_full` naming the devices whose inboxes were full (the rest is stored).
     pub async fn to_device(
         &self,
         auth: Auth,
@@ -364,7 +365,12 @@ impl Messenger {
             .store
             .push_inbox(auth.user_id, auth.device_id, &items, now)
             .await?;
+        let mut full = Vec::new();
         for (message, item) in messages.iter().zip(stored) {
+            let Some(item) = item else {
+                full.push(message.device_id.to_string());
+                continue;
+            };
             let seq = item.seq;
             let frame = encode(&ServerFrame::ToDevice(item));
             self.bus.publish_to_device(
@@ -372,6 +378,17 @@ impl Messenger {
                 message.device_id,
                 Outbound::ToDevice { seq, frame },
             );
+        }
+        if !full.is_empty() {
+            full.dedup();
+            return Err(ServiceError::Denied {
+                code: "inbox_full",
+                detail: format!(
+                    "not stored for {}: too many payloads wait there (from you, or in all); \
+                     the rest of the frame was",
+                    full.join(", ")
+                ),
+            });
         }
         Ok(messages.len())
     }

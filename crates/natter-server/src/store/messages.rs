@@ -275,14 +275,17 @@ pub trait MessageStore: Send + Sync {
         seq: i64,
     ) -> Result<Option<MessageReceipts>, StoreError>;
 
-    /// Stores payloads for devices, each under the next seq of its device's inbox.
+    /// Stores payloads for devices, each under the next seq of its device's inbox, except where
+    /// that inbox is full ([`natter_proto::limits::INBOX_PENDING_MAX`] waiting, or
+    /// [`natter_proto::limits::INBOX_FROM_ONE_DEVICE_MAX`] from this sender): per item, what was
+    /// stored, or `None`.
     async fn push_inbox(
         &self,
         sender: UserId,
         sender_device: DeviceId,
         items: &[(DeviceId, &str)],
         now: i64,
-    ) -> Result<Vec<ToDeviceIn>, StoreError>;
+    ) -> Result<Vec<Option<ToDeviceIn>>, StoreError>;
     /// A device's inbox items with `seq > after`, oldest first.
     async fn inbox(
         &self,

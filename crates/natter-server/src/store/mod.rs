@@ -56,10 +56,6 @@ pub enum StoreError {
     /// A row this write refers to does not exist (any more).
     #[error("missing: {0}")]
     Missing(&'static str),
-    /// A device's inbox already holds [`natter_proto::limits::INBOX_PENDING_MAX`] payloads:
-    /// nothing was written.
-    #[error("the device's inbox is full")]
-    InboxFull,
     /// The database could not be reached or failed; the request may be retried.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

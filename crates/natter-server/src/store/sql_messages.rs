@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::{ConversationKind, ConversationSummary, MessageReceipts, Role};
-use natter_proto::limits::{INBOX_PENDING_MAX, UNREAD_COUNTED_MAX};
+use natter_proto::limits::{INBOX_FROM_ONE_DEVICE_MAX, INBOX_PENDING_MAX, UNREAD_COUNTED_MAX};
 use natter_proto::ws::{Message, ToDeviceIn};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
@@ -754,27 +754,34 @@ macro_rules! message_store {
                 sender_device: DeviceId,
                 items: &[(DeviceId, &str)],
                 now: i64,
-            ) -> Result<Vec<ToDeviceIn>, StoreError> {
+            ) -> Result<Vec<Option<ToDeviceIn>>, StoreError> {
                 timed("push_inbox", async move {
                     let writer = self.writer.lock().await;
                     let mut tx = writer.begin_with(BEGIN_WRITE).await?;
                     let mut stored = Vec::with_capacity(items.len());
                     for (device, payload) in items {
+                        // Acknowledgements remove a prefix, so what waits is oldest..=last.
+                        let (last, oldest, from_sender): (i64, Option<i64>, i64) = sqlx::query_as(
+                            "SELECT d.inbox_seq, (SELECT MIN(seq) FROM inbox WHERE device_id = d.id), \
+                               (SELECT COUNT(*) FROM inbox WHERE device_id = d.id AND sender_device = $2) \
+                             FROM devices d WHERE d.id = $1",
+                        )
+                        .bind(device.to_string())
+                        .bind(sender_device.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or(StoreError::Missing("device"))?;
+                        let waiting = oldest.map_or(0, |oldest| last - oldest + 1);
+                        if waiting >= INBOX_PENDING_MAX || from_sender >= INBOX_FROM_ONE_DEVICE_MAX {
+                            stored.push(None);
+                            continue;
+                        }
                         let seq: i64 = sqlx::query_scalar(
                             "UPDATE devices SET inbox_seq = inbox_seq + 1 WHERE id = $1 RETURNING inbox_seq",
                         )
                         .bind(device.to_string())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or(StoreError::Missing("device"))?;
-                        // Acknowledgements remove a prefix, so what waits is oldest..=seq.
-                        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM inbox WHERE device_id = $1")
-                            .bind(device.to_string())
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        if oldest.is_some_and(|oldest| seq - oldest >= INBOX_PENDING_MAX as i64) {
-                            return Err(StoreError::InboxFull);
-                        }
+                        .fetch_one(&mut *tx)
+                        .await?;
                         sqlx::query(
                             "INSERT INTO inbox (device_id, seq, sender_id, sender_device, payload, created_at) \
                              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -787,7 +794,7 @@ macro_rules! message_store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                        stored.push(ToDeviceIn { seq, sender_id: sender, sender_device_id: sender_device, payload: (*payload).to_owned() });
+                        stored.push(Some(ToDeviceIn { seq, sender_id: sender, sender_device_id: sender_device, payload: (*payload).to_owned() }));
                     }
                     tx.commit().await?;
                     Ok(stored)
@@ -1166,6 +1173,46 @@ mod tests {
                 1,
                 "their inboxes went with them"
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_inbox_takes_a_bounded_share_from_each_sender_and_in_all() {
+        testing::on_each_backend(async |store| {
+            let store = store.as_ref();
+            let users = testing::users(store, ["owner"]).await;
+            let target = DeviceId::new();
+            let device = NewDevice {
+                id: target,
+                user_id: users[0],
+                name: "target",
+                token_hash: "hash",
+                created_at: 0,
+                expires_at: i64::MAX,
+            };
+            store.create_device(&device).await.unwrap();
+            let one = [(target, "one more")];
+            let push = async |sender, items: &[(DeviceId, &str)]| {
+                store.push_inbox(users[0], sender, items, 0).await.unwrap()
+            };
+            let share = vec![(target, "share"); INBOX_FROM_ONE_DEVICE_MAX as usize];
+            for _ in 0..INBOX_PENDING_MAX / INBOX_FROM_ONE_DEVICE_MAX {
+                let sender = DeviceId::new();
+                assert!(push(sender, &share).await.iter().all(Option::is_some));
+                assert_eq!(push(sender, &one).await, [None], "a sender's share is full");
+            }
+            assert_eq!(
+                push(DeviceId::new(), &one).await,
+                [None],
+                "the inbox is full"
+            );
+            // Acknowledging the oldest thousand makes room for a new sender.
+            store
+                .ack_inbox(target, INBOX_FROM_ONE_DEVICE_MAX)
+                .await
+                .unwrap();
+            assert!(push(DeviceId::new(), &one).await[0].is_some());
         })
         .await;
     }

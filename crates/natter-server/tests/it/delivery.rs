@@ -6,13 +6,13 @@ use std::time::Duration;
 use natter_client::ClientError;
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
-use crate::helpers::{Backend, TestServer, backend_tests, same_device, server};
+use crate::helpers::{Backend, TestServer, backend_tests, connect_users, same_device, server};
 use crate::ws::{connect, connect_with_inbox, error, next, ping, send, to_device, to_device_item};
 
 backend_tests!(
     to_device_payloads_are_delivered_until_acknowledged,
     a_to_device_frame_is_taken_whole_or_not_at_all,
-    a_full_inbox_refuses_more_until_its_device_acknowledges,
+    a_full_inbox_takes_no_more_from_a_sender_until_its_device_acknowledges,
     binary_frames_are_refused_and_huge_ones_close_the_connection,
     a_slow_consumer_is_disconnected_and_resyncs_everything,
     idle_connections_are_closed_and_pings_keep_them_open,
@@ -103,34 +103,52 @@ async fn a_to_device_frame_is_taken_whole_or_not_at_all(backend: Backend) {
     assert!(inbox.is_empty(), "{inbox:?}");
 }
 
-async fn a_full_inbox_refuses_more_until_its_device_acknowledges(backend: Backend) {
-    use natter_proto::limits::{INBOX_PENDING_MAX, TO_DEVICE_BATCH_MAX};
+async fn a_full_inbox_takes_no_more_from_a_sender_until_its_device_acknowledges(backend: Backend) {
+    use natter_proto::limits::{INBOX_FROM_ONE_DEVICE_MAX, TO_DEVICE_BATCH_MAX};
     let server = server!(backend);
     let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    connect_users(&alice, &carol).await;
+    connect_users(&carol, &bob).await;
     let (mut a, _) = connect(&alice).await;
-    let share = ToDeviceOut {
-        user_id: bob.user_id(),
-        device_id: bob.device_id(),
+    let (mut c, _) = connect(&carol).await;
+    let share = |to: &natter_client::Session| ToDeviceOut {
+        user_id: to.user_id(),
+        device_id: to.device_id(),
         payload: "share".into(),
     };
     let batch = ClientFrame::ToDevice {
-        messages: vec![share; TO_DEVICE_BATCH_MAX],
+        messages: vec![share(&bob); TO_DEVICE_BATCH_MAX],
     };
-    for _ in 0..INBOX_PENDING_MAX / TO_DEVICE_BATCH_MAX {
+    for _ in 0..INBOX_FROM_ONE_DEVICE_MAX as usize / TO_DEVICE_BATCH_MAX {
         a.send(&batch).await.unwrap();
     }
-    // All taken (an error frame before the pong would fail the test); one more is not.
+    // All taken (an error frame before the pong would fail the test).
     ping(&mut a, 1).await;
-    a.send(&to_device(&bob, "one too many")).await.unwrap();
-    assert_eq!(error(&mut a).await.code, "inbox_full");
-    // Bob's device syncs them all (in pages), acknowledges them, and there is room again.
+    // Bob's inbox takes no more from Alice's device; the rest of her frame still goes out.
+    let mixed = ClientFrame::ToDevice {
+        messages: vec![share(&bob), share(&carol)],
+    };
+    a.send(&mixed).await.unwrap();
+    let refusal = error(&mut a).await;
+    assert_eq!(refusal.code, "inbox_full");
+    assert!(
+        refusal.message.contains(&bob.device_id().to_string()),
+        "{refusal:?}"
+    );
+    assert_eq!(to_device_item(&mut c).await.payload, "share");
+    // Others still reach Bob.
+    c.send(&to_device(&bob, "from carol")).await.unwrap();
+    ping(&mut c, 2).await;
+    // Bob's device syncs them all (in pages), acknowledges them, and Alice has room again.
     let (mut b, _, inbox) = connect_with_inbox(&bob).await;
-    assert_eq!(inbox.len(), INBOX_PENDING_MAX);
+    assert_eq!(inbox.len(), INBOX_FROM_ONE_DEVICE_MAX as usize + 1);
+    assert_eq!(inbox.last().unwrap().payload, "from carol");
     let last = inbox.last().unwrap().seq;
     b.send(&ClientFrame::ToDeviceAck { seq: last })
         .await
         .unwrap();
-    ping(&mut b, 2).await;
+    ping(&mut b, 3).await;
     a.send(&to_device(&bob, "room again")).await.unwrap();
     assert_eq!(to_device_item(&mut b).await.payload, "room again");
 }
