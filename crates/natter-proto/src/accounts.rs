@@ -47,7 +47,8 @@ pub struct SessionResponse {
     pub user_id: UserId,
     /// The device this login created.
     pub device_id: DeviceId,
-    /// When the token expires, in milliseconds since the Unix epoch.
+    /// When the token expires unless used, in milliseconds since the Unix epoch: each use
+    /// (a request, an open connection) moves it later, at most once a day.
     pub expires_at: i64,
 }
 

@@ -37,8 +37,8 @@ pub const CIPHERTEXT_MAX: usize = 8 * 1024;
 pub const TO_DEVICE_PAYLOAD_MAX: usize = 8 * 1024;
 /// Most to-device payloads in one frame.
 pub const TO_DEVICE_BATCH_MAX: usize = 100;
-/// Unread counts stop here (a client shows "999+"), so listing a conversation costs the same
-/// however far behind its reader is.
+/// Unread counts stop here (a client shows "999+"), so a reader far behind costs a bounded
+/// count (messages skipped on the way, the reader's own and blocked senders', are still read).
 pub const UNREAD_COUNTED_MAX: i64 = 999;
 /// Most to-device payloads waiting for one device; more are not stored (`inbox_full`) until it
 /// acknowledges some.

@@ -53,9 +53,11 @@ async fn suspend(
         return Err(ServiceError::NotFound("no such user").into());
     }
     // Through the bus, so the account's connections close on every node.
-    state
-        .bus
-        .publish_to_users(&[user], None, Outbound::Close(4003, SUSPENDED));
+    state.bus.publish_to_users(
+        &[user],
+        None,
+        Outbound::Close(crate::gateway::close::SUSPENDED, SUSPENDED),
+    );
     tracing::warn!(user.id = %user, "account suspended by an operator");
     Ok(Json(json!({ "user_id": user, "suspended": true })))
 }

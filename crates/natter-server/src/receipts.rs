@@ -254,6 +254,12 @@ mod tests {
             };
             store.append(&message, Box::new(|_| {})).await.unwrap();
         }
+        // The lookup a window's first move makes, once: a cold first query (a new PostgreSQL
+        // connection) could otherwise outlast the window it opens.
+        store
+            .senders_between(conversation, (0, 0), None)
+            .await
+            .unwrap();
         let registry = Arc::new(Registry::default());
         let bus = Arc::new(LocalBus::new(Arc::clone(&registry)));
         Room {

@@ -5,8 +5,10 @@ mod session;
 
 /// The close codes natterd sends (docs/protocol.md, "Close codes").
 pub mod close {
-    /// Authentication failed, or no longer holds (logged out, token expired).
+    /// Authentication failed, or no longer holds (the device was logged out or removed).
     pub const POLICY: u16 = 1008;
+    /// The account was suspended by an operator.
+    pub const SUSPENDED: u16 = 4003;
     /// The node is shutting down.
     pub const RESTART: u16 = 1012;
     /// A frame over the hard size limit.

@@ -140,8 +140,8 @@ fn too_big(error: &axum::Error) -> bool {
     let inner: &(dyn std::error::Error + 'static) = error;
     std::iter::successors(Some(inner), |e| e.source()).any(|e| {
         matches!(
-            e.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
-            Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+            e.downcast_ref::<tungstenite::Error>(),
+            Some(tungstenite::Error::Capacity(_))
         )
     })
 }
@@ -268,6 +268,12 @@ impl Session {
             device_id: self.auth.device_id,
             idle_timeout_secs: self.state.gateway.idle_timeout.as_secs(),
         };
+        // A removal between authenticating and registering told no connection: look once.
+        let device = self.auth.device_id;
+        if let Ok(None) = Box::pin(self.state.store.device_owner(device)).await {
+            Box::pin(self.close(close::POLICY, SIGNED_OUT)).await;
+            return "device removed";
+        }
         // Boxed, like the handlers below: the future of a long-lived connection keeps only the
         // state of its idle wait, which is most of an idle connection's memory.
         let greeted = Box::pin(self.send(&ready)).await;
