@@ -29,6 +29,7 @@ backend_tests!(
     a_suspended_sender_is_refused_before_its_close_arrives,
     a_full_node_refuses_sends_with_a_retry_time,
     typing_notices_are_limited_per_device,
+    to_device_frames_spend_the_message_allowance,
     checked_cursor_moves_and_syncs_are_limited_per_device,
     key_claims_are_limited_per_claiming_user_and_claimed_device,
 );
@@ -473,6 +474,22 @@ async fn frame_limited(connection: &mut natter_client::Connection) {
         refusal.retry_after_ms.is_some_and(|ms| ms >= 1000),
         "{refusal:?}"
     );
+}
+
+async fn to_device_frames_spend_the_message_allowance(backend: Backend) {
+    let Some(server) = limited(backend, Kind::DeviceMessages, Rate::new(0.001, 2.0)).await else {
+        return;
+    };
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let (mut a, _) = connect(&alice).await;
+    for payload in ["one", "two"] {
+        a.send(&crate::ws::to_device(&bob, payload)).await.unwrap();
+    }
+    ping(&mut a, 1).await;
+    a.send(&crate::ws::to_device(&bob, "three")).await.unwrap();
+    frame_limited(&mut a).await;
+    let (_, _, inbox) = crate::ws::connect_with_inbox(&bob).await;
+    assert_eq!(inbox.len(), 2);
 }
 
 async fn typing_notices_are_limited_per_device(backend: Backend) {

@@ -293,6 +293,11 @@ async fn only_members_and_connections_may_send(backend: Backend) {
     send(&mut b, direct, "before", "x").await;
     alice.remove_connection(bob.user_id(), None).await.unwrap();
     refused(&mut b, direct, "after", "x", "not_connected").await;
+    // Typing notices are refused the same way, and Mallory's too.
+    typing(&mut b, direct, true).await;
+    assert_eq!(error(&mut b).await.code, "not_connected");
+    typing(&mut m, direct, true).await;
+    assert_eq!(error(&mut m).await.code, "not_member");
     assert_eq!(
         alice.history(direct, None, None, None).await.unwrap().len(),
         1
@@ -403,6 +408,10 @@ async fn bad_frames_get_error_frames_and_the_connection_stays(backend: Backend) 
             "invalid_frame",
         ),
         (r#"{"type":"read"}"#.to_owned(), "invalid_frame"),
+        (
+            format!(r#"{{"type":"read","conversation_id":"{direct}","seq":-1}}"#),
+            "invalid_request",
+        ),
         (
             format!(
                 r#"{{"type":"send","conversation_id":"{direct}","client_msg_id":"","ciphertext":"x"}}"#
