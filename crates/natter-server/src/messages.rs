@@ -94,6 +94,16 @@ impl Messenger {
             .await
     }
 
+    /// Charges one checked cursor move or sync to the device's `device_events` allowance.
+    ///
+    /// # Errors
+    /// `RateLimited` past it.
+    pub async fn charge_event(&self, auth: Auth) -> Result<(), ServiceError> {
+        self.limits
+            .check(Kind::DeviceEvents, &auth.device_id.to_string(), 1.0)
+            .await
+    }
+
     /// What sending to `conversation` involves, if `user` is a current member (and, in a direct
     /// conversation, still connected); else `not_member` (or `not_connected`).
     async fn plan(
@@ -261,9 +271,7 @@ impl Messenger {
         // Moves over what this connection sent are bounded by its messages, however a client
         // reports them (one frame per message, say); others cost a check and are limited.
         if !within_sent {
-            self.limits
-                .check(Kind::DeviceEvents, &auth.device_id.to_string(), 1.0)
-                .await?;
+            self.charge_event(auth).await?;
             let last_seq = self
                 .store
                 .cursor_bound(conversation, auth.user_id)

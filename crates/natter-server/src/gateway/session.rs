@@ -27,7 +27,6 @@ use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration};
 use crate::messages::encode;
 use crate::observe::seconds;
-use crate::ratelimit::Kind;
 use crate::state::AppState;
 
 /// How long a connection without an `Authorization` header has to send its `auth` frame.
@@ -695,21 +694,13 @@ impl Session {
                     Err(e) => self.refuse(e, None).await,
                 }
             }
-            ClientFrame::Sync => {
-                let device = self.auth.device_id.to_string();
-                match self
-                    .state
-                    .limits
-                    .check(Kind::DeviceEvents, &device, 1.0)
-                    .await
-                {
-                    Ok(()) => {
-                        self.conversations.clear();
-                        self.sync().await
-                    }
-                    Err(e) => self.refuse(e, None).await,
+            ClientFrame::Sync => match messenger.charge_event(self.auth).await {
+                Ok(()) => {
+                    self.conversations.clear();
+                    self.sync().await
                 }
-            }
+                Err(e) => self.refuse(e, None).await,
+            },
             ClientFrame::Typing {
                 conversation_id,
                 typing,
