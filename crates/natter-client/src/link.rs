@@ -346,6 +346,12 @@ impl Device {
                 }
             }
             ServerFrame::Error(error) => {
+                if error.code == "inbox_full" {
+                    // A key share did not reach a device whose inbox was full: sessions that
+                    // count it as shared would leave it unable to read what follows. Start new
+                    // ones, shared again to every device with the next message.
+                    self.lock().await.store.forget_outbound_sessions()?;
+                }
                 let Some(client_msg_id) = error.client_msg_id else {
                     return Ok(());
                 };

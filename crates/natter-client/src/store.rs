@@ -221,6 +221,12 @@ impl Store {
         )
     }
 
+    /// Drops every outbound room session: the next message in each conversation starts a new
+    /// one, shared to all its devices.
+    pub(crate) fn forget_outbound_sessions(&self) -> Result<(), ClientError> {
+        self.run("DELETE FROM outbound_sessions", [])
+    }
+
     pub(crate) fn inbound(&self, session_id: &str) -> Result<Option<String>, ClientError> {
         self.db()
             .query_row(

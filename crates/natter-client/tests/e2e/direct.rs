@@ -208,28 +208,14 @@ async fn a_garbage_to_device_payload_is_dropped_and_acknowledged() {
     let (alice, bob, direct) = server.alice_and_bob().await;
 
     // Bob's device (or a server that lies) sends alice something that is no key share.
-    let mut raw = bob.session().connect().await.unwrap();
-    raw.send(&ClientFrame::ToDevice {
+    let garbage = ClientFrame::ToDevice {
         messages: vec![ToDeviceOut {
             user_id: alice.user_id(),
             device_id: alice.device_id(),
             payload: "not an olm message".into(),
         }],
-    })
-    .await
-    .unwrap();
-    // Frames are handled in order: once the ping is answered, the payload was taken.
-    raw.send(&ClientFrame::Ping { nonce: Some(1) })
-        .await
-        .unwrap();
-    loop {
-        match raw.next().await.unwrap() {
-            ServerFrame::Pong { .. } => break,
-            ServerFrame::Error(error) => panic!("the payload was refused: {error:?}"),
-            _ => {}
-        }
-    }
-    raw.close().await;
+    };
+    taken(&bob, &[garbage]).await;
     assert_eq!(to_device_waiting(&alice).await, 1);
 
     // Alice's sync neither fails nor keeps the payload: it is acknowledged, so it does not
@@ -240,4 +226,55 @@ async fn a_garbage_to_device_payload_is_dropped_and_acknowledged() {
     bob.sync().await.unwrap();
     alice.sync().await.unwrap();
     assert_eq!(texts(&alice, direct).await, ["still fine"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_share_refused_by_a_full_inbox_is_made_again_with_a_new_session() {
+    use natter_proto::limits::{INBOX_FROM_ONE_DEVICE_MAX, TO_DEVICE_BATCH_MAX};
+    let server = TestServer::start().await;
+    let (alice, bob, direct) = server.alice_and_bob().await;
+
+    // Alice's device has filled its share of Bob's inbox, which Bob has not fetched.
+    let junk = ToDeviceOut {
+        user_id: bob.user_id(),
+        device_id: bob.device_id(),
+        payload: "not an olm message".into(),
+    };
+    let batch = ClientFrame::ToDevice {
+        messages: vec![junk; TO_DEVICE_BATCH_MAX],
+    };
+    let frames = vec![batch; INBOX_FROM_ONE_DEVICE_MAX as usize / TO_DEVICE_BATCH_MAX];
+    taken(&alice, &frames).await;
+
+    // The first message's key share is refused (`inbox_full`); the message itself is sent.
+    alice.send_text(direct, "lost").await.unwrap();
+    assert_eq!(alice.sync().await.unwrap().sent, 1);
+    // Bob fetches and drops what waited; Alice's next message brings a new session's key.
+    bob.sync().await.unwrap();
+    alice.send_text(direct, "found").await.unwrap();
+    alice.sync().await.unwrap();
+    bob.sync().await.unwrap();
+    let read = texts(&bob, direct).await;
+    assert!(read.iter().any(|t| t == "found"), "{read:?}");
+}
+
+/// Sends `frames` from `device` over a connection of its own and waits until the server has
+/// taken them all (frames are handled in order: once the ping is answered, they were); a
+/// refusal fails the test.
+async fn taken(device: &natter_client::Device, frames: &[ClientFrame]) {
+    let mut raw = device.session().connect().await.unwrap();
+    for frame in frames {
+        raw.send(frame).await.unwrap();
+    }
+    raw.send(&ClientFrame::Ping { nonce: Some(1) })
+        .await
+        .unwrap();
+    loop {
+        match raw.next().await.unwrap() {
+            ServerFrame::Pong { .. } => break,
+            ServerFrame::Error(error) => panic!("a frame was refused: {error:?}"),
+            _ => {}
+        }
+    }
+    raw.close().await;
 }
