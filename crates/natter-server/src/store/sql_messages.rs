@@ -117,6 +117,20 @@ macro_rules! message_columns {
     };
 }
 
+/// Whether user `$who` blocks user `$whom` (SQL expressions): one lookup by primary key. For
+/// "either way", use it twice: an `OR` inside one lookup would scan every connection.
+macro_rules! blocks {
+    ($who:literal, $whom:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM connections k WHERE k.user_id = ",
+            $who,
+            " AND k.peer_id = ",
+            $whom,
+            " AND k.state = 'blocked')"
+        )
+    };
+}
+
 /// A user's ($1) current conversations with their unread counts (up to $2), `filter` narrowing
 /// which: a [`ConversationSummary`] per row.
 macro_rules! conversations_of {
@@ -125,9 +139,9 @@ macro_rules! conversations_of {
             "SELECT t.id, t.kind, t.name, t.last_seq, t.read_seq, \
                (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = t.id \
                   AND m.sender_id <> $1 AND m.seq > t.read_seq AND m.seq > t.joined_seq \
-                  AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $1 \
-                      AND b.peer_id = m.sender_id AND b.state = 'blocked') \
-                  LIMIT $2) u) \
+                  AND NOT ",
+            blocks!("$1", "m.sender_id"),
+            " LIMIT $2) u) \
              FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
                      COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
                          WHERE cu.conversation_id = c.id AND cu.user_id = $1), 0) AS read_seq \
@@ -160,11 +174,13 @@ fn summaries(
 /// What a viewer may see of a conversation's log: their membership window, minus senders they block.
 macro_rules! visible_to_viewer {
     () => {
-        " JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = $2 \
-          WHERE m.conversation_id = $1 AND m.seq > mb.joined_seq \
-          AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) \
-          AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $2 \
-              AND b.peer_id = m.sender_id AND b.state = 'blocked') "
+        concat!(
+            " JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = $2 \
+              WHERE m.conversation_id = $1 AND m.seq > mb.joined_seq \
+              AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) AND NOT ",
+            blocks!("$2", "m.sender_id"),
+            " "
+        )
     };
 }
 
@@ -205,14 +221,15 @@ const ROOM_CHECK: &str = "SELECT c.members_version, \
 /// The current members who sent messages `($2, $3]` of conversation `$1`, but those in a block
 /// with user `$4`. Two lookups by primary key (an OR would scan every connection); with no `$4`,
 /// `= NULL` never holds: nobody is left out.
-const SENDERS_BETWEEN: &str = "SELECT DISTINCT m.sender_id FROM messages m \
+const SENDERS_BETWEEN: &str = concat!(
+    "SELECT DISTINCT m.sender_id FROM messages m \
      JOIN members mb ON mb.conversation_id = m.conversation_id \
          AND mb.user_id = m.sender_id AND mb.left_seq IS NULL \
-     WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 \
-     AND NOT EXISTS (SELECT 1 FROM connections k \
-         WHERE k.user_id = $4 AND k.peer_id = m.sender_id AND k.state = 'blocked') \
-     AND NOT EXISTS (SELECT 1 FROM connections k \
-         WHERE k.user_id = m.sender_id AND k.peer_id = $4 AND k.state = 'blocked')";
+     WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq <= $3 AND NOT ",
+    blocks!("$4", "m.sender_id"),
+    " AND NOT ",
+    blocks!("m.sender_id", "$4"),
+);
 
 /// Implements [`MessageStore`] for a store type with `pool`, `writer` and `writes` fields and
 /// the per-message reads (`rows_for`, `sender_rows`).
@@ -646,15 +663,16 @@ macro_rules! message_store {
                     let Some((sender_id, sender_device)) = sender else { return Ok(None) };
                     // Only users the message was for: members when it was sent, not in a block
                     // either way with its sender (a blocker's cursor passes what it never got).
-                    let cursors = sqlx::query_as::<_, (String, String, i64)>(
+                    let cursors = sqlx::query_as::<_, (String, String, i64)>(concat!(
                         "SELECT cu.user_id, cu.device_id, cu.read_seq FROM cursors cu \
                          JOIN members mb ON mb.conversation_id = cu.conversation_id AND mb.user_id = cu.user_id \
                              AND mb.joined_seq < $2 AND (mb.left_seq IS NULL OR $2 <= mb.left_seq) \
-                         WHERE cu.conversation_id = $1 AND (cu.delivered_seq >= $2 OR cu.read_seq >= $2) \
-                         AND NOT EXISTS (SELECT 1 FROM connections k WHERE k.state = 'blocked' \
-                             AND ((k.user_id = cu.user_id AND k.peer_id = $3) OR (k.user_id = $3 AND k.peer_id = cu.user_id))) \
-                         ORDER BY cu.user_id",
-                    )
+                         WHERE cu.conversation_id = $1 AND (cu.delivered_seq >= $2 OR cu.read_seq >= $2) AND NOT ",
+                        blocks!("cu.user_id", "$3"),
+                        " AND NOT ",
+                        blocks!("$3", "cu.user_id"),
+                        " ORDER BY cu.user_id",
+                    ))
                     .bind(conversation.to_string())
                     .bind(seq)
                     .bind(&sender_id)
