@@ -119,8 +119,7 @@ pub async fn login(
     }
     let token = new_token();
     let now = crate::now_ms();
-    let expires_at =
-        now.saturating_add(i64::try_from(state.token_ttl.as_millis()).unwrap_or(i64::MAX));
+    let expires_at = crate::auth::expires_from_now(state.token_ttl);
     let device = NewDevice {
         id: DeviceId::new(),
         user_id: user.id,

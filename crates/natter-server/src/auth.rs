@@ -53,8 +53,10 @@ pub fn renewal_due_in(expires_at: i64, ttl: Duration) -> Duration {
     renewal_after(ttl).saturating_sub(since_extended)
 }
 
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+/// When a token given or extended now with lifetime `ttl` expires, in ms since the epoch.
+pub fn expires_from_now(ttl: Duration) -> i64 {
+    let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    crate::now_ms().saturating_add(ttl)
 }
 
 /// Extends `device`'s token to the full lifetime from now: the new expiry, or `None` if the
@@ -63,7 +65,7 @@ fn millis(duration: Duration) -> i64 {
 /// # Errors
 /// The store fails.
 pub async fn renew(state: &AppState, device: DeviceId) -> Result<Option<i64>, StoreError> {
-    let expires_at = crate::now_ms().saturating_add(millis(state.token_ttl));
+    let expires_at = expires_from_now(state.token_ttl);
     let extended = state.store.extend_device(device, expires_at).await?;
     Ok(extended.then_some(expires_at))
 }

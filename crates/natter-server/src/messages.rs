@@ -99,9 +99,13 @@ impl Messenger {
     /// # Errors
     /// `RateLimited` past it.
     pub async fn charge_event(&self, auth: Auth) -> Result<(), ServiceError> {
-        self.limits
-            .check(Kind::DeviceEvents, &auth.device_id.to_string(), 1.0)
-            .await
+        self.charge_device(Kind::DeviceEvents, auth).await
+    }
+
+    /// Charges one action of `kind` to the device's allowance.
+    async fn charge_device(&self, kind: Kind, auth: Auth) -> Result<(), ServiceError> {
+        let device = auth.device_id.to_string();
+        self.limits.check(kind, &device, 1.0).await
     }
 
     /// What sending to `conversation` involves, if `user` is a current member (and, in a direct
@@ -411,9 +415,7 @@ impl Messenger {
         conversation: ConversationId,
         typing: bool,
     ) -> Result<(), ServiceError> {
-        self.limits
-            .check(Kind::DeviceTyping, &auth.device_id.to_string(), 1.0)
-            .await?;
+        self.charge_device(Kind::DeviceTyping, auth).await?;
         let plan = self.plan(conversation, auth.user_id).await?;
         let frame = encode(&ServerFrame::Typing {
             conversation_id: conversation,
