@@ -180,6 +180,14 @@ async fn a_removed_device_is_disconnected_at_once(backend: Backend) {
     let (mut laptop_live, _) = connect(&laptop).await;
     let (mut phone_live, _) = connect(&phone).await;
     let (mut tablet_live, _) = connect(&tablet).await;
+    // Someone else cannot remove it, nor end its connection by trying.
+    let mallory = server.user("mallory").await;
+    assert_problem(
+        mallory.delete_device(phone.device_id()).await,
+        404,
+        "not_found",
+    );
+    ping(&mut phone_live, 7).await;
     // Removed from another device (a lost phone): its open connection ends with it.
     laptop.delete_device(phone.device_id()).await.unwrap();
     let (before, close) = closed(&mut phone_live).await;
