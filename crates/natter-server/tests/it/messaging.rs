@@ -324,32 +324,19 @@ async fn three_in_a_room(server: &TestServer) -> (Session, Session, Session, Con
     (alice, bob, carol, room)
 }
 
-/// [`three_in_a_room`] where Alice blocks Bob, with the three connected (`a`, `b`, `c`).
-struct Blocking {
-    alice: Session,
-    bob: Session,
-    carol: Session,
-    room: ConversationId,
-    a: Connection,
-    b: Connection,
-    c: Connection,
-}
-
-async fn alice_blocking_bob(server: &TestServer) -> Blocking {
+/// [`three_in_a_room`] where Alice blocks Bob, and the three connected (`a`, `b`, `c`).
+async fn alice_blocking_bob(
+    server: &TestServer,
+) -> (
+    (Session, Session, Session, ConversationId),
+    (Connection, Connection, Connection),
+) {
     let (alice, bob, carol, room) = three_in_a_room(server).await;
     alice.block(bob.user_id(), true, None).await.unwrap();
     let (a, _) = connect(&alice).await;
     let (b, _) = connect(&bob).await;
     let (c, _) = connect(&carol).await;
-    Blocking {
-        alice,
-        bob,
-        carol,
-        room,
-        a,
-        b,
-        c,
-    }
+    ((alice, bob, carol, room), (a, b, c))
 }
 
 async fn blocked_senders_do_not_reach_the_blocker(backend: Backend) {
@@ -651,15 +638,7 @@ async fn receipts_of_a_busy_room_all_reach_the_sender(backend: Backend) {
 
 async fn typing_does_not_reach_a_blocker(backend: Backend) {
     let server = server!(backend);
-    let Blocking {
-        bob,
-        carol,
-        room,
-        mut a,
-        mut b,
-        mut c,
-        ..
-    } = alice_blocking_bob(&server).await;
+    let ((_, bob, carol, room), (mut a, mut b, mut c)) = alice_blocking_bob(&server).await;
     let typist = |f: &ServerFrame| match f {
         ServerFrame::Typing { user_id, .. } => Some(*user_id),
         _ => None,
@@ -786,15 +765,7 @@ async fn a_past_member_moves_its_cursors_only_over_what_it_saw(backend: Backend)
 
 async fn receipts_leave_out_who_never_got_the_message(backend: Backend) {
     let server = server!(backend);
-    let Blocking {
-        alice,
-        bob,
-        carol,
-        room,
-        mut a,
-        mut b,
-        mut c,
-    } = alice_blocking_bob(&server).await;
+    let ((alice, bob, carol, room), (mut a, mut b, mut c)) = alice_blocking_bob(&server).await;
     send(&mut b, room, "b1", "hidden from alice").await;
     assert_eq!(message(&mut c).await.seq, 1);
     send(&mut c, room, "c1", "for everyone").await;
