@@ -191,6 +191,10 @@ impl Screen {
                 self.status = format!("a message was refused: {code}");
                 return true;
             }
+            Event::Notice(notice) => {
+                self.status = notice.to_string();
+                return true;
+            }
             Event::Typing {
                 conversation_id,
                 user_id,

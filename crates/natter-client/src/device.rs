@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use natter_crypto::{DeviceAccount, RotationPolicy, StoreKey};
+use natter_crypto::{DeviceAccount, RotationPolicy, Secrets, StoreKey};
 use natter_proto::ws::ClientFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
 
 use crate::store::{Queued, Store, StoredMessage};
+use crate::trust::Notice;
 use crate::{Client, ClientError, Session};
 
 /// What is kept behind the device's lock: the store and the Olm account. One lock keeps
@@ -16,6 +17,10 @@ use crate::{Client, ClientError, Session};
 pub(crate) struct State {
     pub(crate) store: Store,
     pub(crate) account: DeviceAccount,
+    /// The identity's private keys and the backup key, once this device is approved.
+    pub(crate) secrets: Option<Secrets>,
+    /// Notices recorded since the live connection last reported them.
+    pub(crate) fresh_notices: Vec<Notice>,
 }
 
 pub(crate) struct Inner {
@@ -83,6 +88,10 @@ impl Device {
     /// Logs in as a new device, creates its store at `path` (encrypted with `passphrase`),
     /// makes its identity keys and publishes them with one-time keys.
     ///
+    /// The account's first device also creates the user's identity and a recovery key
+    /// ([`Device::take_recovery_key`]); a later device must be approved before it can send or
+    /// be given keys ([`Device::recover`]).
+    ///
     /// # Errors
     /// A wrong password (`unauthorized`), an unreachable server, a store that already holds a
     /// login, or a store that cannot be written.
@@ -111,8 +120,9 @@ impl Device {
         store.set("user_id", &session.user_id().to_string())?;
         store.set("account", &account.pickle(&key))?;
         store.set("device_id", &session.device_id().to_string())?;
-        let device = Self::assemble(session, key, store, account);
+        let device = Self::assemble(session, key, store, account)?;
         device.publish_keys(true).await?;
+        device.join_identity().await?;
         Ok(device)
     }
 
@@ -142,20 +152,32 @@ impl Device {
             user_id,
             device_id,
         );
-        Ok(Self::assemble(session, key, store, account))
+        Self::assemble(session, key, store, account)
     }
 
-    fn assemble(session: Session, key: StoreKey, store: Store, account: DeviceAccount) -> Self {
-        Self {
+    fn assemble(
+        session: Session,
+        key: StoreKey,
+        store: Store,
+        account: DeviceAccount,
+    ) -> Result<Self, ClientError> {
+        let mut state = State {
+            store,
+            account,
+            secrets: None,
+            fresh_notices: Vec::new(),
+        };
+        state.load_secrets()?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 session,
                 key,
-                state: Mutex::new(State { store, account }),
+                state: Mutex::new(state),
                 wake: Notify::new(),
                 live: std::sync::Mutex::new(None),
                 policy: RotationPolicy::default(),
             }),
-        }
+        })
     }
 
     pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
@@ -190,14 +212,17 @@ impl Device {
     /// resent with the same id until the server acks it.
     ///
     /// # Errors
-    /// An empty text or one over 1,000 characters ([`ClientError::Crypto`]), checked before
-    /// anything is queued.
+    /// An empty text or one over 1,000 characters ([`ClientError::Crypto`]), or a device not
+    /// approved yet ([`ClientError::NotApproved`]), checked before anything is queued.
     pub async fn send_text(
         &self,
         conversation: ConversationId,
         text: &str,
     ) -> Result<String, ClientError> {
         natter_crypto::envelope::check_text(text)?;
+        if !self.is_approved().await {
+            return Err(ClientError::NotApproved);
+        }
         let client_msg_id = uuid::Uuid::now_v7().to_string();
         self.enqueue(&Queued::Send {
             conversation_id: conversation,

@@ -28,6 +28,8 @@
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
 //! - `store`: the local SQLite store.
+//! - `trust`: identities pinned and verified, devices trusted, the recovery key and the key
+//!   backup, notices.
 
 mod device;
 mod e2e;
@@ -35,6 +37,7 @@ mod error;
 mod link;
 mod session;
 mod store;
+mod trust;
 mod ws;
 
 pub use device::Device;
@@ -43,6 +46,7 @@ pub use link::{Event, SyncReport};
 pub use natter_crypto::UnableToDecrypt;
 pub use session::Session;
 pub use store::{Queued, StoredMessage};
+pub use trust::{DeviceStatus, Notice, TrustLevel};
 pub use ws::{Closed, Connection, Dedup};
 
 use std::sync::{Arc, Mutex};

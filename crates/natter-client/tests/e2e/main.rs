@@ -10,3 +10,4 @@ mod offline;
 mod privacy;
 mod reset;
 mod rooms;
+mod trust;

@@ -5,6 +5,7 @@ mod connections;
 mod conversations;
 mod gateway;
 mod health;
+mod identity;
 mod keys;
 
 use std::sync::Arc;
@@ -42,6 +43,10 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(keys::delete_device))
         .routes(routes!(keys::devices))
         .routes(routes!(keys::claim))
+        .routes(routes!(identity::publish_identity))
+        .routes(routes!(identity::sign_device))
+        .routes(routes!(identity::put_backup_item))
+        .routes(routes!(identity::backup_items, identity::delete_backup))
         .routes(routes!(connections::list))
         .routes(routes!(
             connections::get,

@@ -5,6 +5,7 @@
 
 mod dialect;
 mod group_commit;
+mod identities;
 mod messages;
 mod sql;
 mod sql_messages;
@@ -20,6 +21,7 @@ use natter_proto::{DeviceId, UserId};
 
 use crate::connections::Refusal;
 
+pub use identities::IdentityStore;
 pub use messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
     RoomCheck, SendPlan,
@@ -189,6 +191,8 @@ pub struct DeviceRecord {
     pub created_at: i64,
     /// Identity keys and their upload time, once uploaded.
     pub identity_keys: Option<(IdentityKeys, i64)>,
+    /// The device's signature by its user's self-signing key, once signed.
+    pub cross_signature: Option<String>,
 }
 
 /// What a device publishes in one upload, already validated.
@@ -258,7 +262,7 @@ pub type Transition<'a> =
 
 /// Persistence for every service. Implementations must be safe to share across tasks.
 #[async_trait]
-pub trait Store: MessageStore + Send + Sync + 'static {
+pub trait Store: MessageStore + IdentityStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
