@@ -195,6 +195,8 @@ impl Screen {
                 self.status = notice.to_string();
                 return true;
             }
+            // Approvals are run by `natter devices approve`, not from the chat screen.
+            Event::Approval(_) => {}
             Event::Typing {
                 conversation_id,
                 user_id,

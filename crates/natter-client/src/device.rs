@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     /// The live connection's frame queue, while one is open (typing indicators).
     pub(crate) live: std::sync::Mutex<Option<mpsc::UnboundedSender<ClientFrame>>>,
     pub(crate) policy: RotationPolicy,
+    /// Approvals of devices of this user in progress.
+    pub(crate) approvals: crate::approval::Flows,
 }
 
 /// A logged-in device: everything a person does, end-to-end encrypted, with a local store
@@ -176,6 +178,7 @@ impl Device {
                 wake: Notify::new(),
                 live: std::sync::Mutex::new(None),
                 policy: RotationPolicy::default(),
+                approvals: crate::approval::Flows::default(),
             }),
         })
     }

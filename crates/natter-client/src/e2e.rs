@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use natter_crypto::approval::ApprovalPayload;
 use natter_crypto::envelope::session_id_of;
 use natter_crypto::{
     DecryptedWith, InboundRoomSession, MessageEnvelope, OutboundRoomSession, PairwiseSession,
@@ -27,6 +28,10 @@ pub(crate) struct Received {
     pub(crate) resolved: Vec<StoredMessage>,
     /// Whether it opened a new Olm session, using up one of this device's one-time keys.
     pub(crate) new_session: bool,
+    /// Frames to send in answer (the next step of an approval).
+    pub(crate) replies: Vec<ClientFrame>,
+    /// What to report about an approval.
+    pub(crate) approvals: Vec<crate::ApprovalEvent>,
 }
 
 impl Device {
@@ -63,26 +68,34 @@ impl Device {
             .set("account", &state.account.pickle(&self.inner.key))
     }
 
-    /// The Curve25519 key of a device its user's identity signed: cached, else fetched; `None`
-    /// for a device that is not signed, or that this user cannot see (anymore).
+    /// The Curve25519 key of a device and whether its user's identity signed it: a signed
+    /// device from the cache, else fetched; else (for this user's own devices only) one whose
+    /// own keys are valid but not signed yet, which may take part in an approval and nothing
+    /// else. `None` for any other device, or one this user cannot see (anymore).
     async fn curve_key_of(
         &self,
         state: &mut State,
         user: UserId,
         device: DeviceId,
-    ) -> Result<Option<String>, ClientError> {
+    ) -> Result<Option<(String, bool)>, ClientError> {
         if let Some((curve, _)) = state.store.device_keys(user, device)? {
-            return Ok(Some(curve));
+            return Ok(Some((curve, true)));
         }
         // A user whose identity changed after it was verified gives no keys either.
         let devices = match self.trusted_devices(state, user).await {
             Err(ClientError::IdentityChanged(_)) => Vec::new(),
             devices => devices?,
         };
-        Ok(devices
-            .into_iter()
-            .find(|d| d.device_id == device)
-            .map(|d| d.curve25519))
+        if let Some(signed) = devices.into_iter().find(|d| d.device_id == device) {
+            return Ok(Some((signed.curve25519, true)));
+        }
+        if user != self.user_id() {
+            return Ok(None);
+        }
+        Ok(self
+            .own_device(device)
+            .await?
+            .map(|unsigned| (unsigned.curve25519, false)))
     }
 
     /// Encrypts a text for a conversation: rotates the outbound session when needed, shares
@@ -183,7 +196,7 @@ impl Device {
 
     /// The pairwise session to use with a device: the most recent one, or a new one from a
     /// claimed one-time key. `None` when the device has no keys left to claim.
-    async fn pairwise_for(
+    pub(crate) async fn pairwise_for(
         &self,
         state: &State,
         target: &VerifiedDevice,
@@ -219,7 +232,7 @@ impl Device {
         let Ok(payload) = ToDevicePayload::parse(&item.payload) else {
             return Ok(Received::default());
         };
-        let Some(curve) = self
+        let Some((curve, signed)) = self
             .curve_key_of(state, item.sender_id, item.sender_device_id)
             .await?
         else {
@@ -259,9 +272,23 @@ impl Device {
             // Making the session used up one of the account's one-time keys.
             self.save_account(state)?;
         }
+        if let Ok(payload) = serde_json::from_slice::<ApprovalPayload>(&plaintext) {
+            let mut received = self
+                .take_approval_step(state, item, payload.approval)
+                .await?;
+            received.new_session = new_session;
+            return Ok(received);
+        }
+        // Room keys only from devices their user's identity signed.
+        let resolved = if signed {
+            self.accept_share(state, item, &plaintext)?
+        } else {
+            Vec::new()
+        };
         Ok(Received {
-            resolved: self.accept_share(state, item, &plaintext)?,
+            resolved,
             new_session,
+            ..Received::default()
         })
     }
 

@@ -61,6 +61,15 @@ pub enum ClientError {
     /// The account has no backed-up identity to recover.
     #[error("this account has no key backup to recover from")]
     NoBackup,
+    /// This user has no such device with valid keys.
+    #[error("you have no device {0} with valid keys")]
+    NoSuchDevice(natter_proto::DeviceId),
+    /// No approval with this id is in progress.
+    #[error("no approval {0} is in progress")]
+    NoSuchApproval(String),
+    /// The step needs a live connection ([`crate::Device::run`]).
+    #[error("this device is not connected: it must be running live")]
+    NotLive,
     /// The identity in the backup is not the one the server shows for this account.
     #[error("the server shows another identity than the one in your key backup")]
     IdentityMismatch,

@@ -25,12 +25,14 @@
 //! Layout:
 //! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
 //! - `device`: [`Device`] and its local operations.
+//! - `approval`: approving a new device of this user by comparing a code on both screens.
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
 //! - `store`: the local SQLite store.
 //! - `trust`: identities pinned and verified, devices trusted, the recovery key and the key
 //!   backup, notices.
 
+mod approval;
 mod device;
 mod e2e;
 mod error;
@@ -40,6 +42,7 @@ mod store;
 mod trust;
 mod ws;
 
+pub use approval::ApprovalEvent;
 pub use device::Device;
 pub use error::ClientError;
 pub use link::{Event, SyncReport};

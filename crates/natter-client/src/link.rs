@@ -60,6 +60,8 @@ pub enum Event {
     /// Something to tell the person about whom their messages reach (a safety number that
     /// changed, a device left out, a new device of this account).
     Notice(crate::Notice),
+    /// A step of approving a device of this user ([`Device::approve_device`]).
+    Approval(crate::ApprovalEvent),
     /// Someone is (not) typing.
     Typing {
         /// The conversation.
@@ -321,8 +323,14 @@ impl Device {
                 let mut state = self.lock().await;
                 let received = self.receive_to_device(&mut state, &item).await?;
                 drop(state);
+                for frame in &received.replies {
+                    link.send(frame).await?;
+                }
                 for stored in received.resolved {
                     link.emit(Event::Message(stored)).await;
+                }
+                for approval in received.approvals {
+                    link.emit(Event::Approval(approval)).await;
                 }
                 link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
                     .await?;

@@ -232,7 +232,11 @@ impl Device {
     }
 
     /// Signs this device with the identity's secrets, and keeps them.
-    async fn approve_self(&self, state: &mut State, secrets: Secrets) -> Result<(), ClientError> {
+    pub(crate) async fn approve_self(
+        &self,
+        state: &mut State,
+        secrets: Secrets,
+    ) -> Result<(), ClientError> {
         let (me, device) = (self.user_id(), self.device_id());
         let keys = state.account.identity_keys(me, device);
         let signature = secrets.identity.sign_device(me, device, &keys);
@@ -304,7 +308,7 @@ impl Device {
 
     /// Takes in the backup's room keys and verifications; returns the stored messages that
     /// became readable.
-    fn restore(
+    pub(crate) fn restore(
         &self,
         state: &mut State,
         items: &[BackupItem],
@@ -398,6 +402,14 @@ impl Device {
                 .await?;
         }
         state.store.set(BACKUP_DUE, "[]")
+    }
+
+    /// The master key of this user's identity as pinned here (at login, or when approved).
+    pub(crate) fn pinned_own_master(&self, state: &State) -> Result<Option<String>, ClientError> {
+        Ok(state
+            .pins()?
+            .remove(&self.user_id())
+            .map(|pin| pin.master_key))
     }
 
     /// Takes in the verifications this user's other devices made (from the backup).

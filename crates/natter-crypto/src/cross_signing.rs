@@ -61,8 +61,18 @@ impl IdentitySecrets {
     /// Vouches for one of the user's devices: the signature to store with
     /// `PUT /v1/devices/{id}/signature`.
     pub fn sign_device(&self, user: UserId, device: DeviceId, keys: &IdentityKeys) -> String {
-        let message =
-            CrossSigningKeys::device_message(user, device, &keys.curve25519, &keys.ed25519);
+        self.sign_device_keys(user, device, &keys.curve25519, &keys.ed25519)
+    }
+
+    /// [`IdentitySecrets::sign_device`] for a device's keys given one by one.
+    pub fn sign_device_keys(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        curve25519: &str,
+        ed25519: &str,
+    ) -> String {
+        let message = CrossSigningKeys::device_message(user, device, curve25519, ed25519);
         self.self_signing.sign(message.as_bytes()).to_base64()
     }
 

@@ -9,6 +9,7 @@
 //! - [`seal`]: [`SealKey`], sealing any value at rest (XChaCha20-Poly1305), subkeys and blind
 //!   indexes.
 //! - [`account`]: a device's Olm account: identity keys, one-time and fallback keys.
+//! - [`approval`]: approving a new device of one's own by comparing a code on both screens.
 //! - [`backup`]: the key backup's items, the recovery key and the backup key.
 //! - [`cross_signing`]: a user's identity (master and self-signing keys) and which of the
 //!   user's devices it vouches for.
@@ -20,6 +21,7 @@
 //! - [`error`]: [`CryptoError`] and [`UnableToDecrypt`].
 
 pub mod account;
+pub mod approval;
 pub mod backup;
 pub mod cross_signing;
 pub mod envelope;

@@ -3,11 +3,13 @@
 //! a changed identity is told (and refused for a verified user), and a new device of one's own
 //! reads nothing until approved with the recovery key, then reads the history.
 
-use natter_client::{ClientError, Device, Notice, TrustLevel, UnableToDecrypt};
+use natter_client::{
+    ApprovalEvent, ClientError, Device, Event, Notice, TrustLevel, UnableToDecrypt,
+};
 use natter_crypto::{IdentitySecrets, RecoveryKey};
 use natter_proto::ConversationId;
 
-use crate::helpers::{TestServer, texts};
+use crate::helpers::{TestServer, live, next_event, texts};
 
 /// The operator's hand on the server's SQLite database.
 fn database(server: &TestServer) -> rusqlite::Connection {
@@ -369,4 +371,73 @@ async fn a_verification_reaches_the_users_other_approved_devices() {
         phone.trust_level(bob.user_id()).await.unwrap(),
         TrustLevel::Verified
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_device_approves_a_new_one_when_both_screens_show_the_same_code() {
+    let server = TestServer::start().await;
+    let (alice, _bob, direct) = server.alice_and_bob().await;
+    alice.send_text(direct, "before the phone").await.unwrap();
+    alice.sync().await.unwrap();
+    let phone = server.unapproved_device("alice", "phone").await;
+    // An unapproved device cannot approve anyone.
+    assert!(matches!(
+        phone.approve_device(alice.device_id()).await,
+        Err(ClientError::NotApproved)
+    ));
+
+    let (mut laptop_events, stop_laptop, laptop_task) = live(&alice);
+    let (mut phone_events, stop_phone, phone_task) = live(&phone);
+    for events in [&mut laptop_events, &mut phone_events] {
+        next_event(events, |e| (e == Event::Synced).then_some(())).await;
+    }
+    let flow = alice.approve_device(phone.device_id()).await.unwrap();
+    let requested = next_event(&mut phone_events, |e| match e {
+        Event::Approval(ApprovalEvent::Requested { flow_id, device_id }) => {
+            Some((flow_id, device_id))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(requested, (flow.clone(), alice.device_id()));
+    let code = |events| async move {
+        next_event(events, |e| match e {
+            Event::Approval(ApprovalEvent::Code { code, .. }) => Some(code),
+            _ => None,
+        })
+        .await
+    };
+    let on_laptop = code(&mut laptop_events).await;
+    let on_phone = code(&mut phone_events).await;
+    assert_eq!(on_laptop, on_phone);
+    assert!(
+        !phone.is_approved().await,
+        "nothing is approved before both confirm"
+    );
+
+    alice.confirm_approval(&flow).await.unwrap();
+    phone.confirm_approval(&flow).await.unwrap();
+    for events in [&mut laptop_events, &mut phone_events] {
+        next_event(events, |e| {
+            matches!(e, Event::Approval(ApprovalEvent::Done { .. })).then_some(())
+        })
+        .await;
+    }
+    assert!(phone.is_approved().await);
+    assert!(
+        alice
+            .device_list(alice.user_id())
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.signed)
+    );
+    assert_eq!(
+        readable(&phone, direct).await,
+        [Ok("before the phone".to_owned())]
+    );
+    for (stop, task) in [(stop_laptop, laptop_task), (stop_phone, phone_task)] {
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
 }
