@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, Notice, StoredMessage, TrustLevel};
+use natter_client::{ApprovalEvent, Client, Device, Event, Notice, StoredMessage, TrustLevel};
 use natter_proto::conversations::ConversationKind;
-use natter_proto::{ConversationId, UserId};
+use natter_proto::{ConversationId, DeviceId, UserId};
 use serde_json::{Value, json};
 
 use crate::home::Home;
@@ -87,6 +87,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 json!({ "approved": true, "readable": readable.len() }),
             );
+        }
+        Command::Approve { device: target } => {
+            let device = open(&home).await?;
+            approve(&device, &out, target).await?;
         }
         Command::Notices => {
             let device = open(&home).await?;
@@ -281,6 +285,77 @@ fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
         bail!("no {what} given (set {var} or type it)");
     }
     Ok(value)
+}
+
+/// How long `natter approve` waits for the other device.
+const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs one approval live: on the approved device (`target` given) it starts one; on the new
+/// device it waits for one. Either way it shows the code and asks whether both screens show it.
+async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow::Result<()> {
+    let (events_in, mut events) = tokio::sync::mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = device.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .run(events_in, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let outcome = tokio::time::timeout(APPROVAL_PATIENCE, async {
+        let mut next = async || events.recv().await.context("the connection ended");
+        while next().await? != Event::Synced {}
+        let mut flow = match target {
+            Some(target) => {
+                let flow = device.approve_device(target).await?;
+                eprintln!("waiting for the new device (run `natter approve` on it)...");
+                Some(flow)
+            }
+            None => {
+                eprintln!(
+                    "waiting for an approved device of yours: run `natter approve {}` on it...",
+                    device.device_id()
+                );
+                None
+            }
+        };
+        loop {
+            let Event::Approval(event) = next().await? else {
+                continue;
+            };
+            match event {
+                ApprovalEvent::Requested { flow_id, .. } if flow.is_none() => flow = Some(flow_id),
+                ApprovalEvent::Code { flow_id, code, .. } if flow.as_ref() == Some(&flow_id) => {
+                    eprintln!("code: {code}");
+                    let answer = secret_line(
+                        "NATTER_APPROVAL_CONFIRM",
+                        "do both screens show this code? (yes/no)",
+                    )?;
+                    if !answer.trim().eq_ignore_ascii_case("yes") {
+                        bail!("not confirmed: nothing was approved");
+                    }
+                    device.confirm_approval(&flow_id).await?;
+                }
+                ApprovalEvent::Done { flow_id, device_id } if flow.as_ref() == Some(&flow_id) => {
+                    return Ok(device_id);
+                }
+                ApprovalEvent::Cancelled { flow_id, reason } if flow.as_ref() == Some(&flow_id) => {
+                    bail!("the approval failed: {reason}");
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = task.await;
+    let other = outcome.context("gave up waiting for the other device")??;
+    out.show(
+        format!("approved (with device {other})"),
+        json!({ "approved": true, "device_id": other }),
+    );
+    Ok(())
 }
 
 /// Prints the notices recorded since the last command, on standard error (as warnings).

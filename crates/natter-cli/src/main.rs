@@ -109,6 +109,13 @@ pub enum Command {
         #[arg(long)]
         confirm: bool,
     },
+    /// Approve a new device of yours by comparing a code on both screens: run
+    /// `natter approve <its id>` on an approved device and `natter approve` on the new one at
+    /// the same time, check the codes match, and confirm on both.
+    Approve {
+        /// The new device (on the approved one); none on the new device itself, which waits.
+        device: Option<natter_proto::DeviceId>,
+    },
     /// Approve this device with the recovery key shown at your first login (read from
     /// NATTER_RECOVERY_KEY or standard input): it can then send, and reads earlier messages.
     Recover,
