@@ -11,6 +11,7 @@ mod connections;
 mod delivery;
 mod errors;
 mod failover;
+mod identity;
 mod keys;
 mod messaging;
 mod metrics;
