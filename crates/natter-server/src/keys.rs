@@ -132,6 +132,7 @@ pub async fn put_backup_item(
             "a backup item's name has 1 to {BACKUP_NAME_MAX} printable ASCII characters"
         )));
     }
+    crate::messages::check_no_nul("data", &item.data)?;
     if item.data.len() > BACKUP_ITEM_MAX {
         return Err(ServiceError::Invalid(format!(
             "a backup item holds at most {BACKUP_ITEM_MAX} bytes"

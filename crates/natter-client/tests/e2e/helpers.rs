@@ -53,6 +53,33 @@ impl TestServer {
         server
     }
 
+    /// Runs `sql` on the server's database directly, as its operator could, and returns the
+    /// first column of the first row it selects (if any), as text.
+    pub fn operator_sql(&self, sql: &str) -> Option<String> {
+        match &self.database {
+            Some(DatabaseUrl::Postgres(url)) => {
+                let output = std::process::Command::new("psql")
+                    .args([url.0.as_str(), "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql])
+                    .output()
+                    .expect("running psql");
+                assert!(output.status.success(), "psql failed: {sql}");
+                let text = String::from_utf8(output.stdout).expect("psql prints text");
+                text.lines().next().map(str::to_owned)
+            }
+            _ => {
+                let db = rusqlite::Connection::open(self.dir.path().join("server/natter.db"))
+                    .expect("opening the server's database");
+                db.busy_timeout(Duration::from_secs(10))
+                    .expect("a busy timeout");
+                let mut statement = db.prepare(sql).expect("a valid statement");
+                let mut rows = statement.query([]).expect("running the statement");
+                rows.next()
+                    .expect("reading a row")
+                    .map(|row| row.get::<_, String>(0).expect("a text column"))
+            }
+        }
+    }
+
     /// The server's database file and its journal files.
     pub fn database_files(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.dir.path().join("server"))

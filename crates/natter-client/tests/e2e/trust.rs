@@ -11,15 +11,6 @@ use natter_proto::ConversationId;
 
 use crate::helpers::{TestServer, live, next_event, texts};
 
-/// The operator's hand on the server's SQLite database.
-fn database(server: &TestServer) -> rusqlite::Connection {
-    let db = rusqlite::Connection::open(server.dir.path().join("server/natter.db"))
-        .expect("opening the server's database");
-    db.busy_timeout(std::time::Duration::from_secs(10))
-        .expect("a busy timeout");
-    db
-}
-
 /// The operator logs a device in to `username`'s account without its password: it swaps the
 /// password hash for one it knows (a throwaway account's), logs in, and puts the hash back.
 async fn operator_logs_in(server: &TestServer, username: &str, name: &str) -> Device {
@@ -28,22 +19,18 @@ async fn operator_logs_in(server: &TestServer, username: &str, name: &str) -> De
         .register("operator", "operator-password", None)
         .await
         .unwrap();
-    let db = database(server);
-    let hash = |user: &str| -> String {
-        db.query_row(
-            "SELECT password_hash FROM users WHERE username = ?1",
-            [user],
-            |r| r.get(0),
-        )
-        .unwrap()
+    let hash = |user: &str| {
+        server
+            .operator_sql(&format!(
+                "SELECT password_hash FROM users WHERE username = '{user}'"
+            ))
+            .expect("the user's password hash")
     };
     let (real, known) = (hash(username), hash("operator"));
     let set = |value: &str| {
-        db.execute(
-            "UPDATE users SET password_hash = ?1 WHERE username = ?2",
-            [value, username],
-        )
-        .unwrap()
+        server.operator_sql(&format!(
+            "UPDATE users SET password_hash = '{value}' WHERE username = '{username}'"
+        ))
     };
     set(&known);
     let ghost = Device::login(
@@ -76,24 +63,47 @@ async fn operator_replaces_identity(server: &TestServer, victim: &Device, ghost:
         .expect("the ghost published keys")
         .keys;
     let signature = secrets.sign_device(user, ghost.device_id(), &keys);
-    let db = database(server);
-    db.execute(
-        "UPDATE identities SET master_key = ?1, self_signing_key = ?2, signature = ?3 \
-         WHERE user_id = ?4",
-        [
-            &public.master_key,
-            &public.self_signing_key,
-            &public.signature,
-            &user.to_string(),
-        ],
-    )
-    .unwrap();
-    db.execute(
-        "UPDATE devices SET cross_signature = ?1 WHERE id = ?2",
-        [signature, ghost.device_id().to_string()],
-    )
-    .unwrap();
+    server.operator_sql(&format!(
+        "UPDATE identities SET master_key = '{}', self_signing_key = '{}', signature = '{}' \
+         WHERE user_id = '{user}'",
+        public.master_key, public.self_signing_key, public.signature
+    ));
+    server.operator_sql(&format!(
+        "UPDATE devices SET cross_signature = '{signature}' WHERE id = '{}'",
+        ghost.device_id()
+    ));
 }
+
+/// Runs an operator test on SQLite and, where PostgreSQL is configured, on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(crate::helpers::TestServer::start().await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(database) = natter_test_support::ScratchPostgres::create().await else {
+                        return;
+                    };
+                    let url = natter_server::config::DatabaseUrl::Postgres(
+                        natter_server::config::Secret(database.url.clone()),
+                    );
+                    super::$name(crate::helpers::TestServer::start_on(Some(url)).await).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    a_ghost_device_the_operator_adds_gets_no_keys_and_both_users_are_told,
+    a_replaced_identity_is_told_and_for_a_verified_user_nothing_is_sent,
+    an_unverified_users_replaced_identity_is_told,
+);
 
 /// Every message of a conversation the server has, as `device` can read it.
 async fn readable(
@@ -109,9 +119,7 @@ async fn readable(
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ghost_device_the_operator_adds_gets_no_keys_and_both_users_are_told() {
-    let server = TestServer::start().await;
+async fn a_ghost_device_the_operator_adds_gets_no_keys_and_both_users_are_told(server: TestServer) {
     let (alice, bob, direct) = server.alice_and_bob().await;
     alice.send_text(direct, "before the ghost").await.unwrap();
     alice.sync().await.unwrap();
@@ -159,9 +167,7 @@ async fn a_ghost_device_the_operator_adds_gets_no_keys_and_both_users_are_told()
     assert!(bob.take_new_notices().await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaced_identity_is_told_and_for_a_verified_user_nothing_is_sent() {
-    let server = TestServer::start().await;
+async fn a_replaced_identity_is_told_and_for_a_verified_user_nothing_is_sent(server: TestServer) {
     let (alice, bob, direct) = server.alice_and_bob().await;
     let number = alice.safety_number(bob.user_id()).await.unwrap();
     assert_eq!(number, bob.safety_number(alice.user_id()).await.unwrap());
@@ -221,9 +227,7 @@ async fn a_replaced_identity_is_told_and_for_a_verified_user_nothing_is_sent() {
     assert_eq!(alice.sync().await.unwrap().sent, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unverified_users_replaced_identity_is_told() {
-    let server = TestServer::start().await;
+async fn an_unverified_users_replaced_identity_is_told(server: TestServer) {
     let (alice, bob, direct) = server.alice_and_bob().await;
     alice.send_text(direct, "first").await.unwrap();
     alice.sync().await.unwrap();

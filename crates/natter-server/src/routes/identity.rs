@@ -62,7 +62,7 @@ pub async fn sign_device(
     params(("name" = String, Path, description = "1 to 128 printable ASCII characters")),
     request_body = PutBackupItemRequest,
     responses((status = 204, description = "stored"),
-              (status = 400, description = "a bad name or data over 16 KiB", body = Problem),
+              (status = 400, description = "a bad name, data over 16 KiB or with U+0000", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
               (status = 409, description = "the backup holds the most items already", body = Problem)))]
 pub async fn put_backup_item(
@@ -93,7 +93,7 @@ pub struct BackupPage {
 #[utoipa::path(get, path = "/v1/me/backup", tag = "keys", security(("bearer" = [])),
     params(BackupPage),
     responses((status = 200, description = "the items after `after`", body = BackupItemsResponse),
-              (status = 400, description = "a limit out of range", body = Problem),
+              (status = 400, description = "a limit out of range, or U+0000 in after", body = Problem),
               (status = 401, description = "no valid token", body = Problem)))]
 pub async fn backup_items(
     State(state): State<AppState>,
@@ -105,9 +105,11 @@ pub async fn backup_items(
     if !(1..=max).contains(&limit) {
         return Err(ServiceError::Invalid(format!("limit must be 1 to {PAGE_MAX}")).into());
     }
+    let after = page.after.unwrap_or_default();
+    crate::messages::check_no_nul("after", &after)?;
     let items = state
         .store
-        .backup_items(auth.user_id, page.after.as_deref().unwrap_or(""), limit)
+        .backup_items(auth.user_id, &after, limit)
         .await?;
     Ok(Json(BackupItemsResponse { items }))
 }

@@ -121,6 +121,12 @@ macro_rules! sql_identities {
             ) -> Result<(), StoreError> {
                 timed("put_backup_item", async move {
                     let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+                    // Concurrent additions of one user take turns, so none passes the bound.
+                    sqlx::query(LOCK_USER)
+                        .bind(user.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     // Replacing an item is always allowed; adding one only below the bound.
                     let done = sqlx::query(
                         "INSERT INTO backup_items (user_id, name, data, updated_at) \
@@ -135,11 +141,12 @@ macro_rules! sql_identities {
                     .bind(&item.data)
                     .bind(now)
                     .bind(BACKUP_ITEMS_MAX)
-                    .execute(&*writer)
+                    .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::Conflict("backup item count"));
                     }
+                    tx.commit().await?;
                     Ok(())
                 })
                 .await
@@ -184,5 +191,14 @@ macro_rules! sql_identities {
     };
 }
 
-sql_identities!(SqliteStore, sqlx::Sqlite);
-sql_identities!(PgStore, sqlx::Postgres);
+mod sqlite_impl {
+    use super::super::dialect::sqlite::{BEGIN_WRITE, LOCK_USER};
+    use super::*;
+    sql_identities!(SqliteStore, sqlx::Sqlite);
+}
+
+mod postgres_impl {
+    use super::super::dialect::postgres::{BEGIN_WRITE, LOCK_USER};
+    use super::*;
+    sql_identities!(PgStore, sqlx::Postgres);
+}

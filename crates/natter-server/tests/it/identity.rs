@@ -31,45 +31,9 @@ backend_tests!(
     deleting_the_backup_removes_every_item,
     backup_holds_at_most_the_bound,
     openapi_lists_identity_and_backup_paths,
+    concurrent_items_do_not_pass_the_bound,
+    text_postgresql_cannot_store_is_refused,
 );
-
-// Two tests that show server bugs, one test per backend written out by hand (as
-// `backend_tests!` would) so that only a backend where one fails is ignored, with what fails.
-
-mod concurrent_items_do_not_pass_the_bound {
-    use crate::helpers::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::concurrent_items_do_not_pass_the_bound(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "server bug: on PostgreSQL, store/identities.rs put_backup_item checks the count \
-                with no lock (READ COMMITTED, concurrent writers), so concurrent PUTs of new \
-                names pass the 100,000-item bound"]
-    async fn postgres() {
-        super::concurrent_items_do_not_pass_the_bound(Backend::Postgres).await;
-    }
-}
-
-mod text_postgresql_cannot_store_is_refused {
-    use crate::helpers::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "server bug: keys.rs put_backup_item does not refuse U+0000 in data (SQLite \
-                stores it: 204, where messages get 400)"]
-    async fn sqlite() {
-        super::text_postgresql_cannot_store_is_refused(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "server bug: U+0000 in backup data or in GET /v1/me/backup's `after` reaches \
-                PostgreSQL, which cannot take it: 500"]
-    async fn postgres() {
-        super::text_postgresql_cannot_store_is_refused(Backend::Postgres).await;
-    }
-}
 
 fn key(seed: u8) -> String {
     STANDARD_NO_PAD.encode([seed; 32])
