@@ -113,6 +113,12 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Au
                 "the first frame must be {\"type\":\"auth\",\"token\":...} (or send an Authorization header)",
             )),
         },
+        Ok(Some(Err(error))) => {
+            if let Some((code, reason)) = close_for(&error) {
+                let _ = socket.send(close_frame(code, reason)).await;
+            }
+            return None;
+        }
         Ok(_) => return None,
         Err(_) => Err(refused("no auth frame within 10 seconds")),
     };
@@ -134,14 +140,17 @@ fn drain_delay(window: Duration) -> Duration {
     window.mul_f64(rand::random::<f64>())
 }
 
-/// Whether a receive failed on a frame over the hard size limit (rather than the connection).
-fn too_big(error: &axum::Error) -> bool {
+/// The close a failed receive calls for when it failed on a bad frame rather than on the
+/// connection: a frame over the hard size limit (1009), a text frame that is not UTF-8 (1007,
+/// as RFC 6455 asks). `None` for a broken connection, which gets no close frame.
+fn close_for(error: &axum::Error) -> Option<(u16, &'static str)> {
     let inner: &(dyn std::error::Error + 'static) = error;
-    std::iter::successors(Some(inner), |e| e.source()).any(|e| {
-        matches!(
-            e.downcast_ref::<tungstenite::Error>(),
-            Some(tungstenite::Error::Capacity(_))
-        )
+    std::iter::successors(Some(inner), |e| e.source()).find_map(|e| {
+        match e.downcast_ref::<tungstenite::Error>()? {
+            tungstenite::Error::Capacity(_) => Some((close::TOO_BIG, "frame too large")),
+            tungstenite::Error::Utf8(_) => Some((close::INVALID_DATA, "text frame is not UTF-8")),
+            _ => None,
+        }
     })
 }
 
@@ -349,12 +358,14 @@ impl Session {
                         last_received = tokio::time::Instant::now();
                         Box::pin(self.on_message(message)).await
                     }
-                    Some(Err(error)) if too_big(&error) => {
-                        // Best effort: the unread rest of the frame may reset the connection first.
-                        Box::pin(self.close(close::TOO_BIG, "frame too large")).await;
-                        return "frame too large";
-                    }
-                    Some(Err(_)) => return "connection error",
+                    Some(Err(error)) => match close_for(&error) {
+                        Some((code, reason)) => {
+                            // Best effort: the unread rest of the frame may reset the connection first.
+                            Box::pin(self.close(code, reason)).await;
+                            return reason;
+                        }
+                        None => return "connection error",
+                    },
                     None => return "client closed",
                 },
                 Some(event) = self.registration.events.recv() => Box::pin(self.on_event(&event)).await,
