@@ -11,7 +11,7 @@
 //!   request and response plumbing;
 //! - [`presence`]: who is online;
 //! - [`ratelimit`]: abuse controls; [`observe`]: metrics; [`admin`]: the admin listener;
-//! - [`config`], [`telemetry`], [`state`]: process setup.
+//! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
 
 pub mod accounts;
 pub mod admin;
@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod conversations;
+pub mod datafiles;
 pub mod error;
 pub mod extract;
 pub mod fanout;
@@ -54,18 +55,15 @@ use crate::ratelimit::RateLimits;
 use crate::state::{AppState, Services};
 use crate::store::{PgStore, SqliteStore, Store};
 
-/// Opens the configured store, creating an embedded database's directory if needed; a
-/// PostgreSQL pool holds up to `pool` connections.
+/// Opens the configured store, creating an embedded database's directory and file (private to
+/// natterd's user) if needed; a PostgreSQL pool holds up to `pool` connections.
 ///
 /// # Errors
 /// The database cannot be opened or migrated.
 pub async fn open_store(database: &DatabaseUrl, pool: u32) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match database {
         DatabaseUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
+            datafiles::prepare(path)?;
             Arc::new(SqliteStore::open(path).await?)
         }
         DatabaseUrl::Postgres(url) => Arc::new(PgStore::open(&url.0, pool).await?),

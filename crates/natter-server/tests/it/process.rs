@@ -185,6 +185,19 @@ impl Drop for Natterd {
 
 #[tokio::test]
 async fn natterd_starts_on_its_embedded_default_and_stops_on_sigterm() {
+    starts_on_its_embedded_default_and_drains_on("TERM").await;
+}
+
+/// A hang-up (the terminal closing) drains and stops natterd like SIGTERM, not kills it.
+#[tokio::test]
+async fn natterd_drains_and_stops_on_sighup() {
+    starts_on_its_embedded_default_and_drains_on("HUP").await;
+}
+
+/// natterd with no flags keeps a private database in ./natter-data/, and `signal` drains it
+/// (connected clients are told to reconnect) and stops it cleanly.
+async fn starts_on_its_embedded_default_and_drains_on(signal: &str) {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let mut natterd = Natterd::start(dir.path(), None, &[]).await;
     natterd
@@ -198,15 +211,33 @@ async fn natterd_starts_on_its_embedded_default_and_stops_on_sigterm() {
         .await
         .unwrap();
     let (mut connection, _) = connect(&alice).await;
+    let data = dir.path().join("natter-data");
     assert!(
-        dir.path().join("natter-data/natter.db").exists(),
+        data.join("natter.db").exists(),
         "the embedded database lives in ./natter-data/"
     );
-    let (status, log) = natterd.signal("TERM").await;
+    // Private to natterd's user: the directory, the database, its WAL and shared memory.
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "natter-data/");
+    for file in ["natter.db", "natter.db-wal", "natter.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let (status, log) = natterd.signal(signal).await;
     // Connected clients were told to reconnect elsewhere; the process exited cleanly.
-    assert!(next(&mut connection).await.is_err());
-    assert!(status.success(), "natterd exits 0 on SIGTERM: {status:?}");
-    assert!(log.contains("SIGTERM"), "{log}");
+    match next(&mut connection).await {
+        Err(natter_client::ClientError::Closed(closed)) => assert_eq!(closed.code, Some(1012)),
+        other => panic!("expected the draining close (1012), got {other:?}"),
+    }
+    assert!(
+        status.success(),
+        "natterd exits 0 on SIG{signal}: {status:?}"
+    );
+    assert!(
+        log.contains(&format!("SIG{signal}: shutting down")),
+        "{log}"
+    );
+    assert!(log.contains("drained"), "{log}");
     for secret in ["password123", alice.token()] {
         assert!(!log.contains(secret), "secrets never reach the log");
     }
