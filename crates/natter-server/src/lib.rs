@@ -86,7 +86,18 @@ pub async fn run(
         config.argon2_memory_kib,
         config.argon2_iterations,
     )?);
+    // Held until natterd exits: no second process serves the same SQLite file.
+    let _lock = match &config.database {
+        DatabaseUrl::Sqlite(path) => Some(datafiles::lock(path)?),
+        DatabaseUrl::Postgres(_) => None,
+    };
     let store = open_store(&config.database, config.database_pool).await?;
+    // A store that opens but cannot write (a read-only file or mount, a read-only PostgreSQL)
+    // would answer every write with an error: refuse to start instead.
+    store
+        .write_probe()
+        .await
+        .context("the store cannot be written: is the database (its file, directory, mount or PostgreSQL server) read-only?")?;
     let registry = Arc::new(Registry::default());
     let address = listener
         .local_addr()

@@ -261,6 +261,8 @@ pub type Transition<'a> =
 pub trait Store: MessageStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Checks the database takes writes (it makes a table in a transaction it rolls back).
+    async fn write_probe(&self) -> Result<(), StoreError>;
 
     /// Adds a user. `Conflict` if the username (in any case) is taken.
     async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError>;

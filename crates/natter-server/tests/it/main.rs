@@ -12,6 +12,7 @@ mod delivery;
 mod errors;
 mod failover;
 mod keys;
+mod lifecycle;
 mod messaging;
 mod metrics;
 mod outage;

@@ -103,6 +103,29 @@ impl Natterd {
         panic!("natterd did not come up within 30 s");
     }
 
+    /// Runs natterd (as [`Natterd::start`] would) where it must refuse to start: its exit
+    /// status and its whole output.
+    pub(crate) async fn refused(
+        dir: &std::path::Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> (std::process::ExitStatus, String) {
+        let mut command = command(free_port(), free_port(), dir, database_url, extra);
+        let mut child = command.spawn().expect("starting natterd");
+        let log = read_output(&mut child);
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, log.join().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        panic!(
+            "natterd kept running where it must refuse to start:\n{}",
+            log.join().unwrap()
+        );
+    }
+
     /// Sends a signal (`TERM`, `KILL`), waits for the exit, and returns it with the whole log.
     pub(crate) async fn signal(&mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
