@@ -82,6 +82,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     observe::handle();
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let public_url = public_url(&config, address)?;
     let passwords = Arc::new(Passwords::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
@@ -99,11 +103,7 @@ pub async fn run(
         .await
         .context("the store cannot be written: is the database (its file, directory, mount or PostgreSQL server) read-only?")?;
     let registry = Arc::new(Registry::default());
-    let address = listener
-        .local_addr()
-        .context("reading the listener's address")?;
-    let ws_url = config
-        .public_url
+    let ws_url = public_url
         .clone()
         .unwrap_or_else(|| format!("ws://{address}/v1/ws"));
     let assigner = Arc::new(Assigner::new(ws_url.clone()));
@@ -159,6 +159,7 @@ pub async fn run(
         limits,
         registry,
         gateway: config.gateway,
+        ws_url_from_host: public_url.is_none(),
         shutdown: shutdown_rx,
     });
     tracing::info!(%address, "natterd listening");
@@ -198,6 +199,26 @@ pub async fn run(
     metrics::gauge!("natter_up").set(0.0);
     tracing::info!("natterd stopped");
     Ok(())
+}
+
+/// The WebSocket URL the host assigner hands out for this node: `--public-url`, else
+/// `ws://<listen>/v1/ws`. A node listening on every interface (`0.0.0.0`, `::`) has no such
+/// address: alone, it names itself by each request's `Host` header (`None` here); in a cluster,
+/// where other nodes hand its URL out, it must be told.
+///
+/// # Errors
+/// A cluster node listens on every interface without `--public-url`.
+fn public_url(config: &Config, address: std::net::SocketAddr) -> anyhow::Result<Option<String>> {
+    match &config.public_url {
+        Some(url) => Ok(Some(url.clone())),
+        None if !address.ip().is_unspecified() => Ok(Some(format!("ws://{address}/v1/ws"))),
+        None if config.redis_url.is_some() => anyhow::bail!(
+            "--listen {address} names every interface, not an address clients can reach: in a \
+             cluster set --public-url (NATTER_PUBLIC_URL) to the WebSocket URL clients use for \
+             this node, such as ws://node1.example.com:8080/v1/ws"
+        ),
+        None => Ok(None),
+    }
 }
 
 /// What a stopping node waits for before it exits.

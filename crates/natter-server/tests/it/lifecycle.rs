@@ -1,11 +1,12 @@
 //! The real `natterd` at the edges of its life: what it refuses to start on (a SQLite file
-//! another natterd serves, a read-only store) and what its readiness says when the store stops
-//! taking writes. (How it stops, and its data files' modes: `process.rs`.)
+//! another natterd serves, a read-only store, a cluster node with no address to hand out),
+//! what its readiness says when the store stops taking writes, and how it names itself when
+//! listening on every interface. (How it stops, and its data files' modes: `process.rs`.)
 
 use std::path::Path;
 
-use crate::helpers::{Backend, TestDatabase, TestServer, backend_tests};
-use crate::process::Natterd;
+use crate::helpers::{Backend, TestDatabase, TestServer, backend_tests, cluster_name};
+use crate::process::{Natterd, free_port};
 
 backend_tests!(a_read_only_store_is_refused_at_start);
 
@@ -133,4 +134,52 @@ async fn readiness_says_whether_the_store_takes_writes() {
             status == 200 && body["store"] == "ok"
         })
         .await;
+}
+
+#[tokio::test]
+async fn listening_on_every_interface_names_the_node_by_the_host_it_was_asked_by() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let natterd = Natterd::start_on(port, dir.path(), None, &["--listen", &listen]).await;
+    let gateway = |host: &str| {
+        reqwest::Client::new()
+            .get(format!("{}/v1/gateway", natterd.url))
+            .header("host", host)
+            .send()
+    };
+    for host in [format!("127.0.0.1:{port}"), "chat.example.com:8443".into()] {
+        let answer: natter_proto::gateway::GatewayResponse =
+            gateway(&host).await.unwrap().json().await.unwrap();
+        let expected = format!("ws://{host}/v1/ws");
+        assert_eq!(answer.url, expected);
+        assert_eq!(answer.nodes, [expected]);
+    }
+    // Never the unspecified address; a Host that names no server is a 400 problem.
+    let refused = gateway("user@evil.example").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.headers()["content-type"],
+        natter_proto::problem::CONTENT_TYPE
+    );
+    // A cluster node's URL is handed out by the other nodes: it must be told it.
+    let cluster = cluster_name();
+    let (status, log) = Natterd::refused(
+        dir.path(),
+        None,
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--cluster-name",
+            &cluster,
+        ],
+    )
+    .await;
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        log.contains("--public-url"),
+        "the refusal says what to set: {log}"
+    );
 }
