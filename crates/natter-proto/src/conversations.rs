@@ -110,6 +110,17 @@ pub struct MessagesResponse {
     pub messages: Vec<Message>,
 }
 
+/// `GET /v1/messages/undelivered`: a page of what a sync would send this device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UndeliveredResponse {
+    /// The messages, by conversation and oldest first in each.
+    pub messages: Vec<Message>,
+    /// Pass as `after` for the next page; absent when there are no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// `GET /v1/conversations/{id}/messages/{seq}/receipts`: how far one message got.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
