@@ -10,7 +10,8 @@
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
 //! - [`presence`]: who is online;
-//! - [`ratelimit`]: abuse controls; [`observe`]: metrics; [`admin`]: the admin listener;
+//! - [`ratelimit`]: abuse controls; [`observe`], [`process_metrics`]: metrics; [`admin`]: the
+//!   admin listener;
 //! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
 
 pub mod accounts;
@@ -30,6 +31,7 @@ pub mod member_lists;
 pub mod messages;
 pub mod observe;
 pub mod presence;
+pub mod process_metrics;
 pub mod ratelimit;
 pub mod receipts;
 pub mod routes;

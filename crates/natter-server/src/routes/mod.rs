@@ -98,11 +98,7 @@ async fn record_request(request: Request, next: middleware::Next) -> axum::respo
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let status = match response.status().as_u16() {
-        100..=399 => "ok",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
+    let status = crate::observe::status_class(response.status().as_u16());
     metrics::counter!("natter_http_requests_total", "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("natter_http_request_seconds", "route" => route)
@@ -114,6 +110,11 @@ async fn record_request(request: Request, next: middleware::Next) -> axum::respo
 pub fn app(state: AppState) -> Router {
     let (router, mut document) = api();
     document.paths.paths.sort_keys();
+    crate::observe::register_routes(document.paths.paths.keys().map(String::as_str).chain([
+        "/v1/ws",
+        "/v1/openapi.json",
+        "unmatched",
+    ]));
     let document = Arc::new(document);
     router
         // The WebSocket protocol is described in docs/protocol.md, not in OpenAPI.
