@@ -40,7 +40,14 @@ pub struct CreateDirectRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRoomRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters (leading and trailing spaces are trimmed), no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: String,
     /// The first members besides the caller; each must be the caller's connection.
     pub members: Vec<UserId>,

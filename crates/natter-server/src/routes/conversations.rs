@@ -68,7 +68,7 @@ pub async fn create_room(
 }
 
 /// The caller's conversations with unread counts, most recently active first.
-#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", operation_id = "list_conversations", security(("bearer" = [])),
     responses((status = 200, body = ConversationsResponse), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ pub async fn list(
 }
 
 /// A conversation and its members.
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "get_conversation", security(("bearer" = [])),
     params(("id" = ConversationId, Path)),
     responses((status = 200, body = ConversationDetails), (status = 401, body = Problem),
               (status = 404, description = "no such conversation, or not a member", body = Problem)))]

@@ -3,6 +3,7 @@
 mod accounts;
 mod connections;
 mod conversations;
+mod document;
 mod gateway;
 mod health;
 mod keys;
@@ -26,7 +27,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The REST API's routes and their OpenAPI description, generated from the handlers.
 fn api() -> (Router<AppState>, OpenApi) {
-    OpenApiRouter::with_openapi(base_document())
+    let (router, mut document) = OpenApiRouter::with_openapi(base_document())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(gateway::gateway))
@@ -60,7 +61,9 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(conversations::receipts))
         .routes(routes!(conversations::sent))
         .routes(routes!(conversations::undelivered))
-        .split_for_parts()
+        .split_for_parts();
+    document::finish(&mut document);
+    (router, document)
 }
 
 fn base_document() -> OpenApi {
