@@ -49,7 +49,8 @@ pub struct CreateRoomRequest {
         )
     )]
     pub name: String,
-    /// The first members besides the caller; each must be the caller's connection.
+    /// The first members besides the caller (1 to 999); each must be the caller's connection.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 999))]
     pub members: Vec<UserId>,
 }
 
@@ -57,7 +58,8 @@ pub struct CreateRoomRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddMembersRequest {
-    /// The users to add; each must be the caller's connection.
+    /// The users to add (1 to 1,000 at a time); each must be the caller's connection.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub user_ids: Vec<UserId>,
 }
 

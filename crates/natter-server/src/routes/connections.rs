@@ -87,7 +87,7 @@ pub async fn get(
 #[utoipa::path(post, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
     security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", pattern = r#"^\s*(W/)?"?[0-9]+"?\s*$"#)),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "blocked_by_you or version_mismatch", body = Problem),
@@ -109,7 +109,7 @@ pub async fn request(
 #[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/request/{accept}",
     tag = "connections", security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path), ("accept" = bool, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", pattern = r#"^\s*(W/)?"?[0-9]+"?\s*$"#)),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "no_pending_request or version_mismatch", body = Problem)))]
@@ -133,7 +133,7 @@ pub async fn respond(
 #[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/block/{block}",
     tag = "connections", security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path), ("block" = bool, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", pattern = r#"^\s*(W/)?"?[0-9]+"?\s*$"#)),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "version_mismatch", body = Problem)))]
@@ -157,7 +157,7 @@ pub async fn block(
 #[utoipa::path(delete, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
     security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", pattern = r#"^\s*(W/)?"?[0-9]+"?\s*$"#)),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "blocked_by_you or version_mismatch", body = Problem)))]

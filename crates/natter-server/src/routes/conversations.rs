@@ -204,7 +204,9 @@ pub async fn sent(
 pub struct UndeliveredPage {
     /// The `next` of the previous page (opaque: `<conversation id>.<seq>`); the default is
     /// the start.
-    #[param(pattern = r"^[0-9a-fA-F-]{36}\.[0-9]+$")]
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\.[0-9]{1,18}$"
+    )]
     after: Option<String>,
     /// At most this many (1 to 500, default 100).
     #[param(minimum = 1, maximum = 500)]
