@@ -6,7 +6,7 @@ use natter_proto::accounts::{
 use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
 use natter_proto::conversations::{
     AddMembersRequest, ConversationDetails, ConversationSummary, ConversationsResponse,
-    CreateDirectRequest, CreateRoomRequest, MessageReceipts, MessagesResponse,
+    CreateDirectRequest, CreateRoomRequest, MessageReceipts, MessagesResponse, UndeliveredResponse,
 };
 use natter_proto::keys::{
     BackupItem, BackupItemsResponse, ClaimedKey, CrossSigningKeys, DeviceInfo,
@@ -533,16 +533,46 @@ impl Session {
         Ok(page.messages)
     }
 
-    /// Messages this device has not acknowledged as delivered.
+    /// Everything a sync would send this device (messages past its delivered cursors, not its
+    /// own), every page of it.
     ///
     /// # Errors
     /// The server cannot be reached.
     pub async fn undelivered(&self) -> Result<Vec<Message>, ClientError> {
-        let page: MessagesResponse = self
-            .client
-            .send(self.request(Method::GET, "/v1/messages/undelivered"))
-            .await?;
-        Ok(page.messages)
+        let (mut messages, mut after) = (Vec::new(), None);
+        loop {
+            let page = self.undelivered_page(after.as_deref(), Some(500)).await?;
+            messages.extend(page.messages);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(messages),
+            }
+        }
+    }
+
+    /// One page of [`Self::undelivered`]: at most `limit`, after the cursor `after` (a
+    /// previous page's `next`).
+    ///
+    /// # Errors
+    /// The server cannot be reached, or refuses the cursor or limit.
+    pub async fn undelivered_page(
+        &self,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<UndeliveredResponse, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        self.client
+            .send(
+                self.request(Method::GET, "/v1/messages/undelivered")
+                    .query(&query),
+            )
+            .await
     }
 }
 

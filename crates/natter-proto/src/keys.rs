@@ -12,10 +12,19 @@ use crate::DeviceId;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentityKeys {
     /// The Curve25519 identity key (Olm), unpadded base64.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub curve25519: String,
     /// The Ed25519 signing key, unpadded base64.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub ed25519: String,
     /// The Ed25519 signature, by `ed25519`, of [`IdentityKeys::signed_message`], unpadded base64.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9+/]{85}[AQgw]$"))]
     pub signature: String,
 }
 
@@ -35,9 +44,14 @@ impl IdentityKeys {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OneTimeKey {
-    /// The key's id, unique per device (at most 64 bytes).
+    /// The key's id, unique per device: 1 to 64 printable ASCII characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{1,64}$"))]
     pub key_id: String,
     /// The Curve25519 public key, unpadded base64.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub key: String,
 }
 
@@ -50,6 +64,7 @@ pub struct UploadKeysRequest {
     pub identity_keys: Option<IdentityKeys>,
     /// New one-time keys (at most 100 at a time, 200 unclaimed in all).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub one_time_keys: Vec<OneTimeKey>,
     /// A fallback key, handed out when one-time keys run out; replaces the previous one.
     #[serde(default)]

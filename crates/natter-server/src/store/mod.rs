@@ -28,11 +28,14 @@ pub use messages::{
 };
 pub use sql::{PgStore, SqliteStore};
 
-/// Runs one store operation, recording its latency and failures by operation name.
+/// Runs one store operation, recording its latency and failures by operation name. (Each
+/// operation's error counter exists, at zero, from its first use: `rate()` sees its first
+/// failures.)
 async fn timed<T>(
     op: &'static str,
     work: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
+    let errors = metrics::counter!("natter_store_errors_total", "op" => op);
     let start = std::time::Instant::now();
     let result = work.await;
     metrics::histogram!("natter_store_op_seconds", "op" => op)
@@ -44,7 +47,7 @@ async fn timed<T>(
             | StoreError::Corrupt(_)
             | StoreError::Unavailable(_))
     ) {
-        metrics::counter!("natter_store_errors_total", "op" => op).increment(1);
+        errors.increment(1);
     }
     result
 }
@@ -265,6 +268,8 @@ pub type Transition<'a> =
 pub trait Store: MessageStore + IdentityStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Checks the database takes writes (it makes a table in a transaction it rolls back).
+    async fn write_probe(&self) -> Result<(), StoreError>;
 
     /// Adds a user. `Conflict` if the username (in any case) is taken.
     async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError>;

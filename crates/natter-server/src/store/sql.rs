@@ -349,6 +349,18 @@ macro_rules! sql_store {
                 }).await
             }
 
+            async fn write_probe(&self) -> Result<(), StoreError> {
+                timed("write_probe", async move {
+                    let writer = self.writer.lock().await;
+                    let mut probe = writer.begin().await?;
+                    sqlx::query("CREATE TABLE natter_write_probe (x INTEGER)")
+                        .execute(&mut *probe)
+                        .await?;
+                    probe.rollback().await?;
+                    Ok(())
+                }).await
+            }
+
             async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
                 timed("create_user", async move {
                     let writer = self.writer.lock().await;

@@ -13,6 +13,7 @@ mod errors;
 mod failover;
 mod identity;
 mod keys;
+mod lifecycle;
 mod messaging;
 mod metrics;
 mod outage;
