@@ -58,6 +58,17 @@ pub(crate) struct Flow {
     their_mac_checked: bool,
 }
 
+impl Flow {
+    fn new(approval: Approval, peer: VerifiedDevice) -> Self {
+        Self {
+            approval,
+            peer,
+            confirmed: false,
+            their_mac_checked: false,
+        }
+    }
+}
+
 /// The approvals in progress on this device, by flow id.
 pub(crate) type Flows = std::sync::Mutex<HashMap<String, Flow>>;
 
@@ -95,15 +106,8 @@ impl Device {
         let flow_id = approval.flow_id().to_owned();
         let mut state = self.lock().await;
         let frame = self.step_frame(&mut state, &peer, &start).await?;
-        self.flows().insert(
-            flow_id.clone(),
-            Flow {
-                approval,
-                peer,
-                confirmed: false,
-                their_mac_checked: false,
-            },
-        );
+        self.flows()
+            .insert(flow_id.clone(), Flow::new(approval, peer));
         drop(state);
         self.send_live(frame)?;
         Ok(flow_id)
@@ -209,15 +213,8 @@ impl Device {
                 received
                     .replies
                     .push(self.step_frame(state, &peer, &accept).await?);
-                self.flows().insert(
-                    flow_id.clone(),
-                    Flow {
-                        approval,
-                        peer,
-                        confirmed: false,
-                        their_mac_checked: false,
-                    },
-                );
+                self.flows()
+                    .insert(flow_id.clone(), Flow::new(approval, peer));
                 received.approvals.push(ApprovalEvent::Requested {
                     flow_id,
                     device_id: sender,

@@ -123,7 +123,8 @@ pub struct Secrets {
     pub backup: BackupKey,
 }
 
-#[derive(Serialize, Deserialize)]
+/// How the secrets travel; zeroized when dropped.
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 struct SecretsWire {
     identity: String,
     backup: String,
@@ -146,12 +147,6 @@ impl Secrets {
             backup: self.backup.to_base64().to_string(),
         };
         let json = Zeroizing::new(serde_json::to_string(&wire).expect("secrets serialize"));
-        let SecretsWire {
-            mut identity,
-            mut backup,
-        } = wire;
-        zeroize::Zeroize::zeroize(&mut identity);
-        zeroize::Zeroize::zeroize(&mut backup);
         json
     }
 
@@ -166,12 +161,6 @@ impl Secrets {
             identity: IdentitySecrets::from_json(&wire.identity)?,
             backup: BackupKey::from_base64(&wire.backup)?,
         };
-        let SecretsWire {
-            mut identity,
-            mut backup,
-        } = wire;
-        zeroize::Zeroize::zeroize(&mut identity);
-        zeroize::Zeroize::zeroize(&mut backup);
         Ok(secrets)
     }
 }

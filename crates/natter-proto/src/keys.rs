@@ -129,10 +129,19 @@ pub struct DevicesResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CrossSigningKeys {
     /// The master key (Ed25519), unpadded base64: what safety numbers are computed over.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub master_key: String,
     /// The self-signing key (Ed25519), unpadded base64, which signs the user's devices.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub self_signing_key: String,
     /// The master key's signature over [`CrossSigningKeys::self_signing_message`], unpadded base64.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9+/]{85}[AQgw]$"))]
     pub signature: String,
 }
 
@@ -163,6 +172,7 @@ impl CrossSigningKeys {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceSignatureRequest {
     /// The signature over [`CrossSigningKeys::device_message`], unpadded base64.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9+/]{85}[AQgw]$"))]
     pub signature: String,
 }
 
@@ -172,7 +182,7 @@ pub struct DeviceSignatureRequest {
 pub struct BackupItem {
     /// The item's name, chosen by the client (1 to 128 printable ASCII characters).
     pub name: String,
-    /// The sealed data (at most 16 KiB).
+    /// The sealed data (printable ASCII, at most 16 KiB).
     pub data: String,
 }
 
@@ -180,7 +190,8 @@ pub struct BackupItem {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutBackupItemRequest {
-    /// The sealed data (at most 16 KiB).
+    /// The sealed data: printable ASCII (the client's base64), at most 16 KiB.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[ -~]*$", max_length = 16384))]
     pub data: String,
 }
 

@@ -124,18 +124,10 @@ pub async fn put_backup_item(
     user: UserId,
     item: &BackupItem,
 ) -> Result<(), ServiceError> {
-    if item.name.is_empty()
-        || item.name.len() > BACKUP_NAME_MAX
-        || !item.name.chars().all(|c| c.is_ascii_graphic())
-    {
+    check_backup_name("a backup item's name", &item.name)?;
+    if item.data.len() > BACKUP_ITEM_MAX || !item.data.chars().all(|c| matches!(c, ' '..='~')) {
         return Err(ServiceError::Invalid(format!(
-            "a backup item's name has 1 to {BACKUP_NAME_MAX} printable ASCII characters"
-        )));
-    }
-    crate::messages::check_no_nul("data", &item.data)?;
-    if item.data.len() > BACKUP_ITEM_MAX {
-        return Err(ServiceError::Invalid(format!(
-            "a backup item holds at most {BACKUP_ITEM_MAX} bytes"
+            "a backup item's data is printable ASCII, at most {BACKUP_ITEM_MAX} bytes"
         )));
     }
     match store.put_backup_item(user, item, crate::now_ms()).await {
@@ -173,6 +165,22 @@ pub async fn claim(
         fallback: key.fallback,
         created_at: key.created_at,
     })
+}
+
+/// Checks a backup item's name (`what` says which): 1 to 128 printable ASCII characters.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] naming `what`.
+pub fn check_backup_name(what: &str, name: &str) -> Result<(), ServiceError> {
+    if name.is_empty()
+        || name.len() > BACKUP_NAME_MAX
+        || !name.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(ServiceError::Invalid(format!(
+            "{what} has 1 to {BACKUP_NAME_MAX} printable ASCII characters"
+        )));
+    }
+    Ok(())
 }
 
 /// A stored device as the API shows it.

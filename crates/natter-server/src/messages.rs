@@ -458,11 +458,7 @@ fn publish(bus: &dyn Bus, recipients: &[UserId], message: Message) {
 
 /// Refuses text with U+0000 in it, which PostgreSQL cannot store (opaque text is otherwise
 /// the client's business).
-/// Refuses text with U+0000, which PostgreSQL cannot store in a text column.
-///
-/// # Errors
-/// [`ServiceError::Invalid`] naming `what`.
-pub fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
+fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
     if text.contains('\0') {
         return Err(ServiceError::Invalid(format!(
             "{what} contains U+0000, which cannot be stored"

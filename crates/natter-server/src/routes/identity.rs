@@ -59,10 +59,11 @@ pub async fn sign_device(
 
 /// Stores (or replaces) one item of the caller's key backup: data the client sealed.
 #[utoipa::path(put, path = "/v1/me/backup/{name}", tag = "keys", security(("bearer" = [])),
-    params(("name" = String, Path, description = "1 to 128 printable ASCII characters")),
+    params(("name" = String, Path, description = "1 to 128 printable ASCII characters",
+            pattern = r"^[!-~]{1,128}$")),
     request_body = PutBackupItemRequest,
     responses((status = 204, description = "stored"),
-              (status = 400, description = "a bad name, data over 16 KiB or with U+0000", body = Problem),
+              (status = 400, description = "a bad name, or data over 16 KiB or not printable ASCII", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
               (status = 409, description = "the backup holds the most items already", body = Problem)))]
 pub async fn put_backup_item(
@@ -83,9 +84,11 @@ pub async fn put_backup_item(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BackupPage {
-    /// Items whose name sorts after this one (default: from the first).
+    /// Items whose name sorts after this one, a name (default: from the first).
+    #[param(pattern = r"^[!-~]{1,128}$")]
     after: Option<String>,
     /// At most this many (1 to 500, default 500).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -93,7 +96,7 @@ pub struct BackupPage {
 #[utoipa::path(get, path = "/v1/me/backup", tag = "keys", security(("bearer" = [])),
     params(BackupPage),
     responses((status = 200, description = "the items after `after`", body = BackupItemsResponse),
-              (status = 400, description = "a limit out of range, or U+0000 in after", body = Problem),
+              (status = 400, description = "a limit out of range, or after not a name", body = Problem),
               (status = 401, description = "no valid token", body = Problem)))]
 pub async fn backup_items(
     State(state): State<AppState>,
@@ -106,7 +109,9 @@ pub async fn backup_items(
         return Err(ServiceError::Invalid(format!("limit must be 1 to {PAGE_MAX}")).into());
     }
     let after = page.after.unwrap_or_default();
-    crate::messages::check_no_nul("after", &after)?;
+    if !after.is_empty() {
+        keys::check_backup_name("after", &after)?;
+    }
     let items = state
         .store
         .backup_items(auth.user_id, &after, limit)
