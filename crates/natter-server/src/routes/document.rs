@@ -9,23 +9,24 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 /// Finishes `document`:
 /// - every error response (4xx, 5xx) is `application/problem+json`, as it is served;
 /// - a response without a description gets its status's reason phrase (OpenAPI requires one);
-/// - an operation with path parameters declares the 400 it answers when one is malformed.
+/// - an operation with path parameters declares the 400 it answers when one is malformed;
+/// - an operation with a request body declares the 413 it answers for a body over the limit.
 pub fn finish(document: &mut OpenApi) {
     for item in document.paths.paths.values_mut() {
         for operation in operations(item) {
             let path_parameters = operation.parameters.iter().flatten().any(|parameter| {
                 matches!(parameter, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Path))
             });
+            let has_body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
             if path_parameters && !responses.contains_key("400") {
-                let problem = ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build();
-                let malformed = ResponseBuilder::new()
-                    .description("a malformed path parameter")
-                    .content(PROBLEM, problem)
-                    .build();
-                responses.insert("400".to_owned(), RefOr::T(malformed));
+                responses.insert("400".to_owned(), problem("a malformed path parameter"));
+            }
+            if has_body && !responses.contains_key("413") {
+                responses.insert(
+                    "413".to_owned(),
+                    problem("the request body is larger than the limit (64 KiB)"),
+                );
             }
             for (status, response) in responses.iter_mut() {
                 let RefOr::T(response) = response else {
@@ -42,6 +43,19 @@ pub fn finish(document: &mut OpenApi) {
             }
         }
     }
+}
+
+/// A problem+json response with `description`.
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(PROBLEM, content)
+            .build(),
+    )
 }
 
 /// The operations of a path, whatever their methods.

@@ -85,7 +85,7 @@ pub async fn put_backup_item(
 #[into_params(parameter_in = Query)]
 pub struct BackupPage {
     /// Items whose name sorts after this one, a name (default: from the first).
-    #[param(pattern = r"^[!-~]{1,128}$")]
+    #[param(pattern = r"^[!-~]{0,128}$")]
     after: Option<String>,
     /// At most this many (1 to 500, default 500).
     #[param(minimum = 1, maximum = 500)]
