@@ -114,7 +114,7 @@ impl Device {
     /// does not finish within a minute.
     pub async fn sync(&self) -> Result<SyncReport, ClientError> {
         let conn = self.inner.session.connect().await?;
-        self.pull_verifications().await?;
+        self.refresh_trust().await?;
         let mut link = Link::new(conn, None);
         let driven =
             tokio::time::timeout(SYNC_TIMEOUT, self.drive(&mut link, Mode::UntilIdle, None)).await;
@@ -163,7 +163,7 @@ impl Device {
         backoff: &mut Duration,
     ) -> Result<(), ClientError> {
         let conn = self.inner.session.connect().await?;
-        self.pull_verifications().await?;
+        self.refresh_trust().await?;
         *backoff = BACKOFF_FIRST;
         let _ = events.send(Event::Connected).await;
         let (frames, mut typing) = mpsc::unbounded_channel();

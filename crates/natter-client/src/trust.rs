@@ -412,14 +412,21 @@ impl Device {
             .map(|pin| pin.master_key))
     }
 
-    /// Takes in the verifications this user's other devices made (from the backup).
-    pub(crate) async fn pull_verifications(&self) -> Result<(), ClientError> {
-        if !self.is_approved().await {
-            return Ok(());
+    /// Brings what this device knows of its own account up to date as it connects: takes in
+    /// the verifications this user's other devices made (from the backup), and looks at this
+    /// user's devices, so a device nobody approved is told at once ([`Notice::NewDevice`]).
+    pub(crate) async fn refresh_trust(&self) -> Result<(), ClientError> {
+        if self.is_approved().await {
+            let items = self.inner.session.backup_items(TRUST_PREFIX).await?;
+            let mut state = self.lock().await;
+            self.restore(&mut state, &items)?;
         }
-        let items = self.inner.session.backup_items(TRUST_PREFIX).await?;
         let mut state = self.lock().await;
-        self.restore(&mut state, &items).map(drop)
+        match self.trusted_devices(&mut state, self.user_id()).await {
+            // Recorded as a notice; nothing more to do here.
+            Err(ClientError::IdentityChanged(_)) => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// The devices of `user` that may be given keys: those signed by the user's identity, once

@@ -156,8 +156,7 @@ async fn a_ghost_device_the_operator_adds_gets_no_keys_and_both_users_are_told(s
         Err(ClientError::NotApproved)
     ));
 
-    // Bob's own client sees the device nobody approved, and names it.
-    bob.send_text(direct, "reply").await.unwrap();
+    // Bob's own client sees the device nobody approved as it connects, and names it.
     bob.sync().await.unwrap();
     assert!(bob.notices().await.unwrap().contains(&Notice::NewDevice {
         device_id: ghost.device_id(),
