@@ -48,6 +48,10 @@ pub enum CryptoError {
         /// The limit.
         max: usize,
     },
+    /// A sealed value could not be opened: a wrong key, a value moved to another place, or
+    /// damaged bytes (the cause is deliberately not told apart).
+    #[error("cannot open sealed data (wrong key, moved or damaged)")]
+    Sealed,
     /// A message text is empty.
     #[error("a message cannot be empty")]
     Empty,

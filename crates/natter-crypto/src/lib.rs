@@ -6,6 +6,8 @@
 //!
 //! Layout:
 //! - [`store_key`]: the key that encrypts pickles at rest, derived from a passphrase.
+//! - [`seal`]: [`SealKey`], sealing any value at rest (XChaCha20-Poly1305), subkeys and blind
+//!   indexes.
 //! - [`account`]: a device's Olm account: identity keys, one-time and fallback keys.
 //! - [`identity`]: verifying other devices' published keys, and safety numbers.
 //! - [`olm`]: pairwise device sessions and the to-device payloads they carry.
@@ -20,6 +22,7 @@ pub mod error;
 pub mod identity;
 pub mod megolm;
 pub mod olm;
+pub mod seal;
 pub mod store_key;
 
 pub use account::{DecryptedWith, DeviceAccount};
@@ -28,4 +31,5 @@ pub use error::{CryptoError, UnableToDecrypt};
 pub use identity::{VerifiedDevice, safety_number, verify_device};
 pub use megolm::{InboundRoomSession, OutboundRoomSession, RotationPolicy};
 pub use olm::{PairwiseSession, ToDevicePayload};
+pub use seal::SealKey;
 pub use store_key::StoreKey;

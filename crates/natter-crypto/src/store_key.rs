@@ -2,7 +2,7 @@
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Length of the random salt stored next to the data, in bytes.
 pub const SALT_LEN: usize = 16;
@@ -21,18 +21,7 @@ impl StoreKey {
     /// # Errors
     /// [`CryptoError::KeyDerivation`](crate::CryptoError::KeyDerivation) for an empty passphrase.
     pub fn from_passphrase(passphrase: &str, salt: &[u8]) -> Result<Self, crate::CryptoError> {
-        if passphrase.is_empty() {
-            return Err(crate::CryptoError::KeyDerivation(
-                "the passphrase is empty".into(),
-            ));
-        }
-        let params = Params::new(19 * 1024, 2, 1, Some(32))
-            .map_err(|e| crate::CryptoError::KeyDerivation(e.to_string()))?;
-        let mut key = [0u8; 32];
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(passphrase.as_bytes(), salt, &mut key)
-            .map_err(|e| crate::CryptoError::KeyDerivation(e.to_string()))?;
-        Ok(Self(key))
+        argon2id(passphrase, salt).map(|key| Self(*key))
     }
 
     /// A fresh random salt for a new store.
@@ -46,4 +35,24 @@ impl StoreKey {
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+}
+
+/// Argon2id of a passphrase and salt (19 MiB, 2 passes): the one derivation behind
+/// [`StoreKey::from_passphrase`] and [`SealKey::from_passphrase`](crate::SealKey::from_passphrase).
+pub(crate) fn argon2id(
+    passphrase: &str,
+    salt: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, crate::CryptoError> {
+    if passphrase.is_empty() {
+        return Err(crate::CryptoError::KeyDerivation(
+            "the passphrase is empty".into(),
+        ));
+    }
+    let params = Params::new(19 * 1024, 2, 1, Some(32))
+        .map_err(|e| crate::CryptoError::KeyDerivation(e.to_string()))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, &mut *key)
+        .map_err(|e| crate::CryptoError::KeyDerivation(e.to_string()))?;
+    Ok(key)
 }
