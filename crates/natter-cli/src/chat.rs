@@ -191,6 +191,12 @@ impl Screen {
                 self.status = format!("a message was refused: {code}");
                 return true;
             }
+            Event::Notice(notice) => {
+                self.status = notice.to_string();
+                return true;
+            }
+            // Approvals are run by `natter devices approve`, not from the chat screen.
+            Event::Approval(_) => {}
             Event::Typing {
                 conversation_id,
                 user_id,

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, StoredMessage};
+use natter_client::{ApprovalEvent, Client, Device, Event, Notice, StoredMessage, TrustLevel};
 use natter_proto::conversations::ConversationKind;
-use natter_proto::{ConversationId, UserId};
+use natter_proto::{ConversationId, DeviceId, UserId};
 use serde_json::{Value, json};
 
 use crate::home::Home;
@@ -62,10 +62,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 home.forget()?;
                 return Err(error.context("the login is undone"));
             }
+            let recovery_key = device.take_recovery_key().await?;
+            let approved = device.is_approved().await;
+            let mut text = format!("logged in as {username} (device {})", device.device_id());
+            if let Some(key) = &recovery_key {
+                text.push_str(&format!(
+                    "\nYour recovery key (write it down and keep it safe; it approves your new \
+                     devices and keeps your history readable if you lose them all):\n  {key}"
+                ));
+            } else if !approved {
+                text.push_str(
+                    "\nThis device is not approved yet, so it cannot send or be given keys: \
+                     run `natter recover` with your recovery key.",
+                );
+            }
             out.show(
-                format!("logged in as {username} (device {})", device.device_id()),
-                json!({ "user_id": device.user_id(), "device_id": device.device_id() }),
+                text,
+                json!({ "user_id": device.user_id(), "device_id": device.device_id(),
+                        "approved": approved, "recovery_key": recovery_key }),
             );
+        }
+        Command::Recover => {
+            let device = open(&home).await?;
+            let key = secret_line("NATTER_RECOVERY_KEY", "recovery key")?;
+            let readable = device.recover(&key).await?;
+            out.show(
+                format!(
+                    "approved; {} earlier messages became readable",
+                    readable.len()
+                ),
+                json!({ "approved": true, "readable": readable.len() }),
+            );
+        }
+        Command::Approve { device: target } => {
+            let device = open(&home).await?;
+            approve(&device, &out, target).await?;
+        }
+        Command::Notices => {
+            let device = open(&home).await?;
+            for notice in device.notices().await? {
+                print_notice(&device, &out, &notice).await;
+            }
         }
         Command::Logout => {
             let device = open(&home).await?;
@@ -88,7 +125,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let device = open(&home).await?;
             let conversation = conversation(&device, &to).await?;
             let id = device.send_text(conversation, &text.join(" ")).await?;
-            match device.sync().await {
+            let synced = device.sync().await;
+            print_new_notices(&device, &out).await?;
+            match synced {
                 Ok(report) => {
                     // Earlier queued messages the server refused are warned about, but only
                     // this one decides: it was sent, and sending it again would repeat it.
@@ -113,7 +152,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Sync => {
-            let report = open(&home).await?.sync().await?;
+            let device = open(&home).await?;
+            let report = device.sync().await?;
+            print_new_notices(&device, &out).await?;
             out.show(
                 format!("received {}, sent {}", report.received, report.sent),
                 json!({ "received": report.received, "sent": report.sent }),
@@ -150,32 +191,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let found = device.search(&query.join(" "), within, from, 100).await?;
             print_messages(&device, &out, &found).await?;
         }
-        Command::Devices { user } => {
+        Command::Devices { user, remove } => {
             let device = open(&home).await?;
+            if let Some(removed) = remove {
+                device.session().delete_device(removed).await?;
+                out.show("removed", json!({ "removed": removed }));
+                return Ok(());
+            }
             let user = match user {
                 Some(user) => user_id(&device, &user).await?,
                 None => device.user_id(),
             };
-            let devices = device.session().devices(user).await?;
-            for d in &devices {
-                let key = d
-                    .identity_keys
-                    .as_ref()
-                    .map_or("(no keys)", |k| k.keys.ed25519.as_str());
+            for d in device.device_list(user).await? {
+                let key = d.ed25519.as_deref().unwrap_or("(no valid keys)");
+                let trust = if d.signed { "signed" } else { "NOT SIGNED" };
                 out.show(
-                    format!("{}  {}  {key}", d.device_id, d.name),
-                    json!({ "device_id": d.device_id, "name": d.name,
-                            "ed25519": d.identity_keys.as_ref().map(|k| &k.keys.ed25519) }),
+                    format!("{}  {}  {trust}  {key}", d.device_id, d.name),
+                    serde_json::to_value(&d)?,
                 );
             }
         }
-        Command::Verify { user } => {
+        Command::Verify { user, confirm } => {
             let device = open(&home).await?;
             let peer = user_id(&device, &user).await?;
-            let number = device.safety_number(peer).await?;
+            let (number, level) = if confirm {
+                (device.confirm_verified(peer).await?, TrustLevel::Verified)
+            } else {
+                let number = device.safety_number(peer).await?;
+                (number, device.trust_level(peer).await?)
+            };
+            let advice = match level {
+                TrustLevel::Verified => format!("{user} is verified."),
+                TrustLevel::Changed => format!(
+                    "{user}'s safety number CHANGED since you verified it: compare it again, \
+                     then run `natter verify {user} --confirm`."
+                ),
+                _ => format!(
+                    "Compare it with theirs; if it matches, run `natter verify {user} --confirm`."
+                ),
+            };
             out.show(
-                format!("safety number with {user}:\n{number}\nCompare it with theirs; if it matches, no key was replaced."),
-                json!({ "user": user, "safety_number": number }),
+                format!("safety number with {user}:\n{number}\n{advice}"),
+                json!({ "user": user, "safety_number": number, "trust": level }),
             );
         }
         Command::Chat { with } => {
@@ -216,19 +273,146 @@ async fn open(home: &Home) -> anyhow::Result<Device> {
 
 /// The password from `NATTER_PASSWORD`, else the first line of standard input.
 fn password() -> anyhow::Result<String> {
-    if let Ok(password) = std::env::var("NATTER_PASSWORD") {
-        return Ok(password);
+    secret_line("NATTER_PASSWORD", "password")
+}
+
+/// A secret from the environment variable `var`, else the first line of standard input.
+fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
+    if let Ok(value) = std::env::var(var) {
+        return Ok(value);
     }
-    eprint!("password: ");
+    eprint!("{what}: ");
     let mut line = String::new();
     std::io::stdin()
         .read_line(&mut line)
-        .context("reading the password")?;
-    let password = line.trim_end_matches(['\r', '\n']).to_owned();
-    if password.is_empty() {
-        bail!("no password given (set NATTER_PASSWORD or type it)");
+        .with_context(|| format!("reading the {what}"))?;
+    let value = line.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        bail!("no {what} given (set {var} or type it)");
     }
-    Ok(password)
+    Ok(value)
+}
+
+/// How long `natter approve` waits for the other device.
+const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs one approval live: on the approved device (`target` given) it starts one; on the new
+/// device it waits for one. Either way it shows the code and asks whether both screens show it.
+async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow::Result<()> {
+    let (events_in, mut events) = tokio::sync::mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = device.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .run(events_in, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let outcome = tokio::time::timeout(APPROVAL_PATIENCE, async {
+        let mut next = async || events.recv().await.context("the connection ended");
+        while next().await? != Event::Synced {}
+        let mut flow = match target {
+            Some(target) => {
+                let flow = device.approve_device(target).await?;
+                eprintln!("waiting for the new device (run `natter approve` on it)...");
+                Some(flow)
+            }
+            None => {
+                eprintln!(
+                    "waiting for an approved device of yours: run `natter approve {}` on it...",
+                    device.device_id()
+                );
+                None
+            }
+        };
+        loop {
+            let Event::Approval(event) = next().await? else {
+                continue;
+            };
+            match event {
+                ApprovalEvent::Requested { flow_id, .. } if flow.is_none() => flow = Some(flow_id),
+                ApprovalEvent::Code { flow_id, code, .. } if flow.as_ref() == Some(&flow_id) => {
+                    eprintln!("code: {code}");
+                    let answer = secret_line(
+                        "NATTER_APPROVAL_CONFIRM",
+                        "do both screens show this code? (yes/no)",
+                    )?;
+                    if !answer.trim().eq_ignore_ascii_case("yes") {
+                        bail!("not confirmed: nothing was approved");
+                    }
+                    device.confirm_approval(&flow_id).await?;
+                }
+                ApprovalEvent::Done { flow_id, device_id } if flow.as_ref() == Some(&flow_id) => {
+                    return Ok(device_id);
+                }
+                ApprovalEvent::Cancelled { flow_id, reason } if flow.as_ref() == Some(&flow_id) => {
+                    bail!("the approval failed: {reason}");
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = task.await;
+    let other = outcome.context("gave up waiting for the other device")??;
+    out.show(
+        format!("approved (with device {other})"),
+        json!({ "approved": true, "device_id": other }),
+    );
+    Ok(())
+}
+
+/// Prints the notices recorded since the last command, on standard error (as warnings).
+async fn print_new_notices(device: &Device, out: &Out) -> anyhow::Result<()> {
+    for notice in device.take_new_notices().await? {
+        print_notice(device, out, &notice).await;
+    }
+    Ok(())
+}
+
+/// One notice, with usernames where the server tells them.
+async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
+    let name = async |user: UserId| match device.session().profile(user).await {
+        Ok(profile) => profile.username,
+        Err(_) => user.to_string(),
+    };
+    let text = match notice {
+        Notice::SafetyNumberChanged {
+            user_id,
+            was_verified,
+        } => {
+            let who = name(*user_id).await;
+            if *was_verified {
+                format!(
+                    "warning: {who}'s safety number changed since you verified it; nothing is \
+                     sent to them until you compare it again (natter verify {who})"
+                )
+            } else {
+                format!("notice: {who}'s safety number changed (natter verify {who})")
+            }
+        }
+        Notice::DevicesSkipped { user_id, devices } => format!(
+            "warning: {} device(s) of {} are not signed by their identity and got no keys: {}",
+            devices.len(),
+            name(*user_id).await,
+            devices
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Notice::NewDevice { device_id, name } => format!(
+            "warning: a new device '{name}' ({device_id}) logged in to your account; if it is \
+             not yours, remove it: natter devices --remove {device_id}"
+        ),
+    };
+    if out.json {
+        println!("{}", json!({ "notice": notice }));
+    } else {
+        eprintln!("{text}");
+    }
 }
 
 /// A user by username (or id).

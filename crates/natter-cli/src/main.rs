@@ -106,16 +106,37 @@ pub enum Command {
         #[arg(long)]
         from: Option<String>,
     },
-    /// A user's devices and their keys (yours by default).
+    /// A user's devices (yours by default), and whether their identity signed each: only
+    /// signed devices are given keys.
     Devices {
         /// The user.
         user: Option<String>,
+        /// Remove this device of yours (a lost phone, or one you do not know).
+        #[arg(long, value_name = "DEVICE_ID")]
+        remove: Option<natter_proto::DeviceId>,
     },
-    /// The safety number with a user: compare it with theirs.
+    /// The safety number with a user: compare it with theirs (read out, or side by side).
     Verify {
         /// The user.
         user: String,
+        /// The numbers matched: mark the user verified (carried to your other devices).
+        /// If their safety number changes later, nothing is sent to them until you verify again.
+        #[arg(long)]
+        confirm: bool,
     },
+    /// Approve a new device of yours by comparing a code on both screens: run
+    /// `natter approve <its id>` on an approved device and `natter approve` on the new one at
+    /// the same time, check the codes match, and confirm on both.
+    Approve {
+        /// The new device (on the approved one); none on the new device itself, which waits.
+        device: Option<natter_proto::DeviceId>,
+    },
+    /// Approve this device with the recovery key shown at your first login (read from
+    /// NATTER_RECOVERY_KEY or standard input): it can then send, and reads earlier messages.
+    Recover,
+    /// What changed about whom your messages reach: safety numbers, devices left out, new
+    /// devices of yours.
+    Notices,
     /// Full-screen chat with a user or in a room.
     Chat {
         /// A username, room name or conversation id.

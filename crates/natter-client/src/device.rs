@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use natter_crypto::{DeviceAccount, RotationPolicy, StoreKey};
+use natter_crypto::{DeviceAccount, RotationPolicy, Secrets, StoreKey};
 use natter_proto::ws::ClientFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
 
 use crate::store::{NewKeyring, Queued, Store, StoredMessage};
+use crate::trust::Notice;
 use crate::{Client, ClientError, Session};
 
 /// What is kept behind the device's lock: the store and the Olm account. One lock keeps
@@ -16,6 +17,10 @@ use crate::{Client, ClientError, Session};
 pub(crate) struct State {
     pub(crate) store: Store,
     pub(crate) account: DeviceAccount,
+    /// The identity's private keys and the backup key, once this device is approved.
+    pub(crate) secrets: Option<Secrets>,
+    /// Notices recorded since the live connection last reported them.
+    pub(crate) fresh_notices: Vec<Notice>,
 }
 
 pub(crate) struct Inner {
@@ -27,6 +32,8 @@ pub(crate) struct Inner {
     /// The live connection's frame queue, while one is open (typing indicators).
     pub(crate) live: std::sync::Mutex<Option<mpsc::UnboundedSender<ClientFrame>>>,
     pub(crate) policy: RotationPolicy,
+    /// Approvals of devices of this user in progress.
+    pub(crate) approvals: crate::approval::Flows,
 }
 
 /// A logged-in device: everything a person does, end-to-end encrypted, with a local store
@@ -80,6 +87,10 @@ impl Device {
     /// The store is created only once the server accepted the login, and removed again if
     /// publishing the keys fails: a failed login leaves no file behind.
     ///
+    /// The account's first device also creates the user's identity and a recovery key
+    /// ([`Device::take_recovery_key`]); a later device must be approved before it can send or
+    /// be given keys ([`Device::recover`]).
+    ///
     /// # Errors
     /// A wrong password (`unauthorized`), an empty passphrase, an unreachable server, a store
     /// that already holds a login, or a store that cannot be written.
@@ -111,6 +122,7 @@ impl Device {
             remove_store(path);
             return Err(error);
         }
+        device.join_identity().await?;
         Ok(device)
     }
 
@@ -140,7 +152,12 @@ impl Device {
             remove_store(path);
             return Err(error);
         }
-        Ok(Self::assemble(session, key, store, account))
+        // On failure the store was dropped (closed) inside.
+        let device = Self::assemble(session, key, store, account);
+        if device.is_err() {
+            remove_store(path);
+        }
+        device
     }
 
     /// Opens the store of a device that logged in earlier.
@@ -168,20 +185,33 @@ impl Device {
             user_id,
             device_id,
         );
-        Ok(Self::assemble(session, key, store, account))
+        Self::assemble(session, key, store, account)
     }
 
-    fn assemble(session: Session, key: StoreKey, store: Store, account: DeviceAccount) -> Self {
-        Self {
+    fn assemble(
+        session: Session,
+        key: StoreKey,
+        store: Store,
+        account: DeviceAccount,
+    ) -> Result<Self, ClientError> {
+        let mut state = State {
+            store,
+            account,
+            secrets: None,
+            fresh_notices: Vec::new(),
+        };
+        state.load_secrets()?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 session,
                 key,
-                state: Mutex::new(State { store, account }),
+                state: Mutex::new(state),
                 wake: Notify::new(),
                 live: std::sync::Mutex::new(None),
                 policy: RotationPolicy::default(),
+                approvals: crate::approval::Flows::default(),
             }),
-        }
+        })
     }
 
     pub(crate) async fn lock(&self) -> MutexGuard<'_, State> {
@@ -216,14 +246,17 @@ impl Device {
     /// resent with the same id until the server acks it.
     ///
     /// # Errors
-    /// An empty text or one over 1,000 characters ([`ClientError::Crypto`]), checked before
-    /// anything is queued.
+    /// An empty text or one over 1,000 characters ([`ClientError::Crypto`]), or a device not
+    /// approved yet ([`ClientError::NotApproved`]), checked before anything is queued.
     pub async fn send_text(
         &self,
         conversation: ConversationId,
         text: &str,
     ) -> Result<String, ClientError> {
         natter_crypto::envelope::check_text(text)?;
+        if !self.is_approved().await {
+            return Err(ClientError::NotApproved);
+        }
         let client_msg_id = uuid::Uuid::now_v7().to_string();
         self.enqueue(&Queued::Send {
             conversation_id: conversation,

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use natter_crypto::approval::ApprovalPayload;
 use natter_crypto::envelope::session_id_of;
 use natter_crypto::{
     DecryptedWith, InboundRoomSession, MessageEnvelope, OutboundRoomSession, PairwiseSession,
-    RoomKeyShare, ToDevicePayload, UnableToDecrypt, VerifiedDevice, safety_number, verify_device,
+    RoomKeyShare, ToDevicePayload, UnableToDecrypt, VerifiedDevice,
 };
 use natter_proto::keys::UploadKeysRequest;
 use natter_proto::limits::TO_DEVICE_BATCH_MAX;
@@ -27,6 +28,10 @@ pub(crate) struct Received {
     pub(crate) resolved: Vec<StoredMessage>,
     /// Whether it opened a new Olm session, using up one of this device's one-time keys.
     pub(crate) new_session: bool,
+    /// Frames to send in answer (the next step of an approval).
+    pub(crate) replies: Vec<ClientFrame>,
+    /// What to report about an approval.
+    pub(crate) approvals: Vec<crate::ApprovalEvent>,
 }
 
 impl Device {
@@ -63,62 +68,34 @@ impl Device {
             .set("account", &state.account.pickle(&self.inner.key))
     }
 
-    /// A user's devices with valid signatures, pinned on first sight: a device whose
-    /// signature fails, or whose keys differ from the ones first seen for it (this client never
-    /// changes a device's identity keys; a server that swaps them does), is left out, so
-    /// nothing is ever encrypted to a key the server made up.
-    pub(crate) async fn verified_devices(
-        &self,
-        state: &State,
-        user: UserId,
-    ) -> Result<Vec<VerifiedDevice>, ClientError> {
-        let devices = self.inner.session.devices(user).await?;
-        let mut verified = Vec::new();
-        for device in &devices {
-            let Ok(Some(device)) = verify_device(user, device) else {
-                continue;
-            };
-            match state.store.device_keys(user, device.device_id)? {
-                Some(pinned) if pinned != (device.curve25519.clone(), device.ed25519.clone()) => {
-                    continue;
-                }
-                Some(_) => {}
-                None => state.store.save_device(&device)?,
-            }
-            verified.push(device);
-        }
-        Ok(verified)
-    }
-
-    /// [`Device::verified_devices`], or none when the server does not show this user's
-    /// devices (404: the server shows devices only to connections and fellow members).
-    async fn visible_devices(
-        &self,
-        state: &State,
-        user: UserId,
-    ) -> Result<Vec<VerifiedDevice>, ClientError> {
-        match self.verified_devices(state, user).await {
-            Err(e) if e.status() == Some(404) => Ok(Vec::new()),
-            devices => devices,
-        }
-    }
-
-    /// A device's verified Curve25519 key: cached, else fetched; `None` for a device this
-    /// user cannot see (anymore).
+    /// The Curve25519 key of a device and whether its user's identity signed it: a signed
+    /// device from the cache, else fetched; else (for this user's own devices only) one whose
+    /// own keys are valid but not signed yet, which may take part in an approval and nothing
+    /// else. `None` for any other device, or one this user cannot see (anymore).
     async fn curve_key_of(
         &self,
-        state: &State,
+        state: &mut State,
         user: UserId,
         device: DeviceId,
-    ) -> Result<Option<String>, ClientError> {
+    ) -> Result<Option<(String, bool)>, ClientError> {
         if let Some((curve, _)) = state.store.device_keys(user, device)? {
-            return Ok(Some(curve));
+            return Ok(Some((curve, true)));
         }
-        let devices = self.visible_devices(state, user).await?;
-        Ok(devices
-            .into_iter()
-            .find(|d| d.device_id == device)
-            .map(|d| d.curve25519))
+        // A user whose identity changed after it was verified gives no keys either.
+        let devices = match self.trusted_devices(state, user).await {
+            Err(ClientError::IdentityChanged(_)) => Vec::new(),
+            devices => devices?,
+        };
+        if let Some(signed) = devices.into_iter().find(|d| d.device_id == device) {
+            return Ok(Some((signed.curve25519, true)));
+        }
+        if user != self.user_id() {
+            return Ok(None);
+        }
+        Ok(self
+            .own_device(device)
+            .await?
+            .map(|unsigned| (unsigned.curve25519, false)))
     }
 
     /// Encrypts a text for a conversation: rotates the outbound session when needed, shares
@@ -131,6 +108,9 @@ impl Device {
         text: &str,
     ) -> Result<(Vec<ClientFrame>, String), ClientError> {
         let me = (self.user_id(), self.device_id());
+        if state.secrets.is_none() {
+            return Err(ClientError::NotApproved);
+        }
         let members = self.inner.session.conversation(conversation).await?.members;
         if !members.iter().any(|m| m.user_id == me.0) {
             return Err(ClientError::NotMember(conversation));
@@ -138,9 +118,14 @@ impl Device {
         let mut recipients = BTreeSet::new();
         let mut curve_keys = Vec::new();
         for member in &members {
-            // A room member this user cannot see cannot be given the key (they see "unable
-            // to decrypt").
-            for device in self.visible_devices(state, member.user_id).await? {
+            // Only devices signed by their user's identity get the key. A room member this
+            // user cannot see cannot be given it (they see "unable to decrypt"), nor can this
+            // user's own devices when the server shows another identity.
+            let devices = match self.trusted_devices(state, member.user_id).await {
+                Err(ClientError::IdentityChanged(user)) if user == me.0 => Vec::new(),
+                devices => devices?,
+            };
+            for device in devices {
                 if (device.user_id, device.device_id) != me {
                     recipients.insert((device.user_id, device.device_id));
                     curve_keys.push(device);
@@ -205,17 +190,13 @@ impl Device {
         let outbound = OutboundRoomSession::new(conversation, now);
         let own = outbound.share_for((self.user_id(), self.device_id()), self.device_id());
         let inbound = InboundRoomSession::from_share(&own)?;
-        state.store.save_inbound(
-            &inbound.session_id(),
-            conversation,
-            &inbound.pickle(&self.inner.key),
-        )?;
+        self.keep_inbound(state, &inbound, true)?;
         Ok(outbound)
     }
 
     /// The pairwise session to use with a device: the most recent one, or a new one from a
     /// claimed one-time key. `None` when the device has no keys left to claim.
-    async fn pairwise_for(
+    pub(crate) async fn pairwise_for(
         &self,
         state: &State,
         target: &VerifiedDevice,
@@ -251,7 +232,7 @@ impl Device {
         let Ok(payload) = ToDevicePayload::parse(&item.payload) else {
             return Ok(Received::default());
         };
-        let Some(curve) = self
+        let Some((curve, signed)) = self
             .curve_key_of(state, item.sender_id, item.sender_device_id)
             .await?
         else {
@@ -291,9 +272,23 @@ impl Device {
             // Making the session used up one of the account's one-time keys.
             self.save_account(state)?;
         }
+        if let Ok(payload) = serde_json::from_slice::<ApprovalPayload>(&plaintext) {
+            let mut received = self
+                .take_approval_step(state, item, payload.approval)
+                .await?;
+            received.new_session = new_session;
+            return Ok(received);
+        }
+        // Room keys only from devices their user's identity signed.
+        let resolved = if signed {
+            self.accept_share(state, item, &plaintext)?
+        } else {
+            Vec::new()
+        };
         Ok(Received {
-            resolved: self.accept_share(state, item, &plaintext)?,
+            resolved,
             new_session,
+            ..Received::default()
         })
     }
 
@@ -316,22 +311,11 @@ impl Device {
         let Ok(inbound) = InboundRoomSession::from_share(&share) else {
             return Ok(Vec::new());
         };
-        let session_id = inbound.session_id();
-        let key = &self.inner.key;
-        if let Some(existing) = state.store.inbound(&session_id)? {
-            let existing = InboundRoomSession::from_pickle(&existing, key)?;
-            if existing.first_known_index() <= inbound.first_known_index() {
-                return Ok(Vec::new());
-            }
-        }
-        state
-            .store
-            .save_inbound(&session_id, inbound.conversation_id(), &inbound.pickle(key))?;
-        self.retry_pending(state, &session_id)
+        self.keep_inbound(state, &inbound, true)
     }
 
     /// Decrypts messages that arrived before their key.
-    fn retry_pending(
+    pub(crate) fn retry_pending(
         &self,
         state: &State,
         session_id: &str,
@@ -444,20 +428,5 @@ impl Device {
             }
         }
         Ok(fetched)
-    }
-
-    /// The safety number of this user and `peer`, over both users' verified device keys.
-    /// Compare it with the peer's (in person, or over another channel).
-    ///
-    /// # Errors
-    /// The server refuses (`not_found` when not connected) or cannot be reached.
-    pub async fn safety_number(&self, peer: UserId) -> Result<String, ClientError> {
-        let state = self.lock().await;
-        let keys = |devices: Vec<VerifiedDevice>| -> Vec<String> {
-            devices.into_iter().map(|d| d.ed25519).collect()
-        };
-        let mine = keys(self.verified_devices(&state, self.user_id()).await?);
-        let theirs = keys(self.verified_devices(&state, peer).await?);
-        Ok(safety_number((self.user_id(), &mine), (peer, &theirs)))
     }
 }

@@ -53,6 +53,32 @@ pub enum ClientError {
     /// A sync, or opening a connection, did not finish in time.
     #[error("timed out waiting for the server")]
     Timeout,
+    /// A user verified earlier has a new identity (their safety number changed): nothing is
+    /// sent to them until they are verified again. For this user's own identity: the server
+    /// shows another identity than the one this device holds.
+    #[error("the safety number of {0} changed since it was verified; verify again to send")]
+    IdentityChanged(natter_proto::UserId),
+    /// This device is not approved yet: it holds no identity to sign with, so it may not send.
+    #[error("this device is not approved yet: approve it with the recovery key (natter recover)")]
+    NotApproved,
+    /// The user has no cross-signing identity yet.
+    #[error("user {0} has no identity yet")]
+    NoIdentity(natter_proto::UserId),
+    /// The account has no backed-up identity to recover.
+    #[error("this account has no key backup to recover from")]
+    NoBackup,
+    /// This user has no such device with valid keys.
+    #[error("you have no device {0} with valid keys")]
+    NoSuchDevice(natter_proto::DeviceId),
+    /// No approval with this id is in progress.
+    #[error("no approval {0} is in progress")]
+    NoSuchApproval(String),
+    /// The step needs a live connection ([`crate::Device::run`]).
+    #[error("this device is not connected: it must be running live")]
+    NotLive,
+    /// The identity in the backup is not the one the server shows for this account.
+    #[error("the server shows another identity than the one in your key backup")]
+    IdentityMismatch,
 }
 
 impl ClientError {
@@ -86,5 +112,16 @@ impl ClientError {
     /// The stable problem code (such as `version_mismatch`), if the server refused.
     pub fn code(&self) -> Option<&str> {
         self.problem().map(|p| p.code.as_str())
+    }
+
+    /// Why a queued message was dropped: the server's problem code, or this client's own for
+    /// a refusal made here (`identity_changed`, `not_approved`, `not_member`, `invalid_message`).
+    pub fn failure_code(&self) -> &str {
+        match self {
+            Self::IdentityChanged(_) => "identity_changed",
+            Self::NotApproved => "not_approved",
+            Self::Crypto(_) => "invalid_message",
+            other => other.code().unwrap_or("not_member"),
+        }
     }
 }

@@ -33,25 +33,32 @@
 //! Layout:
 //! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
 //! - `device`: [`Device`] and its local operations.
+//! - `approval`: approving a new device of this user by comparing a code on both screens.
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
 //! - `store`: the local SQLite store, encrypted at rest (`store::keyring`: the keys;
 //!   `store::search`: the in-memory full-text index).
+//! - `trust`: identities pinned and verified, devices trusted, the recovery key and the key
+//!   backup, notices.
 
+mod approval;
 mod device;
 mod e2e;
 mod error;
 mod link;
 mod session;
 mod store;
+mod trust;
 mod ws;
 
+pub use approval::ApprovalEvent;
 pub use device::Device;
 pub use error::ClientError;
 pub use link::{Event, SyncReport};
 pub use natter_crypto::UnableToDecrypt;
 pub use session::Session;
 pub use store::{Queued, StoredMessage};
+pub use trust::{DeviceStatus, Notice, TrustLevel};
 pub use ws::{Closed, Connection, Dedup};
 
 use std::sync::{Arc, Mutex};

@@ -57,6 +57,11 @@ pub enum Event {
     },
     /// A member's device moved its delivered or read cursor.
     Receipt(Receipt),
+    /// Something to tell the person about whom their messages reach (a safety number that
+    /// changed, a device left out, a new device of this account).
+    Notice(crate::Notice),
+    /// A step of approving a device of this user ([`Device::approve_device`]).
+    Approval(crate::ApprovalEvent),
     /// Someone is (not) typing.
     Typing {
         /// The conversation.
@@ -109,6 +114,7 @@ impl Device {
     /// does not finish within a minute.
     pub async fn sync(&self) -> Result<SyncReport, ClientError> {
         let conn = self.inner.session.connect().await?;
+        self.pull_verifications().await?;
         let mut link = Link::new(conn, None);
         let driven =
             tokio::time::timeout(SYNC_TIMEOUT, self.drive(&mut link, Mode::UntilIdle, None)).await;
@@ -157,6 +163,7 @@ impl Device {
         backoff: &mut Duration,
     ) -> Result<(), ClientError> {
         let conn = self.inner.session.connect().await?;
+        self.pull_verifications().await?;
         *backoff = BACKOFF_FIRST;
         let _ = events.send(Event::Connected).await;
         let (frames, mut typing) = mpsc::unbounded_channel();
@@ -176,8 +183,12 @@ impl Device {
         loop {
             if link.synced {
                 let remaining = self.flush(link).await?;
+                self.report_notices(link).await;
                 if std::mem::take(&mut link.top_up_due) {
                     self.top_up().await;
+                }
+                if let Err(error) = self.back_up_keys().await {
+                    tracing::warn!(%error, "could not back the room keys up; trying again later");
                 }
                 if mode == Mode::UntilIdle && remaining == 0 {
                     return Ok(());
@@ -237,8 +248,8 @@ impl Device {
                             Err(error) if is_final(&error) => {
                                 state.store.dequeue(id)?;
                                 remaining -= 1;
-                                let code = error.code().unwrap_or("not_member");
-                                link.fail(client_msg_id, code.to_owned()).await;
+                                let code = error.failure_code().to_owned();
+                                link.fail(client_msg_id, code).await;
                                 continue;
                             }
                             Err(error) => return Err(error),
@@ -312,8 +323,14 @@ impl Device {
                 let mut state = self.lock().await;
                 let received = self.receive_to_device(&mut state, &item).await?;
                 drop(state);
+                for frame in &received.replies {
+                    link.send(frame).await?;
+                }
                 for stored in received.resolved {
                     link.emit(Event::Message(stored)).await;
+                }
+                for approval in received.approvals {
+                    link.emit(Event::Approval(approval)).await;
                 }
                 link.send(&ClientFrame::ToDeviceAck { seq: item.seq })
                     .await?;
@@ -410,6 +427,14 @@ impl Device {
         Ok(())
     }
 
+    /// Reports the notices recorded since the last report.
+    async fn report_notices(&self, link: &Link<'_>) {
+        let fresh = std::mem::take(&mut self.lock().await.fresh_notices);
+        for notice in fresh {
+            link.emit(Event::Notice(notice)).await;
+        }
+    }
+
     /// Publishes one-time keys if the server's stock is low. A failure is logged, not
     /// returned: the link goes on sending, and the next new session or connection tries again.
     async fn top_up(&self) {
@@ -423,7 +448,13 @@ impl Device {
 /// "try again when the server is back").
 fn is_final(error: &ClientError) -> bool {
     error.status().is_some_and(|s| s != 429 && s < 500)
-        || matches!(error, ClientError::NotMember(_) | ClientError::Crypto(_))
+        || matches!(
+            error,
+            ClientError::NotMember(_)
+                | ClientError::Crypto(_)
+                | ClientError::IdentityChanged(_)
+                | ClientError::NotApproved
+        )
 }
 
 impl<'a> Link<'a> {

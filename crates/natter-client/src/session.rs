@@ -6,10 +6,12 @@ use natter_proto::accounts::{
 use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
 use natter_proto::conversations::{
     AddMembersRequest, ConversationDetails, ConversationSummary, ConversationsResponse,
-    CreateDirectRequest, CreateRoomRequest, MessageReceipts, MessagesResponse,
+    CreateDirectRequest, CreateRoomRequest, MessageReceipts, MessagesResponse, UndeliveredResponse,
 };
 use natter_proto::keys::{
-    ClaimedKey, DeviceInfo, DevicesResponse, KeyCountResponse, UploadKeysRequest,
+    BackupItem, BackupItemsResponse, ClaimedKey, CrossSigningKeys, DeviceInfo,
+    DeviceSignatureRequest, DevicesResponse, KeyCountResponse, PutBackupItemRequest,
+    UploadKeysRequest,
 };
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
@@ -207,11 +209,85 @@ impl Session {
     /// # Errors
     /// `not_found` when not connected.
     pub async fn devices(&self, user: UserId) -> Result<Vec<DeviceInfo>, ClientError> {
-        let list: DevicesResponse = self
-            .client
+        Ok(self.devices_and_identity(user).await?.devices)
+    }
+
+    /// A user's devices with their identity keys and the user's cross-signing identity, as the
+    /// server claims them: check them before trusting any (natter-crypto's `UserIdentity`).
+    ///
+    /// # Errors
+    /// `not_found` when not connected.
+    pub async fn devices_and_identity(&self, user: UserId) -> Result<DevicesResponse, ClientError> {
+        self.client
             .send(self.request(Method::GET, &format!("/v1/users/{user}/devices")))
-            .await?;
-        Ok(list.devices)
+            .await
+    }
+
+    /// Publishes this user's cross-signing identity (replacing any earlier one).
+    ///
+    /// # Errors
+    /// `invalid_request` for malformed keys.
+    pub async fn publish_identity(&self, keys: &CrossSigningKeys) -> Result<(), ClientError> {
+        self.no_content(self.request(Method::PUT, "/v1/me/identity").json(keys))
+            .await
+    }
+
+    /// Stores the cross-signature of one of this user's devices.
+    ///
+    /// # Errors
+    /// `not_found` when it is not this user's device.
+    pub async fn sign_device(&self, device: DeviceId, signature: &str) -> Result<(), ClientError> {
+        let body = DeviceSignatureRequest {
+            signature: signature.to_owned(),
+        };
+        let path = format!("/v1/devices/{device}/signature");
+        self.no_content(self.request(Method::PUT, &path).json(&body))
+            .await
+    }
+
+    /// Stores (or replaces) one item of this user's key backup.
+    ///
+    /// # Errors
+    /// `invalid_request` for a bad name or data, `conflict` when the backup is full.
+    pub async fn put_backup_item(&self, item: &BackupItem) -> Result<(), ClientError> {
+        let body = PutBackupItemRequest {
+            data: item.data.clone(),
+        };
+        let path = format!("/v1/me/backup/{}", path_segment(&item.name));
+        self.no_content(self.request(Method::PUT, &path).json(&body))
+            .await
+    }
+
+    /// Every item of this user's key backup whose name sorts after `after`, in name order.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn backup_items(&self, after: &str) -> Result<Vec<BackupItem>, ClientError> {
+        let mut items: Vec<BackupItem> = Vec::new();
+        let mut after = after.to_owned();
+        loop {
+            let page: BackupItemsResponse = self
+                .client
+                .send(
+                    self.request(Method::GET, "/v1/me/backup")
+                        .query(&[("after", after.as_str())]),
+                )
+                .await?;
+            let Some(last) = page.items.last() else {
+                return Ok(items);
+            };
+            after = last.name.clone();
+            items.extend(page.items);
+        }
+    }
+
+    /// Removes this user's whole key backup.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn delete_backup(&self) -> Result<(), ClientError> {
+        self.no_content(self.request(Method::DELETE, "/v1/me/backup"))
+            .await
     }
 
     /// Removes another device of this user.
@@ -457,16 +533,46 @@ impl Session {
         Ok(page.messages)
     }
 
-    /// Messages this device has not acknowledged as delivered.
+    /// Everything a sync would send this device (messages past its delivered cursors, not its
+    /// own), every page of it.
     ///
     /// # Errors
     /// The server cannot be reached.
     pub async fn undelivered(&self) -> Result<Vec<Message>, ClientError> {
-        let page: MessagesResponse = self
-            .client
-            .send(self.request(Method::GET, "/v1/messages/undelivered"))
-            .await?;
-        Ok(page.messages)
+        let (mut messages, mut after) = (Vec::new(), None);
+        loop {
+            let page = self.undelivered_page(after.as_deref(), Some(500)).await?;
+            messages.extend(page.messages);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(messages),
+            }
+        }
+    }
+
+    /// One page of [`Self::undelivered`]: at most `limit`, after the cursor `after` (a
+    /// previous page's `next`).
+    ///
+    /// # Errors
+    /// The server cannot be reached, or refuses the cursor or limit.
+    pub async fn undelivered_page(
+        &self,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<UndeliveredResponse, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        self.client
+            .send(
+                self.request(Method::GET, "/v1/messages/undelivered")
+                    .query(&query),
+            )
+            .await
     }
 }
 
@@ -477,6 +583,18 @@ fn urlencode(segment: &str) -> String {
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `text` as one URL path segment: every byte but unreserved ones (RFC 3986) percent-encoded.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                char::from(b).to_string()
             }
             _ => format!("%{b:02X}"),
         })

@@ -52,6 +52,10 @@ pub enum CryptoError {
     /// damaged bytes (the cause is deliberately not told apart).
     #[error("cannot open sealed data (wrong key, moved or damaged)")]
     Sealed,
+    /// A device approval went wrong (a step out of turn, a broken commitment, a MAC that does
+    /// not match).
+    #[error("the device approval failed: {0}")]
+    Approval(String),
     /// A message text is empty.
     #[error("a message cannot be empty")]
     Empty,

@@ -9,6 +9,10 @@
 //! - [`seal`]: [`SealKey`], sealing any value at rest (XChaCha20-Poly1305), subkeys and blind
 //!   indexes.
 //! - [`account`]: a device's Olm account: identity keys, one-time and fallback keys.
+//! - [`approval`]: approving a new device of one's own by comparing a code on both screens.
+//! - [`backup`]: the key backup's items, the recovery key and the backup key.
+//! - [`cross_signing`]: a user's identity (master and self-signing keys) and which of the
+//!   user's devices it vouches for.
 //! - [`identity`]: verifying other devices' published keys, and safety numbers.
 //! - [`olm`]: pairwise device sessions and the to-device payloads they carry.
 //! - [`megolm`]: room sessions: one outbound session per conversation per sending device,
@@ -17,6 +21,9 @@
 //! - [`error`]: [`CryptoError`] and [`UnableToDecrypt`].
 
 pub mod account;
+pub mod approval;
+pub mod backup;
+pub mod cross_signing;
 pub mod envelope;
 pub mod error;
 pub mod identity;
@@ -26,6 +33,8 @@ pub mod seal;
 pub mod store_key;
 
 pub use account::{DecryptedWith, DeviceAccount};
+pub use backup::{BackupKey, RecoveryKey, Secrets};
+pub use cross_signing::{DeviceTrust, IdentitySecrets, UserIdentity};
 pub use envelope::{MessageEnvelope, RoomKeyShare};
 pub use error::{CryptoError, UnableToDecrypt};
 pub use identity::{VerifiedDevice, safety_number, verify_device};

@@ -8,9 +8,10 @@ use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 use vodozemac::megolm::{
-    DecryptionError, GroupSession, GroupSessionPickle, InboundGroupSession,
+    DecryptionError, ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
     InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
+use zeroize::Zeroizing;
 
 use crate::envelope::MessageWire;
 use crate::{CryptoError, MessageEnvelope, RoomKeyShare, StoreKey, UnableToDecrypt};
@@ -181,6 +182,7 @@ pub struct InboundRoomSession {
 
 #[derive(Serialize, Deserialize)]
 struct InboundMeta {
+    // Kept in exports too, so a restored session checks senders like the original.
     conversation_id: ConversationId,
     sender_user_id: UserId,
     sender_device_id: DeviceId,
@@ -257,6 +259,29 @@ impl InboundRoomSession {
     /// The session encrypted with `key`, for storage.
     pub fn pickle(&self, key: &StoreKey) -> String {
         Pickled::to_json(&self.meta, self.session.pickle().encrypt(key.bytes()))
+    }
+
+    /// The session as JSON from its first known index on, for the key backup: whoever opens it
+    /// reads every message this session can.
+    pub fn export(&self) -> Zeroizing<String> {
+        let key = self.session.export_at_first_known_index().to_base64();
+        Zeroizing::new(Pickled::to_json(&self.meta, key))
+    }
+
+    /// A session from [`InboundRoomSession::export`].
+    ///
+    /// # Errors
+    /// [`CryptoError::Malformed`] for anything else.
+    pub fn import(export: &str) -> Result<Self, CryptoError> {
+        let malformed = || CryptoError::Malformed {
+            what: "exported room key",
+        };
+        let pickled = Pickled::<InboundMeta>::from_json(export).map_err(|_| malformed())?;
+        let key = ExportedSessionKey::from_base64(&pickled.session).map_err(|_| malformed())?;
+        Ok(Self {
+            session: InboundGroupSession::import(&key, SessionConfig::version_1()),
+            meta: pickled.meta,
+        })
     }
 
     /// Opens a pickle made by [`InboundRoomSession::pickle`].
@@ -466,5 +491,26 @@ mod tests {
             InboundRoomSession::from_pickle(&inbound.pickle(&key), &wrong),
             Err(CryptoError::Pickle(_))
         ));
+    }
+
+    #[test]
+    fn an_exported_session_reads_what_the_original_reads_and_checks_senders_alike() {
+        let (user, device, other) = (UserId(id()), DeviceId(id()), DeviceId(id()));
+        let conversation = ConversationId(id());
+        let mut outbound = OutboundRoomSession::new(conversation, 0);
+        let inbound =
+            InboundRoomSession::from_share(&outbound.share_for((user, device), other)).unwrap();
+        let envelope = MessageEnvelope::new("restored", conversation, device).unwrap();
+        let sent = message(conversation, user, device, outbound.encrypt(&envelope));
+
+        let mut restored = InboundRoomSession::import(&inbound.export()).unwrap();
+        assert_eq!(restored.session_id(), inbound.session_id());
+        assert_eq!(restored.decrypt(&sent).unwrap().text, "restored");
+        let forged = Message {
+            sender_device_id: other,
+            ..sent
+        };
+        assert_eq!(restored.decrypt(&forged), Err(UnableToDecrypt::Mismatch));
+        assert!(InboundRoomSession::import("{}").is_err());
     }
 }

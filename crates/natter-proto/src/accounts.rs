@@ -9,11 +9,28 @@ use crate::{DeviceId, UserId};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateAccountRequest {
     /// 3 to 32 ASCII letters, digits, `_`, `.` or `-`; unique regardless of case.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 3,
+            max_length = 32,
+            pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+        )
+    )]
     pub username: String,
     /// At least 8 characters, at most 1024 bytes.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: String,
-    /// Shown to connected users; defaults to the username.
+    /// Shown to connected users; defaults to the username. 1 to 64 characters (leading and
+    /// trailing spaces are trimmed), no control characters.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub display_name: Option<String>,
 }
 
@@ -33,7 +50,15 @@ pub struct CreateSessionRequest {
     pub username: String,
     /// The password.
     pub password: String,
-    /// A name for this device, such as "laptop".
+    /// A name for this device, such as "laptop": 1 to 64 characters (leading and trailing
+    /// spaces are trimmed), no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub device_name: String,
 }
 
@@ -90,11 +115,27 @@ pub struct MeResponse {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateProfileRequest {
-    /// A new display name (1 to 64 characters).
+    /// A new display name (1 to 64 characters, leading and trailing spaces trimmed, no control
+    /// characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub display_name: Option<String>,
-    /// A new avatar URL (`https://` or `http://`, at most 512 bytes); an empty string clears it.
+    /// A new avatar URL (`https://` or `http://`, no spaces, at most 512 bytes); an empty
+    /// string clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 512,
+            pattern = r"^(https?://[^\s\u0000-\u001f\u007f-\u009f]*)?$"
+        )
+    )]
     pub avatar_url: Option<String>,
 }
 

@@ -40,9 +40,17 @@ pub struct CreateDirectRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRoomRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters (leading and trailing spaces are trimmed), no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: String,
-    /// The first members besides the caller; each must be the caller's connection.
+    /// The first members besides the caller (1 to 999); each must be the caller's connection.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 999))]
     pub members: Vec<UserId>,
 }
 
@@ -50,7 +58,8 @@ pub struct CreateRoomRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddMembersRequest {
-    /// The users to add; each must be the caller's connection.
+    /// The users to add (1 to 1,000 at a time); each must be the caller's connection.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub user_ids: Vec<UserId>,
 }
 
@@ -108,6 +117,17 @@ pub struct ConversationDetails {
 pub struct MessagesResponse {
     /// The messages.
     pub messages: Vec<Message>,
+}
+
+/// `GET /v1/messages/undelivered`: a page of what a sync would send this device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UndeliveredResponse {
+    /// The messages, by conversation and oldest first in each.
+    pub messages: Vec<Message>,
+    /// Pass as `after` for the next page; absent when there are no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `GET /v1/conversations/{id}/messages/{seq}/receipts`: how far one message got.

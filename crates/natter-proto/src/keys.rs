@@ -12,10 +12,19 @@ use crate::DeviceId;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdentityKeys {
     /// The Curve25519 identity key (Olm), unpadded base64.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub curve25519: String,
     /// The Ed25519 signing key, unpadded base64.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub ed25519: String,
     /// The Ed25519 signature, by `ed25519`, of [`IdentityKeys::signed_message`], unpadded base64.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9+/]{85}[AQgw]$"))]
     pub signature: String,
 }
 
@@ -35,9 +44,14 @@ impl IdentityKeys {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OneTimeKey {
-    /// The key's id, unique per device (at most 64 bytes).
+    /// The key's id, unique per device: 1 to 64 printable ASCII characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{1,64}$"))]
     pub key_id: String,
     /// The Curve25519 public key, unpadded base64.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]$")
+    )]
     pub key: String,
 }
 
@@ -50,6 +64,7 @@ pub struct UploadKeysRequest {
     pub identity_keys: Option<IdentityKeys>,
     /// New one-time keys (at most 100 at a time, 200 unclaimed in all).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub one_time_keys: Vec<OneTimeKey>,
     /// A fallback key, handed out when one-time keys run out; replaces the previous one.
     #[serde(default)]
@@ -89,6 +104,11 @@ pub struct DeviceInfo {
     pub created_at: i64,
     /// The device's identity keys, once it has uploaded them.
     pub identity_keys: Option<PublishedIdentityKeys>,
+    /// The signature of the device by its user's self-signing key over
+    /// [`CrossSigningKeys::device_message`], once one of the user's verified devices signed
+    /// it. Clients trust a device only with a valid one; the server cannot make it.
+    #[serde(default)]
+    pub cross_signature: Option<String>,
 }
 
 /// A device list.
@@ -97,6 +117,79 @@ pub struct DeviceInfo {
 pub struct DevicesResponse {
     /// The devices, oldest first.
     pub devices: Vec<DeviceInfo>,
+    /// The user's cross-signing identity, once their first device published it.
+    #[serde(default)]
+    pub identity: Option<CrossSigningKeys>,
+}
+
+/// A user's cross-signing identity, public parts only: a long-term master key that signs a
+/// self-signing key, which signs each of the user's devices. The private parts never reach
+/// the server (except sealed with the user's recovery key, in the key backup).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CrossSigningKeys {
+    /// The master key (Ed25519), unpadded base64: what safety numbers are computed over.
+    pub master_key: String,
+    /// The self-signing key (Ed25519), unpadded base64, which signs the user's devices.
+    pub self_signing_key: String,
+    /// The master key's signature over [`CrossSigningKeys::self_signing_message`], unpadded base64.
+    pub signature: String,
+}
+
+impl CrossSigningKeys {
+    /// The text the master key signs to bind the self-signing key to the user.
+    pub fn self_signing_message(
+        user_id: crate::UserId,
+        master_key: &str,
+        self_signing_key: &str,
+    ) -> String {
+        format!("natter-self-signing:v1:{user_id}:{master_key}:{self_signing_key}")
+    }
+
+    /// The text the self-signing key signs to vouch for one device's identity keys.
+    pub fn device_message(
+        user_id: crate::UserId,
+        device_id: DeviceId,
+        curve25519: &str,
+        ed25519: &str,
+    ) -> String {
+        format!("natter-device-signature:v1:{user_id}:{device_id}:{curve25519}:{ed25519}")
+    }
+}
+
+/// `PUT /v1/devices/{device_id}/signature`: one of the caller's devices, signed by the
+/// caller's self-signing key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSignatureRequest {
+    /// The signature over [`CrossSigningKeys::device_message`], unpadded base64.
+    pub signature: String,
+}
+
+/// One item of a user's key backup: opaque data the client sealed (the server never reads it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupItem {
+    /// The item's name, chosen by the client (1 to 128 printable ASCII characters).
+    pub name: String,
+    /// The sealed data (at most 16 KiB).
+    pub data: String,
+}
+
+/// `PUT /v1/me/backup/{name}`: store (or replace) one backup item.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PutBackupItemRequest {
+    /// The sealed data (at most 16 KiB).
+    pub data: String,
+}
+
+/// A page of the caller's backup items, in name order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupItemsResponse {
+    /// The items after the requested name.
+    pub items: Vec<BackupItem>,
 }
 
 /// A claimed key for opening an Olm session with a device.

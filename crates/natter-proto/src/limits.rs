@@ -24,6 +24,12 @@ pub const ONE_TIME_KEYS_STORED: usize = 200;
 pub const PUBLIC_KEY_BYTES: usize = 32;
 /// Decoded size of an Ed25519 signature, in bytes.
 pub const SIGNATURE_BYTES: usize = 64;
+/// Longest backup item name, in bytes.
+pub const BACKUP_NAME_MAX: usize = 128;
+/// Largest backup item, in bytes.
+pub const BACKUP_ITEM_MAX: usize = 16 * 1024;
+/// Most backup items one user keeps (a room key each, and a few more).
+pub const BACKUP_ITEMS_MAX: i64 = 100_000;
 /// Largest request body the REST API accepts, in bytes.
 pub const REQUEST_BODY_MAX: usize = 64 * 1024;
 

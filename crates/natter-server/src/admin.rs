@@ -34,9 +34,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: the Prometheus exposition.
+/// `GET /metrics`: the Prometheus exposition, natterd's series and the process's.
 async fn metrics() -> String {
-    crate::observe::handle().render()
+    let mut text = crate::observe::handle().render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text + &crate::process_metrics::render()
 }
 
 /// `PUT /admin/users/{user_id}/suspension`: suspends an account at once: its tokens stop

@@ -253,7 +253,7 @@ pub async fn history(
     if store.member(id, user).await?.is_none() {
         return Err(not_member());
     }
-    let limit = limit.unwrap_or(100).clamp(1, PAGE_MAX);
+    let limit = page_limit(limit)?;
     Ok(match (after, before) {
         (Some(after), before) => {
             store
@@ -297,35 +297,98 @@ pub async fn receipts(
         .ok_or(ServiceError::NotFound("no such message"))
 }
 
-/// Messages past the device's delivered cursors in every conversation (what a sync would
-/// send), oldest first per conversation, at most `limit` in all.
+/// A page size asked for: `limit` if it is 1 to [`PAGE_MAX`], 100 if absent.
+///
+/// # Errors
+/// `limit` is out of that range.
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ServiceError> {
+    match limit.unwrap_or(100) {
+        limit @ 1..=PAGE_MAX => Ok(limit),
+        limit => Err(ServiceError::Invalid(format!(
+            "limit must be 1 to {PAGE_MAX}; it is {limit}"
+        ))),
+    }
+}
+
+/// Where a page of [`undelivered`] messages ended: everything up to `seq` in `conversation`,
+/// and in every conversation whose id sorts before it, was listed. Written
+/// `<conversation id>.<seq>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UndeliveredCursor {
+    /// The conversation the page ended in.
+    pub conversation: ConversationId,
+    /// The last seq looked at there.
+    pub seq: i64,
+}
+
+impl std::fmt::Display for UndeliveredCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.conversation, self.seq)
+    }
+}
+
+impl std::str::FromStr for UndeliveredCursor {
+    type Err = ServiceError;
+
+    fn from_str(text: &str) -> Result<Self, ServiceError> {
+        let invalid =
+            || ServiceError::Invalid(format!("not a cursor from a previous page: {text}"));
+        let (conversation, seq) = text.split_once('.').ok_or_else(invalid)?;
+        Ok(Self {
+            conversation: conversation.parse().map_err(|_| invalid())?,
+            seq: seq.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// What a sync would send this device, a page at a time: the messages past its delivered
+/// cursors in every conversation, except those it sent itself, by conversation id and oldest
+/// first in each, at most `limit` (default 100), after `after` (a previous page's cursor).
+/// Returns the page, and where the next one starts if there may be more.
 ///
 /// # Errors
 /// The store fails.
 pub async fn undelivered(
     store: &dyn Store,
     auth: Auth,
+    after: Option<UndeliveredCursor>,
     limit: Option<usize>,
-) -> Result<Vec<Message>, ServiceError> {
-    let mut left = limit.unwrap_or(100).clamp(1, PAGE_MAX);
+) -> Result<(Vec<Message>, Option<UndeliveredCursor>), ServiceError> {
+    let limit = page_limit(limit)?;
+    let mut starts = store.cursor_starts(auth.device_id, auth.user_id).await?;
+    starts.sort_by_key(|start| start.conversation_id);
     let mut messages = Vec::new();
-    for start in store.cursor_starts(auth.device_id, auth.user_id).await? {
-        if left == 0 {
-            break;
-        }
-        if start.delivered_seq < start.last_seq {
+    for start in starts {
+        let conversation = start.conversation_id;
+        let mut seen = match after {
+            Some(after) if conversation < after.conversation => continue,
+            Some(after) if conversation == after.conversation => start.delivered_seq.max(after.seq),
+            _ => start.delivered_seq,
+        };
+        // The device's own messages are skipped (its ack was its copy), so pages are read
+        // whole until `limit` others are found.
+        while seen < start.last_seq {
             let page = store
-                .messages_after(
-                    start.conversation_id,
-                    auth.user_id,
-                    start.delivered_seq,
-                    start.last_seq,
-                    left,
-                )
+                .messages_after(conversation, auth.user_id, seen, start.last_seq, PAGE_MAX)
                 .await?;
-            left -= page.len();
-            messages.extend(page);
+            let whole = page.len() == PAGE_MAX;
+            for message in page {
+                seen = message.seq;
+                if message.sender_device_id != auth.device_id {
+                    messages.push(message);
+                    if messages.len() == limit {
+                        let next = UndeliveredCursor {
+                            conversation,
+                            seq: seen,
+                        };
+                        return Ok((messages, Some(next)));
+                    }
+                }
+            }
+            if !whole {
+                break;
+            }
         }
     }
-    Ok(messages)
+    Ok((messages, None))
 }

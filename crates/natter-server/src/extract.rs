@@ -1,27 +1,57 @@
 //! Request extractors whose rejections are problem+json 4xx responses: a JSON body, path
 //! parameters and the `If-Match` header.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, MissingJsonContentType, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON request body. Bad JSON, wrong types, a missing content type and invalid UTF-8 are
-/// all 400 `invalid_request` with the parser's message; an oversized body is 413.
+/// A JSON object request body (every body the API takes is an object). Bad JSON, wrong types,
+/// anything but an object (serde would take a struct's fields from an array), a missing
+/// content type and invalid UTF-8 are all 400 `invalid_request` with the parser's message; an
+/// oversized body is 413.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(json_rejection(&MissingJsonContentType::default().into()));
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| json_rejection(&rejection.into()))?;
+        if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "invalid JSON body: the body must be a JSON object",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&body) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
     }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`), as
+/// axum's `Json` decides.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(essence) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+    else {
+        return false;
+    };
+    let essence = essence.trim().to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
 }
 
 fn json_rejection(rejection: &JsonRejection) -> ApiError {

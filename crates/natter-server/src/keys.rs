@@ -7,10 +7,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use natter_proto::keys::{
-    ClaimedKey, DeviceInfo, IdentityKeys, OneTimeKey, PublishedIdentityKeys, UploadKeysRequest,
+    BackupItem, ClaimedKey, CrossSigningKeys, DeviceInfo, DevicesResponse, IdentityKeys,
+    OneTimeKey, PublishedIdentityKeys, UploadKeysRequest,
 };
 use natter_proto::limits::{
-    KEY_ID_MAX, ONE_TIME_KEYS_PER_UPLOAD, ONE_TIME_KEYS_STORED, PUBLIC_KEY_BYTES, SIGNATURE_BYTES,
+    BACKUP_ITEM_MAX, BACKUP_ITEMS_MAX, BACKUP_NAME_MAX, KEY_ID_MAX, ONE_TIME_KEYS_PER_UPLOAD,
+    ONE_TIME_KEYS_STORED, PUBLIC_KEY_BYTES, SIGNATURE_BYTES,
 };
 use natter_proto::{DeviceId, UserId};
 
@@ -55,7 +57,8 @@ pub async fn upload(
     }
 }
 
-/// The devices of `target`, with identity keys, if `viewer` may see them.
+/// The devices of `target`, with identity keys, and `target`'s cross-signing identity, if
+/// `viewer` may see them.
 ///
 /// # Errors
 /// Not found when `viewer` is not `target` and not connected.
@@ -63,18 +66,84 @@ pub async fn devices_of(
     store: &dyn Store,
     viewer: UserId,
     target: UserId,
-) -> Result<Vec<DeviceInfo>, ServiceError> {
+) -> Result<DevicesResponse, ServiceError> {
     if !can_see(store, viewer, target).await? {
         return Err(ServiceError::NotFound(
             "no such user, or you are not connected",
         ));
     }
-    Ok(store
+    let devices = store
         .devices(&[target], crate::now_ms())
         .await?
         .into_iter()
         .map(device_info)
-        .collect())
+        .collect();
+    let identity = store.identity(target).await?;
+    Ok(DevicesResponse { devices, identity })
+}
+
+/// Publishes (or, after a reset, replaces) `user`'s cross-signing identity.
+///
+/// # Errors
+/// A key or signature is malformed.
+pub async fn publish_identity(
+    store: &dyn Store,
+    user: UserId,
+    keys: &CrossSigningKeys,
+) -> Result<(), ServiceError> {
+    check_base64("master_key", &keys.master_key, PUBLIC_KEY_BYTES)?;
+    check_base64("self_signing_key", &keys.self_signing_key, PUBLIC_KEY_BYTES)?;
+    check_base64("signature", &keys.signature, SIGNATURE_BYTES)?;
+    Ok(store.set_identity(user, keys, crate::now_ms()).await?)
+}
+
+/// Stores the cross-signature of one of `user`'s devices.
+///
+/// # Errors
+/// A malformed signature, or not one of `user`'s devices.
+pub async fn sign_device(
+    store: &dyn Store,
+    user: UserId,
+    device: DeviceId,
+    signature: &str,
+) -> Result<(), ServiceError> {
+    check_base64("signature", signature, SIGNATURE_BYTES)?;
+    if store.sign_device(user, device, signature).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("you have no such device"))
+    }
+}
+
+/// Stores or replaces one of `user`'s backup items.
+///
+/// # Errors
+/// A bad name, data over the size limit, or the user keeps the most items already.
+pub async fn put_backup_item(
+    store: &dyn Store,
+    user: UserId,
+    item: &BackupItem,
+) -> Result<(), ServiceError> {
+    if item.name.is_empty()
+        || item.name.len() > BACKUP_NAME_MAX
+        || !item.name.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(ServiceError::Invalid(format!(
+            "a backup item's name has 1 to {BACKUP_NAME_MAX} printable ASCII characters"
+        )));
+    }
+    crate::messages::check_no_nul("data", &item.data)?;
+    if item.data.len() > BACKUP_ITEM_MAX {
+        return Err(ServiceError::Invalid(format!(
+            "a backup item holds at most {BACKUP_ITEM_MAX} bytes"
+        )));
+    }
+    match store.put_backup_item(user, item, crate::now_ms()).await {
+        Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
+            "a user keeps at most {BACKUP_ITEMS_MAX} backup items"
+        ))),
+        other => Ok(other?),
+    }
 }
 
 /// Claims a one-time key (or the fallback key) of `target`'s `device`.
@@ -87,7 +156,7 @@ pub async fn claim(
     target: UserId,
     device: DeviceId,
 ) -> Result<ClaimedKey, ServiceError> {
-    let devices = devices_of(store, viewer, target).await?;
+    let devices = devices_of(store, viewer, target).await?.devices;
     if !devices.iter().any(|d| d.device_id == device) {
         return Err(ServiceError::NotFound("this user has no such device"));
     }
@@ -115,6 +184,7 @@ pub fn device_info(device: DeviceRecord) -> DeviceInfo {
         identity_keys: device
             .identity_keys
             .map(|(keys, created_at)| PublishedIdentityKeys { keys, created_at }),
+        cross_signature: device.cross_signature,
     }
 }
 

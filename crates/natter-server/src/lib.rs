@@ -10,8 +10,9 @@
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
 //! - [`presence`]: who is online;
-//! - [`ratelimit`]: abuse controls; [`observe`]: metrics; [`admin`]: the admin listener;
-//! - [`config`], [`telemetry`], [`state`]: process setup.
+//! - [`ratelimit`]: abuse controls; [`observe`], [`process_metrics`]: metrics; [`admin`]: the
+//!   admin listener;
+//! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
 
 pub mod accounts;
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod conversations;
+pub mod datafiles;
 pub mod error;
 pub mod extract;
 pub mod fanout;
@@ -29,6 +31,7 @@ pub mod member_lists;
 pub mod messages;
 pub mod observe;
 pub mod presence;
+pub mod process_metrics;
 pub mod ratelimit;
 pub mod receipts;
 pub mod routes;
@@ -54,18 +57,15 @@ use crate::ratelimit::RateLimits;
 use crate::state::{AppState, Services};
 use crate::store::{PgStore, SqliteStore, Store};
 
-/// Opens the configured store, creating an embedded database's directory if needed; a
-/// PostgreSQL pool holds up to `pool` connections.
+/// Opens the configured store, creating an embedded database's directory and file (private to
+/// natterd's user) if needed; a PostgreSQL pool holds up to `pool` connections.
 ///
 /// # Errors
 /// The database cannot be opened or migrated.
 pub async fn open_store(database: &DatabaseUrl, pool: u32) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match database {
         DatabaseUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
+            datafiles::prepare(path)?;
             Arc::new(SqliteStore::open(path).await?)
         }
         DatabaseUrl::Postgres(url) => Arc::new(PgStore::open(&url.0, pool).await?),
@@ -84,17 +84,28 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     observe::handle();
+    let address = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let public_url = public_url(&config, address)?;
     let passwords = Arc::new(Passwords::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
     )?);
+    // Held until natterd exits: no second process serves the same SQLite file.
+    let _lock = match &config.database {
+        DatabaseUrl::Sqlite(path) => Some(datafiles::lock(path)?),
+        DatabaseUrl::Postgres(_) => None,
+    };
     let store = open_store(&config.database, config.database_pool).await?;
+    // A store that opens but cannot write (a read-only file or mount, a read-only PostgreSQL)
+    // would answer every write with an error: refuse to start instead.
+    store
+        .write_probe()
+        .await
+        .context("the store cannot be written: is the database (its file, directory, mount or PostgreSQL server) read-only?")?;
     let registry = Arc::new(Registry::default());
-    let address = listener
-        .local_addr()
-        .context("reading the listener's address")?;
-    let ws_url = config
-        .public_url
+    let ws_url = public_url
         .clone()
         .unwrap_or_else(|| format!("ws://{address}/v1/ws"));
     let assigner = Arc::new(Assigner::new(ws_url.clone()));
@@ -150,6 +161,7 @@ pub async fn run(
         limits,
         registry,
         gateway: config.gateway,
+        ws_url_from_host: public_url.is_none(),
         shutdown: shutdown_rx,
     });
     tracing::info!(%address, "natterd listening");
@@ -189,6 +201,26 @@ pub async fn run(
     metrics::gauge!("natter_up").set(0.0);
     tracing::info!("natterd stopped");
     Ok(())
+}
+
+/// The WebSocket URL the host assigner hands out for this node: `--public-url`, else
+/// `ws://<listen>/v1/ws`. A node listening on every interface (`0.0.0.0`, `::`) has no such
+/// address: alone, it names itself by each request's `Host` header (`None` here); in a cluster,
+/// where other nodes hand its URL out, it must be told.
+///
+/// # Errors
+/// A cluster node listens on every interface without `--public-url`.
+fn public_url(config: &Config, address: std::net::SocketAddr) -> anyhow::Result<Option<String>> {
+    match &config.public_url {
+        Some(url) => Ok(Some(url.clone())),
+        None if !address.ip().is_unspecified() => Ok(Some(format!("ws://{address}/v1/ws"))),
+        None if config.redis_url.is_some() => anyhow::bail!(
+            "--listen {address} names every interface, not an address clients can reach: in a \
+             cluster set --public-url (NATTER_PUBLIC_URL) to the WebSocket URL clients use for \
+             this node, such as ws://node1.example.com:8080/v1/ws"
+        ),
+        None => Ok(None),
+    }
 }
 
 /// What a stopping node waits for before it exits.

@@ -9,6 +9,7 @@ use clap::Parser;
 use natter_server::config::{Config, DatabaseUrl, Secret, defaults};
 use natter_server::gateway::GatewayConfig;
 use natter_server::ratelimit::{Kind, LimitSetting, Limits, Rate};
+use tokio::signal::unix::SignalKind;
 
 /// The Natter server. With no flags it keeps an embedded SQLite database in ./natter-data/
 /// and listens on 127.0.0.1:8080.
@@ -53,7 +54,8 @@ struct Args {
     #[arg(long, env = "NATTER_CLUSTER_NAME", default_value = defaults::CLUSTER_NAME)]
     cluster_name: String,
     /// The WebSocket URL clients use to reach this node, as the host assigner hands it out
-    /// (default ws://<listen>/v1/ws).
+    /// (default ws://<listen>/v1/ws; listening on 0.0.0.0, a single node names itself by the
+    /// request's Host header and a cluster node must set it).
     #[arg(long, env = "NATTER_PUBLIC_URL")]
     public_url: Option<String>,
     /// Address of the admin listener (/metrics, operator actions); keep it private.
@@ -66,7 +68,7 @@ struct Args {
     /// instead of waiting behind the others.
     #[arg(long, env = "NATTER_SENDS_IN_FLIGHT", default_value_t = defaults::SENDS_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     sends_in_flight: usize,
-    /// On SIGTERM, seconds over which open connections are closed (at random moments, so
+    /// On SIGTERM (or SIGHUP, SIGINT), seconds over which open connections are closed (at random moments, so
     /// their clients reconnect to other nodes gradually); then the process exits.
     #[arg(long, env = "NATTER_DRAIN_SECS", default_value_t = defaults::DRAIN_SECS, value_parser = clap::value_parser!(u64).range(0..=600))]
     drain_secs: u64,
@@ -132,7 +134,8 @@ fn limits(args: &Args) -> Limits {
     limits
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP: each drains the node and stops it. (A
+/// hang-up, such as the terminal closing, used to kill natterd without draining.)
 async fn shutdown_signal() {
     let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
@@ -140,22 +143,23 @@ async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
     tokio::select! {
         () = interrupt => tracing::info!("SIGINT: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+        () = unix_signal(SignalKind::terminate(), "SIGTERM") => tracing::info!("SIGTERM: shutting down"),
+        () = unix_signal(SignalKind::hangup(), "SIGHUP") => tracing::info!("SIGHUP: shutting down"),
+    }
+}
+
+/// Resolves when the process receives `kind` (named `name` in the log), or never if it
+/// cannot listen for it.
+async fn unix_signal(kind: SignalKind, name: &str) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
     }
 }

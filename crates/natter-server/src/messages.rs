@@ -30,6 +30,10 @@ pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
 }
 
+/// The `kind` under which `natter_rate_limited_total` counts sends refused because the node is
+/// busy.
+pub const NODE_SENDS: &str = "node_sends";
+
 /// How many sends a node works on at once, and what it tells the sender past that.
 #[derive(Clone, Copy, Debug)]
 pub struct Admission {
@@ -162,7 +166,7 @@ impl Messenger {
         // A node that already works on all the sends it can says so at once: the sender retries
         // shortly, instead of every send waiting longer behind the others.
         let Ok(_admitted) = self.in_flight.try_acquire() else {
-            metrics::counter!("natter_rate_limited_total", "kind" => "node_sends").increment(1);
+            metrics::counter!("natter_rate_limited_total", "kind" => NODE_SENDS).increment(1);
             return Err(ServiceError::Busy {
                 retry_after: self.busy_retry,
             });
@@ -454,7 +458,11 @@ fn publish(bus: &dyn Bus, recipients: &[UserId], message: Message) {
 
 /// Refuses text with U+0000 in it, which PostgreSQL cannot store (opaque text is otherwise
 /// the client's business).
-fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
+/// Refuses text with U+0000, which PostgreSQL cannot store in a text column.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] naming `what`.
+pub fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
     if text.contains('\0') {
         return Err(ServiceError::Invalid(format!(
             "{what} contains U+0000, which cannot be stored"

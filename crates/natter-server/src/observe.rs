@@ -46,9 +46,124 @@ pub fn handle() -> PrometheusHandle {
             // Fails only if another recorder was installed first, which natterd never does.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            register_known_series();
             handle
         })
         .clone()
+}
+
+/// The codes a send can be refused with (`natter_messages_rejected_total{reason}`).
+const SEND_REFUSALS: &[&str] = &[
+    "invalid_request",
+    "too_large",
+    "rate_limited",
+    "not_found",
+    "not_member",
+    "not_connected",
+    "forbidden",
+    "suspended",
+    "store_unavailable",
+    "internal",
+];
+
+/// Why a connection ends (`natter_disconnects_total{reason}`, from the gateway's session).
+const DISCONNECT_REASONS: &[&str] = &[
+    "client closed",
+    "connection error",
+    "closed",
+    "closed during sync",
+    "device removed",
+    "idle",
+    "too slow",
+    "server shutdown",
+    "frame too large",
+    "text frame is not UTF-8",
+];
+
+/// The client frame types (`natter_frames_in_total{type}`).
+const FRAMES_IN: &[&str] = &[
+    "auth",
+    "send",
+    "delivered",
+    "read",
+    "to_device",
+    "to_device_ack",
+    "sync",
+    "typing",
+    "ping",
+];
+
+/// The server frame types (`natter_frames_out_total{type}`).
+const FRAMES_OUT: &[&str] = &[
+    "ready",
+    "ack",
+    "message",
+    "synced",
+    "receipt",
+    "receipts",
+    "to_device",
+    "typing",
+    "pong",
+    "error",
+];
+
+/// Sets every counter whose labels are known in advance at zero, so that each series exists
+/// from the start: Prometheus's `rate()` and `increase()` need a sample before the first
+/// increment, or they miss the first burst (and alerts such as `NatterRepeatedAbuse` never fire
+/// on it). Also the build's `natter_build_info{version}` gauge, at 1.
+fn register_known_series() {
+    use metrics::counter;
+    for kind in crate::ratelimit::Kind::ALL.map(crate::ratelimit::Kind::name) {
+        counter!("natter_rate_limited_total", "kind" => kind).increment(0);
+        counter!("natter_abuse_total", "kind" => kind).increment(0);
+    }
+    for kind in [crate::messages::NODE_SENDS, "store_unavailable"] {
+        counter!("natter_rate_limited_total", "kind" => kind).increment(0);
+    }
+    for reason in SEND_REFUSALS {
+        counter!("natter_messages_rejected_total", "reason" => *reason).increment(0);
+    }
+    for reason in DISCONNECT_REASONS {
+        counter!("natter_disconnects_total", "reason" => *reason).increment(0);
+    }
+    for kind in FRAMES_IN {
+        counter!("natter_frames_in_total", "type" => *kind).increment(0);
+    }
+    for kind in FRAMES_OUT {
+        counter!("natter_frames_out_total", "type" => *kind).increment(0);
+    }
+    for kind in ["direct", "room"] {
+        counter!("natter_messages_accepted_total", "kind" => kind).increment(0);
+    }
+    for path in ["live", "sync"] {
+        counter!("natter_deliveries_total", "path" => path).increment(0);
+    }
+    counter!("natter_connects_total").increment(0);
+    counter!("natter_rate_limit_fallbacks_total").increment(0);
+    metrics::gauge!("natter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Sets `natter_http_requests_total` at zero for each route and status class (see
+/// [`register_known_series`]).
+pub fn register_routes<'a>(routes: impl IntoIterator<Item = &'a str>) {
+    for route in routes {
+        for status in HTTP_STATUS_CLASSES {
+            metrics::counter!("natter_http_requests_total", "route" => route.to_owned(), "status" => *status)
+                .increment(0);
+        }
+    }
+}
+
+/// The status classes of `natter_http_requests_total{status}`.
+const HTTP_STATUS_CLASSES: &[&str] = &["ok", "4xx", "5xx"];
+
+/// The class of an HTTP status, one of [`HTTP_STATUS_CLASSES`].
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=399 => "ok",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 /// Seconds as a histogram sample.
@@ -157,7 +272,7 @@ fn describe() {
     );
     describe_counter!(
         "natter_rate_limited_total",
-        "Requests refused by a rate limit, by kind"
+        "Requests refused by a rate limit, by kind (a limit, node_sends when the node is busy; sends held behind an earlier refusal count under its kind)"
     );
     describe_counter!(
         "natter_abuse_total",
@@ -171,6 +286,10 @@ fn describe() {
         "natter_http_request_seconds",
         Unit::Seconds,
         "HTTP request latency, by route template"
+    );
+    describe_gauge!(
+        "natter_build_info",
+        "1, labelled with the version of natterd that runs"
     );
     describe_gauge!(
         "natter_up",

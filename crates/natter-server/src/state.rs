@@ -52,6 +52,9 @@ pub struct Services {
     pub registry: Arc<Registry>,
     /// Gateway settings.
     pub gateway: GatewayConfig,
+    /// No `--public-url`, and listening on every interface: `GET /v1/gateway` names this node
+    /// by the request's `Host` header.
+    pub ws_url_from_host: bool,
     /// Becomes true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

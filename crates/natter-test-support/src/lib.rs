@@ -1,5 +1,6 @@
 //! Helpers shared by Natter's test suites (never by production code): where the PostgreSQL
-//! and Redis the tests use live, and a fresh database on that server.
+//! and Redis the tests use live, a fresh database on that server, and whether the programs
+//! some tests run are installed.
 
 /// The URL in environment variable `var` (such as `NATTER_TEST_DATABASE_URL`), naming `what`
 /// it is for. When it is unset, tests that need it must not pass silently: under CI (`CI` set)
@@ -10,14 +11,34 @@
 pub fn service_url(var: &str, what: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set, and CI must run the {what} tests")
-        }
         _ => {
-            eprintln!("NOTICE: {var} is not set; skipping a {what} test");
+            missing(&format!("{var} is not set"), what);
             None
         }
     }
+}
+
+/// Whether a program the tests need is `installed` (such as Prometheus or a Python package),
+/// naming `what` it is for. When it is not, tests that need it must not pass silently: under
+/// CI (`CI` set) this panics; elsewhere it prints a notice and returns false, and the test
+/// returns early.
+///
+/// # Panics
+/// It is not installed and `CI` is set.
+pub fn installed(installed: bool, program: &str, what: &str) -> bool {
+    if !installed {
+        missing(&format!("{program} is not installed"), what);
+    }
+    installed
+}
+
+/// Says that `lack` keeps a `what` test from running: a panic under CI, else a notice.
+fn missing(lack: &str, what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{lack}, and CI must run the {what} tests"
+    );
+    eprintln!("NOTICE: {lack}; skipping a {what} test");
 }
 
 /// The PostgreSQL server tests may create databases on (`NATTER_TEST_DATABASE_URL`).

@@ -52,6 +52,7 @@ fn assert_nowhere(dir: &Path, secrets: &[String]) {
 
 /// Alice (`zoe_at_rest`) and bob (`yann_at_rest`, display name `Yannick Marker`), connected;
 /// each sends both markers in their direct conversation and in a room, and each reads all.
+/// Returns what must be in no file: markers, names, ids, tokens and recovery keys.
 async fn converse(server: &TestServer) -> (Device, Device, Vec<String>) {
     let client = natter_client::Client::new(&server.url).unwrap();
     client
@@ -62,8 +63,14 @@ async fn converse(server: &TestServer) -> (Device, Device, Vec<String>) {
         .register("yann_at_rest", "password123", Some("Yannick Marker"))
         .await
         .unwrap();
-    let alice = server.device("zoe_at_rest", "laptop").await;
-    let bob = server.device("yann_at_rest", "phone").await;
+    // First devices: each makes its user's identity and shows a recovery key.
+    let alice = server.unapproved_device("zoe_at_rest", "laptop").await;
+    let bob = server.unapproved_device("yann_at_rest", "phone").await;
+    let mut recovery_keys = Vec::new();
+    for device in [&alice, &bob] {
+        let key = device.take_recovery_key().await.unwrap();
+        recovery_keys.push(key.expect("a first device shows a recovery key"));
+    }
     let direct = server.connect(&alice, &bob).await;
     let room = alice
         .session()
@@ -107,6 +114,7 @@ async fn converse(server: &TestServer) -> (Device, Device, Vec<String>) {
         room.to_string(),
         server.url.clone(),
     ];
+    secrets.extend(recovery_keys);
     for device in [&alice, &bob] {
         secrets.push(device.session().token().to_owned());
         secrets.push(device.user_id().to_string());

@@ -24,6 +24,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     database: Option<DatabaseUrl>,
     running: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+    /// Each user's recovery key, as written down at the first login.
+    recovery_keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl TestServer {
@@ -45,9 +47,37 @@ impl TestServer {
             dir,
             database,
             running: None,
+            recovery_keys: std::sync::Mutex::default(),
         };
         server.serve(listener).await;
         server
+    }
+
+    /// Runs `sql` on the server's database directly, as its operator could, and returns the
+    /// first column of the first row it selects (if any), as text.
+    pub fn operator_sql(&self, sql: &str) -> Option<String> {
+        match &self.database {
+            Some(DatabaseUrl::Postgres(url)) => {
+                let output = std::process::Command::new("psql")
+                    .args([url.0.as_str(), "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql])
+                    .output()
+                    .expect("running psql");
+                assert!(output.status.success(), "psql failed: {sql}");
+                let text = String::from_utf8(output.stdout).expect("psql prints text");
+                text.lines().next().map(str::to_owned)
+            }
+            _ => {
+                let db = rusqlite::Connection::open(self.dir.path().join("server/natter.db"))
+                    .expect("opening the server's database");
+                db.busy_timeout(Duration::from_secs(10))
+                    .expect("a busy timeout");
+                let mut statement = db.prepare(sql).expect("a valid statement");
+                let mut rows = statement.query([]).expect("running the statement");
+                rows.next()
+                    .expect("reading a row")
+                    .map(|row| row.get::<_, String>(0).expect("a text column"))
+            }
+        }
     }
 
     /// The server's database file and its journal files.
@@ -101,18 +131,44 @@ impl TestServer {
         self.serve(listener).await;
     }
 
-    /// Registers `username` and logs in its first device.
+    /// Registers `username` and logs in its first device, which creates the user's identity;
+    /// keeps the recovery key it shows.
     pub async fn user(&self, username: &str) -> Device {
         Client::new(&self.url)
             .expect("a valid URL")
             .register(username, "password123", None)
             .await
             .expect("registering");
-        self.device(username, "first").await
+        let device = self.unapproved_device(username, "first").await;
+        let key = device
+            .take_recovery_key()
+            .await
+            .unwrap()
+            .expect("the first device shows a recovery key");
+        self.recovery_keys
+            .lock()
+            .unwrap()
+            .insert(username.to_owned(), key);
+        device
     }
 
-    /// Logs `username` in on a new device with its own store.
+    /// The recovery key `username`'s first device showed.
+    pub fn recovery_key(&self, username: &str) -> String {
+        self.recovery_keys.lock().unwrap()[username].clone()
+    }
+
+    /// Logs `username` in on a new device with its own store, approved with the recovery key.
     pub async fn device(&self, username: &str, name: &str) -> Device {
+        let device = self.device_through(&self.url, username, name).await;
+        device
+            .recover(&self.recovery_key(username))
+            .await
+            .expect("approving the device with the recovery key");
+        device
+    }
+
+    /// Logs `username` in on a new device that nothing approved (yet).
+    pub async fn unapproved_device(&self, username: &str, name: &str) -> Device {
         self.device_through(&self.url, username, name).await
     }
 

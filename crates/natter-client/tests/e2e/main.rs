@@ -11,3 +11,4 @@ mod offline;
 mod privacy;
 mod reset;
 mod rooms;
+mod trust;

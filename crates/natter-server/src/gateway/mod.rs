@@ -13,6 +13,8 @@ pub mod close {
     pub const RESTART: u16 = 1012;
     /// A frame over the hard size limit.
     pub const TOO_BIG: u16 = 1009;
+    /// A text frame that is not valid UTF-8 (RFC 6455, 8.1).
+    pub const INVALID_DATA: u16 = 1007;
     /// Nothing received for the idle timeout.
     pub const IDLE: u16 = 4001;
     /// The connection's queue filled.

@@ -113,6 +113,12 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Au
                 "the first frame must be {\"type\":\"auth\",\"token\":...} (or send an Authorization header)",
             )),
         },
+        Ok(Some(Err(error))) => {
+            if let Some((code, reason)) = close_for(&error) {
+                let _ = socket.send(close_frame(code, reason)).await;
+            }
+            return None;
+        }
         Ok(_) => return None,
         Err(_) => Err(refused("no auth frame within 10 seconds")),
     };
@@ -134,14 +140,17 @@ fn drain_delay(window: Duration) -> Duration {
     window.mul_f64(rand::random::<f64>())
 }
 
-/// Whether a receive failed on a frame over the hard size limit (rather than the connection).
-fn too_big(error: &axum::Error) -> bool {
+/// The close a failed receive calls for when it failed on a bad frame rather than on the
+/// connection: a frame over the hard size limit (1009), a text frame that is not UTF-8 (1007,
+/// as RFC 6455 asks). `None` for a broken connection, which gets no close frame.
+fn close_for(error: &axum::Error) -> Option<(u16, &'static str)> {
     let inner: &(dyn std::error::Error + 'static) = error;
-    std::iter::successors(Some(inner), |e| e.source()).any(|e| {
-        matches!(
-            e.downcast_ref::<tungstenite::Error>(),
-            Some(tungstenite::Error::Capacity(_))
-        )
+    std::iter::successors(Some(inner), |e| e.source()).find_map(|e| {
+        match e.downcast_ref::<tungstenite::Error>()? {
+            tungstenite::Error::Capacity(_) => Some((close::TOO_BIG, "frame too large")),
+            tungstenite::Error::Utf8(_) => Some((close::INVALID_DATA, "text frame is not UTF-8")),
+            _ => None,
+        }
     })
 }
 
@@ -190,6 +199,9 @@ const HOLD_AT_MOST: Duration = Duration::from_secs(5);
 struct SendHold {
     until: Option<tokio::time::Instant>,
     refusals_in_a_row: u32,
+    /// What the sends held behind the hold count under in `natter_rate_limited_total`: the
+    /// `kind` of the refusal that set it (a limit's name, `node_sends`, or the error code).
+    cause: &'static str,
 }
 
 impl SendHold {
@@ -210,27 +222,42 @@ impl SendHold {
 
     /// Holds later sends for the `wait` a refused send was told, if it is at most
     /// [`HOLD_AT_MOST`] (or the send was refused because the node is busy, whose waits grow past
-    /// it).
-    fn hold(&mut self, wait: Duration, busy: bool, now: tokio::time::Instant) {
-        if busy || wait <= HOLD_AT_MOST {
+    /// it). Returns whether it holds.
+    fn hold(&mut self, wait: Duration, busy: bool, now: tokio::time::Instant) -> bool {
+        let holds = busy || wait <= HOLD_AT_MOST;
+        if holds {
             self.until = Some(self.until.map_or(now + wait, |until| until.max(now + wait)));
         }
+        holds
     }
 
     /// What a refused send is told (a busy node's wait grown, see [`Self::busy`]); any wait it
     /// tells holds later sends, unless the send was itself held behind an earlier refusal,
     /// whose hold stands as it is.
+    ///
+    /// A send held behind the hold is counted in `natter_rate_limited_total` under the cause of
+    /// the hold (the refusal that set it was counted where it was refused), so that every send
+    /// refused with `rate_limited` is counted once.
     fn refused(&mut self, error: ServiceError, now: tokio::time::Instant) -> ApiError {
         let busy = matches!(error, ServiceError::Busy { .. });
         let held = matches!(error, ServiceError::HeldBehind { .. });
+        let limit = match &error {
+            ServiceError::RateLimited { kind, .. } => Some(*kind),
+            ServiceError::Busy { .. } => Some(crate::messages::NODE_SENDS),
+            _ => None,
+        };
         let error = ApiError::from(match error {
             ServiceError::Busy { retry_after: base } => ServiceError::Busy {
                 retry_after: self.busy(base),
             },
             error => error,
         });
-        if let Some(wait) = error.retry_after().filter(|_| !held) {
-            self.hold(wait, busy, now);
+        if held {
+            metrics::counter!("natter_rate_limited_total", "kind" => self.cause).increment(1);
+        } else if let Some(wait) = error.retry_after()
+            && self.hold(wait, busy, now)
+        {
+            self.cause = limit.unwrap_or(error.code());
         }
         error
     }
@@ -349,12 +376,14 @@ impl Session {
                         last_received = tokio::time::Instant::now();
                         Box::pin(self.on_message(message)).await
                     }
-                    Some(Err(error)) if too_big(&error) => {
-                        // Best effort: the unread rest of the frame may reset the connection first.
-                        Box::pin(self.close(close::TOO_BIG, "frame too large")).await;
-                        return "frame too large";
-                    }
-                    Some(Err(_)) => return "connection error",
+                    Some(Err(error)) => match close_for(&error) {
+                        Some((code, reason)) => {
+                            // Best effort: the unread rest of the frame may reset the connection first.
+                            Box::pin(self.close(code, reason)).await;
+                            return reason;
+                        }
+                        None => return "connection error",
+                    },
                     None => return "client closed",
                 },
                 Some(event) = self.registration.events.recv() => Box::pin(self.on_event(&event)).await,
@@ -753,17 +782,17 @@ mod tests {
         let now = tokio::time::Instant::now();
         let wait = Duration::from_micros(1_500_200);
         let mut hold = SendHold::default();
-        hold.hold(wait, false, now);
+        assert!(hold.hold(wait, false, now));
         assert_eq!(hold.held(now), Some(wait));
         assert_eq!(hold.held(now + wait), None, "held no longer than it said");
         // A shorter wait after it does not shorten the hold; a long one does not hold at all,
         // unless the node is busy.
-        hold.hold(Duration::from_millis(10), false, now);
+        assert!(hold.hold(Duration::from_millis(10), false, now));
         assert_eq!(hold.held(now), Some(wait));
         let mut long = SendHold::default();
-        long.hold(HOLD_AT_MOST * 2, false, now);
+        assert!(!long.hold(HOLD_AT_MOST * 2, false, now));
         assert_eq!(long.held(now), None);
-        long.hold(HOLD_AT_MOST * 2, true, now);
+        assert!(long.hold(HOLD_AT_MOST * 2, true, now));
         assert_eq!(long.held(now), Some(HOLD_AT_MOST * 2));
     }
 

@@ -52,7 +52,7 @@ fn with_etag(status: ConnectionStatus) -> Response {
 
 /// The caller's connections (with profiles, devices and public keys), pending requests in and
 /// out, and blocked users.
-#[utoipa::path(get, path = "/connection/user/{userId}", tag = "connections", security(("bearer" = [])),
+#[utoipa::path(get, path = "/connection/user/{userId}", tag = "connections", operation_id = "list_connections", security(("bearer" = [])),
     params(("userId" = UserId, Path)),
     responses((status = 200, body = ConnectionsResponse), (status = 401, body = Problem),
               (status = 403, description = "userId is not you", body = Problem)))]
@@ -69,7 +69,7 @@ pub async fn list(
 
 /// My side of the connection with `recipientId`, with its version for `If-Match` (also when
 /// there is no relationship, whose side is listed nowhere else).
-#[utoipa::path(get, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
+#[utoipa::path(get, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections", operation_id = "get_connection",
     security(("bearer" = [])), params(("userId" = UserId, Path), ("recipientId" = UserId, Path)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem)))]
@@ -87,7 +87,7 @@ pub async fn get(
 #[utoipa::path(post, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
     security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "blocked_by_you or version_mismatch", body = Problem),
@@ -109,7 +109,7 @@ pub async fn request(
 #[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/request/{accept}",
     tag = "connections", security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path), ("accept" = bool, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "no_pending_request or version_mismatch", body = Problem)))]
@@ -133,7 +133,7 @@ pub async fn respond(
 #[utoipa::path(put, path = "/connection/user/{userId}/recipient/{recipientId}/block/{block}",
     tag = "connections", security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path), ("block" = bool, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "version_mismatch", body = Problem)))]
@@ -157,7 +157,7 @@ pub async fn block(
 #[utoipa::path(delete, path = "/connection/user/{userId}/recipient/{recipientId}", tag = "connections",
     security(("bearer" = [])),
     params(("userId" = UserId, Path), ("recipientId" = UserId, Path),
-           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw")),
+           ("If-Match" = Option<String>, Header, description = "the version of your side you last saw: `3`, `\"3\"` or `W/\"3\"`", nullable = false, pattern = r#"^\s*(W/)?"?[0-9]{1,18}"?\s*$"#)),
     responses((status = 200, body = ConnectionStatus), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "blocked_by_you or version_mismatch", body = Problem)))]

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use natter_proto::conversations::{
     AddMembersRequest, ConversationDetails, ConversationsResponse, CreateDirectRequest,
-    CreateRoomRequest, MessageReceipts, MessagesResponse,
+    CreateRoomRequest, MessageReceipts, MessagesResponse, UndeliveredResponse,
 };
 use natter_proto::problem::Problem;
 use natter_proto::{ConversationId, UserId};
@@ -26,6 +26,7 @@ pub struct Page {
     /// Messages before this seq (the newest ones before it); the default is the newest.
     before: Option<i64>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -67,7 +68,7 @@ pub async fn create_room(
 }
 
 /// The caller's conversations with unread counts, most recently active first.
-#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", operation_id = "list_conversations", security(("bearer" = [])),
     responses((status = 200, body = ConversationsResponse), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -79,7 +80,7 @@ pub async fn list(
 }
 
 /// A conversation and its members.
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", operation_id = "get_conversation", security(("bearer" = [])),
     params(("id" = ConversationId, Path)),
     responses((status = 200, body = ConversationDetails), (status = 401, body = Problem),
               (status = 404, description = "no such conversation, or not a member", body = Problem)))]
@@ -176,6 +177,7 @@ pub struct SentPage {
     /// Messages stored before this server time (ms); the default is now.
     before_ts: Option<i64>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -188,10 +190,7 @@ pub async fn sent(
     auth: Auth,
     ApiQuery(page): ApiQuery<SentPage>,
 ) -> Result<Json<MessagesResponse>, ApiError> {
-    let limit = page
-        .limit
-        .unwrap_or(100)
-        .clamp(1, natter_proto::limits::PAGE_MAX);
+    let limit = conversations::page_limit(page.limit)?;
     let messages = state
         .store
         .sent_by(auth.user_id, page.before_ts.unwrap_or(i64::MAX), limit)
@@ -202,21 +201,37 @@ pub async fn sent(
 /// Paging of the undelivered list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct Limit {
+pub struct UndeliveredPage {
+    /// The `next` of the previous page (opaque: `<conversation id>.<seq>`); the default is
+    /// the start.
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\.[0-9]{1,18}$"
+    )]
+    after: Option<String>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
-/// Messages this device has not acknowledged as delivered, in every conversation.
+/// What a sync would send this device: messages past its delivered cursors in every
+/// conversation, not those it sent itself, a page at a time (follow `next`).
 #[utoipa::path(get, path = "/v1/messages/undelivered", tag = "conversations", security(("bearer" = [])),
-    params(Limit),
-    responses((status = 200, body = MessagesResponse), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    params(UndeliveredPage),
+    responses((status = 200, body = UndeliveredResponse), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn undelivered(
     State(state): State<AppState>,
     auth: Auth,
-    ApiQuery(page): ApiQuery<Limit>,
-) -> Result<Json<MessagesResponse>, ApiError> {
-    Ok(Json(MessagesResponse {
-        messages: conversations::undelivered(state.store.as_ref(), auth, page.limit).await?,
+    ApiQuery(page): ApiQuery<UndeliveredPage>,
+) -> Result<Json<UndeliveredResponse>, ApiError> {
+    let after = page
+        .after
+        .as_deref()
+        .map(str::parse::<conversations::UndeliveredCursor>)
+        .transpose()?;
+    let (messages, next) =
+        conversations::undelivered(state.store.as_ref(), auth, after, page.limit).await?;
+    Ok(Json(UndeliveredResponse {
+        messages,
+        next: next.map(|cursor| cursor.to_string()),
     }))
 }

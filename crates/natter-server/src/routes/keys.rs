@@ -69,7 +69,8 @@ pub async fn delete_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A user's devices with their identity keys: the caller's own, or a connected user's.
+/// A user's devices with their identity keys and the user's cross-signing identity: the
+/// caller's own, or a connected user's or fellow member's.
 #[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "keys", security(("bearer" = [])),
     params(("user_id" = UserId, Path)),
     responses((status = 200, body = DevicesResponse), (status = 401, body = Problem),
@@ -79,8 +80,9 @@ pub async fn devices(
     auth: Auth,
     ApiPath(user_id): ApiPath<UserId>,
 ) -> Result<Json<DevicesResponse>, ApiError> {
-    let devices = keys::devices_of(state.store.as_ref(), auth.user_id, user_id).await?;
-    Ok(Json(DevicesResponse { devices }))
+    Ok(Json(
+        keys::devices_of(state.store.as_ref(), auth.user_id, user_id).await?,
+    ))
 }
 
 /// Claims one of the device's one-time keys (each is handed out once), or its fallback key

@@ -3,8 +3,10 @@
 mod accounts;
 mod connections;
 mod conversations;
+mod document;
 mod gateway;
 mod health;
+mod identity;
 mod keys;
 
 use std::sync::Arc;
@@ -26,7 +28,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The REST API's routes and their OpenAPI description, generated from the handlers.
 fn api() -> (Router<AppState>, OpenApi) {
-    OpenApiRouter::with_openapi(base_document())
+    let (router, mut document) = OpenApiRouter::with_openapi(base_document())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(gateway::gateway))
@@ -42,6 +44,10 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(keys::delete_device))
         .routes(routes!(keys::devices))
         .routes(routes!(keys::claim))
+        .routes(routes!(identity::publish_identity))
+        .routes(routes!(identity::sign_device))
+        .routes(routes!(identity::put_backup_item))
+        .routes(routes!(identity::backup_items, identity::delete_backup))
         .routes(routes!(connections::list))
         .routes(routes!(
             connections::get,
@@ -60,7 +66,9 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(conversations::receipts))
         .routes(routes!(conversations::sent))
         .routes(routes!(conversations::undelivered))
-        .split_for_parts()
+        .split_for_parts();
+    document::finish(&mut document);
+    (router, document)
 }
 
 fn base_document() -> OpenApi {
@@ -98,11 +106,7 @@ async fn record_request(request: Request, next: middleware::Next) -> axum::respo
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let status = match response.status().as_u16() {
-        100..=399 => "ok",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
+    let status = crate::observe::status_class(response.status().as_u16());
     metrics::counter!("natter_http_requests_total", "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("natter_http_request_seconds", "route" => route)
@@ -114,6 +118,11 @@ async fn record_request(request: Request, next: middleware::Next) -> axum::respo
 pub fn app(state: AppState) -> Router {
     let (router, mut document) = api();
     document.paths.paths.sort_keys();
+    crate::observe::register_routes(document.paths.paths.keys().map(String::as_str).chain([
+        "/v1/ws",
+        "/v1/openapi.json",
+        "unmatched",
+    ]));
     let document = Arc::new(document);
     router
         // The WebSocket protocol is described in docs/protocol.md, not in OpenAPI.

@@ -16,6 +16,8 @@ pub mod sqlite {
          WHERE device_id = $1 AND key_id = (SELECT key_id FROM one_time_keys \
              WHERE device_id = $1 ORDER BY created_at, key_id LIMIT 1) \
          RETURNING key_id, key, created_at";
+    /// A user's row, locked for the rest of the transaction (the write lock already is).
+    pub const LOCK_USER: &str = "SELECT id FROM users WHERE id = $1";
 }
 
 /// PostgreSQL.
@@ -33,4 +35,7 @@ pub mod postgres {
          WHERE device_id = $1 AND key_id = (SELECT key_id FROM one_time_keys \
              WHERE device_id = $1 ORDER BY created_at, key_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING key_id, key, created_at";
+    /// A user's row, locked for the rest of the transaction: writes that count the user's rows
+    /// before adding one take turns.
+    pub const LOCK_USER: &str = "SELECT id FROM users WHERE id = $1 FOR UPDATE";
 }

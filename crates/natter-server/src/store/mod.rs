@@ -5,6 +5,7 @@
 
 mod dialect;
 mod group_commit;
+mod identities;
 mod messages;
 mod sql;
 mod sql_messages;
@@ -20,17 +21,21 @@ use natter_proto::{DeviceId, UserId};
 
 use crate::connections::Refusal;
 
+pub use identities::IdentityStore;
 pub use messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
     RoomCheck, SendPlan,
 };
 pub use sql::{PgStore, SqliteStore};
 
-/// Runs one store operation, recording its latency and failures by operation name.
+/// Runs one store operation, recording its latency and failures by operation name. (Each
+/// operation's error counter exists, at zero, from its first use: `rate()` sees its first
+/// failures.)
 async fn timed<T>(
     op: &'static str,
     work: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
+    let errors = metrics::counter!("natter_store_errors_total", "op" => op);
     let start = std::time::Instant::now();
     let result = work.await;
     metrics::histogram!("natter_store_op_seconds", "op" => op)
@@ -42,7 +47,7 @@ async fn timed<T>(
             | StoreError::Corrupt(_)
             | StoreError::Unavailable(_))
     ) {
-        metrics::counter!("natter_store_errors_total", "op" => op).increment(1);
+        errors.increment(1);
     }
     result
 }
@@ -189,6 +194,8 @@ pub struct DeviceRecord {
     pub created_at: i64,
     /// Identity keys and their upload time, once uploaded.
     pub identity_keys: Option<(IdentityKeys, i64)>,
+    /// The device's signature by its user's self-signing key, once signed.
+    pub cross_signature: Option<String>,
 }
 
 /// What a device publishes in one upload, already validated.
@@ -258,9 +265,11 @@ pub type Transition<'a> =
 
 /// Persistence for every service. Implementations must be safe to share across tasks.
 #[async_trait]
-pub trait Store: MessageStore + Send + Sync + 'static {
+pub trait Store: MessageStore + IdentityStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Checks the database takes writes (it makes a table in a transaction it rolls back).
+    async fn write_probe(&self) -> Result<(), StoreError>;
 
     /// Adds a user. `Conflict` if the username (in any case) is taken.
     async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError>;

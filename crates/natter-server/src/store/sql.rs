@@ -220,6 +220,7 @@ struct DeviceRow {
     ed25519: Option<String>,
     key_signature: Option<String>,
     keys_created_at: Option<i64>,
+    cross_signature: Option<String>,
 }
 
 impl DeviceRow {
@@ -246,6 +247,7 @@ impl DeviceRow {
             name: self.name,
             created_at: self.created_at,
             identity_keys,
+            cross_signature: self.cross_signature,
         })
     }
 }
@@ -343,6 +345,18 @@ macro_rules! sql_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 timed("ping", async move {
                     sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                }).await
+            }
+
+            async fn write_probe(&self) -> Result<(), StoreError> {
+                timed("write_probe", async move {
+                    let writer = self.writer.lock().await;
+                    let mut probe = writer.begin().await?;
+                    sqlx::query("CREATE TABLE natter_write_probe (x INTEGER)")
+                        .execute(&mut *probe)
+                        .await?;
+                    probe.rollback().await?;
                     Ok(())
                 }).await
             }
@@ -532,7 +546,7 @@ macro_rules! sql_store {
                     }
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "SELECT id, user_id, name, created_at, curve25519, ed25519, key_signature, \
-                         keys_created_at FROM devices WHERE user_id IN (",
+                         keys_created_at, cross_signature FROM devices WHERE user_id IN (",
                     );
                     let mut list = query.separated(", ");
                     for user in users {
@@ -564,7 +578,8 @@ macro_rules! sql_store {
                     if let Some(keys) = upload.identity_keys {
                         sqlx::query(
                             "UPDATE devices SET curve25519 = $2, ed25519 = $3, key_signature = $4, \
-                             keys_created_at = $5 WHERE id = $1",
+                             keys_created_at = $5, cross_signature = CASE WHEN curve25519 = $2 \
+                             AND ed25519 = $3 THEN cross_signature END WHERE id = $1",
                         )
                         .bind(&device_id)
                         .bind(&keys.curve25519)

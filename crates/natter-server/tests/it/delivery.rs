@@ -14,6 +14,7 @@ backend_tests!(
     a_to_device_frame_is_taken_whole_or_not_at_all,
     a_full_inbox_takes_no_more_from_a_sender_until_its_device_acknowledges,
     binary_frames_are_refused_and_huge_ones_close_the_connection,
+    text_frames_that_are_not_utf8_are_closed_with_1007,
     a_slow_consumer_is_disconnected_and_resyncs_everything,
     idle_connections_are_closed_and_pings_keep_them_open,
     tokens_are_checked_before_any_state_exists,
@@ -218,6 +219,53 @@ async fn binary_frames_are_refused_and_huge_ones_close_the_connection(backend: B
             Some(Err(_)) | None => break,
             other => panic!("expected a close (1009), got {other:?}"),
         }
+    }
+}
+
+async fn text_frames_that_are_not_utf8_are_closed_with_1007(backend: Backend) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = server!(backend);
+    let alice = server.user("alice").await;
+    let ws_url = crate::helpers::ws_url(&server.url);
+    // A text frame whose payload is not UTF-8, sent as the raw frame tungstenite would refuse
+    // to build.
+    let not_utf8 = || {
+        Message::Frame(Frame::message(
+            vec![b'{', 0xff, 0xfe, b'}'],
+            OpCode::Data(Data::Text),
+            true,
+        ))
+    };
+    // Once as the first frame (before `auth`), once inside a live session.
+    let auth = serde_json::json!({"type": "auth", "token": alice.token()}).to_string();
+    for authenticated in [false, true] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        if authenticated {
+            socket.send(Message::text(auth.clone())).await.unwrap();
+            loop {
+                match socket.next().await.unwrap().unwrap() {
+                    Message::Text(text) if text.contains("\"synced\"") => break,
+                    Message::Text(_) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        socket.send(not_utf8()).await.unwrap();
+        let close = loop {
+            match tokio::time::timeout(crate::helpers::PATIENCE, socket.next())
+                .await
+                .expect("the server answers in time")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("authenticated {authenticated}: expected a close, got {other:?}"),
+            }
+        };
+        let code = close.map(|frame| u16::from(frame.code));
+        assert_eq!(code, Some(1007), "authenticated {authenticated}");
     }
 }
 

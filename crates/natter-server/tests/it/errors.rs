@@ -7,7 +7,11 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, backend_tests, server};
 
-backend_tests!(malformed_requests_get_problems, openapi_matches_the_server);
+backend_tests!(
+    malformed_requests_get_problems,
+    openapi_matches_the_server,
+    the_openapi_document_validates_and_declares_problems
+);
 
 async fn problem(response: Response, status: u16) -> Problem {
     assert_eq!(response.status(), status, "{}", response.url());
@@ -60,6 +64,24 @@ async fn malformed_requests_get_problems(backend: Backend) {
     )
     .await;
     problem(json(b"[]").send().await.unwrap(), 400).await;
+    // Serde would take a struct's fields from an array: every body must be an object.
+    for (method, path, body) in [
+        (Method::PATCH, "/v1/me/profile", "[null,null]"),
+        (Method::POST, "/v1/devices/current/keys", "[]"),
+        (Method::POST, "/v1/devices/current/keys", " [ ] "),
+        (Method::PATCH, "/v1/me/profile", "null"),
+        (Method::PATCH, "/v1/me/profile", "\"x\""),
+    ] {
+        let response = server
+            .raw(method.clone(), path)
+            .bearer_auth(alice.token())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        problem(response, 400).await;
+    }
     let no_type = server
         .raw(Method::POST, "/v1/accounts")
         .body(r#"{"username":"x"}"#)
@@ -230,6 +252,69 @@ async fn openapi_matches_the_server(backend: Backend) {
                     problem.detail.as_deref(),
                     Some("no such endpoint"),
                     "{method} {concrete}"
+                );
+            }
+        }
+    }
+}
+
+/// The served document passes openapi-spec-validator (pinned in `.ci/requirements.txt`), every
+/// error response is declared as the problem+json it is served as, and every operation with
+/// path parameters declares the 400 a malformed one gets.
+async fn the_openapi_document_validates_and_declares_problems(backend: Backend) {
+    let validator = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !natter_test_support::installed(validator, "openapi-spec-validator (pip)", "OpenAPI") {
+        return;
+    }
+    let server = server!(backend);
+    let text = server
+        .raw(Method::GET, "/v1/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let checked = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--validation-errors", "all"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let document: Value = serde_json::from_str(&text).unwrap();
+    for (path, methods) in document["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let types: Vec<&String> = response["content"]
+                        .as_object()
+                        .map(|content| content.keys().collect())
+                        .unwrap_or_default();
+                    assert!(
+                        types.iter().all(|t| *t == "application/problem+json"),
+                        "{method} {path} {status}: {types:?}"
+                    );
+                }
+            }
+            let path_parameters = operation["parameters"]
+                .as_array()
+                .is_some_and(|parameters| parameters.iter().any(|p| p["in"] == "path"));
+            if path_parameters {
+                assert!(
+                    responses.contains_key("400"),
+                    "{method} {path} declares its 400"
                 );
             }
         }

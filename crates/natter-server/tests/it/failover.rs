@@ -264,11 +264,21 @@ impl Chat {
             client.register(name, PASSWORD, None).await.unwrap();
         }
         let mut devices = Vec::new();
+        let mut recovery_keys = HashMap::new();
         for (user, name) in DEVICES {
             let path = stores.path().join(format!("{}-{name}.db", USERS[user]));
             let device = Device::login(&first.url, USERS[user], PASSWORD, name, &path, "store")
                 .await
                 .expect("logging in");
+            // A user's first device shows the recovery key; later ones are approved with it.
+            match device.take_recovery_key().await.unwrap() {
+                Some(key) => {
+                    recovery_keys.insert(user, key);
+                }
+                None => {
+                    device.recover(&recovery_keys[&user]).await.unwrap();
+                }
+            }
             devices.push((user, device));
         }
         let firsts: Vec<&Device> = (0..USERS.len())

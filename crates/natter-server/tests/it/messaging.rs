@@ -20,6 +20,7 @@ backend_tests!(
     direct_messages_flow_both_ways_to_every_device,
     room_messages_reach_every_member_device,
     offline_devices_sync_in_order_from_their_cursor,
+    undelivered_lists_what_a_sync_would_send_a_page_at_a_time,
     sync_and_live_traffic_meet_without_gap_or_duplicate,
     resending_a_client_msg_id_stores_once,
     only_members_and_connections_may_send,
@@ -158,6 +159,60 @@ async fn offline_devices_sync_in_order_from_their_cursor(backend: Backend) {
     b.close().await;
     let (_, synced) = connect(&bob).await;
     assert_eq!(synced.len(), 3);
+}
+
+async fn undelivered_lists_what_a_sync_would_send_a_page_at_a_time(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob, direct) = server.direct_pair("alice", "bob").await;
+    let (mut a, _) = connect(&alice).await;
+    for i in 0..101 {
+        send(&mut a, direct, &format!("a{i}"), "x").await;
+    }
+    let (mut b, _) = connect(&bob).await;
+    let from_bob = send(&mut b, direct, "b0", "x").await;
+    // The sending device's own messages are not undelivered to it: Bob's one is all there is.
+    let page = alice.undelivered_page(None, None).await.unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [from_bob.seq]
+    );
+    assert_eq!(page.next, None);
+    // Alice's other device gets all 102, as its sync would send them, in pages that follow
+    // each other's cursor.
+    let laptop = server.login("alice", "laptop").await;
+    let mut paged = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = laptop
+            .undelivered_page(after.as_deref(), Some(40))
+            .await
+            .unwrap();
+        pages += 1;
+        paged.extend(page.messages.iter().map(|m| m.seq));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let (_, synced) = connect(&laptop).await;
+    let synced: Vec<i64> = synced.iter().map(|m| m.seq).collect();
+    assert_eq!(paged, synced);
+    assert_eq!(paged, (1..=102).collect::<Vec<_>>());
+    // Bad cursors and limits out of range are 400 problems.
+    for query in ["after=nonsense", "after=1.2", "limit=0", "limit=501"] {
+        let response = server
+            .raw(
+                reqwest::Method::GET,
+                &format!("/v1/messages/undelivered?{query}"),
+            )
+            .bearer_auth(laptop.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+    }
 }
 
 async fn sync_and_live_traffic_meet_without_gap_or_duplicate(backend: Backend) {

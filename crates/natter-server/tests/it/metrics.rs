@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::helpers::{connect_users, eventually, register};
+use crate::helpers::{connect_users, eventually, register, sample, scrape};
 use crate::process::Natterd;
-use crate::ws::{connect, message, send};
+use crate::ws::{connect, message, refused, send};
 
 /// A Prometheus server, killed when dropped.
 struct Prometheus {
@@ -27,16 +27,8 @@ impl Drop for Prometheus {
 /// Starts Prometheus scraping `target` every second, or returns `None` where it is not
 /// installed (under CI it must be: `.ci/run` installs it).
 fn prometheus(target: &str) -> Option<Prometheus> {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus is not installed, and CI must run this test"
-        );
-        eprintln!("NOTICE: prometheus is not installed; skipping the metrics test");
+    let here = Command::new("prometheus").arg("--version").output().is_ok();
+    if !natter_test_support::installed(here, "prometheus", "metrics") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -187,4 +179,110 @@ async fn prometheus_scrapes_the_series_while_messages_flow() {
             rule["name"], rule["lastError"]
         );
     }
+}
+
+/// Whether a `/metrics` text has the series `name{labels}` (labels in the order it prints
+/// them), whatever its value.
+fn has_series(text: &str, series: &str) -> bool {
+    text.lines().any(|line| {
+        line.rsplit_once(' ')
+            .is_some_and(|(name, _)| name == series)
+    })
+}
+
+#[tokio::test]
+async fn labelled_counters_exist_at_zero_before_anything_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let natterd = Natterd::start(dir.path(), None, &[]).await;
+    let text = scrape(&natterd.admin_url).await;
+    // Those the alert rules read first, then the others with labels known in advance.
+    for series in [
+        "natter_abuse_total{kind=\"device_typing\"}",
+        "natter_abuse_total{kind=\"address_logins\"}",
+        "natter_rate_limited_total{kind=\"device_messages\"}",
+        "natter_rate_limited_total{kind=\"node_sends\"}",
+        "natter_messages_rejected_total{reason=\"store_unavailable\"}",
+        "natter_disconnects_total{reason=\"too slow\"}",
+        "natter_http_requests_total{route=\"/v1/sessions\",status=\"5xx\"}",
+        "natter_http_requests_total{route=\"/v1/conversations/{id}/messages\",status=\"4xx\"}",
+        "natter_store_errors_total{op=\"write_probe\"}",
+        "natter_rate_limit_fallbacks_total",
+        "natter_frames_in_total{type=\"send\"}",
+        "natter_frames_out_total{type=\"message\"}",
+        "natter_deliveries_total{path=\"sync\"}",
+        "natter_messages_accepted_total{kind=\"room\"}",
+        "natter_connects_total",
+    ] {
+        assert!(has_series(&text, series), "{series} is missing:\n{text}");
+        assert_eq!(sample(&text, series), 0.0, "{series}");
+    }
+    let version = format!(
+        "natter_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &version), 1.0, "{text}");
+}
+
+#[tokio::test]
+async fn every_refused_send_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // One message every 4 s: after the first, sends are refused, most of them held behind the
+    // first refusal (its wait is short enough to hold the connection's later sends).
+    let natterd = Natterd::start(dir.path(), None, &["--limit", "device_messages=0.25:1"]).await;
+    let alice = register(&natterd.client, "alice").await;
+    let bob = register(&natterd.client, "bob").await;
+    connect_users(&alice, &bob).await;
+    let direct = alice.open_direct(bob.user_id()).await.unwrap().summary.id;
+    let (mut a, _) = connect(&alice).await;
+    send(&mut a, direct, "first", "x").await;
+    const REFUSED: usize = 50;
+    for i in 0..REFUSED {
+        refused(&mut a, direct, &format!("m{i}"), "x", "rate_limited").await;
+    }
+    let text = scrape(&natterd.admin_url).await;
+    assert_eq!(
+        sample(&text, "natter_rate_limited_total"),
+        REFUSED as f64,
+        "{text}"
+    );
+    // Under the limit that refused the first: the others were held behind it.
+    assert_eq!(
+        sample(&text, "natter_rate_limited_total{kind=\"device_messages\"}"),
+        REFUSED as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "natter_messages_rejected_total{reason=\"rate_limited\"}"
+        ),
+        REFUSED as f64
+    );
+}
+
+#[tokio::test]
+async fn process_and_build_metrics_are_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let natterd = Natterd::start(dir.path(), None, &[]).await;
+    register(&natterd.client, "alice").await;
+    let text = scrape(&natterd.admin_url).await;
+    let rss = sample(&text, "process_resident_memory_bytes");
+    assert!(rss > 1e6, "resident memory {rss}");
+    let fds = sample(&text, "process_open_fds");
+    // stdin, stdout, stderr, two listeners, the database and its WAL at least.
+    assert!(fds >= 7.0, "open fds {fds}");
+    let cpu = sample(&text, "process_cpu_seconds_total");
+    assert!(cpu > 0.0, "cpu seconds {cpu}");
+    let started = sample(&text, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&started),
+        "start time {started}, now {now}"
+    );
+    assert!(
+        text.contains("# TYPE process_cpu_seconds_total counter"),
+        "{text}"
+    );
 }

@@ -52,36 +52,28 @@ impl Natterd {
         extra: &[&str],
     ) -> Self {
         let admin_port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_natterd"));
-        command
-            .current_dir(dir)
-            .env_remove("NATTER_DATABASE_URL")
-            .env("RUST_LOG", "debug")
-            .env("NATTER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NATTER_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .args([
-                "--argon2-memory-kib",
-                "8",
-                "--argon2-iterations",
-                "1",
-                "--send-rate",
-                "10000",
-                "--send-burst",
-                "10000",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
+        let command = command(port, admin_port, dir, database_url, extra);
+        Self::launch(command, port, admin_port).await
+    }
+
+    /// Like [`Natterd::start`], with `RUST_LOG` set to `level`.
+    pub(crate) async fn start_logging(
+        level: &str,
+        dir: &std::path::Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
+        let (port, admin_port) = (free_port(), free_port());
+        let mut command = command(port, admin_port, dir, database_url, extra);
+        command.env("RUST_LOG", level);
+        Self::launch(command, port, admin_port).await
+    }
+
+    /// Starts `command` (natterd on `port`, its admin listener on `admin_port`) and waits until
+    /// it answers.
+    async fn launch(mut command: Command, port: u16, admin_port: u16) -> Self {
         let mut child = command.spawn().expect("starting natterd");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let log = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-            text
-        });
+        let log = read_output(&mut child);
         let url = format!("http://127.0.0.1:{port}");
         let client = Client::new(&url).unwrap();
         let http = reqwest::Client::new();
@@ -111,6 +103,29 @@ impl Natterd {
         panic!("natterd did not come up within 30 s");
     }
 
+    /// Runs natterd (as [`Natterd::start`] would) where it must refuse to start: its exit
+    /// status and its whole output.
+    pub(crate) async fn refused(
+        dir: &std::path::Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> (std::process::ExitStatus, String) {
+        let mut command = command(free_port(), free_port(), dir, database_url, extra);
+        let mut child = command.spawn().expect("starting natterd");
+        let log = read_output(&mut child);
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, log.join().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        panic!(
+            "natterd kept running where it must refuse to start:\n{}",
+            log.join().unwrap()
+        );
+    }
+
     /// Sends a signal (`TERM`, `KILL`), waits for the exit, and returns it with the whole log.
     pub(crate) async fn signal(&mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
@@ -132,6 +147,58 @@ impl Natterd {
     }
 }
 
+/// The natterd command, run in `dir`, logging at debug level, listening on `port` (its admin
+/// listener on `admin_port`), with test-friendly settings and `extra` arguments.
+fn command(
+    port: u16,
+    admin_port: u16,
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    extra: &[&str],
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_natterd"));
+    command
+        .current_dir(dir)
+        .env_remove("NATTER_DATABASE_URL")
+        .env("RUST_LOG", "debug")
+        .env("NATTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NATTER_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .args([
+            "--argon2-memory-kib",
+            "8",
+            "--argon2-iterations",
+            "1",
+            "--send-rate",
+            "10000",
+            "--send-burst",
+            "10000",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    command
+}
+
+/// Reads a child's stderr and stdout as they come (a full pipe would block it): joined, the
+/// thread gives both, stderr first.
+fn read_output(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text + &out.join().unwrap_or_default()
+    })
+}
+
 impl Drop for Natterd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -141,6 +208,19 @@ impl Drop for Natterd {
 
 #[tokio::test]
 async fn natterd_starts_on_its_embedded_default_and_stops_on_sigterm() {
+    starts_on_its_embedded_default_and_drains_on("TERM").await;
+}
+
+/// A hang-up (the terminal closing) drains and stops natterd like SIGTERM, not kills it.
+#[tokio::test]
+async fn natterd_drains_and_stops_on_sighup() {
+    starts_on_its_embedded_default_and_drains_on("HUP").await;
+}
+
+/// natterd with no flags keeps a private database in ./natter-data/, and `signal` drains it
+/// (connected clients are told to reconnect) and stops it cleanly.
+async fn starts_on_its_embedded_default_and_drains_on(signal: &str) {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let mut natterd = Natterd::start(dir.path(), None, &[]).await;
     natterd
@@ -154,15 +234,33 @@ async fn natterd_starts_on_its_embedded_default_and_stops_on_sigterm() {
         .await
         .unwrap();
     let (mut connection, _) = connect(&alice).await;
+    let data = dir.path().join("natter-data");
     assert!(
-        dir.path().join("natter-data/natter.db").exists(),
+        data.join("natter.db").exists(),
         "the embedded database lives in ./natter-data/"
     );
-    let (status, log) = natterd.signal("TERM").await;
+    // Private to natterd's user: the directory, the database, its WAL and shared memory.
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "natter-data/");
+    for file in ["natter.db", "natter.db-wal", "natter.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let (status, log) = natterd.signal(signal).await;
     // Connected clients were told to reconnect elsewhere; the process exited cleanly.
-    assert!(next(&mut connection).await.is_err());
-    assert!(status.success(), "natterd exits 0 on SIGTERM: {status:?}");
-    assert!(log.contains("SIGTERM"), "{log}");
+    match next(&mut connection).await {
+        Err(natter_client::ClientError::Closed(closed)) => assert_eq!(closed.code, Some(1012)),
+        other => panic!("expected the draining close (1012), got {other:?}"),
+    }
+    assert!(
+        status.success(),
+        "natterd exits 0 on SIG{signal}: {status:?}"
+    );
+    assert!(
+        log.contains(&format!("SIG{signal}: shutting down")),
+        "{log}"
+    );
+    assert!(log.contains("drained"), "{log}");
     for secret in ["password123", alice.token()] {
         assert!(!log.contains(secret), "secrets never reach the log");
     }
@@ -278,8 +376,21 @@ async fn acked_messages_survive_kill_9_under_traffic(backend: Backend) {
 /// payload may appear in what the server logs.
 #[tokio::test]
 async fn the_log_never_contains_secrets_or_content() {
+    a_conversation_logs_no_secret("debug").await;
+}
+
+/// The same at trace level, where the WebSocket library would log whole frames if it could.
+#[tokio::test]
+async fn the_log_never_contains_secrets_or_content_at_trace() {
+    a_conversation_logs_no_secret("trace").await;
+}
+
+/// A whole conversation, with natterd logging at `level` (`RUST_LOG`): no password, token,
+/// key, ciphertext or to-device payload may appear in what it prints, as text or as the hex
+/// some libraries print payloads in.
+async fn a_conversation_logs_no_secret(level: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut natterd = Natterd::start(dir.path(), None, &["--log-json"]).await;
+    let mut natterd = Natterd::start_logging(level, dir.path(), None, &["--log-json"]).await;
     let client = natterd.client.clone();
     client
         .register("alice", "sentinel-password-a", None)
@@ -326,6 +437,19 @@ async fn the_log_never_contains_secrets_or_content() {
         .unwrap();
     crate::ws::error(&mut a).await;
     crate::ws::ping(&mut a, 1).await;
+    // A browser-style connection: the token goes in an `auth` frame.
+    {
+        use futures_util::{SinkExt, StreamExt};
+        let ws_url = crate::helpers::ws_url(&natterd.url);
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        let auth = serde_json::json!({"type": "auth", "token": bob.token()}).to_string();
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(auth))
+            .await
+            .unwrap();
+        let ready = socket.next().await.unwrap().unwrap();
+        assert!(ready.to_text().unwrap().contains("ready"), "{ready:?}");
+    }
     bob.clone().logout().await.unwrap();
     let (_, log) = natterd.signal("TERM").await;
     assert!(
@@ -343,6 +467,11 @@ async fn the_log_never_contains_secrets_or_content() {
         "SENTINEL-ROOM-KEY",
         "SENTINEL-IN-BAD-FRAME",
     ] {
-        assert!(!log.contains(secret), "{secret} appears in the log");
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!log.contains(secret), "{secret} appears in the {level} log");
+        assert!(
+            !log.contains(&hex),
+            "{secret} appears in hex in the {level} log"
+        );
     }
 }

@@ -1,0 +1,264 @@
+//! Cross-signing: a user's long-term identity (a master key that signs a self-signing key,
+//! which signs each of the user's devices), and checking the chain from what the server serves.
+//!
+//! The server stores the public keys and signatures; clients check every link themselves, so a
+//! server that adds a device to an account cannot make other clients trust it.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use natter_proto::keys::{CrossSigningKeys, DeviceInfo, IdentityKeys};
+use natter_proto::{DeviceId, UserId};
+use serde::{Deserialize, Serialize};
+use vodozemac::{Ed25519PublicKey, Ed25519SecretKey, Ed25519Signature};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::CryptoError;
+use crate::identity::{VerifiedDevice, verify_device};
+
+/// The private half of a user's identity: held only by the user's verified devices and, sealed,
+/// in the key backup.
+///
+/// # Security
+/// No `Debug` or `Clone`; [`IdentitySecrets::to_json`] is the only way out, zeroized.
+pub struct IdentitySecrets {
+    master: Ed25519SecretKey,
+    self_signing: Ed25519SecretKey,
+}
+
+/// How the secrets travel (to a newly approved device, or into the backup).
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct SecretsWire {
+    master: String,
+    self_signing: String,
+}
+
+impl IdentitySecrets {
+    /// A new identity with fresh keys.
+    pub fn generate() -> Self {
+        Self {
+            master: Ed25519SecretKey::new(),
+            self_signing: Ed25519SecretKey::new(),
+        }
+    }
+
+    /// The public identity to publish, its self-signing key signed by the master key.
+    pub fn public(&self, user: UserId) -> CrossSigningKeys {
+        let master_key = self.master.public_key().to_base64();
+        let self_signing_key = self.self_signing.public_key().to_base64();
+        let message = CrossSigningKeys::self_signing_message(user, &master_key, &self_signing_key);
+        CrossSigningKeys {
+            signature: self.master.sign(message.as_bytes()).to_base64(),
+            master_key,
+            self_signing_key,
+        }
+    }
+
+    /// The master public key (base64).
+    pub fn master_key(&self) -> String {
+        self.master.public_key().to_base64()
+    }
+
+    /// Vouches for one of the user's devices: the signature to store with
+    /// `PUT /v1/devices/{id}/signature`.
+    pub fn sign_device(&self, user: UserId, device: DeviceId, keys: &IdentityKeys) -> String {
+        self.sign_device_keys(user, device, &keys.curve25519, &keys.ed25519)
+    }
+
+    /// [`IdentitySecrets::sign_device`] for a device's keys given one by one.
+    pub fn sign_device_keys(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        curve25519: &str,
+        ed25519: &str,
+    ) -> String {
+        let message = CrossSigningKeys::device_message(user, device, curve25519, ed25519);
+        self.self_signing.sign(message.as_bytes()).to_base64()
+    }
+
+    /// The secrets as JSON, to seal for the backup or send to a newly approved device.
+    pub fn to_json(&self) -> Zeroizing<String> {
+        let wire = SecretsWire {
+            master: self.master.to_base64(),
+            self_signing: self.self_signing.to_base64(),
+        };
+        Zeroizing::new(serde_json::to_string(&wire).expect("secrets always serialize"))
+    }
+
+    /// Secrets from [`IdentitySecrets::to_json`].
+    ///
+    /// # Errors
+    /// [`CryptoError::Malformed`] for anything else.
+    pub fn from_json(json: &str) -> Result<Self, CryptoError> {
+        let malformed = || CryptoError::Malformed {
+            what: "identity secrets",
+        };
+        let wire: SecretsWire = serde_json::from_str(json).map_err(|_| malformed())?;
+        Ok(Self {
+            master: Ed25519SecretKey::from_base64(&wire.master).map_err(|_| malformed())?,
+            self_signing: Ed25519SecretKey::from_base64(&wire.self_signing)
+                .map_err(|_| malformed())?,
+        })
+    }
+}
+
+/// A user's identity whose self-signing key was checked against its master key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserIdentity {
+    /// The user.
+    pub user_id: UserId,
+    /// The master key (base64): what safety numbers and pins are about.
+    pub master_key: String,
+    self_signing: Ed25519PublicKey,
+}
+
+/// What a client may make of one device in a user's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceTrust {
+    /// Signed by its user's identity: it may be given keys.
+    Signed(VerifiedDevice),
+    /// Its own keys are valid but no identity of its user vouches for it (a new device not yet
+    /// approved, or one the server added): it gets nothing.
+    Unsigned(VerifiedDevice),
+    /// It published no keys, or keys whose self-signature fails.
+    Invalid,
+}
+
+impl UserIdentity {
+    /// Checks a published identity: both keys parse and the master key signed the
+    /// self-signing key for this user.
+    ///
+    /// # Errors
+    /// [`CryptoError::MalformedKey`] or [`CryptoError::BadSignature`].
+    pub fn check(user: UserId, keys: &CrossSigningKeys) -> Result<Self, CryptoError> {
+        let master = parse_ed(&keys.master_key, "master key")?;
+        let self_signing = parse_ed(&keys.self_signing_key, "self-signing key")?;
+        let message =
+            CrossSigningKeys::self_signing_message(user, &keys.master_key, &keys.self_signing_key);
+        verify(&master, &message, &keys.signature, || {
+            format!("the identity of {user}")
+        })?;
+        Ok(Self {
+            user_id: user,
+            master_key: keys.master_key.clone(),
+            self_signing,
+        })
+    }
+
+    /// Judges one of this user's devices.
+    pub fn judge(&self, device: &DeviceInfo) -> DeviceTrust {
+        let Ok(Some(verified)) = verify_device(self.user_id, device) else {
+            return DeviceTrust::Invalid;
+        };
+        let signed = device.cross_signature.as_deref().is_some_and(|signature| {
+            let message = CrossSigningKeys::device_message(
+                self.user_id,
+                verified.device_id,
+                &verified.curve25519,
+                &verified.ed25519,
+            );
+            verify(&self.self_signing, &message, signature, String::new).is_ok()
+        });
+        if signed {
+            DeviceTrust::Signed(verified)
+        } else {
+            DeviceTrust::Unsigned(verified)
+        }
+    }
+}
+
+fn parse_ed(key: &str, what: &'static str) -> Result<Ed25519PublicKey, CryptoError> {
+    Ed25519PublicKey::from_base64(key).map_err(|_| CryptoError::MalformedKey { what })
+}
+
+fn verify(
+    key: &Ed25519PublicKey,
+    message: &str,
+    signature: &str,
+    whose: impl Fn() -> String,
+) -> Result<(), CryptoError> {
+    let bad = || CryptoError::BadSignature { device: whose() };
+    let signature = Ed25519Signature::from_base64(signature).map_err(|_| bad())?;
+    key.verify(message.as_bytes(), &signature)
+        .map_err(|_| bad())
+}
+
+/// A short, stable fingerprint of a master key for display (`ab12 cd34 …`, 8 groups).
+pub fn fingerprint(master_key: &str) -> String {
+    let bytes = STANDARD_NO_PAD.decode(master_key).unwrap_or_default();
+    bytes
+        .chunks(2)
+        .take(8)
+        .map(|pair| pair.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use natter_proto::keys::PublishedIdentityKeys;
+
+    use super::*;
+    use crate::DeviceAccount;
+
+    fn device(
+        user: UserId,
+        account: &DeviceAccount,
+        signed_by: Option<&IdentitySecrets>,
+    ) -> DeviceInfo {
+        let device_id = DeviceId(uuid::Uuid::now_v7());
+        let keys = account.identity_keys(user, device_id);
+        DeviceInfo {
+            device_id,
+            name: "d".into(),
+            created_at: 0,
+            cross_signature: signed_by.map(|s| s.sign_device(user, device_id, &keys)),
+            identity_keys: Some(PublishedIdentityKeys {
+                keys,
+                created_at: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn only_devices_signed_by_the_identity_are_trusted() {
+        let user = UserId(uuid::Uuid::now_v7());
+        let secrets = IdentitySecrets::generate();
+        let identity = UserIdentity::check(user, &secrets.public(user)).unwrap();
+        let account = DeviceAccount::new();
+        assert!(matches!(
+            identity.judge(&device(user, &account, Some(&secrets))),
+            DeviceTrust::Signed(_)
+        ));
+        assert!(matches!(
+            identity.judge(&device(user, &account, None)),
+            DeviceTrust::Unsigned(_)
+        ));
+        // A ghost identity's signature does not count for the real one.
+        let ghost = IdentitySecrets::generate();
+        assert!(matches!(
+            identity.judge(&device(user, &account, Some(&ghost))),
+            DeviceTrust::Unsigned(_)
+        ));
+        // A signature for one device does not move to another.
+        let mut moved = device(user, &account, Some(&secrets));
+        moved.device_id = DeviceId(uuid::Uuid::now_v7());
+        assert_eq!(identity.judge(&moved), DeviceTrust::Invalid);
+    }
+
+    #[test]
+    fn an_identity_binds_its_user_and_keys() {
+        let user = UserId(uuid::Uuid::now_v7());
+        let secrets = IdentitySecrets::generate();
+        let public = secrets.public(user);
+        assert!(UserIdentity::check(UserId(uuid::Uuid::now_v7()), &public).is_err());
+        let other = IdentitySecrets::generate().public(user);
+        let spliced = CrossSigningKeys {
+            self_signing_key: other.self_signing_key,
+            ..public.clone()
+        };
+        assert!(UserIdentity::check(user, &spliced).is_err());
+        let back = IdentitySecrets::from_json(&secrets.to_json()).unwrap();
+        assert_eq!(back.public(user).master_key, public.master_key);
+    }
+}

@@ -1,0 +1,127 @@
+//! Cross-signing identities, device signatures and the key backup.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use natter_proto::DeviceId;
+use natter_proto::keys::{
+    BackupItem, BackupItemsResponse, CrossSigningKeys, DeviceSignatureRequest, PutBackupItemRequest,
+};
+use natter_proto::limits::PAGE_MAX;
+use natter_proto::problem::Problem;
+use serde::Deserialize;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ServiceError};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::keys;
+use crate::state::AppState;
+
+/// Publishes the caller's cross-signing identity (public keys only). A new one replaces the
+/// old (an identity reset): every contact's client then warns that the safety number changed.
+#[utoipa::path(put, path = "/v1/me/identity", tag = "keys", security(("bearer" = [])),
+    request_body = CrossSigningKeys,
+    responses((status = 204, description = "stored"),
+              (status = 400, description = "a malformed key or signature", body = Problem),
+              (status = 401, description = "no valid token", body = Problem)))]
+pub async fn publish_identity(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(keys): ApiJson<CrossSigningKeys>,
+) -> Result<StatusCode, ApiError> {
+    keys::publish_identity(state.store.as_ref(), auth.user_id, &keys).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stores the signature of one of the caller's devices by the caller's self-signing key.
+#[utoipa::path(put, path = "/v1/devices/{device_id}/signature", tag = "keys", security(("bearer" = [])),
+    params(("device_id" = DeviceId, Path)),
+    request_body = DeviceSignatureRequest,
+    responses((status = 204, description = "stored"),
+              (status = 400, description = "a malformed signature or device id", body = Problem),
+              (status = 401, description = "no valid token", body = Problem),
+              (status = 404, description = "not one of your devices", body = Problem)))]
+pub async fn sign_device(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(device_id): ApiPath<DeviceId>,
+    ApiJson(request): ApiJson<DeviceSignatureRequest>,
+) -> Result<StatusCode, ApiError> {
+    keys::sign_device(
+        state.store.as_ref(),
+        auth.user_id,
+        device_id,
+        &request.signature,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stores (or replaces) one item of the caller's key backup: data the client sealed.
+#[utoipa::path(put, path = "/v1/me/backup/{name}", tag = "keys", security(("bearer" = [])),
+    params(("name" = String, Path, description = "1 to 128 printable ASCII characters")),
+    request_body = PutBackupItemRequest,
+    responses((status = 204, description = "stored"),
+              (status = 400, description = "a bad name, data over 16 KiB or with U+0000", body = Problem),
+              (status = 401, description = "no valid token", body = Problem),
+              (status = 409, description = "the backup holds the most items already", body = Problem)))]
+pub async fn put_backup_item(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<PutBackupItemRequest>,
+) -> Result<StatusCode, ApiError> {
+    let item = BackupItem {
+        name,
+        data: request.data,
+    };
+    keys::put_backup_item(state.store.as_ref(), auth.user_id, &item).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Paging of the backup.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BackupPage {
+    /// Items whose name sorts after this one (default: from the first).
+    after: Option<String>,
+    /// At most this many (1 to 500, default 500).
+    limit: Option<u32>,
+}
+
+/// A page of the caller's key backup, in name order.
+#[utoipa::path(get, path = "/v1/me/backup", tag = "keys", security(("bearer" = [])),
+    params(BackupPage),
+    responses((status = 200, description = "the items after `after`", body = BackupItemsResponse),
+              (status = 400, description = "a limit out of range, or U+0000 in after", body = Problem),
+              (status = 401, description = "no valid token", body = Problem)))]
+pub async fn backup_items(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(page): ApiQuery<BackupPage>,
+) -> Result<Json<BackupItemsResponse>, ApiError> {
+    let max = u32::try_from(PAGE_MAX).unwrap_or(u32::MAX);
+    let limit = page.limit.unwrap_or(max);
+    if !(1..=max).contains(&limit) {
+        return Err(ServiceError::Invalid(format!("limit must be 1 to {PAGE_MAX}")).into());
+    }
+    let after = page.after.unwrap_or_default();
+    crate::messages::check_no_nul("after", &after)?;
+    let items = state
+        .store
+        .backup_items(auth.user_id, &after, limit)
+        .await?;
+    Ok(Json(BackupItemsResponse { items }))
+}
+
+/// Removes the caller's whole key backup (before starting a new one with a new recovery key).
+#[utoipa::path(delete, path = "/v1/me/backup", tag = "keys", security(("bearer" = [])),
+    responses((status = 204, description = "removed"),
+              (status = 401, description = "no valid token", body = Problem)))]
+pub async fn delete_backup(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_backup(auth.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
