@@ -19,7 +19,8 @@
 //!   sealed with XChaCha20-Poly1305 (random 24-byte nonce): message contents (text or failure,
 //!   sender, sending device, client id), the ciphertexts of messages waiting for a key, the
 //!   key-value table's values (server URL, username, user and device ids, token, the account
-//!   pickle, and whatever else is stored there), session pickles, contacts' device keys,
+//!   pickle, the identity's private keys, pinned and verified identities, the recovery key
+//!   until shown, and whatever else is stored there), session pickles, contacts' device keys,
 //!   cursors, receipts and queued items. The associated data is the column and the row's
 //!   stored key, so a value copied to another row or column does not open.
 //! - **Lookups.** Ids that rows are found by (conversation, user, device and session ids,
