@@ -44,18 +44,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login {
             username,
             device_name,
+            key_file,
         } => {
             let password = password()?;
-            let passphrase = home.passphrase(true)?;
+            let unlock = home.new_unlock(key_file)?;
             let device = Device::login(
                 &cli.server,
                 &username,
                 &password,
                 &device_name,
                 &home.store(),
-                &passphrase,
+                &unlock.passphrase,
             )
             .await?;
+            if let Err(error) = unlock.keep() {
+                drop(device);
+                home.forget()?;
+                return Err(error.context("the login is undone"));
+            }
             let recovery_key = device.take_recovery_key().await?;
             let approved = device.is_approved().await;
             let mut text = format!("logged in as {username} (device {})", device.device_id());
@@ -260,7 +266,7 @@ fn listed(failed: &[(String, String)]) -> String {
 }
 
 async fn open(home: &Home) -> anyhow::Result<Device> {
-    Device::open(&home.store(), &home.passphrase(false)?)
+    Device::open(&home.store(), &home.passphrase()?)
         .await
         .context("opening this device's store (run `natter login` first)")
 }

@@ -1,14 +1,48 @@
 //! Where the client keeps its data: the platform's data directory (or `NATTER_HOME`), with the
-//! device's store and the key file that encrypts it.
+//! device's encrypted store, and how the store is unlocked: a passphrase (`NATTER_PASSPHRASE`,
+//! else asked on the terminal), or, for unattended use, a key file beside the store.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use rand::RngCore;
+use zeroize::Zeroizing;
+
+/// The name of the key file in the data directory (key-file mode only).
+const KEY_FILE: &str = "store.key";
 
 /// The client's data directory.
 pub struct Home {
     dir: PathBuf,
+}
+
+/// How a new login's store will be unlocked.
+pub struct NewUnlock {
+    /// The passphrase (in key-file mode, the key file's random contents).
+    pub passphrase: Zeroizing<String>,
+    /// Where the key file goes.
+    key_file: PathBuf,
+    /// Whether this login keeps its key in the key file.
+    keep_key: bool,
+}
+
+impl NewUnlock {
+    /// Writes the key file in key-file mode, and removes a stale one left by an earlier
+    /// device otherwise; called only after the login succeeded, so a failed login leaves no
+    /// file.
+    pub fn keep(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(&self.key_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).context("removing an old key file");
+            }
+            _ => {}
+        }
+        if self.keep_key {
+            write_key(&self.key_file, &self.passphrase)?;
+        }
+        Ok(())
+    }
 }
 
 impl Home {
@@ -29,30 +63,75 @@ impl Home {
         self.dir.join("device.db")
     }
 
-    /// The passphrase that encrypts the store: `NATTER_PASSPHRASE`, else the key file
-    /// (created with 32 random bytes, readable only by this user, when `create` is set).
-    pub fn passphrase(&self, create: bool) -> anyhow::Result<String> {
-        if let Ok(passphrase) = std::env::var("NATTER_PASSPHRASE") {
+    fn key_file(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    /// How to unlock the store of a new login: with `key_file`, a random key kept in a file
+    /// beside the store; else `NATTER_PASSPHRASE`, else a passphrase asked twice on the
+    /// terminal.
+    ///
+    /// # Errors
+    /// No terminal and no `NATTER_PASSPHRASE`, an empty passphrase, or two that differ.
+    pub fn new_unlock(&self, key_file: bool) -> anyhow::Result<NewUnlock> {
+        if key_file {
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            rand::rng().fill_bytes(&mut *bytes);
+            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            return Ok(NewUnlock {
+                passphrase: Zeroizing::new(key),
+                key_file: self.key_file(),
+                keep_key: true,
+            });
+        }
+        let passphrase = match from_env() {
+            Some(passphrase) => passphrase,
+            None => {
+                let first = ask("Passphrase for this device's local store: ")?;
+                let again = ask("The same passphrase again: ")?;
+                if first != again {
+                    bail!("the two passphrases differ; nothing was changed");
+                }
+                first
+            }
+        };
+        if passphrase.is_empty() {
+            bail!("the passphrase is empty");
+        }
+        Ok(NewUnlock {
+            passphrase,
+            key_file: self.key_file(),
+            keep_key: false,
+        })
+    }
+
+    /// The passphrase that unlocks the existing store: `NATTER_PASSPHRASE`, else the key file
+    /// if this device was logged in with one, else asked on the terminal.
+    ///
+    /// # Errors
+    /// Not logged in here, or no way to get a passphrase (no terminal).
+    pub fn passphrase(&self) -> anyhow::Result<Zeroizing<String>> {
+        if !self.store().exists() {
+            bail!(
+                "not logged in here (no {}); run `natter login`",
+                self.store().display()
+            );
+        }
+        if let Some(passphrase) = from_env() {
             return Ok(passphrase);
         }
-        let path = self.dir.join("store.key");
-        if !path.exists() {
-            if !create {
-                bail!(
-                    "not logged in here (no {}); run `natter login`",
-                    path.display()
-                );
-            }
-            write_key(&path)?;
+        let path = self.key_file();
+        if path.exists() {
+            let key = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the key file {}", path.display()))?;
+            return Ok(Zeroizing::new(key.trim().to_owned()));
         }
-        let key = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the key file {}", path.display()))?;
-        Ok(key.trim().to_owned())
+        ask("Passphrase for this device's local store: ")
     }
 
     /// Forgets this device: the store and the key file.
     pub fn forget(&self) -> anyhow::Result<()> {
-        for name in ["device.db", "device.db-wal", "device.db-shm", "store.key"] {
+        for name in ["device.db", "device.db-wal", "device.db-shm", KEY_FILE] {
             match std::fs::remove_file(self.dir.join(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).context("removing the local store");
@@ -64,13 +143,24 @@ impl Home {
     }
 }
 
-fn write_key(path: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).context("creating the data directory")?;
+fn from_env() -> Option<Zeroizing<String>> {
+    std::env::var("NATTER_PASSPHRASE").ok().map(Zeroizing::new)
+}
+
+/// Reads a passphrase on the terminal without echo.
+fn ask(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "the local store is locked and there is no terminal to ask for its passphrase: \
+             set NATTER_PASSPHRASE, or log in with `natter login --key-file` for unattended use"
+        );
     }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .context("reading the passphrase from the terminal")
+}
+
+fn write_key(path: &Path, key: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

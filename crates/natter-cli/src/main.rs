@@ -3,7 +3,8 @@
 //!
 //! Everything is end-to-end encrypted by `natter-client`; this binary only parses flags,
 //! resolves names and prints. Layout:
-//! - `home`: the data directory, the device store and its key file.
+//! - `home`: the data directory, the encrypted device store and how it is unlocked
+//!   (passphrase, or key file).
 //! - `commands`: the one-shot commands.
 //! - `chat`: the interactive chat (ratatui).
 
@@ -13,9 +14,17 @@ mod home;
 
 use clap::{Parser, Subcommand};
 
+/// The environment variables, for `--help`.
+const ENVIRONMENT: &str = "Environment:
+  NATTER_HOME        the data directory (default: the platform's data directory)
+  NATTER_SERVER      the server, for register and login
+  NATTER_PASSWORD    the account password (else the first line of standard input)
+  NATTER_PASSPHRASE  the passphrase of the encrypted local store (else the key file of a
+                     `login --key-file`, else asked on the terminal)";
+
 /// Natter: end-to-end encrypted messaging in the terminal.
 #[derive(Parser)]
-#[command(name = "natter", version)]
+#[command(name = "natter", version, after_help = ENVIRONMENT)]
 pub struct Cli {
     /// The server, for `register` and `login` (later commands use the one logged in to).
     #[arg(
@@ -43,13 +52,19 @@ pub enum Command {
         #[arg(long)]
         display_name: Option<String>,
     },
-    /// Log in as a new device of this computer, and publish its keys.
+    /// Log in as a new device of this computer, and publish its keys. The local store is
+    /// encrypted under a passphrase, asked twice on the terminal (or NATTER_PASSPHRASE).
     Login {
         /// The username.
         username: String,
         /// A name for this device.
         #[arg(long, default_value = "terminal")]
         device_name: String,
+        /// Unlock the store with a random key kept in a file beside it (store.key) instead of
+        /// a passphrase, for unattended use. Weaker: whoever copies the data directory with
+        /// the key file reads everything in it.
+        #[arg(long)]
+        key_file: bool,
     },
     /// Log this device out and forget its local store.
     Logout,

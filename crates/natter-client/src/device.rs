@@ -8,7 +8,7 @@ use natter_proto::ws::ClientFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
 
-use crate::store::{Queued, Store, StoredMessage};
+use crate::store::{NewKeyring, Queued, Store, StoredMessage};
 use crate::trust::Notice;
 use crate::{Client, ClientError, Session};
 
@@ -66,18 +66,13 @@ impl std::fmt::Debug for Device {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
+/// Removes a store's files (the database, its WAL and shared memory), as far as they exist.
+fn remove_store(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -87,16 +82,18 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Device {
-    /// Logs in as a new device, creates its store at `path` (encrypted with `passphrase`),
-    /// makes its identity keys and publishes them with one-time keys.
+    /// Logs in as a new device, creates its store at `path` (encrypted at rest under a key
+    /// wrapped with `passphrase`), makes its identity keys and publishes them with one-time keys.
+    /// The store is created only once the server accepted the login, and removed again if
+    /// publishing the keys fails: a failed login leaves no file behind.
     ///
     /// The account's first device also creates the user's identity and a recovery key
     /// ([`Device::take_recovery_key`]); a later device must be approved before it can send or
     /// be given keys ([`Device::recover`]).
     ///
     /// # Errors
-    /// A wrong password (`unauthorized`), an unreachable server, a store that already holds a
-    /// login, or a store that cannot be written.
+    /// A wrong password (`unauthorized`), an empty passphrase, an unreachable server, a store
+    /// that already holds a login, or a store that cannot be written.
     pub async fn login(
         server: &str,
         username: &str,
@@ -105,42 +102,76 @@ impl Device {
         path: &Path,
         passphrase: &str,
     ) -> Result<Self, ClientError> {
-        let store = Store::open(path)?;
-        if store.get("device_id")?.is_some() {
+        if path.exists() {
             return Err(ClientError::StoreInUse(path.to_owned()));
         }
-        let salt = StoreKey::new_salt();
-        let key = StoreKey::from_passphrase(passphrase, &salt)?;
+        let keyring = NewKeyring::new(passphrase)?;
         let session = Client::new(server)?
             .login(username, password, device_name)
             .await?;
-        let account = DeviceAccount::new();
-        store.set("server", server)?;
-        store.set("salt", &hex(&salt))?;
-        store.set("username", username)?;
-        store.set("token", session.token())?;
-        store.set("user_id", &session.user_id().to_string())?;
-        store.set("account", &account.pickle(&key))?;
-        store.set("device_id", &session.device_id().to_string())?;
-        let device = Self::assemble(session, key, store, account)?;
-        device.publish_keys(true).await?;
+        let device = match Self::create(path, keyring, server, username, session.clone()) {
+            Ok(device) => device,
+            Err(error) => {
+                let _ = session.logout().await;
+                return Err(error);
+            }
+        };
+        if let Err(error) = device.publish_keys(true).await {
+            drop(device);
+            let _ = session.logout().await;
+            remove_store(path);
+            return Err(error);
+        }
         device.join_identity().await?;
         Ok(device)
+    }
+
+    /// Creates the store of a device the server just accepted and writes its login into it.
+    fn create(
+        path: &Path,
+        keyring: NewKeyring,
+        server: &str,
+        username: &str,
+        session: Session,
+    ) -> Result<Self, ClientError> {
+        let store = Store::create(path, keyring)?;
+        let key = store.pickle_key();
+        let account = DeviceAccount::new();
+        let written = [
+            ("server", server),
+            ("username", username),
+            ("token", session.token()),
+            ("user_id", &*session.user_id().to_string()),
+            ("account", &*account.pickle(&key)),
+            ("device_id", &*session.device_id().to_string()),
+        ]
+        .into_iter()
+        .try_for_each(|(name, value)| store.set(name, value));
+        if let Err(error) = written {
+            drop(store);
+            remove_store(path);
+            return Err(error);
+        }
+        // On failure the store was dropped (closed) inside.
+        let device = Self::assemble(session, key, store, account);
+        if device.is_err() {
+            remove_store(path);
+        }
+        device
     }
 
     /// Opens the store of a device that logged in earlier.
     ///
     /// # Errors
-    /// [`ClientError::NotLoggedIn`] for a store without a login, a wrong passphrase
-    /// ([`ClientError::Crypto`]), or an unreadable store.
+    /// [`ClientError::NotLoggedIn`] for a store without a login,
+    /// [`ClientError::WrongPassphrase`], or an unreadable store.
     pub async fn open(path: &Path, passphrase: &str) -> Result<Self, ClientError> {
         if !path.exists() {
             return Err(ClientError::NotLoggedIn);
         }
-        let store = Store::open(path)?;
+        let store = Store::open(path, passphrase)?;
         let field = |name: &str| store.get(name)?.ok_or(ClientError::NotLoggedIn);
-        let salt = unhex(&field("salt")?).ok_or(ClientError::NotLoggedIn)?;
-        let key = StoreKey::from_passphrase(passphrase, &salt)?;
+        let key = store.pickle_key();
         let account = DeviceAccount::from_pickle(&field("account")?, &key)?;
         let user_id = field("user_id")?
             .parse()

@@ -38,6 +38,12 @@ pub enum ClientError {
     /// The local store already holds a login.
     #[error("{} already holds a login; log out first", .0.display())]
     StoreInUse(std::path::PathBuf),
+    /// The passphrase does not unlock the local store (or the store is damaged).
+    #[error("cannot unlock the local store: wrong passphrase (or a damaged store)")]
+    WrongPassphrase,
+    /// The local store was made by another version of the client.
+    #[error("the local store has an unknown format ({0}); log in again with a new data directory")]
+    UnknownStoreFormat(String),
     /// The local store has no login in it.
     #[error("this device is not logged in (no session in the local store)")]
     NotLoggedIn,

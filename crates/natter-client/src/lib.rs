@@ -19,8 +19,16 @@
 //!
 //! [`Device`] is what applications use: a logged-in device with end-to-end encryption
 //! (natter-crypto: Olm between devices, Megolm per conversation), a local SQLite store
-//! (messages with full-text search, cursors, block list, encrypted key material) and a queue
-//! that holds sends, read cursors and blocks while the server is unreachable.
+//! (messages with full-text search, cursors, block list, key material) and a queue that holds
+//! sends, read cursors and blocks while the server is unreachable.
+//!
+//! The store is encrypted at rest, value by value: a random data key, wrapped under an
+//! Argon2id key from the passphrase given to [`Device::login`] and [`Device::open`], seals
+//! every value (XChaCha20-Poly1305, bound to its table, column and row), the ids rows are
+//! found by are keyed blind indexes (HMAC-SHA256), and the search index exists only in memory.
+//! A copy of the store without the passphrase shows counts, sizes, sequence numbers and
+//! timestamps, never a text, name, id, key or token. The `store` module's docs (and
+//! `docs/client-store.md`) say exactly what is encrypted and what leaks.
 //!
 //! Layout:
 //! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
@@ -28,7 +36,8 @@
 //! - `approval`: approving a new device of this user by comparing a code on both screens.
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
-//! - `store`: the local SQLite store.
+//! - `store`: the local SQLite store, encrypted at rest (`store::keyring`: the keys;
+//!   `store::search`: the in-memory full-text index).
 //! - `trust`: identities pinned and verified, devices trusted, the recovery key and the key
 //!   backup, notices.
 

@@ -24,6 +24,12 @@ impl StoreKey {
         argon2id(passphrase, salt).map(|key| Self(*key))
     }
 
+    /// The key from raw bytes: a subkey of the store's data key (see
+    /// [`SealKey::derive`](crate::SealKey::derive)) rather than a passphrase of its own.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// A fresh random salt for a new store.
     pub fn new_salt() -> [u8; SALT_LEN] {
         let mut salt = [0u8; SALT_LEN];

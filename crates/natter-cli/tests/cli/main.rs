@@ -40,8 +40,21 @@ async fn server(dir: &Path) -> String {
     panic!("the server did not start");
 }
 
+/// The passphrase of everyone's local store in these tests.
+const PASSPHRASE: &str = "correct horse battery";
+
 /// Runs `natter` as one person (their own data directory) and returns its output.
 async fn natter(server: &str, home: &Path, args: &[&str]) -> Output {
+    natter_unlocked_with(server, home, args, Some(PASSPHRASE)).await
+}
+
+/// [`natter`] with another `NATTER_PASSPHRASE`, or none; standard input is never a terminal.
+async fn natter_unlocked_with(
+    server: &str,
+    home: &Path,
+    args: &[&str],
+    passphrase: Option<&str>,
+) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_natter"));
     command
         .args(args)
@@ -49,6 +62,9 @@ async fn natter(server: &str, home: &Path, args: &[&str]) -> Output {
         .env("NATTER_HOME", home)
         .env("NATTER_PASSWORD", "password123")
         .env_remove("NATTER_PASSPHRASE");
+    if let Some(passphrase) = passphrase {
+        command.env("NATTER_PASSPHRASE", passphrase);
+    }
     tokio::task::spawn_blocking(move || command.output().expect("running natter"))
         .await
         .unwrap()
@@ -302,6 +318,54 @@ async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     panic!("gave up waiting for {what}");
 }
 
+/// Types `keys` into a tmux session.
+fn send_keys(session: &str, keys: &[&str]) {
+    let mut args = vec!["send-keys", "-t", session];
+    args.extend(keys);
+    std::process::Command::new("tmux")
+        .args(args)
+        .status()
+        .expect("tmux send-keys");
+}
+
+/// Whether tmux is here; CI must have it.
+fn has_tmux() -> bool {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have tmux for the terminal tests"
+    );
+    eprintln!("NOTICE: tmux is not installed; skipping a terminal test");
+    false
+}
+
+/// Starts `command` (a shell command line) in a new detached tmux session, 100x24.
+fn tmux(name: &str, command: &str) -> TmuxSession {
+    let session = TmuxSession(format!("natter-{name}-{}", std::process::id()));
+    let started = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "100",
+            "-y",
+            "24",
+            command,
+        ])
+        .status()
+        .expect("starting tmux");
+    assert!(started.success());
+    session
+}
+
 /// Kills the tmux session when the test ends, pass or fail.
 struct TmuxSession(String);
 
@@ -315,57 +379,34 @@ impl Drop for TmuxSession {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_renders_and_sends_in_a_real_terminal() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have tmux for the chat test"
-        );
-        eprintln!("NOTICE: tmux is not installed; skipping the chat test");
+    if !has_tmux() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (url, alice, bob) = alice_and_bob(dir.path()).await;
     ok(&url, &bob, &["send", "alice", "before the chat"]).await;
 
-    let session = TmuxSession(format!("natter-chat-test-{}", std::process::id()));
-    let command = format!(
-        "env NATTER_HOME={} NATTER_SERVER={url} {} chat bob",
-        alice.display(),
-        env!("CARGO_BIN_EXE_natter")
+    let session = tmux(
+        "chat-test",
+        &format!(
+            "env -u NATTER_PASSPHRASE NATTER_HOME={} NATTER_SERVER={url} {} chat bob",
+            alice.display(),
+            env!("CARGO_BIN_EXE_natter")
+        ),
     );
-    let started = std::process::Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &session.0,
-            "-x",
-            "100",
-            "-y",
-            "24",
-            &command,
-        ])
-        .status()
-        .expect("starting tmux");
-    assert!(started.success());
+    let keys = |keys: &[&str]| send_keys(&session.0, keys);
 
+    // On a terminal the passphrase is asked for, and not shown as it is typed.
+    eventually("the passphrase prompt", async || {
+        capture(&session.0).contains("Passphrase for this device's local store:")
+    })
+    .await;
+    keys(&[PASSPHRASE, "Enter"]);
     eventually("the chat to render and sync", async || {
         let screen = capture(&session.0);
         screen.contains("online") && screen.contains("bob: before the chat")
     })
     .await;
-    let keys = |keys: &[&str]| {
-        let mut args = vec!["send-keys", "-t", &session.0];
-        args.extend(keys);
-        std::process::Command::new("tmux")
-            .args(args)
-            .status()
-            .expect("tmux send-keys");
-    };
     keys(&["hello from tmux", "Enter"]);
     eventually("bob to receive the chat message", async || {
         ok(&url, &bob, &["history", "alice"])
@@ -390,4 +431,194 @@ async fn chat_renders_and_sends_in_a_real_terminal() {
     })
     .await;
     keys(&["Escape"]);
+}
+
+/// Every file below `dir`, read whole.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+fn holds(bytes: &[u8], text: &str) -> bool {
+    bytes.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directories_hold_no_marker_and_open_only_with_the_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, alice, bob) = alice_and_bob(dir.path()).await;
+    let markers = ["zebra-marker-4711", "밤하늘-ünïcödé-marker"];
+    for marker in markers {
+        ok(&url, &alice, &["send", "bob", "from alice", marker]).await;
+        ok(&url, &bob, &["send", "alice", "from bob", marker]).await;
+    }
+    ok(&url, &alice, &["sync"]).await;
+    for home in [&alice, &bob] {
+        for marker in markers {
+            let found = ok(&url, home, &["search", marker]).await;
+            assert!(
+                found.contains(&format!("alice: from alice {marker}"))
+                    && found.contains(&format!("bob: from bob {marker}")),
+                "{found}"
+            );
+        }
+        let files = files(home);
+        assert!(
+            files.iter().any(|(path, bytes)| path.ends_with("device.db")
+                && bytes.starts_with(b"SQLite format 3\0")),
+            "the scan reads the store"
+        );
+        assert!(
+            !files.iter().any(|(path, _)| path.ends_with("store.key")),
+            "a passphrase login keeps no key file"
+        );
+        for (path, bytes) in &files {
+            for secret in markers.iter().chain(&[PASSPHRASE, "127.0.0.1"]) {
+                assert!(!holds(bytes, secret), "{} holds {secret}", path.display());
+            }
+        }
+    }
+
+    let wrong = natter_unlocked_with(&url, &alice, &["history", "bob"], Some("not it")).await;
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    assert!(wrong.stdout.is_empty());
+    // No terminal and no passphrase: a clear error, not a hang or a panic.
+    let locked = natter_unlocked_with(&url, &alice, &["history", "bob"], None).await;
+    let stderr = String::from_utf8_lossy(&locked.stderr);
+    assert_eq!(locked.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("NATTER_PASSPHRASE") && stderr.contains("--key-file"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_login_runs_unattended() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let carol = dir.path().join("carol");
+    ok(&url, &carol, &["register", "carol"]).await;
+    let login = natter_unlocked_with(&url, &carol, &["login", "carol", "--key-file"], None).await;
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let key = carol.join("store.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let whoami = natter_unlocked_with(&url, &carol, &["whoami"], None).await;
+    assert!(String::from_utf8_lossy(&whoami.stdout).starts_with("carol"));
+    // The key file is the key: another one opens nothing.
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let wrong = natter_unlocked_with(&url, &carol, &["whoami"], None).await;
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let dave = dir.path().join("dave");
+    ok(&url, &dave, &["register", "dave"]).await;
+    for args in [&["login", "dave"][..], &["login", "dave", "--key-file"]] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+        command
+            .args(args)
+            .env("NATTER_SERVER", &url)
+            .env("NATTER_HOME", &dave)
+            .env("NATTER_PASSWORD", "not the password")
+            .env("NATTER_PASSPHRASE", PASSPHRASE);
+        let refused = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"));
+        assert!(
+            !dave.exists() || files(&dave).is_empty(),
+            "a refused login left {:?}",
+            files(&dave).iter().map(|(p, _)| p).collect::<Vec<_>>()
+        );
+    }
+    // The right password then logs in.
+    ok(&url, &dave, &["login", "dave"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_on_a_terminal_asks_the_passphrase_twice_without_showing_it() {
+    if !has_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let erin = dir.path().join("erin");
+    ok(&url, &erin, &["register", "erin"]).await;
+    let login = |name: &str| {
+        tmux(
+            name,
+            &format!(
+                "env -u NATTER_PASSPHRASE NATTER_HOME={} NATTER_SERVER={url} \
+                 NATTER_PASSWORD=password123 {} login erin; echo exit=$?; sleep 60",
+                erin.display(),
+                env!("CARGO_BIN_EXE_natter")
+            ),
+        )
+    };
+    let prompt = "Passphrase for this device's local store:";
+
+    // Two passphrases that differ: refused, and nothing is left behind.
+    let session = login("login-differ");
+    eventually("the first prompt", async || {
+        capture(&session.0).contains(prompt)
+    })
+    .await;
+    send_keys(&session.0, &["first try", "Enter"]);
+    eventually("the second prompt", async || {
+        capture(&session.0).contains("The same passphrase again:")
+    })
+    .await;
+    send_keys(&session.0, &["second try", "Enter"]);
+    eventually("the refusal", async || {
+        capture(&session.0).contains("exit=1")
+    })
+    .await;
+    let screen = capture(&session.0);
+    assert!(screen.contains("the two passphrases differ"), "{screen}");
+    assert!(!erin.exists());
+    drop(session);
+
+    let session = login("login-same");
+    eventually("the first prompt", async || {
+        capture(&session.0).contains(prompt)
+    })
+    .await;
+    send_keys(&session.0, &[PASSPHRASE, "Enter"]);
+    eventually("the second prompt", async || {
+        capture(&session.0).contains("The same passphrase again:")
+    })
+    .await;
+    send_keys(&session.0, &[PASSPHRASE, "Enter"]);
+    eventually("the login", async || capture(&session.0).contains("exit=0")).await;
+    let screen = capture(&session.0);
+    assert!(screen.contains("logged in as erin"), "{screen}");
+    assert!(
+        !screen.contains(PASSPHRASE),
+        "the passphrase was shown: {screen}"
+    );
+    assert!(ok(&url, &erin, &["whoami"]).await.starts_with("erin"));
 }

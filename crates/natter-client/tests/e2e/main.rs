@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod at_rest;
 mod direct;
 mod failover;
 mod live;
