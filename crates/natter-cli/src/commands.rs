@@ -293,6 +293,9 @@ fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
     Ok(value)
 }
 
+/// How long `natter approve` keeps its connection after handing the secrets over, so the
+/// frames queued on it go out before it closes.
+const HAND_OVER_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long `natter approve` waits for the other device.
 const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -327,8 +330,13 @@ async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow
             }
         };
         loop {
-            let Event::Approval(event) = next().await? else {
-                continue;
+            let event = match next().await? {
+                Event::Approval(event) => event,
+                Event::Disconnected(reason) => {
+                    eprintln!("connection lost ({reason}); reconnecting...");
+                    continue;
+                }
+                _ => continue,
             };
             match event {
                 ApprovalEvent::Requested { flow_id, .. } if flow.is_none() => flow = Some(flow_id),
@@ -341,7 +349,14 @@ async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow
                     if !answer.trim().eq_ignore_ascii_case("yes") {
                         bail!("not confirmed: nothing was approved");
                     }
-                    device.confirm_approval(&flow_id).await?;
+                    if device.confirm_approval(&flow_id).await?
+                        && let Some(target) = target
+                    {
+                        // The last frames (the MAC and the secrets) are queued on the live
+                        // connection: give it a moment to send them before it closes.
+                        tokio::time::sleep(HAND_OVER_FLUSH).await;
+                        return Ok(target);
+                    }
                 }
                 ApprovalEvent::Done { flow_id, device_id } if flow.as_ref() == Some(&flow_id) => {
                     return Ok(device_id);

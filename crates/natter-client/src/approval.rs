@@ -56,6 +56,9 @@ pub(crate) struct Flow {
     peer: VerifiedDevice,
     confirmed: bool,
     their_mac_checked: bool,
+    /// Secrets that arrived before the approver's MAC (the two may cross on the way): kept
+    /// until the MAC checks.
+    early_secrets: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Flow {
@@ -65,6 +68,7 @@ impl Flow {
             peer,
             confirmed: false,
             their_mac_checked: false,
+            early_secrets: None,
         }
     }
 }
@@ -114,12 +118,14 @@ impl Device {
     }
 
     /// Confirms that the code of `flow_id` is the same on both screens. Call it on both
-    /// devices; the approval completes once both did.
+    /// devices; the approval completes once both did. Returns true when this call completed
+    /// it (on the approving device, when the new one had confirmed first): no
+    /// [`ApprovalEvent::Done`] follows then.
     ///
     /// # Errors
     /// No such approval ([`ClientError::NoSuchApproval`]), this device is not live, or the
     /// server cannot be reached.
-    pub async fn confirm_approval(&self, flow_id: &str) -> Result<(), ClientError> {
+    pub async fn confirm_approval(&self, flow_id: &str) -> Result<bool, ClientError> {
         let mut state = self.lock().await;
         let (mac, peer, side, ready) = {
             let mut flows = self.flows();
@@ -138,14 +144,15 @@ impl Device {
             )
         };
         let mut frames = vec![self.step_frame(&mut state, &peer, &mac).await?];
-        if side == Side::Approver && ready {
+        let completes = side == Side::Approver && ready;
+        if completes {
             frames.push(self.hand_over(&mut state, flow_id, &peer).await?);
         }
         drop(state);
         for frame in frames {
             self.send_live(frame)?;
         }
-        Ok(())
+        Ok(completes)
     }
 
     /// Takes one approval step from another device of this user; answers go out with the
@@ -259,7 +266,7 @@ impl Device {
             }
             ApprovalStep::Mac { mac, .. } => {
                 let pinned_master = self.pinned_own_master(state)?;
-                let (peer, side, confirmed) = {
+                let (peer, side, confirmed, early_secrets) = {
                     let mut flows = self.flows();
                     let Some(flow) = flows.get_mut(&flow_id) else {
                         return Ok(());
@@ -272,8 +279,18 @@ impl Device {
                     flow.approval
                         .check_mac(&keys_text(&flow.peer.ed25519, master), &mac)?;
                     flow.their_mac_checked = true;
-                    (flow.peer.clone(), flow.approval.side(), flow.confirmed)
+                    (
+                        flow.peer.clone(),
+                        flow.approval.side(),
+                        flow.confirmed,
+                        flow.early_secrets.take(),
+                    )
                 };
+                if let Some(secrets) = early_secrets {
+                    return self
+                        .accept_secrets(state, flow_id, sender, &secrets, received)
+                        .await;
+                }
                 if side == Side::Approver && confirmed {
                     received
                         .replies
@@ -285,27 +302,23 @@ impl Device {
                 }
             }
             ApprovalStep::Secrets { secrets, .. } => {
-                let ready = self.flows().get(&flow_id).is_some_and(|f| {
-                    f.approval.side() == Side::Newcomer && f.confirmed && f.their_mac_checked
-                });
-                if !ready {
-                    return Ok(());
+                let secrets = zeroize::Zeroizing::new(secrets);
+                {
+                    let mut flows = self.flows();
+                    let Some(flow) = flows.get_mut(&flow_id) else {
+                        return Ok(());
+                    };
+                    // Secrets come only after this device confirmed (they answer its MAC).
+                    if flow.approval.side() != Side::Newcomer || !flow.confirmed {
+                        return Ok(());
+                    }
+                    if !flow.their_mac_checked {
+                        flow.early_secrets = Some(secrets);
+                        return Ok(());
+                    }
                 }
-                let secrets = Secrets::from_json(&secrets)?;
-                if Some(secrets.identity.master_key()) != self.pinned_own_master(state)? {
-                    return Err(natter_crypto::CryptoError::Approval(
-                        "the secrets are not the identity this device was shown".into(),
-                    )
-                    .into());
-                }
-                self.flows().remove(&flow_id);
-                self.approve_self(state, secrets).await?;
-                let items = self.inner.session.backup_items("").await?;
-                received.resolved = self.restore(state, &items)?;
-                received.approvals.push(ApprovalEvent::Done {
-                    flow_id,
-                    device_id: sender,
-                });
+                self.accept_secrets(state, flow_id, sender, &secrets, received)
+                    .await?;
             }
             ApprovalStep::Cancel { reason, .. } => {
                 if self.flows().remove(&flow_id).is_some() {
@@ -315,6 +328,35 @@ impl Device {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The newcomer's last step, once it confirmed and the approver's MAC checked: takes the
+    /// identity's secrets (they must be the identity pinned at login), signs itself and reads
+    /// the history from the backup.
+    async fn accept_secrets(
+        &self,
+        state: &mut State,
+        flow_id: String,
+        sender: DeviceId,
+        secrets: &str,
+        received: &mut Received,
+    ) -> Result<(), ClientError> {
+        let secrets = Secrets::from_json(secrets)?;
+        if Some(secrets.identity.master_key()) != self.pinned_own_master(state)? {
+            return Err(natter_crypto::CryptoError::Approval(
+                "the secrets are not the identity this device was shown".into(),
+            )
+            .into());
+        }
+        self.flows().remove(&flow_id);
+        self.approve_self(state, secrets).await?;
+        let items = self.inner.session.backup_items("").await?;
+        received.resolved = self.restore(state, &items)?;
+        received.approvals.push(ApprovalEvent::Done {
+            flow_id,
+            device_id: sender,
+        });
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use natter_crypto::{
     DecryptedWith, InboundRoomSession, MessageEnvelope, OutboundRoomSession, PairwiseSession,
     RoomKeyShare, ToDevicePayload, UnableToDecrypt, VerifiedDevice,
 };
+use natter_proto::conversations::ConversationKind;
 use natter_proto::keys::UploadKeysRequest;
 use natter_proto::limits::TO_DEVICE_BATCH_MAX;
 use natter_proto::ws::{ClientFrame, Message, ToDeviceIn, ToDeviceOut};
@@ -111,9 +112,15 @@ impl Device {
         if state.secrets.is_none() {
             return Err(ClientError::NotApproved);
         }
-        let members = self.inner.session.conversation(conversation).await?.members;
+        let details = self.inner.session.conversation(conversation).await?;
+        let members = details.members;
         if !members.iter().any(|m| m.user_id == me.0) {
             return Err(ClientError::NotMember(conversation));
+        }
+        // A direct conversation is two people: a third listed by the server gets nothing.
+        let distinct: BTreeSet<UserId> = members.iter().map(|m| m.user_id).collect();
+        if details.summary.kind == ConversationKind::Direct && distinct.len() != 2 {
+            return Err(ClientError::MembersChanged(conversation));
         }
         let mut recipients = BTreeSet::new();
         let mut curve_keys = Vec::new();

@@ -58,6 +58,14 @@ pub enum ClientError {
     /// shows another identity than the one this device holds.
     #[error("the safety number of {0} changed since it was verified; verify again to send")]
     IdentityChanged(natter_proto::UserId),
+    /// The server lists members a direct conversation cannot have: nothing is sent.
+    #[error("conversation {0} lists other members than the two people of a direct conversation")]
+    MembersChanged(natter_proto::ConversationId),
+    /// The user's safety number changed since it was shown: nothing was confirmed.
+    #[error(
+        "the safety number of {0} changed since it was shown; compare the new one before confirming"
+    )]
+    NumberChanged(natter_proto::UserId),
     /// This device is not approved yet: it holds no identity to sign with, so it may not send.
     #[error("this device is not approved yet: approve it with the recovery key (natter recover)")]
     NotApproved,
@@ -120,6 +128,7 @@ impl ClientError {
         match self {
             Self::IdentityChanged(_) => "identity_changed",
             Self::NotApproved => "not_approved",
+            Self::MembersChanged(_) => "members_changed",
             Self::Crypto(_) => "invalid_message",
             other => other.code().unwrap_or("not_member"),
         }

@@ -453,6 +453,7 @@ fn is_final(error: &ClientError) -> bool {
             ClientError::NotMember(_)
                 | ClientError::Crypto(_)
                 | ClientError::IdentityChanged(_)
+                | ClientError::MembersChanged(_)
                 | ClientError::NotApproved
         )
 }

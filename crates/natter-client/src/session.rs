@@ -276,6 +276,12 @@ impl Session {
             let Some(last) = page.items.last() else {
                 return Ok(items);
             };
+            // Names only grow from page to page; a server that repeats itself is refused.
+            if last.name <= after {
+                return Err(ClientError::Protocol(
+                    "the backup's pages did not move forward".into(),
+                ));
+            }
             after = last.name.clone();
             items.extend(page.items);
         }

@@ -445,13 +445,31 @@ impl Device {
             Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
             listing => listing?,
         };
+        let mut pins = state.pins()?;
         let Some(identity) = listing
             .identity
             .and_then(|keys| UserIdentity::check(user, &keys).ok())
         else {
-            return Ok(Vec::new());
+            // A pinned identity that is gone (or no longer checks) is a change too: a verified
+            // user's is refused like any other change.
+            if let Some(pinned) = pins.get_mut(&user)
+                && pinned.verified
+            {
+                pinned.verified = false;
+                pinned.changed_since_verified = true;
+                state.save_pins(&pins)?;
+                state.note(Notice::SafetyNumberChanged {
+                    user_id: user,
+                    was_verified: true,
+                })?;
+            }
+            return match pins.get(&user) {
+                Some(pinned) if pinned.changed_since_verified => {
+                    Err(ClientError::IdentityChanged(user))
+                }
+                _ => Ok(Vec::new()),
+            };
         };
-        let mut pins = state.pins()?;
         let admitted = self.check_pin(state, &mut pins, &identity);
         let mut trusted = Vec::new();
         let mut skipped = Vec::new();
@@ -537,7 +555,9 @@ impl Device {
                 Ok(())
             };
         }
-        let was_verified = pinned.verified;
+        // Once verified, a user stays "changed" through any number of further changes (and a
+        // change back) until verified again: only confirm_verified clears it.
+        let was_verified = pinned.verified || pinned.changed_since_verified;
         *pinned = pin(identity, false);
         pinned.changed_since_verified = was_verified;
         state.note(Notice::SafetyNumberChanged {
@@ -552,17 +572,26 @@ impl Device {
     }
 
     /// The safety number of this user and `peer`: 60 digits over both identities' master keys,
-    /// the same on both sides and unchanged when either adds a device. Compare it with theirs
+    /// the same on both sides and unchanged when either adds a device. This user's master key
+    /// is the one this device holds, never the server's word; `peer`'s is the one the server
+    /// shows, pinned here if it is the first seen (a change is noted). Compare it with theirs
     /// (read out, or side by side), then [`Device::confirm_verified`].
     ///
     /// # Errors
-    /// A user without an identity ([`ClientError::NoIdentity`]); the server refuses
-    /// (`not_found` when not connected) or cannot be reached.
+    /// This device is not approved ([`ClientError::NotApproved`]); a user without an identity
+    /// ([`ClientError::NoIdentity`]); the server refuses (`not_found` when not connected) or
+    /// cannot be reached.
     pub async fn safety_number(&self, peer: UserId) -> Result<String, ClientError> {
-        let mine = self.current_identity(self.user_id()).await?;
         let theirs = self.current_identity(peer).await?;
+        let mut state = self.lock().await;
+        let mine = own_master(&state)?;
+        let mut pins = state.pins()?;
+        // Pinned (or its change noted) so that a confirmation checks against what was shown;
+        // a refusal to send changes nothing about the number.
+        let _ = self.check_pin(&mut state, &mut pins, &theirs);
+        state.save_pins(&pins)?;
         Ok(safety_number(
-            (self.user_id(), &mine.master_key),
+            (self.user_id(), &mine),
             (peer, &theirs.master_key),
         ))
     }
@@ -574,28 +603,34 @@ impl Device {
         Ok(UserIdentity::check(user, &keys)?)
     }
 
-    /// Marks `peer` verified after the safety numbers matched, and returns the number that was
-    /// confirmed. The identity confirmed is the one the number is computed over now (if it
-    /// changed since it was shown, the number differs, so show the returned one). Carried to
-    /// this user's other approved devices through the backup.
+    /// Marks `peer` verified after the safety numbers matched, and returns the number confirmed.
+    /// Only the identity pinned here (the one [`Device::safety_number`] showed) is confirmed:
+    /// if the server now shows another, the change is noted and nothing is confirmed. Carried
+    /// to this user's other approved devices through the backup.
     ///
     /// # Errors
-    /// As [`Device::safety_number`].
+    /// [`ClientError::NumberChanged`] when the identity changed since it was shown; as
+    /// [`Device::safety_number`] otherwise.
     pub async fn confirm_verified(&self, peer: UserId) -> Result<String, ClientError> {
-        let number = self.safety_number(peer).await?;
         let identity = self.current_identity(peer).await?;
-        let state = self.lock().await;
+        let mut state = self.lock().await;
+        let mine = own_master(&state)?;
         let mut pins = state.pins()?;
-        let entry = pins.entry(peer).or_insert_with(|| pin(&identity, true));
-        if entry.master_key != identity.master_key {
-            *entry = pin(&identity, true);
+        if pins
+            .get(&peer)
+            .is_some_and(|pinned| pinned.master_key != identity.master_key)
+        {
+            let _ = self.check_pin(&mut state, &mut pins, &identity);
+            state.save_pins(&pins)?;
+            return Err(ClientError::NumberChanged(peer));
         }
+        let entry = pins.entry(peer).or_insert_with(|| pin(&identity, false));
         entry.verified = true;
         entry.changed_since_verified = false;
         state.save_pins(&pins)?;
         let verified = Verified {
             user_id: peer,
-            master_key: identity.master_key,
+            master_key: identity.master_key.clone(),
         };
         let item = state.secrets.as_ref().map(|secrets| {
             let json = serde_json::to_string(&verified).expect("a verification serializes");
@@ -605,7 +640,10 @@ impl Device {
         if let Some(item) = item {
             self.inner.session.put_backup_item(&item).await?;
         }
-        Ok(number)
+        Ok(safety_number(
+            (self.user_id(), &mine),
+            (peer, &identity.master_key),
+        ))
     }
 
     /// How far this device trusts `user`'s identity (as pinned here; the server is not asked).
@@ -683,6 +721,15 @@ impl Device {
         state.store.set(NOTICES_NEW, "[]")?;
         Ok(new)
     }
+}
+
+/// The master key of the identity this device holds.
+fn own_master(state: &State) -> Result<String, ClientError> {
+    state
+        .secrets
+        .as_ref()
+        .map(|secrets| secrets.identity.master_key())
+        .ok_or(ClientError::NotApproved)
 }
 
 fn pin(identity: &UserIdentity, verified: bool) -> Pin {

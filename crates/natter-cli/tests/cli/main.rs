@@ -622,3 +622,128 @@ async fn login_on_a_terminal_asks_the_passphrase_twice_without_showing_it() {
     );
     assert!(ok(&url, &erin, &["whoami"]).await.starts_with("erin"));
 }
+
+/// `natter` as [`natter`] does, with extra environment variables.
+async fn natter_with_env(server: &str, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+    command
+        .args(args)
+        .env("NATTER_SERVER", server)
+        .env("NATTER_HOME", home)
+        .env("NATTER_PASSWORD", "password123")
+        .env("NATTER_PASSPHRASE", PASSPHRASE)
+        .envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || command.output().expect("running natter"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_are_verified_and_new_devices_approved_from_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = server(dir.path()).await;
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    ok(&url, &alice, &["register", "alice"]).await;
+    let login = json_lines(&ok(&url, &alice, &["--json", "login", "alice"]).await);
+    assert_eq!(login[0]["approved"], true);
+    let recovery_key = login[0]["recovery_key"].as_str().unwrap().to_owned();
+    ok(&url, &bob, &["register", "bob"]).await;
+    ok(&url, &bob, &["login", "bob"]).await;
+    ok(&url, &alice, &["connections", "request", "bob"]).await;
+    ok(&url, &bob, &["connections", "accept", "alice"]).await;
+    ok(&url, &alice, &["send", "bob", "before the phone"]).await;
+
+    // Safety numbers match; confirming marks bob verified.
+    let shown = ok(&url, &alice, &["verify", "bob"]).await;
+    assert!(shown.contains("natter verify bob --confirm"), "{shown}");
+    let confirmed = json_lines(&ok(&url, &alice, &["--json", "verify", "bob", "--confirm"]).await);
+    assert_eq!(confirmed[0]["trust"], "verified");
+    let theirs = json_lines(&ok(&url, &bob, &["--json", "verify", "alice"]).await);
+    assert_eq!(confirmed[0]["safety_number"], theirs[0]["safety_number"]);
+
+    // A second device of alice's is not approved: it cannot send, and alice's first device is
+    // told about it as it next connects.
+    let phone = dir.path().join("alice-phone");
+    let login = ok(&url, &phone, &["login", "alice", "--device-name", "phone"]).await;
+    assert!(login.contains("not approved"), "{login}");
+    let refused = natter(&url, &phone, &["send", "bob", "not yet"]).await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not approved"));
+    let told = natter(&url, &alice, &["sync"]).await;
+    assert!(
+        String::from_utf8_lossy(&told.stderr).contains("a new device 'phone'"),
+        "{}",
+        String::from_utf8_lossy(&told.stderr)
+    );
+    let devices = ok(&url, &alice, &["devices"]).await;
+    assert!(devices.contains("phone  NOT SIGNED"), "{devices}");
+
+    // Approved by comparing codes: `natter approve` on the phone waits; on the laptop it
+    // starts. Both answer "yes" to the code question (from the environment here).
+    let phone_id = json_lines(&ok(&url, &phone, &["--json", "whoami"]).await)[0]["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let yes = [("NATTER_APPROVAL_CONFIRM", "yes")];
+    let waiting = {
+        let (url, phone) = (url.clone(), phone.clone());
+        tokio::spawn(async move { natter_with_env(&url, &phone, &["approve"], &yes).await })
+    };
+    let approving = natter_with_env(&url, &alice, &["approve", &phone_id], &yes).await;
+    assert!(
+        approving.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approving.stderr)
+    );
+    let waited = waiting.await.unwrap();
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let code = |output: &Output| {
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
+            .expect("a code shown")
+    };
+    assert_eq!(code(&approving), code(&waited));
+    assert!(
+        ok(&url, &phone, &["history", "bob"])
+            .await
+            .contains("alice: before the phone")
+    );
+    ok(&url, &phone, &["send", "bob", "from the phone"]).await;
+
+    // A device approved with the recovery key alone reads the history too.
+    let tablet = dir.path().join("alice-tablet");
+    ok(
+        &url,
+        &tablet,
+        &["login", "alice", "--device-name", "tablet"],
+    )
+    .await;
+    let wrong = natter_with_env(
+        &url,
+        &tablet,
+        &["recover"],
+        &[("NATTER_RECOVERY_KEY", "0000")],
+    )
+    .await;
+    assert!(!wrong.status.success());
+    let recovered = natter_with_env(
+        &url,
+        &tablet,
+        &["recover"],
+        &[("NATTER_RECOVERY_KEY", &recovery_key)],
+    )
+    .await;
+    assert!(
+        recovered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recovered.stderr)
+    );
+    let history = ok(&url, &tablet, &["history", "bob"]).await;
+    assert!(history.contains("alice: before the phone"), "{history}");
+    assert!(history.contains("alice: from the phone"), "{history}");
+}

@@ -205,12 +205,23 @@ async fn a_replaced_identity_is_told_and_for_a_verified_user_nothing_is_sent(ser
         alice.trust_level(bob.user_id()).await.unwrap(),
         TrustLevel::Changed
     );
-    // Still refused on the next try: the change is not forgotten once told.
+    // Still refused on the next try: the change is not forgotten once told, nor after the
+    // server swaps the identity once more.
     alice
         .send_text(direct, "must not leave either")
         .await
         .unwrap();
     assert_eq!(alice.sync().await.unwrap().failed.len(), 1);
+    operator_replaces_identity(&server, &bob, &ghost).await;
+    alice
+        .send_text(direct, "nor after a second swap")
+        .await
+        .unwrap();
+    assert_eq!(alice.sync().await.unwrap().failed.len(), 1);
+    assert_eq!(
+        alice.trust_level(bob.user_id()).await.unwrap(),
+        TrustLevel::Changed
+    );
     ghost.sync().await.unwrap();
     assert_eq!(
         readable(&ghost, direct).await,
@@ -234,8 +245,18 @@ async fn an_unverified_users_replaced_identity_is_told(server: TestServer) {
         alice.trust_level(bob.user_id()).await.unwrap(),
         TrustLevel::Pinned
     );
+    alice.safety_number(bob.user_id()).await.unwrap();
     let ghost = operator_logs_in(&server, "bob", "ghost").await;
     operator_replaces_identity(&server, &bob, &ghost).await;
+    // Confirming now would confirm an identity other than the one shown: refused.
+    assert!(matches!(
+        alice.confirm_verified(bob.user_id()).await,
+        Err(ClientError::NumberChanged(_))
+    ));
+    assert_eq!(
+        alice.trust_level(bob.user_id()).await.unwrap(),
+        TrustLevel::Pinned
+    );
     alice.send_text(direct, "second").await.unwrap();
     alice.sync().await.unwrap();
     let notices = alice.take_new_notices().await.unwrap();
