@@ -146,8 +146,7 @@ impl Secrets {
             identity: self.identity.to_json().to_string(),
             backup: self.backup.to_base64().to_string(),
         };
-        let json = Zeroizing::new(serde_json::to_string(&wire).expect("secrets serialize"));
-        json
+        Zeroizing::new(serde_json::to_string(&wire).expect("secrets serialize"))
     }
 
     /// Secrets from [`Secrets::to_json`].
@@ -157,11 +156,10 @@ impl Secrets {
     pub fn from_json(json: &str) -> Result<Self, CryptoError> {
         let wire: SecretsWire =
             serde_json::from_str(json).map_err(|_| CryptoError::Malformed { what: "secrets" })?;
-        let secrets = Self {
+        Ok(Self {
             identity: IdentitySecrets::from_json(&wire.identity)?,
             backup: BackupKey::from_base64(&wire.backup)?,
-        };
-        Ok(secrets)
+        })
     }
 }
 
