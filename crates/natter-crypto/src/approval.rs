@@ -16,7 +16,10 @@ use vodozemac::sas::{EstablishedSas, Mac, Sas};
 use crate::CryptoError;
 
 /// One step of an approval, carried inside a to-device payload as `{"approval": …}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// # Security
+/// `Secrets` carries the identity's private keys: its `Debug` shows only the step and flow.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum ApprovalStep {
     /// The approver offers to approve the newcomer.
@@ -59,6 +62,22 @@ pub enum ApprovalStep {
         /// Why.
         reason: String,
     },
+}
+
+impl std::fmt::Debug for ApprovalStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self {
+            Self::Start { .. } => "Start",
+            Self::Accept { .. } => "Accept",
+            Self::Key { .. } => "Key",
+            Self::Mac { .. } => "Mac",
+            Self::Secrets { .. } => "Secrets",
+            Self::Cancel { .. } => "Cancel",
+        };
+        f.debug_struct(step)
+            .field("flow_id", &self.flow_id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApprovalStep {
@@ -322,6 +341,19 @@ mod tests {
         };
         approver.check_mac(&n_keys, &mac).unwrap();
         assert!(newcomer.check_mac(&n_keys, &mac).is_err());
+    }
+
+    #[test]
+    fn a_steps_debug_never_shows_the_secrets() {
+        let step = ApprovalStep::Secrets {
+            flow_id: "f".into(),
+            secrets: "master-secret-marker".into(),
+        };
+        let shown = format!("{step:?}");
+        assert!(
+            shown.contains("Secrets") && !shown.contains("marker"),
+            "{shown}"
+        );
     }
 
     #[test]
