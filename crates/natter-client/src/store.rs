@@ -500,10 +500,7 @@ impl Store {
         .transpose()
     }
 
-    pub(crate) fn save_device(
-        &self,
-        device: &natter_crypto::VerifiedDevice,
-    ) -> Result<(), ClientError> {
+    fn save_device(&self, device: &natter_crypto::VerifiedDevice) -> Result<(), ClientError> {
         let (user, id) = self.device_row(device.user_id, device.device_id);
         let keys = self.seal_json(
             "devices.keys",
@@ -515,6 +512,28 @@ impl Store {
              ON CONFLICT (user, device) DO UPDATE SET keys = excluded.keys",
             params![user, id, keys],
         )
+    }
+
+    /// Replaces the cached devices of `user` with `devices` (those its identity signs now), in
+    /// one transaction: a device no longer signed (removed, or of a replaced identity) drops
+    /// out of the cache.
+    pub(crate) fn replace_devices(
+        &self,
+        user: UserId,
+        devices: &[natter_crypto::VerifiedDevice],
+    ) -> Result<(), ClientError> {
+        self.run("SAVEPOINT replace_devices", [])?;
+        let replaced = self
+            .run("DELETE FROM devices WHERE user = ?1", [self.user_tag(user)])
+            .and_then(|()| devices.iter().try_for_each(|d| self.save_device(d)));
+        match replaced {
+            Ok(()) => self.run("RELEASE replace_devices", []),
+            Err(error) => {
+                self.run("ROLLBACK TO replace_devices", [])?;
+                self.run("RELEASE replace_devices", [])?;
+                Err(error)
+            }
+        }
     }
 
     /// Stores a message once per (conversation, seq); false when it was already there.

@@ -476,17 +476,14 @@ impl Device {
         if admitted.is_ok() {
             for device in &listing.devices {
                 match identity.judge(device) {
-                    DeviceTrust::Signed(verified) => {
-                        if state.store.device_keys(user, verified.device_id)?.is_none() {
-                            state.store.save_device(&verified)?;
-                        }
-                        trusted.push(verified);
-                    }
+                    DeviceTrust::Signed(verified) => trusted.push(verified),
                     DeviceTrust::Unsigned(unsigned) => skipped.push(unsigned.device_id),
                     DeviceTrust::Invalid => {}
                 }
             }
         }
+        // The cache of signed devices (for incoming key shares) is what was judged just now.
+        state.store.replace_devices(user, &trusted)?;
         if let Some(pin) = pins.get_mut(&user) {
             let untold: Vec<DeviceId> = skipped
                 .into_iter()

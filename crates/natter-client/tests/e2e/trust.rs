@@ -277,6 +277,17 @@ async fn an_unverified_users_replaced_identity_is_told(server: TestServer) {
         texts(&bob, direct).await,
         ["first", &UnableToDecrypt::MissingKey.to_string()]
     );
+    // Nor does alice take a new room key from that device any more, though she had it cached
+    // as signed: what it sends now stays unreadable to her.
+    bob.send_text(direct, "from a device alice no longer trusts")
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(
+        texts(&alice, direct).await.last().map(String::as_str),
+        Some(UnableToDecrypt::MissingKey.to_string().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
