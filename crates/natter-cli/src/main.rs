@@ -126,7 +126,8 @@ pub enum Command {
     },
     /// Approve a new device of yours by comparing a code on both screens: run
     /// `natter approve <its id>` on an approved device and `natter approve` on the new one at
-    /// the same time, check the codes match, and confirm on both.
+    /// the same time, check the codes match, and confirm on both (answer `yes`, or set
+    /// NATTER_APPROVAL_CONFIRM=yes for scripts).
     Approve {
         /// The new device (on the approved one); none on the new device itself, which waits.
         device: Option<natter_proto::DeviceId>,
