@@ -36,6 +36,12 @@ pub async fn run(
     conversation: ConversationId,
     title: String,
 ) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        anyhow::bail!(
+            "natter chat needs a terminal; without one, use `natter send` and `natter history`"
+        );
+    }
     let names = names(&device).await.unwrap_or_default();
     let unread_elsewhere = device
         .session()

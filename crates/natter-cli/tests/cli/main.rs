@@ -219,6 +219,9 @@ async fn two_people_talk_through_the_cli() {
     let refused = natter(&url, &alice, &["send", "bob", &long]).await;
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 1000 characters"));
+    let chat = natter(&url, &alice, &["chat", "bob"]).await;
+    assert_eq!(chat.status.code(), Some(1), "an error, not a panic");
+    assert!(String::from_utf8_lossy(&chat.stderr).contains("needs a terminal"));
     let stranger = natter(&url, &dir.path().join("nobody"), &["whoami"]).await;
     assert!(String::from_utf8_lossy(&stranger.stderr).contains("natter login"));
 
