@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
-use natter_client::{ApprovalEvent, Client, Device, Event, Notice, StoredMessage, TrustLevel};
+use natter_client::{Client, Device, StoredMessage, TrustLevel};
 use natter_proto::conversations::ConversationKind;
-use natter_proto::{ConversationId, DeviceId, UserId};
+use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
 
 use crate::home::Home;
@@ -13,11 +13,12 @@ use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
 /// Prints text for people or JSON for scripts.
 pub struct Out {
-    json: bool,
+    /// JSON instead of text.
+    pub json: bool,
 }
 
 impl Out {
-    fn show(&self, text: impl std::fmt::Display, value: Value) {
+    pub fn show(&self, text: impl std::fmt::Display, value: Value) {
         if self.json {
             println!("{value}");
         } else {
@@ -96,12 +97,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Approve { device: target } => {
             let device = open(&home).await?;
-            approve(&device, &out, target).await?;
+            crate::trust::approve(&device, &out, target).await?;
         }
         Command::Notices => {
             let device = open(&home).await?;
             for notice in device.notices().await? {
-                print_notice(&device, &out, &notice).await;
+                crate::trust::print_notice(&device, &out, &notice).await;
             }
         }
         Command::Logout => {
@@ -126,7 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let conversation = conversation(&device, &to).await?;
             let id = device.send_text(conversation, &text.join(" ")).await?;
             let synced = device.sync().await;
-            print_new_notices(&device, &out).await?;
+            crate::trust::print_new_notices(&device, &out).await?;
             match synced {
                 Ok(report) => {
                     // Earlier queued messages the server refused are warned about, but only
@@ -154,7 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync => {
             let device = open(&home).await?;
             let report = device.sync().await?;
-            print_new_notices(&device, &out).await?;
+            crate::trust::print_new_notices(&device, &out).await?;
             out.show(
                 format!("received {}, sent {}", report.received, report.sent),
                 json!({ "received": report.received, "sent": report.sent }),
@@ -277,7 +278,7 @@ fn password() -> anyhow::Result<String> {
 }
 
 /// A secret from the environment variable `var`, else the first line of standard input.
-fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
+pub fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
     if let Ok(value) = std::env::var(var) {
         return Ok(value);
     }
@@ -291,143 +292,6 @@ fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
         bail!("no {what} given (set {var} or type it)");
     }
     Ok(value)
-}
-
-/// How long `natter approve` keeps its connection after handing the secrets over, so the
-/// frames queued on it go out before it closes.
-const HAND_OVER_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long `natter approve` waits for the other device.
-const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Runs one approval live: on the approved device (`target` given) it starts one; on the new
-/// device it waits for one. Either way it shows the code and asks whether both screens show it.
-async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow::Result<()> {
-    let (events_in, mut events) = tokio::sync::mpsc::channel(64);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = device.clone();
-    let task = tokio::spawn(async move {
-        runner
-            .run(events_in, async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let outcome = tokio::time::timeout(APPROVAL_PATIENCE, async {
-        let mut next = async || events.recv().await.context("the connection ended");
-        while next().await? != Event::Synced {}
-        let mut flow = match target {
-            Some(target) => {
-                let flow = device.approve_device(target).await?;
-                eprintln!("waiting for the new device (run `natter approve` on it)...");
-                Some(flow)
-            }
-            None => {
-                eprintln!(
-                    "waiting for an approved device of yours: run `natter approve {}` on it...",
-                    device.device_id()
-                );
-                None
-            }
-        };
-        loop {
-            let event = match next().await? {
-                Event::Approval(event) => event,
-                Event::Disconnected(reason) => {
-                    eprintln!("connection lost ({reason}); reconnecting...");
-                    continue;
-                }
-                _ => continue,
-            };
-            match event {
-                ApprovalEvent::Requested { flow_id, .. } if flow.is_none() => flow = Some(flow_id),
-                ApprovalEvent::Code { flow_id, code, .. } if flow.as_ref() == Some(&flow_id) => {
-                    eprintln!("code: {code}");
-                    let answer = secret_line(
-                        "NATTER_APPROVAL_CONFIRM",
-                        "do both screens show this code? (yes/no)",
-                    )?;
-                    if !answer.trim().eq_ignore_ascii_case("yes") {
-                        bail!("not confirmed: nothing was approved");
-                    }
-                    if device.confirm_approval(&flow_id).await?
-                        && let Some(target) = target
-                    {
-                        // The last frames (the MAC and the secrets) are queued on the live
-                        // connection: give it a moment to send them before it closes.
-                        tokio::time::sleep(HAND_OVER_FLUSH).await;
-                        return Ok(target);
-                    }
-                }
-                ApprovalEvent::Done { flow_id, device_id } if flow.as_ref() == Some(&flow_id) => {
-                    return Ok(device_id);
-                }
-                ApprovalEvent::Cancelled { flow_id, reason } if flow.as_ref() == Some(&flow_id) => {
-                    bail!("the approval failed: {reason}");
-                }
-                _ => {}
-            }
-        }
-    })
-    .await;
-    let _ = stop.send(());
-    let _ = task.await;
-    let other = outcome.context("gave up waiting for the other device")??;
-    out.show(
-        format!("approved (with device {other})"),
-        json!({ "approved": true, "device_id": other }),
-    );
-    Ok(())
-}
-
-/// Prints the notices recorded since the last command, on standard error (as warnings).
-async fn print_new_notices(device: &Device, out: &Out) -> anyhow::Result<()> {
-    for notice in device.take_new_notices().await? {
-        print_notice(device, out, &notice).await;
-    }
-    Ok(())
-}
-
-/// One notice, with usernames where the server tells them.
-async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
-    let name = async |user: UserId| match device.session().profile(user).await {
-        Ok(profile) => profile.username,
-        Err(_) => user.to_string(),
-    };
-    let text = match notice {
-        Notice::SafetyNumberChanged {
-            user_id,
-            was_verified,
-        } => {
-            let who = name(*user_id).await;
-            if *was_verified {
-                format!(
-                    "warning: {who}'s safety number changed since you verified it; nothing is \
-                     sent to them until you compare it again (natter verify {who})"
-                )
-            } else {
-                format!("notice: {who}'s safety number changed (natter verify {who})")
-            }
-        }
-        Notice::DevicesSkipped { user_id, devices } => format!(
-            "warning: {} device(s) of {} are not signed by their identity and got no keys: {}",
-            devices.len(),
-            name(*user_id).await,
-            devices
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Notice::NewDevice { device_id, name } => format!(
-            "warning: a new device '{name}' ({device_id}) logged in to your account; if it is \
-             not yours, remove it: natter devices --remove {device_id}"
-        ),
-    };
-    if out.json {
-        println!("{}", json!({ "notice": notice }));
-    } else {
-        eprintln!("{text}");
-    }
 }
 
 /// A user by username (or id).

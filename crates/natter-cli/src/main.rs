@@ -7,10 +7,12 @@
 //!   (passphrase, or key file).
 //! - `commands`: the one-shot commands.
 //! - `chat`: the interactive chat (ratatui).
+//! - `trust`: device approval by code and notices about whom messages reach.
 
 mod chat;
 mod commands;
 mod home;
+mod trust;
 
 use clap::{Parser, Subcommand};
 

@@ -38,14 +38,17 @@
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
 //! - `store`: the local SQLite store, encrypted at rest (`store::keyring`: the keys;
 //!   `store::search`: the in-memory full-text index).
-//! - `trust`: identities pinned and verified, devices trusted, the recovery key and the key
-//!   backup, notices.
+//! - `trust`: identities pinned and verified, and the devices trusted with keys.
+//! - `recovery`: joining the identity, the recovery key and the key backup.
+//! - `notices`: what the person is told about whom their messages reach.
 
 mod approval;
 mod device;
 mod e2e;
 mod error;
 mod link;
+mod notices;
+mod recovery;
 mod session;
 mod store;
 mod trust;
@@ -56,9 +59,10 @@ pub use device::Device;
 pub use error::ClientError;
 pub use link::{Event, SyncReport};
 pub use natter_crypto::UnableToDecrypt;
+pub use notices::Notice;
 pub use session::Session;
 pub use store::{Queued, StoredMessage};
-pub use trust::{DeviceStatus, Notice, TrustLevel};
+pub use trust::{DeviceStatus, TrustLevel};
 pub use ws::{Closed, Connection, Dedup};
 
 use std::sync::{Arc, Mutex};

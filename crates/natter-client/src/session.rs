@@ -8,16 +8,13 @@ use natter_proto::conversations::{
     AddMembersRequest, ConversationDetails, ConversationSummary, ConversationsResponse,
     CreateDirectRequest, CreateRoomRequest, MessageReceipts, MessagesResponse, UndeliveredResponse,
 };
-use natter_proto::keys::{
-    BackupItem, BackupItemsResponse, ClaimedKey, CrossSigningKeys, DeviceInfo,
-    DeviceSignatureRequest, DevicesResponse, KeyCountResponse, PutBackupItemRequest,
-    UploadKeysRequest,
-};
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use reqwest::{Method, RequestBuilder};
 
 use crate::{Client, ClientError};
+
+mod keys;
 
 /// A logged-in device.
 ///
@@ -177,145 +174,8 @@ impl Session {
     /// # Errors
     /// `not_found` when nobody has that username.
     pub async fn lookup(&self, username: &str) -> Result<UserLookup, ClientError> {
-        let path = format!("/v1/users/by-username/{}", urlencode(username));
+        let path = format!("/v1/users/by-username/{}", path_segment(username));
         self.client.send(self.request(Method::GET, &path)).await
-    }
-
-    /// Publishes this device's keys; returns its stock of one-time keys.
-    ///
-    /// # Errors
-    /// `invalid_request` for a malformed key, `conflict` for a reused key id or too many keys.
-    pub async fn upload_keys(
-        &self,
-        keys: &UploadKeysRequest,
-    ) -> Result<KeyCountResponse, ClientError> {
-        self.client
-            .send_json(self.request(Method::POST, "/v1/devices/current/keys"), keys)
-            .await
-    }
-
-    /// This device's stock of unclaimed one-time keys.
-    ///
-    /// # Errors
-    /// The server cannot be reached.
-    pub async fn key_counts(&self) -> Result<KeyCountResponse, ClientError> {
-        self.client
-            .send(self.request(Method::GET, "/v1/devices/current/keys"))
-            .await
-    }
-
-    /// A user's devices and identity keys (this user's own, or a connection's).
-    ///
-    /// # Errors
-    /// `not_found` when not connected.
-    pub async fn devices(&self, user: UserId) -> Result<Vec<DeviceInfo>, ClientError> {
-        Ok(self.devices_and_identity(user).await?.devices)
-    }
-
-    /// A user's devices with their identity keys and the user's cross-signing identity, as the
-    /// server claims them: check them before trusting any (natter-crypto's `UserIdentity`).
-    ///
-    /// # Errors
-    /// `not_found` when not connected.
-    pub async fn devices_and_identity(&self, user: UserId) -> Result<DevicesResponse, ClientError> {
-        self.client
-            .send(self.request(Method::GET, &format!("/v1/users/{user}/devices")))
-            .await
-    }
-
-    /// Publishes this user's cross-signing identity (replacing any earlier one).
-    ///
-    /// # Errors
-    /// `invalid_request` for malformed keys.
-    pub async fn publish_identity(&self, keys: &CrossSigningKeys) -> Result<(), ClientError> {
-        self.no_content(self.request(Method::PUT, "/v1/me/identity").json(keys))
-            .await
-    }
-
-    /// Stores the cross-signature of one of this user's devices.
-    ///
-    /// # Errors
-    /// `not_found` when it is not this user's device.
-    pub async fn sign_device(&self, device: DeviceId, signature: &str) -> Result<(), ClientError> {
-        let body = DeviceSignatureRequest {
-            signature: signature.to_owned(),
-        };
-        let path = format!("/v1/devices/{device}/signature");
-        self.no_content(self.request(Method::PUT, &path).json(&body))
-            .await
-    }
-
-    /// Stores (or replaces) one item of this user's key backup.
-    ///
-    /// # Errors
-    /// `invalid_request` for a bad name or data, `conflict` when the backup is full.
-    pub async fn put_backup_item(&self, item: &BackupItem) -> Result<(), ClientError> {
-        let body = PutBackupItemRequest {
-            data: item.data.clone(),
-        };
-        let path = format!("/v1/me/backup/{}", path_segment(&item.name));
-        self.no_content(self.request(Method::PUT, &path).json(&body))
-            .await
-    }
-
-    /// Every item of this user's key backup whose name sorts after `after`, in name order.
-    ///
-    /// # Errors
-    /// The server cannot be reached.
-    pub async fn backup_items(&self, after: &str) -> Result<Vec<BackupItem>, ClientError> {
-        let mut items: Vec<BackupItem> = Vec::new();
-        let mut after = after.to_owned();
-        loop {
-            let page: BackupItemsResponse = self
-                .client
-                .send(
-                    self.request(Method::GET, "/v1/me/backup")
-                        .query(&[("after", after.as_str())]),
-                )
-                .await?;
-            let Some(last) = page.items.last() else {
-                return Ok(items);
-            };
-            // Names only grow from page to page; a server that repeats itself is refused.
-            if last.name <= after {
-                return Err(ClientError::Protocol(
-                    "the backup's pages did not move forward".into(),
-                ));
-            }
-            after = last.name.clone();
-            items.extend(page.items);
-        }
-    }
-
-    /// Removes this user's whole key backup.
-    ///
-    /// # Errors
-    /// The server cannot be reached.
-    pub async fn delete_backup(&self) -> Result<(), ClientError> {
-        self.no_content(self.request(Method::DELETE, "/v1/me/backup"))
-            .await
-    }
-
-    /// Removes another device of this user.
-    ///
-    /// # Errors
-    /// `not_found` when it is not this user's device.
-    pub async fn delete_device(&self, device: DeviceId) -> Result<(), ClientError> {
-        self.no_content(self.request(Method::DELETE, &format!("/v1/devices/{device}")))
-            .await
-    }
-
-    /// Claims a one-time key (or the fallback key) of a connection's device.
-    ///
-    /// # Errors
-    /// `not_found` when not connected or the device has no keys.
-    pub async fn claim_key(
-        &self,
-        user: UserId,
-        device: DeviceId,
-    ) -> Result<ClaimedKey, ClientError> {
-        let path = format!("/v1/users/{user}/devices/{device}/claim");
-        self.client.send(self.request(Method::POST, &path)).await
     }
 
     /// This user's connections, pending requests and blocks.
@@ -580,19 +440,6 @@ impl Session {
             )
             .await
     }
-}
-
-/// Percent-encodes a path segment.
-fn urlencode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `text` as one URL path segment: every byte but unreserved ones (RFC 3986) percent-encoded.

@@ -7,91 +7,22 @@
 //! identity changes or a device was left out ([`Notice`]). A verified user whose identity
 //! changes gets nothing until verified again.
 //!
-//! A new device of the user is approved with the recovery key written down at the first login
-//! ([`Device::recover`]): it then holds the identity's private keys and the backup key, signs
-//! itself, and reads the room keys every device of the user backs up, so it reads the history
-//! from before it existed.
+//! How a new device of the user joins the identity and reads the history is in `recovery` and
+//! `approval`; the notices told to the person are in `notices`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use natter_crypto::backup::{IDENTITY_ITEM, ROOM_PREFIX, TRUST_PREFIX};
-use natter_crypto::{
-    DeviceTrust, InboundRoomSession, RecoveryKey, Secrets, UserIdentity, VerifiedDevice,
-    safety_number,
-};
-use natter_proto::keys::BackupItem;
+use natter_crypto::backup::TRUST_PREFIX;
+use natter_crypto::{DeviceTrust, UserIdentity, VerifiedDevice, safety_number};
 use natter_proto::{DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::device::State;
-use crate::store::StoredMessage;
+pub use crate::notices::Notice;
 use crate::{ClientError, Device};
 
-/// The store's key for the pins, the identity's secrets, the recovery key not yet shown, the
-/// room keys not yet backed up, and the notices.
+/// The store's key for the pins.
 const PINS: &str = "pins";
-const SECRETS: &str = "secrets";
-const RECOVERY_KEY: &str = "recovery_key";
-const BACKUP_DUE: &str = "backup_due";
-const NOTICES: &str = "notices";
-const NOTICES_NEW: &str = "notices_new";
-/// The notices kept, newest last.
-const NOTICES_KEPT: usize = 200;
-
-/// Something the person should know about whom their messages reach.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Notice {
-    /// A user's safety number changed: their identity was replaced (they reset it, or a server
-    /// is lying). If they were verified, nothing is sent to them until verified again.
-    SafetyNumberChanged {
-        /// Whose.
-        user_id: UserId,
-        /// Whether this device had verified the identity that was replaced.
-        was_verified: bool,
-    },
-    /// Devices of another user that their identity does not vouch for: they were given no keys.
-    DevicesSkipped {
-        /// Whose.
-        user_id: UserId,
-        /// Which.
-        devices: Vec<DeviceId>,
-    },
-    /// A device logged in to this account that none of its devices approved: it gets no keys
-    /// until it is approved (with the recovery key), and may be removed.
-    NewDevice {
-        /// The device.
-        device_id: DeviceId,
-        /// The name it gave at login.
-        name: String,
-    },
-}
-
-impl std::fmt::Display for Notice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::SafetyNumberChanged {
-                user_id,
-                was_verified: true,
-            } => write!(
-                f,
-                "the safety number of {user_id} changed since you verified it: nothing is sent to them until you verify again"
-            ),
-            Self::SafetyNumberChanged { user_id, .. } => {
-                write!(f, "the safety number of {user_id} changed")
-            }
-            Self::DevicesSkipped { user_id, devices } => write!(
-                f,
-                "{} device(s) of {user_id} are not signed by their identity and got no keys",
-                devices.len()
-            ),
-            Self::NewDevice { device_id, name } => write!(
-                f,
-                "a new device '{name}' ({device_id}) logged in to your account and is not approved"
-            ),
-        }
-    }
-}
 
 /// How far this device trusts a user's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,21 +40,21 @@ pub enum TrustLevel {
 
 /// One user's pinned identity.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Pin {
-    master_key: String,
-    verified: bool,
+pub(crate) struct Pin {
+    pub(crate) master_key: String,
+    pub(crate) verified: bool,
     /// Changed after it was verified: sending is refused until verified again.
-    changed_since_verified: bool,
+    pub(crate) changed_since_verified: bool,
     /// Devices already reported as left out.
     #[serde(default)]
-    told: BTreeSet<DeviceId>,
+    pub(crate) told: BTreeSet<DeviceId>,
 }
 
 /// A user's verification as carried to this user's other devices through the backup.
 #[derive(Serialize, Deserialize)]
-struct Verified {
-    user_id: UserId,
-    master_key: String,
+pub(crate) struct Verified {
+    pub(crate) user_id: UserId,
+    pub(crate) master_key: String,
 }
 
 impl Pin {
@@ -137,7 +68,7 @@ impl Pin {
 }
 
 impl State {
-    fn pins(&self) -> Result<BTreeMap<UserId, Pin>, ClientError> {
+    pub(crate) fn pins(&self) -> Result<BTreeMap<UserId, Pin>, ClientError> {
         Ok(self
             .store
             .get(PINS)?
@@ -145,265 +76,13 @@ impl State {
             .unwrap_or_default())
     }
 
-    fn save_pins(&self, pins: &BTreeMap<UserId, Pin>) -> Result<(), ClientError> {
+    pub(crate) fn save_pins(&self, pins: &BTreeMap<UserId, Pin>) -> Result<(), ClientError> {
         let json = serde_json::to_string(pins).expect("pins serialize");
         self.store.set(PINS, &json)
-    }
-
-    /// Records a notice: in the list of all, in the list not yet taken by a one-shot client,
-    /// and for the live connection to report.
-    fn note(&mut self, notice: Notice) -> Result<(), ClientError> {
-        for list in [NOTICES, NOTICES_NEW] {
-            let mut notices = self.notice_list(list)?;
-            notices.push(notice.clone());
-            let excess = notices.len().saturating_sub(NOTICES_KEPT);
-            notices.drain(..excess);
-            self.store.set(
-                list,
-                &serde_json::to_string(&notices).expect("notices serialize"),
-            )?;
-        }
-        self.fresh_notices.push(notice);
-        Ok(())
-    }
-
-    fn notice_list(&self, list: &str) -> Result<Vec<Notice>, ClientError> {
-        Ok(self
-            .store
-            .get(list)?
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default())
-    }
-
-    /// Loads the identity's secrets, if this device holds them.
-    pub(crate) fn load_secrets(&mut self) -> Result<(), ClientError> {
-        self.secrets = match self.store.get(SECRETS)? {
-            Some(json) => Some(Secrets::from_json(&json)?),
-            None => None,
-        };
-        Ok(())
-    }
-
-    /// Queues a room key for the backup.
-    pub(crate) fn back_up_later(&self, session_id: &str) -> Result<(), ClientError> {
-        let mut due = self.backup_due()?;
-        due.insert(session_id.to_owned());
-        self.store.set(
-            BACKUP_DUE,
-            &serde_json::to_string(&due).expect("ids serialize"),
-        )
-    }
-
-    fn backup_due(&self) -> Result<BTreeSet<String>, ClientError> {
-        Ok(self
-            .store
-            .get(BACKUP_DUE)?
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default())
     }
 }
 
 impl Device {
-    /// Sets up this new device's place in its user's identity: the account's first device
-    /// creates the identity, signs itself, backs the secrets up under a new recovery key (kept
-    /// until [`Device::take_recovery_key`]); a later device pins the identity it is shown and
-    /// waits for approval ([`Device::recover`]).
-    pub(crate) async fn join_identity(&self) -> Result<(), ClientError> {
-        let me = self.user_id();
-        let session = &self.inner.session;
-        let listing = session.devices_and_identity(me).await?;
-        let mut state = self.lock().await;
-        if let Some(keys) = listing.identity {
-            let identity = UserIdentity::check(me, &keys)?;
-            let mut pins = state.pins()?;
-            pins.insert(me, pin(&identity, false));
-            return state.save_pins(&pins);
-        }
-        let secrets = Secrets::generate();
-        let recovery = RecoveryKey::generate();
-        session
-            .publish_identity(&secrets.identity.public(me))
-            .await?;
-        session
-            .put_backup_item(&recovery.seal_secrets(me, &secrets))
-            .await?;
-        state.store.set(RECOVERY_KEY, &recovery.to_display())?;
-        self.approve_self(&mut state, secrets).await
-    }
-
-    /// Signs this device with the identity's secrets, and keeps them.
-    pub(crate) async fn approve_self(
-        &self,
-        state: &mut State,
-        secrets: Secrets,
-    ) -> Result<(), ClientError> {
-        let (me, device) = (self.user_id(), self.device_id());
-        let keys = state.account.identity_keys(me, device);
-        let signature = secrets.identity.sign_device(me, device, &keys);
-        self.inner.session.sign_device(device, &signature).await?;
-        let mut pins = state.pins()?;
-        let master_key = secrets.identity.master_key();
-        pins.insert(
-            me,
-            Pin {
-                master_key,
-                verified: true,
-                changed_since_verified: false,
-                told: BTreeSet::new(),
-            },
-        );
-        state.save_pins(&pins)?;
-        state.store.set(SECRETS, &secrets.to_json())?;
-        state.secrets = Some(secrets);
-        Ok(())
-    }
-
-    /// The recovery key made at this account's first login, once: write it down, it is the only
-    /// way to approve a new device when no other is at hand, and to keep the history readable
-    /// after losing every device. `None` after the first call, and on later devices.
-    ///
-    /// # Errors
-    /// The store cannot be read or written.
-    pub async fn take_recovery_key(&self) -> Result<Option<String>, ClientError> {
-        let state = self.lock().await;
-        let key = state.store.get(RECOVERY_KEY)?;
-        if key.is_some() {
-            state.store.set(RECOVERY_KEY, "")?;
-        }
-        Ok(key.filter(|k| !k.is_empty()))
-    }
-
-    /// Whether this device is approved: it holds its user's identity and signed itself with it.
-    pub async fn is_approved(&self) -> bool {
-        self.lock().await.secrets.is_some()
-    }
-
-    /// Approves this device with the recovery key: opens the identity's secrets in the backup,
-    /// checks they are the identity the server shows, signs this device, and restores the room
-    /// keys and verifications in the backup, so earlier messages become readable. Returns the
-    /// stored messages that became readable.
-    ///
-    /// # Errors
-    /// A mistyped or wrong recovery key ([`ClientError::Crypto`]), no backup
-    /// ([`ClientError::NoBackup`]), an identity on the server that is not the one in the backup
-    /// ([`ClientError::IdentityMismatch`]), or the server cannot be reached.
-    pub async fn recover(&self, recovery_key: &str) -> Result<Vec<StoredMessage>, ClientError> {
-        let me = self.user_id();
-        let key = RecoveryKey::parse(recovery_key)?;
-        let session = &self.inner.session;
-        let items = session.backup_items("").await?;
-        let item = items
-            .iter()
-            .find(|item| item.name == IDENTITY_ITEM)
-            .ok_or(ClientError::NoBackup)?;
-        let secrets = key.open_secrets(me, item)?;
-        let listing = session.devices_and_identity(me).await?;
-        if listing.identity.map(|i| i.master_key) != Some(secrets.identity.master_key()) {
-            return Err(ClientError::IdentityMismatch);
-        }
-        let mut state = self.lock().await;
-        self.approve_self(&mut state, secrets).await?;
-        self.restore(&mut state, &items)
-    }
-
-    /// Takes in the backup's room keys and verifications; returns the stored messages that
-    /// became readable.
-    pub(crate) fn restore(
-        &self,
-        state: &mut State,
-        items: &[BackupItem],
-    ) -> Result<Vec<StoredMessage>, ClientError> {
-        let me = self.user_id();
-        let Some(secrets) = &state.secrets else {
-            return Ok(Vec::new());
-        };
-        let mut sessions = Vec::new();
-        let mut verified = Vec::new();
-        for item in items {
-            if item.name.starts_with(ROOM_PREFIX) {
-                match secrets.backup.open_room_key(me, item) {
-                    Ok(session) => sessions.push(session),
-                    Err(error) => tracing::warn!(%error, "skipped a backed-up room key"),
-                }
-            } else if item.name.starts_with(TRUST_PREFIX)
-                && let Ok(json) = secrets.backup.open_trust(me, item)
-                && let Ok(entry) = serde_json::from_str::<Verified>(&json)
-            {
-                verified.push(entry);
-            }
-        }
-        let mut pins = state.pins()?;
-        for entry in verified {
-            match pins.get_mut(&entry.user_id) {
-                Some(pin) if pin.master_key != entry.master_key => {}
-                Some(pin) => {
-                    pin.verified = true;
-                    pin.changed_since_verified = false;
-                }
-                None => {
-                    pins.insert(entry.user_id, pin_key(entry.master_key, true));
-                }
-            }
-        }
-        state.save_pins(&pins)?;
-        let mut readable = Vec::new();
-        for session in sessions {
-            readable.extend(self.keep_inbound(state, &session, false)?);
-        }
-        Ok(readable)
-    }
-
-    /// Keeps a room key unless a better one (reaching further back) is kept; when kept, retries
-    /// the messages waiting for it and (if `back_up`) queues it for the backup. Returns the
-    /// messages it made readable.
-    pub(crate) fn keep_inbound(
-        &self,
-        state: &State,
-        session: &InboundRoomSession,
-        back_up: bool,
-    ) -> Result<Vec<StoredMessage>, ClientError> {
-        let session_id = session.session_id();
-        let key = &self.inner.key;
-        if let Some(existing) = state.store.inbound(&session_id)? {
-            let existing = InboundRoomSession::from_pickle(&existing, key)?;
-            if existing.first_known_index() <= session.first_known_index() {
-                return Ok(Vec::new());
-            }
-        }
-        state
-            .store
-            .save_inbound(&session_id, session.conversation_id(), &session.pickle(key))?;
-        if back_up {
-            state.back_up_later(&session_id)?;
-        }
-        self.retry_pending(state, &session_id)
-    }
-
-    /// Sends the room keys queued for the backup, if this device holds the backup key. A
-    /// failure leaves them queued for the next time.
-    pub(crate) async fn back_up_keys(&self) -> Result<(), ClientError> {
-        let state = self.lock().await;
-        let Some(secrets) = &state.secrets else {
-            return Ok(());
-        };
-        let due = state.backup_due()?;
-        if due.is_empty() {
-            return Ok(());
-        }
-        let me = self.user_id();
-        for session_id in &due {
-            let Some(pickle) = state.store.inbound(session_id)? else {
-                continue;
-            };
-            let session = InboundRoomSession::from_pickle(&pickle, &self.inner.key)?;
-            self.inner
-                .session
-                .put_backup_item(&secrets.backup.seal_room_key(me, &session))
-                .await?;
-        }
-        state.store.set(BACKUP_DUE, "[]")
-    }
-
     /// The master key of this user's identity as pinned here (at login, or when approved).
     pub(crate) fn pinned_own_master(&self, state: &State) -> Result<Option<String>, ClientError> {
         Ok(state
@@ -654,14 +333,6 @@ impl Device {
             .get(&user)
             .map_or(TrustLevel::Unknown, Pin::level))
     }
-
-    /// Every notice this device recorded (the newest 200), oldest first.
-    ///
-    /// # Errors
-    /// The store cannot be read.
-    pub async fn notices(&self) -> Result<Vec<Notice>, ClientError> {
-        self.lock().await.notice_list(NOTICES)
-    }
 }
 
 /// One device of a user as this device judges it ([`Device::device_list`]).
@@ -707,17 +378,6 @@ impl Device {
             })
             .collect())
     }
-
-    /// The notices recorded since the last call (for a one-shot client to print).
-    ///
-    /// # Errors
-    /// The store cannot be read or written.
-    pub async fn take_new_notices(&self) -> Result<Vec<Notice>, ClientError> {
-        let state = self.lock().await;
-        let new = state.notice_list(NOTICES_NEW)?;
-        state.store.set(NOTICES_NEW, "[]")?;
-        Ok(new)
-    }
 }
 
 /// The master key of the identity this device holds.
@@ -729,11 +389,11 @@ fn own_master(state: &State) -> Result<String, ClientError> {
         .ok_or(ClientError::NotApproved)
 }
 
-fn pin(identity: &UserIdentity, verified: bool) -> Pin {
+pub(crate) fn pin(identity: &UserIdentity, verified: bool) -> Pin {
     pin_key(identity.master_key.clone(), verified)
 }
 
-fn pin_key(master_key: String, verified: bool) -> Pin {
+pub(crate) fn pin_key(master_key: String, verified: bool) -> Pin {
     Pin {
         master_key,
         verified,

@@ -1,0 +1,117 @@
+//! What the person is told about whom their messages reach: every notice this device recorded,
+//! the ones a one-shot client has not printed yet, and the ones a live connection reports.
+
+use natter_proto::{DeviceId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::device::State;
+use crate::{ClientError, Device};
+
+/// The store's keys for every notice, and for those not taken by a one-shot client yet.
+const NOTICES: &str = "notices";
+const NOTICES_NEW: &str = "notices_new";
+/// The notices kept, newest last.
+const NOTICES_KEPT: usize = 200;
+
+/// Something the person should know about whom their messages reach.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A user's safety number changed: their identity was replaced (they reset it, or a server
+    /// is lying). If they were verified, nothing is sent to them until verified again.
+    SafetyNumberChanged {
+        /// Whose.
+        user_id: UserId,
+        /// Whether this device had verified the identity that was replaced.
+        was_verified: bool,
+    },
+    /// Devices of another user that their identity does not vouch for: they were given no keys.
+    DevicesSkipped {
+        /// Whose.
+        user_id: UserId,
+        /// Which.
+        devices: Vec<DeviceId>,
+    },
+    /// A device logged in to this account that none of its devices approved: it gets no keys
+    /// until it is approved (with the recovery key), and may be removed.
+    NewDevice {
+        /// The device.
+        device_id: DeviceId,
+        /// The name it gave at login.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SafetyNumberChanged {
+                user_id,
+                was_verified: true,
+            } => write!(
+                f,
+                "the safety number of {user_id} changed since you verified it: nothing is sent to them until you verify again"
+            ),
+            Self::SafetyNumberChanged { user_id, .. } => {
+                write!(f, "the safety number of {user_id} changed")
+            }
+            Self::DevicesSkipped { user_id, devices } => write!(
+                f,
+                "{} device(s) of {user_id} are not signed by their identity and got no keys",
+                devices.len()
+            ),
+            Self::NewDevice { device_id, name } => write!(
+                f,
+                "a new device '{name}' ({device_id}) logged in to your account and is not approved"
+            ),
+        }
+    }
+}
+
+impl State {
+    /// Records a notice: in the list of all, in the list not yet taken by a one-shot client,
+    /// and for the live connection to report.
+    pub(crate) fn note(&mut self, notice: Notice) -> Result<(), ClientError> {
+        for list in [NOTICES, NOTICES_NEW] {
+            let mut notices = self.notice_list(list)?;
+            notices.push(notice.clone());
+            let excess = notices.len().saturating_sub(NOTICES_KEPT);
+            notices.drain(..excess);
+            self.store.set(
+                list,
+                &serde_json::to_string(&notices).expect("notices serialize"),
+            )?;
+        }
+        self.fresh_notices.push(notice);
+        Ok(())
+    }
+
+    fn notice_list(&self, list: &str) -> Result<Vec<Notice>, ClientError> {
+        Ok(self
+            .store
+            .get(list)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+}
+
+impl Device {
+    /// Every notice this device recorded (the newest 200), oldest first.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub async fn notices(&self) -> Result<Vec<Notice>, ClientError> {
+        self.lock().await.notice_list(NOTICES)
+    }
+
+    /// The notices recorded since the last call (for a one-shot client to print).
+    ///
+    /// # Errors
+    /// The store cannot be read or written.
+    pub async fn take_new_notices(&self) -> Result<Vec<Notice>, ClientError> {
+        let state = self.lock().await;
+        let new = state.notice_list(NOTICES_NEW)?;
+        state.store.set(NOTICES_NEW, "[]")?;
+        Ok(new)
+    }
+}
