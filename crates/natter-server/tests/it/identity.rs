@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use natter_client::Session;
+use natter_proto::UserId;
 use natter_proto::keys::{
     BackupItem, CrossSigningKeys, DeviceInfo, IdentityKeys, OneTimeKey, UploadKeysRequest,
 };
@@ -34,6 +35,15 @@ backend_tests!(
     concurrent_items_do_not_pass_the_bound,
     text_postgresql_cannot_store_is_refused,
 );
+
+/// The identity `viewer` is shown for `owner`.
+async fn identity_seen(viewer: &Session, owner: UserId) -> Option<CrossSigningKeys> {
+    viewer
+        .devices_and_identity(owner)
+        .await
+        .expect("the device list")
+        .identity
+}
 
 fn key(seed: u8) -> String {
     STANDARD_NO_PAD.encode([seed; 32])
@@ -233,13 +243,7 @@ async fn identity_is_published_to_its_user_and_connections(backend: Backend) {
     assert_eq!(seen.identity, Some(cross_signing(1)));
     assert_eq!(seen.devices, from_phone.devices);
     // Bob's own list has no identity: he published none.
-    assert_eq!(
-        bob.devices_and_identity(bob.user_id())
-            .await
-            .unwrap()
-            .identity,
-        None
-    );
+    assert_eq!(identity_seen(&bob, bob.user_id()).await, None);
     // A stranger sees neither the devices nor the identity.
     let path = format!("/v1/users/{}/devices", alice.user_id());
     let refused = request(&server, &mallory, Method::GET, &path)
@@ -257,10 +261,7 @@ async fn identity_is_published_to_its_user_and_connections(backend: Backend) {
         .unwrap();
     assert_eq!(problem(anonymous, 401).await.code, "unauthorized");
     assert_eq!(
-        bob.devices_and_identity(alice.user_id())
-            .await
-            .unwrap()
-            .identity,
+        identity_seen(&bob, alice.user_id()).await,
         Some(cross_signing(1))
     );
 }
@@ -270,10 +271,7 @@ async fn a_new_identity_replaces_the_old(backend: Backend) {
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     alice.publish_identity(&cross_signing(1)).await.unwrap();
     assert_eq!(
-        bob.devices_and_identity(alice.user_id())
-            .await
-            .unwrap()
-            .identity,
+        identity_seen(&bob, alice.user_id()).await,
         Some(cross_signing(1))
     );
     // A reset, from another of alice's devices.
@@ -281,11 +279,7 @@ async fn a_new_identity_replaces_the_old(backend: Backend) {
     phone.publish_identity(&cross_signing(7)).await.unwrap();
     for viewer in [&alice, &phone, &bob] {
         assert_eq!(
-            viewer
-                .devices_and_identity(alice.user_id())
-                .await
-                .unwrap()
-                .identity,
+            identity_seen(viewer, alice.user_id()).await,
             Some(cross_signing(7))
         );
     }
@@ -293,20 +287,11 @@ async fn a_new_identity_replaces_the_old(backend: Backend) {
     alice.publish_identity(&cross_signing(7)).await.unwrap();
     alice.publish_identity(&cross_signing(1)).await.unwrap();
     assert_eq!(
-        bob.devices_and_identity(alice.user_id())
-            .await
-            .unwrap()
-            .identity,
+        identity_seen(&bob, alice.user_id()).await,
         Some(cross_signing(1))
     );
     // Bob's identity is his own.
-    assert_eq!(
-        bob.devices_and_identity(bob.user_id())
-            .await
-            .unwrap()
-            .identity,
-        None
-    );
+    assert_eq!(identity_seen(&bob, bob.user_id()).await, None);
 }
 
 async fn malformed_identities_are_refused(backend: Backend) {
@@ -405,11 +390,7 @@ async fn malformed_identities_are_refused(backend: Backend) {
     );
     // None of it replaced the identity.
     assert_eq!(
-        alice
-            .devices_and_identity(alice.user_id())
-            .await
-            .unwrap()
-            .identity,
+        identity_seen(&alice, alice.user_id()).await,
         Some(cross_signing(1))
     );
 }
