@@ -190,6 +190,9 @@ impl Device {
                 if let Err(error) = self.back_up_keys().await {
                     tracing::warn!(%error, "could not back the room keys up; trying again later");
                 }
+                for frame in self.rotation_frames().await? {
+                    link.send(&frame).await?;
+                }
                 if mode == Mode::UntilIdle && remaining == 0 {
                     return Ok(());
                 }

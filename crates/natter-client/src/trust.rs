@@ -95,6 +95,12 @@ impl Device {
     /// the verifications this user's other devices made (from the backup), and looks at this
     /// user's devices, so a device nobody approved is told at once ([`Notice::NewDevice`]).
     pub(crate) async fn refresh_trust(&self) -> Result<(), ClientError> {
+        {
+            let state = self.lock().await;
+            self.finish_identity(&state).await?;
+            self.finish_rotation(&state).await?;
+        }
+        self.restore_if_due().await?;
         if self.is_approved().await {
             let items = self.inner.session.backup_items(TRUST_PREFIX).await?;
             let mut state = self.lock().await;
@@ -310,7 +316,10 @@ impl Device {
         };
         let item = state.secrets.as_ref().map(|secrets| {
             let json = serde_json::to_string(&verified).expect("a verification serializes");
-            secrets.backup.seal_trust(self.user_id(), peer, &json)
+            secrets
+                .backup
+                .current()
+                .seal_trust(self.user_id(), peer, &json)
         });
         drop(state);
         if let Some(item) = item {

@@ -186,6 +186,18 @@ pub struct BackupItem {
     pub data: String,
 }
 
+/// `POST /v1/me/identity/reset`: replace the caller's identity with a new one (a new master
+/// key); every device signature and the key backup go with the old one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetIdentityRequest {
+    /// The new identity.
+    pub identity: CrossSigningKeys,
+    /// The account's password, asked again: a reset is what a stolen login would want.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
+    pub password: String,
+}
+
 /// `PUT /v1/me/backup/{name}`: store (or replace) one backup item.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

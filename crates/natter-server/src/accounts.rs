@@ -137,6 +137,37 @@ pub async fn login(
     })
 }
 
+/// Checks `user`'s password again before a grave change (an identity reset). Spends the same
+/// allowance as a login, so it cannot be used to guess the password faster.
+///
+/// # Errors
+/// [`ServiceError::BadCredentials`] for a wrong password; rate limited like logins.
+pub async fn check_password(
+    state: &AppState,
+    user: UserId,
+    password: &str,
+) -> Result<(), ServiceError> {
+    let record = state.store.user(user).await?;
+    let username = record
+        .map(|r| r.username.to_lowercase())
+        .unwrap_or_default();
+    state
+        .limits
+        .charge(&[(Kind::AccountLogins, &hash_token(&username), 1.0)])
+        .await?;
+    let stored_hash = state
+        .store
+        .user_by_username(&username)
+        .await?
+        .map(|(_, hash)| hash);
+    let password = password.chars().take(PASSWORD_MAX_BYTES).collect();
+    if state.passwords.verify(password, stored_hash).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::BadCredentials)
+    }
+}
+
 /// Removes one of `user`'s devices (logging it out): its token stops working, its keys are
 /// removed, so nobody encrypts to it any more, and its open connections are closed on every
 /// node. False if the user has no such device.

@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod fanout;
 pub mod gateway;
+pub mod identity;
 pub mod keys;
 pub mod member_lists;
 pub mod messages;

@@ -10,5 +10,6 @@ mod live;
 mod offline;
 mod privacy;
 mod reset;
+mod revocation;
 mod rooms;
 mod trust;

@@ -45,6 +45,7 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(keys::devices))
         .routes(routes!(keys::claim))
         .routes(routes!(identity::publish_identity))
+        .routes(routes!(identity::reset_identity))
         .routes(routes!(identity::sign_device))
         .routes(routes!(identity::put_backup_item))
         .routes(routes!(identity::backup_items, identity::delete_backup))

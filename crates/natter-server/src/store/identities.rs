@@ -20,12 +20,21 @@ pub trait IdentityStore: Send + Sync {
         keys: &CrossSigningKeys,
         now: i64,
     ) -> Result<(), StoreError>;
-    /// Stores a device's cross-signature. False if `device` is not one of `user`'s.
+    /// Replaces a user's identity in a reset: with the old identity go every device's
+    /// cross-signature and the whole backup.
+    async fn reset_identity(
+        &self,
+        user: UserId,
+        keys: &CrossSigningKeys,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Stores (or, with `None`, removes) a device's cross-signature. False if `device` is not
+    /// one of `user`'s.
     async fn sign_device(
         &self,
         user: UserId,
         device: DeviceId,
-        signature: &str,
+        signature: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Stores or replaces a backup item. `Conflict` when the user already keeps the most items.
     async fn put_backup_item(
@@ -47,6 +56,21 @@ pub trait IdentityStore: Send + Sync {
 
 macro_rules! sql_identities {
     ($store:ty, $db:ty) => {
+        /// Binds [`UPSERT_IDENTITY`]'s parameters.
+        fn bind_identity<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            user: UserId,
+            keys: &'q CrossSigningKeys,
+            now: i64,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            query
+                .bind(user.to_string())
+                .bind(&keys.master_key)
+                .bind(&keys.self_signing_key)
+                .bind(&keys.signature)
+                .bind(now)
+        }
+
         #[async_trait]
         impl IdentityStore for $store {
             async fn identity(&self, user: UserId) -> Result<Option<CrossSigningKeys>, StoreError> {
@@ -74,19 +98,35 @@ macro_rules! sql_identities {
             ) -> Result<(), StoreError> {
                 timed("set_identity", async move {
                     let writer = self.writer.lock().await;
-                    sqlx::query(
-                        "INSERT INTO identities (user_id, master_key, self_signing_key, signature, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
-                         master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
-                         signature = excluded.signature, updated_at = excluded.updated_at",
-                    )
-                    .bind(user.to_string())
-                    .bind(&keys.master_key)
-                    .bind(&keys.self_signing_key)
-                    .bind(&keys.signature)
-                    .bind(now)
-                    .execute(&*writer)
-                    .await?;
+                    bind_identity(sqlx::query(UPSERT_IDENTITY), user, keys, now)
+                        .execute(&*writer)
+                        .await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn reset_identity(
+                &self,
+                user: UserId,
+                keys: &CrossSigningKeys,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                timed("reset_identity", async move {
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+                    bind_identity(sqlx::query(UPSERT_IDENTITY), user, keys, now)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("UPDATE devices SET cross_signature = NULL WHERE user_id = $1")
+                        .bind(user.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM backup_items WHERE user_id = $1")
+                        .bind(user.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
                     Ok(())
                 })
                 .await
@@ -96,7 +136,7 @@ macro_rules! sql_identities {
                 &self,
                 user: UserId,
                 device: DeviceId,
-                signature: &str,
+                signature: Option<&str>,
             ) -> Result<bool, StoreError> {
                 timed("sign_device", async move {
                     let writer = self.writer.lock().await;
@@ -190,6 +230,12 @@ macro_rules! sql_identities {
         }
     };
 }
+
+/// Stores `$2..$4` as user `$1`'s identity (updated at `$5`), replacing any earlier one.
+const UPSERT_IDENTITY: &str = "INSERT INTO identities (user_id, master_key, self_signing_key, signature, updated_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+     master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
+     signature = excluded.signature, updated_at = excluded.updated_at";
 
 mod sqlite_impl {
     use super::super::dialect::sqlite::{BEGIN_WRITE, LOCK_USER};
