@@ -44,6 +44,7 @@
 
 mod approval;
 mod device;
+mod device_lists;
 mod e2e;
 mod error;
 mod link;

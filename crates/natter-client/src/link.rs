@@ -411,6 +411,7 @@ impl Device {
                 })
                 .await;
             }
+            ServerFrame::DeviceListChanged { user_id } => self.forget_device_lists(Some(user_id)),
             ServerFrame::Ready { .. } | ServerFrame::Pong { .. } => {}
         }
         Ok(())

@@ -95,6 +95,8 @@ impl Device {
     /// the verifications this user's other devices made (from the backup), and looks at this
     /// user's devices, so a device nobody approved is told at once ([`Notice::NewDevice`]).
     pub(crate) async fn refresh_trust(&self) -> Result<(), ClientError> {
+        // Changes made while this device was away were not told: fetch lists afresh.
+        self.forget_device_lists(None);
         {
             let state = self.lock().await;
             self.finish_identity(&state).await?;
@@ -126,9 +128,8 @@ impl Device {
         state: &mut State,
         user: UserId,
     ) -> Result<Vec<VerifiedDevice>, ClientError> {
-        let listing = match self.inner.session.devices_and_identity(user).await {
-            Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
-            listing => listing?,
+        let Some(listing) = self.device_listing(user).await? else {
+            return Ok(Vec::new());
         };
         let mut pins = state.pins()?;
         let Some(identity) = listing

@@ -129,6 +129,7 @@ pub async fn login(
         expires_at,
     };
     state.store.create_device(&device).await?;
+    crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user.id).await;
     Ok(SessionResponse {
         token,
         user_id: user.id,
@@ -187,6 +188,7 @@ pub async fn remove_device(
         device,
         Outbound::Close(crate::gateway::close::POLICY, crate::auth::SIGNED_OUT),
     );
+    crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user).await;
     Ok(true)
 }
 

@@ -153,6 +153,7 @@ fn static_kind(kind: &str) -> &'static str {
         "receipt" => "receipt",
         "receipts" => "receipts",
         "typing" => "typing",
+        "device_list_changed" => "device_list_changed",
         _ => "event",
     }
 }

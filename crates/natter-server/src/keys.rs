@@ -1,17 +1,20 @@
 //! The key service: devices publish identity, one-time and fallback keys; connected users list
-//! devices and claim one-time keys to open Olm sessions.
+//! devices (one user's, or many at once) and claim one-time keys to open Olm sessions.
 //!
 //! Keys are opaque to the server: it checks only that each is unpadded standard base64 of the
 //! right length, and never interprets them.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use natter_proto::keys::{
     ClaimedKey, DeviceInfo, DevicesResponse, IdentityKeys, OneTimeKey, PublishedIdentityKeys,
-    UploadKeysRequest,
+    UploadKeysRequest, UserDevices,
 };
 use natter_proto::limits::{
-    KEY_ID_MAX, ONE_TIME_KEYS_PER_UPLOAD, ONE_TIME_KEYS_STORED, PUBLIC_KEY_BYTES, SIGNATURE_BYTES,
+    KEY_ID_MAX, ONE_TIME_KEYS_PER_UPLOAD, ONE_TIME_KEYS_STORED, PUBLIC_KEY_BYTES, ROOM_MEMBERS_MAX,
+    SIGNATURE_BYTES,
 };
 use natter_proto::{DeviceId, UserId};
 
@@ -79,6 +82,54 @@ pub async fn devices_of(
         .collect();
     let identity = store.identity(target).await?;
     Ok(DevicesResponse { devices, identity })
+}
+
+/// The device lists of those of `users` that `viewer` may see (itself, its connections, fellow
+/// room members who did not block it), in one go.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] for an empty list or more than [`ROOM_MEMBERS_MAX`] users.
+pub async fn devices_of_many(
+    store: &dyn Store,
+    viewer: UserId,
+    users: &[UserId],
+) -> Result<Vec<UserDevices>, ServiceError> {
+    if users.is_empty() || users.len() > ROOM_MEMBERS_MAX {
+        return Err(ServiceError::Invalid(format!(
+            "user_ids lists 1 to {ROOM_MEMBERS_MAX} users"
+        )));
+    }
+    let visible: HashSet<UserId> = store.visible_to(viewer).await?.into_iter().collect();
+    let wanted: BTreeSet<UserId> = users
+        .iter()
+        .copied()
+        .filter(|user| *user == viewer || visible.contains(user))
+        .collect();
+    let wanted: Vec<UserId> = wanted.into_iter().collect();
+    let mut lists: BTreeMap<UserId, DevicesResponse> = wanted
+        .iter()
+        .map(|user| {
+            let list = DevicesResponse {
+                devices: Vec::new(),
+                identity: None,
+            };
+            (*user, list)
+        })
+        .collect();
+    for device in store.devices(&wanted, crate::now_ms()).await? {
+        if let Some(list) = lists.get_mut(&device.user_id) {
+            list.devices.push(device_info(device));
+        }
+    }
+    for (user, identity) in store.identities(&wanted).await? {
+        if let Some(list) = lists.get_mut(&user) {
+            list.identity = Some(identity);
+        }
+    }
+    Ok(lists
+        .into_iter()
+        .map(|(user_id, list)| UserDevices { user_id, list })
+        .collect())
 }
 
 /// Claims a one-time key (or the fallback key) of `target`'s `device`.

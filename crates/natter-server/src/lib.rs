@@ -22,6 +22,7 @@ pub mod config;
 pub mod connections;
 pub mod conversations;
 pub mod datafiles;
+pub mod device_lists;
 pub mod error;
 pub mod extract;
 pub mod fanout;

@@ -103,6 +103,7 @@ const FRAMES_OUT: &[&str] = &[
     "receipts",
     "to_device",
     "typing",
+    "device_list_changed",
     "pong",
     "error",
 ];

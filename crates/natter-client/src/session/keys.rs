@@ -3,8 +3,8 @@
 
 use natter_proto::keys::{
     BackupItem, BackupItemsResponse, ClaimedKey, CrossSigningKeys, DeviceInfo,
-    DeviceSignatureRequest, DevicesResponse, KeyCountResponse, PutBackupItemRequest,
-    ResetIdentityRequest, UploadKeysRequest,
+    DeviceSignatureRequest, DevicesQuery, DevicesQueryResponse, DevicesResponse, KeyCountResponse,
+    PutBackupItemRequest, ResetIdentityRequest, UploadKeysRequest, UserDevices,
 };
 use natter_proto::{DeviceId, UserId};
 use reqwest::Method;
@@ -53,6 +53,22 @@ impl Session {
         self.client
             .send(self.request(Method::GET, &format!("/v1/users/{user}/devices")))
             .await
+    }
+
+    /// The device lists of several users in one request: those this user may see (the others
+    /// are left out).
+    ///
+    /// # Errors
+    /// `invalid_request` for no users or more than 1,000.
+    pub async fn query_devices(&self, users: &[UserId]) -> Result<Vec<UserDevices>, ClientError> {
+        let body = DevicesQuery {
+            user_ids: users.to_vec(),
+        };
+        let answer: DevicesQueryResponse = self
+            .client
+            .send(self.request(Method::POST, "/v1/devices/query").json(&body))
+            .await?;
+        Ok(answer.users)
     }
 
     /// Publishes this user's cross-signing identity, or a new self-signing key certified by

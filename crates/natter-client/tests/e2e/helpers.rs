@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use natter_client::{Client, Device, Event};
@@ -233,13 +235,14 @@ impl Drop for TestServer {
 
 /// A TCP relay to a server that, while holding, holds back every request for a device's
 /// own one-time keys (`/v1/devices/current/keys`, to count or publish them) until released:
-/// a key top-up that has not finished.
-pub struct KeyHold {
+/// a key top-up that has not finished. It also counts the requests for device lists.
+pub struct Relay {
     pub url: String,
     held: watch::Sender<bool>,
+    device_lists: Arc<AtomicUsize>,
 }
 
-impl KeyHold {
+impl Relay {
     /// A relay to `server` that holds nothing yet.
     pub async fn start(server: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -248,6 +251,8 @@ impl KeyHold {
         let url = format!("http://{}", listener.local_addr().expect("relay address"));
         let target = server.trim_start_matches("http://").to_owned();
         let (held, watching) = watch::channel(false);
+        let device_lists = Arc::new(AtomicUsize::new(0));
+        let counted = device_lists.clone();
         tokio::spawn(async move {
             loop {
                 let (inbound, _) = listener.accept().await.expect("accepting");
@@ -260,10 +265,16 @@ impl KeyHold {
                     let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
                 });
                 let mut held = watching.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     let mut buffer = vec![0; 64 * 1024];
                     while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
                         let chunk = &buffer[..n];
+                        let lists = DEVICE_LISTS
+                            .iter()
+                            .map(|what| chunk.windows(what.len()).filter(|w| w == what).count())
+                            .sum::<usize>();
+                        counted.fetch_add(lists, Ordering::SeqCst);
                         if chunk.windows(KEYS.len()).any(|w| w == KEYS) {
                             let _ = held.wait_for(|held| !held).await;
                         }
@@ -274,17 +285,28 @@ impl KeyHold {
                 });
             }
         });
-        Self { url, held }
+        Self {
+            url,
+            held,
+            device_lists,
+        }
     }
 
     /// Holds key requests from now on (true), or lets them (and those held) through.
     pub fn hold(&self, hold: bool) {
         self.held.send_replace(hold);
     }
+
+    /// How many device-list requests (one user's, or a query for many) went through so far.
+    pub fn device_list_requests(&self) -> usize {
+        self.device_lists.load(Ordering::SeqCst)
+    }
 }
 
-/// What [`KeyHold`] looks for in a request.
+/// What [`Relay`] holds back.
 const KEYS: &[u8] = b"/v1/devices/current/keys";
+/// What [`Relay`] counts as device-list requests: one user's list, and a query for many.
+const DEVICE_LISTS: [&[u8]; 2] = [b"/devices HTTP/1.1", b"POST /v1/devices/query"];
 
 /// Polls `condition` until it holds; panics after [`PATIENCE`].
 pub async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod at_rest;
+mod device_lists;
 mod direct;
 mod failover;
 mod live;

@@ -16,7 +16,7 @@ use crate::auth::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use crate::{accounts, identity};
+use crate::{accounts, device_lists, identity};
 
 /// Publishes the caller's cross-signing identity (public keys only), or a new self-signing key
 /// certified by the same master key (after removing an approved device); device signatures the
@@ -32,7 +32,9 @@ pub async fn publish_identity(
     auth: Auth,
     ApiJson(keys): ApiJson<CrossSigningKeys>,
 ) -> Result<StatusCode, ApiError> {
-    identity::publish_identity(state.store.as_ref(), auth.user_id, &keys).await?;
+    let store = state.store.as_ref();
+    identity::publish_identity(store, auth.user_id, &keys).await?;
+    device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -51,7 +53,9 @@ pub async fn reset_identity(
     ApiJson(request): ApiJson<ResetIdentityRequest>,
 ) -> Result<StatusCode, ApiError> {
     accounts::check_password(&state, auth.user_id, &request.password).await?;
-    identity::reset_identity(state.store.as_ref(), auth.user_id, &request.identity).await?;
+    let store = state.store.as_ref();
+    identity::reset_identity(store, auth.user_id, &request.identity).await?;
+    device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -70,13 +74,9 @@ pub async fn sign_device(
     ApiPath(device_id): ApiPath<DeviceId>,
     ApiJson(request): ApiJson<DeviceSignatureRequest>,
 ) -> Result<StatusCode, ApiError> {
-    identity::sign_device(
-        state.store.as_ref(),
-        auth.user_id,
-        device_id,
-        &request.signature,
-    )
-    .await?;
+    let store = state.store.as_ref();
+    identity::sign_device(store, auth.user_id, device_id, &request.signature).await?;
+    device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

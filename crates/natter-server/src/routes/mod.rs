@@ -43,6 +43,7 @@ fn api() -> (Router<AppState>, OpenApi) {
         .routes(routes!(keys::upload, keys::counts))
         .routes(routes!(keys::delete_device))
         .routes(routes!(keys::devices))
+        .routes(routes!(keys::query_devices))
         .routes(routes!(keys::claim))
         .routes(routes!(identity::publish_identity))
         .routes(routes!(identity::reset_identity))

@@ -1,5 +1,6 @@
 //! Cross-signing identities, device signatures and the key backup: what clients sign and seal,
-//! stored as opaque text. [`IdentityStore`] has one body of SQL for both backends.
+//! stored as opaque text; and who may see whose device lists. [`IdentityStore`] has one body
+//! of SQL for both backends.
 
 use async_trait::async_trait;
 use natter_proto::keys::{BackupItem, CrossSigningKeys};
@@ -13,6 +14,17 @@ use super::{PgStore, SqliteStore, StoreError, timed};
 pub trait IdentityStore: Send + Sync {
     /// A user's cross-signing identity, if their first device published one.
     async fn identity(&self, user: UserId) -> Result<Option<CrossSigningKeys>, StoreError>;
+    /// The identities of those of `users` that have one.
+    async fn identities(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, CrossSigningKeys)>, StoreError>;
+    /// The users whose device lists `viewer` may see, besides its own: its connections, and
+    /// fellow members of its rooms who did not block it.
+    async fn visible_to(&self, viewer: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// The users who may see `target`'s device list, besides `target`: the other side of
+    /// [`IdentityStore::visible_to`].
+    async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError>;
     /// Publishes (or replaces, after a reset) a user's identity.
     async fn set_identity(
         &self,
@@ -56,6 +68,21 @@ pub trait IdentityStore: Send + Sync {
 
 macro_rules! sql_identities {
     ($store:ty, $db:ty) => {
+        /// The users a one-parameter query (`$1`, a user) lists.
+        async fn users(
+            pool: &sqlx::Pool<$db>,
+            sql: &'static str,
+            user: UserId,
+        ) -> Result<Vec<UserId>, StoreError> {
+            sqlx::query_scalar::<$db, String>(sql)
+                .bind(user.to_string())
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|id| parse_user(id))
+                .collect()
+        }
+
         /// Binds [`UPSERT_IDENTITY`]'s parameters.
         fn bind_identity<'q>(
             query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
@@ -86,6 +113,57 @@ macro_rules! sql_identities {
                         self_signing_key,
                         signature,
                     }))
+                })
+                .await
+            }
+
+            async fn identities(
+                &self,
+                users: &[UserId],
+            ) -> Result<Vec<(UserId, CrossSigningKeys)>, StoreError> {
+                timed("identities", async move {
+                    if users.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT user_id, master_key, self_signing_key, signature FROM identities \
+                         WHERE user_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for user in users {
+                        list.push_bind(user.to_string());
+                    }
+                    query.push(")");
+                    query
+                        .build_query_as::<(String, String, String, String)>()
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(|(user, master_key, self_signing_key, signature)| {
+                            Ok((
+                                parse_user(&user)?,
+                                CrossSigningKeys {
+                                    master_key,
+                                    self_signing_key,
+                                    signature,
+                                },
+                            ))
+                        })
+                        .collect()
+                })
+                .await
+            }
+
+            async fn visible_to(&self, viewer: UserId) -> Result<Vec<UserId>, StoreError> {
+                timed("visible_to", async move {
+                    users(&self.pool, VISIBLE_TO, viewer).await
+                })
+                .await
+            }
+
+            async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError> {
+                timed("audience_of", async move {
+                    users(&self.pool, AUDIENCE_OF, target).await
                 })
                 .await
             }
@@ -236,6 +314,28 @@ const UPSERT_IDENTITY: &str = "INSERT INTO identities (user_id, master_key, self
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
      master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
      signature = excluded.signature, updated_at = excluded.updated_at";
+
+/// The users whose device lists user `$1` may see (see [`IdentityStore::visible_to`]).
+const VISIBLE_TO: &str = "SELECT peer_id FROM connections WHERE user_id = $1 AND state = 'accepted' \
+     UNION SELECT y.user_id FROM members x \
+     JOIN conversations c ON c.id = x.conversation_id AND c.kind = 'room' \
+     JOIN members y ON y.conversation_id = x.conversation_id AND y.left_seq IS NULL \
+     WHERE x.user_id = $1 AND x.left_seq IS NULL AND y.user_id <> $1 \
+     AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = y.user_id \
+     AND b.peer_id = $1 AND b.state = 'blocked')";
+
+/// The users who may see user `$1`'s device list (see [`IdentityStore::audience_of`]).
+const AUDIENCE_OF: &str = "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'accepted' \
+     UNION SELECT y.user_id FROM members x \
+     JOIN conversations c ON c.id = x.conversation_id AND c.kind = 'room' \
+     JOIN members y ON y.conversation_id = x.conversation_id AND y.left_seq IS NULL \
+     WHERE x.user_id = $1 AND x.left_seq IS NULL AND y.user_id <> $1 \
+     AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $1 \
+     AND b.peer_id = y.user_id AND b.state = 'blocked')";
+
+fn parse_user(text: &str) -> Result<UserId, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt("a user id"))
+}
 
 mod sqlite_impl {
     use super::super::dialect::sqlite::{BEGIN_WRITE, LOCK_USER};
