@@ -137,6 +137,20 @@ pub async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
             "warning: a new device '{name}' ({device_id}) logged in to your account; if it is \
              not yours, remove it: natter devices --remove {device_id}"
         ),
+        Notice::MembersAdded {
+            conversation_id,
+            user_ids,
+        } => {
+            let mut names = Vec::new();
+            for user in user_ids {
+                names.push(name(*user).await);
+            }
+            format!(
+                "notice: {} joined conversation {conversation_id} since you last sent to it; \
+                 they read what you send from now on",
+                names.join(", ")
+            )
+        }
     };
     if out.json {
         println!("{}", json!({ "notice": notice }));
