@@ -142,7 +142,8 @@ pub async fn login(
 /// allowance as a login, so it cannot be used to guess the password faster.
 ///
 /// # Errors
-/// [`ServiceError::BadCredentials`] for a wrong password; rate limited like logins.
+/// [`ServiceError::Denied`] (`wrong_password`, 403) for a wrong password; rate limited like
+/// logins.
 pub async fn check_password(
     state: &AppState,
     user: UserId,
@@ -165,7 +166,11 @@ pub async fn check_password(
     if state.passwords.verify(password, stored_hash).await? {
         Ok(())
     } else {
-        Err(ServiceError::BadCredentials)
+        // Not `unauthorized`: the token is fine, and a client must not log out over it.
+        Err(ServiceError::Denied {
+            code: "wrong_password",
+            detail: "wrong password".into(),
+        })
     }
 }
 

@@ -30,16 +30,13 @@ pub async fn publish_identity(
     keys: &CrossSigningKeys,
 ) -> Result<(), ServiceError> {
     let self_signing = check_identity(user, keys)?;
-    if let Some(current) = store.identity(user).await?
-        && current.master_key != keys.master_key
-    {
+    if !store.set_identity(user, keys, crate::now_ms()).await? {
         return Err(ServiceError::Conflict(
             "your account has an identity already; a new master key is an identity reset \
              (POST /v1/me/identity/reset with your password)"
                 .into(),
         ));
     }
-    store.set_identity(user, keys, crate::now_ms()).await?;
     for device in store.devices(&[user], crate::now_ms()).await? {
         if let Some(signature) = &device.cross_signature
             && !signs_device(&self_signing, user, &device, signature)
@@ -98,8 +95,9 @@ pub async fn sign_device(
     }
 }
 
-/// Refuses a device its user's identity has not signed: only approved devices change the
-/// backup.
+/// Refuses a device its user's current identity has not signed: only approved devices change
+/// the backup. The signature is checked here, so one left over from an earlier self-signing
+/// key (a rotation or reset that raced it) grants nothing.
 ///
 /// # Errors
 /// [`ServiceError::Denied`] with `not_approved`.
@@ -108,11 +106,23 @@ pub async fn require_approved(
     user: UserId,
     device: DeviceId,
 ) -> Result<(), ServiceError> {
-    let signed = store
-        .devices(&[user], crate::now_ms())
-        .await?
-        .into_iter()
-        .any(|d| d.id == device && d.cross_signature.is_some());
+    let self_signing = match store.identity(user).await? {
+        Some(identity) => check_identity(user, &identity).ok(),
+        None => None,
+    };
+    let signed = match self_signing {
+        Some(self_signing) => store
+            .devices(&[user], crate::now_ms())
+            .await?
+            .into_iter()
+            .find(|d| d.id == device)
+            .is_some_and(|d| {
+                d.cross_signature
+                    .as_deref()
+                    .is_some_and(|signature| signs_device(&self_signing, user, &d, signature))
+            }),
+        None => false,
+    };
     if signed {
         Ok(())
     } else {

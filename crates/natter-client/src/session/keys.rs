@@ -86,7 +86,7 @@ impl Session {
     /// device signature and the key backup go with the old one.
     ///
     /// # Errors
-    /// A wrong password (401), malformed keys, too many attempts.
+    /// A wrong password (`wrong_password`), malformed keys, too many attempts.
     pub async fn reset_identity(
         &self,
         keys: &CrossSigningKeys,

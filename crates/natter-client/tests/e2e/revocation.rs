@@ -250,7 +250,7 @@ async fn a_reset_starts_the_identity_anew_and_everyone_is_told(server: TestServe
     // Alice lost her devices and her recovery key: a new device, and her password.
     let fresh = server.unapproved_device("alice", "fresh").await;
     let wrong = fresh.reset_identity("not the password").await.unwrap_err();
-    assert_eq!(wrong.status(), Some(401), "{wrong}");
+    assert_eq!(wrong.code(), Some("wrong_password"), "{wrong}");
     let new_key = fresh.reset_identity("password123").await.unwrap();
     assert!(fresh.is_approved().await);
 

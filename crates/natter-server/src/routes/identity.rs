@@ -45,7 +45,8 @@ pub async fn publish_identity(
     request_body = ResetIdentityRequest,
     responses((status = 204, description = "replaced"),
               (status = 400, description = "a malformed key, or a signature that does not check", body = Problem),
-              (status = 401, description = "no valid token, or a wrong password", body = Problem),
+              (status = 401, description = "no valid token", body = Problem),
+              (status = 403, description = "a wrong password (`wrong_password`)", body = Problem),
               (status = 429, description = "too many password checks", body = Problem)))]
 pub async fn reset_identity(
     State(state): State<AppState>,

@@ -25,13 +25,15 @@ pub trait IdentityStore: Send + Sync {
     /// The users who may see `target`'s device list, besides `target`: the other side of
     /// [`IdentityStore::visible_to`].
     async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError>;
-    /// Publishes (or replaces, after a reset) a user's identity.
+    /// Publishes a user's first identity, or replaces one with the same master key (a new
+    /// self-signing key). False, and nothing changed, when the stored identity has another
+    /// master key (checked in the same statement, so a reset cannot be overwritten).
     async fn set_identity(
         &self,
         user: UserId,
         keys: &CrossSigningKeys,
         now: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Replaces a user's identity in a reset: with the old identity go every device's
     /// cross-signature and the whole backup.
     async fn reset_identity(
@@ -173,13 +175,13 @@ macro_rules! sql_identities {
                 user: UserId,
                 keys: &CrossSigningKeys,
                 now: i64,
-            ) -> Result<(), StoreError> {
+            ) -> Result<bool, StoreError> {
                 timed("set_identity", async move {
                     let writer = self.writer.lock().await;
-                    bind_identity(sqlx::query(UPSERT_IDENTITY), user, keys, now)
+                    let done = bind_identity(sqlx::query(SAME_MASTER_UPSERT), user, keys, now)
                         .execute(&*writer)
                         .await?;
-                    Ok(())
+                    Ok(done.rows_affected() > 0)
                 })
                 .await
             }
@@ -309,11 +311,24 @@ macro_rules! sql_identities {
     };
 }
 
+/// The statement of [`UPSERT_IDENTITY`], for building on it.
+macro_rules! upsert_identity {
+    () => {
+        "INSERT INTO identities (user_id, master_key, self_signing_key, signature, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+         master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
+         signature = excluded.signature, updated_at = excluded.updated_at"
+    };
+}
+
 /// Stores `$2..$4` as user `$1`'s identity (updated at `$5`), replacing any earlier one.
-const UPSERT_IDENTITY: &str = "INSERT INTO identities (user_id, master_key, self_signing_key, signature, updated_at) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
-     master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
-     signature = excluded.signature, updated_at = excluded.updated_at";
+const UPSERT_IDENTITY: &str = upsert_identity!();
+
+/// [`UPSERT_IDENTITY`] only over an identity with the same master key.
+const SAME_MASTER_UPSERT: &str = concat!(
+    upsert_identity!(),
+    " WHERE identities.master_key = excluded.master_key"
+);
 
 /// The users whose device lists user `$1` may see (see [`IdentityStore::visible_to`]).
 const VISIBLE_TO: &str = "SELECT peer_id FROM connections WHERE user_id = $1 AND state = 'accepted' \
