@@ -239,7 +239,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat { with } => {
             let device = open(&home).await?;
             let conversation = conversation(&device, &with).await?;
-            crate::chat::run(device, conversation, with).await?;
+            crate::chat::run(device, conversation).await?;
         }
     }
     Ok(())

@@ -12,6 +12,7 @@
 mod chat;
 mod commands;
 mod home;
+mod people;
 mod trust;
 
 use clap::{Parser, Subcommand};

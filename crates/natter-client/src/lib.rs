@@ -33,6 +33,7 @@
 //! Layout:
 //! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
 //! - `device`: [`Device`] and its local operations.
+//! - `directory`: the people and conversations a device remembers ([`Directory`]).
 //! - `approval`: approving a new device of this user by comparing a code on both screens.
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
@@ -44,6 +45,7 @@
 
 mod approval;
 mod device;
+mod directory;
 mod e2e;
 mod error;
 mod link;
@@ -56,6 +58,7 @@ mod ws;
 
 pub use approval::ApprovalEvent;
 pub use device::Device;
+pub use directory::Directory;
 pub use error::ClientError;
 pub use link::{Event, SyncReport};
 pub use natter_crypto::UnableToDecrypt;

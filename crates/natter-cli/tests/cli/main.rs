@@ -12,6 +12,8 @@ use natter_server::ratelimit::{Limits, Rate};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
+mod chat_screen;
+
 /// Starts a server on a fresh database; it stops with the test's runtime.
 async fn server(dir: &Path) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

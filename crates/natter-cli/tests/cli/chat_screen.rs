@@ -1,0 +1,154 @@
+//! `natter chat` in a real terminal (tmux): long and wide-character messages with the newest
+//! always in view, scrolling back and forward, the cursor after wide characters, multi-line
+//! paste and resizing.
+
+use std::path::Path;
+
+use super::{PASSPHRASE, alice_and_bob, capture, eventually, has_tmux, ok, send_keys, tmux};
+
+/// Runs a tmux command on a session.
+fn tmux_do(args: &[&str]) -> String {
+    let output = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("running tmux");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Text without whitespace or the screen's frame, to find wrapped text.
+fn squeezed(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && !"│─┌┐└┘".contains(*c))
+        .collect()
+}
+
+/// The chat command for tmux, as `home`, with the passphrase in the environment.
+fn chat_command(url: &str, home: &Path, with: &str) -> String {
+    format!(
+        "env LANG=C.UTF-8 TZ=UTC NATTER_PASSPHRASE='{PASSPHRASE}' NATTER_HOME={} \
+         NATTER_SERVER={url} {} chat {with}",
+        home.display(),
+        env!("CARGO_BIN_EXE_natter")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
+    if !has_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (url, alice, bob) = alice_and_bob(dir.path()).await;
+    let long = "긴 메시지입니다 🎉 ".repeat(12) + &"日本語のテキスト".repeat(6);
+    for n in 1..=30 {
+        let text = if n % 5 == 0 {
+            format!("{long} number {n}")
+        } else {
+            format!("message number {n}")
+        };
+        ok(&url, &bob, &["send", "alice", &text]).await;
+    }
+    let newest = format!("{long} the newest-마지막");
+    ok(&url, &bob, &["send", "alice", &newest]).await;
+
+    let session = tmux("scrollback", &chat_command(&url, &alice, "bob"));
+    let screen = || capture(&session.0);
+    eventually("the chat with the newest message whole", async || {
+        let shown = screen();
+        shown.contains("online") && squeezed(&shown).contains(&squeezed(&newest))
+    })
+    .await;
+
+    // Back through the history, a page at a time, to the oldest.
+    for _ in 0..12 {
+        send_keys(&session.0, &["PageUp"]);
+    }
+    eventually("the oldest message", async || {
+        screen().contains("message number 1 ")
+    })
+    .await;
+    let shown = screen();
+    assert!(shown.contains("more below"), "{shown}");
+    assert!(shown.contains("─ Today ─"), "a day separator: {shown}");
+    // A message arriving meanwhile is counted, not scrolled to.
+    ok(
+        &url,
+        &bob,
+        &["send", "alice", "arrived while scrolled back"],
+    )
+    .await;
+    eventually("the new-message marker", async || {
+        screen().contains("1 new message")
+    })
+    .await;
+    assert!(!screen().contains("arrived while scrolled back"));
+    // Forward again, a page at a time, until the newest is in view and followed.
+    for _ in 0..12 {
+        send_keys(&session.0, &["PageDown"]);
+    }
+    eventually("the newest again", async || {
+        let shown = screen();
+        shown.contains("arrived while scrolled back") && !shown.contains("new message")
+    })
+    .await;
+
+    // Resizing keeps the newest whole.
+    for (columns, rows) in [("60", "20"), ("130", "40"), ("45", "16")] {
+        tmux_do(&["resize-window", "-t", &session.0, "-x", columns, "-y", rows]);
+        eventually("the newest after resizing", async || {
+            squeezed(&screen()).contains("arrivedwhilescrolledback")
+        })
+        .await;
+    }
+    tmux_do(&["resize-window", "-t", &session.0, "-x", "100", "-y", "24"]);
+
+    // The cursor lands after wide characters: each Hangul syllable takes two cells.
+    send_keys(&session.0, &["-l", "한글 ok"]);
+    let cursor = || {
+        tmux_do(&["display-message", "-p", "-t", &session.0, "#{cursor_x}"])
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    // At 100 columns the input's text starts at column 25, after the list (24) and a border.
+    let left = 25;
+    eventually("the cursor after the typed text", async || {
+        screen().contains("한글 ok") && cursor() == left + 7
+    })
+    .await;
+    send_keys(&session.0, &["Left", "Left", "Left"]);
+    eventually("the cursor after the syllables", async || {
+        cursor() == left + 4
+    })
+    .await;
+    send_keys(&session.0, &["Left"]);
+    eventually("the cursor before the second syllable", async || {
+        cursor() == left + 2
+    })
+    .await;
+    send_keys(&session.0, &["End"]);
+    for _ in 0..8 {
+        send_keys(&session.0, &["BSpace"]);
+    }
+
+    // A multi-line paste arrives as one message with its lines.
+    tmux_do(&[
+        "set-buffer",
+        "-b",
+        "natter",
+        "first pasted line\nsecond pasted line",
+    ]);
+    tmux_do(&["paste-buffer", "-p", "-b", "natter", "-t", &session.0]);
+    eventually("the pasted lines in the input", async || {
+        screen().contains("second pasted line")
+    })
+    .await;
+    send_keys(&session.0, &["Enter"]);
+    eventually("bob to receive the pasted message", async || {
+        ok(&url, &bob, &["history", "alice", "--limit", "1"])
+            .await
+            .contains("first pasted line\nsecond pasted line")
+    })
+    .await;
+    send_keys(&session.0, &["Escape"]);
+}
