@@ -80,7 +80,12 @@ pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result
 async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<Chat> {
     let mut directory = device.directory().await?;
     let status = match people::refresh(device, &mut directory, &[conversation]).await {
-        Ok(()) => "connecting…".to_owned(),
+        Ok(()) => {
+            let shown = device.messages(conversation, state::PAGE).await?;
+            let senders: Vec<_> = shown.iter().map(|m| m.sender_id).collect();
+            people::refresh_people(device, &mut directory, &senders).await?;
+            "connecting…".to_owned()
+        }
         Err(error) => format!("offline ({error:#})"),
     };
     let names = people::labels(&directory);

@@ -1,14 +1,13 @@
 //! The one-shot commands: each opens the device, does one thing and prints.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, StoredMessage, TrustLevel};
+use natter_client::{Client, Device, Directory, StoredMessage, TrustLevel};
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
 
 use crate::home::Home;
+use crate::people;
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
 /// Prints text for people or JSON for scripts.
@@ -118,6 +117,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 format!("{} (device {})", me.profile.username, me.device_id),
                 json!({ "user_id": me.profile.user_id, "username": me.profile.username,
                         "device_id": me.device_id }),
+            );
+        }
+        Command::Profile { display_name } => {
+            let device = open(&home).await?;
+            let session = device.session();
+            let profile = match display_name {
+                Some(name) => {
+                    let update = natter_proto::accounts::UpdateProfileRequest {
+                        display_name: Some(name),
+                        avatar_url: None,
+                    };
+                    session.update_profile(&update).await?
+                }
+                None => session.me().await?.profile,
+            };
+            out.show(
+                format!("{} (@{})", profile.display_name, profile.username),
+                serde_json::to_value(&profile)?,
             );
         }
         Command::Connections(command) => connections(&open(&home).await?, &out, command).await?,
@@ -294,50 +311,31 @@ pub fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
     Ok(value)
 }
 
-/// A user by username (or id).
+/// A user by username or id (the directory answers while the server is away).
 pub async fn user_id(device: &Device, name: &str) -> anyhow::Result<UserId> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    Ok(device
-        .session()
-        .lookup(name)
-        .await
-        .with_context(|| format!("no user {name}"))?
-        .user_id)
+    crate::resolve::user_id(device, &device.directory().await?, name).await
 }
 
-/// A conversation by id, room name, or username (the direct conversation with them).
+/// A conversation by id, unique id prefix, room name, or username (the direct conversation
+/// with them), from the directory refreshed when the server answers.
 pub async fn conversation(device: &Device, target: &str) -> anyhow::Result<ConversationId> {
     if let Ok(id) = target.parse() {
         return Ok(id);
     }
-    let conversations = device.session().conversations().await?;
-    if let Some(room) = conversations
-        .iter()
-        .find(|c| c.kind == ConversationKind::Room && c.name.as_deref() == Some(target))
-    {
-        return Ok(room.id);
-    }
-    let peer = user_id(device, target).await?;
-    Ok(device.session().open_direct(peer).await?.summary.id)
+    crate::resolve::conversation(device, &directory(device, &[]).await?, target).await
 }
 
-/// Usernames of this user and their connections, to show senders by name.
-pub async fn names(device: &Device) -> anyhow::Result<HashMap<UserId, String>> {
-    let connections = device.session().connections().await?;
-    let mut names: HashMap<UserId, String> = [
-        connections.connections,
-        connections.incoming,
-        connections.outgoing,
-        connections.blocked,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|c| (c.profile.user_id, c.profile.username))
-    .collect();
-    names.insert(device.user_id(), device.username().await?);
-    Ok(names)
+/// The directory, refreshed from the server when it answers (as remembered when not), with
+/// the members of `open` fetched again.
+pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Result<Directory> {
+    let mut directory = device.directory().await?;
+    // Away or refusing: names come from what was remembered; the command's own request says
+    // what is wrong if it matters.
+    let _ = people::refresh(device, &mut directory, open).await;
+    Ok(directory)
 }
 
 /// A message's text, or why it cannot be shown.
@@ -353,18 +351,21 @@ async fn print_messages(
     out: &Out,
     messages: &[StoredMessage],
 ) -> anyhow::Result<()> {
-    let names = names(device).await.unwrap_or_default();
+    let mut directory = device.directory().await?;
+    let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
+    people::refresh_people(device, &mut directory, &senders).await?;
+    let labels = people::labels(&directory);
     for message in messages {
-        let sender = names
-            .get(&message.sender_id)
-            .cloned()
-            .unwrap_or_else(|| message.sender_id.to_string());
+        let sender = people::label(&labels, message.sender_id);
+        let username = directory
+            .person(message.sender_id)
+            .map_or_else(|| message.sender_id.to_string(), |p| p.username.clone());
         out.show(
             format!("#{} {sender}: {}", message.seq, body(message)),
             json!({
                 "conversation_id": message.conversation_id, "seq": message.seq,
-                "sender_id": message.sender_id, "sender": sender, "server_ts": message.server_ts,
-                "text": message.body.as_ref().ok(),
+                "sender_id": message.sender_id, "sender": username, "sender_name": sender,
+                "server_ts": message.server_ts, "text": message.body.as_ref().ok(),
                 "unable_to_decrypt": message.body.as_ref().err().map(|r| r.code()),
             }),
         );
@@ -483,12 +484,28 @@ async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Res
             out.show("left", json!({ "left": true }));
         }
         RoomsCommand::List => {
+            let directory = directory(device, &[]).await?;
+            let labels = people::labels(&directory);
             for c in session.conversations().await? {
-                let name = c.name.clone().unwrap_or_else(|| "(direct)".into());
+                let (title, members) = match directory.conversation(c.id) {
+                    Some(details) => (
+                        people::title(&labels, device.user_id(), details),
+                        details
+                            .members
+                            .iter()
+                            .map(|m| people::label(&labels, m.user_id))
+                            .collect(),
+                    ),
+                    None => (c.name.clone().unwrap_or_default(), Vec::new()),
+                };
+                let kind = match c.kind {
+                    ConversationKind::Direct => "direct",
+                    ConversationKind::Room => "room",
+                };
                 out.show(
-                    format!("{}  {name}  unread {}", c.id, c.unread),
-                    json!({ "id": c.id, "kind": c.kind, "name": c.name, "unread": c.unread,
-                            "last_seq": c.last_seq }),
+                    format!("{}  {kind:6}  {title}  unread {}", c.id, c.unread),
+                    json!({ "id": c.id, "kind": c.kind, "name": c.name, "title": title,
+                            "members": members, "unread": c.unread, "last_seq": c.last_seq }),
                 );
             }
         }

@@ -13,6 +13,7 @@ mod chat;
 mod commands;
 mod home;
 mod people;
+mod resolve;
 mod trust;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +74,12 @@ pub enum Command {
     Logout,
     /// Who this device is.
     Whoami,
+    /// Your profile: show it, or change the name others see.
+    Profile {
+        /// The name others see (1 to 64 characters).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
     /// Connections with other users.
     #[command(subcommand)]
     Connections(ConnectionsCommand),

@@ -10,8 +10,8 @@ use natter_proto::{ConversationId, UserId};
 
 /// Refreshes the directory from the server and keeps it: this user's and their connections'
 /// profiles, the conversation list, the members of conversations that changed or are in
-/// `open`, and the profiles of members not known yet (and of every member of `open`, so a
-/// changed display name shows). What cannot be fetched stays as it was known.
+/// `open`, and the profiles of members not known yet. What cannot be fetched stays as it was
+/// known.
 ///
 /// # Errors
 /// The server cannot be reached or refuses; the store cannot be written.
@@ -23,11 +23,6 @@ pub async fn refresh(
     let session = device.session();
     directory.remember(session.me().await?.profile);
     let connections = session.connections().await?;
-    let connected: HashSet<UserId> = connections
-        .connections
-        .iter()
-        .map(|c| c.profile.user_id)
-        .collect();
     for entry in connections
         .connections
         .into_iter()
@@ -55,25 +50,52 @@ pub async fn refresh(
         conversations.push(details);
     }
     directory.conversations = conversations;
-    let mut wanted: Vec<UserId> = Vec::new();
+    let mut unknown: Vec<UserId> = Vec::new();
     for details in &directory.conversations {
-        let is_open = open.contains(&details.summary.id);
         for member in &details.members {
             let user = member.user_id;
-            let stale = is_open && !connected.contains(&user) && user != device.user_id();
-            if (stale || directory.person(user).is_none()) && !wanted.contains(&user) {
-                wanted.push(user);
+            if directory.person(user).is_none() && !unknown.contains(&user) {
+                unknown.push(user);
             }
         }
     }
-    for user in wanted {
-        // A member who left may be hidden now: keep what was known.
-        if let Ok(profile) = session.profile(user).await {
-            directory.remember(profile);
-        }
-    }
+    fetch_profiles(device, directory, &unknown).await;
     device.save_directory(directory).await?;
     Ok(())
+}
+
+/// Fetches the profiles of `shown` (but this user's own) again, so a changed display name
+/// shows, and keeps them.
+///
+/// # Errors
+/// The store cannot be written.
+pub async fn refresh_people(
+    device: &Device,
+    directory: &mut Directory,
+    shown: &[UserId],
+) -> anyhow::Result<()> {
+    let me = device.user_id();
+    let mut wanted: Vec<UserId> = Vec::new();
+    for &user in shown {
+        if user != me && !wanted.contains(&user) {
+            wanted.push(user);
+        }
+    }
+    fetch_profiles(device, directory, &wanted).await;
+    device.save_directory(directory).await?;
+    Ok(())
+}
+
+/// Fetches profiles one by one; a member who left may be hidden now, and a server away
+/// answers nothing: what was known stays.
+async fn fetch_profiles(device: &Device, directory: &mut Directory, users: &[UserId]) {
+    for &user in users {
+        match device.session().profile(user).await {
+            Ok(profile) => directory.remember(profile),
+            Err(error) if error.status().is_none() => return,
+            Err(_) => {}
+        }
+    }
 }
 
 /// How each known person is shown: their display name, with `@username` added when the
