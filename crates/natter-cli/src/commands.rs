@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use natter_client::{Client, Device, Directory, StoredMessage, TrustLevel};
+use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
@@ -31,11 +32,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::locate()?;
     let out = Out { json: cli.json };
     match cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "natter", &mut std::io::stdout());
+        }
         Command::Register {
             username,
             display_name,
         } => {
-            let password = password()?;
+            let password = password(true)?;
             let user = Client::new(&cli.server)?
                 .register(&username, &password, display_name.as_deref())
                 .await?;
@@ -46,7 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             device_name,
             key_file,
         } => {
-            let password = password()?;
+            let password = password(false)?;
             let unlock = home.new_unlock(key_file)?;
             let device = Device::login(
                 &cli.server,
@@ -104,11 +109,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::trust::print_notice(&device, &out, &notice).await;
             }
         }
-        Command::Logout => {
-            let device = open(&home).await?;
-            device.logout().await?;
+        Command::Logout { local } => {
+            let mut text = "logged out";
+            if !local {
+                let device = open(&home).await?;
+                match device.logout().await {
+                    Ok(()) => {}
+                    Err(error) if error.status() == Some(401) => {
+                        text = "logged out here (the server had already ended this login)";
+                    }
+                    Err(error) if error.status().is_none() => {
+                        return Err(anyhow::Error::new(error).context(
+                            "cannot tell the server; `natter logout --local` forgets this \
+                             device here only (then remove it with `natter devices --remove` \
+                             from another device)",
+                        ));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
             home.forget()?;
-            out.show("logged out", json!({ "logged_out": true }));
+            out.show(text, json!({ "logged_out": true, "server_told": !local }));
         }
         Command::Whoami => {
             let device = open(&home).await?;
@@ -268,14 +289,11 @@ fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
     if failed.is_empty() {
         return Ok(());
     }
-    bail!(
-        "the server refused for good, so these were not sent: {}",
-        listed(failed)
-    )
+    Err(crate::errors::CliError::Refused(failed.to_vec()).into())
 }
 
 /// Refused messages as `id (code), …`.
-fn listed(failed: &[(String, String)]) -> String {
+pub fn listed(failed: &[(String, String)]) -> String {
     let messages: Vec<String> = failed
         .iter()
         .map(|(id, code)| format!("{id} ({code})"))
@@ -289,9 +307,22 @@ async fn open(home: &Home) -> anyhow::Result<Device> {
         .context("opening this device's store (run `natter login` first)")
 }
 
-/// The password from `NATTER_PASSWORD`, else the first line of standard input.
-fn password() -> anyhow::Result<String> {
-    secret_line("NATTER_PASSWORD", "password")
+/// The password: `NATTER_PASSWORD`, else asked on the terminal without echo (twice when
+/// `confirm`, for a new account), else the first line of standard input.
+fn password(confirm: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::env::var_os("NATTER_PASSWORD").is_some() || !std::io::stdin().is_terminal() {
+        return secret_line("NATTER_PASSWORD", "password");
+    }
+    let ask = |prompt: &str| rpassword::prompt_password(prompt).context("reading the password");
+    let password = ask("Password: ")?;
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    if confirm && ask("The same password again: ")? != password {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(password)
 }
 
 /// A secret from the environment variable `var`, else the first line of standard input.
@@ -379,7 +410,7 @@ async fn connections(
     command: ConnectionsCommand,
 ) -> anyhow::Result<()> {
     let session = device.session();
-    let status = match command {
+    let (done, status) = match command {
         ConnectionsCommand::List => {
             let all = session.connections().await?;
             for (label, entries) in [
@@ -399,31 +430,33 @@ async fn connections(
             return Ok(());
         }
         ConnectionsCommand::Request { user } => {
-            session
-                .request_connection(user_id(device, &user).await?, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("requested", session.request_connection(peer, None).await?)
         }
         ConnectionsCommand::Accept { user } => {
-            session
-                .answer_request(user_id(device, &user).await?, true, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("accepted", session.answer_request(peer, true, None).await?)
         }
         ConnectionsCommand::Reject { user } => {
-            session
-                .answer_request(user_id(device, &user).await?, false, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("rejected", session.answer_request(peer, false, None).await?)
         }
         ConnectionsCommand::Delete { user } => {
-            session
-                .remove_connection(user_id(device, &user).await?, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("removed", session.remove_connection(peer, None).await?)
         }
         ConnectionsCommand::Block { user } => return block(device, out, &user, true).await,
         ConnectionsCommand::Unblock { user } => return block(device, out, &user, false).await,
     };
+    // A request to someone who had asked first connects at once.
+    let text = if status.state == ConnectionState::Accepted {
+        "connected"
+    } else {
+        done
+    };
     out.show(
-        format!("{:?}", status.state).to_lowercase(),
-        json!({ "user_id": status.user_id, "state": status.state }),
+        text,
+        json!({ "user_id": status.user_id, "done": done, "state": status.state }),
     );
     Ok(())
 }

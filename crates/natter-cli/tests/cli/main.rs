@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 mod chat_screen;
+mod conventions;
 mod names;
 
 /// Starts a server on a fresh database; it stops with the test's runtime.

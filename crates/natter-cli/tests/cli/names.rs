@@ -126,6 +126,26 @@ async fn an_ambiguous_room_name_is_refused_and_an_id_prefix_names_a_room() {
                 .contains("meant for")
         );
     }
+    let refused = natter(
+        &url,
+        &alice,
+        &["--json", "send", "team", "meant for one of them"],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let error: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!(error["error"]["code"], "ambiguous", "{stderr}");
+    let candidates = error["error"]["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2);
+    assert!(candidates.iter().any(|c| {
+        c["id"] == with_carol.as_str()
+            && c["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "Carol Danvers")
+    }));
 
     // The shortest prefix that tells carol's room from every other conversation names it.
     let all: Vec<String> = json_lines(&ok(&url, &alice, &["--json", "rooms", "list"]).await)
