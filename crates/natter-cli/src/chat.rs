@@ -127,6 +127,8 @@ async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<C
 async fn opened(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     let id = chat.current().id;
     chat.unread_from = Some(device.cursors(id).await?.1);
+    // Reads made while this device was away; when the server is away too, the marks known.
+    let _ = device.catch_up_receipts(id).await;
     reload(device, chat).await?;
     if let Some(newest) = chat.messages.last() {
         device.mark_read(id, newest.seq).await?;

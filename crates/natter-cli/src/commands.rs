@@ -158,8 +158,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_value(&profile)?,
             );
         }
-        Command::Connections(command) => connections(&open(&home).await?, &out, command).await?,
-        Command::Rooms(command) => rooms(&open(&home).await?, &out, command).await?,
+        Command::Connections(command) => {
+            let device = open(&home).await?;
+            connections(&device, &out, command).await?;
+            // Remember who is who: names, and sending by name while the server is away.
+            directory(&device, &[]).await?;
+        }
+        Command::Rooms(command) => {
+            let device = open(&home).await?;
+            rooms(&device, &out, command).await?;
+            directory(&device, &[]).await?;
+        }
         Command::Send { to, text } => {
             let device = open(&home).await?;
             let conversation = conversation(&device, &to).await?;
@@ -193,6 +202,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync => {
             let device = open(&home).await?;
             let report = device.sync().await?;
+            // New conversations and names, for use while the server is away.
+            directory(&device, &[]).await?;
             crate::trust::print_new_notices(&device, &out).await?;
             out.show(
                 format!("received {}, sent {}", report.received, report.sent),
@@ -203,15 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History { with, limit } => {
             let device = open(&home).await?;
             let conversation = conversation(&device, &with).await?;
-            let _ = device.sync().await;
-            let messages = device.messages(conversation, limit).await?;
-            print_messages(&device, &out, &messages).await?;
-            // Shown is read: move the read cursor (the senders see a read mark).
-            if let Some(last) = messages.last()
-                && device.mark_read(conversation, last.seq).await?
-            {
-                let _ = device.sync().await;
-            }
+            crate::history::history(&device, &out, conversation, limit).await?;
         }
         Command::Search {
             query,
@@ -228,7 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             let found = device.search(&query.join(" "), within, from, 100).await?;
-            print_messages(&device, &out, &found).await?;
+            crate::history::print_messages(&device, &out, &found, None).await?;
         }
         Command::Devices { user, remove } => {
             let device = open(&home).await?;
@@ -375,33 +378,6 @@ pub fn body(message: &StoredMessage) -> String {
         Ok(text) => text.clone(),
         Err(reason) => format!("[{reason}]"),
     }
-}
-
-async fn print_messages(
-    device: &Device,
-    out: &Out,
-    messages: &[StoredMessage],
-) -> anyhow::Result<()> {
-    let mut directory = device.directory().await?;
-    let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
-    people::refresh_people(device, &mut directory, &senders).await?;
-    let labels = people::labels(&directory);
-    for message in messages {
-        let sender = people::label(&labels, message.sender_id);
-        let username = directory
-            .person(message.sender_id)
-            .map_or_else(|| message.sender_id.to_string(), |p| p.username.clone());
-        out.show(
-            format!("#{} {sender}: {}", message.seq, body(message)),
-            json!({
-                "conversation_id": message.conversation_id, "seq": message.seq,
-                "sender_id": message.sender_id, "sender": username, "sender_name": sender,
-                "server_ts": message.server_ts, "text": message.body.as_ref().ok(),
-                "unable_to_decrypt": message.body.as_ref().err().map(|r| r.code()),
-            }),
-        );
-    }
-    Ok(())
 }
 
 async fn connections(

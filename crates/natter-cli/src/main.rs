@@ -12,7 +12,9 @@
 mod chat;
 mod commands;
 mod errors;
+mod history;
 mod home;
+mod marks;
 mod people;
 mod resolve;
 mod trust;

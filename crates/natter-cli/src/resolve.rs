@@ -49,10 +49,10 @@ pub async fn user_id(device: &Device, directory: &Directory, name: &str) -> anyh
     }
     match device.session().lookup(name).await {
         Ok(found) => Ok(found.user_id),
-        Err(error) if error.status().is_none() => directory
-            .by_username(name)
-            .map(|p| p.user_id)
-            .with_context(|| format!("no user {name} known here, and {error}")),
+        Err(error) if error.status().is_none() => match directory.by_username(name) {
+            Some(person) => Ok(person.user_id),
+            None => Err(anyhow::Error::new(error).context(format!("no user {name} known here"))),
+        },
         Err(error) => Err(error).with_context(|| format!("no user {name}")),
     }
 }
@@ -111,16 +111,26 @@ pub async fn conversation(
     }
     let peer = user_id(device, directory, target).await?;
     match device.session().open_direct(peer).await {
-        Ok(details) => Ok(details.summary.id),
-        Err(error) if error.status().is_none() => directory
-            .conversations
-            .iter()
-            .find(|c| {
+        Ok(details) => {
+            let id = details.summary.id;
+            if directory.conversation(id).is_none() {
+                let mut known = directory.clone();
+                known.remember_conversation(details);
+                device.save_directory(&known).await?;
+            }
+            Ok(id)
+        }
+        Err(error) if error.status().is_none() => {
+            let known = directory.conversations.iter().find(|c| {
                 c.summary.kind == ConversationKind::Direct
                     && c.members.iter().any(|m| m.user_id == peer)
-            })
-            .map(|c| c.summary.id)
-            .with_context(|| format!("no conversation with {target} known here, and {error}")),
+            });
+            match known {
+                Some(details) => Ok(details.summary.id),
+                None => Err(anyhow::Error::new(error)
+                    .context(format!("no conversation with {target} known here"))),
+            }
+        }
         Err(error) => Err(error.into()),
     }
 }

@@ -34,6 +34,7 @@
 //! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
 //! - `device`: [`Device`] and its local operations.
 //! - `directory`: the people and conversations a device remembers ([`Directory`]).
+//! - `catch_up`: receipts made while this device was away, asked for over REST.
 //! - `approval`: approving a new device of this user by comparing a code on both screens.
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
@@ -44,6 +45,7 @@
 //! - `notices`: what the person is told about whom their messages reach.
 
 mod approval;
+mod catch_up;
 mod device;
 mod directory;
 mod e2e;

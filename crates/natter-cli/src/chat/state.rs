@@ -8,6 +8,7 @@ use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 
 use super::input::Input;
+use crate::marks::Marks;
 
 /// One entry of the conversation list.
 pub struct Conversation {
@@ -60,7 +61,7 @@ pub struct Chat {
     pub limit: usize,
     /// My messages still queued here, oldest first.
     pub pending: Vec<String>,
-    /// How far each other member got: (user, delivered seq, read seq).
+    /// How far each other member got: (user, delivered seq, read seq), me never among them.
     pub receipts: Vec<(UserId, i64, i64)>,
     /// Who is typing in the open conversation.
     pub typing: HashSet<UserId>,
@@ -265,49 +266,17 @@ impl Chat {
         }
     }
 
-    /// The other members of the open conversation.
-    fn others(&self) -> usize {
-        self.current()
-            .members
-            .iter()
-            .filter(|&&m| m != self.me)
-            .count()
-    }
-
-    /// The members other than me who read my message `seq`.
-    pub fn readers(&self, seq: i64) -> Vec<UserId> {
-        self.receipts
-            .iter()
-            .filter(|(user, _, read)| *user != self.me && *read >= seq)
-            .map(|(user, _, _)| *user)
-            .collect()
-    }
-
-    /// The mark after my message `seq`: ✓ sent, ✓✓ delivered, ✓✓ read; in rooms, how many
-    /// of the other members it reached and read.
-    pub fn mark(&self, seq: i64) -> String {
-        let reached = |pick: fn(&(UserId, i64, i64)) -> i64| {
-            self.receipts
+    /// The marks of my messages in the open conversation.
+    pub fn marks(&self) -> Marks<'_> {
+        Marks {
+            kind: self.current().kind,
+            others: self
+                .current()
+                .members
                 .iter()
-                .filter(|r| r.0 != self.me && pick(r) >= seq)
-                .count()
-        };
-        let (delivered, read) = (reached(|r| r.1), reached(|r| r.2));
-        if self.current().kind == ConversationKind::Direct {
-            return match (delivered, read) {
-                (_, 1..) => "✓✓ read",
-                (1.., _) => "✓✓",
-                _ => "✓",
-            }
-            .into();
-        }
-        let of = self.others();
-        if read > 0 {
-            format!("✓✓ read by {read} of {of}")
-        } else if delivered > 0 {
-            format!("✓✓ delivered to {delivered} of {of}")
-        } else {
-            "✓".into()
+                .filter(|&&m| m != self.me)
+                .count(),
+            receipts: &self.receipts,
         }
     }
 }
@@ -363,23 +332,23 @@ pub mod tests {
     fn rooms_count_who_read_and_direct_conversations_say_read() {
         let members = people(5);
         let mut chat = chat(&members);
-        assert_eq!(chat.mark(3), "✓");
+        assert_eq!(chat.marks().mark(3), "✓");
         chat.receipts = vec![
             (members[1], 3, 3),
             (members[2], 3, 3),
             (members[3], 5, 4),
             (members[4], 3, 0),
         ];
-        assert_eq!(chat.mark(3), "✓✓ read by 3 of 4");
-        assert_eq!(chat.mark(5), "✓✓ delivered to 1 of 4");
-        assert_eq!(chat.mark(6), "✓");
-        assert_eq!(chat.readers(4), [members[3]]);
+        assert_eq!(chat.marks().mark(3), "✓✓ read by 3 of 4");
+        assert_eq!(chat.marks().mark(5), "✓✓ delivered to 1 of 4");
+        assert_eq!(chat.marks().mark(6), "✓");
+        assert_eq!(chat.marks().readers(4), [members[3]]);
         chat.switch(1);
         assert_eq!(chat.current().kind, ConversationKind::Direct);
         chat.receipts = vec![(members[1], 7, 5)];
-        assert_eq!(chat.mark(5), "✓✓ read");
-        assert_eq!(chat.mark(7), "✓✓");
-        assert_eq!(chat.mark(8), "✓");
+        assert_eq!(chat.marks().mark(5), "✓✓ read");
+        assert_eq!(chat.marks().mark(7), "✓✓");
+        assert_eq!(chat.marks().mark(8), "✓");
     }
 
     #[test]

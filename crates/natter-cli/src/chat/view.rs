@@ -198,7 +198,7 @@ pub fn timeline(chat: &Chat, clock: &Clock, cells: usize) -> Vec<Line<'static>> 
             Err(reason) => (format!("⚠ {reason}"), warning()),
         };
         let mark = mine.then(|| {
-            let mark = chat.mark(message.seq);
+            let mark = chat.marks().mark(message.seq);
             let style = if mark.contains("read") {
                 Style::new().fg(Color::Green)
             } else {
@@ -209,6 +209,7 @@ pub fn timeline(chat: &Chat, clock: &Clock, cells: usize) -> Vec<Line<'static>> 
         lines.extend(entry(first, &text, style, mark, cells));
         if mine && chat.show_readers && chat.current().kind == ConversationKind::Room {
             let readers: Vec<String> = chat
+                .marks()
                 .readers(message.seq)
                 .into_iter()
                 .map(|u| chat.name(u))

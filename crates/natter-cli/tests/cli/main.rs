@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 mod chat_screen;
 mod conventions;
 mod names;
+mod offline;
 
 /// Starts a server on a fresh database; it stops with the test's runtime.
 async fn server(dir: &Path) -> String {

@@ -1,7 +1,8 @@
 //! How far each member got in a conversation, from the receipts this device saw: the store
 //! keeps one row per (conversation, user) under blind indexes, so members are looked up by id.
 
-use natter_proto::{ConversationId, UserId};
+use natter_proto::ws::Receipt;
+use natter_proto::{ConversationId, DeviceId, UserId};
 
 use super::Store;
 use crate::ClientError;
@@ -31,6 +32,29 @@ impl Store {
                 Ok((member, delivered, read))
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Raises members' cursors to at least (delivered, read) seqs learnt other than by a
+    /// receipt frame; never lowers one.
+    pub(crate) fn raise_member_cursors(
+        &self,
+        conversation: ConversationId,
+        cursors: &[(UserId, i64, i64)],
+    ) -> Result<(), ClientError> {
+        let receipts: Vec<Receipt> = cursors
+            .iter()
+            .map(|&(user_id, delivered_seq, read_seq)| Receipt {
+                conversation_id: conversation,
+                user_id,
+                // The store keeps one cursor per user: the device is not recorded.
+                device_id: DeviceId::new(),
+                delivered_seq,
+                read_seq,
+            })
+            .collect();
+        self.save_receipts(&receipts)
     }
 }
 
@@ -66,6 +90,14 @@ mod tests {
         assert_eq!(
             store.member_receipts(room, &[erin, carol, dave]).unwrap(),
             [(erin, 0, 0), (carol, 5, 4), (dave, 2, 0)]
+        );
+        store
+            .raise_member_cursors(room, &[(carol, 3, 3), (erin, 6, 6)])
+            .unwrap();
+        assert_eq!(
+            store.member_receipts(room, &[carol, erin]).unwrap(),
+            [(carol, 5, 4), (erin, 6, 6)],
+            "raised, never lowered"
         );
     }
 }
