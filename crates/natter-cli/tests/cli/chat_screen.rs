@@ -2,34 +2,15 @@
 //! always in view, scrolling back and forward, the cursor after wide characters, multi-line
 //! paste and resizing.
 
-use std::path::Path;
-
-use super::{PASSPHRASE, alice_and_bob, capture, eventually, has_tmux, ok, send_keys, tmux};
-
-/// Runs a tmux command on a session.
-fn tmux_do(args: &[&str]) -> String {
-    let output = std::process::Command::new("tmux")
-        .args(args)
-        .output()
-        .expect("running tmux");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use super::{
+    alice_and_bob, capture, chat_command, eventually, has_tmux, ok, send_keys, tmux, tmux_output,
+};
 
 /// Text without whitespace or the screen's frame, to find wrapped text.
 fn squeezed(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_whitespace() && !"│─┌┐└┘".contains(*c))
         .collect()
-}
-
-/// The chat command for tmux, as `home`, with the passphrase in the environment.
-fn chat_command(url: &str, home: &Path, with: &str) -> String {
-    format!(
-        "env LANG=C.UTF-8 TZ=UTC NATTER_PASSPHRASE='{PASSPHRASE}' NATTER_HOME={} \
-         NATTER_SERVER={url} {} chat {with}",
-        home.display(),
-        env!("CARGO_BIN_EXE_natter")
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,18 +75,18 @@ async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
 
     // Resizing keeps the newest whole.
     for (columns, rows) in [("60", "20"), ("130", "40"), ("45", "16")] {
-        tmux_do(&["resize-window", "-t", &session.0, "-x", columns, "-y", rows]);
+        tmux_output(&["resize-window", "-t", &session.0, "-x", columns, "-y", rows]);
         eventually("the newest after resizing", async || {
             squeezed(&screen()).contains("arrivedwhilescrolledback")
         })
         .await;
     }
-    tmux_do(&["resize-window", "-t", &session.0, "-x", "100", "-y", "24"]);
+    tmux_output(&["resize-window", "-t", &session.0, "-x", "100", "-y", "24"]);
 
     // The cursor lands after wide characters: each Hangul syllable takes two cells.
     send_keys(&session.0, &["-l", "한글 ok"]);
     let cursor = || {
-        tmux_do(&["display-message", "-p", "-t", &session.0, "#{cursor_x}"])
+        tmux_output(&["display-message", "-p", "-t", &session.0, "#{cursor_x}"])
             .trim()
             .parse::<usize>()
             .unwrap()
@@ -132,13 +113,13 @@ async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
     }
 
     // A multi-line paste arrives as one message with its lines.
-    tmux_do(&[
+    tmux_output(&[
         "set-buffer",
         "-b",
         "natter",
         "first pasted line\nsecond pasted line",
     ]);
-    tmux_do(&["paste-buffer", "-p", "-b", "natter", "-t", &session.0]);
+    tmux_output(&["paste-buffer", "-p", "-b", "natter", "-t", &session.0]);
     eventually("the pasted lines in the input", async || {
         screen().contains("second pasted line")
     })

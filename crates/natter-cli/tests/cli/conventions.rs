@@ -6,7 +6,7 @@ use std::process::Output;
 use serde_json::Value;
 
 use super::{
-    Relay, alice_and_bob, capture, eventually, files, has_tmux, json_lines, natter, ok, send_keys,
+    Relay, alice_and_bob, answer, capture, eventually, files, has_tmux, json_lines, natter, ok,
     server, tmux,
 };
 
@@ -174,16 +174,8 @@ async fn register_asks_the_password_twice_without_showing_it() {
         )
     };
     let session = register("register-differ");
-    eventually("the password prompt", async || {
-        capture(&session.0).contains("Password:")
-    })
-    .await;
-    send_keys(&session.0, &["secret-one-23", "Enter"]);
-    eventually("the second prompt", async || {
-        capture(&session.0).contains("The same password again:")
-    })
-    .await;
-    send_keys(&session.0, &["secret-two-23", "Enter"]);
+    answer(&session.0, "Password:", "secret-one-23").await;
+    answer(&session.0, "The same password again:", "secret-two-23").await;
     eventually("the refusal", async || {
         capture(&session.0).contains("exit=1")
     })
@@ -192,16 +184,8 @@ async fn register_asks_the_password_twice_without_showing_it() {
     drop(session);
 
     let session = register("register-same");
-    eventually("the password prompt", async || {
-        capture(&session.0).contains("Password:")
-    })
-    .await;
-    send_keys(&session.0, &["secret-one-23", "Enter"]);
-    eventually("the second prompt", async || {
-        capture(&session.0).contains("The same password again:")
-    })
-    .await;
-    send_keys(&session.0, &["secret-one-23", "Enter"]);
+    answer(&session.0, "Password:", "secret-one-23").await;
+    answer(&session.0, "The same password again:", "secret-one-23").await;
     eventually("the account", async || {
         capture(&session.0).contains("exit=0")
     })
@@ -223,11 +207,7 @@ async fn register_asks_the_password_twice_without_showing_it() {
             env!("CARGO_BIN_EXE_natter")
         ),
     );
-    eventually("the password prompt", async || {
-        capture(&login.0).contains("Password:")
-    })
-    .await;
-    send_keys(&login.0, &["secret-one-23", "Enter"]);
+    answer(&login.0, "Password:", "secret-one-23").await;
     eventually("the login", async || capture(&login.0).contains("exit=0")).await;
     let screen = capture(&login.0);
     assert!(

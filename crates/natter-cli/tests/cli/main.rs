@@ -306,13 +306,35 @@ async fn an_earlier_queued_message_refused_does_not_fail_a_new_send() {
     );
 }
 
-/// The text tmux shows in a session's pane.
-fn capture(session: &str) -> String {
+/// Runs a tmux command and returns what it printed.
+fn tmux_output(args: &[&str]) -> String {
     let output = std::process::Command::new("tmux")
-        .args(["capture-pane", "-p", "-t", session])
+        .args(args)
         .output()
         .expect("running tmux");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The text tmux shows in a session's pane.
+fn capture(session: &str) -> String {
+    tmux_output(&["capture-pane", "-p", "-t", session])
+}
+
+/// Waits for `prompt` on a session's screen, then types `answer` and Enter.
+async fn answer(session: &str, prompt: &str, answer: &str) {
+    eventually(prompt, async || capture(session).contains(prompt)).await;
+    send_keys(session, &[answer, "Enter"]);
+}
+
+/// `natter chat with` as the user of `home`, for tmux: UTF-8, times in UTC, the passphrase
+/// in the environment.
+fn chat_command(url: &str, home: &Path, with: &str) -> String {
+    format!(
+        "env LANG=C.UTF-8 TZ=UTC NATTER_PASSPHRASE='{PASSPHRASE}' NATTER_HOME={} \
+         NATTER_SERVER={url} {} chat {with}",
+        home.display(),
+        env!("CARGO_BIN_EXE_natter")
+    )
 }
 
 /// Polls until `condition` holds; a failure guard, not a timing assumption.
@@ -591,16 +613,8 @@ async fn login_on_a_terminal_asks_the_passphrase_twice_without_showing_it() {
 
     // Two passphrases that differ: refused, and nothing is left behind.
     let session = login("login-differ");
-    eventually("the first prompt", async || {
-        capture(&session.0).contains(prompt)
-    })
-    .await;
-    send_keys(&session.0, &["first try", "Enter"]);
-    eventually("the second prompt", async || {
-        capture(&session.0).contains("The same passphrase again:")
-    })
-    .await;
-    send_keys(&session.0, &["second try", "Enter"]);
+    answer(&session.0, prompt, "first try").await;
+    answer(&session.0, "The same passphrase again:", "second try").await;
     eventually("the refusal", async || {
         capture(&session.0).contains("exit=1")
     })
@@ -611,16 +625,8 @@ async fn login_on_a_terminal_asks_the_passphrase_twice_without_showing_it() {
     drop(session);
 
     let session = login("login-same");
-    eventually("the first prompt", async || {
-        capture(&session.0).contains(prompt)
-    })
-    .await;
-    send_keys(&session.0, &[PASSPHRASE, "Enter"]);
-    eventually("the second prompt", async || {
-        capture(&session.0).contains("The same passphrase again:")
-    })
-    .await;
-    send_keys(&session.0, &[PASSPHRASE, "Enter"]);
+    answer(&session.0, prompt, PASSPHRASE).await;
+    answer(&session.0, "The same passphrase again:", PASSPHRASE).await;
     eventually("the login", async || capture(&session.0).contains("exit=0")).await;
     let screen = capture(&session.0);
     assert!(screen.contains("logged in as erin"), "{screen}");

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::{PASSPHRASE, capture, eventually, has_tmux, json_lines, natter, ok, server, tmux};
+use super::{
+    capture, chat_command, eventually, has_tmux, json_lines, natter, ok, server, tmux, tmux_output,
+};
 
 /// A server and alice, bob and carol (display names given), alice connected to both and bob
 /// and carol strangers to each other.
@@ -67,19 +69,8 @@ async fn members_show_by_display_name_in_a_room_of_strangers() {
     if !has_tmux() {
         return;
     }
-    let session = tmux(
-        "names",
-        &format!(
-            "env LANG=C.UTF-8 NATTER_PASSPHRASE='{PASSPHRASE}' NATTER_HOME={} \
-             NATTER_SERVER={url} {} chat team",
-            bob.display(),
-            env!("CARGO_BIN_EXE_natter")
-        ),
-    );
-    std::process::Command::new("tmux")
-        .args(["resize-window", "-t", &session.0, "-x", "130", "-y", "24"])
-        .status()
-        .unwrap();
+    let session = tmux("names", &chat_command(&url, &bob, "team"));
+    tmux_output(&["resize-window", "-t", &session.0, "-x", "130", "-y", "24"]);
     eventually("names on the chat screen", async || {
         let screen = capture(&session.0);
         screen.contains("Captain Marvel: hello team")

@@ -2,7 +2,7 @@
 //! the chat work from the encrypted store, queued work shows as pending and goes out exactly
 //! once; and read marks include reads made while a device was away.
 
-use super::{PASSPHRASE, Relay, capture, eventually, has_tmux, json_lines, ok, server, tmux};
+use super::{Relay, capture, chat_command, eventually, has_tmux, json_lines, ok, server, tmux};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_name_while_the_server_is_away_then_delivered_exactly_once() {
@@ -28,28 +28,17 @@ async fn by_name_while_the_server_is_away_then_delivered_exactly_once() {
     ok(&relay.url, &alice, &["sync"]).await;
 
     relay.set_up(false);
-    let sent = |text: String| json_lines(&text)[0]["sent"].clone();
-    let queued = ok(
-        &relay.url,
-        &alice,
-        &["--json", "send", "bob", "offline to bob"],
-    )
-    .await;
-    assert_eq!(sent(queued), false);
-    let queued = ok(
-        &relay.url,
-        &alice,
-        &["--json", "send", "team", "offline to the team"],
-    )
-    .await;
-    assert_eq!(sent(queued), false);
-    let blocked = ok(
-        &relay.url,
-        &alice,
-        &["--json", "connections", "block", "carol"],
-    )
-    .await;
-    assert_eq!(json_lines(&blocked)[0]["confirmed"], false);
+    for (args, field) in [
+        (&["send", "bob", "offline to bob"][..], "sent"),
+        (&["send", "team", "offline to the team"], "sent"),
+        (&["connections", "block", "carol"], "confirmed"),
+    ] {
+        let args: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().copied())
+            .collect();
+        let shown = ok(&relay.url, &alice, &args).await;
+        assert_eq!(json_lines(&shown)[0][field], false, "queued here: {shown}");
+    }
     let history = ok(&relay.url, &alice, &["history", "bob"]).await;
     assert!(history.contains("bob: before the outage"), "{history}");
     assert!(
@@ -59,14 +48,7 @@ async fn by_name_while_the_server_is_away_then_delivered_exactly_once() {
     let found = ok(&relay.url, &alice, &["search", "outage", "--in", "bob"]).await;
     assert!(found.contains("bob: before the outage"), "{found}");
     if has_tmux() {
-        let session = tmux(
-            "offline-chat",
-            &format!(
-                "env LANG=C.UTF-8 NATTER_PASSPHRASE='{PASSPHRASE}' NATTER_HOME={} {} chat bob",
-                alice.display(),
-                env!("CARGO_BIN_EXE_natter")
-            ),
-        );
+        let session = tmux("offline-chat", &chat_command(&relay.url, &alice, "bob"));
         eventually("the chat from the store", async || {
             let screen = capture(&session.0);
             screen.contains("offline")
