@@ -4,18 +4,18 @@
 //! input line with history and multi-line paste. Messages arrive live.
 //!
 //! - `state`: what the screen shows, changed by pure functions; `keys`: what keys do.
-//! - `view`: drawing it; `text`: widths and wrapping in terminal cells; `clock`: local times.
+//! - `view`: drawing it (with `crate::text`: widths and wrapping in terminal cells);
+//!   `clock`: local times.
 //! - `input`: the input line.
 
 mod clock;
 mod input;
 mod keys;
 mod state;
-mod text;
 mod view;
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use natter_client::{Device, Queued};
 use natter_proto::ConversationId;
@@ -28,6 +28,9 @@ use crate::people;
 use clock::Clock;
 use keys::Action;
 use state::{Chat, Conversation, Note};
+
+/// How often a person still typing says so again (well within [`state::TYPING_FOR`]).
+const TYPING_AGAIN: Duration = Duration::from_secs(4);
 
 /// Now, in ms since the epoch.
 pub fn now_ms() -> i64 {
@@ -90,23 +93,7 @@ async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<C
     };
     let names = people::labels(&directory);
     let me = device.user_id();
-    let mut list = Vec::new();
-    for details in &directory.conversations {
-        let id = details.summary.id;
-        let last = device
-            .messages(id, 1)
-            .await?
-            .pop()
-            .map(|m| format!("{}: {}", people::label(&names, m.sender_id), body(&m)));
-        list.push(Conversation {
-            id,
-            kind: details.summary.kind,
-            title: people::title(&names, me, details),
-            members: details.members.iter().map(|m| m.user_id).collect(),
-            unread: details.summary.unread,
-            last,
-        });
-    }
+    let list = listed(device, &directory, &names).await?;
     let open = match list.iter().position(|c| c.id == conversation) {
         Some(open) => open,
         None => anyhow::bail!("this conversation is not among yours (as last seen)"),
@@ -120,6 +107,52 @@ async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<C
     }
     opened(device, &mut chat).await?;
     Ok(chat)
+}
+
+/// The conversation list: the directory's conversations with their last message here.
+async fn listed(
+    device: &Device,
+    directory: &natter_client::Directory,
+    names: &std::collections::HashMap<natter_proto::UserId, String>,
+) -> anyhow::Result<Vec<Conversation>> {
+    let mut list = Vec::new();
+    for details in &directory.conversations {
+        let id = details.summary.id;
+        let last = device
+            .messages(id, 1)
+            .await?
+            .pop()
+            .map(|m| format!("{}: {}", people::label(names, m.sender_id), body(&m)));
+        list.push(Conversation {
+            id,
+            kind: details.summary.kind,
+            title: people::title(names, device.user_id(), details),
+            members: details.members.iter().map(|m| m.user_id).collect(),
+            unread: details.summary.unread,
+            last,
+        });
+    }
+    Ok(list)
+}
+
+/// Lists the conversations again (one appeared): the open one stays open.
+async fn relist(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
+    let mut directory = device.directory().await?;
+    if people::refresh(device, &mut directory, &[]).await.is_err() {
+        return Ok(());
+    }
+    chat.names = people::labels(&directory);
+    let mut list = listed(device, &directory, &chat.names).await?;
+    let open = chat.current().id;
+    chat.open = match list.iter().position(|c| c.id == open) {
+        Some(at) => at,
+        None => {
+            list.push(chat.list.swap_remove(chat.open));
+            list.len() - 1
+        }
+    };
+    chat.list = list;
+    Ok(())
 }
 
 /// Loads the conversation just opened: the "new messages" line goes after my read cursor,
@@ -173,7 +206,10 @@ async fn live(
     received: &mut mpsc::Receiver<natter_client::Event>,
 ) -> anyhow::Result<()> {
     let mut dirty = true;
+    // When this device last told the others it is typing.
+    let mut said_typing: Option<Instant> = None;
     loop {
+        dirty |= chat.expire_typing(now_ms());
         if dirty {
             let clock = Clock::local();
             terminal.draw(|frame| view::draw(frame, chat, &clock))?;
@@ -184,6 +220,10 @@ async fn live(
         while let Ok(event) = received.try_recv() {
             changed |= chat.apply(event);
             dirty = true;
+        }
+        if chat.unlisted {
+            chat.unlisted = false;
+            relist(device, chat).await?;
         }
         if changed {
             if let Some(seq) = chat.arrived.take() {
@@ -210,13 +250,8 @@ async fn live(
                 _ => continue,
             },
             Some(Input::Paste(text)) => {
-                let was_empty = chat.input.text().is_empty();
                 chat.input.insert(&text);
-                if was_empty {
-                    Action::Typing(true)
-                } else {
-                    Action::Nothing
-                }
+                Action::Typing(!chat.input.text().is_empty())
             }
             Some(_) => Action::Nothing,
         };
@@ -225,9 +260,20 @@ async fn live(
         match action {
             Action::Nothing => {}
             Action::Quit => return Ok(()),
-            Action::Typing(typing) => device.typing(open, typing),
+            Action::Typing(true) => {
+                // Said again while typing goes on, before the others' indicator runs out.
+                if said_typing.is_none_or(|at| at.elapsed() >= TYPING_AGAIN) {
+                    device.typing(open, true);
+                    said_typing = Some(Instant::now());
+                }
+            }
+            Action::Typing(false) => {
+                device.typing(open, false);
+                said_typing = None;
+            }
             Action::Send(text) => {
                 device.typing(open, false);
+                said_typing = None;
                 match device.send_text(open, &text).await {
                     Ok(_) => reload(device, chat).await?,
                     Err(error) => chat.status = error.to_string(),

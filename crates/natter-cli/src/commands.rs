@@ -372,10 +372,11 @@ pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Resu
     Ok(directory)
 }
 
-/// A message's text, or why it cannot be shown.
+/// A message's text without control characters (a sender cannot steer the terminal), or why
+/// it cannot be shown.
 pub fn body(message: &StoredMessage) -> String {
     match &message.body {
-        Ok(text) => text.clone(),
+        Ok(text) => crate::text::clean(text),
         Err(reason) => format!("[{reason}]"),
     }
 }

@@ -17,6 +17,7 @@ mod home;
 mod marks;
 mod people;
 mod resolve;
+mod text;
 mod trust;
 
 use clap::{Parser, Subcommand};

@@ -3,7 +3,7 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::text;
+use crate::text;
 
 /// How many sent texts the history keeps.
 const HISTORY: usize = 100;

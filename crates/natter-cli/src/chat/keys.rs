@@ -13,7 +13,7 @@ pub enum Action {
     Quit,
     /// Send this text in the open conversation.
     Send(String),
-    /// Tell the others whether I am typing.
+    /// The input changed: tell the others whether I am typing.
     Typing(bool),
     /// Another conversation was opened: load it.
     Opened,
@@ -30,7 +30,7 @@ pub fn press(chat: &mut Chat, key: KeyEvent) -> Action {
     let alt = key.modifiers.contains(KeyModifiers::ALT);
     let shift = key.modifiers.contains(KeyModifiers::SHIFT);
     let page = chat.drawn.1.saturating_sub(1).max(1);
-    let was_empty = chat.input.text().is_empty();
+    let before = chat.input.text().to_owned();
     match key.code {
         KeyCode::Esc => return Action::Quit,
         KeyCode::Char('c' | 'd') if control => return Action::Quit,
@@ -71,10 +71,10 @@ pub fn press(chat: &mut Chat, key: KeyEvent) -> Action {
         }
         _ => {}
     }
-    match (was_empty, chat.input.text().is_empty()) {
-        (true, false) => Action::Typing(true),
-        (false, true) => Action::Typing(false),
-        _ => Action::Nothing,
+    if chat.input.text() == before {
+        Action::Nothing
+    } else {
+        Action::Typing(!chat.input.text().is_empty())
     }
 }
 
@@ -106,7 +106,12 @@ mod tests {
             press(&mut chat, key(KeyCode::Char('h'))),
             Action::Typing(true)
         );
-        assert_eq!(press(&mut chat, key(KeyCode::Char('i'))), Action::Nothing);
+        assert_eq!(
+            press(&mut chat, key(KeyCode::Char('i'))),
+            Action::Typing(true)
+        );
+        assert_eq!(press(&mut chat, key(KeyCode::Left)), Action::Nothing);
+        press(&mut chat, key(KeyCode::End));
         press(&mut chat, KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT));
         press(&mut chat, key(KeyCode::Char('!')));
         assert_eq!(

@@ -1,7 +1,7 @@
 //! What the chat screen shows and how keys and events change it: plain data and pure
 //! functions, drawn by `view` and fed by the runner in `chat.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use natter_client::{Event, Notice, StoredMessage};
 use natter_proto::conversations::ConversationKind;
@@ -63,8 +63,8 @@ pub struct Chat {
     pub pending: Vec<String>,
     /// How far each other member got: (user, delivered seq, read seq), me never among them.
     pub receipts: Vec<(UserId, i64, i64)>,
-    /// Who is typing in the open conversation.
-    pub typing: HashSet<UserId>,
+    /// Who is typing in the open conversation, and when they last said so (ms).
+    pub typing: HashMap<UserId, i64>,
     /// Notices, oldest first.
     pub notes: Vec<Note>,
     /// Connection state, or the last error.
@@ -81,9 +81,15 @@ pub struct Chat {
     pub show_readers: bool,
     /// The newest message from someone else that arrived here since the last refresh.
     pub arrived: Option<i64>,
+    /// A message arrived in a conversation the list does not have yet.
+    pub unlisted: bool,
     /// The log's line count and height at the last draw.
     pub drawn: (usize, usize),
 }
+
+/// How long someone shows as typing after they last said so (ms); a typing client repeats it
+/// more often than this.
+pub const TYPING_FOR: i64 = 8_000;
 
 /// How many messages a conversation loads at first, and more each time the oldest is reached.
 pub const PAGE: usize = 500;
@@ -100,7 +106,7 @@ impl Chat {
             limit: PAGE,
             pending: Vec::new(),
             receipts: Vec::new(),
-            typing: HashSet::new(),
+            typing: HashMap::new(),
             notes: Vec::new(),
             status: "connecting…".into(),
             input: Input::default(),
@@ -109,6 +115,7 @@ impl Chat {
             unread_from: None,
             show_readers: false,
             arrived: None,
+            unlisted: false,
             drawn: (0, 0),
         }
     }
@@ -159,15 +166,18 @@ impl Chat {
                 );
                 let mine = message.sender_id == self.me;
                 let here = message.conversation_id == open;
-                if let Some(entry) = self
+                match self
                     .list
                     .iter_mut()
                     .find(|c| c.id == message.conversation_id)
                 {
-                    entry.last = Some(preview);
-                    if !mine && !here {
-                        entry.unread += 1;
+                    Some(entry) => {
+                        entry.last = Some(preview);
+                        if !mine && !here {
+                            entry.unread += 1;
+                        }
                     }
+                    None => self.unlisted = true,
                 }
                 if !here {
                     return false;
@@ -200,7 +210,7 @@ impl Chat {
                 typing,
             } if conversation_id == open && user_id != self.me => {
                 if typing {
-                    self.typing.insert(user_id);
+                    self.typing.insert(user_id, crate::chat::now_ms());
                 } else {
                     self.typing.remove(&user_id);
                 }
@@ -214,6 +224,14 @@ impl Chat {
             }) => return conversation_id == open,
         }
         false
+    }
+
+    /// Forgets typing indicators older than [`TYPING_FOR`] at `now` (ms): a "stopped" may
+    /// never come. True when one went.
+    pub fn expire_typing(&mut self, now: i64) -> bool {
+        let before = self.typing.len();
+        self.typing.retain(|_, since| now - *since < TYPING_FOR);
+        self.typing.len() != before
     }
 
     /// The notices that belong in the open conversation.
@@ -372,6 +390,15 @@ pub mod tests {
         chat.scroll_down(50);
         assert!(chat.following());
         assert_eq!(chat.unseen, 0);
+        chat.apply(Event::Typing {
+            conversation_id: chat.current().id,
+            user_id: members[1],
+            typing: true,
+        });
+        let since = chat.typing[&members[1]];
+        assert!(!chat.expire_typing(since + 1_000));
+        assert!(chat.expire_typing(since + super::TYPING_FOR));
+        assert!(chat.typing.is_empty());
         // Scrolling up from the top of fewer lines than the screen does nothing.
         chat.drawn = (5, 20);
         chat.scroll_up(3);

@@ -15,7 +15,7 @@ use unicode_segmentation::UnicodeSegmentation;
 
 use super::clock::Clock;
 use super::state::Chat;
-use super::text::{clean, width, wrap};
+use crate::text::{clean, width, wrap};
 
 /// Terminals narrower than this show no conversation list.
 const LIST_FROM: u16 = 72;
@@ -282,7 +282,8 @@ pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock) {
     ])
     .areas(centre);
     draw_log(frame, chat, clock, log);
-    let typers: Vec<String> = chat.typing.iter().map(|u| chat.name(*u)).collect();
+    let mut typers: Vec<String> = chat.typing.keys().map(|u| chat.name(*u)).collect();
+    typers.sort();
     if !typers.is_empty() {
         let verb = if typers.len() == 1 { "is" } else { "are" };
         let text = format!(" {} {verb} typing…", typers.join(", "));
@@ -429,7 +430,7 @@ mod tests {
     use crate::chat::clock::Clock;
     use crate::chat::state::Chat;
     use crate::chat::state::tests::{chat, message};
-    use crate::chat::text::width;
+    use crate::text::width;
 
     /// The screen's rows as text, each wide character once.
     fn rows(buffer: &Buffer) -> Vec<String> {
@@ -573,7 +574,7 @@ mod tests {
                 was_verified: false,
             },
         });
-        chat.typing.insert(members[2]);
+        chat.typing.insert(members[2], 0);
         let text = render(&mut chat, 120, 30).join("\n");
         for expected in [
             "Friday 8 January 2027",

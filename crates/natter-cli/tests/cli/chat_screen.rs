@@ -133,3 +133,48 @@ async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
     .await;
     send_keys(&session.0, &["Escape"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_shows_live_and_a_new_conversation_joins_the_list() {
+    if !has_tmux() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (url, alice, bob) = alice_and_bob(dir.path()).await;
+    let carol = dir.path().join("carol");
+    ok(&url, &carol, &["register", "carol"]).await;
+    ok(&url, &carol, &["login", "carol"]).await;
+    ok(&url, &carol, &["connections", "request", "alice"]).await;
+    ok(&url, &alice, &["connections", "accept", "carol"]).await;
+    ok(&url, &bob, &["send", "alice", "hi"]).await;
+
+    let at_alice = tmux("typing-alice", &chat_command(&url, &alice, "bob"));
+    let at_bob = tmux("typing-bob", &chat_command(&url, &bob, "alice"));
+    for session in [&at_alice, &at_bob] {
+        eventually("both chats online", async || {
+            capture(&session.0).contains("online")
+        })
+        .await;
+    }
+    send_keys(&at_bob.0, &["hel"]);
+    eventually("bob typing, on alice's screen", async || {
+        capture(&at_alice.0).contains("bob is typing…")
+    })
+    .await;
+    send_keys(&at_bob.0, &["BSpace", "BSpace", "BSpace"]);
+    eventually("the indicator gone", async || {
+        !capture(&at_alice.0).contains("typing")
+    })
+    .await;
+
+    // Carol writes for the first time: her conversation joins alice's list, unread.
+    ok(&url, &carol, &["send", "alice", "hello from carol"]).await;
+    eventually("carol in the list with one unread", async || {
+        let screen = capture(&at_alice.0);
+        screen
+            .lines()
+            .any(|l| l.contains("carol") && l.contains(" 1│"))
+            && screen.contains("carol: hello from c…")
+    })
+    .await;
+}
