@@ -3,7 +3,7 @@
 //! paste and resizing.
 
 use super::{
-    alice_and_bob, capture, chat_command, eventually, has_tmux, ok, send_keys, tmux, tmux_output,
+    alice_and_bob, capture, chat_command, eventually, has_tmux, ok, send_keys, tmux, tmux_on,
 };
 
 /// Text without whitespace or the screen's frame, to find wrapped text.
@@ -75,21 +75,30 @@ async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
 
     // Resizing keeps the newest whole.
     for (columns, rows) in [("60", "20"), ("130", "40"), ("45", "16")] {
-        tmux_output(&["resize-window", "-t", &session.0, "-x", columns, "-y", rows]);
+        tmux_on(
+            &session.0,
+            &["resize-window", "-t", &session.0, "-x", columns, "-y", rows],
+        );
         eventually("the newest after resizing", async || {
             squeezed(&screen()).contains("arrivedwhilescrolledback")
         })
         .await;
     }
-    tmux_output(&["resize-window", "-t", &session.0, "-x", "100", "-y", "24"]);
+    tmux_on(
+        &session.0,
+        &["resize-window", "-t", &session.0, "-x", "100", "-y", "24"],
+    );
 
     // The cursor lands after wide characters: each Hangul syllable takes two cells.
     send_keys(&session.0, &["-l", "한글 ok"]);
     let cursor = || {
-        tmux_output(&["display-message", "-p", "-t", &session.0, "#{cursor_x}"])
-            .trim()
-            .parse::<usize>()
-            .unwrap()
+        tmux_on(
+            &session.0,
+            &["display-message", "-p", "-t", &session.0, "#{cursor_x}"],
+        )
+        .trim()
+        .parse::<usize>()
+        .unwrap()
     };
     // At 100 columns the input's text starts at column 25, after the list (24) and a border.
     let left = 25;
@@ -113,13 +122,19 @@ async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
     }
 
     // A multi-line paste arrives as one message with its lines.
-    tmux_output(&[
-        "set-buffer",
-        "-b",
-        "natter",
-        "first pasted line\nsecond pasted line",
-    ]);
-    tmux_output(&["paste-buffer", "-p", "-b", "natter", "-t", &session.0]);
+    tmux_on(
+        &session.0,
+        &[
+            "set-buffer",
+            "-b",
+            "natter",
+            "first pasted line\nsecond pasted line",
+        ],
+    );
+    tmux_on(
+        &session.0,
+        &["paste-buffer", "-p", "-b", "natter", "-t", &session.0],
+    );
     eventually("the pasted lines in the input", async || {
         screen().contains("second pasted line")
     })

@@ -306,9 +306,12 @@ async fn an_earlier_queued_message_refused_does_not_fail_a_new_send() {
     );
 }
 
-/// Runs a tmux command and returns what it printed.
-fn tmux_output(args: &[&str]) -> String {
+/// Runs a tmux command on `session`'s own tmux server and returns what it printed. Each
+/// session has its own server (socket), so tests running at once cannot race one server's
+/// start and exit.
+fn tmux_on(session: &str, args: &[&str]) -> String {
     let output = std::process::Command::new("tmux")
+        .args(["-L", session])
         .args(args)
         .output()
         .expect("running tmux");
@@ -317,7 +320,7 @@ fn tmux_output(args: &[&str]) -> String {
 
 /// The text tmux shows in a session's pane.
 fn capture(session: &str) -> String {
-    tmux_output(&["capture-pane", "-p", "-t", session])
+    tmux_on(session, &["capture-pane", "-p", "-t", session])
 }
 
 /// Waits for `prompt` on a session's screen, then types `answer` and Enter.
@@ -352,10 +355,7 @@ async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
 fn send_keys(session: &str, keys: &[&str]) {
     let mut args = vec!["send-keys", "-t", session];
     args.extend(keys);
-    std::process::Command::new("tmux")
-        .args(args)
-        .status()
-        .expect("tmux send-keys");
+    tmux_on(session, &args);
 }
 
 /// Whether tmux is here; CI must have it.
@@ -379,6 +379,7 @@ fn has_tmux() -> bool {
 fn tmux(name: &str, command: &str) -> TmuxSession {
     let session = TmuxSession(format!("natter-{name}-{}", std::process::id()));
     let started = std::process::Command::new("tmux")
+        .args(["-L", &session.0, "-f", "/dev/null"])
         .args([
             "new-session",
             "-d",
@@ -390,9 +391,13 @@ fn tmux(name: &str, command: &str) -> TmuxSession {
             "24",
             command,
         ])
-        .status()
+        .output()
         .expect("starting tmux");
-    assert!(started.success());
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     session
 }
 
@@ -401,9 +406,7 @@ struct TmuxSession(String);
 
 impl Drop for TmuxSession {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .output();
+        tmux_on(&self.0, &["kill-server"]);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{
-    capture, chat_command, eventually, has_tmux, json_lines, natter, ok, server, tmux, tmux_output,
+    capture, chat_command, eventually, has_tmux, json_lines, natter, ok, server, tmux, tmux_on,
 };
 
 /// A server and alice, bob and carol (display names given), alice connected to both and bob
@@ -70,7 +70,10 @@ async fn members_show_by_display_name_in_a_room_of_strangers() {
         return;
     }
     let session = tmux("names", &chat_command(&url, &bob, "team"));
-    tmux_output(&["resize-window", "-t", &session.0, "-x", "130", "-y", "24"]);
+    tmux_on(
+        &session.0,
+        &["resize-window", "-t", &session.0, "-x", "130", "-y", "24"],
+    );
     eventually("names on the chat screen", async || {
         let screen = capture(&session.0);
         screen.contains("Captain Marvel: hello team")
