@@ -4,13 +4,15 @@
 //! input line with history and multi-line paste. Messages arrive live.
 //!
 //! - `state`: what the screen shows, changed by pure functions; `keys`: what keys do.
-//! - `view`: drawing it (with `crate::text`: widths and wrapping in terminal cells);
+//! - `view`: drawing it; `log`: the open conversation laid out in lines (with `crate::text`:
+//!   widths and wrapping in terminal cells);
 //!   `clock`: local times.
 //! - `input`: the input line.
 
 mod clock;
 mod input;
 mod keys;
+mod log;
 mod state;
 mod view;
 
@@ -206,13 +208,14 @@ async fn live(
     received: &mut mpsc::Receiver<natter_client::Event>,
 ) -> anyhow::Result<()> {
     let mut dirty = true;
+    let mut layouts = log::Layouts::default();
     // When this device last told the others it is typing.
     let mut said_typing: Option<Instant> = None;
     loop {
         dirty |= chat.expire_typing(now_ms());
         if dirty {
             let clock = Clock::local();
-            terminal.draw(|frame| view::draw(frame, chat, &clock))?;
+            terminal.draw(|frame| view::draw(frame, chat, &clock, &mut layouts))?;
             dirty = false;
         }
         // A burst of events (a sync catching up) costs one read mark and one reload.
@@ -285,7 +288,7 @@ async fn live(
                 chat.limit += state::PAGE;
                 reload(device, chat).await?;
                 let clock = Clock::local();
-                terminal.draw(|frame| view::draw(frame, chat, &clock))?;
+                terminal.draw(|frame| view::draw(frame, chat, &clock, &mut layouts))?;
                 chat.loaded_more(before);
             }
         }

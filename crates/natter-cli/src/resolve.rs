@@ -120,7 +120,9 @@ pub async fn conversation(
             }
             Ok(id)
         }
-        Err(error) if error.status().is_none() => {
+        // Away, or no longer connected (after a block, say): the conversation known here
+        // still names its history.
+        Err(error) if error.status().is_none() || error.code() == Some("not_connected") => {
             let known = directory.conversations.iter().find(|c| {
                 c.summary.kind == ConversationKind::Direct
                     && c.members.iter().any(|m| m.user_id == peer)

@@ -1,9 +1,6 @@
-//! Drawing the chat screen: the conversation list, the log of the open conversation (day
-//! separators, times, coloured names, ticks, notices, pending messages), its members, who is
-//! typing, and the input line. Every log line is laid out here, one screen row each, so the
-//! newest message is always on screen whatever the width or the characters.
+//! Drawing the chat screen: the conversation list, the log of the open conversation (laid out
+//! by `log`), its members, who is typing, and the input line.
 
-use natter_client::Notice;
 use natter_proto::UserId;
 use natter_proto::conversations::ConversationKind;
 use ratatui::Frame;
@@ -11,11 +8,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
-use unicode_segmentation::UnicodeSegmentation;
 
 use super::clock::Clock;
+use super::log::{Layouts, colour, dim, fit, rule, timeline};
 use super::state::Chat;
-use crate::text::{clean, width, wrap};
+use crate::text::width;
 
 /// Terminals narrower than this show no conversation list.
 const LIST_FROM: u16 = 72;
@@ -25,224 +22,11 @@ const LIST_WIDTH: u16 = 24;
 const MEMBERS_WIDTH: u16 = 22;
 /// The input grows to this many lines, then scrolls.
 const INPUT_LINES: usize = 5;
-/// What the time column takes: `HH:MM `.
-const TIME: usize = 6;
 const HELP: &str = " Enter send · Alt-Enter new line · ↑↓ history · PgUp/PgDn scroll · \
                     Ctrl-End newest · Tab next chat · Ctrl-R who read · Esc quit";
 
-/// Colours for names, picked by user id so a person keeps theirs.
-const PALETTE: [Color; 8] = [
-    Color::Cyan,
-    Color::Green,
-    Color::Yellow,
-    Color::Magenta,
-    Color::LightBlue,
-    Color::LightRed,
-    Color::LightGreen,
-    Color::LightMagenta,
-];
-
-fn colour(chat: &Chat, user: UserId) -> Style {
-    if user == chat.me {
-        return Style::new().add_modifier(Modifier::BOLD);
-    }
-    let index = user.to_string().bytes().fold(0usize, |h, b| {
-        h.wrapping_mul(31).wrapping_add(usize::from(b))
-    });
-    Style::new().fg(PALETTE[index % PALETTE.len()])
-}
-
-fn dim() -> Style {
-    Style::new().fg(Color::DarkGray)
-}
-
-fn warning() -> Style {
-    Style::new().fg(Color::Yellow)
-}
-
-/// `text` on one line of at most `cells` cells, with `…` when cut.
-fn fit(text: &str, cells: usize) -> String {
-    let text = text.replace('\n', " ");
-    if width(&text) <= cells {
-        return text;
-    }
-    let mut cut = String::new();
-    let mut used = 0;
-    for grapheme in text.graphemes(true) {
-        let w = width(grapheme);
-        if used + w + 1 > cells {
-            break;
-        }
-        cut.push_str(grapheme);
-        used += w;
-    }
-    cut.push('…');
-    cut
-}
-
-/// A line of `text` centred between rules, such as a day separator.
-fn rule(text: &str, cells: usize, style: Style) -> Line<'static> {
-    let side = cells.saturating_sub(width(text) + 2) / 2;
-    Line::styled(
-        format!("{} {text} {}", "─".repeat(side), "─".repeat(side)),
-        style,
-    )
-}
-
-/// What a notice says, with names.
-fn notice_text(chat: &Chat, notice: &Notice) -> String {
-    match notice {
-        Notice::SafetyNumberChanged {
-            user_id,
-            was_verified: true,
-        } => format!(
-            "{}'s safety number changed since you verified it: nothing is sent to them until \
-             you compare it again (natter verify)",
-            chat.name(*user_id)
-        ),
-        Notice::SafetyNumberChanged { user_id, .. } => format!(
-            "{}'s safety number changed (natter verify to compare it)",
-            chat.name(*user_id)
-        ),
-        Notice::DevicesSkipped { user_id, devices } => format!(
-            "{} device(s) of {} are not signed by their identity and got no keys",
-            devices.len(),
-            chat.name(*user_id)
-        ),
-        Notice::NewDevice { name, .. } => format!(
-            "a new device '{name}' logged in to your account and is not approved (natter devices)"
-        ),
-    }
-}
-
-/// Lines for one entry: `first` spans, then `text` wrapped after them with a hanging indent
-/// of [`TIME`], then `mark` at its end (or on a line of its own when it does not fit).
-fn entry(
-    first: Vec<Span<'static>>,
-    text: &str,
-    text_style: Style,
-    mark: Option<(String, Style)>,
-    cells: usize,
-) -> Vec<Line<'static>> {
-    let lead: usize = first.iter().map(|s| width(&s.content)).sum();
-    let rest = cells.saturating_sub(TIME).max(1);
-    let wrapped = wrap(text, cells.saturating_sub(lead).max(1), rest);
-    let count = wrapped.len();
-    let mut lines = Vec::with_capacity(count + 1);
-    let mut first = Some(first);
-    for (index, part) in wrapped.into_iter().enumerate() {
-        let mut spans = first
-            .take()
-            .unwrap_or_else(|| vec![Span::raw(" ".repeat(TIME))]);
-        let used = spans.iter().map(|s| width(&s.content)).sum::<usize>() + width(&part);
-        spans.push(Span::styled(part, text_style));
-        if index + 1 == count
-            && let Some((mark, style)) = &mark
-        {
-            if used + 1 + width(mark) <= cells {
-                spans.push(Span::styled(format!(" {mark}"), *style));
-            } else {
-                lines.push(Line::from(spans));
-                spans = vec![
-                    Span::raw(" ".repeat(TIME)),
-                    Span::styled(mark.clone(), *style),
-                ];
-            }
-        }
-        lines.push(Line::from(spans));
-    }
-    lines
-}
-
-/// The open conversation laid out in lines of `cells` cells, oldest first.
-pub fn timeline(chat: &Chat, clock: &Clock, cells: usize) -> Vec<Line<'static>> {
-    let mut lines = Vec::new();
-    let mut notes = chat.notes_here().peekable();
-    let mut day = None;
-    let note_lines = |note: &super::state::Note| {
-        entry(
-            vec![Span::styled("  ⚠ ", warning())],
-            &notice_text(chat, &note.notice),
-            warning(),
-            None,
-            cells,
-        )
-    };
-    for message in &chat.messages {
-        while let Some(note) = notes.next_if(|n| n.at < message.server_ts) {
-            lines.extend(note_lines(note));
-        }
-        let today = clock.day(message.server_ts);
-        if day != Some(today) {
-            lines.push(rule(&clock.day_label(today), cells, dim()));
-            day = Some(today);
-        }
-        let mine = message.sender_id == chat.me;
-        if chat.unread_from.is_some_and(|from| message.seq == from + 1) && !mine {
-            lines.push(rule(
-                "new messages",
-                cells,
-                Style::new().fg(Color::LightRed),
-            ));
-        }
-        let first = vec![
-            Span::styled(format!("{} ", clock.time(message.server_ts)), dim()),
-            Span::styled(
-                chat.name(message.sender_id),
-                colour(chat, message.sender_id),
-            ),
-            Span::raw(": "),
-        ];
-        let (text, style) = match &message.body {
-            Ok(text) => (clean(text), Style::new()),
-            Err(reason) => (format!("⚠ {reason}"), warning()),
-        };
-        let mark = mine.then(|| {
-            let mark = chat.marks().mark(message.seq);
-            let style = if mark.contains("read") {
-                Style::new().fg(Color::Green)
-            } else {
-                dim()
-            };
-            (mark, style)
-        });
-        lines.extend(entry(first, &text, style, mark, cells));
-        if mine && chat.show_readers && chat.current().kind == ConversationKind::Room {
-            let readers: Vec<String> = chat
-                .marks()
-                .readers(message.seq)
-                .into_iter()
-                .map(|u| chat.name(u))
-                .collect();
-            if !readers.is_empty() {
-                let text = format!("read by {}", readers.join(", "));
-                lines.extend(entry(
-                    vec![Span::raw(" ".repeat(TIME))],
-                    &text,
-                    dim(),
-                    None,
-                    cells,
-                ));
-            }
-        }
-    }
-    for note in notes {
-        lines.extend(note_lines(note));
-    }
-    for text in &chat.pending {
-        let first = vec![
-            Span::raw(" ".repeat(TIME)),
-            Span::styled(chat.name(chat.me), colour(chat, chat.me)),
-            Span::raw(": "),
-        ];
-        let mark = Some(("◷ pending".to_owned(), dim()));
-        lines.extend(entry(first, &clean(text), dim(), mark, cells));
-    }
-    lines
-}
-
 /// Draws the whole screen, and records the log's size for scrolling.
-pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock) {
+pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock, layouts: &mut Layouts) {
     let [main, help] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
     frame.render_widget(
@@ -281,7 +65,7 @@ pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock) {
         Constraint::Length(u16::try_from(shown + 2).unwrap_or(3)),
     ])
     .areas(centre);
-    draw_log(frame, chat, clock, log);
+    draw_log(frame, chat, clock, log, layouts);
     let mut typers: Vec<String> = chat.typing.keys().map(|u| chat.name(*u)).collect();
     typers.sort();
     if !typers.is_empty() {
@@ -305,10 +89,16 @@ pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock) {
     frame.set_cursor_position((x.min(input.right().saturating_sub(2)), y));
 }
 
-fn draw_log(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock, area: Rect) {
+fn draw_log(
+    frame: &mut Frame<'_>,
+    chat: &mut Chat,
+    clock: &Clock,
+    area: Rect,
+    layouts: &mut Layouts,
+) {
     let cells = usize::from(area.width.saturating_sub(2));
     let height = usize::from(area.height.saturating_sub(2));
-    let lines = timeline(chat, clock, cells);
+    let lines = timeline(chat, clock, cells, layouts);
     let total = lines.len();
     chat.drawn = (total, height);
     let bottom = total.saturating_sub(height);
@@ -428,6 +218,7 @@ mod tests {
 
     use super::draw;
     use crate::chat::clock::Clock;
+    use crate::chat::log::{Layouts, timeline};
     use crate::chat::state::Chat;
     use crate::chat::state::tests::{chat, message};
     use crate::text::width;
@@ -457,7 +248,9 @@ mod tests {
         let now: Timestamp = "2027-01-15T12:00:00Z".parse().unwrap();
         let clock = Clock::new(TimeZone::UTC, now);
         let mut terminal = Terminal::new(TestBackend::new(cells, height)).unwrap();
-        terminal.draw(|frame| draw(frame, chat, &clock)).unwrap();
+        terminal
+            .draw(|frame| draw(frame, chat, &clock, &mut Layouts::default()))
+            .unwrap();
         rows(terminal.backend().buffer())
     }
 
@@ -508,6 +301,61 @@ mod tests {
             );
             assert!(all.contains("민준"), "the sender's name");
         }
+    }
+
+    /// How long laying out a full page of history takes (run with `--ignored --nocapture`);
+    /// the chat lays it out once per change, not per tick.
+    #[test]
+    #[ignore = "a measurement"]
+    fn timeline_layout_time() {
+        let members = people();
+        let mut chat = chat(&members);
+        let text = "긴 메시지입니다 🎉 the quick brown fox 日本語のテキスト ".repeat(8);
+        for seq in 1..=i64::try_from(crate::chat::state::PAGE).unwrap() {
+            chat.messages.push(message(&chat, members[1], seq, &text));
+        }
+        let clock = Clock::new(TimeZone::UTC, Timestamp::now());
+        let mut layouts = Layouts::default();
+        let started = std::time::Instant::now();
+        let lines = timeline(&chat, &clock, 120, &mut layouts).len();
+        let first = started.elapsed();
+        let rounds = 20;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            timeline(&chat, &clock, 120, &mut layouts);
+        }
+        eprintln!(
+            "{} messages ({lines} lines at 120 columns): {first:?} to lay out, then {:?} per \
+             draw",
+            chat.messages.len(),
+            started.elapsed() / rounds
+        );
+    }
+
+    #[test]
+    fn a_message_that_becomes_readable_is_shown_anew() {
+        let members = people();
+        let mut chat = chat(&members);
+        let mut waiting = message(&chat, members[1], 1, "the key came");
+        waiting.body = Err(UnableToDecrypt::MissingKey);
+        chat.messages = vec![waiting];
+        let now: Timestamp = "2027-01-15T12:00:00Z".parse().unwrap();
+        let clock = Clock::new(TimeZone::UTC, now);
+        let mut layouts = Layouts::default();
+        let text = |lines: Vec<ratatui::text::Line<'_>>| {
+            lines
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert!(text(timeline(&chat, &clock, 80, &mut layouts)).contains("unable to decrypt"));
+        chat.messages = vec![message(&chat, members[1], 1, "the key came")];
+        let shown = text(timeline(&chat, &clock, 80, &mut layouts));
+        assert!(
+            shown.contains("the key came") && !shown.contains("unable"),
+            "{shown}"
+        );
     }
 
     #[test]

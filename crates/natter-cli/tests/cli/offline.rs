@@ -125,3 +125,17 @@ async fn read_marks_include_reads_made_while_away() {
     assert_eq!(room["mark"], "✓✓ read by 2 of 2", "{room}");
     assert_eq!(room["read_by"].as_array().unwrap().len(), 2, "{room}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_with_someone_stays_readable_after_blocking_and_unblocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, alice, bob) = super::alice_and_bob(dir.path()).await;
+    ok(&url, &alice, &["send", "bob", "before the block"]).await;
+    ok(&url, &bob, &["history", "alice"]).await;
+    ok(&url, &bob, &["connections", "block", "alice"]).await;
+    ok(&url, &bob, &["connections", "unblock", "alice"]).await;
+    let history = ok(&url, &bob, &["history", "alice"]).await;
+    assert!(history.contains("alice: before the block"), "{history}");
+    let found = ok(&url, &bob, &["search", "block", "--in", "alice"]).await;
+    assert!(found.contains("alice: before the block"), "{found}");
+}
