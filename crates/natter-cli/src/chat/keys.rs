@@ -142,6 +142,17 @@ mod tests {
             KeyEvent::new(KeyCode::End, KeyModifiers::CONTROL),
         );
         assert!(chat.following());
+        // At the oldest loaded line, with a full page loaded, older messages are asked for.
+        let members = [chat.me, chat.list[0].members[1]];
+        for seq in 1..=i64::try_from(crate::chat::state::PAGE).unwrap() {
+            let message = crate::chat::state::tests::message(&chat, members[1], seq, "m");
+            chat.messages.push(message);
+        }
+        assert_eq!(press(&mut chat, key(KeyCode::PageUp)), Action::Nothing);
+        for _ in 0..3 {
+            press(&mut chat, key(KeyCode::PageUp));
+        }
+        assert_eq!(press(&mut chat, key(KeyCode::PageUp)), Action::LoadMore);
         assert_eq!(press(&mut chat, key(KeyCode::Tab)), Action::Opened);
         assert_eq!(chat.open, 1);
         assert_eq!(press(&mut chat, key(KeyCode::Tab)), Action::Opened);

@@ -73,6 +73,24 @@ async fn the_newest_message_stays_in_view_while_scrolling_and_resizing() {
     })
     .await;
 
+    // The mouse wheel scrolls too (the terminal reports it as SGR mouse sequences).
+    let wheel = |button: &str| format!("\x1b[<{button};40;10M");
+    for _ in 0..4 {
+        send_keys(&session.0, &["-l", &wheel("64")]);
+    }
+    eventually("scrolled back by the wheel", async || {
+        screen().contains("more below")
+    })
+    .await;
+    for _ in 0..30 {
+        send_keys(&session.0, &["-l", &wheel("65")]);
+    }
+    eventually("forward to the newest by the wheel", async || {
+        let shown = screen();
+        shown.contains("arrived while scrolled back") && !shown.contains("more below")
+    })
+    .await;
+
     // Resizing keeps the newest whole.
     for (columns, rows) in [("60", "20"), ("130", "40"), ("45", "16")] {
         tmux_on(
