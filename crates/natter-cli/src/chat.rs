@@ -4,9 +4,8 @@
 //! input line with history and multi-line paste. Messages arrive live.
 //!
 //! - `state`: what the screen shows, changed by pure functions; `keys`: what keys do.
-//! - `view`: drawing it; `log`: the open conversation laid out in lines (with `crate::text`:
-//!   widths and wrapping in terminal cells);
-//!   `clock`: local times.
+//! - `view`: drawing it; `log`: the open conversation laid out in lines (widths and wrapping
+//!   in terminal cells are `crate::text`); `clock`: local times.
 //! - `input`: the input line.
 
 mod clock;
@@ -62,12 +61,14 @@ pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result
         })
     };
     let mut terminal = ratatui::init();
-    execute!(
+    let outcome = match execute!(
         std::io::stdout(),
         term::EnableBracketedPaste,
         term::EnableMouseCapture
-    )?;
-    let outcome = live(&device, &mut chat, &mut terminal, &mut received).await;
+    ) {
+        Ok(()) => live(&device, &mut chat, &mut terminal, &mut received).await,
+        Err(error) => Err(error.into()),
+    };
     let _ = execute!(
         std::io::stdout(),
         term::DisableMouseCapture,
