@@ -1,56 +1,53 @@
-//! `natter chat`: a full-screen conversation. Messages arrive live; your own carry marks
-//! (… queued, ✓ sent, ✓✓ delivered, ✓✓ read); the title shows unread counts elsewhere and
-//! who is typing. Enter sends, Esc or Ctrl-C quits.
+//! `natter chat`: the full-screen chat. A list of conversations with unread counts and their
+//! last message; the open one with scrollback, days, times, coloured names, ticks (in rooms,
+//! how many read), typing, notices and pending messages inline; the members of a room; and an
+//! input line with history and multi-line paste. Messages arrive live.
+//!
+//! - `state`: what the screen shows, changed by pure functions; `keys`: what keys do.
+//! - `view`: drawing it; `log`: the open conversation laid out in lines (widths and wrapping
+//!   in terminal cells are `crate::text`); `clock`: local times.
+//! - `input`: the input line.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+mod clock;
+mod input;
+mod keys;
+mod log;
+mod state;
+mod view;
 
-use natter_client::{Device, Event, Queued, StoredMessage};
-use natter_proto::{ConversationId, UserId};
-use ratatui::crossterm::event::{self, Event as Input, KeyCode, KeyEventKind, KeyModifiers};
-use ratatui::layout::{Constraint, Layout};
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use natter_client::{Device, Queued};
+use natter_proto::ConversationId;
+use ratatui::crossterm::event::{self, Event as Input, KeyEventKind, MouseEventKind};
+use ratatui::crossterm::{event as term, execute};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::commands::{body, names};
+use crate::commands::body;
+use crate::people;
+use clock::Clock;
+use keys::Action;
+use state::{Chat, Conversation, Note};
 
-/// What the screen shows.
-struct Screen {
-    me: UserId,
-    title: String,
-    messages: Vec<StoredMessage>,
-    queued: Vec<String>,
-    receipts: (i64, i64),
-    typing: HashSet<UserId>,
-    unread_elsewhere: HashMap<ConversationId, i64>,
-    status: String,
-    input: String,
-    /// The newest message from someone else that arrived here since the last refresh.
-    arrived: Option<i64>,
+/// How often a person still typing says so again (well within [`state::TYPING_FOR`]).
+const TYPING_AGAIN: Duration = Duration::from_secs(4);
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Runs the chat until the user quits.
-pub async fn run(
-    device: Device,
-    conversation: ConversationId,
-    title: String,
-) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
+/// Runs the chat on `conversation` until the person quits.
+pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result<()> {
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         anyhow::bail!(
             "natter chat needs a terminal; without one, use `natter send` and `natter history`"
         );
     }
-    let names = names(&device).await.unwrap_or_default();
-    let unread_elsewhere = device
-        .session()
-        .conversations()
-        .await?
-        .into_iter()
-        .filter(|c| c.id != conversation && c.unread > 0)
-        .map(|c| (c.id, c.unread))
-        .collect();
+    let mut chat = load(&device, conversation).await?;
     let (events, mut received) = mpsc::channel(256);
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = {
@@ -63,273 +60,238 @@ pub async fn run(
                 .await
         })
     };
-    let mut screen = Screen {
-        me: device.user_id(),
-        title,
-        messages: Vec::new(),
-        queued: Vec::new(),
-        receipts: (0, 0),
-        typing: HashSet::new(),
-        unread_elsewhere,
-        status: "connecting…".into(),
-        input: String::new(),
-        arrived: None,
-    };
-    screen.reload(&device, conversation).await?;
     let mut terminal = ratatui::init();
-    let outcome = async {
-        loop {
-            terminal.draw(|frame| screen.draw(frame, &names))?;
-            // A burst of events (a sync catching up) costs one read mark and one reload.
-            let mut changed = false;
-            while let Ok(event) = received.try_recv() {
-                changed |= screen.apply(conversation, event);
-            }
-            if changed {
-                screen.refresh(&device, conversation).await?;
-            }
-            let input = tokio::task::block_in_place(|| -> std::io::Result<Option<Input>> {
-                if event::poll(Duration::from_millis(50))? {
-                    event::read().map(Some)
-                } else {
-                    Ok(None)
-                }
-            })?;
-            let Some(Input::Key(key)) = input else {
-                continue;
-            };
-            if key.kind != KeyEventKind::Press {
-                continue;
-            }
-            match key.code {
-                KeyCode::Esc => break,
-                KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => break,
-                KeyCode::Enter if !screen.input.trim().is_empty() => {
-                    let text = std::mem::take(&mut screen.input);
-                    device.typing(conversation, false);
-                    match device.send_text(conversation, &text).await {
-                        Ok(_) => screen.reload(&device, conversation).await?,
-                        Err(error) => screen.status = error.to_string(),
-                    }
-                }
-                KeyCode::Backspace => {
-                    screen.input.pop();
-                    if screen.input.is_empty() {
-                        device.typing(conversation, false);
-                    }
-                }
-                KeyCode::Char(c) => {
-                    if screen.input.is_empty() {
-                        device.typing(conversation, true);
-                    }
-                    screen.input.push(c);
-                }
-                _ => {}
-            }
-        }
-        anyhow::Ok(())
-    }
-    .await;
+    let outcome = match execute!(
+        std::io::stdout(),
+        term::EnableBracketedPaste,
+        term::EnableMouseCapture
+    ) {
+        Ok(()) => live(&device, &mut chat, &mut terminal, &mut received).await,
+        Err(error) => Err(error.into()),
+    };
+    let _ = execute!(
+        std::io::stdout(),
+        term::DisableMouseCapture,
+        term::DisableBracketedPaste
+    );
+    let _ = std::io::stdout().flush();
     ratatui::restore();
     let _ = stop.send(());
     runner.await??;
     outcome
 }
 
-impl Screen {
-    async fn reload(
-        &mut self,
-        device: &Device,
-        conversation: ConversationId,
-    ) -> anyhow::Result<()> {
-        self.messages = device.messages(conversation, 500).await?;
-        self.receipts = device.receipts(conversation).await?;
-        self.queued = device
-            .queued()
-            .await?
-            .into_iter()
-            .filter_map(|item| match item {
-                Queued::Send {
-                    conversation_id,
-                    text,
-                    ..
-                } if conversation_id == conversation => Some(text),
-                _ => None,
-            })
-            .collect();
-        Ok(())
-    }
-
-    /// Marks what arrived here as read (it is on screen), then reloads.
-    async fn refresh(
-        &mut self,
-        device: &Device,
-        conversation: ConversationId,
-    ) -> anyhow::Result<()> {
-        if let Some(seq) = self.arrived.take() {
-            device.mark_read(conversation, seq).await?;
+/// The screen at the start: names and conversations from the directory (refreshed from the
+/// server when it answers), notices not shown yet, and the open conversation loaded.
+async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<Chat> {
+    let mut directory = device.directory().await?;
+    let status = match people::refresh(device, &mut directory, &[conversation]).await {
+        Ok(()) => {
+            let shown = device.messages(conversation, state::PAGE).await?;
+            let senders: Vec<_> = shown.iter().map(|m| m.sender_id).collect();
+            people::refresh_people(device, &mut directory, &senders).await?;
+            "connecting…".to_owned()
         }
-        self.reload(device, conversation).await
+        Err(error) => format!("offline ({error:#})"),
+    };
+    let names = people::labels(&directory);
+    let me = device.user_id();
+    let list = listed(device, &directory, &names).await?;
+    let open = match list.iter().position(|c| c.id == conversation) {
+        Some(open) => open,
+        None => anyhow::bail!("this conversation is not among yours (as last seen)"),
+    };
+    let mut chat = Chat::new(me, list, open);
+    chat.names = names;
+    chat.status = status;
+    let at = now_ms();
+    for notice in device.take_new_notices().await? {
+        chat.notes.push(Note { at, notice });
     }
-
-    /// Takes in one event; true when what the store holds for the screen may have changed.
-    fn apply(&mut self, conversation: ConversationId, event: Event) -> bool {
-        match event {
-            Event::Connected => self.status = "syncing…".into(),
-            Event::Synced => self.status = "online".into(),
-            Event::Disconnected(reason) => {
-                self.status = format!("offline ({reason}); reconnecting…")
-            }
-            Event::Message(message) if message.conversation_id == conversation => {
-                self.typing.remove(&message.sender_id);
-                if message.sender_id != self.me {
-                    self.arrived = self.arrived.max(Some(message.seq));
-                }
-                return true;
-            }
-            Event::Message(message) => {
-                *self
-                    .unread_elsewhere
-                    .entry(message.conversation_id)
-                    .or_default() += 1;
-            }
-            Event::Failed { code, .. } => {
-                self.status = format!("a message was refused: {code}");
-                return true;
-            }
-            Event::Notice(notice) => {
-                self.status = notice.to_string();
-                return true;
-            }
-            // Approvals are run by `natter devices approve`, not from the chat screen.
-            Event::Approval(_) => {}
-            Event::Typing {
-                conversation_id,
-                user_id,
-                typing,
-            } if conversation_id == conversation => {
-                if typing {
-                    self.typing.insert(user_id);
-                } else {
-                    self.typing.remove(&user_id);
-                }
-            }
-            Event::Sent {
-                conversation_id, ..
-            }
-            | Event::Receipt(natter_proto::ws::Receipt {
-                conversation_id, ..
-            }) => return conversation_id == conversation,
-            Event::Typing { .. } => {}
-        }
-        false
-    }
-
-    fn draw(&self, frame: &mut ratatui::Frame<'_>, names: &HashMap<UserId, String>) {
-        let [log, typing, input] = Layout::vertical([
-            Constraint::Min(3),
-            Constraint::Length(1),
-            Constraint::Length(3),
-        ])
-        .areas(frame.area());
-        let name = |user: &UserId| names.get(user).cloned().unwrap_or_else(|| user.to_string());
-        let (delivered, read) = self.receipts;
-        let mut lines: Vec<Line<'_>> = self
-            .messages
-            .iter()
-            .map(|m| {
-                let mark = if m.sender_id != self.me {
-                    ""
-                } else if m.seq <= read {
-                    " ✓✓ read"
-                } else if m.seq <= delivered {
-                    " ✓✓"
-                } else {
-                    " ✓"
-                };
-                Line::from(format!("{}: {}{}", name(&m.sender_id), body(m), mark))
-            })
-            .collect();
-        lines.extend(
-            self.queued
-                .iter()
-                .map(|text| Line::from(format!("me: {text} …"))),
-        );
-        let height = usize::from(log.height.saturating_sub(2));
-        let scroll = u16::try_from(lines.len().saturating_sub(height)).unwrap_or(u16::MAX);
-        let unread: i64 = self.unread_elsewhere.values().sum();
-        let title = format!(
-            " {} — {} — {unread} unread elsewhere ",
-            self.title, self.status
-        );
-        frame.render_widget(
-            Paragraph::new(lines)
-                .block(Block::bordered().title(title))
-                .wrap(Wrap { trim: false })
-                .scroll((scroll, 0)),
-            log,
-        );
-        let typers: Vec<String> = self.typing.iter().map(name).collect();
-        let typing_line = if typers.is_empty() {
-            String::new()
-        } else {
-            format!(" {} typing…", typers.join(", "))
-        };
-        frame.render_widget(Paragraph::new(typing_line), typing);
-        frame.render_widget(
-            Paragraph::new(self.input.as_str())
-                .block(Block::bordered().title(" message (Enter sends, Esc quits) ")),
-            input,
-        );
-        let x = input.x + 1 + u16::try_from(self.input.chars().count()).unwrap_or(0);
-        frame.set_cursor_position((x.min(input.right().saturating_sub(2)), input.y + 1));
-    }
+    opened(device, &mut chat).await?;
+    Ok(chat)
 }
 
-#[cfg(test)]
-mod tests {
-    use natter_client::Event;
-    use natter_proto::ws::Receipt;
-    use natter_proto::{ConversationId, DeviceId, UserId};
-
-    use super::Screen;
-
-    fn screen() -> Screen {
-        Screen {
-            me: UserId::new(),
-            title: "bob".into(),
-            messages: Vec::new(),
-            queued: Vec::new(),
-            receipts: (0, 0),
-            typing: Default::default(),
-            unread_elsewhere: Default::default(),
-            status: String::new(),
-            input: String::new(),
-            arrived: None,
-        }
+/// The conversation list: the directory's conversations with their last message here.
+async fn listed(
+    device: &Device,
+    directory: &natter_client::Directory,
+    names: &std::collections::HashMap<natter_proto::UserId, String>,
+) -> anyhow::Result<Vec<Conversation>> {
+    let mut list = Vec::new();
+    for details in &directory.conversations {
+        let id = details.summary.id;
+        let last = device
+            .messages(id, 1)
+            .await?
+            .pop()
+            .map(|m| format!("{}: {}", people::label(names, m.sender_id), body(&m)));
+        list.push(Conversation {
+            id,
+            kind: details.summary.kind,
+            title: people::title(names, device.user_id(), details),
+            members: details.members.iter().map(|m| m.user_id).collect(),
+            unread: details.summary.unread,
+            last,
+        });
     }
+    Ok(list)
+}
 
-    #[test]
-    fn only_sends_and_receipts_of_the_open_conversation_reload_it() {
-        let (open, other) = (ConversationId::new(), ConversationId::new());
-        let sent = |conversation_id| Event::Sent {
-            conversation_id,
-            client_msg_id: "m".into(),
-            seq: 1,
-        };
-        let receipt = |conversation_id| {
-            Event::Receipt(Receipt {
+/// Lists the conversations again (one appeared): the open one stays open.
+async fn relist(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
+    let mut directory = device.directory().await?;
+    if people::refresh(device, &mut directory, &[]).await.is_err() {
+        return Ok(());
+    }
+    chat.names = people::labels(&directory);
+    let mut list = listed(device, &directory, &chat.names).await?;
+    let open = chat.current().id;
+    chat.open = match list.iter().position(|c| c.id == open) {
+        Some(at) => at,
+        None => {
+            list.push(chat.list.swap_remove(chat.open));
+            list.len() - 1
+        }
+    };
+    chat.list = list;
+    Ok(())
+}
+
+/// Loads the conversation just opened: the "new messages" line goes after my read cursor,
+/// and what is on screen is read.
+async fn opened(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
+    let id = chat.current().id;
+    chat.unread_from = Some(device.cursors(id).await?.1);
+    // Reads made while this device was away; when the server is away too, the marks known.
+    let _ = device.catch_up_receipts(id).await;
+    reload(device, chat).await?;
+    if let Some(newest) = chat.messages.last() {
+        device.mark_read(id, newest.seq).await?;
+    }
+    chat.list[chat.open].unread = 0;
+    Ok(())
+}
+
+/// Reads the open conversation's messages, queue and receipts from the store.
+async fn reload(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
+    let id = chat.current().id;
+    chat.messages = device.messages(id, chat.limit).await?;
+    let others: Vec<_> = chat
+        .current()
+        .members
+        .iter()
+        .copied()
+        .filter(|&m| m != chat.me)
+        .collect();
+    chat.receipts = device.member_receipts(id, &others).await?;
+    chat.pending = device
+        .queued()
+        .await?
+        .into_iter()
+        .filter_map(|item| match item {
+            Queued::Send {
                 conversation_id,
-                user_id: UserId::new(),
-                device_id: DeviceId::new(),
-                delivered_seq: 1,
-                read_seq: 1,
-            })
+                text,
+                ..
+            } if conversation_id == id => Some(text),
+            _ => None,
+        })
+        .collect();
+    Ok(())
+}
+
+/// The loop: draw, take in events, take in input.
+async fn live(
+    device: &Device,
+    chat: &mut Chat,
+    terminal: &mut ratatui::DefaultTerminal,
+    received: &mut mpsc::Receiver<natter_client::Event>,
+) -> anyhow::Result<()> {
+    let mut dirty = true;
+    let mut layouts = log::Layouts::default();
+    // When this device last told the others it is typing.
+    let mut said_typing: Option<Instant> = None;
+    loop {
+        dirty |= chat.expire_typing(now_ms());
+        if dirty {
+            let clock = Clock::local();
+            terminal.draw(|frame| view::draw(frame, chat, &clock, &mut layouts))?;
+            dirty = false;
+        }
+        // A burst of events (a sync catching up) costs one read mark and one reload.
+        let mut changed = false;
+        while let Ok(event) = received.try_recv() {
+            changed |= chat.apply(event);
+            dirty = true;
+        }
+        if chat.unlisted {
+            chat.unlisted = false;
+            relist(device, chat).await?;
+        }
+        if changed {
+            if let Some(seq) = chat.arrived.take() {
+                device.mark_read(chat.current().id, seq).await?;
+            }
+            reload(device, chat).await?;
+        }
+        let input = tokio::task::block_in_place(|| -> std::io::Result<Option<Input>> {
+            if event::poll(Duration::from_millis(50))? {
+                event::read().map(Some)
+            } else {
+                Ok(None)
+            }
+        })?;
+        let action = match input {
+            None => continue,
+            Some(Input::Key(key)) if key.kind == KeyEventKind::Press => keys::press(chat, key),
+            Some(Input::Mouse(mouse)) => match mouse.kind {
+                MouseEventKind::ScrollUp => keys::scroll_up(chat, keys::WHEEL),
+                MouseEventKind::ScrollDown => {
+                    chat.scroll_down(keys::WHEEL);
+                    Action::Nothing
+                }
+                _ => continue,
+            },
+            Some(Input::Paste(text)) => {
+                chat.input.insert(&text);
+                Action::Typing(!chat.input.text().is_empty())
+            }
+            Some(_) => Action::Nothing,
         };
-        let mut screen = screen();
-        assert!(screen.apply(open, sent(open)));
-        assert!(screen.apply(open, receipt(open)));
-        assert!(!screen.apply(open, sent(other)));
-        assert!(!screen.apply(open, receipt(other)));
+        dirty = true;
+        let open = chat.current().id;
+        match action {
+            Action::Nothing => {}
+            Action::Quit => return Ok(()),
+            Action::Typing(true) => {
+                // Said again while typing goes on, before the others' indicator runs out.
+                if said_typing.is_none_or(|at| at.elapsed() >= TYPING_AGAIN) {
+                    device.typing(open, true);
+                    said_typing = Some(Instant::now());
+                }
+            }
+            Action::Typing(false) => {
+                device.typing(open, false);
+                said_typing = None;
+            }
+            Action::Send(text) => {
+                device.typing(open, false);
+                said_typing = None;
+                match device.send_text(open, &text).await {
+                    Ok(_) => reload(device, chat).await?,
+                    Err(error) => chat.status = error.to_string(),
+                }
+            }
+            Action::Opened => opened(device, chat).await?,
+            Action::LoadMore => {
+                let before = chat.drawn.0;
+                chat.limit += state::PAGE;
+                reload(device, chat).await?;
+                let clock = Clock::local();
+                terminal.draw(|frame| view::draw(frame, chat, &clock, &mut layouts))?;
+                chat.loaded_more(before);
+            }
+        }
     }
 }

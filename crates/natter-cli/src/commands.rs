@@ -1,14 +1,14 @@
 //! The one-shot commands: each opens the device, does one thing and prints.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, StoredMessage, TrustLevel};
+use natter_client::{Client, Device, Directory, StoredMessage, TrustLevel};
+use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
 
 use crate::home::Home;
+use crate::people;
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
 /// Prints text for people or JSON for scripts.
@@ -32,11 +32,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::locate()?;
     let out = Out { json: cli.json };
     match cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "natter", &mut std::io::stdout());
+        }
         Command::Register {
             username,
             display_name,
         } => {
-            let password = password()?;
+            let password = password(true)?;
             let user = Client::new(&cli.server)?
                 .register(&username, &password, display_name.as_deref())
                 .await?;
@@ -47,7 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             device_name,
             key_file,
         } => {
-            let password = password()?;
+            let password = password(false)?;
             let unlock = home.new_unlock(key_file)?;
             let device = Device::login(
                 &cli.server,
@@ -104,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let device = open(&home).await?;
-            crate::trust::reset_identity(&device, &out, &password()?).await?;
+            crate::trust::reset_identity(&device, &out, &password(false)?).await?;
         }
         Command::Approve { device: target } => {
             let device = open(&home).await?;
@@ -116,11 +120,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::trust::print_notice(&device, &out, &notice).await;
             }
         }
-        Command::Logout => {
-            let device = open(&home).await?;
-            device.logout().await?;
+        Command::Logout { local } => {
+            let mut text = "logged out";
+            if !local {
+                let device = open(&home).await?;
+                match device.logout().await {
+                    Ok(()) => {}
+                    Err(error) if error.status() == Some(401) => {
+                        text = "logged out here (the server had already ended this login)";
+                    }
+                    Err(error) if error.status().is_none() => {
+                        return Err(anyhow::Error::new(error).context(
+                            "cannot tell the server; `natter logout --local` forgets this \
+                             device here only (then remove it with `natter devices --remove` \
+                             from another device)",
+                        ));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
             home.forget()?;
-            out.show("logged out", json!({ "logged_out": true }));
+            out.show(text, json!({ "logged_out": true, "server_told": !local }));
         }
         Command::Whoami => {
             let device = open(&home).await?;
@@ -131,8 +151,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "device_id": me.device_id }),
             );
         }
-        Command::Connections(command) => connections(&open(&home).await?, &out, command).await?,
-        Command::Rooms(command) => rooms(&open(&home).await?, &out, command).await?,
+        Command::Profile { display_name } => {
+            let device = open(&home).await?;
+            let session = device.session();
+            let profile = match display_name {
+                Some(name) => {
+                    let update = natter_proto::accounts::UpdateProfileRequest {
+                        display_name: Some(name),
+                        avatar_url: None,
+                    };
+                    session.update_profile(&update).await?
+                }
+                None => session.me().await?.profile,
+            };
+            out.show(
+                format!("{} (@{})", profile.display_name, profile.username),
+                serde_json::to_value(&profile)?,
+            );
+        }
+        Command::Connections(command) => {
+            let device = open(&home).await?;
+            connections(&device, &out, command).await?;
+            // Remember who is who: names, and sending by name while the server is away.
+            directory(&device, &[]).await?;
+        }
+        Command::Rooms(command) => {
+            let device = open(&home).await?;
+            rooms(&device, &out, command).await?;
+            directory(&device, &[]).await?;
+        }
         Command::Send { to, text } => {
             let device = open(&home).await?;
             let conversation = conversation(&device, &to).await?;
@@ -166,6 +213,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync => {
             let device = open(&home).await?;
             let report = device.sync().await?;
+            // New conversations and names, for use while the server is away.
+            directory(&device, &[]).await?;
             crate::trust::print_new_notices(&device, &out).await?;
             out.show(
                 format!("received {}, sent {}", report.received, report.sent),
@@ -176,15 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History { with, limit } => {
             let device = open(&home).await?;
             let conversation = conversation(&device, &with).await?;
-            let _ = device.sync().await;
-            let messages = device.messages(conversation, limit).await?;
-            print_messages(&device, &out, &messages).await?;
-            // Shown is read: move the read cursor (the senders see a read mark).
-            if let Some(last) = messages.last()
-                && device.mark_read(conversation, last.seq).await?
-            {
-                let _ = device.sync().await;
-            }
+            crate::history::history(&device, &out, conversation, limit).await?;
         }
         Command::Search {
             query,
@@ -201,7 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             let found = device.search(&query.join(" "), within, from, 100).await?;
-            print_messages(&device, &out, &found).await?;
+            crate::history::print_messages(&device, &out, &found, None).await?;
         }
         Command::Devices { user, remove } => {
             let device = open(&home).await?;
@@ -248,7 +289,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat { with } => {
             let device = open(&home).await?;
             let conversation = conversation(&device, &with).await?;
-            crate::chat::run(device, conversation, with).await?;
+            crate::chat::run(device, conversation).await?;
         }
     }
     Ok(())
@@ -260,14 +301,11 @@ fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
     if failed.is_empty() {
         return Ok(());
     }
-    bail!(
-        "the server refused for good, so these were not sent: {}",
-        listed(failed)
-    )
+    Err(crate::errors::CliError::Refused(failed.to_vec()).into())
 }
 
 /// Refused messages as `id (code), …`.
-fn listed(failed: &[(String, String)]) -> String {
+pub fn listed(failed: &[(String, String)]) -> String {
     let messages: Vec<String> = failed
         .iter()
         .map(|(id, code)| format!("{id} ({code})"))
@@ -281,9 +319,22 @@ async fn open(home: &Home) -> anyhow::Result<Device> {
         .context("opening this device's store (run `natter login` first)")
 }
 
-/// The password from `NATTER_PASSWORD`, else the first line of standard input.
-fn password() -> anyhow::Result<String> {
-    secret_line("NATTER_PASSWORD", "password")
+/// The password: `NATTER_PASSWORD`, else asked on the terminal without echo (twice when
+/// `confirm`, for a new account), else the first line of standard input.
+fn password(confirm: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::env::var_os("NATTER_PASSWORD").is_some() || !std::io::stdin().is_terminal() {
+        return secret_line("NATTER_PASSWORD", "password");
+    }
+    let ask = |prompt: &str| rpassword::prompt_password(prompt).context("reading the password");
+    let password = ask("Password: ")?;
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    if confirm && ask("The same password again: ")? != password {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(password)
 }
 
 /// A secret from the environment variable `var`, else the first line of standard input.
@@ -303,82 +354,40 @@ pub fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
     Ok(value)
 }
 
-/// A user by username (or id).
+/// A user by username or id (the directory answers while the server is away).
 pub async fn user_id(device: &Device, name: &str) -> anyhow::Result<UserId> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    Ok(device
-        .session()
-        .lookup(name)
-        .await
-        .with_context(|| format!("no user {name}"))?
-        .user_id)
+    crate::resolve::user_id(device, &device.directory().await?, name).await
 }
 
-/// A conversation by id, room name, or username (the direct conversation with them).
+/// A conversation by id, unique id prefix, room name, or username (the direct conversation
+/// with them), from the directory refreshed when the server answers.
 pub async fn conversation(device: &Device, target: &str) -> anyhow::Result<ConversationId> {
     if let Ok(id) = target.parse() {
         return Ok(id);
     }
-    let conversations = device.session().conversations().await?;
-    if let Some(room) = conversations
-        .iter()
-        .find(|c| c.kind == ConversationKind::Room && c.name.as_deref() == Some(target))
-    {
-        return Ok(room.id);
-    }
-    let peer = user_id(device, target).await?;
-    Ok(device.session().open_direct(peer).await?.summary.id)
+    crate::resolve::conversation(device, &directory(device, &[]).await?, target).await
 }
 
-/// Usernames of this user and their connections, to show senders by name.
-pub async fn names(device: &Device) -> anyhow::Result<HashMap<UserId, String>> {
-    let connections = device.session().connections().await?;
-    let mut names: HashMap<UserId, String> = [
-        connections.connections,
-        connections.incoming,
-        connections.outgoing,
-        connections.blocked,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|c| (c.profile.user_id, c.profile.username))
-    .collect();
-    names.insert(device.user_id(), device.username().await?);
-    Ok(names)
+/// The directory, refreshed from the server when it answers (as remembered when not), with
+/// the members of `open` fetched again.
+pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Result<Directory> {
+    let mut directory = device.directory().await?;
+    // Away or refusing: names come from what was remembered; the command's own request says
+    // what is wrong if it matters.
+    let _ = people::refresh(device, &mut directory, open).await;
+    Ok(directory)
 }
 
-/// A message's text, or why it cannot be shown.
+/// A message's text without control characters (a sender cannot steer the terminal), or why
+/// it cannot be shown.
 pub fn body(message: &StoredMessage) -> String {
     match &message.body {
-        Ok(text) => text.clone(),
+        Ok(text) => crate::text::clean(text),
         Err(reason) => format!("[{reason}]"),
     }
-}
-
-async fn print_messages(
-    device: &Device,
-    out: &Out,
-    messages: &[StoredMessage],
-) -> anyhow::Result<()> {
-    let names = names(device).await.unwrap_or_default();
-    for message in messages {
-        let sender = names
-            .get(&message.sender_id)
-            .cloned()
-            .unwrap_or_else(|| message.sender_id.to_string());
-        out.show(
-            format!("#{} {sender}: {}", message.seq, body(message)),
-            json!({
-                "conversation_id": message.conversation_id, "seq": message.seq,
-                "sender_id": message.sender_id, "sender": sender, "server_ts": message.server_ts,
-                "text": message.body.as_ref().ok(),
-                "unable_to_decrypt": message.body.as_ref().err().map(|r| r.code()),
-            }),
-        );
-    }
-    Ok(())
 }
 
 async fn connections(
@@ -387,7 +396,7 @@ async fn connections(
     command: ConnectionsCommand,
 ) -> anyhow::Result<()> {
     let session = device.session();
-    let status = match command {
+    let (done, status) = match command {
         ConnectionsCommand::List => {
             let all = session.connections().await?;
             for (label, entries) in [
@@ -407,31 +416,33 @@ async fn connections(
             return Ok(());
         }
         ConnectionsCommand::Request { user } => {
-            session
-                .request_connection(user_id(device, &user).await?, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("requested", session.request_connection(peer, None).await?)
         }
         ConnectionsCommand::Accept { user } => {
-            session
-                .answer_request(user_id(device, &user).await?, true, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("accepted", session.answer_request(peer, true, None).await?)
         }
         ConnectionsCommand::Reject { user } => {
-            session
-                .answer_request(user_id(device, &user).await?, false, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("rejected", session.answer_request(peer, false, None).await?)
         }
         ConnectionsCommand::Delete { user } => {
-            session
-                .remove_connection(user_id(device, &user).await?, None)
-                .await?
+            let peer = user_id(device, &user).await?;
+            ("removed", session.remove_connection(peer, None).await?)
         }
         ConnectionsCommand::Block { user } => return block(device, out, &user, true).await,
         ConnectionsCommand::Unblock { user } => return block(device, out, &user, false).await,
     };
+    // A request to someone who had asked first connects at once.
+    let text = if status.state == ConnectionState::Accepted {
+        "connected"
+    } else {
+        done
+    };
     out.show(
-        format!("{:?}", status.state).to_lowercase(),
-        json!({ "user_id": status.user_id, "state": status.state }),
+        text,
+        json!({ "user_id": status.user_id, "done": done, "state": status.state }),
     );
     Ok(())
 }
@@ -492,12 +503,28 @@ async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Res
             out.show("left", json!({ "left": true }));
         }
         RoomsCommand::List => {
+            let directory = directory(device, &[]).await?;
+            let labels = people::labels(&directory);
             for c in session.conversations().await? {
-                let name = c.name.clone().unwrap_or_else(|| "(direct)".into());
+                let (title, members) = match directory.conversation(c.id) {
+                    Some(details) => (
+                        people::title(&labels, device.user_id(), details),
+                        details
+                            .members
+                            .iter()
+                            .map(|m| people::label(&labels, m.user_id))
+                            .collect(),
+                    ),
+                    None => (c.name.clone().unwrap_or_default(), Vec::new()),
+                };
+                let kind = match c.kind {
+                    ConversationKind::Direct => "direct",
+                    ConversationKind::Room => "room",
+                };
                 out.show(
-                    format!("{}  {name}  unread {}", c.id, c.unread),
-                    json!({ "id": c.id, "kind": c.kind, "name": c.name, "unread": c.unread,
-                            "last_seq": c.last_seq }),
+                    format!("{}  {kind:6}  {title}  unread {}", c.id, c.unread),
+                    json!({ "id": c.id, "kind": c.kind, "name": c.name, "title": title,
+                            "members": members, "unread": c.unread, "last_seq": c.last_seq }),
                 );
             }
         }

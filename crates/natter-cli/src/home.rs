@@ -112,9 +112,8 @@ impl Home {
     /// Not logged in here, or no way to get a passphrase (no terminal).
     pub fn passphrase(&self) -> anyhow::Result<Zeroizing<String>> {
         if !self.store().exists() {
-            bail!(
-                "not logged in here (no {}); run `natter login`",
-                self.store().display()
+            return Err(
+                crate::errors::CliError::NotLoggedIn(self.store().display().to_string()).into(),
             );
         }
         if let Some(passphrase) = from_env() {

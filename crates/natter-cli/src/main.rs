@@ -11,22 +11,44 @@
 
 mod chat;
 mod commands;
+mod errors;
+mod history;
 mod home;
+mod marks;
+mod people;
+mod resolve;
+mod text;
 mod trust;
 
 use clap::{Parser, Subcommand};
 
-/// The environment variables, for `--help`.
-const ENVIRONMENT: &str = "Environment:
-  NATTER_HOME        the data directory (default: the platform's data directory)
-  NATTER_SERVER      the server, for register and login
-  NATTER_PASSWORD    the account password (else the first line of standard input)
-  NATTER_PASSPHRASE  the passphrase of the encrypted local store (else the key file of a
-                     `login --key-file`, else asked on the terminal)";
+/// The environment variables and exit statuses, for `--help`.
+const AFTER_HELP: &str = "Environment:
+  NATTER_HOME              the data directory (default: the platform's data directory)
+  NATTER_SERVER            the server, for register and login
+  NATTER_PASSWORD          the account password (else asked on the terminal, hidden; without
+                           a terminal, the first line of standard input)
+  NATTER_PASSPHRASE        the passphrase of the encrypted local store (else the key file of a
+                           `login --key-file`, else asked on the terminal)
+  NATTER_RECOVERY_KEY      the recovery key, for `natter recover`
+  NATTER_APPROVAL_CONFIRM  `yes` answers the code question of `natter approve`
+  TZ                       the time zone `natter chat` shows times in (default: the system's)
+
+Exit status:
+  0  success
+  1  any other error (its code says which, under --json)
+  2  the command line is wrong (usage)
+  3  not logged in here, or the server no longer accepts this device's login
+  4  the server cannot be reached (queued work stays queued)
+  5  the server refused the request (its problem code says why)
+  6  a name fits several conversations (name one by id)
+
+With --json, results are JSON lines on standard output and an error is one JSON line on
+standard error: {\"error\": {\"code\", \"message\", \"exit\", ...}}.";
 
 /// Natter: end-to-end encrypted messaging in the terminal.
 #[derive(Parser)]
-#[command(name = "natter", version, after_help = ENVIRONMENT)]
+#[command(name = "natter", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The server, for `register` and `login` (later commands use the one logged in to).
     #[arg(
@@ -68,10 +90,22 @@ pub enum Command {
         #[arg(long)]
         key_file: bool,
     },
-    /// Log this device out and forget its local store.
-    Logout,
+    /// Log this device out and forget its local store. If the server no longer accepts the
+    /// login (the device was removed, or unused for 30 days), it is forgotten here all the same.
+    Logout {
+        /// Forget the login here without telling the server (when it cannot be reached, or the
+        /// store's passphrase is lost); remove the device later with `natter devices --remove`.
+        #[arg(long)]
+        local: bool,
+    },
     /// Who this device is.
     Whoami,
+    /// Your profile: show it, or change the name others see.
+    Profile {
+        /// The name others see (1 to 64 characters).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
     /// Connections with other users.
     #[command(subcommand)]
     Connections(ConnectionsCommand),
@@ -80,7 +114,7 @@ pub enum Command {
     Rooms(RoomsCommand),
     /// Send a message to a user (direct) or a room (by name or id).
     Send {
-        /// A username, room name or conversation id.
+        /// A username, room name, conversation id or a unique prefix of one.
         to: String,
         /// The text (at most 1,000 characters).
         #[arg(required = true, num_args = 1..)]
@@ -90,7 +124,7 @@ pub enum Command {
     Sync,
     /// Show a conversation's messages.
     History {
-        /// A username, room name or conversation id.
+        /// A username, room name, conversation id or a unique prefix of one.
         with: String,
         /// How many of the newest.
         #[arg(long, default_value_t = 50)]
@@ -151,9 +185,15 @@ pub enum Command {
     /// What changed about whom your messages reach: safety numbers, devices left out, new
     /// devices of yours.
     Notices,
+    /// Print a completion script for a shell, such as `natter completions bash >
+    /// /etc/bash_completion.d/natter`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Full-screen chat with a user or in a room.
     Chat {
-        /// A username, room name or conversation id.
+        /// A username, room name, conversation id or a unique prefix of one.
         with: String,
     },
 }
@@ -232,11 +272,9 @@ pub enum RoomsCommand {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("natter: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(error) => std::process::ExitCode::from(errors::report(&error, json)),
     }
 }

@@ -33,6 +33,8 @@
 //! Layout:
 //! - [`session`](Session), [`ws`](Connection): the typed REST and WebSocket client.
 //! - `device`: [`Device`] and its local operations.
+//! - `directory`: the people and conversations a device remembers ([`Directory`]).
+//! - `catch_up`: receipts made while this device was away, asked for over REST.
 //! - `approval`: approving a new device of this user by comparing a code on both screens.
 //! - `e2e`: key publishing, room key sharing and decryption.
 //! - `link`: the connection loop ([`Device::sync`], [`Device::run`]) with resends and backoff.
@@ -43,8 +45,10 @@
 //! - `notices`: what the person is told about whom their messages reach.
 
 mod approval;
+mod catch_up;
 mod device;
 mod device_lists;
+mod directory;
 mod e2e;
 mod error;
 mod link;
@@ -58,6 +62,7 @@ mod ws;
 
 pub use approval::ApprovalEvent;
 pub use device::Device;
+pub use directory::Directory;
 pub use error::ClientError;
 pub use link::{Event, SyncReport};
 pub use natter_crypto::UnableToDecrypt;

@@ -50,6 +50,7 @@
 //! store is open; the length of values is not padded.
 
 mod keyring;
+mod members;
 mod search;
 
 use std::path::Path;

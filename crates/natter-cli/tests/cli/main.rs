@@ -12,6 +12,11 @@ use natter_server::ratelimit::{Limits, Rate};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
+mod chat_screen;
+mod conventions;
+mod names;
+mod offline;
+
 /// Starts a server on a fresh database; it stops with the test's runtime.
 async fn server(dir: &Path) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -301,13 +306,38 @@ async fn an_earlier_queued_message_refused_does_not_fail_a_new_send() {
     );
 }
 
-/// The text tmux shows in a session's pane.
-fn capture(session: &str) -> String {
+/// Runs a tmux command on `session`'s own tmux server and returns what it printed. Each
+/// session has its own server (socket), so tests running at once cannot race one server's
+/// start and exit.
+fn tmux_on(session: &str, args: &[&str]) -> String {
     let output = std::process::Command::new("tmux")
-        .args(["capture-pane", "-p", "-t", session])
+        .args(["-L", session])
+        .args(args)
         .output()
         .expect("running tmux");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The text tmux shows in a session's pane.
+fn capture(session: &str) -> String {
+    tmux_on(session, &["capture-pane", "-p", "-t", session])
+}
+
+/// Waits for `prompt` on a session's screen, then types `answer` and Enter.
+async fn answer(session: &str, prompt: &str, answer: &str) {
+    eventually(prompt, async || capture(session).contains(prompt)).await;
+    send_keys(session, &[answer, "Enter"]);
+}
+
+/// `natter chat with` as the user of `home`, for tmux: UTF-8, times in UTC, the passphrase
+/// in the environment.
+fn chat_command(url: &str, home: &Path, with: &str) -> String {
+    format!(
+        "env LANG=C.UTF-8 TZ=UTC NATTER_PASSPHRASE='{PASSPHRASE}' NATTER_HOME={} \
+         NATTER_SERVER={url} {} chat {with}",
+        home.display(),
+        env!("CARGO_BIN_EXE_natter")
+    )
 }
 
 /// Polls until `condition` holds; a failure guard, not a timing assumption.
@@ -325,10 +355,7 @@ async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
 fn send_keys(session: &str, keys: &[&str]) {
     let mut args = vec!["send-keys", "-t", session];
     args.extend(keys);
-    std::process::Command::new("tmux")
-        .args(args)
-        .status()
-        .expect("tmux send-keys");
+    tmux_on(session, &args);
 }
 
 /// Whether tmux is here; CI must have it.
@@ -352,6 +379,7 @@ fn has_tmux() -> bool {
 fn tmux(name: &str, command: &str) -> TmuxSession {
     let session = TmuxSession(format!("natter-{name}-{}", std::process::id()));
     let started = std::process::Command::new("tmux")
+        .args(["-L", &session.0, "-f", "/dev/null"])
         .args([
             "new-session",
             "-d",
@@ -363,9 +391,13 @@ fn tmux(name: &str, command: &str) -> TmuxSession {
             "24",
             command,
         ])
-        .status()
+        .output()
         .expect("starting tmux");
-    assert!(started.success());
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
     session
 }
 
@@ -374,9 +406,7 @@ struct TmuxSession(String);
 
 impl Drop for TmuxSession {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .output();
+        tmux_on(&self.0, &["kill-server"]);
     }
 }
 
@@ -586,16 +616,8 @@ async fn login_on_a_terminal_asks_the_passphrase_twice_without_showing_it() {
 
     // Two passphrases that differ: refused, and nothing is left behind.
     let session = login("login-differ");
-    eventually("the first prompt", async || {
-        capture(&session.0).contains(prompt)
-    })
-    .await;
-    send_keys(&session.0, &["first try", "Enter"]);
-    eventually("the second prompt", async || {
-        capture(&session.0).contains("The same passphrase again:")
-    })
-    .await;
-    send_keys(&session.0, &["second try", "Enter"]);
+    answer(&session.0, prompt, "first try").await;
+    answer(&session.0, "The same passphrase again:", "second try").await;
     eventually("the refusal", async || {
         capture(&session.0).contains("exit=1")
     })
@@ -606,16 +628,8 @@ async fn login_on_a_terminal_asks_the_passphrase_twice_without_showing_it() {
     drop(session);
 
     let session = login("login-same");
-    eventually("the first prompt", async || {
-        capture(&session.0).contains(prompt)
-    })
-    .await;
-    send_keys(&session.0, &[PASSPHRASE, "Enter"]);
-    eventually("the second prompt", async || {
-        capture(&session.0).contains("The same passphrase again:")
-    })
-    .await;
-    send_keys(&session.0, &[PASSPHRASE, "Enter"]);
+    answer(&session.0, prompt, PASSPHRASE).await;
+    answer(&session.0, "The same passphrase again:", PASSPHRASE).await;
     eventually("the login", async || capture(&session.0).contains("exit=0")).await;
     let screen = capture(&session.0);
     assert!(screen.contains("logged in as erin"), "{screen}");
