@@ -99,6 +99,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({ "approved": true, "readable": readable.len() }),
             );
         }
+        Command::Passphrase => {
+            let current = home.passphrase()?;
+            let device = Device::open(&home.store(), &current)
+                .await
+                .context("opening this device's store")?;
+            let new = home.changed_passphrase()?;
+            device.change_passphrase(&current, &new).await?;
+            home.forget_key_file()?;
+            out.show(
+                "the local store is locked with the new passphrase",
+                json!({ "changed": true }),
+            );
+        }
         Command::ResetIdentity { yes } => {
             if !yes {
                 bail!(

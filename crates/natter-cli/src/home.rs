@@ -84,20 +84,7 @@ impl Home {
                 keep_key: true,
             });
         }
-        let passphrase = match from_env() {
-            Some(passphrase) => passphrase,
-            None => {
-                let first = ask("Passphrase for this device's local store: ")?;
-                let again = ask("The same passphrase again: ")?;
-                if first != again {
-                    bail!("the two passphrases differ; nothing was changed");
-                }
-                first
-            }
-        };
-        if passphrase.is_empty() {
-            bail!("the passphrase is empty");
-        }
+        let passphrase = new_passphrase(from_env())?;
         Ok(NewUnlock {
             passphrase,
             key_file: self.key_file(),
@@ -128,6 +115,29 @@ impl Home {
         ask("Passphrase for this device's local store: ")
     }
 
+    /// The passphrase to lock the store with from now on (`natter passphrase`):
+    /// `NATTER_NEW_PASSPHRASE`, else asked twice on the terminal.
+    ///
+    /// # Errors
+    /// No terminal and no `NATTER_NEW_PASSPHRASE`, an empty passphrase, or two that differ.
+    pub fn changed_passphrase(&self) -> anyhow::Result<Zeroizing<String>> {
+        new_passphrase(
+            std::env::var("NATTER_NEW_PASSPHRASE")
+                .ok()
+                .map(Zeroizing::new),
+        )
+    }
+
+    /// Removes the key file, once a passphrase locks the store instead.
+    pub fn forget_key_file(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.key_file()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).context("removing the key file")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Forgets this device: the store and the key file.
     pub fn forget(&self) -> anyhow::Result<()> {
         for name in ["device.db", "device.db-wal", "device.db-shm", KEY_FILE] {
@@ -140,6 +150,25 @@ impl Home {
         }
         Ok(())
     }
+}
+
+/// `given`, else a passphrase asked twice on the terminal; never empty.
+fn new_passphrase(given: Option<Zeroizing<String>>) -> anyhow::Result<Zeroizing<String>> {
+    let passphrase = match given {
+        Some(passphrase) => passphrase,
+        None => {
+            let first = ask("Passphrase for this device's local store: ")?;
+            let again = ask("The same passphrase again: ")?;
+            if first != again {
+                bail!("the two passphrases differ; nothing was changed");
+            }
+            first
+        }
+    };
+    if passphrase.is_empty() {
+        bail!("the passphrase is empty");
+    }
+    Ok(passphrase)
 }
 
 fn from_env() -> Option<Zeroizing<String>> {

@@ -173,6 +173,10 @@ pub enum Command {
     /// Approve this device with the recovery key shown at your first login (read from
     /// NATTER_RECOVERY_KEY or standard input): it can then send, and reads earlier messages.
     Recover,
+    /// Lock this device's local store with a new passphrase (NATTER_NEW_PASSPHRASE, or asked
+    /// twice); the current one comes from NATTER_PASSPHRASE, the key file, or is asked. A key
+    /// file, if this device had one, is removed: the passphrase replaces it.
+    Passphrase,
     /// Start your identity anew, when you lost your recovery key (or fear someone else has it):
     /// asks for your password (NATTER_PASSWORD or standard input) and shows a new recovery key.
     /// Your other devices must be approved again, the history in your key backup is lost, and

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 mod chat_screen;
+mod keys;
 mod conventions;
 mod names;
 mod offline;
