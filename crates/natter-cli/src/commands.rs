@@ -99,6 +99,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 json!({ "approved": true, "readable": readable.len() }),
             );
         }
+        Command::ResetIdentity { yes } => {
+            if !yes {
+                bail!(
+                    "a reset replaces your identity: your other devices must be approved again, \
+                     the history in your key backup is lost, and your contacts are told your \
+                     safety number changed. Run it again with --yes to go ahead"
+                );
+            }
+            let device = open(&home).await?;
+            crate::trust::reset_identity(&device, &out, &password(false)?).await?;
+        }
         Command::Approve { device: target } => {
             let device = open(&home).await?;
             crate::trust::approve(&device, &out, target).await?;
@@ -236,9 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices { user, remove } => {
             let device = open(&home).await?;
             if let Some(removed) = remove {
-                device.session().delete_device(removed).await?;
-                out.show("removed", json!({ "removed": removed }));
-                return Ok(());
+                return crate::trust::remove_device(&device, &out, removed).await;
             }
             let user = match user {
                 Some(user) => user_id(&device, &user).await?,

@@ -147,7 +147,9 @@ pub enum Command {
     Devices {
         /// The user.
         user: Option<String>,
-        /// Remove this device of yours (a lost phone, or one you do not know).
+        /// Remove this device of yours (a lost phone, or one you do not know). An approved one
+        /// held your identity's keys: they are replaced, which needs your recovery key (read
+        /// from NATTER_RECOVERY_KEY or standard input).
         #[arg(long, value_name = "DEVICE_ID")]
         remove: Option<natter_proto::DeviceId>,
     },
@@ -171,6 +173,15 @@ pub enum Command {
     /// Approve this device with the recovery key shown at your first login (read from
     /// NATTER_RECOVERY_KEY or standard input): it can then send, and reads earlier messages.
     Recover,
+    /// Start your identity anew, when you lost your recovery key (or fear someone else has it):
+    /// asks for your password (NATTER_PASSWORD or standard input) and shows a new recovery key.
+    /// Your other devices must be approved again, the history in your key backup is lost, and
+    /// your contacts are told your safety number changed.
+    ResetIdentity {
+        /// Go ahead (without it, the command only says what it would do).
+        #[arg(long)]
+        yes: bool,
+    },
     /// What changed about whom your messages reach: safety numbers, devices left out, new
     /// devices of yours.
     Notices,

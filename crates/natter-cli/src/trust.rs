@@ -2,7 +2,7 @@
 //! printing notices (safety numbers that changed, devices left out, new devices).
 
 use anyhow::{Context, bail};
-use natter_client::{ApprovalEvent, Device, Event, Notice};
+use natter_client::{ApprovalEvent, ClientError, Device, Event, Notice};
 use natter_proto::{DeviceId, UserId};
 use serde_json::json;
 
@@ -137,10 +137,76 @@ pub async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
             "warning: a new device '{name}' ({device_id}) logged in to your account; if it is \
              not yours, remove it: natter devices --remove {device_id}"
         ),
+        Notice::MembersAdded {
+            conversation_id,
+            user_ids,
+        } => {
+            let mut names = Vec::new();
+            for user in user_ids {
+                names.push(name(*user).await);
+            }
+            format!(
+                "notice: {} joined conversation {conversation_id} since you last sent to it; \
+                 they read what you send from now on",
+                names.join(", ")
+            )
+        }
     };
     if out.json {
         println!("{}", json!({ "notice": notice }));
     } else {
         eprintln!("{text}");
     }
+}
+
+/// `natter devices --remove`: removes one of this user's devices. An approved one held the
+/// identity's keys, so they are replaced, which needs the recovery key; the devices that stay
+/// are told the new keys at once (or as this device next connects).
+pub async fn remove_device(device: &Device, out: &Out, removed: DeviceId) -> anyhow::Result<()> {
+    let removal = match device.remove_device(removed, None).await {
+        Err(ClientError::RecoveryKeyNeeded) => {
+            eprintln!(
+                "device {removed} is approved: it holds your identity's keys, so removing it \
+                 replaces them, which needs your recovery key"
+            );
+            let key = secret_line("NATTER_RECOVERY_KEY", "recovery key")?;
+            device.remove_device(removed, Some(&key)).await?
+        }
+        other => other?,
+    };
+    let mut text = format!("removed {removed}");
+    if removal.was_approved {
+        let kept: Vec<String> = removal.kept.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(
+            "; your identity's keys were replaced (your safety number stays). Devices that stay \
+             approved: {}",
+            kept.join(", ")
+        ));
+        if let Err(error) = device.sync().await {
+            text.push_str(&format!(
+                "\nthe other devices get the new keys when this one next connects ({error})"
+            ));
+        }
+    }
+    out.show(
+        text,
+        json!({ "removed": removed, "was_approved": removal.was_approved, "kept": removal.kept }),
+    );
+    Ok(())
+}
+
+/// `natter reset-identity`: starts the identity anew with the password (for a lost recovery
+/// key); prints the new recovery key.
+pub async fn reset_identity(device: &Device, out: &Out, password: &str) -> anyhow::Result<()> {
+    let key = device.reset_identity(password).await?;
+    out.show(
+        format!(
+            "your identity was reset. Your other devices must be approved again, and your \
+             contacts are told your safety number changed. Your new recovery key (write it \
+             down):\n  {}",
+            key.as_str()
+        ),
+        json!({ "reset": true, "recovery_key": key.as_str() }),
+    );
+    Ok(())
 }

@@ -320,6 +320,10 @@ impl Device {
                 self.accept_secrets(state, flow_id, sender, &secrets, received)
                     .await?;
             }
+            ApprovalStep::Rotated { secrets, .. } => {
+                let secrets = zeroize::Zeroizing::new(secrets);
+                self.take_rotated_secrets(state, sender, &secrets).await?;
+            }
             ApprovalStep::Cancel { reason, .. } => {
                 if self.flows().remove(&flow_id).is_some() {
                     received
@@ -351,8 +355,7 @@ impl Device {
         }
         self.flows().remove(&flow_id);
         self.approve_self(state, secrets).await?;
-        let items = self.inner.session.backup_items("").await?;
-        received.resolved = self.restore(state, &items)?;
+        received.resolved = self.restore_all(state).await?;
         received.approvals.push(ApprovalEvent::Done {
             flow_id,
             device_id: sender,
@@ -386,7 +389,7 @@ impl Device {
     }
 
     /// One of this user's devices signed by the identity this device pinned.
-    async fn signed_own_device(
+    pub(crate) async fn signed_own_device(
         &self,
         state: &mut State,
         device: DeviceId,
@@ -399,7 +402,7 @@ impl Device {
     }
 
     /// An approval step encrypted for `peer` as a to-device frame.
-    async fn step_frame(
+    pub(crate) async fn step_frame(
         &self,
         state: &mut State,
         peer: &VerifiedDevice,

@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     pub(crate) policy: RotationPolicy,
     /// Approvals of devices of this user in progress.
     pub(crate) approvals: crate::approval::Flows,
+    /// Device lists kept between sends.
+    pub(crate) device_lists: crate::device_lists::DeviceLists,
 }
 
 /// A logged-in device: everything a person does, end-to-end encrypted, with a local store
@@ -210,6 +212,7 @@ impl Device {
                 live: std::sync::Mutex::new(None),
                 policy: RotationPolicy::default(),
                 approvals: crate::approval::Flows::default(),
+                device_lists: crate::device_lists::DeviceLists::default(),
             }),
         })
     }

@@ -122,6 +122,9 @@ impl Device {
         if details.summary.kind == ConversationKind::Direct && distinct.len() != 2 {
             return Err(ClientError::MembersChanged(conversation));
         }
+        self.note_new_members(state, conversation, &distinct)?;
+        let users: Vec<UserId> = distinct.iter().copied().collect();
+        self.fetch_device_lists(&users).await?;
         let mut recipients = BTreeSet::new();
         let mut curve_keys = Vec::new();
         for member in &members {

@@ -87,6 +87,11 @@ pub enum ClientError {
     /// The identity in the backup is not the one the server shows for this account.
     #[error("the server shows another identity than the one in your key backup")]
     IdentityMismatch,
+    /// Removing an approved device rotates the keys it held, which needs the recovery key.
+    #[error(
+        "this device is approved and holds your identity's keys: removing it needs your recovery key, which replaces them"
+    )]
+    RecoveryKeyNeeded,
 }
 
 impl ClientError {

@@ -91,6 +91,9 @@ struct Link<'a> {
     top_up_due: bool,
     last_sent: Instant,
     report: SyncReport,
+    /// The nonce of a ping sent after frames the server does not ack (the rotated secrets):
+    /// a one-shot sync waits for its pong, which comes only once they were taken in.
+    barrier: Option<u64>,
 }
 
 /// What a finished [`Device::sync`] did.
@@ -190,7 +193,16 @@ impl Device {
                 if let Err(error) = self.back_up_keys().await {
                     tracing::warn!(%error, "could not back the room keys up; trying again later");
                 }
-                if mode == Mode::UntilIdle && remaining == 0 {
+                let rotation = self.rotation_frames().await?;
+                if !rotation.is_empty() {
+                    for frame in &rotation {
+                        link.send(frame).await?;
+                    }
+                    let nonce = rand::random();
+                    link.send(&ClientFrame::Ping { nonce: Some(nonce) }).await?;
+                    link.barrier = Some(nonce);
+                }
+                if mode == Mode::UntilIdle && remaining == 0 && link.barrier.is_none() {
                     return Ok(());
                 }
             }
@@ -408,7 +420,13 @@ impl Device {
                 })
                 .await;
             }
-            ServerFrame::Ready { .. } | ServerFrame::Pong { .. } => {}
+            ServerFrame::DeviceListChanged { user_id } => self.forget_device_lists(Some(user_id)),
+            ServerFrame::Pong { nonce } => {
+                if nonce.is_some() && nonce == link.barrier {
+                    link.barrier = None;
+                }
+            }
+            ServerFrame::Ready { .. } => {}
         }
         Ok(())
     }
@@ -468,6 +486,7 @@ impl<'a> Link<'a> {
             top_up_due: false,
             last_sent: Instant::now(),
             report: SyncReport::default(),
+            barrier: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the person is told about whom their messages reach: every notice this device recorded,
 //! the ones a one-shot client has not printed yet, and the ones a live connection reports.
 
-use natter_proto::{DeviceId, UserId};
+use natter_proto::{ConversationId, DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::device::State;
@@ -40,6 +40,15 @@ pub enum Notice {
         /// The name it gave at login.
         name: String,
     },
+    /// People the server lists as members of a conversation who were not members when this
+    /// device last sent to it: they get the key for what is sent from now on. The server decides
+    /// membership, so this is how a member it adds behind the owner's back is seen.
+    MembersAdded {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who was added.
+        user_ids: Vec<UserId>,
+    },
 }
 
 impl std::fmt::Display for Notice {
@@ -63,6 +72,15 @@ impl std::fmt::Display for Notice {
             Self::NewDevice { device_id, name } => write!(
                 f,
                 "a new device '{name}' ({device_id}) logged in to your account and is not approved"
+            ),
+            Self::MembersAdded {
+                conversation_id,
+                user_ids,
+            } => write!(
+                f,
+                "{} member(s) joined conversation {conversation_id} since you last sent to it; \
+                 they read what you send from now on",
+                user_ids.len()
             ),
         }
     }

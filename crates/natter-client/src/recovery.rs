@@ -9,17 +9,21 @@ use std::collections::BTreeSet;
 use natter_crypto::backup::{IDENTITY_ITEM, ROOM_PREFIX, TRUST_PREFIX};
 use natter_crypto::{InboundRoomSession, RecoveryKey, Secrets, UserIdentity};
 use natter_proto::keys::BackupItem;
+use zeroize::Zeroizing;
 
 use crate::device::State;
 use crate::store::StoredMessage;
 use crate::trust::{Pin, Verified, pin, pin_key};
 use crate::{ClientError, Device};
 
-/// The store's keys for the identity's secrets, the recovery key not yet shown, and the room
-/// keys not yet backed up.
-const SECRETS: &str = "secrets";
+/// The store's keys for the identity's secrets, the recovery key not yet shown, the room keys
+/// not yet backed up, a new identity not yet published in full (its sealed recovery item), and
+/// a restore from the backup not yet done.
+pub(crate) const SECRETS: &str = "secrets";
 const RECOVERY_KEY: &str = "recovery_key";
 const BACKUP_DUE: &str = "backup_due";
+const IDENTITY_DUE: &str = "identity_due";
+const RESTORE_DUE: &str = "restore_due";
 
 impl State {
     /// Loads the identity's secrets, if this device holds them.
@@ -66,16 +70,60 @@ impl Device {
             pins.insert(me, pin(&identity, false));
             return state.save_pins(&pins);
         }
-        let secrets = Secrets::generate();
+        // Everything is kept here before anything is published, so that a failure part way
+        // is finished at the next connect ([`Device::finish_identity`]).
+        let (master, secrets) = Secrets::generate(me);
         let recovery = RecoveryKey::generate();
-        session
-            .publish_identity(&secrets.identity.public(me))
-            .await?;
-        session
-            .put_backup_item(&recovery.seal_secrets(me, &secrets))
-            .await?;
+        let item = recovery.seal_secrets(me, &master, &secrets);
         state.store.set(RECOVERY_KEY, &recovery.to_display())?;
-        self.approve_self(&mut state, secrets).await
+        state.store.set(
+            IDENTITY_DUE,
+            &serde_json::to_string(&item).expect("an item serializes"),
+        )?;
+        self.keep_secrets(&mut state, secrets)?;
+        self.finish_identity(&state).await
+    }
+
+    /// Starts this user's identity anew, for a user who lost the recovery key (or fears someone
+    /// else holds it): a new master key, self-signing key, backup key and recovery key, with the
+    /// password asked again. Every other device of the user must be approved again, every
+    /// contact is told the safety number changed (a contact who verified it stops sending until
+    /// verifying again), and the history in the old backup is gone. Returns the new recovery key
+    /// to write down.
+    ///
+    /// # Errors
+    /// A wrong password; the server cannot be reached (nothing changed).
+    pub async fn reset_identity(&self, password: &str) -> Result<Zeroizing<String>, ClientError> {
+        let me = self.user_id();
+        let (master, secrets) = Secrets::generate(me);
+        let recovery = RecoveryKey::generate();
+        let item = recovery.seal_secrets(me, &master, &secrets);
+        let session = &self.inner.session;
+        session
+            .reset_identity(secrets.identity.public(), password)
+            .await?;
+        let mut state = self.lock().await;
+        self.sign_self(&state, &secrets).await?;
+        session.put_backup_item(&item).await?;
+        state.store.set(IDENTITY_DUE, "")?;
+        self.keep_secrets(&mut state, secrets)?;
+        Ok(recovery.to_display())
+    }
+
+    /// Publishes the identity this device created, if it has not yet in full: the public keys,
+    /// this device's signature and the sealed recovery item.
+    pub(crate) async fn finish_identity(&self, state: &State) -> Result<(), ClientError> {
+        let Some(item) = state.store.get(IDENTITY_DUE)?.filter(|due| !due.is_empty()) else {
+            return Ok(());
+        };
+        let item: BackupItem = serde_json::from_str(&item)
+            .map_err(|e| ClientError::UnknownStoreFormat(format!("a pending identity: {e}")))?;
+        let secrets = state.secrets.as_ref().ok_or(ClientError::NotApproved)?;
+        let session = &self.inner.session;
+        session.publish_identity(secrets.identity.public()).await?;
+        self.sign_self(state, secrets).await?;
+        session.put_backup_item(&item).await?;
+        state.store.set(IDENTITY_DUE, "")
     }
 
     /// Signs this device with the identity's secrets, and keeps them.
@@ -84,14 +132,23 @@ impl Device {
         state: &mut State,
         secrets: Secrets,
     ) -> Result<(), ClientError> {
+        self.sign_self(state, &secrets).await?;
+        self.keep_secrets(state, secrets)
+    }
+
+    async fn sign_self(&self, state: &State, secrets: &Secrets) -> Result<(), ClientError> {
         let (me, device) = (self.user_id(), self.device_id());
         let keys = state.account.identity_keys(me, device);
         let signature = secrets.identity.sign_device(me, device, &keys);
-        self.inner.session.sign_device(device, &signature).await?;
+        self.inner.session.sign_device(device, &signature).await
+    }
+
+    /// Keeps the identity's secrets, and pins (as verified) the identity they are.
+    fn keep_secrets(&self, state: &mut State, secrets: Secrets) -> Result<(), ClientError> {
         let mut pins = state.pins()?;
         let master_key = secrets.identity.master_key();
         pins.insert(
-            me,
+            self.user_id(),
             Pin {
                 master_key,
                 verified: true,
@@ -103,6 +160,29 @@ impl Device {
         state.store.set(SECRETS, &secrets.to_json())?;
         state.secrets = Some(secrets);
         Ok(())
+    }
+
+    /// Reads the whole backup into this device, if an approval left that to do (it is retried
+    /// at every connect until it succeeds).
+    pub(crate) async fn restore_if_due(&self) -> Result<(), ClientError> {
+        let mut state = self.lock().await;
+        if state.store.get(RESTORE_DUE)?.as_deref() == Some("1") {
+            self.restore_all(&mut state).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the whole backup into this device (after an approval); if the backup cannot be
+    /// read now, the next connect does it. Returns the stored messages that became readable.
+    pub(crate) async fn restore_all(
+        &self,
+        state: &mut State,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        state.store.set(RESTORE_DUE, "1")?;
+        let items = self.inner.session.backup_items("").await?;
+        let readable = self.restore(state, &items)?;
+        state.store.set(RESTORE_DUE, "")?;
+        Ok(readable)
     }
 
     /// The recovery key made at this account's first login, once: write it down, it is the only
@@ -143,10 +223,16 @@ impl Device {
             .iter()
             .find(|item| item.name == IDENTITY_ITEM)
             .ok_or(ClientError::NoBackup)?;
-        let secrets = key.open_secrets(me, item)?;
+        let (_, secrets) = key.open_secrets(me, item)?;
         let listing = session.devices_and_identity(me).await?;
-        if listing.identity.map(|i| i.master_key) != Some(secrets.identity.master_key()) {
+        let published = listing.identity.ok_or(ClientError::IdentityMismatch)?;
+        if published.master_key != secrets.identity.master_key() {
             return Err(ClientError::IdentityMismatch);
+        }
+        // Only the recovery item's self-signing key counts: a removal interrupted after the
+        // item was sealed again is finished here, and the server cannot bring back an older one.
+        if &published != secrets.identity.public() {
+            session.publish_identity(secrets.identity.public()).await?;
         }
         let mut state = self.lock().await;
         self.approve_self(&mut state, secrets).await?;
@@ -245,7 +331,7 @@ impl Device {
             let session = InboundRoomSession::from_pickle(&pickle, &self.inner.key)?;
             self.inner
                 .session
-                .put_backup_item(&secrets.backup.seal_room_key(me, &session))
+                .put_backup_item(&secrets.backup.current().seal_room_key(me, &session))
                 .await?;
         }
         state.store.set(BACKUP_DUE, "[]")

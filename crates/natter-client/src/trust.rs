@@ -14,15 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use natter_crypto::backup::TRUST_PREFIX;
 use natter_crypto::{DeviceTrust, UserIdentity, VerifiedDevice, safety_number};
-use natter_proto::{DeviceId, UserId};
+use natter_proto::{ConversationId, DeviceId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::device::State;
 pub use crate::notices::Notice;
 use crate::{ClientError, Device};
 
-/// The store's key for the pins.
+/// The store's key for the pins, and the prefix of each conversation's members as this device
+/// last sent to them.
 const PINS: &str = "pins";
+const MEMBERS_PREFIX: &str = "members:";
 
 /// How far this device trusts a user's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +97,14 @@ impl Device {
     /// the verifications this user's other devices made (from the backup), and looks at this
     /// user's devices, so a device nobody approved is told at once ([`Notice::NewDevice`]).
     pub(crate) async fn refresh_trust(&self) -> Result<(), ClientError> {
+        // Changes made while this device was away were not told: fetch lists afresh.
+        self.forget_device_lists(None);
+        {
+            let state = self.lock().await;
+            self.finish_identity(&state).await?;
+            self.finish_rotation(&state).await?;
+        }
+        self.restore_if_due().await?;
         if self.is_approved().await {
             let items = self.inner.session.backup_items(TRUST_PREFIX).await?;
             let mut state = self.lock().await;
@@ -120,9 +130,8 @@ impl Device {
         state: &mut State,
         user: UserId,
     ) -> Result<Vec<VerifiedDevice>, ClientError> {
-        let listing = match self.inner.session.devices_and_identity(user).await {
-            Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
-            listing => listing?,
+        let Some(listing) = self.device_listing(user).await? else {
+            return Ok(Vec::new());
         };
         let mut pins = state.pins()?;
         let Some(identity) = listing
@@ -310,7 +319,10 @@ impl Device {
         };
         let item = state.secrets.as_ref().map(|secrets| {
             let json = serde_json::to_string(&verified).expect("a verification serializes");
-            secrets.backup.seal_trust(self.user_id(), peer, &json)
+            secrets
+                .backup
+                .current()
+                .seal_trust(self.user_id(), peer, &json)
         });
         drop(state);
         if let Some(item) = item {
@@ -349,6 +361,40 @@ pub struct DeviceStatus {
 }
 
 impl Device {
+    /// Compares a conversation's members, as the server lists them now, with those this device
+    /// last sent to, and records who was added since ([`Notice::MembersAdded`]); the first send
+    /// to a conversation only records them.
+    pub(crate) fn note_new_members(
+        &self,
+        state: &mut State,
+        conversation: ConversationId,
+        members: &BTreeSet<UserId>,
+    ) -> Result<(), ClientError> {
+        let key = format!("{MEMBERS_PREFIX}{conversation}");
+        let known: Option<BTreeSet<UserId>> = state
+            .store
+            .get(&key)?
+            .and_then(|json| serde_json::from_str(&json).ok());
+        if known.as_ref() == Some(members) {
+            return Ok(());
+        }
+        if let Some(known) = known {
+            let added: Vec<UserId> = members
+                .difference(&known)
+                .copied()
+                .filter(|user| *user != self.user_id())
+                .collect();
+            if !added.is_empty() {
+                state.note(Notice::MembersAdded {
+                    conversation_id: conversation,
+                    user_ids: added,
+                })?;
+            }
+        }
+        let json = serde_json::to_string(members).expect("ids serialize");
+        state.store.set(&key, &json)
+    }
+
     /// A user's devices (this user's own by default) and whether their identity signed each.
     /// Shows what the server lists; only signed devices are ever given keys.
     ///

@@ -55,6 +55,15 @@ pub enum ApprovalStep {
         /// `Secrets::to_json`.
         secrets: String,
     },
+    /// New secrets after the user removed an approved device (a new self-signing key under
+    /// the same master key, a new backup key), from the device that rotated them to each
+    /// remaining approved device. Not part of an approval; `flow_id` is fresh.
+    Rotated {
+        /// A fresh id.
+        flow_id: String,
+        /// `Secrets::to_json`.
+        secrets: String,
+    },
     /// Either side gives up.
     Cancel {
         /// The approval's id.
@@ -72,6 +81,7 @@ impl std::fmt::Debug for ApprovalStep {
             Self::Key { .. } => "Key",
             Self::Mac { .. } => "Mac",
             Self::Secrets { .. } => "Secrets",
+            Self::Rotated { .. } => "Rotated",
             Self::Cancel { .. } => "Cancel",
         };
         f.debug_struct(step)
@@ -89,6 +99,7 @@ impl ApprovalStep {
             | Self::Key { flow_id, .. }
             | Self::Mac { flow_id, .. }
             | Self::Secrets { flow_id, .. }
+            | Self::Rotated { flow_id, .. }
             | Self::Cancel { flow_id, .. } => flow_id,
         }
     }

@@ -1,9 +1,12 @@
 //! The key backup: items the server keeps for a user and cannot read.
 //!
-//! - `identity`: the identity's private keys and the backup key, sealed with a key derived from
-//!   the user's [`RecoveryKey`], which only the user holds (written down at the first login).
-//! - `room:<session id>`: one room key each, sealed with the [`BackupKey`], which every
+//! - `identity`: the identity's master key, the self-signing key and the backup keys, sealed
+//!   with a key derived from the user's [`RecoveryKey`], which only the user holds (written down
+//!   at the first login).
+//! - `room:<session id>`: one room key each, sealed with the current [`BackupKey`], which every
 //!   verified device of the user holds: a device that can read a message backs its key up.
+//!   Removing an approved device rotates the backup key ([`Secrets::rotate`]); the earlier keys
+//!   stay in [`BackupKeys`] so the items they sealed stay readable.
 //! - `trust:<tag>`: whom the user verified, sealed with the backup key, so the user's other
 //!   devices learn it (the tag is keyed, so the server cannot tell whom).
 //!
@@ -18,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::cross_signing::MasterKey;
 use crate::seal::SealKey;
 use crate::{CryptoError, IdentitySecrets, InboundRoomSession};
 
@@ -57,6 +61,10 @@ impl BackupKey {
             .try_into()
             .map_err(|_| CryptoError::Malformed { what: "backup key" })?;
         Ok(Self(SealKey::from_bytes(bytes)))
+    }
+
+    fn copy(&self) -> Self {
+        Self(SealKey::from_bytes(*self.0.to_bytes()))
     }
 
     /// A room key as a backup item.
@@ -115,12 +123,100 @@ impl BackupKey {
     }
 }
 
-/// What a verified device holds and hands on: the identity's private keys and the backup key.
+/// The backup keys a verified device holds: the current one seals, and every one opens (the
+/// earlier ones are kept after a rotation so what they sealed stays readable).
+///
+/// # Security
+/// No `Debug` or `Clone`.
+pub struct BackupKeys {
+    current: BackupKey,
+    earlier: Vec<BackupKey>,
+}
+
+impl BackupKeys {
+    /// A first, random key.
+    pub fn generate() -> Self {
+        Self {
+            current: BackupKey::generate(),
+            earlier: Vec::new(),
+        }
+    }
+
+    /// The key that seals.
+    pub fn current(&self) -> &BackupKey {
+        &self.current
+    }
+
+    /// The same keys with a new current one, the old current kept for opening.
+    pub fn rotated(&self) -> Self {
+        let mut earlier = vec![self.current.copy()];
+        earlier.extend(self.earlier.iter().map(BackupKey::copy));
+        Self {
+            current: BackupKey::generate(),
+            earlier,
+        }
+    }
+
+    /// Adds `held`'s keys (another copy of this user's keys, from before a rotation) to the
+    /// earlier ones, so what they sealed stays readable here.
+    pub fn keep_earlier(&mut self, held: BackupKeys) {
+        let BackupKeys { current, earlier } = held;
+        for key in std::iter::once(current).chain(earlier) {
+            let known = std::iter::once(&self.current)
+                .chain(&self.earlier)
+                .any(|k| *k.0.to_bytes() == *key.0.to_bytes());
+            if !known {
+                self.earlier.push(key);
+            }
+        }
+    }
+
+    /// The room key in a backup item, sealed by any of these keys.
+    ///
+    /// # Errors
+    /// [`CryptoError::Sealed`] when none of these keys sealed it for this user and name.
+    pub fn open_room_key(
+        &self,
+        user: UserId,
+        item: &BackupItem,
+    ) -> Result<InboundRoomSession, CryptoError> {
+        self.first_that_opens(|key| key.open_room_key(user, item))
+    }
+
+    /// The JSON in a trust item, sealed by any of these keys.
+    ///
+    /// # Errors
+    /// [`CryptoError::Sealed`] when none of these keys sealed it for this user and name.
+    pub fn open_trust(
+        &self,
+        user: UserId,
+        item: &BackupItem,
+    ) -> Result<Zeroizing<String>, CryptoError> {
+        self.first_that_opens(|key| key.open_trust(user, item))
+    }
+
+    fn first_that_opens<T>(
+        &self,
+        open: impl Fn(&BackupKey) -> Result<T, CryptoError>,
+    ) -> Result<T, CryptoError> {
+        let mut result = open(&self.current);
+        for key in &self.earlier {
+            if result.is_ok() {
+                break;
+            }
+            result = open(key);
+        }
+        result
+    }
+}
+
+/// What a verified device holds and hands on: the self-signing key (with the public identity
+/// that certifies it) and the backup keys. Never the master key.
 pub struct Secrets {
-    /// The identity's private keys.
+    /// The identity's self-signing key and public identity.
     pub identity: IdentitySecrets,
-    /// The backup key.
-    pub backup: BackupKey,
+    /// The backup keys.
+    pub backup: BackupKeys,
 }
 
 /// How the secrets travel; zeroized when dropped.
@@ -128,14 +224,29 @@ pub struct Secrets {
 struct SecretsWire {
     identity: String,
     backup: String,
+    #[serde(default)]
+    earlier_backup: Vec<String>,
 }
 
 impl Secrets {
-    /// New secrets for a new identity.
-    pub fn generate() -> Self {
+    /// A new identity: its master key (for the recovery item only) and the secrets a device
+    /// keeps.
+    pub fn generate(user: UserId) -> (MasterKey, Self) {
+        let master = MasterKey::generate();
+        let secrets = Self {
+            identity: master.new_self_signing(user),
+            backup: BackupKeys::generate(),
+        };
+        (master, secrets)
+    }
+
+    /// The secrets after removing an approved device: a new self-signing key certified by the
+    /// same master key (so contacts' safety numbers stay), and a new current backup key. The
+    /// removed device's copies then sign nothing others accept and open nothing sealed later.
+    pub fn rotate(&self, user: UserId, master: &MasterKey) -> Self {
         Self {
-            identity: IdentitySecrets::generate(),
-            backup: BackupKey::generate(),
+            identity: master.new_self_signing(user),
+            backup: self.backup.rotated(),
         }
     }
 
@@ -144,7 +255,13 @@ impl Secrets {
     pub fn to_json(&self) -> Zeroizing<String> {
         let wire = SecretsWire {
             identity: self.identity.to_json().to_string(),
-            backup: self.backup.to_base64().to_string(),
+            backup: self.backup.current.to_base64().to_string(),
+            earlier_backup: self
+                .backup
+                .earlier
+                .iter()
+                .map(|key| key.to_base64().to_string())
+                .collect(),
         };
         Zeroizing::new(serde_json::to_string(&wire).expect("secrets serialize"))
     }
@@ -158,9 +275,23 @@ impl Secrets {
             serde_json::from_str(json).map_err(|_| CryptoError::Malformed { what: "secrets" })?;
         Ok(Self {
             identity: IdentitySecrets::from_json(&wire.identity)?,
-            backup: BackupKey::from_base64(&wire.backup)?,
+            backup: BackupKeys {
+                current: BackupKey::from_base64(&wire.backup)?,
+                earlier: wire
+                    .earlier_backup
+                    .iter()
+                    .map(|key| BackupKey::from_base64(key))
+                    .collect::<Result<_, _>>()?,
+            },
         })
     }
+}
+
+/// What the recovery item holds: the master key and a device's secrets.
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct RecoveryWire {
+    master: String,
+    secrets: String,
 }
 
 /// The key a user writes down at the first login: it opens the backup's identity item, so a
@@ -239,26 +370,35 @@ impl RecoveryKey {
         Ok(Self(SealKey::from_bytes(key)))
     }
 
-    /// The secrets as the backup's identity item.
-    pub fn seal_secrets(&self, user: UserId, secrets: &Secrets) -> BackupItem {
-        seal(
-            &self.key(),
-            user,
-            IDENTITY_ITEM.to_owned(),
-            secrets.to_json().as_bytes(),
-        )
+    /// The master key and the secrets as the backup's identity item.
+    pub fn seal_secrets(&self, user: UserId, master: &MasterKey, secrets: &Secrets) -> BackupItem {
+        let wire = RecoveryWire {
+            master: master.to_base64().to_string(),
+            secrets: secrets.to_json().to_string(),
+        };
+        let json = Zeroizing::new(serde_json::to_string(&wire).expect("secrets serialize"));
+        seal(&self.key(), user, IDENTITY_ITEM.to_owned(), json.as_bytes())
     }
 
-    /// The secrets in the backup's identity item.
+    /// The master key and the secrets in the backup's identity item.
     ///
     /// # Errors
-    /// [`CryptoError::Sealed`] when this is not the key the item was sealed with.
-    pub fn open_secrets(&self, user: UserId, item: &BackupItem) -> Result<Secrets, CryptoError> {
+    /// [`CryptoError::Sealed`] when this is not the key the item was sealed with;
+    /// [`CryptoError::Malformed`] when the master key does not match the secrets.
+    pub fn open_secrets(
+        &self,
+        user: UserId,
+        item: &BackupItem,
+    ) -> Result<(MasterKey, Secrets), CryptoError> {
+        let malformed = || CryptoError::Malformed { what: "secrets" };
         let plaintext = open(&self.key(), user, item)?;
-        Secrets::from_json(
-            std::str::from_utf8(&plaintext)
-                .map_err(|_| CryptoError::Malformed { what: "secrets" })?,
-        )
+        let wire: RecoveryWire = serde_json::from_slice(&plaintext).map_err(|_| malformed())?;
+        let master = MasterKey::from_base64(&wire.master)?;
+        let secrets = Secrets::from_json(&wire.secrets)?;
+        if master.public_key() != secrets.identity.master_key() {
+            return Err(malformed());
+        }
+        Ok((master, secrets))
     }
 
     fn key(&self) -> SealKey {
@@ -323,11 +463,12 @@ mod tests {
     #[test]
     fn the_identity_item_opens_only_with_its_recovery_key_user_and_name() {
         let (alice, mallory) = (user(), user());
-        let secrets = Secrets::generate();
+        let (master, secrets) = Secrets::generate(alice);
         let key = RecoveryKey::generate();
-        let item = key.seal_secrets(alice, &secrets);
-        let opened = key.open_secrets(alice, &item).unwrap();
+        let item = key.seal_secrets(alice, &master, &secrets);
+        let (opened_master, opened) = key.open_secrets(alice, &item).unwrap();
         assert_eq!(opened.identity.master_key(), secrets.identity.master_key());
+        assert_eq!(opened_master.public_key(), master.public_key());
         assert!(RecoveryKey::generate().open_secrets(alice, &item).is_err());
         assert!(key.open_secrets(mallory, &item).is_err());
         let renamed = BackupItem {
@@ -364,5 +505,35 @@ mod tests {
         );
         let again = BackupKey::from_base64(&backup.to_base64()).unwrap();
         assert_eq!(again.seal_trust(alice, bob, "x").name, trust.name);
+    }
+
+    #[test]
+    fn a_rotation_keeps_what_was_sealed_readable_and_seals_anew() {
+        let alice = user();
+        let (master, secrets) = Secrets::generate(alice);
+        let before = secrets.backup.current().seal_trust(alice, user(), "before");
+        let rotated = secrets.rotate(alice, &master);
+        let after = rotated.backup.current().seal_trust(alice, user(), "after");
+        // The rotated secrets (and their JSON round trip) open both items.
+        let rotated = Secrets::from_json(&rotated.to_json()).unwrap();
+        assert_eq!(
+            rotated.backup.open_trust(alice, &before).unwrap().as_str(),
+            "before"
+        );
+        assert_eq!(
+            rotated.backup.open_trust(alice, &after).unwrap().as_str(),
+            "after"
+        );
+        // The secrets from before the rotation (a removed device's) open only the old item.
+        assert!(secrets.backup.open_trust(alice, &after).is_err());
+        // A device that held older keys keeps them beside the rotated ones, once each.
+        let mut merged = Secrets::from_json(&rotated.to_json()).unwrap();
+        merged.backup.keep_earlier(secrets.backup);
+        assert_eq!(merged.backup.earlier.len(), 1);
+        assert_eq!(rotated.identity.master_key(), secrets.identity.master_key());
+        assert_ne!(
+            rotated.identity.public().self_signing_key,
+            secrets.identity.public().self_signing_key
+        );
     }
 }

@@ -15,47 +15,89 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::CryptoError;
 use crate::identity::{VerifiedDevice, verify_device};
 
-/// The private half of a user's identity: held only by the user's verified devices and, sealed,
-/// in the key backup.
+/// The identity's master key: it certifies the self-signing key, and so decides what the
+/// identity is. Only the recovery item in the key backup keeps it; a device holds it only while
+/// it creates the identity or, with the recovery key, rotates the self-signing key, so a device
+/// removed later cannot certify a new self-signing key behind its user's back.
+///
+/// # Security
+/// No `Debug` or `Clone`; [`MasterKey::to_base64`] is the only way out, zeroized.
+pub struct MasterKey(Ed25519SecretKey);
+
+impl MasterKey {
+    /// A new random master key.
+    pub fn generate() -> Self {
+        Self(Ed25519SecretKey::new())
+    }
+
+    /// The public key (base64): what safety numbers and pins are about.
+    pub fn public_key(&self) -> String {
+        self.0.public_key().to_base64()
+    }
+
+    /// The key in base64, for the recovery item.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.0.to_base64())
+    }
+
+    /// A key from [`MasterKey::to_base64`].
+    ///
+    /// # Errors
+    /// [`CryptoError::Malformed`] for anything else.
+    pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
+        Ed25519SecretKey::from_base64(text)
+            .map(Self)
+            .map_err(|_| CryptoError::Malformed { what: "master key" })
+    }
+
+    /// New identity secrets: a fresh self-signing key, certified by this master key.
+    pub fn new_self_signing(&self, user: UserId) -> IdentitySecrets {
+        let self_signing = Ed25519SecretKey::new();
+        let public = self.certify(user, &self_signing.public_key().to_base64());
+        IdentitySecrets {
+            self_signing,
+            public,
+        }
+    }
+
+    fn certify(&self, user: UserId, self_signing_key: &str) -> CrossSigningKeys {
+        let master_key = self.public_key();
+        let message = CrossSigningKeys::self_signing_message(user, &master_key, self_signing_key);
+        CrossSigningKeys {
+            signature: self.0.sign(message.as_bytes()).to_base64(),
+            master_key,
+            self_signing_key: self_signing_key.to_owned(),
+        }
+    }
+}
+
+/// What an approved device holds of its user's identity: the self-signing key, which signs the
+/// user's devices, and the public identity that certifies it.
 ///
 /// # Security
 /// No `Debug` or `Clone`; [`IdentitySecrets::to_json`] is the only way out, zeroized.
 pub struct IdentitySecrets {
-    master: Ed25519SecretKey,
     self_signing: Ed25519SecretKey,
+    public: CrossSigningKeys,
 }
 
 /// How the secrets travel (to a newly approved device, or into the backup).
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 struct SecretsWire {
-    master: String,
     self_signing: String,
+    #[zeroize(skip)]
+    public: CrossSigningKeys,
 }
 
 impl IdentitySecrets {
-    /// A new identity with fresh keys.
-    pub fn generate() -> Self {
-        Self {
-            master: Ed25519SecretKey::new(),
-            self_signing: Ed25519SecretKey::new(),
-        }
-    }
-
     /// The public identity to publish, its self-signing key signed by the master key.
-    pub fn public(&self, user: UserId) -> CrossSigningKeys {
-        let master_key = self.master.public_key().to_base64();
-        let self_signing_key = self.self_signing.public_key().to_base64();
-        let message = CrossSigningKeys::self_signing_message(user, &master_key, &self_signing_key);
-        CrossSigningKeys {
-            signature: self.master.sign(message.as_bytes()).to_base64(),
-            master_key,
-            self_signing_key,
-        }
+    pub fn public(&self) -> &CrossSigningKeys {
+        &self.public
     }
 
     /// The master public key (base64).
     pub fn master_key(&self) -> String {
-        self.master.public_key().to_base64()
+        self.public.master_key.clone()
     }
 
     /// Vouches for one of the user's devices: the signature to store with
@@ -79,13 +121,14 @@ impl IdentitySecrets {
     /// The secrets as JSON, to seal for the backup or send to a newly approved device.
     pub fn to_json(&self) -> Zeroizing<String> {
         let wire = SecretsWire {
-            master: self.master.to_base64(),
             self_signing: self.self_signing.to_base64(),
+            public: self.public.clone(),
         };
         Zeroizing::new(serde_json::to_string(&wire).expect("secrets always serialize"))
     }
 
-    /// Secrets from [`IdentitySecrets::to_json`].
+    /// Secrets from [`IdentitySecrets::to_json`]; the public identity must name this
+    /// self-signing key.
     ///
     /// # Errors
     /// [`CryptoError::Malformed`] for anything else.
@@ -94,10 +137,14 @@ impl IdentitySecrets {
             what: "identity secrets",
         };
         let wire: SecretsWire = serde_json::from_str(json).map_err(|_| malformed())?;
+        let self_signing =
+            Ed25519SecretKey::from_base64(&wire.self_signing).map_err(|_| malformed())?;
+        if self_signing.public_key().to_base64() != wire.public.self_signing_key {
+            return Err(malformed());
+        }
         Ok(Self {
-            master: Ed25519SecretKey::from_base64(&wire.master).map_err(|_| malformed())?,
-            self_signing: Ed25519SecretKey::from_base64(&wire.self_signing)
-                .map_err(|_| malformed())?,
+            self_signing,
+            public: wire.public.clone(),
         })
     }
 }
@@ -223,8 +270,8 @@ mod tests {
     #[test]
     fn only_devices_signed_by_the_identity_are_trusted() {
         let user = UserId(uuid::Uuid::now_v7());
-        let secrets = IdentitySecrets::generate();
-        let identity = UserIdentity::check(user, &secrets.public(user)).unwrap();
+        let secrets = MasterKey::generate().new_self_signing(user);
+        let identity = UserIdentity::check(user, secrets.public()).unwrap();
         let account = DeviceAccount::new();
         assert!(matches!(
             identity.judge(&device(user, &account, Some(&secrets))),
@@ -235,7 +282,7 @@ mod tests {
             DeviceTrust::Unsigned(_)
         ));
         // A ghost identity's signature does not count for the real one.
-        let ghost = IdentitySecrets::generate();
+        let ghost = MasterKey::generate().new_self_signing(user);
         assert!(matches!(
             identity.judge(&device(user, &account, Some(&ghost))),
             DeviceTrust::Unsigned(_)
@@ -249,16 +296,30 @@ mod tests {
     #[test]
     fn an_identity_binds_its_user_and_keys() {
         let user = UserId(uuid::Uuid::now_v7());
-        let secrets = IdentitySecrets::generate();
-        let public = secrets.public(user);
+        let master = MasterKey::generate();
+        let secrets = master.new_self_signing(user);
+        let public = secrets.public().clone();
         assert!(UserIdentity::check(UserId(uuid::Uuid::now_v7()), &public).is_err());
-        let other = IdentitySecrets::generate().public(user);
+        let other = MasterKey::generate()
+            .new_self_signing(user)
+            .public()
+            .clone();
         let spliced = CrossSigningKeys {
-            self_signing_key: other.self_signing_key,
+            self_signing_key: other.self_signing_key.clone(),
             ..public.clone()
         };
         assert!(UserIdentity::check(user, &spliced).is_err());
         let back = IdentitySecrets::from_json(&secrets.to_json()).unwrap();
-        assert_eq!(back.public(user).master_key, public.master_key);
+        assert_eq!(back.public(), &public);
+        // Secrets whose public part names another self-signing key are refused.
+        let mismatched = secrets
+            .to_json()
+            .replace(&public.self_signing_key, &other.self_signing_key);
+        assert!(IdentitySecrets::from_json(&mismatched).is_err());
+        // A rotation keeps the master key and changes the self-signing key.
+        let rotated = master.new_self_signing(user);
+        assert_eq!(rotated.master_key(), public.master_key);
+        assert_ne!(rotated.public().self_signing_key, public.self_signing_key);
+        assert!(UserIdentity::check(user, rotated.public()).is_ok());
     }
 }

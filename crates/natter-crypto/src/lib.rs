@@ -33,8 +33,8 @@ pub mod seal;
 pub mod store_key;
 
 pub use account::{DecryptedWith, DeviceAccount};
-pub use backup::{BackupKey, RecoveryKey, Secrets};
-pub use cross_signing::{DeviceTrust, IdentitySecrets, UserIdentity};
+pub use backup::{BackupKey, BackupKeys, RecoveryKey, Secrets};
+pub use cross_signing::{DeviceTrust, IdentitySecrets, MasterKey, UserIdentity};
 pub use envelope::{MessageEnvelope, RoomKeyShare};
 pub use error::{CryptoError, UnableToDecrypt};
 pub use identity::{VerifiedDevice, safety_number, verify_device};

@@ -122,6 +122,36 @@ pub struct DevicesResponse {
     pub identity: Option<CrossSigningKeys>,
 }
 
+/// `POST /v1/devices/query`: the device lists of several users in one request (a room's
+/// members, before sending to it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevicesQuery {
+    /// The users: 1 to 1,000 of them.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
+    pub user_ids: Vec<crate::UserId>,
+}
+
+/// The answer to a [`DevicesQuery`]: the users the caller may see (itself, its connections and
+/// fellow room members); the others are left out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevicesQueryResponse {
+    /// One entry per user the caller may see, in no particular order.
+    pub users: Vec<UserDevices>,
+}
+
+/// One user's device list in a [`DevicesQueryResponse`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserDevices {
+    /// The user.
+    pub user_id: crate::UserId,
+    /// The devices and identity, as `GET /v1/users/{id}/devices` answers.
+    #[serde(flatten)]
+    pub list: DevicesResponse,
+}
+
 /// A user's cross-signing identity, public parts only: a long-term master key that signs a
 /// self-signing key, which signs each of the user's devices. The private parts never reach
 /// the server (except sealed with the user's recovery key, in the key backup).
@@ -184,6 +214,18 @@ pub struct BackupItem {
     pub name: String,
     /// The sealed data (printable ASCII, at most 16 KiB).
     pub data: String,
+}
+
+/// `POST /v1/me/identity/reset`: replace the caller's identity with a new one (a new master
+/// key); every device signature and the key backup go with the old one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetIdentityRequest {
+    /// The new identity.
+    pub identity: CrossSigningKeys,
+    /// The account's password, asked again: a reset is what a stolen login would want.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
+    pub password: String,
 }
 
 /// `PUT /v1/me/backup/{name}`: store (or replace) one backup item.

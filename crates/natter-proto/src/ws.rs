@@ -149,6 +149,13 @@ pub enum ServerFrame {
         /// Typing or stopped.
         typing: bool,
     },
+    /// A user's device list or identity changed (a device added or removed, new keys, a new
+    /// signature): a client that keeps device lists fetches this user's again before giving
+    /// out keys. Sent to the user's own devices and to everyone who may see the list.
+    DeviceListChanged {
+        /// Whose.
+        user_id: UserId,
+    },
     /// The answer to `ping`.
     Pong {
         /// The ping's nonce.
@@ -171,6 +178,7 @@ impl ServerFrame {
             Self::Receipts { .. } => "receipts",
             Self::ToDevice(_) => "to_device",
             Self::Typing { .. } => "typing",
+            Self::DeviceListChanged { .. } => "device_list_changed",
             Self::Pong { .. } => "pong",
             Self::Error(_) => "error",
         }

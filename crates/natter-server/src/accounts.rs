@@ -129,12 +129,49 @@ pub async fn login(
         expires_at,
     };
     state.store.create_device(&device).await?;
+    crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user.id).await;
     Ok(SessionResponse {
         token,
         user_id: user.id,
         device_id: device.id,
         expires_at,
     })
+}
+
+/// Checks `user`'s password again before a grave change (an identity reset). Spends the same
+/// allowance as a login, so it cannot be used to guess the password faster.
+///
+/// # Errors
+/// [`ServiceError::Denied`] (`wrong_password`, 403) for a wrong password; rate limited like
+/// logins.
+pub async fn check_password(
+    state: &AppState,
+    user: UserId,
+    password: &str,
+) -> Result<(), ServiceError> {
+    let record = state.store.user(user).await?;
+    let username = record
+        .map(|r| r.username.to_lowercase())
+        .unwrap_or_default();
+    state
+        .limits
+        .charge(&[(Kind::AccountLogins, &hash_token(&username), 1.0)])
+        .await?;
+    let stored_hash = state
+        .store
+        .user_by_username(&username)
+        .await?
+        .map(|(_, hash)| hash);
+    let password = password.chars().take(PASSWORD_MAX_BYTES).collect();
+    if state.passwords.verify(password, stored_hash).await? {
+        Ok(())
+    } else {
+        // Not `unauthorized`: the token is fine, and a client must not log out over it.
+        Err(ServiceError::Denied {
+            code: "wrong_password",
+            detail: "wrong password".into(),
+        })
+    }
 }
 
 /// Removes one of `user`'s devices (logging it out): its token stops working, its keys are
@@ -156,6 +193,7 @@ pub async fn remove_device(
         device,
         Outbound::Close(crate::gateway::close::POLICY, crate::auth::SIGNED_OUT),
     );
+    crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user).await;
     Ok(true)
 }
 

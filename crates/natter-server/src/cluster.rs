@@ -42,6 +42,8 @@ enum Target {
         user: UserId,
         device: DeviceId,
     },
+    /// Every connection of every node.
+    All,
 }
 
 /// An [`Outbound`] event as it crosses nodes.
@@ -66,6 +68,7 @@ enum Event {
         code: u16,
         reason: String,
     },
+    CatchUp,
 }
 
 /// What goes on the channel, as JSON that starts with the `origin` field (so a node can skip
@@ -108,6 +111,7 @@ impl Event {
                 code: *code,
                 reason: (*reason).to_owned(),
             },
+            Outbound::CatchUp => Event::CatchUp,
         }
     }
 
@@ -134,6 +138,7 @@ impl Event {
                 frame: Utf8Bytes::from(frame),
             },
             Event::Close { code, reason } => Outbound::Close(code, static_reason(&reason)),
+            Event::CatchUp => Outbound::CatchUp,
         }
     }
 }
@@ -153,6 +158,7 @@ fn static_kind(kind: &str) -> &'static str {
         "receipt" => "receipt",
         "receipts" => "receipts",
         "typing" => "typing",
+        "device_list_changed" => "device_list_changed",
         _ => "event",
     }
 }
@@ -519,6 +525,8 @@ pub struct RedisBus {
     outgoing: mpsc::Sender<Unpublished>,
     /// Events queued or being published, not yet on Redis (or dropped).
     unpublished: Arc<AtomicUsize>,
+    /// Set when an event was dropped: the other nodes are then told to catch up.
+    lost: Arc<AtomicBool>,
 }
 
 impl RedisBus {
@@ -532,11 +540,13 @@ impl RedisBus {
     ) -> Self {
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE);
         let unpublished = Arc::new(AtomicUsize::new(0));
+        let lost = Arc::new(AtomicBool::new(false));
         tokio::spawn(publish(
             redis.commands(),
             node.clone(),
             queue,
             Arc::clone(&unpublished),
+            Arc::clone(&lost),
         ));
         tokio::spawn(subscribe(
             redis.client.clone(),
@@ -564,6 +574,7 @@ impl RedisBus {
             registry,
             outgoing,
             unpublished,
+            lost,
         }
     }
 
@@ -577,7 +588,9 @@ impl RedisBus {
         self.unpublished.fetch_add(1, Ordering::Relaxed);
         if self.outgoing.try_send(unpublished).is_err() {
             self.unpublished.fetch_sub(1, Ordering::Relaxed);
-            // Redis is down or slow: the recipients on other nodes recover from the store.
+            // Redis is down or slow: the recipients on other nodes catch up from the store
+            // once the publisher tells them to.
+            self.lost.store(true, Ordering::Relaxed);
             metrics::counter!("natter_bus_dropped_total", "bus" => "redis").increment(1);
         }
     }
@@ -609,25 +622,41 @@ impl Bus for RedisBus {
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
 /// Publishes queued events in order, as many as are waiting in one pipeline. A batch that
-/// fails twice is dropped with everything queued behind it (senders are never blocked; the
-/// recipients on other nodes recover from the store), and publishing pauses for [`RETRY`].
+/// fails twice is dropped with everything queued behind it (senders are never blocked), and
+/// publishing pauses for [`RETRY`]. After any event was dropped, the next pipeline that reaches
+/// Redis first tells every node to catch up from the store ([`Outbound::CatchUp`]), so the
+/// recipients of what was dropped get it within a few seconds of Redis coming back, whether or
+/// not anything else is sent.
 async fn publish(
     mut redis: ConnectionManager,
     node: Node,
     mut queue: mpsc::Receiver<Unpublished>,
     unpublished: Arc<AtomicUsize>,
+    lost: Arc<AtomicBool>,
 ) {
     let channel = node.channel();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+    loop {
+        tokio::select! {
+            count = queue.recv_many(&mut batch, PUBLISH_BATCH) => if count == 0 {
+                return;
+            },
+            () = tokio::time::sleep(RETRY), if lost.load(Ordering::Relaxed) => {}
+        }
         let count = batch.len();
+        let tell_gap = lost.swap(false, Ordering::Relaxed);
         let mut pipe = redis::pipe();
-        for Unpublished {
-            published_ms,
-            target,
-            event,
-        } in batch.drain(..)
-        {
+        let envelopes = tell_gap
+            .then(|| (crate::now_ms(), Target::All, Outbound::CatchUp))
+            .into_iter()
+            .chain(batch.drain(..).map(
+                |Unpublished {
+                     published_ms,
+                     target,
+                     event,
+                 }| (published_ms, target, event),
+            ));
+        for (published_ms, target, event) in envelopes {
             let envelope = Envelope {
                 origin: node.id.clone(),
                 published_ms,
@@ -648,6 +677,7 @@ async fn publish(
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot publish to Redis; delivering locally only");
+                lost.store(true, Ordering::Relaxed);
                 let mut dropped = count;
                 while queue.try_recv().is_ok() {
                     dropped += 1;
@@ -788,6 +818,8 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
             continue;
         }
         tracing::info!("subscribed to cluster fan-out");
+        // Whatever was published while this node was not subscribed is lost to it.
+        registry.catch_up_all();
         let own = own_prefix(&node.id);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
@@ -809,6 +841,7 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
             match envelope.target {
                 Target::Users { users, skip } => registry.deliver(&users, skip, &event),
                 Target::Device { user, device } => registry.deliver_to_device(user, device, &event),
+                Target::All => registry.catch_up_all(),
             }
         }
         tracing::warn!("lost the Redis subscription; resubscribing");

@@ -52,6 +52,9 @@ pub enum Outbound {
     },
     /// Close the connection with this code and reason (an operator suspended the account).
     Close(u16, &'static str),
+    /// The cluster bus may have lost events (Redis went away): send whatever the store holds
+    /// past the connection's watermarks.
+    CatchUp,
 }
 
 /// Delivers events to the connected devices of users, wherever they are connected.
@@ -215,6 +218,15 @@ impl Registry {
             .flatten()
             .map(|h| h.queue.max_capacity() - h.queue.capacity())
             .sum()
+    }
+
+    /// Tells every connection here to catch up from the store ([`Outbound::CatchUp`]).
+    pub fn catch_up_all(&self) {
+        let map = self.users.read().expect("registry lock poisoned");
+        let event = Arc::new(Outbound::CatchUp);
+        for handle in map.values().flatten() {
+            offer(handle, &event);
+        }
     }
 
     pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {

@@ -1,18 +1,20 @@
 //! The key service: devices publish identity, one-time and fallback keys; connected users list
-//! devices and claim one-time keys to open Olm sessions.
+//! devices (one user's, or many at once) and claim one-time keys to open Olm sessions.
 //!
 //! Keys are opaque to the server: it checks only that each is unpadded standard base64 of the
 //! right length, and never interprets them.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use natter_proto::keys::{
-    BackupItem, ClaimedKey, CrossSigningKeys, DeviceInfo, DevicesResponse, IdentityKeys,
-    OneTimeKey, PublishedIdentityKeys, UploadKeysRequest,
+    ClaimedKey, DeviceInfo, DevicesResponse, IdentityKeys, OneTimeKey, PublishedIdentityKeys,
+    UploadKeysRequest, UserDevices,
 };
 use natter_proto::limits::{
-    BACKUP_ITEM_MAX, BACKUP_ITEMS_MAX, BACKUP_NAME_MAX, KEY_ID_MAX, ONE_TIME_KEYS_PER_UPLOAD,
-    ONE_TIME_KEYS_STORED, PUBLIC_KEY_BYTES, SIGNATURE_BYTES,
+    KEY_ID_MAX, ONE_TIME_KEYS_PER_UPLOAD, ONE_TIME_KEYS_STORED, PUBLIC_KEY_BYTES, ROOM_MEMBERS_MAX,
+    SIGNATURE_BYTES,
 };
 use natter_proto::{DeviceId, UserId};
 
@@ -82,60 +84,52 @@ pub async fn devices_of(
     Ok(DevicesResponse { devices, identity })
 }
 
-/// Publishes (or, after a reset, replaces) `user`'s cross-signing identity.
+/// The device lists of those of `users` that `viewer` may see (itself, its connections, fellow
+/// room members who did not block it), in one go.
 ///
 /// # Errors
-/// A key or signature is malformed.
-pub async fn publish_identity(
+/// [`ServiceError::Invalid`] for an empty list or more than [`ROOM_MEMBERS_MAX`] users.
+pub async fn devices_of_many(
     store: &dyn Store,
-    user: UserId,
-    keys: &CrossSigningKeys,
-) -> Result<(), ServiceError> {
-    check_base64("master_key", &keys.master_key, PUBLIC_KEY_BYTES)?;
-    check_base64("self_signing_key", &keys.self_signing_key, PUBLIC_KEY_BYTES)?;
-    check_base64("signature", &keys.signature, SIGNATURE_BYTES)?;
-    Ok(store.set_identity(user, keys, crate::now_ms()).await?)
-}
-
-/// Stores the cross-signature of one of `user`'s devices.
-///
-/// # Errors
-/// A malformed signature, or not one of `user`'s devices.
-pub async fn sign_device(
-    store: &dyn Store,
-    user: UserId,
-    device: DeviceId,
-    signature: &str,
-) -> Result<(), ServiceError> {
-    check_base64("signature", signature, SIGNATURE_BYTES)?;
-    if store.sign_device(user, device, signature).await? {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound("you have no such device"))
-    }
-}
-
-/// Stores or replaces one of `user`'s backup items.
-///
-/// # Errors
-/// A bad name, data over the size limit, or the user keeps the most items already.
-pub async fn put_backup_item(
-    store: &dyn Store,
-    user: UserId,
-    item: &BackupItem,
-) -> Result<(), ServiceError> {
-    check_backup_name("a backup item's name", &item.name)?;
-    if item.data.len() > BACKUP_ITEM_MAX || !item.data.chars().all(|c| matches!(c, ' '..='~')) {
+    viewer: UserId,
+    users: &[UserId],
+) -> Result<Vec<UserDevices>, ServiceError> {
+    if users.is_empty() || users.len() > ROOM_MEMBERS_MAX {
         return Err(ServiceError::Invalid(format!(
-            "a backup item's data is printable ASCII, at most {BACKUP_ITEM_MAX} bytes"
+            "user_ids lists 1 to {ROOM_MEMBERS_MAX} users"
         )));
     }
-    match store.put_backup_item(user, item, crate::now_ms()).await {
-        Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
-            "a user keeps at most {BACKUP_ITEMS_MAX} backup items"
-        ))),
-        other => Ok(other?),
+    let visible: HashSet<UserId> = store.visible_to(viewer).await?.into_iter().collect();
+    let wanted: BTreeSet<UserId> = users
+        .iter()
+        .copied()
+        .filter(|user| *user == viewer || visible.contains(user))
+        .collect();
+    let wanted: Vec<UserId> = wanted.into_iter().collect();
+    let mut lists: BTreeMap<UserId, DevicesResponse> = wanted
+        .iter()
+        .map(|user| {
+            let list = DevicesResponse {
+                devices: Vec::new(),
+                identity: None,
+            };
+            (*user, list)
+        })
+        .collect();
+    for device in store.devices(&wanted, crate::now_ms()).await? {
+        if let Some(list) = lists.get_mut(&device.user_id) {
+            list.devices.push(device_info(device));
+        }
     }
+    for (user, identity) in store.identities(&wanted).await? {
+        if let Some(list) = lists.get_mut(&user) {
+            list.identity = Some(identity);
+        }
+    }
+    Ok(lists
+        .into_iter()
+        .map(|(user_id, list)| UserDevices { user_id, list })
+        .collect())
 }
 
 /// Claims a one-time key (or the fallback key) of `target`'s `device`.
@@ -165,22 +159,6 @@ pub async fn claim(
         fallback: key.fallback,
         created_at: key.created_at,
     })
-}
-
-/// Checks a backup item's name (`what` says which): 1 to 128 printable ASCII characters.
-///
-/// # Errors
-/// [`ServiceError::Invalid`] naming `what`.
-pub fn check_backup_name(what: &str, name: &str) -> Result<(), ServiceError> {
-    if name.is_empty()
-        || name.len() > BACKUP_NAME_MAX
-        || !name.chars().all(|c| c.is_ascii_graphic())
-    {
-        return Err(ServiceError::Invalid(format!(
-            "{what} has 1 to {BACKUP_NAME_MAX} printable ASCII characters"
-        )));
-    }
-    Ok(())
 }
 
 /// A stored device as the API shows it.

@@ -103,6 +103,7 @@ const FRAMES_OUT: &[&str] = &[
     "receipts",
     "to_device",
     "typing",
+    "device_list_changed",
     "pong",
     "error",
 ];
@@ -140,6 +141,7 @@ fn register_known_series() {
     }
     counter!("natter_connects_total").increment(0);
     counter!("natter_rate_limit_fallbacks_total").increment(0);
+    counter!("natter_catch_ups_total").increment(0);
     metrics::gauge!("natter_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
@@ -252,7 +254,11 @@ fn describe() {
     );
     describe_counter!(
         "natter_bus_dropped_total",
-        "Events not published to other nodes because Redis was down or slow (recipients recover from the store)"
+        "Events not published to other nodes because Redis was down or slow (recipients catch up from the store when it returns)"
+    );
+    describe_counter!(
+        "natter_catch_ups_total",
+        "Connections brought up to date from the store after a gap in the cluster bus"
     );
     describe_gauge!(
         "natter_redis_up",

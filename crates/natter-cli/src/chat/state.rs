@@ -35,12 +35,15 @@ pub struct Note {
 }
 
 impl Note {
-    /// Whether it belongs in a conversation with these members.
-    fn concerns(&self, members: &[UserId]) -> bool {
+    /// Whether it belongs in `conversation`.
+    fn concerns(&self, conversation: &Conversation) -> bool {
         match &self.notice {
             Notice::SafetyNumberChanged { user_id, .. }
-            | Notice::DevicesSkipped { user_id, .. } => members.contains(user_id),
+            | Notice::DevicesSkipped { user_id, .. } => conversation.members.contains(user_id),
             Notice::NewDevice { .. } => true,
+            Notice::MembersAdded {
+                conversation_id, ..
+            } => *conversation_id == conversation.id,
         }
     }
 }
@@ -236,8 +239,8 @@ impl Chat {
 
     /// The notices that belong in the open conversation.
     pub fn notes_here(&self) -> impl Iterator<Item = &Note> {
-        let members = &self.current().members;
-        self.notes.iter().filter(move |n| n.concerns(members))
+        let open = self.current();
+        self.notes.iter().filter(move |n| n.concerns(open))
     }
 
     /// Whether the newest message is in view.

@@ -3,8 +3,8 @@
 
 use natter_proto::keys::{
     BackupItem, BackupItemsResponse, ClaimedKey, CrossSigningKeys, DeviceInfo,
-    DeviceSignatureRequest, DevicesResponse, KeyCountResponse, PutBackupItemRequest,
-    UploadKeysRequest,
+    DeviceSignatureRequest, DevicesQuery, DevicesQueryResponse, DevicesResponse, KeyCountResponse,
+    PutBackupItemRequest, ResetIdentityRequest, UploadKeysRequest, UserDevices,
 };
 use natter_proto::{DeviceId, UserId};
 use reqwest::Method;
@@ -55,13 +55,52 @@ impl Session {
             .await
     }
 
-    /// Publishes this user's cross-signing identity (replacing any earlier one).
+    /// The device lists of several users in one request: those this user may see (the others
+    /// are left out).
     ///
     /// # Errors
-    /// `invalid_request` for malformed keys.
+    /// `invalid_request` for no users or more than 1,000.
+    pub async fn query_devices(&self, users: &[UserId]) -> Result<Vec<UserDevices>, ClientError> {
+        let body = DevicesQuery {
+            user_ids: users.to_vec(),
+        };
+        let answer: DevicesQueryResponse = self
+            .client
+            .send(self.request(Method::POST, "/v1/devices/query").json(&body))
+            .await?;
+        Ok(answer.users)
+    }
+
+    /// Publishes this user's cross-signing identity, or a new self-signing key certified by
+    /// the same master key.
+    ///
+    /// # Errors
+    /// `invalid_request` for malformed keys or a signature that does not check; `conflict` for
+    /// another master key (that is [`Session::reset_identity`]).
     pub async fn publish_identity(&self, keys: &CrossSigningKeys) -> Result<(), ClientError> {
         self.no_content(self.request(Method::PUT, "/v1/me/identity").json(keys))
             .await
+    }
+
+    /// Replaces this user's identity with a new master key (the password asked again): every
+    /// device signature and the key backup go with the old one.
+    ///
+    /// # Errors
+    /// A wrong password (`wrong_password`), malformed keys, too many attempts.
+    pub async fn reset_identity(
+        &self,
+        keys: &CrossSigningKeys,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        let body = ResetIdentityRequest {
+            identity: keys.clone(),
+            password: password.to_owned(),
+        };
+        self.no_content(
+            self.request(Method::POST, "/v1/me/identity/reset")
+                .json(&body),
+        )
+        .await
     }
 
     /// Stores the cross-signature of one of this user's devices.

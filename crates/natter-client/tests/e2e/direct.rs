@@ -3,7 +3,7 @@
 use natter_client::{Client, Event};
 use natter_proto::ws::{ClientFrame, ServerFrame, ToDeviceOut};
 
-use crate::helpers::{KeyHold, TestServer, live, next_event, texts, to_device_waiting, wait_for};
+use crate::helpers::{Relay, TestServer, live, next_event, texts, to_device_waiting, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_and_a_second_device_talk_in_a_direct_conversation() {
@@ -169,7 +169,7 @@ async fn a_device_says_it_is_synced_and_sends_its_queue_before_topping_up_keys()
         .register("bob", "password123", None)
         .await
         .unwrap();
-    let relay = KeyHold::start(&server.url).await;
+    let relay = Relay::start(&server.url).await;
     let bob = server.device_through(&relay.url, "bob", "first").await;
     let direct = server.connect(&alice, &bob).await;
     // Bob's stock runs low, so his next connection tops it up; that top-up does not finish.

@@ -3,9 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use natter_client::{Client, Device, Event};
+use natter_crypto::MasterKey;
 use natter_server::config::{Config, DatabaseUrl};
 use natter_server::ratelimit::{Limits, Rate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -232,13 +235,14 @@ impl Drop for TestServer {
 
 /// A TCP relay to a server that, while holding, holds back every request for a device's
 /// own one-time keys (`/v1/devices/current/keys`, to count or publish them) until released:
-/// a key top-up that has not finished.
-pub struct KeyHold {
+/// a key top-up that has not finished. It also counts the requests for device lists.
+pub struct Relay {
     pub url: String,
     held: watch::Sender<bool>,
+    device_lists: Arc<AtomicUsize>,
 }
 
-impl KeyHold {
+impl Relay {
     /// A relay to `server` that holds nothing yet.
     pub async fn start(server: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -247,6 +251,8 @@ impl KeyHold {
         let url = format!("http://{}", listener.local_addr().expect("relay address"));
         let target = server.trim_start_matches("http://").to_owned();
         let (held, watching) = watch::channel(false);
+        let device_lists = Arc::new(AtomicUsize::new(0));
+        let counted = device_lists.clone();
         tokio::spawn(async move {
             loop {
                 let (inbound, _) = listener.accept().await.expect("accepting");
@@ -259,10 +265,16 @@ impl KeyHold {
                     let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
                 });
                 let mut held = watching.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     let mut buffer = vec![0; 64 * 1024];
                     while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
                         let chunk = &buffer[..n];
+                        let lists = DEVICE_LISTS
+                            .iter()
+                            .map(|what| chunk.windows(what.len()).filter(|w| w == what).count())
+                            .sum::<usize>();
+                        counted.fetch_add(lists, Ordering::SeqCst);
                         if chunk.windows(KEYS.len()).any(|w| w == KEYS) {
                             let _ = held.wait_for(|held| !held).await;
                         }
@@ -273,17 +285,28 @@ impl KeyHold {
                 });
             }
         });
-        Self { url, held }
+        Self {
+            url,
+            held,
+            device_lists,
+        }
     }
 
     /// Holds key requests from now on (true), or lets them (and those held) through.
     pub fn hold(&self, hold: bool) {
         self.held.send_replace(hold);
     }
+
+    /// How many device-list requests (one user's, or a query for many) went through so far.
+    pub fn device_list_requests(&self) -> usize {
+        self.device_lists.load(Ordering::SeqCst)
+    }
 }
 
-/// What [`KeyHold`] looks for in a request.
+/// What [`Relay`] holds back.
 const KEYS: &[u8] = b"/v1/devices/current/keys";
+/// What [`Relay`] counts as device-list requests: one user's list, and a query for many.
+const DEVICE_LISTS: [&[u8]; 2] = [b"/devices HTTP/1.1", b"POST /v1/devices/query"];
 
 /// Polls `condition` until it holds; panics after [`PATIENCE`].
 pub async fn wait_for(what: &str, mut condition: impl AsyncFnMut() -> bool) {
@@ -363,3 +386,92 @@ pub async fn to_device_waiting(device: &Device) -> u64 {
     raw.close().await;
     waiting
 }
+
+/// The operator logs a device in to `username`'s account without its password: it swaps the
+/// password hash for one it knows (a throwaway account's), logs in, and puts the hash back.
+pub async fn operator_logs_in(server: &TestServer, username: &str, name: &str) -> Device {
+    natter_client::Client::new(&server.url)
+        .unwrap()
+        .register("operator", "operator-password", None)
+        .await
+        .unwrap();
+    let hash = |user: &str| {
+        server
+            .operator_sql(&format!(
+                "SELECT password_hash FROM users WHERE username = '{user}'"
+            ))
+            .expect("the user's password hash")
+    };
+    let (real, known) = (hash(username), hash("operator"));
+    let set = |value: &str| {
+        server.operator_sql(&format!(
+            "UPDATE users SET password_hash = '{value}' WHERE username = '{username}'"
+        ))
+    };
+    set(&known);
+    let ghost = Device::login(
+        &server.url,
+        username,
+        "operator-password",
+        name,
+        &server.store_path(username, name),
+        "ghost passphrase",
+    )
+    .await
+    .expect("the operator's login");
+    set(&real);
+    ghost
+}
+
+/// The operator replaces `victim`'s identity with one of its own and signs `ghost` with it.
+pub async fn operator_replaces_identity(server: &TestServer, victim: &Device, ghost: &Device) {
+    let user = victim.user_id();
+    let secrets = MasterKey::generate().new_self_signing(user);
+    let public = secrets.public();
+    let keys = victim
+        .session()
+        .devices(user)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.device_id == ghost.device_id())
+        .and_then(|d| d.identity_keys)
+        .expect("the ghost published keys")
+        .keys;
+    let signature = secrets.sign_device(user, ghost.device_id(), &keys);
+    server.operator_sql(&format!(
+        "UPDATE identities SET master_key = '{}', self_signing_key = '{}', signature = '{}' \
+         WHERE user_id = '{user}'",
+        public.master_key, public.self_signing_key, public.signature
+    ));
+    server.operator_sql(&format!(
+        "UPDATE devices SET cross_signature = '{signature}' WHERE id = '{}'",
+        ghost.device_id()
+    ));
+}
+
+/// Runs an operator test on SQLite and, where PostgreSQL is configured, on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(crate::helpers::TestServer::start().await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(database) = natter_test_support::ScratchPostgres::create().await else {
+                        return;
+                    };
+                    let url = natter_server::config::DatabaseUrl::Postgres(
+                        natter_server::config::Secret(database.url.clone()),
+                    );
+                    super::$name(crate::helpers::TestServer::start_on(Some(url)).await).await;
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;

@@ -4,11 +4,13 @@
 mod helpers;
 
 mod at_rest;
+mod device_lists;
 mod direct;
 mod failover;
 mod live;
 mod offline;
 mod privacy;
 mod reset;
+mod revocation;
 mod rooms;
 mod trust;

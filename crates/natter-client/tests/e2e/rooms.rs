@@ -1,7 +1,7 @@
 //! Rooms: every member device reads; a device added later reads what follows (and, once
 //! approved, what came before); a removed member cannot decrypt what is sent after.
 
-use natter_client::{Event, UnableToDecrypt};
+use natter_client::{Event, Notice, UnableToDecrypt};
 
 use crate::helpers::{TestServer, live, next_event, texts, to_device_waiting};
 
@@ -167,5 +167,41 @@ async fn a_room_key_from_someone_who_left_is_dropped_and_the_sync_completes() {
     assert_eq!(
         texts(&alice, room).await,
         [UnableToDecrypt::MissingKey.to_string(), "still here".into()]
+    );
+}
+
+crate::helpers::on_both_backends!(a_member_the_server_adds_behind_the_owners_back_is_told);
+
+/// The operator adds a user to a room in its database; the members' next send tells them.
+async fn a_member_the_server_adds_behind_the_owners_back_is_told(server: TestServer) {
+    let (alice, bob, _direct) = server.alice_and_bob().await;
+    let mallory = server.user("mallory").await;
+    let room = alice
+        .session()
+        .create_room("team", &[bob.user_id()])
+        .await
+        .unwrap()
+        .summary
+        .id;
+    alice.send_text(room, "first").await.unwrap();
+    alice.sync().await.unwrap();
+    assert!(alice.notices().await.unwrap().is_empty());
+
+    server.operator_sql(&format!(
+        "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) \
+         VALUES ('{room}', '{}', 'member', 1, 0)",
+        mallory.user_id()
+    ));
+    server.operator_sql(&format!(
+        "UPDATE conversations SET members_version = members_version + 1 WHERE id = '{room}'"
+    ));
+    alice.send_text(room, "second").await.unwrap();
+    alice.sync().await.unwrap();
+    assert_eq!(
+        alice.notices().await.unwrap(),
+        [Notice::MembersAdded {
+            conversation_id: room,
+            user_ids: vec![mallory.user_id()],
+        }]
     );
 }

@@ -6,98 +6,13 @@
 use natter_client::{
     ApprovalEvent, ClientError, Device, Event, Notice, TrustLevel, UnableToDecrypt,
 };
-use natter_crypto::{IdentitySecrets, RecoveryKey};
+use natter_crypto::RecoveryKey;
 use natter_proto::ConversationId;
 
-use crate::helpers::{TestServer, live, next_event, texts};
-
-/// The operator logs a device in to `username`'s account without its password: it swaps the
-/// password hash for one it knows (a throwaway account's), logs in, and puts the hash back.
-async fn operator_logs_in(server: &TestServer, username: &str, name: &str) -> Device {
-    natter_client::Client::new(&server.url)
-        .unwrap()
-        .register("operator", "operator-password", None)
-        .await
-        .unwrap();
-    let hash = |user: &str| {
-        server
-            .operator_sql(&format!(
-                "SELECT password_hash FROM users WHERE username = '{user}'"
-            ))
-            .expect("the user's password hash")
-    };
-    let (real, known) = (hash(username), hash("operator"));
-    let set = |value: &str| {
-        server.operator_sql(&format!(
-            "UPDATE users SET password_hash = '{value}' WHERE username = '{username}'"
-        ))
-    };
-    set(&known);
-    let ghost = Device::login(
-        &server.url,
-        username,
-        "operator-password",
-        name,
-        &server.store_path(username, name),
-        "ghost passphrase",
-    )
-    .await
-    .expect("the operator's login");
-    set(&real);
-    ghost
-}
-
-/// The operator replaces `victim`'s identity with one of its own and signs `ghost` with it.
-async fn operator_replaces_identity(server: &TestServer, victim: &Device, ghost: &Device) {
-    let user = victim.user_id();
-    let secrets = IdentitySecrets::generate();
-    let public = secrets.public(user);
-    let keys = victim
-        .session()
-        .devices(user)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.device_id == ghost.device_id())
-        .and_then(|d| d.identity_keys)
-        .expect("the ghost published keys")
-        .keys;
-    let signature = secrets.sign_device(user, ghost.device_id(), &keys);
-    server.operator_sql(&format!(
-        "UPDATE identities SET master_key = '{}', self_signing_key = '{}', signature = '{}' \
-         WHERE user_id = '{user}'",
-        public.master_key, public.self_signing_key, public.signature
-    ));
-    server.operator_sql(&format!(
-        "UPDATE devices SET cross_signature = '{signature}' WHERE id = '{}'",
-        ghost.device_id()
-    ));
-}
-
-/// Runs an operator test on SQLite and, where PostgreSQL is configured, on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::helpers::TestServer::start().await).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(database) = natter_test_support::ScratchPostgres::create().await else {
-                        return;
-                    };
-                    let url = natter_server::config::DatabaseUrl::Postgres(
-                        natter_server::config::Secret(database.url.clone()),
-                    );
-                    super::$name(crate::helpers::TestServer::start_on(Some(url)).await).await;
-                }
-            }
-        )*
-    };
-}
+use crate::helpers::{
+    TestServer, live, next_event, on_both_backends, operator_logs_in, operator_replaces_identity,
+    texts,
+};
 
 on_both_backends!(
     a_ghost_device_the_operator_adds_gets_no_keys_and_both_users_are_told,

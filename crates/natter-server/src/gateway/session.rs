@@ -475,6 +475,36 @@ impl Session {
         .await
     }
 
+    /// Sends what the store holds past this connection's watermarks (messages in every
+    /// conversation, and to-device items), after the cluster bus may have lost events; nothing
+    /// already sent goes again. Unlike [`Self::sync`], it sends no `synced`.
+    async fn catch_up(&mut self) -> Flow {
+        let starts = match self
+            .state
+            .store
+            .cursor_starts(self.auth.device_id, self.auth.user_id)
+            .await
+        {
+            Ok(starts) => starts,
+            Err(e) => return self.refuse(e, None).await.and(Err(Closed)),
+        };
+        let mut sent = 0;
+        for start in starts {
+            self.conversations
+                .entry(start.conversation_id)
+                .or_insert(Cursor {
+                    sent: start.delivered_seq,
+                    delivered: start.delivered_seq,
+                    read: start.read_seq,
+                });
+            sent += self.fill(start.conversation_id, start.last_seq).await?;
+        }
+        let to_device = self.fill_inbox(i64::MAX).await?;
+        metrics::counter!("natter_catch_ups_total").increment(1);
+        tracing::debug!(messages = sent, to_device, "caught up after a bus gap");
+        Ok(())
+    }
+
     /// Sends the messages after the conversation's watermark up to `up_to` from the store, a
     /// page at a time. Returns how many it sent.
     async fn fill(&mut self, conversation: ConversationId, up_to: i64) -> Result<u64, Closed> {
@@ -603,6 +633,7 @@ impl Session {
                 self.send_raw("to_device", frame.clone()).await
             }
             Outbound::Frame { kind, ref frame } => self.send_raw(kind, frame.clone()).await,
+            Outbound::CatchUp => self.catch_up().await,
             Outbound::Close(code, reason) => {
                 self.close(code, reason).await;
                 Err(Closed)

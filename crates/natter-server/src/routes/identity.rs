@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use natter_proto::DeviceId;
 use natter_proto::keys::{
-    BackupItem, BackupItemsResponse, CrossSigningKeys, DeviceSignatureRequest, PutBackupItemRequest,
+    BackupItem, BackupItemsResponse, CrossSigningKeys, DeviceSignatureRequest,
+    PutBackupItemRequest, ResetIdentityRequest,
 };
 use natter_proto::limits::PAGE_MAX;
 use natter_proto::problem::Problem;
@@ -14,22 +15,48 @@ use serde::Deserialize;
 use crate::auth::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::keys;
 use crate::state::AppState;
+use crate::{accounts, device_lists, identity};
 
-/// Publishes the caller's cross-signing identity (public keys only). A new one replaces the
-/// old (an identity reset): every contact's client then warns that the safety number changed.
+/// Publishes the caller's cross-signing identity (public keys only), or a new self-signing key
+/// certified by the same master key (after removing an approved device); device signatures the
+/// new self-signing key did not make are dropped.
 #[utoipa::path(put, path = "/v1/me/identity", tag = "keys", security(("bearer" = [])),
     request_body = CrossSigningKeys,
     responses((status = 204, description = "stored"),
-              (status = 400, description = "a malformed key or signature", body = Problem),
-              (status = 401, description = "no valid token", body = Problem)))]
+              (status = 400, description = "a malformed key, or a signature that does not check", body = Problem),
+              (status = 401, description = "no valid token", body = Problem),
+              (status = 409, description = "another master key: that is a reset", body = Problem)))]
 pub async fn publish_identity(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(keys): ApiJson<CrossSigningKeys>,
 ) -> Result<StatusCode, ApiError> {
-    keys::publish_identity(state.store.as_ref(), auth.user_id, &keys).await?;
+    let store = state.store.as_ref();
+    identity::publish_identity(store, auth.user_id, &keys).await?;
+    device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces the caller's identity with a new master key, asking for the password again. Every
+/// device signature and the key backup go with the old identity; every contact's client warns
+/// that the safety number changed.
+#[utoipa::path(post, path = "/v1/me/identity/reset", tag = "keys", security(("bearer" = [])),
+    request_body = ResetIdentityRequest,
+    responses((status = 204, description = "replaced"),
+              (status = 400, description = "a malformed key, or a signature that does not check", body = Problem),
+              (status = 401, description = "no valid token", body = Problem),
+              (status = 403, description = "a wrong password (`wrong_password`)", body = Problem),
+              (status = 429, description = "too many password checks", body = Problem)))]
+pub async fn reset_identity(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(request): ApiJson<ResetIdentityRequest>,
+) -> Result<StatusCode, ApiError> {
+    accounts::check_password(&state, auth.user_id, &request.password).await?;
+    let store = state.store.as_ref();
+    identity::reset_identity(store, auth.user_id, &request.identity).await?;
+    device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -38,8 +65,9 @@ pub async fn publish_identity(
     params(("device_id" = DeviceId, Path)),
     request_body = DeviceSignatureRequest,
     responses((status = 204, description = "stored"),
-              (status = 400, description = "a malformed signature or device id", body = Problem),
+              (status = 400, description = "a malformed device id, or not the self-signing key's signature over this device", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
+              (status = 403, description = "no identity published yet", body = Problem),
               (status = 404, description = "not one of your devices", body = Problem)))]
 pub async fn sign_device(
     State(state): State<AppState>,
@@ -47,17 +75,14 @@ pub async fn sign_device(
     ApiPath(device_id): ApiPath<DeviceId>,
     ApiJson(request): ApiJson<DeviceSignatureRequest>,
 ) -> Result<StatusCode, ApiError> {
-    keys::sign_device(
-        state.store.as_ref(),
-        auth.user_id,
-        device_id,
-        &request.signature,
-    )
-    .await?;
+    let store = state.store.as_ref();
+    identity::sign_device(store, auth.user_id, device_id, &request.signature).await?;
+    device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Stores (or replaces) one item of the caller's key backup: data the client sealed.
+/// Stores (or replaces) one item of the caller's key backup: data the client sealed. Only a
+/// device the caller's identity signed may.
 #[utoipa::path(put, path = "/v1/me/backup/{name}", tag = "keys", security(("bearer" = [])),
     params(("name" = String, Path, description = "1 to 128 printable ASCII characters",
             pattern = r"^[!-~]{1,128}$")),
@@ -65,6 +90,7 @@ pub async fn sign_device(
     responses((status = 204, description = "stored"),
               (status = 400, description = "a bad name, or data over 16 KiB or not printable ASCII", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
+              (status = 403, description = "this device is not approved", body = Problem),
               (status = 409, description = "the backup holds the most items already", body = Problem)))]
 pub async fn put_backup_item(
     State(state): State<AppState>,
@@ -76,7 +102,9 @@ pub async fn put_backup_item(
         name,
         data: request.data,
     };
-    keys::put_backup_item(state.store.as_ref(), auth.user_id, &item).await?;
+    let store = state.store.as_ref();
+    identity::require_approved(store, auth.user_id, auth.device_id).await?;
+    identity::put_backup_item(store, auth.user_id, &item).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -110,7 +138,7 @@ pub async fn backup_items(
     }
     let after = page.after.unwrap_or_default();
     if !after.is_empty() {
-        keys::check_backup_name("after", &after)?;
+        identity::check_backup_name("after", &after)?;
     }
     let items = state
         .store
@@ -119,14 +147,17 @@ pub async fn backup_items(
     Ok(Json(BackupItemsResponse { items }))
 }
 
-/// Removes the caller's whole key backup (before starting a new one with a new recovery key).
+/// Removes the caller's whole key backup. Only a device the caller's identity signed may.
 #[utoipa::path(delete, path = "/v1/me/backup", tag = "keys", security(("bearer" = [])),
     responses((status = 204, description = "removed"),
-              (status = 401, description = "no valid token", body = Problem)))]
+              (status = 401, description = "no valid token", body = Problem),
+              (status = 403, description = "this device is not approved", body = Problem)))]
 pub async fn delete_backup(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_backup(auth.user_id).await?;
+    let store = state.store.as_ref();
+    identity::require_approved(store, auth.user_id, auth.device_id).await?;
+    store.delete_backup(auth.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

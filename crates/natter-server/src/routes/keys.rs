@@ -3,17 +3,20 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use natter_proto::keys::{ClaimedKey, DevicesResponse, KeyCountResponse, UploadKeysRequest};
+use natter_proto::keys::{
+    ClaimedKey, DevicesQuery, DevicesQueryResponse, DevicesResponse, KeyCountResponse,
+    UploadKeysRequest,
+};
 use natter_proto::problem::Problem;
 use natter_proto::{DeviceId, UserId};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath};
-use crate::keys;
 use crate::ratelimit::Kind;
 use crate::state::AppState;
 use crate::store::KeyCounts;
+use crate::{device_lists, keys};
 
 fn key_count(counts: KeyCounts) -> Json<KeyCountResponse> {
     Json(KeyCountResponse {
@@ -32,13 +35,11 @@ pub async fn upload(
     auth: Auth,
     ApiJson(request): ApiJson<UploadKeysRequest>,
 ) -> Result<Json<KeyCountResponse>, ApiError> {
-    let counts = keys::upload(
-        state.store.as_ref(),
-        auth.device_id,
-        &request,
-        crate::now_ms(),
-    )
-    .await?;
+    let store = state.store.as_ref();
+    let counts = keys::upload(store, auth.device_id, &request, crate::now_ms()).await?;
+    if request.identity_keys.is_some() {
+        device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
+    }
     Ok(key_count(counts))
 }
 
@@ -83,6 +84,22 @@ pub async fn devices(
     Ok(Json(
         keys::devices_of(state.store.as_ref(), auth.user_id, user_id).await?,
     ))
+}
+
+/// The device lists of several users at once (a room's members, before sending to it): those
+/// the caller may see; the others are left out.
+#[utoipa::path(post, path = "/v1/devices/query", tag = "keys", security(("bearer" = [])),
+    request_body = DevicesQuery,
+    responses((status = 200, body = DevicesQueryResponse),
+              (status = 400, description = "no users, or more than 1,000", body = Problem),
+              (status = 401, body = Problem)))]
+pub async fn query_devices(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(query): ApiJson<DevicesQuery>,
+) -> Result<Json<DevicesQueryResponse>, ApiError> {
+    let users = keys::devices_of_many(state.store.as_ref(), auth.user_id, &query.user_ids).await?;
+    Ok(Json(DevicesQueryResponse { users }))
 }
 
 /// Claims one of the device's one-time keys (each is handed out once), or its fallback key

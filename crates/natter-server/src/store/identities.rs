@@ -1,5 +1,6 @@
 //! Cross-signing identities, device signatures and the key backup: what clients sign and seal,
-//! stored as opaque text. [`IdentityStore`] has one body of SQL for both backends.
+//! stored as opaque text; and who may see whose device lists. [`IdentityStore`] has one body
+//! of SQL for both backends.
 
 use async_trait::async_trait;
 use natter_proto::keys::{BackupItem, CrossSigningKeys};
@@ -13,19 +14,41 @@ use super::{PgStore, SqliteStore, StoreError, timed};
 pub trait IdentityStore: Send + Sync {
     /// A user's cross-signing identity, if their first device published one.
     async fn identity(&self, user: UserId) -> Result<Option<CrossSigningKeys>, StoreError>;
-    /// Publishes (or replaces, after a reset) a user's identity.
+    /// The identities of those of `users` that have one.
+    async fn identities(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, CrossSigningKeys)>, StoreError>;
+    /// The users whose device lists `viewer` may see, besides its own: its connections, and
+    /// fellow members of its rooms who did not block it.
+    async fn visible_to(&self, viewer: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// The users who may see `target`'s device list, besides `target`: the other side of
+    /// [`IdentityStore::visible_to`].
+    async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// Publishes a user's first identity, or replaces one with the same master key (a new
+    /// self-signing key). False, and nothing changed, when the stored identity has another
+    /// master key (checked in the same statement, so a reset cannot be overwritten).
     async fn set_identity(
         &self,
         user: UserId,
         keys: &CrossSigningKeys,
         now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Replaces a user's identity in a reset: with the old identity go every device's
+    /// cross-signature and the whole backup.
+    async fn reset_identity(
+        &self,
+        user: UserId,
+        keys: &CrossSigningKeys,
+        now: i64,
     ) -> Result<(), StoreError>;
-    /// Stores a device's cross-signature. False if `device` is not one of `user`'s.
+    /// Stores (or, with `None`, removes) a device's cross-signature. False if `device` is not
+    /// one of `user`'s.
     async fn sign_device(
         &self,
         user: UserId,
         device: DeviceId,
-        signature: &str,
+        signature: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Stores or replaces a backup item. `Conflict` when the user already keeps the most items.
     async fn put_backup_item(
@@ -47,6 +70,36 @@ pub trait IdentityStore: Send + Sync {
 
 macro_rules! sql_identities {
     ($store:ty, $db:ty) => {
+        /// The users a one-parameter query (`$1`, a user) lists.
+        async fn users(
+            pool: &sqlx::Pool<$db>,
+            sql: &'static str,
+            user: UserId,
+        ) -> Result<Vec<UserId>, StoreError> {
+            sqlx::query_scalar::<$db, String>(sql)
+                .bind(user.to_string())
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|id| parse_user(id))
+                .collect()
+        }
+
+        /// Binds [`UPSERT_IDENTITY`]'s parameters.
+        fn bind_identity<'q>(
+            query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            user: UserId,
+            keys: &'q CrossSigningKeys,
+            now: i64,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            query
+                .bind(user.to_string())
+                .bind(&keys.master_key)
+                .bind(&keys.self_signing_key)
+                .bind(&keys.signature)
+                .bind(now)
+        }
+
         #[async_trait]
         impl IdentityStore for $store {
             async fn identity(&self, user: UserId) -> Result<Option<CrossSigningKeys>, StoreError> {
@@ -66,27 +119,94 @@ macro_rules! sql_identities {
                 .await
             }
 
+            async fn identities(
+                &self,
+                users: &[UserId],
+            ) -> Result<Vec<(UserId, CrossSigningKeys)>, StoreError> {
+                timed("identities", async move {
+                    if users.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT user_id, master_key, self_signing_key, signature FROM identities \
+                         WHERE user_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for user in users {
+                        list.push_bind(user.to_string());
+                    }
+                    query.push(")");
+                    query
+                        .build_query_as::<(String, String, String, String)>()
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(|(user, master_key, self_signing_key, signature)| {
+                            Ok((
+                                parse_user(&user)?,
+                                CrossSigningKeys {
+                                    master_key,
+                                    self_signing_key,
+                                    signature,
+                                },
+                            ))
+                        })
+                        .collect()
+                })
+                .await
+            }
+
+            async fn visible_to(&self, viewer: UserId) -> Result<Vec<UserId>, StoreError> {
+                timed("visible_to", async move {
+                    users(&self.pool, VISIBLE_TO, viewer).await
+                })
+                .await
+            }
+
+            async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError> {
+                timed("audience_of", async move {
+                    users(&self.pool, AUDIENCE_OF, target).await
+                })
+                .await
+            }
+
             async fn set_identity(
                 &self,
                 user: UserId,
                 keys: &CrossSigningKeys,
                 now: i64,
-            ) -> Result<(), StoreError> {
+            ) -> Result<bool, StoreError> {
                 timed("set_identity", async move {
                     let writer = self.writer.lock().await;
-                    sqlx::query(
-                        "INSERT INTO identities (user_id, master_key, self_signing_key, signature, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
-                         master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
-                         signature = excluded.signature, updated_at = excluded.updated_at",
-                    )
-                    .bind(user.to_string())
-                    .bind(&keys.master_key)
-                    .bind(&keys.self_signing_key)
-                    .bind(&keys.signature)
-                    .bind(now)
-                    .execute(&*writer)
-                    .await?;
+                    let done = bind_identity(sqlx::query(SAME_MASTER_UPSERT), user, keys, now)
+                        .execute(&*writer)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                })
+                .await
+            }
+
+            async fn reset_identity(
+                &self,
+                user: UserId,
+                keys: &CrossSigningKeys,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                timed("reset_identity", async move {
+                    let writer = self.writer.lock().await;
+                    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+                    bind_identity(sqlx::query(UPSERT_IDENTITY), user, keys, now)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("UPDATE devices SET cross_signature = NULL WHERE user_id = $1")
+                        .bind(user.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM backup_items WHERE user_id = $1")
+                        .bind(user.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
                     Ok(())
                 })
                 .await
@@ -96,7 +216,7 @@ macro_rules! sql_identities {
                 &self,
                 user: UserId,
                 device: DeviceId,
-                signature: &str,
+                signature: Option<&str>,
             ) -> Result<bool, StoreError> {
                 timed("sign_device", async move {
                     let writer = self.writer.lock().await;
@@ -189,6 +309,47 @@ macro_rules! sql_identities {
             }
         }
     };
+}
+
+/// The statement of [`UPSERT_IDENTITY`], for building on it.
+macro_rules! upsert_identity {
+    () => {
+        "INSERT INTO identities (user_id, master_key, self_signing_key, signature, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+         master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, \
+         signature = excluded.signature, updated_at = excluded.updated_at"
+    };
+}
+
+/// Stores `$2..$4` as user `$1`'s identity (updated at `$5`), replacing any earlier one.
+const UPSERT_IDENTITY: &str = upsert_identity!();
+
+/// [`UPSERT_IDENTITY`] only over an identity with the same master key.
+const SAME_MASTER_UPSERT: &str = concat!(
+    upsert_identity!(),
+    " WHERE identities.master_key = excluded.master_key"
+);
+
+/// The users whose device lists user `$1` may see (see [`IdentityStore::visible_to`]).
+const VISIBLE_TO: &str = "SELECT peer_id FROM connections WHERE user_id = $1 AND state = 'accepted' \
+     UNION SELECT y.user_id FROM members x \
+     JOIN conversations c ON c.id = x.conversation_id AND c.kind = 'room' \
+     JOIN members y ON y.conversation_id = x.conversation_id AND y.left_seq IS NULL \
+     WHERE x.user_id = $1 AND x.left_seq IS NULL AND y.user_id <> $1 \
+     AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = y.user_id \
+     AND b.peer_id = $1 AND b.state = 'blocked')";
+
+/// The users who may see user `$1`'s device list (see [`IdentityStore::audience_of`]).
+const AUDIENCE_OF: &str = "SELECT user_id FROM connections WHERE peer_id = $1 AND state = 'accepted' \
+     UNION SELECT y.user_id FROM members x \
+     JOIN conversations c ON c.id = x.conversation_id AND c.kind = 'room' \
+     JOIN members y ON y.conversation_id = x.conversation_id AND y.left_seq IS NULL \
+     WHERE x.user_id = $1 AND x.left_seq IS NULL AND y.user_id <> $1 \
+     AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $1 \
+     AND b.peer_id = y.user_id AND b.state = 'blocked')";
+
+fn parse_user(text: &str) -> Result<UserId, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt("a user id"))
 }
 
 mod sqlite_impl {

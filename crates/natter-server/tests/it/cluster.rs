@@ -296,6 +296,109 @@ async fn cross_node_delivery_resumes_after_a_redis_outage() {
     assert!(missing.is_empty(), "never delivered: {missing:?}");
 }
 
+/// What crossed no node while Redis was away reaches a connected device once Redis is back,
+/// within the ten-second promise, without another message to reveal the gap and without a
+/// reconnect; and a device connected to the sending node loses nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_redis_outage_dropped_arrives_when_it_returns_with_nothing_else_sent() {
+    let Some(redis) = redis_url() else { return };
+    let (proxy, proxied) = Proxy::in_front_of(&redis).await;
+    let Some((a, b)) = two_nodes(Some(proxied)).await else {
+        return;
+    };
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let bob_on_b = same_device(&b.client, &bob);
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&bob_on_b).await;
+    let before = until_live(&mut on_a, &mut on_b, direct, "before").await;
+
+    proxy.cut();
+    wait_for_redis(&a, "unreachable").await;
+    let mut last = before;
+    for i in 0..3 {
+        last = send(&mut on_a, direct, &format!("during{i}"), "x")
+            .await
+            .seq;
+    }
+    proxy.restore();
+    let restored = std::time::Instant::now();
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut on_b))
+            .await
+            .expect("what was sent during the outage arrives within 10 s of Redis returning")
+            .expect("the connection stays open");
+        if let ServerFrame::Message(m) = frame {
+            seqs.push(m.seq);
+        }
+    }
+    assert!(restored.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        seqs,
+        ((before + 1)..=last).collect::<Vec<_>>(),
+        "in order, once"
+    );
+}
+
+/// A node cut off from Redis (but not from its clients) while the others keep it: what it
+/// accepted meanwhile reaches the others' devices once it is back, with nothing else sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_cut_off_from_redis_accepted_reaches_the_others_when_it_returns() {
+    let Some(redis) = redis_url() else { return };
+    let (proxy, proxied) = Proxy::in_front_of(&redis).await;
+    let cluster = cluster_name();
+    let configure = |url: &str| {
+        let (url, cluster) = (url.to_owned(), cluster.clone());
+        move |c: &mut Config| {
+            c.redis_url = Some(Secret(url));
+            c.cluster_name = cluster;
+        }
+    };
+    let Some(a) = TestServer::start_with(Backend::Postgres, configure(&proxied)).await else {
+        return;
+    };
+    let b = a.join(configure(&redis)).await;
+    let (alice, bob, direct) = a.direct_pair("alice", "bob").await;
+    let bob_on_b = same_device(&b.client, &bob);
+    let (mut on_a, _) = connect(&alice).await;
+    let (mut on_b, _) = connect(&bob_on_b).await;
+    let before = until_live(&mut on_a, &mut on_b, direct, "before").await;
+
+    proxy.cut();
+    wait_for_redis(&a, "unreachable").await;
+    let mut last = before;
+    for i in 0..3 {
+        last = send(&mut on_a, direct, &format!("during{i}"), "x")
+            .await
+            .seq;
+    }
+    // Node A gave up publishing them (they are not merely late).
+    eventually("node A to drop what it could not publish", async || {
+        let dropped = sample(
+            &scrape(&a.admin_url).await,
+            "natter_bus_dropped_total{bus=\"redis\"}",
+        );
+        if dropped >= 3.0 { Ok(()) } else { Err(dropped) }
+    })
+    .await;
+    proxy.restore();
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut on_b))
+            .await
+            .expect("what node A accepted arrives within 10 s of its Redis returning")
+            .expect("the connection stays open");
+        if let ServerFrame::Message(m) = frame {
+            seqs.push(m.seq);
+        }
+    }
+    assert_eq!(
+        seqs,
+        ((before + 1)..=last).collect::<Vec<_>>(),
+        "in order, once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_nodes_deliver_locally_and_devices_catch_up() {
     // Nothing listens on port 1: both nodes run with Redis down the whole time.

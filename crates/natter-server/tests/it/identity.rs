@@ -1,10 +1,16 @@
-//! Cross-signing identities, device signatures and the key backup: publishing and replacing an
-//! identity, who may read it, signing only one's own devices, signatures lost with new device
-//! keys, and the backup's names, sizes, order, paging, privacy, removal and bound.
+//! Cross-signing identities, device signatures and the key backup: publishing, rotating and
+//! resetting an identity, who may read it, the signatures the server checks, signing only one's
+//! own devices, signatures lost with new device keys, which devices change the backup, and the
+//! backup's names, sizes, order, paging, privacy, removal and bound.
+//!
+//! Identities and device signatures are made with natter-crypto's real keys: the server checks
+//! them.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use natter_client::Session;
+use natter_crypto::{DeviceAccount, IdentitySecrets, MasterKey};
 use natter_proto::UserId;
 use natter_proto::keys::{
     BackupItem, CrossSigningKeys, DeviceInfo, IdentityKeys, OneTimeKey, UploadKeysRequest,
@@ -12,6 +18,7 @@ use natter_proto::keys::{
 use natter_proto::limits::{BACKUP_ITEM_MAX, BACKUP_ITEMS_MAX, BACKUP_NAME_MAX, PAGE_MAX};
 use natter_proto::problem::{CONTENT_TYPE, Problem};
 use natter_server::config::DatabaseUrl;
+use natter_server::ratelimit::{Kind, Rate};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -21,9 +28,17 @@ use crate::helpers::{Backend, TestServer, assert_problem, backend_tests, server}
 backend_tests!(
     identity_is_published_to_its_user_and_connections,
     a_new_identity_replaces_the_old,
+    another_master_key_is_refused,
+    a_rotation_keeps_only_the_new_self_signing_keys_signatures,
+    forged_identities_are_refused,
     malformed_identities_are_refused,
     only_its_user_signs_a_device,
+    device_signatures_are_checked,
     new_identity_keys_clear_the_cross_signature,
+    only_approved_devices_change_the_backup,
+    a_reset_needs_the_password,
+    resets_spend_the_login_allowance,
+    a_reset_replaces_the_identity_and_clears_signatures_and_backup,
     backup_items_are_stored_replaced_and_listed_in_name_order,
     backup_is_paged_with_after_and_limit,
     bad_backup_names_and_oversized_data_are_refused,
@@ -36,6 +51,9 @@ backend_tests!(
     text_postgresql_cannot_store_is_refused,
 );
 
+/// The password [`TestServer::user`] registers every user with.
+const PASSWORD: &str = "password123";
+
 /// The identity `viewer` is shown for `owner`.
 async fn identity_seen(viewer: &Session, owner: UserId) -> Option<CrossSigningKeys> {
     viewer
@@ -45,32 +63,35 @@ async fn identity_seen(viewer: &Session, owner: UserId) -> Option<CrossSigningKe
         .identity
 }
 
+/// Well-formed bytes that are no key (for one-time keys and malformed input).
 fn key(seed: u8) -> String {
     STANDARD_NO_PAD.encode([seed; 32])
 }
 
+/// Well-formed bytes that are nobody's signature.
 fn signature(seed: u8) -> String {
     STANDARD_NO_PAD.encode([seed; 64])
 }
 
-fn cross_signing(seed: u8) -> CrossSigningKeys {
-    CrossSigningKeys {
-        master_key: key(seed),
-        self_signing_key: key(seed.wrapping_add(1)),
-        signature: signature(seed),
-    }
+/// A new master key, and a self-signing key it certified for `who`'s user.
+fn new_identity(who: &Session) -> (MasterKey, IdentitySecrets) {
+    let master = MasterKey::generate();
+    let secrets = master.new_self_signing(who.user_id());
+    (master, secrets)
+}
+
+/// The public identity of `secrets`, as published and served.
+fn public(secrets: &IdentitySecrets) -> CrossSigningKeys {
+    secrets.public().clone()
 }
 
 fn body(keys: CrossSigningKeys) -> Value {
     serde_json::to_value(keys).unwrap()
 }
 
-fn identity_keys(seed: u8) -> IdentityKeys {
-    IdentityKeys {
-        curve25519: key(seed),
-        ed25519: key(seed.wrapping_add(1)),
-        signature: signature(seed),
-    }
+/// The identity keys of a new Olm account, self-signed for `device`.
+fn device_keys(device: &Session) -> IdentityKeys {
+    DeviceAccount::new().identity_keys(device.user_id(), device.device_id())
 }
 
 async fn upload_identity_keys(device: &Session, keys: IdentityKeys) {
@@ -83,6 +104,90 @@ async fn upload_identity_keys(device: &Session, keys: IdentityKeys) {
         .expect("uploading identity keys");
 }
 
+/// Uploads new identity keys for `device`; returns them.
+async fn new_device_keys(device: &Session) -> IdentityKeys {
+    let keys = device_keys(device);
+    upload_identity_keys(device, keys.clone()).await;
+    keys
+}
+
+/// The signature of `secrets`' self-signing key over `device`'s identity `keys`.
+fn vouch(secrets: &IdentitySecrets, device: &Session, keys: &IdentityKeys) -> String {
+    secrets.sign_device(device.user_id(), device.device_id(), keys)
+}
+
+/// `signer` stores the signature of `secrets` over `device`'s `keys`; returns it.
+async fn approve(
+    signer: &Session,
+    secrets: &IdentitySecrets,
+    device: &Session,
+    keys: &IdentityKeys,
+) -> String {
+    let signature = vouch(secrets, device, keys);
+    signer
+        .sign_device(device.device_id(), &signature)
+        .await
+        .expect("signing the device");
+    signature
+}
+
+/// What a user's first device does: uploads its identity keys, publishes a new identity and
+/// signs itself with it. Returns the identity and the device's keys.
+async fn approve_first(who: &Session) -> (MasterKey, IdentitySecrets, IdentityKeys) {
+    let keys = new_device_keys(who).await;
+    let (master, secrets) = new_identity(who);
+    who.publish_identity(secrets.public())
+        .await
+        .expect("publishing the identity");
+    approve(who, &secrets, who, &keys).await;
+    (master, secrets, keys)
+}
+
+/// Alice, connected to bob, with three devices (the laptop, the phone and the tablet), all
+/// signed by her identity.
+struct ThreeDevices {
+    alice: Session,
+    bob: Session,
+    phone: Session,
+    tablet: Session,
+    master: MasterKey,
+    identity: IdentitySecrets,
+    laptop_keys: IdentityKeys,
+    phone_keys: IdentityKeys,
+    tablet_keys: IdentityKeys,
+}
+
+async fn three_approved_devices(server: &TestServer) -> ThreeDevices {
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let (phone, tablet) = (
+        server.login("alice", "phone").await,
+        server.login("alice", "tablet").await,
+    );
+    let (master, identity, laptop_keys) = approve_first(&alice).await;
+    let phone_keys = new_device_keys(&phone).await;
+    let tablet_keys = new_device_keys(&tablet).await;
+    approve(&alice, &identity, &phone, &phone_keys).await;
+    approve(&alice, &identity, &tablet, &tablet_keys).await;
+    ThreeDevices {
+        alice,
+        bob,
+        phone,
+        tablet,
+        master,
+        identity,
+        laptop_keys,
+        phone_keys,
+        tablet_keys,
+    }
+}
+
+/// A new user whose one device is approved, so it may change the backup.
+async fn approved_user(server: &TestServer, username: &str) -> Session {
+    let who = server.user(username).await;
+    approve_first(&who).await;
+    who
+}
+
 /// A request from `who` (with its token) to `path` on `server`.
 fn request(
     server: &TestServer,
@@ -91,6 +196,29 @@ fn request(
     path: &str,
 ) -> reqwest::RequestBuilder {
     server.raw(method, path).bearer_auth(who.token())
+}
+
+/// `PUT /v1/me/identity` with `keys`.
+async fn put_identity(server: &TestServer, who: &Session, keys: &CrossSigningKeys) -> Response {
+    request(server, who, Method::PUT, "/v1/me/identity")
+        .json(keys)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /v1/me/identity/reset` with `identity` and `password`.
+async fn reset(
+    server: &TestServer,
+    who: &Session,
+    identity: &CrossSigningKeys,
+    password: &str,
+) -> Response {
+    request(server, who, Method::POST, "/v1/me/identity/reset")
+        .json(&json!({ "identity": identity, "password": password }))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Asserts `response` is a problem+json with `status` and a non-empty detail; returns it.
@@ -119,6 +247,12 @@ async fn invalid(response: Response, words: &[&str]) {
     for word in words {
         assert!(detail.contains(word), "{detail:?} mentions {word:?}");
     }
+}
+
+/// Asserts a problem with `status` and `code` (`what` names the case).
+async fn refused_with(response: Response, status: u16, code: &str, what: &str) {
+    let problem = problem(response, status).await;
+    assert_eq!(problem.code, code, "{what}: {problem:?}");
 }
 
 /// `GET /v1/users/{user}/devices` as raw JSON (to see fields that are null).
@@ -154,6 +288,17 @@ async fn sign(server: &TestServer, who: &Session, device: &str, body: Value) -> 
     .send()
     .await
     .unwrap()
+}
+
+/// `who` stores `signature` for `device` over HTTP: the raw answer.
+async fn sign_with(
+    server: &TestServer,
+    who: &Session,
+    device: &Session,
+    signature: &str,
+) -> Response {
+    let id = device.device_id().to_string();
+    sign(server, who, &id, json!({ "signature": signature })).await
 }
 
 /// `PUT /v1/me/backup/{encoded}` (the name exactly as it goes in the path).
@@ -224,23 +369,20 @@ async fn identity_is_published_to_its_user_and_connections(backend: Backend) {
     );
     assert_eq!(device["cross_signature"], Value::Null, "{before}");
 
-    let published = request(&server, &alice, Method::PUT, "/v1/me/identity")
-        .json(&cross_signing(1))
-        .send()
-        .await
-        .unwrap();
+    let (_, identity) = new_identity(&alice);
+    let published = put_identity(&server, &alice, identity.public()).await;
     assert_eq!(published.status(), 204);
     // Its user's own devices see it, including one logged in later.
     let own = alice.devices_and_identity(alice.user_id()).await.unwrap();
-    assert_eq!(own.identity, Some(cross_signing(1)));
+    assert_eq!(own.identity, Some(public(&identity)));
     assert_eq!(own.devices.len(), 1);
     let phone = server.login("alice", "phone").await;
     let from_phone = phone.devices_and_identity(alice.user_id()).await.unwrap();
-    assert_eq!(from_phone.identity, Some(cross_signing(1)));
+    assert_eq!(from_phone.identity, Some(public(&identity)));
     assert_eq!(from_phone.devices.len(), 2);
     // A connection sees it.
     let seen = bob.devices_and_identity(alice.user_id()).await.unwrap();
-    assert_eq!(seen.identity, Some(cross_signing(1)));
+    assert_eq!(seen.identity, Some(public(&identity)));
     assert_eq!(seen.devices, from_phone.devices);
     // Bob's own list has no identity: he published none.
     assert_eq!(identity_seen(&bob, bob.user_id()).await, None);
@@ -253,77 +395,302 @@ async fn identity_is_published_to_its_user_and_connections(backend: Backend) {
     assert_eq!(problem(refused, 404).await.code, "not_found");
     assert_problem(mallory.devices(alice.user_id()).await, 404, "not_found");
     // No token, no publishing.
+    let (_, other) = new_identity(&alice);
     let anonymous = server
         .raw(Method::PUT, "/v1/me/identity")
-        .json(&cross_signing(2))
+        .json(other.public())
         .send()
         .await
         .unwrap();
     assert_eq!(problem(anonymous, 401).await.code, "unauthorized");
     assert_eq!(
         identity_seen(&bob, alice.user_id()).await,
-        Some(cross_signing(1))
+        Some(public(&identity))
     );
 }
 
 async fn a_new_identity_replaces_the_old(backend: Backend) {
     let server = server!(backend);
     let (alice, bob) = server.connected_pair("alice", "bob").await;
-    alice.publish_identity(&cross_signing(1)).await.unwrap();
+    let (_, first) = new_identity(&alice);
+    alice.publish_identity(first.public()).await.unwrap();
     assert_eq!(
         identity_seen(&bob, alice.user_id()).await,
-        Some(cross_signing(1))
+        Some(public(&first))
     );
-    // A reset, from another of alice's devices.
+    // A reset with the password, from another of alice's devices.
     let phone = server.login("alice", "phone").await;
-    phone.publish_identity(&cross_signing(7)).await.unwrap();
+    let (_, second) = new_identity(&phone);
+    phone
+        .reset_identity(second.public(), PASSWORD)
+        .await
+        .expect("resetting through the client");
     for viewer in [&alice, &phone, &bob] {
         assert_eq!(
             identity_seen(viewer, alice.user_id()).await,
-            Some(cross_signing(7))
+            Some(public(&second))
         );
     }
-    // Publishing the same identity again changes nothing; the old one can come back.
-    alice.publish_identity(&cross_signing(7)).await.unwrap();
-    alice.publish_identity(&cross_signing(1)).await.unwrap();
+    // Publishing the same identity again changes nothing; the old one comes back only by
+    // another reset, not by publishing it.
+    alice.publish_identity(second.public()).await.unwrap();
+    assert_problem(
+        alice.publish_identity(first.public()).await,
+        409,
+        "conflict",
+    );
     assert_eq!(
         identity_seen(&bob, alice.user_id()).await,
-        Some(cross_signing(1))
+        Some(public(&second))
+    );
+    let restored = reset(&server, &alice, first.public(), PASSWORD).await;
+    assert_eq!(restored.status(), 204);
+    assert_eq!(
+        identity_seen(&bob, alice.user_id()).await,
+        Some(public(&first))
     );
     // Bob's identity is his own.
     assert_eq!(identity_seen(&bob, bob.user_id()).await, None);
 }
 
+async fn another_master_key_is_refused(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let (_, identity, _) = approve_first(&alice).await;
+    let laptop_signature = cross_signature_of(&alice, &alice, &alice).await;
+    assert!(laptop_signature.is_some());
+    // A login with only the password (a new device nobody approved, or a thief) publishes an
+    // identity of its own: refused, and so from any device.
+    let phone = server.login("alice", "phone").await;
+    let phone_keys = new_device_keys(&phone).await;
+    let (_, takeover) = new_identity(&phone);
+    for device in [&phone, &alice] {
+        let answer = put_identity(&server, device, takeover.public()).await;
+        let problem = problem(answer, 409).await;
+        assert_eq!(problem.code, "conflict");
+        assert!(problem.detail.unwrap().contains("reset"));
+    }
+    assert_problem(
+        phone.publish_identity(takeover.public()).await,
+        409,
+        "conflict",
+    );
+    // The old identity is still served to her and her connections, the laptop keeps its
+    // signature, and the other key signs nothing.
+    for viewer in [&alice, &phone, &bob] {
+        assert_eq!(
+            identity_seen(viewer, alice.user_id()).await,
+            Some(public(&identity))
+        );
+        assert_eq!(
+            cross_signature_of(viewer, &alice, &alice).await,
+            laptop_signature
+        );
+    }
+    let own = vouch(&takeover, &phone, &phone_keys);
+    invalid(
+        sign_with(&server, &phone, &phone, &own).await,
+        &["signature"],
+    )
+    .await;
+    assert_eq!(cross_signature_of(&bob, &alice, &phone).await, None);
+}
+
+async fn a_rotation_keeps_only_the_new_self_signing_keys_signatures(backend: Backend) {
+    let server = server!(backend);
+    let ThreeDevices {
+        alice,
+        bob,
+        phone,
+        tablet,
+        master,
+        identity: first,
+        laptop_keys,
+        phone_keys,
+        tablet_keys,
+    } = three_approved_devices(&server).await;
+    // A new self-signing key under the same master key (after a device was lost, say).
+    let second = master.new_self_signing(alice.user_id());
+    assert_ne!(
+        second.public().self_signing_key,
+        first.public().self_signing_key
+    );
+    let rotated = put_identity(&server, &alice, second.public()).await;
+    assert_eq!(rotated.status(), 204);
+    // The old key's signatures went with it.
+    let devices = [&alice, &phone, &tablet];
+    assert_unsigned_under(&[&alice, &phone, &bob], &devices, &second).await;
+    // The old key signs nothing any more; the new one re-signs the laptop and the phone.
+    let stale = vouch(&first, &tablet, &tablet_keys);
+    invalid(
+        sign_with(&server, &alice, &tablet, &stale).await,
+        &["signature"],
+    )
+    .await;
+    let laptop = approve(&alice, &second, &alice, &laptop_keys).await;
+    let phone_signature = approve(&alice, &second, &phone, &phone_keys).await;
+    // Publishing the same identity again (a retry) keeps what its key signed.
+    alice.publish_identity(second.public()).await.unwrap();
+    let signed = [
+        (&alice, Some(laptop.as_str())),
+        (&phone, Some(phone_signature.as_str())),
+        (&tablet, None),
+    ];
+    assert_signatures(&[&alice, &bob], &alice, &signed).await;
+    // Rotating back to the first key drops the second's signatures in turn.
+    alice.publish_identity(first.public()).await.unwrap();
+    for device in [&alice, &phone, &tablet] {
+        assert_eq!(cross_signature_of(&bob, &alice, device).await, None);
+    }
+}
+
+/// Asserts every one of `viewers` is shown `identity` for the owner of `devices`, and none of
+/// them signed.
+async fn assert_unsigned_under(
+    viewers: &[&Session],
+    devices: &[&Session],
+    identity: &IdentitySecrets,
+) {
+    let owner = devices[0];
+    for viewer in viewers {
+        assert_eq!(
+            identity_seen(viewer, owner.user_id()).await,
+            Some(public(identity))
+        );
+    }
+    let unsigned: Vec<_> = devices.iter().map(|device| (*device, None)).collect();
+    assert_signatures(viewers, owner, &unsigned).await;
+}
+
+/// Asserts every one of `viewers` sees each listed device of `owner` with that signature.
+async fn assert_signatures(
+    viewers: &[&Session],
+    owner: &Session,
+    expected: &[(&Session, Option<&str>)],
+) {
+    for viewer in viewers {
+        for (device, signature) in expected {
+            let shown = cross_signature_of(viewer, owner, device).await;
+            assert_eq!(shown.as_deref(), *signature, "{}", device.device_id());
+        }
+    }
+}
+
+/// A signature of a key that is not the master key, over the right message.
+fn signed_by_another_key(user: UserId, keys: &CrossSigningKeys) -> String {
+    let message =
+        CrossSigningKeys::self_signing_message(user, &keys.master_key, &keys.self_signing_key);
+    let impostor = SigningKey::from_bytes(&[7; 32]);
+    STANDARD_NO_PAD.encode(impostor.sign(message.as_bytes()).to_bytes())
+}
+
+async fn forged_identities_are_refused(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let (master, genuine) = new_identity(&alice);
+    let (_, other) = new_identity(&alice);
+    let forgeries = [
+        (
+            "another key's signature",
+            CrossSigningKeys {
+                signature: signed_by_another_key(alice.user_id(), genuine.public()),
+                ..public(&genuine)
+            },
+        ),
+        (
+            "another self-signing key than the master key signed",
+            CrossSigningKeys {
+                self_signing_key: other.public().self_signing_key.clone(),
+                ..public(&genuine)
+            },
+        ),
+        (
+            "another master key's identity claiming hers",
+            CrossSigningKeys {
+                master_key: genuine.public().master_key.clone(),
+                ..public(&other)
+            },
+        ),
+        (
+            "her master key's identity for another user",
+            public(&master.new_self_signing(bob.user_id())),
+        ),
+    ];
+    // Neither as a first identity...
+    for (what, forged) in &forgeries {
+        let answer = put_identity(&server, &alice, forged).await;
+        refused_with(answer, 400, "invalid_request", what).await;
+    }
+    assert_eq!(identity_seen(&bob, alice.user_id()).await, None);
+    // ...nor as a rotation of her real one (each uses her master key).
+    alice.publish_identity(genuine.public()).await.unwrap();
+    for (what, forged) in &forgeries {
+        let answer = put_identity(&server, &alice, forged).await;
+        let problem = problem(answer, 400).await;
+        assert_eq!(problem.code, "invalid_request", "{what}");
+        let detail = problem.detail.unwrap();
+        assert!(detail.contains("signature"), "{what}: {detail}");
+    }
+    // Nor by a reset, though the password is right.
+    for (what, forged) in &forgeries {
+        let answer = reset(&server, &alice, forged, PASSWORD).await;
+        refused_with(answer, 400, "invalid_request", what).await;
+    }
+    assert_eq!(
+        identity_seen(&bob, alice.user_id()).await,
+        Some(public(&genuine))
+    );
+    // Bob cannot take alice's identity as his: it was certified for her.
+    let copied = put_identity(&server, &bob, genuine.public()).await;
+    refused_with(copied, 400, "invalid_request", "alice's identity as bob's").await;
+    assert_eq!(identity_seen(&alice, bob.user_id()).await, None);
+}
+
 async fn malformed_identities_are_refused(backend: Backend) {
     let server = server!(backend);
     let alice = server.user("alice").await;
-    alice.publish_identity(&cross_signing(1)).await.unwrap();
+    let (_, identity) = new_identity(&alice);
+    alice.publish_identity(identity.public()).await.unwrap();
+    // Each case is another identity spoiled in one field.
+    let (_, other) = new_identity(&alice);
+    let base = || public(&other);
+    let not_a_point = (0..=u8::MAX)
+        .map(|seed| [seed; 32])
+        .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+        .expect("some 32 bytes are no curve point");
     let cases: Vec<(Value, &[&str])> = vec![
         (
             body(CrossSigningKeys {
-                master_key: format!("{}=", key(2)),
-                ..cross_signing(2)
+                master_key: format!("{}=", base().master_key),
+                ..base()
             }),
-            &["master_key", "32 bytes", "unpadded"],
+            &["master_key", "unpadded"],
         ),
         (
             body(CrossSigningKeys {
                 master_key: STANDARD_NO_PAD.encode([2u8; 31]),
-                ..cross_signing(2)
+                ..base()
             }),
-            &["master_key", "32 bytes"],
+            &["master_key", "Ed25519 public key"],
+        ),
+        (
+            body(CrossSigningKeys {
+                master_key: STANDARD_NO_PAD.encode(not_a_point),
+                ..base()
+            }),
+            &["master_key", "Ed25519 public key"],
         ),
         (
             body(CrossSigningKeys {
                 self_signing_key: STANDARD_NO_PAD.encode([2u8; 33]),
-                ..cross_signing(2)
+                ..base()
             }),
-            &["self_signing_key", "32 bytes"],
+            &["self_signing_key", "Ed25519 public key"],
         ),
         (
             body(CrossSigningKeys {
                 self_signing_key: "*".repeat(43),
-                ..cross_signing(2)
+                ..base()
             }),
             &["self_signing_key", "base64"],
         ),
@@ -334,7 +701,7 @@ async fn malformed_identities_are_refused(backend: Backend) {
                     .encode([0xfb; 32])
                     .replace('+', "-")
                     .replace('/', "_"),
-                ..cross_signing(2)
+                ..base()
             }),
             &["self_signing_key", "standard base64"],
         ),
@@ -342,19 +709,19 @@ async fn malformed_identities_are_refused(backend: Backend) {
             // A key where the signature goes.
             body(CrossSigningKeys {
                 signature: key(2),
-                ..cross_signing(2)
+                ..base()
             }),
-            &["signature", "64 bytes"],
+            &["signature", "master key"],
         ),
         (
             body(CrossSigningKeys {
                 signature: String::new(),
-                ..cross_signing(2)
+                ..base()
             }),
-            &["signature", "64 bytes"],
+            &["signature", "master key"],
         ),
         (
-            json!({"master_key": key(2), "self_signing_key": key(3)}),
+            json!({"master_key": base().master_key, "self_signing_key": base().self_signing_key}),
             &["signature"],
         ),
         (
@@ -378,10 +745,10 @@ async fn malformed_identities_are_refused(backend: Backend) {
         .await
         .unwrap();
     invalid(garbage, &[]).await;
-    // Through the client too.
+    // Through the client too: a padded signature, even of her own master key.
     let padded = CrossSigningKeys {
-        signature: format!("{}==", signature(2)),
-        ..cross_signing(2)
+        signature: format!("{}==", identity.public().signature),
+        ..public(&identity)
     };
     assert_problem(
         alice.publish_identity(&padded).await,
@@ -391,7 +758,7 @@ async fn malformed_identities_are_refused(backend: Backend) {
     // None of it replaced the identity.
     assert_eq!(
         identity_seen(&alice, alice.user_id()).await,
-        Some(cross_signing(1))
+        Some(public(&identity))
     );
 }
 
@@ -399,22 +766,18 @@ async fn only_its_user_signs_a_device(backend: Backend) {
     let server = server!(backend);
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let phone = server.login("alice", "phone").await;
-    upload_identity_keys(&alice, identity_keys(1)).await;
-    upload_identity_keys(&phone, identity_keys(3)).await;
-    alice.publish_identity(&cross_signing(10)).await.unwrap();
+    let laptop_keys = new_device_keys(&alice).await;
+    let phone_keys = new_device_keys(&phone).await;
+    let (_, identity) = new_identity(&alice);
+    alice.publish_identity(identity.public()).await.unwrap();
     // The laptop signs the phone.
-    let signed = sign(
-        &server,
-        &alice,
-        &phone.device_id().to_string(),
-        json!({ "signature": signature(20) }),
-    )
-    .await;
+    let phone_signature = vouch(&identity, &phone, &phone_keys);
+    let signed = sign_with(&server, &alice, &phone, &phone_signature).await;
     assert_eq!(signed.status(), 204);
     for viewer in [&alice, &phone, &bob] {
         assert_eq!(
             cross_signature_of(viewer, &alice, &phone).await,
-            Some(signature(20))
+            Some(phone_signature.clone())
         );
         assert_eq!(cross_signature_of(viewer, &alice, &alice).await, None);
     }
@@ -424,43 +787,46 @@ async fn only_its_user_signs_a_device(backend: Backend) {
         list.connections[0].devices,
         bob.devices(alice.user_id()).await.unwrap()
     );
-    // A device may sign itself (the first device, right after creating the identity), and a
-    // new signature replaces the old.
-    alice
-        .sign_device(alice.device_id(), &signature(21))
-        .await
-        .unwrap();
-    alice
-        .sign_device(phone.device_id(), &signature(22))
-        .await
-        .unwrap();
+    // A device may sign itself (the first device, right after creating the identity), and
+    // signing again (a retry) keeps the signature.
+    let laptop_signature = approve(&alice, &identity, &alice, &laptop_keys).await;
+    approve(&phone, &identity, &phone, &phone_keys).await;
     assert_eq!(
         cross_signature_of(&bob, &alice, &alice).await,
-        Some(signature(21))
+        Some(laptop_signature.clone())
     );
     assert_eq!(
         cross_signature_of(&bob, &alice, &phone).await,
-        Some(signature(22))
+        Some(phone_signature.clone())
     );
 
-    // Bob cannot sign alice's devices, though he is connected to her: 404, as for no device.
-    let refused = sign(
-        &server,
-        &bob,
-        &phone.device_id().to_string(),
-        json!({ "signature": signature(66) }),
-    )
-    .await;
-    assert_eq!(problem(refused, 404).await.code, "not_found");
+    // Bob cannot sign alice's devices, though he is connected to her and has an identity of
+    // his own: 404, as for no device. Not even with a signature of hers he copied.
+    let (_, bobs) = new_identity(&bob);
+    bob.publish_identity(bobs.public()).await.unwrap();
+    let his = vouch(&bobs, &phone, &phone_keys);
+    let answer = sign_with(&server, &bob, &phone, &his).await;
+    assert_eq!(problem(answer, 404).await.code, "not_found");
     assert_problem(
-        bob.sign_device(alice.device_id(), &signature(66)).await,
+        bob.sign_device(alice.device_id(), &laptop_signature).await,
         404,
         "not_found",
     );
-    // A stranger's attempt is the same 404.
+    // A stranger's attempt is the same 404 (with an identity), or says it has none.
     let mallory = server.user("mallory").await;
     assert_problem(
-        mallory.sign_device(phone.device_id(), &signature(67)).await,
+        mallory
+            .sign_device(phone.device_id(), &phone_signature)
+            .await,
+        403,
+        "no_identity",
+    );
+    let (_, mallorys) = new_identity(&mallory);
+    mallory.publish_identity(mallorys.public()).await.unwrap();
+    assert_problem(
+        mallory
+            .sign_device(phone.device_id(), &phone_signature)
+            .await,
         404,
         "not_found",
     );
@@ -475,30 +841,21 @@ async fn only_its_user_signs_a_device(backend: Backend) {
     .await;
     assert_eq!(problem(missing, 404).await.code, "not_found");
     // Nothing of that was stored.
-    for viewer in [&alice, &bob] {
-        assert_eq!(
-            cross_signature_of(viewer, &alice, &alice).await,
-            Some(signature(21))
-        );
-        assert_eq!(
-            cross_signature_of(viewer, &alice, &phone).await,
-            Some(signature(22))
-        );
-    }
+    let signed = [
+        (&alice, Some(laptop_signature.as_str())),
+        (&phone, Some(phone_signature.as_str())),
+    ];
+    assert_signatures(&[&alice, &bob], &alice, &signed).await;
     assert_eq!(cross_signature_of(&bob, &bob, &bob).await, None);
 
     // Malformed requests are 400s and store nothing.
     let phone_id = phone.device_id().to_string();
     let malformed: [(&str, Value, &[&str]); 5] = [
+        (&phone_id, json!({ "signature": key(1) }), &["signature"]),
         (
             &phone_id,
-            json!({ "signature": key(1) }),
-            &["signature", "64 bytes"],
-        ),
-        (
-            &phone_id,
-            json!({ "signature": format!("{}==", signature(1)) }),
-            &["signature", "64 bytes"],
+            json!({ "signature": format!("{phone_signature}==") }),
+            &["signature"],
         ),
         (
             &phone_id,
@@ -515,41 +872,106 @@ async fn only_its_user_signs_a_device(backend: Backend) {
     for (device, body, words) in malformed {
         invalid(sign(&server, &alice, device, body).await, words).await;
     }
-    // Bob's malformed signature for alice's device is refused as malformed (it says nothing of
-    // whether the device exists) and stores nothing.
+    // Bob's malformed signature for alice's device gets the same answer as one for a device
+    // that does not exist (it says nothing of which exist), and stores nothing.
     let bad = sign(&server, &bob, &phone_id, json!({ "signature": "x" })).await;
-    assert_eq!(bad.status(), 400);
+    let none = sign(&server, &bob, &nobody, json!({ "signature": "x" })).await;
+    assert_eq!(bad.status(), none.status());
     assert_eq!(
         cross_signature_of(&bob, &alice, &phone).await,
-        Some(signature(22))
+        Some(phone_signature.clone())
     );
     // No token, no signing.
     let anonymous = server
         .raw(Method::PUT, &format!("/v1/devices/{phone_id}/signature"))
-        .json(&json!({ "signature": signature(1) }))
+        .json(&json!({ "signature": phone_signature }))
         .send()
         .await
         .unwrap();
     assert_eq!(problem(anonymous, 401).await.code, "unauthorized");
 }
 
+async fn device_signatures_are_checked(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let phone = server.login("alice", "phone").await;
+    let laptop_keys = new_device_keys(&alice).await;
+    let phone_keys = new_device_keys(&phone).await;
+    let (master, identity) = new_identity(&alice);
+    // Before any identity there is no key to check a signature with: refused, even one that
+    // will check once the identity is published.
+    let genuine = vouch(&identity, &phone, &phone_keys);
+    let early = sign_with(&server, &alice, &phone, &genuine).await;
+    let problem_early = problem(early, 403).await;
+    assert_eq!(problem_early.code, "no_identity");
+    assert_eq!(cross_signature_of(&bob, &alice, &phone).await, None);
+
+    alice.publish_identity(identity.public()).await.unwrap();
+    let (_, stranger) = new_identity(&alice);
+    let unpublished = master.new_self_signing(alice.user_id());
+    let forgeries = [
+        (
+            "another master's self-signing key",
+            vouch(&stranger, &phone, &phone_keys),
+        ),
+        (
+            "an unpublished self-signing key of her master key",
+            vouch(&unpublished, &phone, &phone_keys),
+        ),
+        (
+            "other keys than the phone uploaded",
+            vouch(&identity, &phone, &device_keys(&phone)),
+        ),
+        (
+            "the laptop's keys under the phone's id",
+            vouch(&identity, &phone, &laptop_keys),
+        ),
+        (
+            "the laptop's own signature",
+            vouch(&identity, &alice, &laptop_keys),
+        ),
+        (
+            "the phone's keys for another user",
+            identity.sign_device(bob.user_id(), phone.device_id(), &phone_keys),
+        ),
+        ("no signature at all", signature(9)),
+    ];
+    for (what, forged) in &forgeries {
+        let answer = sign_with(&server, &alice, &phone, forged).await;
+        refused_with(answer, 400, "invalid_request", what).await;
+    }
+    assert_eq!(cross_signature_of(&bob, &alice, &phone).await, None);
+    // A device with no identity keys yet has nothing to vouch for.
+    let tablet = server.login("alice", "tablet").await;
+    let tablet_signature = vouch(&identity, &tablet, &device_keys(&tablet));
+    let answer = sign_with(&server, &alice, &tablet, &tablet_signature).await;
+    refused_with(answer, 400, "invalid_request", "a device without keys").await;
+    assert_eq!(cross_signature_of(&bob, &alice, &tablet).await, None);
+    // The real signature is stored, and no forgery replaces it afterwards.
+    let stored = sign_with(&server, &alice, &phone, &genuine).await;
+    assert_eq!(stored.status(), 204);
+    for (what, forged) in &forgeries {
+        let answer = sign_with(&server, &alice, &phone, forged).await;
+        refused_with(answer, 400, "invalid_request", what).await;
+    }
+    assert_eq!(
+        cross_signature_of(&bob, &alice, &phone).await,
+        Some(genuine)
+    );
+}
+
 async fn new_identity_keys_clear_the_cross_signature(backend: Backend) {
     let server = server!(backend);
     let (alice, bob) = server.connected_pair("alice", "bob").await;
     let phone = server.login("alice", "phone").await;
-    upload_identity_keys(&alice, identity_keys(1)).await;
-    upload_identity_keys(&phone, identity_keys(3)).await;
-    alice
-        .sign_device(alice.device_id(), &signature(11))
-        .await
-        .unwrap();
-    alice
-        .sign_device(phone.device_id(), &signature(13))
-        .await
-        .unwrap();
+    let phone_keys = new_device_keys(&phone).await;
+    let (_, identity, _) = approve_first(&alice).await;
+    let laptop = cross_signature_of(&alice, &alice, &alice).await;
+    assert!(laptop.is_some());
+    let first = approve(&alice, &identity, &phone, &phone_keys).await;
 
     // The same keys again (a retried upload) keep the signature; so do other uploads.
-    upload_identity_keys(&phone, identity_keys(3)).await;
+    upload_identity_keys(&phone, phone_keys.clone()).await;
     phone
         .upload_keys(&UploadKeysRequest {
             one_time_keys: vec![OneTimeKey {
@@ -566,18 +988,15 @@ async fn new_identity_keys_clear_the_cross_signature(backend: Backend) {
         .unwrap();
     assert_eq!(
         cross_signature_of(&bob, &alice, &phone).await,
-        Some(signature(13))
+        Some(first.clone())
     );
 
     // New identity keys: the signature vouched for the old ones, so it goes.
-    upload_identity_keys(&phone, identity_keys(5)).await;
+    let new_keys = new_device_keys(&phone).await;
     for viewer in [&alice, &phone, &bob] {
         assert_eq!(cross_signature_of(viewer, &alice, &phone).await, None);
         // The other device keeps its own.
-        assert_eq!(
-            cross_signature_of(viewer, &alice, &alice).await,
-            Some(signature(11))
-        );
+        assert_eq!(cross_signature_of(viewer, &alice, &alice).await, laptop);
     }
     let raw = devices_json(&server, &bob, &alice).await;
     let listed = raw["devices"]
@@ -588,53 +1007,223 @@ async fn new_identity_keys_clear_the_cross_signature(backend: Backend) {
         .unwrap()
         .clone();
     assert_eq!(listed["cross_signature"], Value::Null, "{raw}");
-    // A new key of only one kind is new keys too.
-    alice
-        .sign_device(phone.device_id(), &signature(15))
-        .await
-        .unwrap();
-    upload_identity_keys(
-        &phone,
-        IdentityKeys {
-            ed25519: key(99),
-            ..identity_keys(5)
-        },
+    // Nor can the old signature be put back: it is not over these keys.
+    invalid(
+        sign_with(&server, &alice, &phone, &first).await,
+        &["signature"],
     )
     .await;
+    // A new key of only one kind is new keys too (the server does not check the keys'
+    // own signature; clients do).
+    approve(&alice, &identity, &phone, &new_keys).await;
+    let mixed = IdentityKeys {
+        ed25519: device_keys(&phone).ed25519,
+        ..new_keys
+    };
+    upload_identity_keys(&phone, mixed.clone()).await;
     assert_eq!(cross_signature_of(&bob, &alice, &phone).await, None);
     // Signed again, it shows again.
-    alice
-        .sign_device(phone.device_id(), &signature(16))
-        .await
-        .unwrap();
+    let again = approve(&alice, &identity, &phone, &mixed).await;
     assert_eq!(
         cross_signature_of(&bob, &alice, &phone).await,
-        Some(signature(16))
+        Some(again.clone())
     );
 
-    // A device signed before it had uploaded any keys loses that signature with its first keys.
+    // A device signed right after its first keys keeps the signature until it changes them.
     let tablet = server.login("alice", "tablet").await;
-    alice
-        .sign_device(tablet.device_id(), &signature(17))
-        .await
-        .unwrap();
+    let tablet_keys = new_device_keys(&tablet).await;
+    let tablet_signature = approve(&alice, &identity, &tablet, &tablet_keys).await;
     assert_eq!(
         cross_signature_of(&bob, &alice, &tablet).await,
-        Some(signature(17))
+        Some(tablet_signature)
     );
-    upload_identity_keys(&tablet, identity_keys(7)).await;
+    new_device_keys(&tablet).await;
     assert_eq!(cross_signature_of(&bob, &alice, &tablet).await, None);
-    // Publishing a new identity does not touch device signatures (clients check them).
-    alice.publish_identity(&cross_signing(30)).await.unwrap();
+    // Publishing the same identity again does not touch the signatures it made.
+    alice.publish_identity(identity.public()).await.unwrap();
+    assert_eq!(cross_signature_of(&bob, &alice, &phone).await, Some(again));
+    assert_eq!(cross_signature_of(&bob, &alice, &alice).await, laptop);
+}
+
+/// Asserts `who` may neither store an item nor delete the backup: 403 `not_approved`.
+async fn assert_not_approved(server: &TestServer, who: &Session) {
+    for name in ["identity", "new-item"] {
+        let answer = put_item(server, who, name, "overwritten").await;
+        refused_with(answer, 403, "not_approved", name).await;
+    }
+    let answer = request(server, who, Method::DELETE, "/v1/me/backup")
+        .send()
+        .await
+        .unwrap();
+    refused_with(answer, 403, "not_approved", "deleting").await;
+    assert_problem(
+        who.put_backup_item(&item("client", "x")).await,
+        403,
+        "not_approved",
+    );
+    assert_problem(who.delete_backup().await, 403, "not_approved");
+}
+
+async fn only_approved_devices_change_the_backup(backend: Backend) {
+    let server = server!(backend);
+    let alice = server.user("alice").await;
+    let (_, identity, _) = approve_first(&alice).await;
+    store_item(&server, &alice, "identity", "sealed").await;
+    // A device logged in with only the password reads the backup but changes none of it.
+    let phone = server.login("alice", "phone").await;
+    assert_not_approved(&server, &phone).await;
+    // With identity keys but no signature, no different.
+    let phone_keys = new_device_keys(&phone).await;
+    assert_not_approved(&server, &phone).await;
     assert_eq!(
-        cross_signature_of(&bob, &alice, &phone).await,
-        Some(signature(16))
+        all_items(&server, &phone).await,
+        vec![item("identity", "sealed")]
+    );
+    // Once the identity signs it, it may.
+    approve(&alice, &identity, &phone, &phone_keys).await;
+    store_item(&server, &phone, "room:1", "room key").await;
+    // New keys void the signature, and with it the permission.
+    new_device_keys(&phone).await;
+    assert_not_approved(&server, &phone).await;
+    // A user with no identity at all changes no backup either, but may read her empty one.
+    let bob = server.user("bob").await;
+    assert_not_approved(&server, &bob).await;
+    assert!(all_items(&server, &bob).await.is_empty());
+    // None of the refusals changed anything.
+    assert_eq!(
+        all_items(&server, &alice).await,
+        vec![item("identity", "sealed"), item("room:1", "room key")]
+    );
+}
+
+async fn a_reset_needs_the_password(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let (_, identity, _) = approve_first(&alice).await;
+    let laptop = cross_signature_of(&alice, &alice, &alice).await;
+    store_item(&server, &alice, "recovery", "sealed").await;
+    // A login with the token but not the password (a stolen device) cannot reset.
+    let phone = server.login("alice", "phone").await;
+    let (_, takeover) = new_identity(&phone);
+    for password in ["wrong-password", "PASSWORD123", ""] {
+        let answer = reset(&server, &phone, takeover.public(), password).await;
+        let problem = problem(answer, 403).await;
+        assert_eq!(problem.code, "wrong_password", "{password:?}");
+        assert!(problem.detail.unwrap().contains("password"), "{password:?}");
+    }
+    assert_problem(
+        phone.reset_identity(takeover.public(), "guess").await,
+        403,
+        "wrong_password",
+    );
+    // No token, no reset, even with the password.
+    let anonymous = server
+        .raw(Method::POST, "/v1/me/identity/reset")
+        .json(&json!({ "identity": takeover.public(), "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(anonymous, 401).await.code, "unauthorized");
+    // Nothing changed, and the device is still logged in.
+    for viewer in [&phone, &bob] {
+        assert_eq!(
+            identity_seen(viewer, alice.user_id()).await,
+            Some(public(&identity))
+        );
+        assert_eq!(cross_signature_of(viewer, &alice, &alice).await, laptop);
+    }
+    assert_eq!(
+        all_items(&server, &phone).await,
+        vec![item("recovery", "sealed")]
+    );
+}
+
+async fn resets_spend_the_login_allowance(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, |c| {
+        c.limits.set(Kind::AccountLogins, Rate::new(0.001, 3.0));
+    })
+    .await
+    else {
+        return;
+    };
+    // The login spends one of three.
+    let alice = server.user("alice").await;
+    let (_, identity) = new_identity(&alice);
+    for _ in 0..2 {
+        let answer = reset(&server, &alice, identity.public(), "guess").await;
+        assert_eq!(problem(answer, 403).await.code, "wrong_password");
+    }
+    // Even the right password is refused now: guessing cannot go on through resets.
+    let answer = reset(&server, &alice, identity.public(), PASSWORD).await;
+    let limited = problem(answer, 429).await;
+    assert_eq!(limited.code, "rate_limited");
+    assert_eq!(identity_seen(&alice, alice.user_id()).await, None);
+    // It is the login allowance: logging in is refused too, another account is not.
+    let login = server.client.login("alice", PASSWORD, "phone").await;
+    assert_problem(login, 429, "rate_limited");
+    let bob = server.user("bob").await;
+    let (_, bobs) = new_identity(&bob);
+    let answer = reset(&server, &bob, bobs.public(), PASSWORD).await;
+    assert_eq!(answer.status(), 204);
+}
+
+async fn a_reset_replaces_the_identity_and_clears_signatures_and_backup(backend: Backend) {
+    let server = server!(backend);
+    let ThreeDevices {
+        alice,
+        bob,
+        phone,
+        tablet,
+        identity: old,
+        laptop_keys,
+        phone_keys,
+        ..
+    } = three_approved_devices(&server).await;
+    for name in ["recovery", "room:1", "room:2"] {
+        store_item(&server, &alice, name, "sealed").await;
+    }
+    let (_, bobs, _) = approve_first(&bob).await;
+    let bob_signature = cross_signature_of(&alice, &bob, &bob).await;
+    store_item(&server, &bob, "recovery", "bob's").await;
+
+    // The phone lost the recovery key: with the password, it replaces the identity.
+    let (_, new) = new_identity(&phone);
+    let replaced = reset(&server, &phone, new.public(), PASSWORD).await;
+    assert_eq!(replaced.status(), 204);
+    let devices = [&alice, &phone, &tablet];
+    assert_unsigned_under(&[&alice, &phone, &bob], &devices, &new).await;
+    assert!(all_items(&server, &alice).await.is_empty());
+    // Bob's identity, signature and backup are his own.
+    assert_eq!(
+        identity_seen(&alice, bob.user_id()).await,
+        Some(public(&bobs))
+    );
+    assert_eq!(cross_signature_of(&alice, &bob, &bob).await, bob_signature);
+    assert_eq!(
+        all_items(&server, &bob).await,
+        vec![item("recovery", "bob's")]
+    );
+    // The old self-signing key signs nothing now, and the laptop it approved may no longer
+    // write the backup.
+    let stale = vouch(&old, &alice, &laptop_keys);
+    invalid(
+        sign_with(&server, &alice, &alice, &stale).await,
+        &["signature"],
+    )
+    .await;
+    assert_not_approved(&server, &alice).await;
+    // The new identity approves devices, which write a new backup.
+    approve(&phone, &new, &phone, &phone_keys).await;
+    store_item(&server, &phone, "recovery", "new").await;
+    assert_eq!(
+        all_items(&server, &alice).await,
+        vec![item("recovery", "new")]
     );
 }
 
 async fn backup_items_are_stored_replaced_and_listed_in_name_order(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     assert!(all_items(&server, &alice).await.is_empty());
     // Stored out of order; listed in byte order (digits, upper case, `_`, lower case, `~`).
     let stored = [
@@ -706,7 +1295,7 @@ async fn backup_items_are_stored_replaced_and_listed_in_name_order(backend: Back
 
 async fn backup_is_paged_with_after_and_limit(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     let all: Vec<String> = (0..7).map(|i| format!("item{i}")).collect();
     for name in all.iter().rev() {
         store_item(&server, &alice, name, &format!("data of {name}")).await;
@@ -768,7 +1357,7 @@ async fn backup_is_paged_with_after_and_limit(backend: Backend) {
 
 async fn bad_backup_names_and_oversized_data_are_refused(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     // The longest name and the largest data are fine.
     let longest = "n".repeat(BACKUP_NAME_MAX);
     let largest = "d".repeat(BACKUP_ITEM_MAX);
@@ -828,7 +1417,7 @@ async fn bad_backup_names_and_oversized_data_are_refused(backend: Backend) {
 
 async fn encoded_backup_names_round_trip(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     // (as it goes in the path, the name stored)
     let cases = [
         ("room:abc:1", "room:abc:1"),
@@ -886,6 +1475,9 @@ async fn encoded_backup_names_round_trip(backend: Backend) {
 async fn each_user_sees_only_their_own_backup(backend: Backend) {
     let server = server!(backend);
     let (alice, bob) = server.connected_pair("alice", "bob").await;
+    // Both may write: each has an identity that signed the device.
+    approve_first(&alice).await;
+    approve_first(&bob).await;
     let mallory = server.user("mallory").await;
     store_item(&server, &alice, "identity", "alice's secrets").await;
     store_item(&server, &alice, "room:1", "alice's room key").await;
@@ -930,7 +1522,7 @@ async fn each_user_sees_only_their_own_backup(backend: Backend) {
 
 async fn deleting_the_backup_removes_every_item(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     // Nothing to delete is fine.
     alice.delete_backup().await.unwrap();
     for i in 0..12 {
@@ -1006,7 +1598,10 @@ async fn seed_backup(server: &TestServer, user: &Session, count: i64) {
 
 async fn backup_holds_at_most_the_bound(backend: Backend) {
     let server = server!(backend);
-    let (alice, bob) = (server.user("alice").await, server.user("bob").await);
+    let (alice, bob) = (
+        approved_user(&server, "alice").await,
+        approved_user(&server, "bob").await,
+    );
     seed_backup(&server, &alice, BACKUP_ITEMS_MAX - 1).await;
     // The last free place.
     store_item(&server, &alice, "last", "fits").await;
@@ -1067,7 +1662,7 @@ async fn count_items(server: &TestServer, user: &Session) -> i64 {
 
 async fn concurrent_items_do_not_pass_the_bound(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     let free = 5;
     seed_backup(&server, &alice, BACKUP_ITEMS_MAX - free).await;
     let puts = (0..40).map(|i| {
@@ -1092,7 +1687,7 @@ async fn concurrent_items_do_not_pass_the_bound(backend: Backend) {
 
 async fn text_postgresql_cannot_store_is_refused(backend: Backend) {
     let server = server!(backend);
-    let alice = server.user("alice").await;
+    let alice = approved_user(&server, "alice").await;
     store_item(&server, &alice, "a", "x").await;
     // An `after` with U+0000 is not a name: refused, never a 500.
     let response = request(&server, &alice, Method::GET, "/v1/me/backup")
@@ -1120,6 +1715,7 @@ async fn openapi_lists_identity_and_backup_paths(backend: Backend) {
     let paths = document["paths"].as_object().unwrap();
     for (path, method) in [
         ("/v1/me/identity", "put"),
+        ("/v1/me/identity/reset", "post"),
         ("/v1/devices/{device_id}/signature", "put"),
         ("/v1/me/backup/{name}", "put"),
         ("/v1/me/backup", "get"),
@@ -1152,6 +1748,7 @@ async fn openapi_lists_identity_and_backup_paths(backend: Backend) {
     let schemas = &document["components"]["schemas"];
     for schema in [
         "CrossSigningKeys",
+        "ResetIdentityRequest",
         "DeviceSignatureRequest",
         "PutBackupItemRequest",
         "BackupItemsResponse",

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
+use natter_client::Session;
+use natter_proto::UserId;
 use natter_proto::keys::{IdentityKeys, OneTimeKey, UploadKeysRequest};
+use natter_proto::ws::ServerFrame;
 
 use crate::helpers::{Backend, assert_problem, backend_tests, server};
 
@@ -17,6 +20,8 @@ backend_tests!(
     malformed_keys_are_refused,
     one_time_key_ids_cannot_be_reused_for_other_keys,
     claims_need_a_connection,
+    many_device_lists_in_one_query_only_of_users_one_may_see,
+    device_list_changes_are_pushed_to_whoever_may_see_them,
 );
 
 fn key(seed: u8) -> String {
@@ -354,4 +359,104 @@ async fn claims_need_a_connection(backend: Backend) {
         404,
         "not_found",
     );
+}
+
+/// The users a query by `viewer` for `users` answers, sorted.
+async fn queried(viewer: &Session, users: &[UserId]) -> Vec<UserId> {
+    let mut seen: Vec<UserId> = viewer
+        .query_devices(users)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.user_id)
+        .collect();
+    seen.sort();
+    seen
+}
+
+fn sorted(mut users: Vec<UserId>) -> Vec<UserId> {
+    users.sort();
+    users
+}
+
+async fn many_device_lists_in_one_query_only_of_users_one_may_see(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let carol = server.user("carol").await;
+    let dave = server.user("dave").await;
+    crate::helpers::connect_users(&bob, &carol).await;
+    // Carol is a fellow member of a room bob made with both, not a connection of alice's.
+    bob.create_room("trio", &[alice.user_id(), carol.user_id()])
+        .await
+        .unwrap();
+    let all = [
+        alice.user_id(),
+        bob.user_id(),
+        carol.user_id(),
+        dave.user_id(),
+    ];
+    assert_eq!(
+        queried(&alice, &all).await,
+        sorted(vec![alice.user_id(), bob.user_id(), carol.user_id()]),
+        "herself, a connection and a fellow member; not a stranger"
+    );
+    let answer = alice.query_devices(&[bob.user_id()]).await.unwrap();
+    assert_eq!(
+        answer[0].list.devices,
+        alice.devices(bob.user_id()).await.unwrap(),
+        "the same list as one user's request"
+    );
+    // A fellow member who blocked alice is left out, as for one user's request.
+    carol.block(alice.user_id(), true, None).await.unwrap();
+    assert_eq!(
+        queried(&alice, &all).await,
+        sorted(vec![alice.user_id(), bob.user_id()])
+    );
+    // 1 to 1,000 users.
+    for count in [0, 1001] {
+        let users = vec![bob.user_id(); count];
+        let refused = alice.query_devices(&users).await.unwrap_err();
+        assert_eq!(refused.status(), Some(400), "{count} users: {refused}");
+    }
+}
+
+/// The next `device_list_changed` on `connection`: whose.
+async fn next_change(connection: &mut natter_client::Connection) -> UserId {
+    loop {
+        if let ServerFrame::DeviceListChanged { user_id } = connection.next().await.unwrap() {
+            return user_id;
+        }
+    }
+}
+
+async fn device_list_changes_are_pushed_to_whoever_may_see_them(backend: Backend) {
+    let server = server!(backend);
+    let (alice, bob) = server.connected_pair("alice", "bob").await;
+    let dave = server.user("dave").await;
+    let mut alices = alice.connect().await.unwrap();
+    let mut bobs = bob.connect().await.unwrap();
+    let mut daves = dave.connect().await.unwrap();
+    for connection in [&mut alices, &mut bobs, &mut daves] {
+        while !matches!(connection.next().await.unwrap(), ServerFrame::Synced { .. }) {}
+    }
+
+    // Bob logs in another device: his connection and alice's are told; dave, a stranger, is
+    // not (his first change is about his own new device, made after bob's).
+    let phone = server.login("bob", "phone").await;
+    assert_eq!(next_change(&mut alices).await, bob.user_id());
+    assert_eq!(next_change(&mut bobs).await, bob.user_id());
+    server.login("dave", "tablet").await;
+    assert_eq!(next_change(&mut daves).await, dave.user_id());
+
+    // New identity keys and a removed device are told too.
+    phone
+        .upload_keys(&UploadKeysRequest {
+            identity_keys: Some(identity(7)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut alices).await, bob.user_id());
+    phone.logout().await.unwrap();
+    assert_eq!(next_change(&mut alices).await, bob.user_id());
 }
