@@ -288,7 +288,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat { with } => {
             let device = open(&home).await?;
-            let conversation = conversation(&device, &with).await?;
+            let conversation = match with {
+                Some(with) => conversation(&device, &with).await?,
+                None => match directory(&device, &[]).await?.conversations.first() {
+                    Some(newest) => newest.summary.id,
+                    None => bail!(
+                        "no conversations yet: connect with someone (natter connections \
+                         request) and write to them (natter chat <username>)"
+                    ),
+                },
+            };
             crate::chat::run(device, conversation).await?;
         }
     }

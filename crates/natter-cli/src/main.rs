@@ -191,10 +191,11 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Full-screen chat with a user or in a room.
+    /// Full-screen chat with a user or in a room (by default, the most recently active
+    /// conversation).
     Chat {
         /// A username, room name, conversation id or a unique prefix of one.
-        with: String,
+        with: Option<String>,
     },
 }
 
