@@ -162,6 +162,17 @@ impl Device {
         device
     }
 
+    /// Locks this device's store with a new passphrase. The data in it is not rewritten: the
+    /// random key that encrypts it is wrapped again, so the old passphrase opens it no more
+    /// (a copy of the store taken before still opens with the old one).
+    ///
+    /// # Errors
+    /// [`ClientError::WrongPassphrase`] when `old` is not the current passphrase; an empty
+    /// `new`.
+    pub async fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
+        self.lock().await.store.change_passphrase(old, new)
+    }
+
     /// Opens the store of a device that logged in earlier.
     ///
     /// # Errors

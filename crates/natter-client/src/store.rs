@@ -268,6 +268,14 @@ impl Store {
         Ok(Self::with(db, keys))
     }
 
+    /// Locks the store with `new` instead of `old` from now on.
+    ///
+    /// # Errors
+    /// [`ClientError::WrongPassphrase`] when `old` is not the passphrase.
+    pub(crate) fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
+        Keyring::change_passphrase(&self.db(), old, new)
+    }
+
     fn with(db: Connection, keys: Keyring) -> Self {
         Self {
             db: std::sync::Mutex::new(db),

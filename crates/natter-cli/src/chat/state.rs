@@ -239,8 +239,8 @@ impl Chat {
 
     /// The notices that belong in the open conversation.
     pub fn notes_here(&self) -> impl Iterator<Item = &Note> {
-        let open = self.current();
-        self.notes.iter().filter(move |n| n.concerns(open))
+        let conversation = self.current();
+        self.notes.iter().filter(move |n| n.concerns(conversation))
     }
 
     /// Whether the newest message is in view.

@@ -71,32 +71,34 @@ impl Keyring {
         }
     }
 
+    /// Wraps the data key of the store in `db` under `new` instead of `old` (a new salt too):
+    /// nothing else in the store changes, and `old` opens it no more.
+    ///
+    /// # Errors
+    /// [`ClientError::WrongPassphrase`] when `old` does not open it; an empty `new`.
+    pub(super) fn change_passphrase(
+        db: &Connection,
+        old: &str,
+        new: &str,
+    ) -> Result<(), ClientError> {
+        let data_key = unwrap(db, old)?;
+        let salt = StoreKey::new_salt();
+        let wrapped = SealKey::from_passphrase(new, &salt)?.seal(WRAP_AAD, &*data_key.to_bytes());
+        db.execute(
+            "UPDATE keyring SET kdf = ?1, salt = ?2, wrapped = ?3 WHERE id = 1",
+            params![KDF, &salt[..], wrapped],
+        )
+        .map_err(ClientError::Store)?;
+        Ok(())
+    }
+
     /// Unwraps the data key of an existing store with `passphrase`.
     ///
     /// # Errors
     /// [`ClientError::WrongPassphrase`] when the passphrase does not open the wrapped key,
     /// [`ClientError::UnknownStoreFormat`] for a store without a keyring or with another KDF.
     pub(super) fn unlock(db: &Connection, passphrase: &str) -> Result<Self, ClientError> {
-        let header: Option<(String, Vec<u8>, Vec<u8>)> = db
-            .query_row(
-                "SELECT kdf, salt, wrapped FROM keyring WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(ClientError::Store)?;
-        let (kdf, salt, wrapped) =
-            header.ok_or_else(|| ClientError::UnknownStoreFormat("no keyring".into()))?;
-        if kdf != KDF {
-            return Err(ClientError::UnknownStoreFormat(kdf));
-        }
-        let bytes = SealKey::from_passphrase(passphrase, &salt)?
-            .open(WRAP_AAD, &wrapped)
-            .map_err(|_| ClientError::WrongPassphrase)?;
-        let bytes: [u8; 32] = bytes[..]
-            .try_into()
-            .map_err(|_| ClientError::WrongPassphrase)?;
-        Ok(Self::from_data_key(&SealKey::from_bytes(bytes)))
+        Ok(Self::from_data_key(&unwrap(db, passphrase)?))
     }
 
     /// The key for vodozemac's pickles.
@@ -149,4 +151,28 @@ fn aad(column: &str, row: &[u8]) -> Vec<u8> {
     aad.push(0);
     aad.extend_from_slice(row);
     aad
+}
+
+/// The data key of the store in `db`, unwrapped with `passphrase`.
+fn unwrap(db: &Connection, passphrase: &str) -> Result<SealKey, ClientError> {
+    let header: Option<(String, Vec<u8>, Vec<u8>)> = db
+        .query_row(
+            "SELECT kdf, salt, wrapped FROM keyring WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(ClientError::Store)?;
+    let (kdf, salt, wrapped) =
+        header.ok_or_else(|| ClientError::UnknownStoreFormat("no keyring".into()))?;
+    if kdf != KDF {
+        return Err(ClientError::UnknownStoreFormat(kdf));
+    }
+    let bytes = SealKey::from_passphrase(passphrase, &salt)?
+        .open(WRAP_AAD, &wrapped)
+        .map_err(|_| ClientError::WrongPassphrase)?;
+    let bytes: [u8; 32] = bytes[..]
+        .try_into()
+        .map_err(|_| ClientError::WrongPassphrase)?;
+    Ok(SealKey::from_bytes(bytes))
 }

@@ -185,6 +185,34 @@ async fn a_wrong_passphrase_opens_nothing_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_passphrase_opens_the_store_and_the_old_one_no_more() {
+    let server = TestServer::start().await;
+    let (alice, bob, texts_sent) = converse(&server).await;
+    let path = server.store_path("zoe_at_rest", "laptop");
+    let readable = alice.search(&texts_sent[0], None, None, 10).await.unwrap();
+    assert!(!readable.is_empty());
+
+    let wrong = alice
+        .change_passphrase("not the passphrase", "new passphrase")
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, ClientError::WrongPassphrase), "{wrong:?}");
+    alice
+        .change_passphrase(PASSPHRASE, "new passphrase")
+        .await
+        .unwrap();
+    drop(alice);
+    drop(bob);
+
+    let old = Device::open(&path, PASSPHRASE).await.unwrap_err();
+    assert!(matches!(old, ClientError::WrongPassphrase), "{old:?}");
+    let alice = Device::open(&path, "new passphrase").await.unwrap();
+    let found = alice.search(&texts_sent[0], None, None, 10).await.unwrap();
+    assert_eq!(found.len(), readable.len(), "the same messages, readable");
+    alice.sync().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offline_queue_is_sealed_and_delivers_once_after_reopening() {
     let mut server = TestServer::start().await;
     let (alice, bob, direct) = server.alice_and_bob().await;

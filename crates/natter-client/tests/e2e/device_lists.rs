@@ -1,13 +1,16 @@
-//! Device lists kept between sends: a room message costs at most one device-list request
-//! however many members the room has (none while the lists are kept), and a change the server
-//! pushes is seen at the next send.
+//! Device lists kept between sends: a message to a room of 1,000 costs at most one device-list
+//! request (none while the lists are kept; each member's list was one request before), and a
+//! change the server pushes is seen at the next send.
 
 use natter_client::{Device, Event, Notice};
 
 use crate::helpers::{Relay, TestServer, live, next_event, texts, wait_for};
 
-/// Members of the room besides its creator.
+/// Members of the room besides its creator who use it (with devices of their own).
 const MEMBERS: usize = 40;
+/// The room's size: the rest are accounts the operator adds straight into its database (they
+/// have no devices, which is enough to need their device lists).
+const ROOM_SIZE: usize = 1000;
 
 /// Waits until `device`'s message `id` is acked.
 async fn sent(events: &mut tokio::sync::mpsc::Receiver<Event>, id: &str) {
@@ -19,7 +22,7 @@ async fn sent(events: &mut tokio::sync::mpsc::Receiver<Event>, id: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_message_costs_at_most_one_device_list_request() {
+async fn a_message_to_a_room_of_1000_costs_at_most_one_device_list_request() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     let mut members = Vec::new();
@@ -36,6 +39,33 @@ async fn a_room_message_costs_at_most_one_device_list_request() {
         .unwrap()
         .summary
         .id;
+    // The operator fills the room up to 1,000 members.
+    let extra: Vec<String> = (0..ROOM_SIZE - MEMBERS - 1)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let users: Vec<String> = extra
+        .iter()
+        .enumerate()
+        .map(|(n, id)| format!("('{id}', 'extra{n}', 'extra{n}', 'x', 'Extra {n}', 0)"))
+        .collect();
+    server.operator_sql(&format!(
+        "INSERT INTO users (id, username, username_lower, password_hash, display_name, \
+         created_at) VALUES {}",
+        users.join(", ")
+    ));
+    let rows: Vec<String> = extra
+        .iter()
+        .map(|id| format!("('{room}', '{id}', 'member', 0, 0)"))
+        .collect();
+    server.operator_sql(&format!(
+        "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) VALUES {}",
+        rows.join(", ")
+    ));
+    server.operator_sql(&format!(
+        "UPDATE conversations SET members_version = members_version + 1 WHERE id = '{room}'"
+    ));
+    let listed = alice.session().conversation(room).await.unwrap().members;
+    assert_eq!(listed.len(), ROOM_SIZE);
     // Alice's laptop talks to the server through a relay that counts device-list requests.
     let relay = Relay::start(&server.url).await;
     let laptop = server.device_through(&relay.url, "alice", "laptop").await;
@@ -51,7 +81,7 @@ async fn a_room_message_costs_at_most_one_device_list_request() {
     let requests = relay.device_list_requests() - before;
     assert_eq!(
         requests, 1,
-        "one query for all {MEMBERS} members' lists, then none while they are kept"
+        "one query for all {ROOM_SIZE} members' lists, then none while they are kept"
     );
     stop.send(()).unwrap();
     task.await.unwrap();
