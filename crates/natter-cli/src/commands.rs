@@ -190,8 +190,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rooms(command) => {
             let device = open(&home).await?;
-            rooms(&device, &out, command).await?;
-            directory(&device, &[]).await?;
+            let changed = rooms(&device, &out, command).await?;
+            directory(&device, &Vec::from_iter(changed)).await?;
         }
         Command::Send { to, text } => {
             let device = open(&home).await?;
@@ -301,7 +301,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat { with } => {
             let device = open(&home).await?;
-            let conversation = conversation(&device, &with).await?;
+            let conversation = match with {
+                Some(with) => conversation(&device, &with).await?,
+                None => match directory(&device, &[]).await?.conversations.first() {
+                    Some(newest) => newest.summary.id,
+                    None => bail!(
+                        "no conversations yet: connect with someone (natter connections \
+                         request) and write to them (natter chat <username>)"
+                    ),
+                },
+            };
             crate::chat::run(device, conversation).await?;
         }
     }
@@ -477,9 +486,14 @@ async fn block(device: &Device, out: &Out, user: &str, blocking: bool) -> anyhow
     Ok(())
 }
 
-async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Result<()> {
+/// Runs a rooms command; returns the room whose members changed, if one did.
+async fn rooms(
+    device: &Device,
+    out: &Out,
+    command: RoomsCommand,
+) -> anyhow::Result<Option<ConversationId>> {
     let session = device.session();
-    match command {
+    let changed = match command {
         RoomsCommand::Create { name, members } => {
             let mut ids = Vec::new();
             for member in &members {
@@ -490,6 +504,7 @@ async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Res
                 format!("created {name} ({})", room.summary.id),
                 json!({ "id": room.summary.id }),
             );
+            Some(room.summary.id)
         }
         RoomsCommand::Add { room, users } => {
             let room = conversation(device, &room).await?;
@@ -502,6 +517,7 @@ async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Res
                 format!("{} members", details.members.len()),
                 json!({ "members": details.members.len() }),
             );
+            Some(room)
         }
         RoomsCommand::Remove { room, user } => {
             let room = conversation(device, &room).await?;
@@ -509,16 +525,21 @@ async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Res
                 .remove_member(room, user_id(device, &user).await?)
                 .await?;
             out.show("removed", json!({ "removed": true }));
+            Some(room)
         }
         RoomsCommand::Leave { room } => {
             let room = conversation(device, &room).await?;
             session.remove_member(room, device.user_id()).await?;
             out.show("left", json!({ "left": true }));
+            None
         }
         RoomsCommand::List => {
-            let directory = directory(device, &[]).await?;
+            // Listed with members: fetch every conversation's members again.
+            let summaries = session.conversations().await?;
+            let ids: Vec<ConversationId> = summaries.iter().map(|c| c.id).collect();
+            let directory = directory(device, &ids).await?;
             let labels = people::labels(&directory);
-            for c in session.conversations().await? {
+            for c in summaries {
                 let (title, members) = match directory.conversation(c.id) {
                     Some(details) => (
                         people::title(&labels, device.user_id(), details),
@@ -540,7 +561,8 @@ async fn rooms(device: &Device, out: &Out, command: RoomsCommand) -> anyhow::Res
                             "members": members, "unread": c.unread, "last_seq": c.last_seq }),
                 );
             }
+            None
         }
-    }
-    Ok(())
+    };
+    Ok(changed)
 }

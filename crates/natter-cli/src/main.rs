@@ -195,10 +195,11 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Full-screen chat with a user or in a room.
+    /// Full-screen chat with a user or in a room (by default, the most recently active
+    /// conversation).
     Chat {
         /// A username, room name, conversation id or a unique prefix of one.
-        with: String,
+        with: Option<String>,
     },
 }
 
@@ -275,7 +276,20 @@ pub enum RoomsCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A wrong command line under --json is a JSON error too (help and version are not
+        // errors: clap prints them).
+        Err(error) if error.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            let message = error.render().to_string();
+            eprintln!(
+                "{}",
+                serde_json::json!({ "error": { "code": "usage", "message": message.trim(), "exit": 2 } })
+            );
+            return std::process::ExitCode::from(2);
+        }
+        Err(error) => error.exit(),
+    };
     let json = cli.json;
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

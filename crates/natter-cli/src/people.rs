@@ -9,9 +9,10 @@ use natter_proto::conversations::{ConversationDetails, ConversationKind};
 use natter_proto::{ConversationId, UserId};
 
 /// Refreshes the directory from the server and keeps it: this user's and their connections'
-/// profiles, the conversation list, the members of conversations that changed or are in
-/// `open`, and the profiles of members not known yet. What cannot be fetched stays as it was
-/// known.
+/// profiles, the conversation list, the members of conversations new here or in `open` (the
+/// others keep the members last fetched, so a command costs a few requests however many
+/// conversations there are), and the profiles of members not known yet. What cannot be
+/// fetched stays as it was known.
 ///
 /// # Errors
 /// The server cannot be reached or refuses; the store cannot be written.
@@ -39,12 +40,10 @@ pub async fn refresh(
     let mut conversations = Vec::new();
     for summary in session.conversations().await? {
         let details = match directory.conversation(summary.id) {
-            Some(known) if known.summary == summary && !open.contains(&summary.id) => {
-                ConversationDetails {
-                    summary,
-                    members: known.members.clone(),
-                }
-            }
+            Some(known) if !open.contains(&summary.id) => ConversationDetails {
+                summary,
+                members: known.members.clone(),
+            },
             _ => session.conversation(summary.id).await?,
         };
         conversations.push(details);

@@ -101,16 +101,15 @@ fn notice_text(chat: &Chat, notice: &Notice) -> String {
             devices.len(),
             chat.name(*user_id)
         ),
+        Notice::MembersAdded { user_ids, .. } => {
+            let names: Vec<String> = user_ids.iter().map(|u| chat.name(*u)).collect();
+            format!(
+                "{} joined since you last sent here; they read what you send from now on",
+                names.join(", ")
+            )
+        }
         Notice::NewDevice { name, .. } => format!(
             "a new device '{name}' logged in to your account and is not approved (natter devices)"
-        ),
-        Notice::MembersAdded { user_ids, .. } => format!(
-            "{} joined since you last sent here; they read what you send from now on",
-            user_ids
-                .iter()
-                .map(|user| chat.name(*user))
-                .collect::<Vec<_>>()
-                .join(", ")
         ),
     }
 }

@@ -422,6 +422,20 @@ mod tests {
                 was_verified: false,
             },
         });
+        chat.notes.push(crate::chat::state::Note {
+            at: i64::MAX,
+            notice: Notice::MembersAdded {
+                conversation_id: chat.current().id,
+                user_ids: vec![members[2]],
+            },
+        });
+        chat.notes.push(crate::chat::state::Note {
+            at: i64::MAX,
+            notice: Notice::MembersAdded {
+                conversation_id: chat.list[1].id,
+                user_ids: vec![members[3]],
+            },
+        });
         chat.typing.insert(members[2], 0);
         let text = render(&mut chat, 120, 30).join("\n");
         for expected in [
@@ -433,12 +447,18 @@ mod tests {
             "unable to decrypt",
             "still queued ◷ pending",
             "carol's safety number changed",
+            "carol joined since you last sent here",
             "carol is typing",
             "4 members",
             "(you)",
         ] {
             assert!(text.contains(expected), "{expected} missing:\n{text}");
         }
+        assert_eq!(
+            text.matches("joined since").count(),
+            1,
+            "only this conversation's: {text}"
+        );
         chat.show_readers = true;
         let text = render(&mut chat, 120, 30).join("\n");
         assert!(

@@ -181,7 +181,8 @@ async fn typing_shows_live_and_a_new_conversation_joins_the_list() {
     ok(&url, &alice, &["connections", "accept", "carol"]).await;
     ok(&url, &bob, &["send", "alice", "hi"]).await;
 
-    let at_alice = tmux("typing-alice", &chat_command(&url, &alice, "bob"));
+    // Without a name, the chat opens the most recently active conversation.
+    let at_alice = tmux("typing-alice", &chat_command(&url, &alice, ""));
     let at_bob = tmux("typing-bob", &chat_command(&url, &bob, "alice"));
     for session in [&at_alice, &at_bob] {
         eventually("both chats online", async || {
@@ -189,6 +190,10 @@ async fn typing_shows_live_and_a_new_conversation_joins_the_list() {
         })
         .await;
     }
+    eventually("bob's conversation open at alice's", async || {
+        capture(&at_alice.0).contains("bob — online")
+    })
+    .await;
     send_keys(&at_bob.0, &["hel"]);
     eventually("bob typing, on alice's screen", async || {
         capture(&at_alice.0).contains("bob is typing…")

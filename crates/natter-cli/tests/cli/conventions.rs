@@ -133,6 +133,9 @@ async fn help_completions_json_errors_and_exit_statuses() {
     );
 
     // Errors under --json: one line with a stable code, and the exit status of its kind.
+    let usage = natter(&url, &alice, &["--json", "send", "bob"]).await;
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(json_error(&usage)["code"], "usage");
     let nobody = natter(&url, &dir.path().join("nobody"), &["--json", "whoami"]).await;
     assert_eq!(nobody.status.code(), Some(3));
     assert_eq!(json_error(&nobody)["code"], "not_logged_in");
