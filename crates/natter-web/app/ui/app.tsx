@@ -1,0 +1,26 @@
+// The app's frame: waits for the wasm core, then shows the current screen.
+import { useEffect, useState } from 'preact/hooks';
+import { ready } from '../core';
+
+type Status = { state: 'loading' } | { state: 'ready' } | { state: 'failed'; reason: string };
+
+/** The whole app. */
+export function App() {
+  const [status, setStatus] = useState<Status>({ state: 'loading' });
+  useEffect(() => {
+    ready.then(
+      () => setStatus({ state: 'ready' }),
+      (error: unknown) => setStatus({ state: 'failed', reason: String(error) }),
+    );
+  }, []);
+  return (
+    <main>
+      <h1>Natter</h1>
+      <p role="status" data-core={status.state}>
+        {status.state === 'loading' && 'Loading end-to-end encryption…'}
+        {status.state === 'ready' && 'End-to-end encryption is ready in this browser.'}
+        {status.state === 'failed' && `This browser cannot run Natter's encryption: ${status.reason}`}
+      </p>
+    </main>
+  );
+}
