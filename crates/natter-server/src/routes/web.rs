@@ -1,0 +1,108 @@
+//! The web app at `/`: the files crates/natter-web/scripts/build made, embedded in the binary.
+//!
+//! `index.html` is served `no-cache` (a new natterd serves a new app at once); everything
+//! under `/assets/` is named by its content's hash and served `immutable`. Every response
+//! carries a strict Content-Security-Policy: scripts, styles and the wasm only from this
+//! origin (`wasm-unsafe-eval` lets the page compile wasm, not evaluate JavaScript strings),
+//! connections only back to this server over HTTP(S) and WebSocket, no frames, no plugins.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The built app: (path under `dist/`, bytes), listed by the build script.
+static FILES: &[(&str, &[u8])] = &include!("../../../natter-web/dist/assets.rs");
+
+/// How long a hashed asset may be cached: a year, never revalidated.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The app's routes, merged beside the API.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{file}", get(asset))
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    serve("index.html", "no-cache", &headers)
+}
+
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    serve(&format!("assets/{file}"), IMMUTABLE, &headers)
+}
+
+fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
+    let found = FILES
+        .iter()
+        .find(|(name, _)| *name == path)
+        .and_then(|(_, body)| Some((*body, content_type(path)?)));
+    let Some((body, content_type)) = found else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such file in the web app",
+        )
+        .into_response();
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(policy) = HeaderValue::from_str(&content_security_policy(request)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// The content type of a built file, from its extension; `None` for a kind the app never has.
+fn content_type(path: &str) -> Option<&'static str> {
+    Some(match path.rsplit_once('.')?.1 {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        _ => return None,
+    })
+}
+
+/// The policy for a page served under `Host`. `'self'` covers `ws:`/`wss:` to the same host in
+/// current browsers; the WebSocket origins are also named for older ones, when the host is a
+/// plain `name[:port]` (anything else, and they are left out).
+fn content_security_policy(request: &HeaderMap) -> String {
+    let host = request
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    let sockets = host.map_or_else(String::new, |h| format!(" ws://{h} wss://{h}"));
+    format!(
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'{sockets}; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    )
+}
