@@ -9,7 +9,11 @@ export function App() {
   const [status, setStatus] = useState<Status>({ state: 'loading' });
   useEffect(() => {
     ready.then(
-      () => setStatus({ state: 'ready' }),
+      () => {
+        // How long the first load took, for people and for the browser tests to read.
+        performance.mark('natter:ready');
+        setStatus({ state: 'ready' });
+      },
       (error: unknown) => setStatus({ state: 'failed', reason: String(error) }),
     );
   }, []);
