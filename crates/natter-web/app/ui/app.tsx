@@ -1,12 +1,16 @@
-// The app's frame: waits for the wasm core, then shows the current screen.
+// The app's frame: waits for the wasm core, then shows the account forms or the signed-in screen.
 import { useEffect, useState } from 'preact/hooks';
 import { ready } from '../core';
+import type { Session } from '../session';
+import { Home } from './home';
+import { Welcome } from './welcome';
 
 type Status = { state: 'loading' } | { state: 'ready' } | { state: 'failed'; reason: string };
 
 /** The whole app. */
 export function App() {
   const [status, setStatus] = useState<Status>({ state: 'loading' });
+  const [session, setSession] = useState<Session | null>(null);
   useEffect(() => {
     ready.then(
       () => {
@@ -25,6 +29,12 @@ export function App() {
         {status.state === 'ready' && 'End-to-end encryption is ready in this browser.'}
         {status.state === 'failed' && `This browser cannot run Natter's encryption: ${status.reason}`}
       </p>
+      {status.state === 'ready' &&
+        (session ? (
+          <Home session={session} onLogout={() => setSession(null)} />
+        ) : (
+          <Welcome onLogin={setSession} />
+        ))}
     </main>
   );
 }
