@@ -32,20 +32,24 @@ async function openApp() {
 }
 
 test('the app loads its wasm core in under a second', async () => {
-  const { context, page } = await openApp();
-  const timing = await page.evaluate(() => ({
-    ready: performance.getEntriesByName('natter:ready')[0].startTime,
-    transferred: performance
-      .getEntriesByType('resource')
-      .concat(performance.getEntriesByType('navigation'))
-      .map((entry) => [entry.name.replace(location.origin, ''), entry.transferSize]),
-  }));
-  console.log(`first load: ready ${timing.ready.toFixed(0)} ms after navigation`, timing.transferred);
-  assert.ok(timing.ready < 1000, `ready after ${timing.ready} ms`);
-  assert.match(await page.getByRole('status').textContent(), /encryption is ready/);
-  await page.screenshot({ path: join(screenshots, 'core-ready.png') });
-  assert.deepEqual(page.problems, []);
-  await context.close();
+  // The first visit also makes natterd gzip its files; the second is a new browser profile's
+  // visit to a warm server. Neither has anything cached.
+  for (const visit of ['first visit', 'second visit']) {
+    const { context, page } = await openApp();
+    const timing = await page.evaluate(() => ({
+      ready: performance.getEntriesByName('natter:ready')[0].startTime,
+      transferred: performance
+        .getEntriesByType('resource')
+        .concat(performance.getEntriesByType('navigation'))
+        .map((entry) => [entry.name.replace(location.origin, ''), entry.transferSize]),
+    }));
+    console.log(`${visit}: ready ${timing.ready.toFixed(0)} ms after navigation`, timing.transferred);
+    assert.ok(timing.ready < 1000, `${visit}: ready after ${timing.ready} ms`);
+    assert.match(await page.getByRole('status').textContent(), /encryption is ready/);
+    await page.screenshot({ path: join(screenshots, 'core-ready.png') });
+    assert.deepEqual(page.problems, []);
+    await context.close();
+  }
 });
 
 test('the content security policy blocks inline scripts and other origins while wasm runs', async () => {

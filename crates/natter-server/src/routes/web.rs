@@ -5,8 +5,12 @@
 //! carries a strict Content-Security-Policy: scripts, styles and the wasm only from this
 //! origin (`wasm-unsafe-eval` lets the page compile wasm, not evaluate JavaScript strings),
 //! connections only back to this server over HTTP(S) and WebSocket, no frames, no plugins.
+//! Clients that accept gzip get each file gzipped, compressed once on the first such request.
 
 use axum::Router;
+use std::io::Write;
+use std::sync::OnceLock;
+
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -39,9 +43,9 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
     let found = FILES
         .iter()
-        .find(|(name, _)| *name == path)
-        .and_then(|(_, body)| Some((*body, content_type(path)?)));
-    let Some((body, content_type)) = found else {
+        .position(|(name, _)| *name == path)
+        .and_then(|index| Some((index, content_type(path)?)));
+    let Some((index, content_type)) = found else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -49,8 +53,13 @@ fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
         )
         .into_response();
     };
-    let mut response = body.into_response();
+    let gzipped = accepts_gzip(request).then(|| gzipped()[index].as_slice());
+    let mut response = gzipped.unwrap_or(FILES[index].1).into_response();
     let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzipped.is_some() {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     if let Ok(policy) = HeaderValue::from_str(&content_security_policy(request)) {
@@ -72,6 +81,43 @@ fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// Every file gzipped, made on the first request that accepts gzip.
+fn gzipped() -> &'static [Vec<u8>] {
+    static GZIPPED: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    GZIPPED.get_or_init(|| {
+        FILES
+            .iter()
+            .map(|(_, body)| {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder
+                    .write_all(body)
+                    .and_then(|()| encoder.finish())
+                    .expect("gzip into memory cannot fail")
+            })
+            .collect()
+    })
+}
+
+/// Whether `Accept-Encoding` lists gzip (and not with `q=0`).
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            parts
+                .next()
+                .is_some_and(|name| name.eq_ignore_ascii_case("gzip"))
+                && parts.all(|param| {
+                    let q = param.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok());
+                    q != Some(0.0)
+                })
+        })
 }
 
 /// The content type of a built file, from its extension; `None` for a kind the app never has.

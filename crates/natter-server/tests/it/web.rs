@@ -84,8 +84,46 @@ async fn the_app_is_served_with_types_caching_and_policy(backend: Backend) {
         response.headers()["cache-control"],
         "public, max-age=31536000, immutable"
     );
+    assert_eq!(response.headers()["vary"], "accept-encoding");
+    assert!(response.headers().get("content-encoding").is_none());
     let bytes = response.bytes().await.unwrap();
     assert_eq!(&bytes[..4], b"\0asm", "a WebAssembly module");
+
+    for accept in ["gzip", "br, gzip;q=0.5", "deflate, GZIP"] {
+        let gzipped = server
+            .raw(Method::GET, &wasm[0])
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gzipped.headers()["content-encoding"], "gzip", "{accept}");
+        assert_eq!(gzipped.headers()["content-type"], "application/wasm");
+        let compressed = gzipped.bytes().await.unwrap();
+        assert!(
+            compressed.len() < bytes.len() / 2,
+            "{} bytes",
+            compressed.len()
+        );
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&compressed[..]),
+            &mut unpacked,
+        )
+        .unwrap();
+        assert_eq!(unpacked, bytes, "{accept}");
+    }
+    for refused in ["br", "gzip;q=0", "identity"] {
+        let plain = server
+            .raw(Method::GET, "/")
+            .header("accept-encoding", refused)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            plain.headers().get("content-encoding").is_none(),
+            "{refused}"
+        );
+    }
 }
 
 async fn unknown_app_paths_are_problems_and_the_api_is_unchanged(backend: Backend) {
