@@ -3,30 +3,14 @@
 // them as natterd hands them out.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { launch, page as newPage, screenshots } from './browser.mjs';
-import { startNatterd } from './natterd.mjs';
+import { test } from 'node:test';
+import { openApp, screenshots, setUp } from './browser.mjs';
 
-let natterd;
-let browser;
-
-before(async () => {
-  natterd = await startNatterd();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await natterd?.stop();
-});
+const running = setUp();
 
 /** A person's own browser context with the app open. */
 async function person() {
-  const context = await browser.newContext();
-  const page = await newPage(context);
-  await page.goto(natterd.url);
-  await page.waitForSelector('[data-core=ready]');
-  return page;
+  return (await openApp(running)).page;
 }
 
 async function register(page, username, password) {
@@ -44,7 +28,7 @@ async function login(page, username, password) {
 
 /** The REST API from outside the browsers, as another device of `username`. */
 async function api(username, password) {
-  const post = await fetch(`${natterd.url}/v1/sessions`, {
+  const post = await fetch(`${running.natterd.url}/v1/sessions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, password, device_name: 'test' }),
@@ -54,7 +38,7 @@ async function api(username, password) {
   return {
     userId: session.user_id,
     async devices() {
-      const response = await fetch(`${natterd.url}/v1/users/${session.user_id}/devices`, {
+      const response = await fetch(`${running.natterd.url}/v1/users/${session.user_id}/devices`, {
         headers: { authorization: `Bearer ${session.token}` },
       });
       assert.equal(response.status, 200);

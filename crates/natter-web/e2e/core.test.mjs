@@ -5,37 +5,17 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { launch, page as newPage, screenshots } from './browser.mjs';
-import { startNatterd, target } from './natterd.mjs';
+import { test } from 'node:test';
+import { openApp, screenshots, setUp } from './browser.mjs';
+import { target } from './natterd.mjs';
 
-let natterd;
-let browser;
-
-before(async () => {
-  natterd = await startNatterd();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await natterd?.stop();
-});
-
-/** Opens the app in a fresh context and waits for the wasm core. */
-async function openApp() {
-  const context = await browser.newContext();
-  const page = await newPage(context);
-  await page.goto(natterd.url);
-  await page.waitForSelector('[data-core=ready]');
-  return { context, page };
-}
+const running = setUp();
 
 test('the app loads its wasm core in under a second', async () => {
-  // The first visit also makes natterd gzip its files; the second is a new browser profile's
-  // visit to a warm server. Neither has anything cached.
+  // Two visits from new browser profiles, with nothing cached: right after natterd started,
+  // and again.
   for (const visit of ['first visit', 'second visit']) {
-    const { context, page } = await openApp();
+    const { context, page } = await openApp(running);
     const timing = await page.evaluate(() => ({
       ready: performance.getEntriesByName('natter:ready')[0].startTime,
       transferred: performance
@@ -53,7 +33,7 @@ test('the app loads its wasm core in under a second', async () => {
 });
 
 test('the content security policy blocks inline scripts and other origins while wasm runs', async () => {
-  const { context, page } = await openApp();
+  const { context, page } = await openApp(running);
   const outcome = await page.evaluate(async () => {
     const violations = [];
     document.addEventListener('securitypolicyviolation', (event) => violations.push(event.effectiveDirective));
@@ -78,7 +58,7 @@ test('the content security policy blocks inline scripts and other origins while 
 });
 
 test('two in-page devices talk over Olm and Megolm, and the safety number matches native natter-crypto', async () => {
-  const { context, page } = await openApp();
+  const { context, page } = await openApp(running);
   const result = await page.evaluate(async () => {
     const script = document.querySelector('script[type=module]').src;
     const core = await (await import(script)).ready;

@@ -5,7 +5,7 @@
 //! carries a strict Content-Security-Policy: scripts, styles and the wasm only from this
 //! origin (`wasm-unsafe-eval` lets the page compile wasm, not evaluate JavaScript strings),
 //! connections only back to this server over HTTP(S) and WebSocket, no frames, no plugins.
-//! Clients that accept gzip get each file gzipped, compressed once on the first such request.
+//! Clients that accept gzip get each file gzipped, compressed once when natterd starts.
 
 use axum::Router;
 use std::io::Write;
@@ -27,6 +27,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The app's routes, merged beside the API.
 pub(crate) fn routes() -> Router<AppState> {
+    // Gzip the files now, off the request path, so that the first visitor does not wait.
+    std::thread::spawn(gzipped);
     Router::new()
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
@@ -53,11 +55,11 @@ fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
         )
         .into_response();
     };
-    let gzipped = accepts_gzip(request).then(|| gzipped()[index].as_slice());
-    let mut response = gzipped.unwrap_or(FILES[index].1).into_response();
+    let compressed = accepts_gzip(request).then(|| gzipped()[index].as_slice());
+    let mut response = compressed.unwrap_or(FILES[index].1).into_response();
     let headers = response.headers_mut();
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if gzipped.is_some() {
+    if compressed.is_some() {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -83,7 +85,7 @@ fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
     response
 }
 
-/// Every file gzipped, made on the first request that accepts gzip.
+/// Every file gzipped, made once (at start, or by the first request that needs it first).
 fn gzipped() -> &'static [Vec<u8>] {
     static GZIPPED: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     GZIPPED.get_or_init(|| {
