@@ -20,7 +20,12 @@ async fn removing_an_approved_device_takes_the_recovery_key_and_a_reset_starts_a
 
     let tablet = dir.path().join("alice-tablet");
     let tablet_login = json_lines(
-        &ok(&url, &tablet, &["--json", "login", "alice", "--device-name", "tablet"]).await,
+        &ok(
+            &url,
+            &tablet,
+            &["--json", "login", "alice", "--device-name", "tablet"],
+        )
+        .await,
     );
     let tablet_id = tablet_login[0]["device_id"].as_str().unwrap().to_owned();
     let key = [("NATTER_RECOVERY_KEY", recovery_key.as_str())];

@@ -13,8 +13,8 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
 mod chat_screen;
-mod keys;
 mod conventions;
+mod keys;
 mod names;
 mod offline;
 

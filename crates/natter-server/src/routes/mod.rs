@@ -8,6 +8,7 @@ mod gateway;
 mod health;
 mod identity;
 mod keys;
+mod web;
 
 use std::sync::Arc;
 
@@ -127,6 +128,7 @@ pub fn app(state: AppState) -> Router {
     ]));
     let document = Arc::new(document);
     router
+        .merge(web::routes())
         // The WebSocket protocol is described in docs/protocol.md, not in OpenAPI.
         .route("/v1/ws", axum::routing::get(crate::gateway::upgrade))
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))

@@ -20,4 +20,5 @@ mod outage;
 mod presence;
 mod process;
 mod rooms;
+mod web;
 mod ws;

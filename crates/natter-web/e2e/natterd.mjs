@@ -1,0 +1,61 @@
+// The real natterd for browser tests: the workspace's debug build on an ephemeral port with a
+// fresh SQLite database in a temporary directory, stopped (and the directory removed) after.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** The workspace's target directory. */
+export const target = new URL('../../../target/', import.meta.url).pathname;
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts natterd; resolves once it is ready, with its base URL and `stop()`. */
+export async function startNatterd() {
+  const binary = process.env.NATTERD ?? join(target, 'debug/natterd');
+  const dir = mkdtempSync(join(tmpdir(), 'natter-web-'));
+  const [port, admin] = [await freePort(), await freePort()];
+  const child = spawn(
+    binary,
+    [
+      '--listen', `127.0.0.1:${port}`,
+      '--admin-listen', `127.0.0.1:${admin}`,
+      '--database-url', `sqlite://${join(dir, 'natter.db')}`,
+      '--argon2-memory-kib', '8',
+      '--argon2-iterations', '1',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let log = '';
+  child.stderr.on('data', (chunk) => (log += chunk));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`natterd (${binary}) exited: ${log}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (i > 200) throw new Error(`natterd did not become ready: ${log}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    url,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod device;
+mod error;
+pub mod identity;
+pub mod keys;
+pub mod recovery;
+pub mod room;
+
+pub use device::{Device, Received};
+pub use identity::{CrossSigning, Identity, fingerprint, safety_number, verify_device};
+pub use keys::{SealKey, StoreKey};
+pub use recovery::{AccountSecrets, Recovery};
+pub use room::{InboundGroup, OutboundGroup};
