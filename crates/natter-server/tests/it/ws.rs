@@ -55,6 +55,9 @@ pub async fn connect_with_inbox(session: &Session) -> (Connection, Vec<Message>,
         match next(&mut connection).await.unwrap() {
             ServerFrame::Message(message) => synced.push(message),
             ServerFrame::ToDevice(item) => inbox.push(item),
+            // A device logged in or uploaded keys meanwhile (told to every connection of its
+            // user and its contacts).
+            ServerFrame::DeviceListChanged { .. } => {}
             ServerFrame::Synced {
                 messages,
                 to_device,
@@ -70,8 +73,8 @@ pub async fn connect_with_inbox(session: &Session) -> (Connection, Vec<Message>,
     }
 }
 
-/// Reads frames until one matches `pick`; receipts, typing and pongs in between are skipped,
-/// anything else is a test failure.
+/// Reads frames until one matches `pick`; receipts, typing, device-list changes and pongs in
+/// between are skipped, anything else is a test failure.
 pub async fn until<T>(
     connection: &mut Connection,
     mut pick: impl FnMut(&ServerFrame) -> Option<T>,
@@ -87,6 +90,7 @@ pub async fn until<T>(
                 ServerFrame::Receipt(_)
                     | ServerFrame::Receipts { .. }
                     | ServerFrame::Typing { .. }
+                    | ServerFrame::DeviceListChanged { .. }
                     | ServerFrame::Pong { .. }
             ),
             "unexpected frame: {frame:?}"
