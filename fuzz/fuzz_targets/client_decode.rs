@@ -20,10 +20,15 @@ use natter_proto::keys::{BackupItem, CrossSigningKeys, DeviceInfo};
 use natter_proto::ws::{Message, ServerFrame};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
-const USER: UserId = UserId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001));
-const DEVICE: DeviceId = DeviceId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0002));
-const CONVERSATION: ConversationId =
-    ConversationId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0003));
+const USER: UserId = UserId(uuid::Uuid::from_u128(
+    0x0190_0000_0000_7000_8000_0000_0000_0001,
+));
+const DEVICE: DeviceId = DeviceId(uuid::Uuid::from_u128(
+    0x0190_0000_0000_7000_8000_0000_0000_0002,
+));
+const CONVERSATION: ConversationId = ConversationId(uuid::Uuid::from_u128(
+    0x0190_0000_0000_7000_8000_0000_0000_0003,
+));
 /// The backup key's bytes, so the harness can seal what it likes the way natter-crypto does.
 const BACKUP_KEY: [u8; 32] = [7; 32];
 
@@ -104,7 +109,10 @@ fn room_message(keys: &mut Keys, text: &str) {
     if check_text(text).is_ok() {
         let envelope = MessageEnvelope::new(text, CONVERSATION, DEVICE).expect("checked text");
         let ciphertext = keys.outbound.encrypt(&envelope);
-        let opened = keys.inbound.decrypt(&message(ciphertext)).expect("our message decrypts");
+        let opened = keys
+            .inbound
+            .decrypt(&message(ciphertext))
+            .expect("our message decrypts");
         assert_eq!(opened, envelope);
     }
     if let Ok(envelope) = serde_json::from_str::<MessageEnvelope>(text) {
@@ -163,8 +171,14 @@ fn backup(text: &str) {
     let key = BackupKey::from_base64(&base64(&BACKUP_KEY)).expect("a key");
     // An item from the server, as it is: nothing forged opens.
     if let Ok(item) = serde_json::from_str::<BackupItem>(text) {
-        assert!(key.open_room_key(USER, &item).is_err(), "a forged room key opened");
-        assert!(key.open_trust(USER, &item).is_err(), "a forged trust item opened");
+        assert!(
+            key.open_room_key(USER, &item).is_err(),
+            "a forged room key opened"
+        );
+        assert!(
+            key.open_trust(USER, &item).is_err(),
+            "a forged trust item opened"
+        );
     }
     // The input sealed with the backup key, as a device would: it opens, and a room key that
     // is not an export of one is refused as malformed.
@@ -177,14 +191,20 @@ fn backup(text: &str) {
         ),
     }
     let trust = key.seal_trust(USER, USER, text);
-    assert_eq!(*key.open_trust(USER, &trust).expect("a trust item opens"), text);
+    assert_eq!(
+        *key.open_trust(USER, &trust).expect("a trust item opens"),
+        text
+    );
 }
 
 /// `plaintext` sealed for [`USER`] under `name`, as natter-crypto's backup seals an item.
 fn sealed(name: String, plaintext: &[u8]) -> BackupItem {
     let aad = format!("natter-backup:v1:{USER}:{name}");
     let data = SealKey::from_bytes(BACKUP_KEY).seal(aad.as_bytes(), plaintext);
-    BackupItem { name, data: base64(&data) }
+    BackupItem {
+        name,
+        data: base64(&data),
+    }
 }
 
 fn base64(bytes: &[u8]) -> String {

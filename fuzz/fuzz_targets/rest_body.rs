@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use natter_fuzz::{assert_client_error, ready};
+use natter_proto::UserId;
 use natter_proto::accounts::{CreateAccountRequest, CreateSessionRequest, UpdateProfileRequest};
 use natter_proto::conversations::{AddMembersRequest, CreateDirectRequest, CreateRoomRequest};
 use natter_proto::keys::{
@@ -16,7 +17,6 @@ use natter_proto::keys::{
     PutBackupItemRequest, ResetIdentityRequest, UploadKeysRequest,
 };
 use natter_proto::limits::{AVATAR_URL_MAX, DISPLAY_NAME_MAX, is_valid_username};
-use natter_proto::UserId;
 use natter_server::accounts::{check_avatar_url, check_display_name};
 use natter_server::conversations::UndeliveredCursor;
 use natter_server::extract::ApiJson;
@@ -65,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok(cursor) = text.parse::<UndeliveredCursor>()
     {
-        assert_eq!(cursor.to_string().parse::<UndeliveredCursor>().ok(), Some(cursor));
+        assert_eq!(
+            cursor.to_string().parse::<UndeliveredCursor>().ok(),
+            Some(cursor)
+        );
     }
 });
 
@@ -104,7 +107,10 @@ fn json_request(body: &[u8]) -> Request {
 fn check_username(name: &str) {
     if is_valid_username(name) {
         assert!((3..=32).contains(&name.len()));
-        assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)));
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        );
     }
 }
 
@@ -160,7 +166,9 @@ fn check_key(key: &OneTimeKey) {
 
 /// An identity checked for a fixed user: no panic, and refusals are 4xx.
 fn check_cross_signing(keys: &CrossSigningKeys) {
-    let user = UserId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001));
+    let user = UserId(uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0001,
+    ));
     if let Err(error) = check_identity(user, keys) {
         assert_client_error(error.into());
     }

@@ -23,7 +23,10 @@ pub fn assert_client_error(error: ApiError) {
     let code = error.code();
     let response = error.into_response();
     let status = response.status();
-    assert!(status.is_client_error(), "bad input answered {status} ({code})");
+    assert!(
+        status.is_client_error(),
+        "bad input answered {status} ({code})"
+    );
     assert_eq!(response.headers()["content-type"], CONTENT_TYPE);
     let body = ready(axum::body::to_bytes(response.into_body(), usize::MAX)).expect("a body");
     let problem: Problem = serde_json::from_slice(&body).expect("the body is a problem");
@@ -35,7 +38,10 @@ pub fn assert_client_error(error: ApiError) {
 /// it is polled once and must be ready.
 pub fn ready<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the future waited on something besides memory"),
     }

@@ -640,7 +640,7 @@ impl Session {
                         .increment(1);
                     self.on_frame(frame).await
                 }
-                Err(refusal) => self.send(&refusal).await,
+                Err(refusal) => self.send(&ServerFrame::Error(refusal)).await,
             },
             WsMessage::Binary(_) => {
                 self.send(&error_frame(
