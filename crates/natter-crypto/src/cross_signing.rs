@@ -227,8 +227,14 @@ fn parse_secret_key(text: &str) -> Option<Ed25519SecretKey> {
     Some(Ed25519SecretKey::from_slice(bytes))
 }
 
-fn parse_ed(key: &str, what: &'static str) -> Result<Ed25519PublicKey, CryptoError> {
-    Ed25519PublicKey::from_base64(key).map_err(|_| CryptoError::MalformedKey { what })
+/// Parses a base64 Ed25519 public key (unpadded, 32 bytes). The length is checked here:
+/// vodozemac 0.11's `Ed25519PublicKey::from_base64` panics on 44 characters of unpadded base64
+/// (33 bytes), and these keys come from the server.
+pub(crate) fn parse_ed(key: &str, what: &'static str) -> Result<Ed25519PublicKey, CryptoError> {
+    let malformed = || CryptoError::MalformedKey { what };
+    let bytes = STANDARD_NO_PAD.decode(key).map_err(|_| malformed())?;
+    let bytes: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| malformed())?;
+    Ed25519PublicKey::from_slice(bytes).map_err(|_| malformed())
 }
 
 fn verify(
@@ -279,6 +285,29 @@ mod tests {
         assert!(matches!(
             IdentitySecrets::from_json(&wire.to_string()),
             Err(CryptoError::Malformed { .. })
+        ));
+    }
+
+    /// Found by the `client_decode` fuzz target: an identity served with a 33-byte
+    /// self-signing key made vodozemac panic in the client that checked it.
+    #[test]
+    fn an_identity_with_a_public_key_of_the_wrong_length_is_malformed_not_a_panic() {
+        let user = UserId(uuid::Uuid::now_v7());
+        let mut keys = MasterKey::generate()
+            .new_self_signing(user)
+            .public()
+            .clone();
+        keys.self_signing_key = KEY_OF_33_BYTES.to_owned();
+        assert!(matches!(
+            UserIdentity::check(user, &keys),
+            Err(CryptoError::MalformedKey {
+                what: "self-signing key"
+            })
+        ));
+        keys.master_key = KEY_OF_33_BYTES.to_owned();
+        assert!(matches!(
+            UserIdentity::check(user, &keys),
+            Err(CryptoError::MalformedKey { what: "master key" })
         ));
     }
 
