@@ -5,7 +5,7 @@
 //! server that adds a device to an account cannot make other clients trust it.
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use natter_proto::keys::{CrossSigningKeys, DeviceInfo, IdentityKeys};
 use natter_proto::{DeviceId, UserId};
 use serde::{Deserialize, Serialize};
@@ -45,9 +45,9 @@ impl MasterKey {
     /// # Errors
     /// [`CryptoError::Malformed`] for anything else.
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        Ed25519SecretKey::from_base64(text)
+        parse_secret_key(text)
             .map(Self)
-            .map_err(|_| CryptoError::Malformed { what: "master key" })
+            .ok_or(CryptoError::Malformed { what: "master key" })
     }
 
     /// New identity secrets: a fresh self-signing key, certified by this master key.
@@ -137,8 +137,7 @@ impl IdentitySecrets {
             what: "identity secrets",
         };
         let wire: SecretsWire = serde_json::from_str(json).map_err(|_| malformed())?;
-        let self_signing =
-            Ed25519SecretKey::from_base64(&wire.self_signing).map_err(|_| malformed())?;
+        let self_signing = parse_secret_key(&wire.self_signing).ok_or_else(malformed)?;
         if self_signing.public_key().to_base64() != wire.public.self_signing_key {
             return Err(malformed());
         }
@@ -214,8 +213,28 @@ impl UserIdentity {
     }
 }
 
-fn parse_ed(key: &str, what: &'static str) -> Result<Ed25519PublicKey, CryptoError> {
-    Ed25519PublicKey::from_base64(key).map_err(|_| CryptoError::MalformedKey { what })
+/// Parses an Ed25519 secret key as `to_base64` writes it (unpadded base64 of 32 bytes; padded
+/// is taken too). The length is checked here: vodozemac 0.11's `Ed25519SecretKey::from_base64`
+/// panics on 44 characters of unpadded base64 (33 bytes).
+fn parse_secret_key(text: &str) -> Option<Ed25519SecretKey> {
+    let bytes = Zeroizing::new(
+        STANDARD_NO_PAD
+            .decode(text)
+            .or_else(|_| STANDARD.decode(text))
+            .ok()?,
+    );
+    let bytes: &[u8; 32] = bytes.as_slice().try_into().ok()?;
+    Some(Ed25519SecretKey::from_slice(bytes))
+}
+
+/// Parses a base64 Ed25519 public key (unpadded, 32 bytes). The length is checked here:
+/// vodozemac 0.11's `Ed25519PublicKey::from_base64` panics on 44 characters of unpadded base64
+/// (33 bytes), and these keys come from the server.
+pub(crate) fn parse_ed(key: &str, what: &'static str) -> Result<Ed25519PublicKey, CryptoError> {
+    let malformed = || CryptoError::MalformedKey { what };
+    let bytes = STANDARD_NO_PAD.decode(key).map_err(|_| malformed())?;
+    let bytes: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| malformed())?;
+    Ed25519PublicKey::from_slice(bytes).map_err(|_| malformed())
 }
 
 fn verify(
@@ -247,6 +266,65 @@ mod tests {
 
     use super::*;
     use crate::DeviceAccount;
+
+    /// Found by the `client_decode` fuzz target: 44 characters of unpadded base64 (33 bytes)
+    /// made vodozemac panic instead of refusing the key.
+    const KEY_OF_33_BYTES: &str = "oHtC2a4U1o9qj8w1x4wH1V8G/xq4W0m0A1b2c3d4e5f0";
+
+    #[test]
+    fn a_secret_key_of_the_wrong_length_is_malformed_not_a_panic() {
+        assert!(matches!(
+            MasterKey::from_base64(KEY_OF_33_BYTES),
+            Err(CryptoError::Malformed { what: "master key" })
+        ));
+        let user = UserId(uuid::Uuid::now_v7());
+        let secrets = MasterKey::generate().new_self_signing(user);
+        let mut wire: serde_json::Value =
+            serde_json::from_str(&secrets.to_json()).expect("secrets are JSON");
+        wire["self_signing"] = KEY_OF_33_BYTES.into();
+        assert!(matches!(
+            IdentitySecrets::from_json(&wire.to_string()),
+            Err(CryptoError::Malformed { .. })
+        ));
+    }
+
+    /// Found by the `client_decode` fuzz target: an identity served with a 33-byte
+    /// self-signing key made vodozemac panic in the client that checked it.
+    #[test]
+    fn an_identity_with_a_public_key_of_the_wrong_length_is_malformed_not_a_panic() {
+        let user = UserId(uuid::Uuid::now_v7());
+        let mut keys = MasterKey::generate()
+            .new_self_signing(user)
+            .public()
+            .clone();
+        keys.self_signing_key = KEY_OF_33_BYTES.to_owned();
+        assert!(matches!(
+            UserIdentity::check(user, &keys),
+            Err(CryptoError::MalformedKey {
+                what: "self-signing key"
+            })
+        ));
+        keys.master_key = KEY_OF_33_BYTES.to_owned();
+        assert!(matches!(
+            UserIdentity::check(user, &keys),
+            Err(CryptoError::MalformedKey { what: "master key" })
+        ));
+    }
+
+    #[test]
+    fn secret_keys_read_back_unpadded_or_padded() {
+        let master = MasterKey::generate();
+        let text = master.to_base64();
+        assert_eq!(text.len(), 43);
+        let read = MasterKey::from_base64(&text).expect("unpadded");
+        assert_eq!(read.public_key(), master.public_key());
+        let padded = MasterKey::from_base64(&format!("{}=", *text)).expect("padded");
+        assert_eq!(padded.public_key(), master.public_key());
+        let user = UserId(uuid::Uuid::now_v7());
+        let secrets = master.new_self_signing(user);
+        let again = IdentitySecrets::from_json(&secrets.to_json()).expect("secrets read back");
+        assert_eq!(*again.to_json(), *secrets.to_json());
+    }
 
     fn device(
         user: UserId,

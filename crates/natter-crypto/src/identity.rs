@@ -3,7 +3,7 @@
 use natter_proto::keys::{DeviceInfo, IdentityKeys};
 use natter_proto::{DeviceId, UserId};
 use sha2::{Digest, Sha512};
-use vodozemac::{Ed25519PublicKey, Ed25519Signature};
+use vodozemac::Ed25519Signature;
 
 use crate::CryptoError;
 
@@ -45,10 +45,7 @@ pub fn verify_device(
 
 fn verify_keys(user: UserId, device: DeviceId, keys: &IdentityKeys) -> Result<(), CryptoError> {
     crate::account::parse_curve(&keys.curve25519)?;
-    let ed =
-        Ed25519PublicKey::from_base64(&keys.ed25519).map_err(|_| CryptoError::MalformedKey {
-            what: "Ed25519 key",
-        })?;
+    let ed = crate::cross_signing::parse_ed(&keys.ed25519, "Ed25519 key")?;
     let signature = Ed25519Signature::from_base64(&keys.signature)
         .map_err(|_| CryptoError::MalformedKey { what: "signature" })?;
     let message = IdentityKeys::signed_message(user, device, &keys.curve25519, &keys.ed25519);
@@ -105,6 +102,21 @@ mod tests {
                 created_at: 0,
             }),
         }
+    }
+
+    /// A device served with a 33-byte Ed25519 key (44 characters of unpadded base64) is
+    /// malformed; vodozemac 0.11 alone panics on it (found by the `client_decode` fuzz target).
+    #[test]
+    fn a_device_key_of_the_wrong_length_is_malformed_not_a_panic() {
+        let (user, device) = ids();
+        let mut keys = DeviceAccount::new().identity_keys(user, device);
+        keys.ed25519 = "KWkr0BCnBcQ0SXhZglmZMhuqanL+q359E4tIXFI+PUZo".to_owned();
+        assert!(matches!(
+            verify_device(user, &info(device, keys)),
+            Err(CryptoError::MalformedKey {
+                what: "Ed25519 key"
+            })
+        ));
     }
 
     #[test]

@@ -256,7 +256,12 @@ pub async fn update_profile(
     profile_for(state, user, user).await
 }
 
-fn check_display_name(name: String) -> Result<String, ServiceError> {
+/// A display name as stored: trimmed, 1 to [`DISPLAY_NAME_MAX`] characters, no control
+/// characters.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] for any other name.
+pub fn check_display_name(name: String) -> Result<String, ServiceError> {
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > DISPLAY_NAME_MAX || has_control(&name) {
         return Err(ServiceError::Invalid(format!(
@@ -266,8 +271,12 @@ fn check_display_name(name: String) -> Result<String, ServiceError> {
     Ok(name)
 }
 
-/// An empty URL clears the avatar.
-fn check_avatar_url(url: String) -> Result<Option<String>, ServiceError> {
+/// An avatar URL as stored: `https://` or `http://`, no spaces or control characters, at most
+/// [`AVATAR_URL_MAX`] bytes. An empty URL clears the avatar (`None`).
+///
+/// # Errors
+/// [`ServiceError::Invalid`] for any other URL.
+pub fn check_avatar_url(url: String) -> Result<Option<String>, ServiceError> {
     if url.is_empty() {
         return Ok(None);
     }

@@ -176,7 +176,10 @@ pub fn check_backup_name(what: &str, name: &str) -> Result<(), ServiceError> {
 
 /// Checks that the master key signed the self-signing key for `user`; returns the
 /// self-signing key.
-fn check_identity(user: UserId, keys: &CrossSigningKeys) -> Result<VerifyingKey, ServiceError> {
+///
+/// # Errors
+/// [`ServiceError::Invalid`] for a malformed key or a signature that does not verify.
+pub fn check_identity(user: UserId, keys: &CrossSigningKeys) -> Result<VerifyingKey, ServiceError> {
     let master = public_key("master_key", &keys.master_key)?;
     let self_signing = public_key("self_signing_key", &keys.self_signing_key)?;
     let message =

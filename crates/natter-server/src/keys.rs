@@ -174,7 +174,12 @@ pub fn device_info(device: DeviceRecord) -> DeviceInfo {
     }
 }
 
-fn check_identity_keys(keys: &IdentityKeys) -> Result<(), ServiceError> {
+/// Checks a device's identity keys: Curve25519 and Ed25519 keys and a signature of the right
+/// sizes in unpadded standard base64.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] naming the field.
+pub fn check_identity_keys(keys: &IdentityKeys) -> Result<(), ServiceError> {
     check_base64(
         "identity_keys.curve25519",
         &keys.curve25519,
@@ -184,7 +189,12 @@ fn check_identity_keys(keys: &IdentityKeys) -> Result<(), ServiceError> {
     check_base64("identity_keys.signature", &keys.signature, SIGNATURE_BYTES)
 }
 
-fn check_one_time_key(key: &OneTimeKey) -> Result<(), ServiceError> {
+/// Checks a one-time key: an id of 1 to [`KEY_ID_MAX`] printable ASCII characters and a
+/// Curve25519 key in unpadded standard base64.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] saying which.
+pub fn check_one_time_key(key: &OneTimeKey) -> Result<(), ServiceError> {
     if key.key_id.is_empty()
         || key.key_id.len() > KEY_ID_MAX
         || !key.key_id.chars().all(|c| c.is_ascii_graphic())

@@ -152,17 +152,7 @@ impl Messenger {
         message: &SendMessage,
         now: i64,
     ) -> Result<Ack, ServiceError> {
-        check_client_msg_id(&message.client_msg_id)?;
-        if message.ciphertext.is_empty() {
-            return Err(ServiceError::Invalid("the ciphertext is empty".into()));
-        }
-        check_no_nul("the ciphertext", &message.ciphertext)?;
-        if message.ciphertext.len() > CIPHERTEXT_MAX {
-            return Err(ServiceError::TooLarge(format!(
-                "the ciphertext is {} bytes; at most {CIPHERTEXT_MAX} are allowed (1,000 characters of text)",
-                message.ciphertext.len()
-            )));
-        }
+        check_send(message)?;
         // A node that already works on all the sends it can says so at once: the sender retries
         // shortly, instead of every send waiting longer behind the others.
         let Ok(_admitted) = self.in_flight.try_acquire() else {
@@ -454,6 +444,26 @@ fn publish(bus: &dyn Bus, recipients: &[UserId], message: Message) {
         frame: encode(&ServerFrame::Message(message)),
     };
     bus.publish_to_users(recipients, Some(sender_device), event);
+}
+
+/// Checks a `send` frame's own fields: its `client_msg_id`, and a ciphertext of 1 to
+/// [`CIPHERTEXT_MAX`] bytes without U+0000.
+///
+/// # Errors
+/// [`ServiceError::Invalid`] or [`ServiceError::TooLarge`] saying which.
+pub fn check_send(message: &SendMessage) -> Result<(), ServiceError> {
+    check_client_msg_id(&message.client_msg_id)?;
+    if message.ciphertext.is_empty() {
+        return Err(ServiceError::Invalid("the ciphertext is empty".into()));
+    }
+    check_no_nul("the ciphertext", &message.ciphertext)?;
+    if message.ciphertext.len() > CIPHERTEXT_MAX {
+        return Err(ServiceError::TooLarge(format!(
+            "the ciphertext is {} bytes; at most {CIPHERTEXT_MAX} are allowed (1,000 characters of text)",
+            message.ciphertext.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses text with U+0000 in it, which PostgreSQL cannot store (opaque text is otherwise

@@ -30,6 +30,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use natter_proto::limits::WS_MESSAGE_MAX;
+use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 
 use crate::auth::{Auth, authenticate, bearer_token};
 use crate::error::ApiError;
@@ -70,6 +71,38 @@ impl Default for GatewayConfig {
 /// Frames larger than this close the connection (protecting memory); frames between
 /// [`WS_MESSAGE_MAX`] and this get a `too_large` error frame and the connection stays.
 const WS_HARD_LIMIT: usize = 4 * WS_MESSAGE_MAX;
+
+/// Reads a text frame from a client: the frame, or the `error` frame's body that refuses it (over
+/// [`WS_MESSAGE_MAX`] bytes: `too_large`; not a frame: `invalid_frame`). Either way the
+/// connection stays open.
+///
+/// # Errors
+/// The refusal to send back.
+pub fn read_text_frame(text: &str) -> Result<ClientFrame, ErrorFrame> {
+    if text.len() > WS_MESSAGE_MAX {
+        let detail = format!(
+            "frames are at most {WS_MESSAGE_MAX} bytes; this one has {}",
+            text.len()
+        );
+        return Err(refusal("too_large", detail));
+    }
+    serde_json::from_str::<ClientFrame>(text)
+        .map_err(|e| refusal("invalid_frame", format!("not a valid frame: {e}")))
+}
+
+/// An `error` frame that is not about a `send`.
+fn error_frame(code: &str, message: String) -> ServerFrame {
+    ServerFrame::Error(refusal(code, message))
+}
+
+fn refusal(code: &str, message: String) -> ErrorFrame {
+    ErrorFrame {
+        code: code.to_owned(),
+        message,
+        client_msg_id: None,
+        retry_after_ms: None,
+    }
+}
 
 /// `GET /v1/ws`: upgrades to a WebSocket. With an `Authorization: Bearer` header the token is
 /// checked before the upgrade (a bad one gets 401 and no connection); without one, the first

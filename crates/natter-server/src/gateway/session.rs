@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use natter_proto::ConversationId;
-use natter_proto::limits::{PAGE_MAX, WS_MESSAGE_MAX};
+use natter_proto::limits::PAGE_MAX;
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
-use super::close;
+use super::{close, error_frame, read_text_frame};
 use crate::auth::{Auth, SIGNED_OUT, authenticate, renew, renewal_after, renewal_due_in};
 use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration};
@@ -105,7 +105,7 @@ fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output =
 async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Auth> {
     let refused = |message: &str| error_frame("unauthorized", message.to_owned());
     let outcome = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(WsMessage::Text(text)))) => match serde_json::from_str::<ClientFrame>(&text) {
+        Ok(Some(Ok(WsMessage::Text(text)))) => match read_text_frame(&text) {
             Ok(ClientFrame::Auth { token }) => authenticate(state, &token)
                 .await
                 .map_err(|e| refused(e.detail())),
@@ -151,15 +151,6 @@ fn close_for(error: &axum::Error) -> Option<(u16, &'static str)> {
             tungstenite::Error::Utf8(_) => Some((close::INVALID_DATA, "text frame is not UTF-8")),
             _ => None,
         }
-    })
-}
-
-fn error_frame(code: &str, message: String) -> ServerFrame {
-    ServerFrame::Error(ErrorFrame {
-        code: code.to_owned(),
-        message,
-        client_msg_id: None,
-        retry_after_ms: None,
     })
 }
 
@@ -643,26 +634,13 @@ impl Session {
 
     async fn on_message(&mut self, message: WsMessage) -> Flow {
         match message {
-            WsMessage::Text(text) if text.len() > WS_MESSAGE_MAX => {
-                let detail = format!(
-                    "frames are at most {WS_MESSAGE_MAX} bytes; this one has {}",
-                    text.len()
-                );
-                self.send(&error_frame("too_large", detail)).await
-            }
-            WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
+            WsMessage::Text(text) => match read_text_frame(&text) {
                 Ok(frame) => {
                     metrics::counter!("natter_frames_in_total", "type" => frame.kind())
                         .increment(1);
                     self.on_frame(frame).await
                 }
-                Err(e) => {
-                    self.send(&error_frame(
-                        "invalid_frame",
-                        format!("not a valid frame: {e}"),
-                    ))
-                    .await
-                }
+                Err(refusal) => self.send(&ServerFrame::Error(refusal)).await,
             },
             WsMessage::Binary(_) => {
                 self.send(&error_frame(
