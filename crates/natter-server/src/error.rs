@@ -63,6 +63,9 @@ pub enum ServiceError {
     /// It clashes with what is stored (the text says how).
     #[error("{0}")]
     Conflict(String),
+    /// Well formed, but a key or signature in it does not check (422 `bad_signature`).
+    #[error("{0}")]
+    BadSignature(String),
     /// A connection change was refused.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -179,6 +182,9 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::NotFound(detail) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::BadSignature(detail) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_signature", detail)
+            }
             ServiceError::Refused(refusal) => {
                 let code = match refusal {
                     Refusal::VersionMismatch { .. } => "version_mismatch",

@@ -76,6 +76,7 @@ pub async fn sign_device(
         code: "no_identity",
         detail: "publish your identity before signing devices".into(),
     })?;
+    well_formed_signature("signature", signature)?;
     let self_signing = check_identity(user, &identity)?;
     let record = store
         .devices(&[user], crate::now_ms())
@@ -84,7 +85,7 @@ pub async fn sign_device(
         .find(|d| d.id == device)
         .ok_or(ServiceError::NotFound("you have no such device"))?;
     if !signs_device(&self_signing, user, &record, signature) {
-        return Err(ServiceError::Invalid(
+        return Err(ServiceError::BadSignature(
             "the signature is not your self-signing key's over this device's identity keys".into(),
         ));
     }
@@ -178,16 +179,22 @@ pub fn check_backup_name(what: &str, name: &str) -> Result<(), ServiceError> {
 /// self-signing key.
 ///
 /// # Errors
-/// [`ServiceError::Invalid`] for a malformed key or a signature that does not verify.
+/// [`ServiceError::Invalid`] for a key that is not 32 bytes of base64;
+/// [`ServiceError::BadSignature`] for one that is no Ed25519 key, or a signature that does not
+/// verify.
 pub fn check_identity(user: UserId, keys: &CrossSigningKeys) -> Result<VerifyingKey, ServiceError> {
     let master = public_key("master_key", &keys.master_key)?;
     let self_signing = public_key("self_signing_key", &keys.self_signing_key)?;
+    well_formed_signature(
+        "signature (the master key's over the self-signing key)",
+        &keys.signature,
+    )?;
     let message =
         CrossSigningKeys::self_signing_message(user, &keys.master_key, &keys.self_signing_key);
     if verifies(&master, &message, &keys.signature) {
         Ok(self_signing)
     } else {
-        Err(ServiceError::Invalid(
+        Err(ServiceError::BadSignature(
             "signature must be the master key's over the self-signing key".into(),
         ))
     }
@@ -208,13 +215,24 @@ fn signs_device(
 }
 
 fn public_key(field: &str, value: &str) -> Result<VerifyingKey, ServiceError> {
-    decode::<32>(value)
-        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-        .ok_or_else(|| {
-            ServiceError::Invalid(format!(
-                "{field} must be an Ed25519 public key in unpadded standard base64"
-            ))
-        })
+    let bytes = decode::<32>(value).ok_or_else(|| {
+        ServiceError::Invalid(format!(
+            "{field} must be an Ed25519 public key: 32 bytes in unpadded standard base64"
+        ))
+    })?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| ServiceError::BadSignature(format!("{field} is not an Ed25519 public key")))
+}
+
+/// Refuses (400) a signature that is not 64 bytes of unpadded base64: malformed, not merely
+/// made by another key (that is 422 `bad_signature`).
+fn well_formed_signature(field: &str, signature: &str) -> Result<(), ServiceError> {
+    match decode::<64>(signature) {
+        Some(_) => Ok(()),
+        None => Err(ServiceError::Invalid(format!(
+            "{field} must be 64 bytes in unpadded standard base64"
+        ))),
+    }
 }
 
 fn verifies(key: &VerifyingKey, message: &str, signature: &str) -> bool {

@@ -199,7 +199,7 @@ async fn a_stolen_password_alone_cannot_replace_the_identity_or_touch_the_backup
         .unwrap()
         .master_key;
     let refused = session.publish_identity(&forged).await.unwrap_err();
-    assert_eq!(refused.status(), Some(400), "{refused}");
+    assert_eq!(refused.code(), Some("bad_signature"), "{refused}");
     // Signing itself with a key of its own is refused.
     let keys = session
         .devices(me)
@@ -215,7 +215,7 @@ async fn a_stolen_password_alone_cannot_replace_the_identity_or_touch_the_backup
         .sign_device(thief.device_id(), &signature)
         .await
         .unwrap_err();
-    assert_eq!(refused.status(), Some(400), "{refused}");
+    assert_eq!(refused.code(), Some("bad_signature"), "{refused}");
     // The backup can be read (it is sealed) but not written or wiped.
     let planted = BackupItem {
         name: format!("{ROOM_PREFIX}planted"),

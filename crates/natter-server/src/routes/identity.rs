@@ -24,9 +24,10 @@ use crate::{accounts, device_lists, identity};
 #[utoipa::path(put, path = "/v1/me/identity", tag = "keys", security(("bearer" = [])),
     request_body = CrossSigningKeys,
     responses((status = 204, description = "stored"),
-              (status = 400, description = "a malformed key, or a signature that does not check", body = Problem),
+              (status = 400, description = "a malformed key", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
-              (status = 409, description = "another master key: that is a reset", body = Problem)))]
+              (status = 409, description = "another master key: that is a reset", body = Problem),
+              (status = 422, description = "a key that is no Ed25519 key, or a signature that does not check (`bad_signature`)", body = Problem)))]
 pub async fn publish_identity(
     State(state): State<AppState>,
     auth: Auth,
@@ -44,9 +45,10 @@ pub async fn publish_identity(
 #[utoipa::path(post, path = "/v1/me/identity/reset", tag = "keys", security(("bearer" = [])),
     request_body = ResetIdentityRequest,
     responses((status = 204, description = "replaced"),
-              (status = 400, description = "a malformed key, or a signature that does not check", body = Problem),
+              (status = 400, description = "a malformed key", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
               (status = 403, description = "a wrong password (`wrong_password`)", body = Problem),
+              (status = 422, description = "a key that is no Ed25519 key, or a signature that does not check (`bad_signature`)", body = Problem),
               (status = 429, description = "too many password checks", body = Problem)))]
 pub async fn reset_identity(
     State(state): State<AppState>,
@@ -65,10 +67,11 @@ pub async fn reset_identity(
     params(("device_id" = DeviceId, Path)),
     request_body = DeviceSignatureRequest,
     responses((status = 204, description = "stored"),
-              (status = 400, description = "a malformed device id, or not the self-signing key's signature over this device", body = Problem),
+              (status = 400, description = "a malformed device id or signature", body = Problem),
               (status = 401, description = "no valid token", body = Problem),
               (status = 403, description = "no identity published yet", body = Problem),
-              (status = 404, description = "not one of your devices", body = Problem)))]
+              (status = 404, description = "not one of your devices", body = Problem),
+              (status = 422, description = "not the self-signing key's signature over this device (`bad_signature`)", body = Problem)))]
 pub async fn sign_device(
     State(state): State<AppState>,
     auth: Auth,
