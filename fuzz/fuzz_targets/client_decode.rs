@@ -1,13 +1,15 @@
 //! A client's decoding of what the server relays: `ServerFrame`s as natter-client reads them,
 //! and natter-crypto's parsing of what they carry (message ciphertexts, to-device payloads,
 //! room key shares and exports, device lists, identities, backup items, secrets, recovery
-//! keys). Every decoder sees the same input; whatever parses round-trips, and whatever a
-//! forger cannot make (a ciphertext, a sealed item) is refused without a panic.
+//! keys, device approval steps). Every decoder sees the same input; whatever parses
+//! round-trips, and whatever a forger cannot make (a ciphertext, a sealed item, a MAC) is
+//! refused without a panic.
 #![no_main]
 
 use std::sync::{LazyLock, Mutex};
 
 use libfuzzer_sys::fuzz_target;
+use natter_crypto::approval::{Approval, ApprovalPayload};
 use natter_crypto::backup::ROOM_PREFIX;
 use natter_crypto::envelope::{check_text, session_id_of};
 use natter_crypto::{
@@ -66,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
     room_keys(text);
     devices(&keys, text);
     backup(text);
+    approval(text);
 });
 
 /// natter-client's `ws.rs` reads every text frame as a `ServerFrame`.
@@ -210,4 +213,27 @@ fn sealed(name: String, plaintext: &[u8]) -> BackupItem {
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+/// A device approval's steps arrive in to-device payloads from the other device: whatever the
+/// newcomer is sent as the approver's key and MAC, no forged MAC passes.
+fn approval(text: &str) {
+    if let Ok(payload) = serde_json::from_str::<ApprovalPayload>(text) {
+        let json = serde_json::to_string(&payload).expect("a step serializes");
+        let again: ApprovalPayload = serde_json::from_str(&json).expect("a step reads back");
+        assert_eq!(serde_json::to_string(&again).expect("serializes"), json);
+    }
+    // Only a Curve25519 key's length (unpadded or padded) can be one; a new approval per input
+    // makes keys, so the others skip it.
+    if !matches!(text.len(), 43 | 44) {
+        return;
+    }
+    let (mut approval, _) = Approval::accept("flow", "approver keys", "newcomer keys");
+    if approval.take_key(text).is_ok() {
+        assert!(approval.code().is_some(), "keys exchanged, so a code shows");
+        assert!(
+            approval.check_mac("approver keys", text).is_err(),
+            "a forged MAC passed"
+        );
+    }
 }
