@@ -420,21 +420,24 @@ impl Session {
         self.send(&ServerFrame::Error(frame)).await
     }
 
-    /// Sends everything past this device's cursors, then `synced`.
-    async fn sync(&mut self) -> Flow {
-        let started = Instant::now();
-        let starts = match self
+    /// Where this device's cursors stand in each of its conversations; a store failure is
+    /// told to the client and closes the connection (it resyncs).
+    async fn cursor_starts(&mut self) -> Result<Vec<crate::store::CursorStart>, Closed> {
+        match self
             .state
             .store
             .cursor_starts(self.auth.device_id, self.auth.user_id)
             .await
         {
-            Ok(starts) => starts,
-            Err(e) => {
-                self.refuse(e, None).await?;
-                return Err(Closed);
-            }
-        };
+            Ok(starts) => Ok(starts),
+            Err(e) => self.refuse(e, None).await.and(Err(Closed)),
+        }
+    }
+
+    /// Sends everything past this device's cursors, then `synced`.
+    async fn sync(&mut self) -> Flow {
+        let started = Instant::now();
+        let starts = self.cursor_starts().await?;
         let mut sent = 0u64;
         for start in &starts {
             self.conversations.insert(
@@ -470,15 +473,7 @@ impl Session {
     /// conversation, and to-device items), after the cluster bus may have lost events; nothing
     /// already sent goes again. Unlike [`Self::sync`], it sends no `synced`.
     async fn catch_up(&mut self) -> Flow {
-        let starts = match self
-            .state
-            .store
-            .cursor_starts(self.auth.device_id, self.auth.user_id)
-            .await
-        {
-            Ok(starts) => starts,
-            Err(e) => return self.refuse(e, None).await.and(Err(Closed)),
-        };
+        let starts = self.cursor_starts().await?;
         let mut sent = 0;
         for start in starts {
             self.conversations
