@@ -423,21 +423,30 @@ pub async fn operator_logs_in(server: &TestServer, username: &str, name: &str) -
     ghost
 }
 
-/// The operator replaces `victim`'s identity with one of its own and signs `ghost` with it.
-pub async fn operator_replaces_identity(server: &TestServer, victim: &Device, ghost: &Device) {
-    let user = victim.user_id();
-    let secrets = MasterKey::generate().new_self_signing(user);
-    let public = secrets.public();
-    let keys = victim
+/// The identity keys `device` of `user` published, as `viewer` is shown them.
+pub async fn published_keys(
+    viewer: &Device,
+    user: natter_proto::UserId,
+    device: natter_proto::DeviceId,
+) -> natter_proto::keys::IdentityKeys {
+    viewer
         .session()
         .devices(user)
         .await
         .unwrap()
         .into_iter()
-        .find(|d| d.device_id == ghost.device_id())
+        .find(|d| d.device_id == device)
         .and_then(|d| d.identity_keys)
-        .expect("the ghost published keys")
-        .keys;
+        .expect("the device published keys")
+        .keys
+}
+
+/// The operator replaces `victim`'s identity with one of its own and signs `ghost` with it.
+pub async fn operator_replaces_identity(server: &TestServer, victim: &Device, ghost: &Device) {
+    let user = victim.user_id();
+    let secrets = MasterKey::generate().new_self_signing(user);
+    let public = secrets.public();
+    let keys = published_keys(victim, user, ghost.device_id()).await;
     let signature = secrets.sign_device(user, ghost.device_id(), &keys);
     server.operator_sql(&format!(
         "UPDATE identities SET master_key = '{}', self_signing_key = '{}', signature = '{}' \

@@ -9,7 +9,7 @@ use natter_crypto::{MasterKey, RecoveryKey, Secrets};
 use natter_proto::keys::BackupItem;
 use natter_proto::{DeviceId, UserId};
 
-use crate::helpers::{TestServer, on_both_backends, operator_logs_in, texts};
+use crate::helpers::{TestServer, on_both_backends, operator_logs_in, published_keys, texts};
 
 on_both_backends!(
     removing_an_approved_device_rotates_the_keys_it_held,
@@ -100,16 +100,7 @@ async fn removing_an_approved_device_rotates_the_keys_it_held(server: TestServer
     // The removed tablet's self-signing key vouches for nothing: a device the operator adds and
     // signs with it gets no keys, and bob is told it was left out.
     let ghost = operator_logs_in(&server, "alice", "ghost").await;
-    let ghost_keys = bob
-        .session()
-        .devices(me)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.device_id == ghost.device_id())
-        .and_then(|d| d.identity_keys)
-        .expect("the ghost published keys")
-        .keys;
+    let ghost_keys = published_keys(&bob, me, ghost.device_id()).await;
     let signature = tablets
         .identity
         .sign_device(me, ghost.device_id(), &ghost_keys);
@@ -201,15 +192,7 @@ async fn a_stolen_password_alone_cannot_replace_the_identity_or_touch_the_backup
     let refused = session.publish_identity(&forged).await.unwrap_err();
     assert_eq!(refused.code(), Some("bad_signature"), "{refused}");
     // Signing itself with a key of its own is refused.
-    let keys = session
-        .devices(me)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.device_id == thief.device_id())
-        .and_then(|d| d.identity_keys)
-        .unwrap()
-        .keys;
+    let keys = published_keys(&thief, me, thief.device_id()).await;
     let signature = theirs.sign_device(me, thief.device_id(), &keys);
     let refused = session
         .sign_device(thief.device_id(), &signature)

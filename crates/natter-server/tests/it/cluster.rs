@@ -296,6 +296,28 @@ async fn cross_node_delivery_resumes_after_a_redis_outage() {
     assert!(missing.is_empty(), "never delivered: {missing:?}");
 }
 
+/// Reads `to` until the messages after `before` up to `last` arrived, the first within 10 s of
+/// Redis returning and each next within 10 s, and asserts they came in order, once.
+async fn arrive_after_the_outage(to: &mut natter_client::Connection, before: i64, last: i64) {
+    let restored = std::time::Instant::now();
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), next(to))
+            .await
+            .expect("what was accepted during the outage arrives within 10 s of Redis returning")
+            .expect("the connection stays open");
+        if let ServerFrame::Message(m) = frame {
+            seqs.push(m.seq);
+        }
+    }
+    assert!(restored.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        seqs,
+        ((before + 1)..=last).collect::<Vec<_>>(),
+        "in order, once"
+    );
+}
+
 /// What crossed no node while Redis was away reaches a connected device once Redis is back,
 /// within the ten-second promise, without another message to reveal the gap and without a
 /// reconnect; and a device connected to the sending node loses nothing either.
@@ -321,23 +343,7 @@ async fn what_a_redis_outage_dropped_arrives_when_it_returns_with_nothing_else_s
             .seq;
     }
     proxy.restore();
-    let restored = std::time::Instant::now();
-    let mut seqs = Vec::new();
-    while seqs.last() != Some(&last) {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut on_b))
-            .await
-            .expect("what was sent during the outage arrives within 10 s of Redis returning")
-            .expect("the connection stays open");
-        if let ServerFrame::Message(m) = frame {
-            seqs.push(m.seq);
-        }
-    }
-    assert!(restored.elapsed() < std::time::Duration::from_secs(10));
-    assert_eq!(
-        seqs,
-        ((before + 1)..=last).collect::<Vec<_>>(),
-        "in order, once"
-    );
+    arrive_after_the_outage(&mut on_b, before, last).await;
 }
 
 /// A node cut off from Redis (but not from its clients) while the others keep it: what it
@@ -382,21 +388,7 @@ async fn what_a_node_cut_off_from_redis_accepted_reaches_the_others_when_it_retu
     })
     .await;
     proxy.restore();
-    let mut seqs = Vec::new();
-    while seqs.last() != Some(&last) {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), next(&mut on_b))
-            .await
-            .expect("what node A accepted arrives within 10 s of its Redis returning")
-            .expect("the connection stays open");
-        if let ServerFrame::Message(m) = frame {
-            seqs.push(m.seq);
-        }
-    }
-    assert_eq!(
-        seqs,
-        ((before + 1)..=last).collect::<Vec<_>>(),
-        "in order, once"
-    );
+    arrive_after_the_outage(&mut on_b, before, last).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
