@@ -79,12 +79,11 @@ impl Device {
         let key = RecoveryKey::parse(recovery_key)?;
         let mut state = self.lock().await;
         let secrets = state.secrets.as_ref().ok_or(ClientError::NotApproved)?;
-        let items = session.backup_items("").await?;
-        let item = items
-            .iter()
-            .find(|item| item.name == IDENTITY_ITEM)
+        let item = session
+            .backup_item(IDENTITY_ITEM)
+            .await?
             .ok_or(ClientError::NoBackup)?;
-        let (master, _) = key.open_secrets(me, item)?;
+        let (master, _) = key.open_secrets(me, &item)?;
         if master.public_key() != secrets.identity.master_key() {
             return Err(ClientError::IdentityMismatch);
         }

@@ -6,6 +6,7 @@ use natter_proto::keys::{
     DeviceSignatureRequest, DevicesQuery, DevicesQueryResponse, DevicesResponse, KeyCountResponse,
     PutBackupItemRequest, ResetIdentityRequest, UploadKeysRequest, UserDevices,
 };
+use natter_proto::limits::BACKUP_NAME_MAX;
 use natter_proto::{DeviceId, UserId};
 use reqwest::Method;
 
@@ -158,6 +159,21 @@ impl Session {
         }
     }
 
+    /// One item of this user's key backup, by name: one request, whatever the backup holds.
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn backup_item(&self, name: &str) -> Result<Option<BackupItem>, ClientError> {
+        let page: BackupItemsResponse = self
+            .client
+            .send(
+                self.request(Method::GET, "/v1/me/backup")
+                    .query(&[("after", name_before(name).as_str()), ("limit", "1")]),
+            )
+            .await?;
+        Ok(page.items.into_iter().find(|item| item.name == name))
+    }
+
     /// Removes this user's whole key backup.
     ///
     /// # Errors
@@ -187,5 +203,35 @@ impl Session {
     ) -> Result<ClaimedKey, ClientError> {
         let path = format!("/v1/users/{user}/devices/{device}/claim");
         self.client.send(self.request(Method::POST, &path)).await
+    }
+}
+
+/// The greatest backup item name that sorts before `name` (names are 1 to 128 printable ASCII
+/// characters, compared bytewise): `name` with its last character lowered by one and filled up
+/// with `~`, or, when that character is the lowest (`!`), `name` without it.
+fn name_before(name: &str) -> String {
+    let mut before = name.to_owned();
+    match before.pop() {
+        Some('!') | None => before,
+        Some(last) => {
+            before.push(char::from(last as u8 - 1));
+            let fill = BACKUP_NAME_MAX.saturating_sub(before.len());
+            before.extend(std::iter::repeat_n('~', fill));
+            before
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_before;
+
+    #[test]
+    fn the_name_before_sorts_just_before() {
+        assert_eq!(name_before("identity").len(), 128);
+        assert!(name_before("identity").as_str() < "identity");
+        assert!(name_before("identity").as_str() > "identitx~");
+        assert_eq!(name_before("ab!"), "ab");
+        assert!(name_before("room:a").as_str() < "room:a");
     }
 }
