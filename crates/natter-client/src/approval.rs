@@ -10,7 +10,8 @@ use natter_crypto::{Secrets, VerifiedDevice, verify_device};
 use natter_proto::DeviceId;
 use natter_proto::ws::{ClientFrame, ToDeviceIn, ToDeviceOut};
 
-use crate::device::{State, now_ms};
+use crate::clock::now_ms;
+use crate::device::State;
 use crate::e2e::Received;
 use crate::{ClientError, Device};
 

@@ -8,7 +8,7 @@ use natter_proto::ws::ClientFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
 
-use crate::store::{NewKeyring, Queued, Store, StoredMessage};
+use crate::store::{NewKeyring, Queued, Store, StoredMessage, location};
 use crate::trust::Notice;
 use crate::{Client, ClientError, Session};
 
@@ -68,21 +68,6 @@ impl std::fmt::Debug for Device {
     }
 }
 
-/// Removes a store's files (the database, its WAL and shared memory), as far as they exist.
-fn remove_store(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
-    }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Device {
     /// Logs in as a new device, creates its store at `path` (encrypted at rest under a key
     /// wrapped with `passphrase`), makes its identity keys and publishes them with one-time keys.
@@ -104,7 +89,7 @@ impl Device {
         path: &Path,
         passphrase: &str,
     ) -> Result<Self, ClientError> {
-        if path.exists() {
+        if location::exists(path) {
             return Err(ClientError::StoreInUse(path.to_owned()));
         }
         let keyring = NewKeyring::new(passphrase)?;
@@ -121,7 +106,7 @@ impl Device {
         if let Err(error) = device.publish_keys(true).await {
             drop(device);
             let _ = session.logout().await;
-            remove_store(path);
+            location::remove(path);
             return Err(error);
         }
         device.join_identity().await?;
@@ -151,13 +136,13 @@ impl Device {
         .try_for_each(|(name, value)| store.set(name, value));
         if let Err(error) = written {
             drop(store);
-            remove_store(path);
+            location::remove(path);
             return Err(error);
         }
         // On failure the store was dropped (closed) inside.
         let device = Self::assemble(session, key, store, account);
         if device.is_err() {
-            remove_store(path);
+            location::remove(path);
         }
         device
     }
@@ -179,7 +164,7 @@ impl Device {
     /// [`ClientError::NotLoggedIn`] for a store without a login,
     /// [`ClientError::WrongPassphrase`], or an unreadable store.
     pub async fn open(path: &Path, passphrase: &str) -> Result<Self, ClientError> {
-        if !path.exists() {
+        if !location::exists(path) {
             return Err(ClientError::NotLoggedIn);
         }
         let store = Store::open(path, passphrase)?;

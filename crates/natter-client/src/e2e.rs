@@ -15,7 +15,8 @@ use natter_proto::limits::TO_DEVICE_BATCH_MAX;
 use natter_proto::ws::{ClientFrame, Message, ToDeviceIn, ToDeviceOut};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
-use crate::device::{State, now_ms};
+use crate::clock::now_ms;
+use crate::device::State;
 use crate::store::StoredMessage;
 use crate::{ClientError, Device};
 

@@ -16,7 +16,10 @@ pub enum ClientError {
     Http(#[source] reqwest::Error),
     /// The WebSocket failed.
     #[error("WebSocket error: {0}")]
-    WebSocket(#[source] tokio_tungstenite::tungstenite::Error),
+    WebSocket(#[source] crate::ws::SocketError),
+    /// The browser's storage (IndexedDB) could not be opened.
+    #[error("the browser's storage cannot be opened: {0}")]
+    BrowserStorage(String),
     /// The WebSocket connection ended.
     #[error("the connection closed (code {:?}): {}", .0.code, .0.reason)]
     Closed(crate::ws::Closed),
@@ -116,8 +119,9 @@ impl ClientError {
     /// connect), so that trying another node is safe.
     pub(crate) fn is_unreachable(&self) -> bool {
         match self {
-            Self::Http(error) => error.is_connect(),
-            Self::WebSocket(tokio_tungstenite::tungstenite::Error::Io(_)) | Self::Timeout => true,
+            Self::Http(error) => crate::http_unreachable(error),
+            Self::WebSocket(error) => crate::ws::is_unreachable(error),
+            Self::Timeout => true,
             _ => false,
         }
     }

@@ -46,6 +46,7 @@
 
 mod approval;
 mod catch_up;
+mod clock;
 mod device;
 mod device_lists;
 mod directory;
@@ -69,6 +70,8 @@ pub use natter_crypto::UnableToDecrypt;
 pub use notices::Notice;
 pub use revocation::Removal;
 pub use session::Session;
+#[cfg(target_arch = "wasm32")]
+pub use store::location::open_browser_storage;
 pub use store::{Queued, StoredMessage};
 pub use trust::{DeviceStatus, TrustLevel};
 pub use ws::{Closed, Connection, Dedup};
@@ -132,11 +135,13 @@ impl Client {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ClientError::InvalidUrl(base_url.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        // In the browser, fetch has its own connect timeout and sets the user agent itself.
+        #[cfg(not(target_arch = "wasm32"))]
+        let builder = builder
             .user_agent(concat!("natter-client/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(ClientError::Http)?;
+            .connect_timeout(CONNECT_TIMEOUT);
+        let http = builder.build().map_err(ClientError::Http)?;
         let base = base_url.trim_end_matches('/').to_owned();
         Ok(Self {
             http,
@@ -286,7 +291,7 @@ impl Client {
                     self.nodes().current = base;
                     return Ok(response);
                 }
-                Err(error) if error.is_connect() => unreachable = Some(error),
+                Err(error) if http_unreachable(&error) => unreachable = Some(error),
                 Err(error) => return Err(ClientError::Http(error)),
             }
         }
@@ -294,6 +299,19 @@ impl Client {
             unreachable.expect("the current node is always a candidate"),
         ))
     }
+}
+
+/// Whether an HTTP request failed before reaching the server, so that another node may take it.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn http_unreachable(error: &reqwest::Error) -> bool {
+    error.is_connect()
+}
+
+/// Whether an HTTP request failed before reaching the server, so that another node may take it:
+/// in the browser, a fetch that got no response at all.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn http_unreachable(error: &reqwest::Error) -> bool {
+    error.is_request() && error.status().is_none()
 }
 
 /// Points `url` at the node with HTTP base `base`. The nodes of one cluster serve the API

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use natter_proto::ConversationId;
 use natter_proto::ws::{ClientFrame, Receipt, SendMessage, ServerFrame};
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use crate::device::now_ms;
+use crate::clock::{self, Instant, now_ms};
 use crate::store::{Queued, StoredMessage};
 use crate::{ClientError, Connection, Device};
 
@@ -120,9 +120,9 @@ impl Device {
         self.refresh_trust().await?;
         let mut link = Link::new(conn, None);
         let driven =
-            tokio::time::timeout(SYNC_TIMEOUT, self.drive(&mut link, Mode::UntilIdle, None)).await;
+            clock::timeout(SYNC_TIMEOUT, self.drive(&mut link, Mode::UntilIdle, None)).await;
         link.conn.close().await;
-        driven.map_err(|_| ClientError::Timeout)??;
+        driven.ok_or(ClientError::Timeout)??;
         Ok(link.report)
     }
 
@@ -154,7 +154,7 @@ impl Device {
             let wait = backoff + Duration::from_millis(u64::try_from(jitter).unwrap_or(0));
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep(wait) => {}
+                () = clock::sleep(wait) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_LAST);
         }
@@ -218,7 +218,7 @@ impl Device {
                     }
                 } => link.send(&frame).await?,
                 () = self.inner.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = clock::sleep(Duration::from_secs(1)) => {}
             }
         }
     }

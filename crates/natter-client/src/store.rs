@@ -50,6 +50,7 @@
 //! store is open; the length of values is not padded.
 
 mod keyring;
+pub(crate) mod location;
 mod members;
 mod search;
 
@@ -223,12 +224,11 @@ fn sql(e: rusqlite::Error) -> ClientError {
     ClientError::Store(e)
 }
 
-/// Opens the SQLite file at `path` with `flags`, in WAL mode, with the schema and the
-/// in-memory search database attached.
+/// Opens the SQLite database at `path` with `flags` (WAL mode on native targets), with the
+/// schema and the in-memory search database attached.
 fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, ClientError> {
     let db = Connection::open_with_flags(path, flags).map_err(sql)?;
-    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
-        .map_err(sql)?;
+    db.execute_batch(location::PRAGMAS).map_err(sql)?;
     db.execute_batch(keyring::SCHEMA).map_err(sql)?;
     db.execute_batch(SCHEMA).map_err(sql)?;
     db.execute_batch(search::ATTACH).map_err(sql)?;
@@ -241,19 +241,12 @@ impl Store {
     /// # Errors
     /// [`ClientError::StoreInUse`] when a file is already there.
     pub(crate) fn create(path: &Path, keyring: NewKeyring) -> Result<Self, ClientError> {
-        if path.exists() {
+        if location::exists(path) {
             return Err(ClientError::StoreInUse(path.to_owned()));
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(ClientError::Io)?;
-        }
+        location::prepare(path)?;
         let db = connect(path, OpenFlags::default())?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(ClientError::Io)?;
-        }
+        location::restrict(path)?;
         let keys = keyring.install(&db)?;
         Ok(Self::with(db, keys))
     }

@@ -3,21 +3,23 @@
 
 use std::collections::HashMap;
 
-use futures_util::{SinkExt, StreamExt};
 use natter_proto::ConversationId;
 use natter_proto::ws::{ClientFrame, Message, SendMessage, ServerFrame};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::ClientError;
 
+/// The socket under a [`Connection`]: tokio-tungstenite on native targets, the browser's
+/// `WebSocket` in wasm.
+#[cfg_attr(not(target_arch = "wasm32"), path = "ws/native.rs")]
+#[cfg_attr(target_arch = "wasm32", path = "ws/browser.rs")]
+mod socket;
+
+pub use socket::SocketError;
+pub(crate) use socket::is_unreachable;
+
 /// An open WebSocket to the server, authenticated as one device.
 pub struct Connection {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: socket::Socket,
 }
 
 /// Why the connection ended.
@@ -29,33 +31,24 @@ pub struct Closed {
     pub reason: String,
 }
 
+impl Closed {
+    /// A connection that ended without a close frame.
+    pub(crate) fn abruptly() -> Self {
+        Self {
+            code: None,
+            reason: "connection closed".into(),
+        }
+    }
+}
+
 impl Connection {
-    /// Opens a connection to `ws_url` with the bearer token in the `Authorization` header;
+    /// Opens a connection to `ws_url` authenticated by `token`;
     /// [`ClientError::Timeout`] if it is not open within [`crate::CONNECT_TIMEOUT`].
     pub(crate) async fn open(ws_url: &str, token: &str) -> Result<Self, ClientError> {
-        let mut request = ws_url
-            .into_client_request()
-            .map_err(ClientError::WebSocket)?;
-        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ClientError::InvalidUrl("the token is not a valid header value".into()))?;
-        request.headers_mut().insert("authorization", bearer);
-        // Small buffers, as on the server: many idle connections stay cheap.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0)
-            .max_message_size(Some(1 << 20))
-            .max_frame_size(Some(1 << 20));
-        let opening = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        let (socket, _) = tokio::time::timeout(crate::CONNECT_TIMEOUT, opening)
+        crate::clock::timeout(crate::CONNECT_TIMEOUT, socket::Socket::open(ws_url, token))
             .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(|e| match e {
-                tungstenite::Error::Http(response) => {
-                    ClientError::UnexpectedStatus(response.status().as_u16())
-                }
-                other => ClientError::WebSocket(other),
-            })?;
-        Ok(Self { socket })
+            .ok_or(ClientError::Timeout)?
+            .map(|socket| Self { socket })
     }
 
     /// Sends a frame.
@@ -72,10 +65,7 @@ impl Connection {
     /// # Errors
     /// The connection is gone.
     pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
-        self.socket
-            .send(WsMessage::text(text))
-            .await
-            .map_err(ClientError::WebSocket)
+        self.socket.send(text).await
     }
 
     /// Sends a message to a conversation; the server answers with `ack` (or `error`).
@@ -103,42 +93,13 @@ impl Connection {
     /// The connection ended (with the server's close code, if any), or the server sent a
     /// frame this client does not understand.
     pub async fn next(&mut self) -> Result<ServerFrame, ClientError> {
-        loop {
-            let message = match self.socket.next().await {
-                Some(Ok(message)) => message,
-                Some(Err(
-                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-                ))
-                | None => {
-                    return Err(ClientError::Closed(Closed {
-                        code: None,
-                        reason: "connection closed".into(),
-                    }));
-                }
-                Some(Err(e)) => return Err(ClientError::WebSocket(e)),
-            };
-            match message {
-                WsMessage::Text(text) => {
-                    return serde_json::from_str(&text)
-                        .map_err(|e| ClientError::Protocol(e.to_string()));
-                }
-                WsMessage::Close(frame) => {
-                    return Err(ClientError::Closed(Closed {
-                        code: frame.as_ref().map(|f| u16::from(f.code)),
-                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-                    }));
-                }
-                WsMessage::Binary(_) => {
-                    return Err(ClientError::Protocol("unexpected binary frame".into()));
-                }
-                WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
-            }
-        }
+        let text = self.socket.next_text().await?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Closes the connection politely.
-    pub async fn close(mut self) {
-        let _ = self.socket.close(None).await;
+    pub async fn close(self) {
+        self.socket.close().await;
     }
 }
 
