@@ -25,7 +25,6 @@ use ratatui::crossterm::{event as term, execute};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::commands::body;
-use crate::people;
 use clock::Clock;
 use keys::Action;
 use state::{Chat, Conversation, Note};
@@ -85,16 +84,19 @@ pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result
 /// server when it answers), notices not shown yet, and the open conversation loaded.
 async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<Chat> {
     let mut directory = device.directory().await?;
-    let status = match people::refresh(device, &mut directory, &[conversation]).await {
+    let status = match device
+        .refresh_directory(&mut directory, &[conversation])
+        .await
+    {
         Ok(()) => {
             let shown = device.messages(conversation, state::PAGE).await?;
             let senders: Vec<_> = shown.iter().map(|m| m.sender_id).collect();
-            people::refresh_people(device, &mut directory, &senders).await?;
+            device.refresh_people(&mut directory, &senders).await?;
             "connecting…".to_owned()
         }
         Err(error) => format!("offline ({error:#})"),
     };
-    let names = people::labels(&directory);
+    let names = directory.labels();
     let me = device.user_id();
     let list = listed(device, &directory, &names).await?;
     let open = match list.iter().position(|c| c.id == conversation) {
@@ -125,11 +127,11 @@ async fn listed(
             .messages(id, 1)
             .await?
             .pop()
-            .map(|m| format!("{}: {}", people::label(names, m.sender_id), body(&m)));
+            .map(|m| format!("{}: {}", natter_client::label(names, m.sender_id), body(&m)));
         list.push(Conversation {
             id,
             kind: details.summary.kind,
-            title: people::title(names, device.user_id(), details),
+            title: natter_client::title(names, device.user_id(), details),
             members: details.members.iter().map(|m| m.user_id).collect(),
             unread: details.summary.unread,
             last,
@@ -141,10 +143,10 @@ async fn listed(
 /// Lists the conversations again (one appeared): the open one stays open.
 async fn relist(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     let mut directory = device.directory().await?;
-    if people::refresh(device, &mut directory, &[]).await.is_err() {
+    if device.refresh_directory(&mut directory, &[]).await.is_err() {
         return Ok(());
     }
-    chat.names = people::labels(&directory);
+    chat.names = directory.labels();
     let mut list = listed(device, &directory, &chat.names).await?;
     let open = chat.current().id;
     chat.open = match list.iter().position(|c| c.id == open) {

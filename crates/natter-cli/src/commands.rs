@@ -8,7 +8,6 @@ use natter_proto::{ConversationId, UserId};
 use serde_json::{Value, json};
 
 use crate::home::Home;
-use crate::people;
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
 /// Prints text for people or JSON for scripts.
@@ -399,7 +398,7 @@ pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Resu
     let mut directory = device.directory().await?;
     // Away or refusing: names come from what was remembered; the command's own request says
     // what is wrong if it matters.
-    let _ = people::refresh(device, &mut directory, open).await;
+    let _ = device.refresh_directory(&mut directory, open).await;
     Ok(directory)
 }
 
@@ -538,15 +537,15 @@ async fn rooms(
             let summaries = session.conversations().await?;
             let ids: Vec<ConversationId> = summaries.iter().map(|c| c.id).collect();
             let directory = directory(device, &ids).await?;
-            let labels = people::labels(&directory);
+            let labels = directory.labels();
             for c in summaries {
                 let (title, members) = match directory.conversation(c.id) {
                     Some(details) => (
-                        people::title(&labels, device.user_id(), details),
+                        natter_client::title(&labels, device.user_id(), details),
                         details
                             .members
                             .iter()
-                            .map(|m| people::label(&labels, m.user_id))
+                            .map(|m| natter_client::label(&labels, m.user_id))
                             .collect(),
                     ),
                     None => (c.name.clone().unwrap_or_default(), Vec::new()),

@@ -7,7 +7,6 @@ use serde_json::json;
 
 use crate::commands::{Out, body};
 use crate::marks::Marks;
-use crate::people;
 
 /// `natter history`: receives what is waiting (if the server answers), catches up on who
 /// read my messages, prints the newest `limit` messages and my queued ones, and marks what
@@ -46,7 +45,7 @@ pub async fn history(
     };
     let messages = device.messages(conversation, limit).await?;
     print_messages(device, out, &messages, Some(&marks)).await?;
-    let labels = people::labels(&device.directory().await?);
+    let labels = device.directory().await?.labels();
     for item in device.queued().await? {
         if let Queued::Send {
             conversation_id,
@@ -57,7 +56,7 @@ pub async fn history(
             && conversation_id == conversation
         {
             out.show(
-                format!("#- {}: {text} ◷ pending", people::label(&labels, me)),
+                format!("#- {}: {text} ◷ pending", natter_client::label(&labels, me)),
                 json!({ "conversation_id": conversation_id, "client_msg_id": client_msg_id,
                         "sender_id": me, "text": text, "pending": true }),
             );
@@ -83,10 +82,10 @@ pub async fn print_messages(
 ) -> anyhow::Result<()> {
     let mut directory = device.directory().await?;
     let senders: Vec<UserId> = messages.iter().map(|m| m.sender_id).collect();
-    people::refresh_people(device, &mut directory, &senders).await?;
-    let labels = people::labels(&directory);
+    device.refresh_people(&mut directory, &senders).await?;
+    let labels = directory.labels();
     for message in messages {
-        let sender = people::label(&labels, message.sender_id);
+        let sender = natter_client::label(&labels, message.sender_id);
         let username = directory
             .person(message.sender_id)
             .map_or_else(|| message.sender_id.to_string(), |p| p.username.clone());
@@ -95,7 +94,7 @@ pub async fn print_messages(
         let read_by: Option<Vec<String>> = marks.filter(|_| mine).map(|m| {
             m.readers(message.seq)
                 .into_iter()
-                .map(|u| people::label(&labels, u))
+                .map(|u| natter_client::label(&labels, u))
                 .collect()
         });
         let shown_mark = mark.as_deref().map(|m| format!(" {m}")).unwrap_or_default();

@@ -15,7 +15,6 @@ mod errors;
 mod history;
 mod home;
 mod marks;
-mod people;
 mod resolve;
 mod text;
 mod trust;

@@ -7,8 +7,6 @@ use natter_client::{Device, Directory};
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 
-use crate::people;
-
 /// The shortest id prefix that names a conversation.
 const PREFIX_MIN: usize = 4;
 
@@ -70,16 +68,19 @@ pub async fn conversation(
     if let Ok(id) = target.parse() {
         return Ok(id);
     }
-    let labels = people::labels(directory);
+    let labels = directory.labels();
     let ambiguous = |matches: Vec<&natter_proto::conversations::ConversationDetails>| Ambiguous {
         name: target.to_owned(),
         candidates: matches
             .into_iter()
             .map(|c| {
-                let members = c.members.iter().map(|m| people::label(&labels, m.user_id));
+                let members = c
+                    .members
+                    .iter()
+                    .map(|m| natter_client::label(&labels, m.user_id));
                 (
                     c.summary.id,
-                    people::title(&labels, device.user_id(), c),
+                    natter_client::title(&labels, device.user_id(), c),
                     members.collect(),
                 )
             })

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ClientError, Device};
 
+mod names;
+mod refresh;
+
+pub use names::{label, title};
+
 /// The store's key for the directory.
 const DIRECTORY: &str = "directory";
 

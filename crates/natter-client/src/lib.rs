@@ -63,7 +63,7 @@ mod ws;
 
 pub use approval::ApprovalEvent;
 pub use device::Device;
-pub use directory::Directory;
+pub use directory::{Directory, label, title};
 pub use error::ClientError;
 pub use link::{Event, SyncReport};
 pub use natter_crypto::UnableToDecrypt;

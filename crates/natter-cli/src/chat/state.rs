@@ -130,7 +130,7 @@ impl Chat {
 
     /// How a person is shown.
     pub fn name(&self, user: UserId) -> String {
-        crate::people::label(&self.names, user)
+        natter_client::label(&self.names, user)
     }
 
     /// Opens the conversation `step` places down the list (up if negative), wrapping around.
