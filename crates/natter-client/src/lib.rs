@@ -72,6 +72,7 @@ pub use revocation::Removal;
 pub use session::Session;
 #[cfg(target_arch = "wasm32")]
 pub use store::location::open_browser_storage;
+pub use store::location::remove as remove_store;
 pub use store::{Queued, StoredMessage};
 pub use trust::{DeviceStatus, TrustLevel};
 pub use ws::{Closed, Connection, Dedup};

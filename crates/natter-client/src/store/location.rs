@@ -4,7 +4,7 @@
 //! whole database is loaded again at start ([`open_browser_storage`]).
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use native::*;
+pub use native::*;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -18,7 +18,7 @@ mod native {
     }
 
     /// Removes a store (its database, WAL and shared memory), as far as it exists.
-    pub(crate) fn remove(path: &Path) {
+    pub fn remove(path: &Path) {
         for suffix in ["", "-wal", "-shm"] {
             let mut file = path.as_os_str().to_owned();
             file.push(suffix);
@@ -111,7 +111,7 @@ mod browser {
     }
 
     /// Removes a store; IndexedDB forgets its pages right after.
-    pub(crate) fn remove(path: &Path) {
+    pub fn remove(path: &Path) {
         with_storage((), |storage| {
             // The removal is queued behind every earlier write; nothing waits for it.
             let _ = storage.delete_db(&name(path));
