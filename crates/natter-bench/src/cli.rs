@@ -150,8 +150,12 @@ pub struct ReconnectArgs {
     pub users: usize,
     /// SIGTERM this natterd instead of cutting the connections on the client side; something
     /// else (a supervisor loop) must start it again on the same address and database.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kill_pid")]
     pub restart_pid: Option<u32>,
+    /// SIGKILL this natterd, one node of a cluster, and leave it dead: with --gateway the
+    /// devices that were on it reconnect to the nodes the host assigner names (a failover).
+    #[arg(long)]
+    pub kill_pid: Option<u32>,
     /// Give up waiting for everyone to be back after this many seconds.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_secs: f64,

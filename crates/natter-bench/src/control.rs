@@ -3,6 +3,7 @@
 
 use natter_proto::ConversationId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// One device a worker holds.
@@ -34,6 +35,10 @@ pub enum Command {
         connect_concurrency: usize,
         /// How often devices send their `delivered` cursors (ms).
         ack_interval_ms: u64,
+        /// With `--gateway`, the HTTP base whose host assigner a device asks again before
+        /// each reconnection, as natter-client does; without it, devices keep their node.
+        #[serde(default)]
+        gateway: Option<String>,
     },
     /// Open every device's connection (reconnecting with backoff whenever it drops).
     Connect,
@@ -84,6 +89,8 @@ pub struct Counters {
     pub stale: u64,
     /// Sends skipped because the device's queue was full (it was reconnecting).
     pub skipped: u64,
+    /// Reconnections that the host assigner sent to another node than the last one.
+    pub moved: u64,
 }
 
 impl Counters {
@@ -103,6 +110,7 @@ impl Counters {
         self.redelivered += other.redelivered;
         self.stale += other.stale;
         self.skipped += other.skipped;
+        self.moved += other.moved;
     }
 }
 
@@ -127,5 +135,8 @@ pub enum Event {
         ack: Buckets,
         /// The last connection errors seen (at most a few), for the report.
         errors: Vec<String>,
+        /// How many devices were last connected to each node (WebSocket URL).
+        #[serde(default)]
+        nodes: BTreeMap<String, u64>,
     },
 }

@@ -36,6 +36,8 @@ pub struct Finished {
     pub ack: Histogram<u64>,
     /// Some connection errors, if any.
     pub errors: Vec<String>,
+    /// Devices per node of their last connection.
+    pub nodes: std::collections::BTreeMap<String, u64>,
 }
 
 /// The node (its WebSocket URL) each of `count` devices connects to: `--server`, or with
@@ -149,6 +151,7 @@ impl Fleet {
                 run,
                 connect_concurrency: common.connect_concurrency,
                 ack_interval_ms: common.ack_interval_ms,
+                gateway: common.gateway.then(|| common.server.clone()),
             };
             fleet.send(index, &plan).await?;
         }
@@ -234,6 +237,7 @@ impl Fleet {
             delivery: stats::histogram(),
             ack: stats::histogram(),
             errors: Vec::new(),
+            nodes: std::collections::BTreeMap::new(),
         };
         let mut remaining = self.stdins.len();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -249,9 +253,13 @@ impl Fleet {
                     delivery,
                     ack,
                     errors,
+                    nodes,
                 },
             ) = event
             {
+                for (node, devices) in nodes {
+                    *finished.nodes.entry(node).or_default() += devices;
+                }
                 finished.counters.add(&counters);
                 stats::merge(&mut finished.delivery, &delivery);
                 stats::merge(&mut finished.ack, &ack);

@@ -1,7 +1,7 @@
 //! A worker process: holds its share of the devices' connections, sends what the coordinator
 //! asks, counts what arrives, and reports over stdout (JSON lines; commands come on stdin).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,10 @@ struct Shared {
     delivery: Mutex<Histogram<u64>>,
     ack: Mutex<Histogram<u64>>,
     errors: Mutex<Vec<String>>,
+    /// The host assigner to ask before each reconnection (`--gateway`).
+    gateway: Option<natter_client::Client>,
+    /// Devices per node of their last connection, counted as they finish.
+    nodes: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
@@ -90,9 +94,23 @@ pub async fn run() -> anyhow::Result<()> {
         run,
         connect_concurrency,
         ack_interval_ms,
+        gateway,
     } = serde_json::from_str(&first).context("reading the plan")?
     else {
         bail!("the first command must be the plan");
+    };
+    let gateway = match gateway {
+        Some(base) => {
+            let client = natter_client::Client::new(&base)?;
+            // Learn the cluster's nodes now, so the assigner can still be asked through
+            // another node once this one is gone.
+            client
+                .cluster_gateway()
+                .await
+                .context("asking the host assigner for the cluster's nodes")?;
+            Some(client)
+        }
+        None => None,
     };
     let shared = Arc::new(Shared {
         run,
@@ -103,6 +121,8 @@ pub async fn run() -> anyhow::Result<()> {
         delivery: Mutex::new(stats::histogram()),
         ack: Mutex::new(stats::histogram()),
         errors: Mutex::new(Vec::new()),
+        gateway,
+        nodes: Mutex::new(BTreeMap::new()),
     });
     let mut specs = Some(devices);
     let mut queues: Vec<mpsc::Sender<DeviceCommand>> = Vec::new();
@@ -157,6 +177,7 @@ pub async fn run() -> anyhow::Result<()> {
         delivery: stats::to_buckets(&shared.delivery.lock().expect("histogram lock")),
         ack: stats::to_buckets(&shared.ack.lock().expect("histogram lock")),
         errors: shared.errors.lock().expect("errors lock").clone(),
+        nodes: shared.nodes.lock().expect("nodes lock").clone(),
     };
     let _ = events.send(final_event);
     drop(events);
@@ -198,7 +219,8 @@ async fn pace(queues: &[mpsc::Sender<DeviceCommand>], shared: &Shared, rate: f64
 }
 
 /// One device: connects, reconnects with backoff and jitter when its connection ends, until
-/// `Finish` or too many failures in a row.
+/// `Finish` or too many failures in a row. With `--gateway` it asks the host assigner again
+/// before each reconnection and tries the nodes it names in order, as natter-client does.
 async fn device(
     spec: DeviceSpec,
     shared: Arc<Shared>,
@@ -206,19 +228,42 @@ async fn device(
 ) {
     let mut state = DeviceState::default();
     let mut failures = 0u32;
+    let mut node = spec.server.clone();
+    let mut candidates = vec![node.clone()];
+    let mut first = true;
     while failures < MAX_FAILURES {
+        if !std::mem::take(&mut first)
+            && let Some(gateway) = &shared.gateway
+        {
+            match gateway.gateway().await {
+                Ok(urls) => candidates = urls,
+                Err(error) => shared.error(format!("asking the host assigner: {error}")),
+            }
+        }
         let opened = {
             let _permit = shared.handshakes.acquire().await;
-            Conn::open(&spec.server, &spec.token, spec.source).await
+            open_first(&candidates, &spec).await
         };
         match opened {
-            Ok(conn) => {
+            Ok((conn, url)) => {
                 failures = 0;
+                if url != node {
+                    shared.count(|c| c.moved += 1);
+                    node = url;
+                }
                 shared.count(|c| c.open += 1);
                 let ended = state.session(conn, &spec, &shared, &mut commands).await;
                 shared.count(|c| c.open -= 1);
                 match ended {
-                    Ended::Finished => return,
+                    Ended::Finished => {
+                        *shared
+                            .nodes
+                            .lock()
+                            .expect("nodes lock")
+                            .entry(node)
+                            .or_default() += 1;
+                        return;
+                    }
                     Ended::Cut => {}
                     Ended::Dropped => shared.count(|c| c.dropped += 1),
                 }
@@ -233,6 +278,18 @@ async fn device(
             return;
         }
     }
+}
+
+/// Opens a connection to the first of `urls` that takes it; the last failure otherwise.
+async fn open_first(urls: &[String], spec: &DeviceSpec) -> anyhow::Result<(Conn, String)> {
+    let mut failure = None;
+    for url in urls {
+        match Conn::open(url, &spec.token, spec.source).await {
+            Ok(conn) => return Ok((conn, url.clone())),
+            Err(error) => failure = Some(error),
+        }
+    }
+    Err(failure.unwrap_or_else(|| anyhow::anyhow!("no node to connect to")))
 }
 
 /// Waits before the next attempt (exponential, with jitter: half to all of the step); false if

@@ -45,18 +45,43 @@ struct Natterd {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Flags beyond the defaults (a cluster node's database and Redis).
+    flags: Vec<String>,
 }
 
 impl Natterd {
+    /// A natterd alone on a fresh SQLite database.
     fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// A natterd with `flags` added.
+    fn start_with(flags: Vec<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut natterd = Self {
             child: Command::new("true").spawn().unwrap(),
             port: free_port(),
             dir,
+            flags,
         };
         natterd.restart();
         natterd
+    }
+
+    /// One node of a cluster on `database` (PostgreSQL) and `redis`, named `cluster`.
+    fn node(database: &str, redis: &str, cluster: &str) -> Self {
+        Self::start_with(
+            [
+                "--database-url",
+                database,
+                "--redis-url",
+                redis,
+                "--cluster-name",
+                cluster,
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
     }
 
     /// Starts (again) on the same port and database, and waits until it answers.
@@ -73,6 +98,7 @@ impl Natterd {
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
             .args(["--send-rate", "100000", "--send-burst", "100000"])
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -262,4 +288,62 @@ fn reconnect_after_a_restart_loses_nothing() {
     let result = bench.wait();
     assert_eq!(result["all_back"], Value::Bool(true), "{result}");
     assert_no_loss(&result, 1);
+}
+
+#[test]
+fn a_killed_nodes_devices_move_to_the_other_node_and_lose_nothing() {
+    let Some(redis) = natter_test_support::redis_url() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
+        return;
+    };
+    let cluster = format!("bench{}", std::process::id());
+    let doomed = Natterd::node(&database.url, &redis, &cluster);
+    let survivor = Natterd::node(&database.url, &redis, &cluster);
+    // Both nodes listed (heartbeats are read every 2 s), as a client that ran a while knows.
+    let client = natter_client::Client::new(&format!("http://127.0.0.1:{}", doomed.port)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runtime
+        .block_on(client.cluster_gateway())
+        .unwrap()
+        .is_none_or(|gateway| gateway.nodes.len() < 2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never listed each other"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = doomed.pid().to_string();
+    let args = [
+        "reconnect",
+        "-n",
+        "40",
+        "--rate",
+        "30",
+        "--secs",
+        "4",
+        "--gateway",
+        "--kill-pid",
+        &pid,
+    ];
+    let result = doomed.bench(&args);
+    assert_eq!(result["all_back"], Value::Bool(true), "{result}");
+    assert_no_loss(&result, 1);
+    assert!(number(&result, "dropped_connections") > 0, "{result}");
+    assert_eq!(
+        number(&result, "moved_to_another_node"),
+        number(&result, "dropped_connections"),
+        "every device of the dead node moved: {result}"
+    );
+    let at_end = result["devices_per_node_at_end"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        at_end.contains(&format!(":{}/", survivor.port))
+            && !at_end.contains(&format!(":{}/", doomed.port)),
+        "everyone ends on the survivor: {result}"
+    );
 }

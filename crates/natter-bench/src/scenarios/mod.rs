@@ -115,6 +115,10 @@ fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: 
     report.add("stale_from_earlier_runs", c.stale);
     report.add("dropped_connections", c.dropped);
     report.add("connect_failures", c.connect_failures);
+    if finished.nodes.len() > 1 || c.moved > 0 {
+        report.add("moved_to_another_node", c.moved);
+        report.add("devices_per_node_at_end", format!("{:?}", finished.nodes));
+    }
     #[allow(clippy::cast_precision_loss)]
     report.add(
         "deliveries_per_sec",

@@ -1,5 +1,7 @@
 //! `reconnect`: N devices under light traffic lose their connections (cut on the client side,
-//! or natterd restarted): time until all are back and synced, and whether anything was lost.
+//! natterd restarted, or one node of a cluster killed): time until all are back and synced,
+//! and whether anything was lost. After a kill, only the dead node's devices reconnect; with
+//! `--gateway` the report says where they went.
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +22,10 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
     report.add("devices", args.users);
     report.add(
         "how",
-        if args.restart_pid.is_some() {
-            "natterd restarted (SIGTERM)"
-        } else {
-            "connections cut by the clients"
+        match (args.restart_pid, args.kill_pid) {
+            (Some(_), _) => "natterd restarted (SIGTERM)",
+            (_, Some(_)) => "a node killed (SIGKILL), not restarted",
+            _ => "connections cut by the clients",
         },
     );
     report.add("background_rate_per_sec", args.load.rate);
@@ -45,9 +47,11 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let cut = Instant::now();
-    match args.restart_pid {
-        Some(pid) => terminate(pid)?,
-        None => fleet.broadcast(&Command::Cut).await?,
+    let killed = args.kill_pid.is_some();
+    match (args.restart_pid, args.kill_pid) {
+        (Some(pid), _) => signal(pid, "TERM")?,
+        (_, Some(pid)) => signal(pid, "KILL")?,
+        _ => fleet.broadcast(&Command::Cut).await?,
     }
     let bar = report::bar(n, "reconnected and synced");
     let back = fleet
@@ -57,7 +61,12 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
             |c| c.syncs.saturating_sub(n),
             |f: &Fleet| {
                 let t = f.totals();
-                t.syncs >= 2 * n && t.open == n
+                if killed {
+                    // Only the dead node's devices drop, and each syncs again once back.
+                    t.dropped > 0 && t.open == n && t.syncs >= n + t.dropped
+                } else {
+                    t.syncs >= 2 * n && t.open == n
+                }
             },
         )
         .await?;
@@ -75,12 +84,13 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
     report.emit(&common)
 }
 
-/// Sends SIGTERM to natterd (which closes every connection with 1012 and exits).
-fn terminate(pid: u32) -> anyhow::Result<()> {
+/// Sends `name` (TERM: natterd closes every connection with 1012 and exits; KILL: it dies
+/// at once) to natterd.
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .context("running kill")?;
-    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
     Ok(())
 }
