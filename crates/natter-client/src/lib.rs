@@ -208,17 +208,25 @@ impl Client {
         Ok(Session::from_login(self.clone(), session))
     }
 
-    /// The WebSocket URLs to try, best first: the gateway's pick, then the cluster's other
-    /// nodes (remembered for failover), or this node's own when the server has no gateway.
+    /// The WebSocket URLs to try: the gateway's pick, then the cluster's other nodes
+    /// (remembered for failover) in random order, or this node's own when the server has no
+    /// gateway. Random, because the gateway may still name a node that just died: clients
+    /// that all fell back to the same next node would pile onto it.
     ///
     /// # Errors
     /// The server cannot be reached, or refuses.
     pub async fn gateway(&self) -> Result<Vec<String>, ClientError> {
+        use rand::seq::SliceRandom;
         let Some(gateway) = self.cluster_gateway().await? else {
             return Ok(vec![ws_url(&self.base_url())]);
         };
-        let others = gateway.nodes.into_iter().filter(|u| *u != gateway.url);
-        Ok(std::iter::once(gateway.url.clone()).chain(others).collect())
+        let mut others: Vec<String> = gateway
+            .nodes
+            .into_iter()
+            .filter(|u| *u != gateway.url)
+            .collect();
+        others.shuffle(&mut rand::rng());
+        Ok(std::iter::once(gateway.url).chain(others).collect())
     }
 
     /// The gateway's answer as it is (its cluster's nodes are remembered for failover), or
