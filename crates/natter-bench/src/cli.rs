@@ -29,6 +29,9 @@ pub enum Command {
     Offline(OfflineArgs),
     /// N devices under light traffic lose their connections: time until all are back and synced.
     Reconnect(ReconnectArgs),
+    /// Hours of 1:1 traffic with reconnect churn: natterd's memory and open files sampled, and
+    /// every message delivered once.
+    Soak(SoakArgs),
     /// Internal: holds connections for the coordinating process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -160,6 +163,26 @@ pub struct ReconnectArgs {
     #[arg(long, default_value_t = 120.0)]
     pub timeout_secs: f64,
     /// Background traffic; the cut comes a third of the way through it.
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// `soak`.
+#[derive(Args, Clone, Debug)]
+pub struct SoakArgs {
+    /// Online users (one device each), paired in direct conversations.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub users: usize,
+    /// Cut a share of the devices' connections this often (seconds; 0: never).
+    #[arg(long, default_value_t = 30.0)]
+    pub churn_every_secs: f64,
+    /// The share of the devices cut each time (they reconnect with backoff).
+    #[arg(long, default_value_t = 0.1)]
+    pub churn_fraction: f64,
+    /// Sample natterd's memory and open files (of --pid) this often (seconds).
+    #[arg(long, default_value_t = 10.0)]
+    pub sample_every_secs: f64,
+    /// Rate and duration (an hour: --secs 3600).
     #[command(flatten)]
     pub load: LoadArgs,
 }

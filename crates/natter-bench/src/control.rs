@@ -51,6 +51,11 @@ pub enum Command {
     },
     /// Drop every connection abruptly (no close frame); devices reconnect with backoff.
     Cut,
+    /// Drop the connections of a random `fraction` of the devices (0 to 1) the same way.
+    Churn {
+        /// Share of the devices cut.
+        fraction: f64,
+    },
     /// Send the last cursors, close, report [`Event::Final`] and exit.
     Finish,
 }

@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
             cli::Command::Room(args) => scenarios::room::run(cli.common, args).await,
             cli::Command::Offline(args) => scenarios::offline::run(cli.common, args).await,
             cli::Command::Reconnect(args) => scenarios::reconnect::run(cli.common, args).await,
+            cli::Command::Soak(args) => scenarios::soak::run(cli.common, args).await,
         }
     })
 }

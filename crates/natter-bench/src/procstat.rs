@@ -20,6 +20,16 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Open file descriptors of all of `pids`, if there are any and they all exist.
+pub fn total_fds(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|pid| Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64))
+        .sum()
+}
+
 /// CPU time used so far (user + system), in clock ticks.
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -78,6 +88,11 @@ mod tests {
         assert!(super::rss_kib(pid).unwrap() > 0);
         assert!(super::total_rss_kib(&[pid, pid]).unwrap() > super::rss_kib(pid).unwrap());
         assert_eq!(super::total_rss_kib(&[]), None);
+        assert!(
+            super::total_fds(&[pid]).unwrap() >= 3,
+            "stdin, stdout, stderr at least"
+        );
+        assert_eq!(super::total_fds(&[]), None);
         let meter = super::CpuMeter::start(&[pid]).unwrap();
         assert!(meter.percent().unwrap() >= 0.0);
         assert_eq!(super::load_average().split(' ').count(), 3);

@@ -64,6 +64,11 @@ impl Report {
         self.json.insert(key.to_owned(), value);
     }
 
+    /// Adds a value to the JSON only (a series too long for the table).
+    pub fn add_json(&mut self, key: &str, value: Value) {
+        self.json.insert(key.to_owned(), value);
+    }
+
     /// Adds a latency summary.
     pub fn latency(&mut self, key: &str, latency: &Latency) {
         self.rows.push((

@@ -152,6 +152,12 @@ pub async fn run() -> anyhow::Result<()> {
                         });
                     }
                     Command::Cut => broadcast(&queues, || DeviceCommand::Cut).await,
+                    Command::Churn { fraction } => {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+                        let count = (queues.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
+                        let chosen: Vec<_> = queues.choose_multiple(&mut rand::rng(), count).cloned().collect();
+                        broadcast(&chosen, || DeviceCommand::Cut).await;
+                    }
                     Command::Finish => break,
                 }
             }

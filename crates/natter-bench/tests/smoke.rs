@@ -347,3 +347,43 @@ fn a_killed_nodes_devices_move_to_the_other_node_and_lose_nothing() {
         "everyone ends on the survivor: {result}"
     );
 }
+
+#[test]
+fn soak_with_churn_loses_nothing_and_keeps_no_files_open() {
+    let natterd = Natterd::start();
+    let pid = natterd.pid().to_string();
+    let args = [
+        "soak",
+        "-n",
+        "20",
+        "--rate",
+        "20",
+        "--secs",
+        "10",
+        "--churn-every-secs",
+        "2",
+        "--churn-fraction",
+        "0.25",
+        "--sample-every-secs",
+        "1",
+        "--pid",
+        &pid,
+    ];
+    let result = natterd.bench(&args);
+    assert_eq!(result["all_back_at_end"], Value::Bool(true), "{result}");
+    assert!(number(&result, "churns") >= 3, "{result}");
+    assert!(
+        number(&result, "dropped_connections") == 0,
+        "cuts are the client's: {result}"
+    );
+    assert_no_loss(&result, 1);
+    let (first, last) = (
+        number(&result, "natterd_open_files_first"),
+        number(&result, "natterd_open_files_last"),
+    );
+    assert!(
+        last <= first + 2,
+        "every churned connection's socket was closed: {first} open files before, {last} after"
+    );
+    assert!(number(&result, "samples") >= 10, "{result}");
+}

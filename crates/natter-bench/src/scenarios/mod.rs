@@ -6,6 +6,7 @@ pub mod idle;
 pub mod offline;
 pub mod reconnect;
 pub mod room;
+pub mod soak;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
