@@ -157,8 +157,15 @@ pub struct ReconnectArgs {
     pub restart_pid: Option<u32>,
     /// SIGKILL this natterd, one node of a cluster, and leave it dead: with --gateway the
     /// devices that were on it reconnect to the nodes the host assigner names (a failover).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restart_pid")]
     pub kill_pid: Option<u32>,
+    /// SIGSTOP this natterd for --pause-secs, then SIGCONT it (a node that hangs and comes
+    /// back): its devices keep their connections; everything must still arrive once.
+    #[arg(long, conflicts_with_all = ["restart_pid", "kill_pid"])]
+    pub pause_pid: Option<u32>,
+    /// How long --pause-pid stays stopped.
+    #[arg(long, default_value_t = 5.0)]
+    pub pause_secs: f64,
     /// Give up waiting for everyone to be back after this many seconds.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_secs: f64,

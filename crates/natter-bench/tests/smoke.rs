@@ -290,6 +290,23 @@ fn reconnect_after_a_restart_loses_nothing() {
     assert_no_loss(&result, 1);
 }
 
+/// Waits until `node`'s host assigner lists `nodes` nodes (heartbeats are read every 2 s).
+fn wait_until_listed(runtime: &tokio::runtime::Runtime, node: &Natterd, nodes: usize) {
+    let client = natter_client::Client::new(&format!("http://127.0.0.1:{}", node.port)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runtime
+        .block_on(client.cluster_gateway())
+        .unwrap()
+        .is_none_or(|gateway| gateway.nodes.len() < nodes)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never listed each other"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_killed_nodes_devices_move_to_the_other_node_and_lose_nothing() {
     let Some(redis) = natter_test_support::redis_url() else {
@@ -386,4 +403,38 @@ fn soak_with_churn_loses_nothing_and_keeps_no_files_open() {
         "every churned connection's socket was closed: {first} open files before, {last} after"
     );
     assert!(number(&result, "samples") >= 10, "{result}");
+}
+
+#[test]
+fn a_paused_node_in_a_cluster_delivers_everything_once_when_it_resumes() {
+    let Some(redis) = natter_test_support::redis_url() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
+        return;
+    };
+    let cluster = format!("pause{}", std::process::id());
+    let paused = Natterd::node(&database.url, &redis, &cluster);
+    let other = Natterd::node(&database.url, &redis, &cluster);
+    wait_until_listed(&runtime, &paused, 2);
+    wait_until_listed(&runtime, &other, 2);
+    let pid = paused.pid().to_string();
+    let args = [
+        "reconnect",
+        "-n",
+        "40",
+        "--rate",
+        "30",
+        "--secs",
+        "9",
+        "--gateway",
+        "--pause-pid",
+        &pid,
+        "--pause-secs",
+        "4",
+    ];
+    let result = other.bench(&args);
+    assert_eq!(result["all_back"], Value::Bool(true), "{result}");
+    assert_no_loss(&result, 1);
 }

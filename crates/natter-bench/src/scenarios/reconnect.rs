@@ -1,5 +1,5 @@
 //! `reconnect`: N devices under light traffic lose their connections (cut on the client side,
-//! natterd restarted, or one node of a cluster killed): time until all are back and synced,
+//! natterd restarted or paused, or one node of a cluster killed): time until all are back and synced,
 //! and whether anything was lost. After a kill, only the dead node's devices reconnect; with
 //! `--gateway` the report says where they went.
 
@@ -22,9 +22,10 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
     report.add("devices", args.users);
     report.add(
         "how",
-        match (args.restart_pid, args.kill_pid) {
-            (Some(_), _) => "natterd restarted (SIGTERM)",
-            (_, Some(_)) => "a node killed (SIGKILL), not restarted",
+        match (args.restart_pid, args.kill_pid, args.pause_pid) {
+            (Some(_), _, _) => "natterd restarted (SIGTERM)",
+            (_, Some(_), _) => "a node killed (SIGKILL), not restarted",
+            (_, _, Some(_)) => "natterd paused (SIGSTOP), then resumed",
             _ => "connections cut by the clients",
         },
     );
@@ -48,9 +49,16 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
 
     let cut = Instant::now();
     let killed = args.kill_pid.is_some();
-    match (args.restart_pid, args.kill_pid) {
-        (Some(pid), _) => signal(pid, "TERM")?,
-        (_, Some(pid)) => signal(pid, "KILL")?,
+    let paused = args.pause_pid.is_some();
+    match (args.restart_pid, args.kill_pid, args.pause_pid) {
+        (Some(pid), _, _) => signal(pid, "TERM")?,
+        (_, Some(pid), _) => signal(pid, "KILL")?,
+        (_, _, Some(pid)) => {
+            signal(pid, "STOP")?;
+            tokio::time::sleep(Duration::from_secs_f64(args.pause_secs)).await;
+            signal(pid, "CONT")?;
+            report.add("paused_secs", args.pause_secs);
+        }
         _ => fleet.broadcast(&Command::Cut).await?,
     }
     let bar = report::bar(n, "reconnected and synced");
@@ -61,7 +69,10 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
             |c| c.syncs.saturating_sub(n),
             |f: &Fleet| {
                 let t = f.totals();
-                if killed {
+                if paused {
+                    // Connections may survive the pause; any that dropped synced again.
+                    t.open == n && t.syncs >= n + t.dropped
+                } else if killed {
                     // Only the dead node's devices drop, and each syncs again once back.
                     t.dropped > 0 && t.open == n && t.syncs >= n + t.dropped
                 } else {
@@ -85,7 +96,7 @@ pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
 }
 
 /// Sends `name` (TERM: natterd closes every connection with 1012 and exits; KILL: it dies
-/// at once) to natterd.
+/// at once; STOP and CONT: it halts and resumes) to natterd.
 fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
