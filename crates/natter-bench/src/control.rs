@@ -77,9 +77,9 @@ pub struct Counters {
     pub sent: u64,
     /// Sends refused with an `error` frame and given up (no retry time).
     pub refused: u64,
-    /// Refusals with a retry time (`rate_limited`), after each of which the send was queued
-    /// to be made again once the wait is over, as clients do; one send can be refused
-    /// several times.
+    /// Refusals with a retry time (`rate_limited`), or of a kind natter-client retries
+    /// (`store_unavailable`), after each of which the send was queued to be made again once
+    /// the wait is over, as clients do; one send can be refused several times.
     pub retried: u64,
     /// Messages acked.
     pub acked: u64,

@@ -432,10 +432,14 @@ impl DeviceState {
                 let refused = error
                     .client_msg_id
                     .filter(|id| self.pending.contains_key(id));
-                match (refused, error.retry_after_ms) {
-                    // As a client does: the same message again once the wait is over.
+                let wait = error.retry_after_ms.map(Duration::from_millis).or_else(|| {
+                    natter_client::is_retryable(&error.code)
+                        .then_some(natter_client::RETRY_AFTER_DEFAULT)
+                });
+                match (refused, wait) {
+                    // As natter-client does: the same message again once the wait is over.
                     (Some(id), Some(wait)) => {
-                        let at = tokio::time::Instant::now() + Duration::from_millis(wait);
+                        let at = tokio::time::Instant::now() + wait;
                         self.retries.push_back((at, id));
                         shared.count(|c| c.retried += 1);
                     }

@@ -438,3 +438,76 @@ fn a_paused_node_in_a_cluster_delivers_everything_once_when_it_resumes() {
     assert_eq!(result["all_back"], Value::Bool(true), "{result}");
     assert_no_loss(&result, 1);
 }
+
+/// Takes `database` away from everyone for `outage`, as a PostgreSQL restart does: new
+/// connections are refused and every open one is ended; then lets them in again.
+async fn postgres_outage(database: &str, outage: Duration) {
+    use sqlx::Connection;
+    let admin_url = natter_test_support::postgres_url().expect("configured");
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let name = database.rsplit('/').next().unwrap();
+    let statements = [
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    ];
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(outage).await;
+    let allow = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(allow))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_postgres_outage_under_traffic_loses_and_doubles_nothing() {
+    let Some(redis) = natter_test_support::redis_url() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
+        return;
+    };
+    let cluster = format!("pg{}", std::process::id());
+    let a = Natterd::node(&database.url, &redis, &cluster);
+    let b = Natterd::node(&database.url, &redis, &cluster);
+    wait_until_listed(&runtime, &a, 2);
+    wait_until_listed(&runtime, &b, 2);
+    let args = [
+        "direct",
+        "-n",
+        "40",
+        "--rate",
+        "30",
+        "--secs",
+        "10",
+        "--drain-secs",
+        "30",
+        "--gateway",
+    ];
+    let bench = a.spawn_bench(&args);
+    // Setup (registering 40 accounts) first, then a few seconds of traffic.
+    std::thread::sleep(Duration::from_secs(6));
+    runtime.block_on(postgres_outage(&database.url, Duration::from_secs(3)));
+    let result = bench.wait();
+    assert_no_loss(&result, 1);
+    assert!(
+        number(&result, "retried_after_wait") > 0,
+        "the outage was felt: {result}"
+    );
+    assert_eq!(
+        number(&result, "refused"),
+        0,
+        "sends during the outage are made again: {result}"
+    );
+    assert_eq!(
+        number(&result, "acked"),
+        number(&result, "sent"),
+        "{result}"
+    );
+}

@@ -65,7 +65,7 @@ pub use approval::ApprovalEvent;
 pub use device::Device;
 pub use directory::{Directory, label, title};
 pub use error::ClientError;
-pub use link::{Event, SyncReport};
+pub use link::{Event, RETRY_AFTER_DEFAULT, SyncReport, is_retryable};
 pub use natter_crypto::UnableToDecrypt;
 pub use notices::Notice;
 pub use revocation::Removal;

@@ -26,6 +26,14 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_LAST: Duration = Duration::from_secs(30);
 /// Error codes after which a send is tried again; any other refusal is final.
 const RETRYABLE: [&str; 3] = ["rate_limited", "store_unavailable", "internal"];
+/// How long to wait before sending again after a retryable refusal that named no wait.
+pub const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+
+/// Whether a send refused with `code` is to be made again (after the server's `retry_after_ms`,
+/// else [`RETRY_AFTER_DEFAULT`]); any other refusal is final.
+pub fn is_retryable(code: &str) -> bool {
+    RETRYABLE.contains(&code)
+}
 
 /// Something that happened on a live device ([`Device::run`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -384,9 +392,11 @@ impl Device {
                 let Some(client_msg_id) = error.client_msg_id else {
                     return Ok(());
                 };
-                if RETRYABLE.contains(&error.code.as_str()) {
+                if is_retryable(&error.code) {
                     // Resend once the server's wait is over.
-                    let wait = Duration::from_millis(error.retry_after_ms.unwrap_or(1000));
+                    let wait = error
+                        .retry_after_ms
+                        .map_or(RETRY_AFTER_DEFAULT, Duration::from_millis);
                     let resend_at = Instant::now() + wait;
                     link.in_flight.insert(
                         client_msg_id,
