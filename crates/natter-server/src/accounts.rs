@@ -12,8 +12,9 @@ use std::net::IpAddr;
 
 use natter_proto::{DeviceId, UserId};
 
-use crate::auth::{hash_token, new_token};
+use crate::close;
 use crate::connections::profile;
+use crate::credentials::{hash_token, new_token};
 use crate::error::ServiceError;
 use crate::fanout::Outbound;
 use crate::ratelimit::Kind;
@@ -57,7 +58,7 @@ pub async fn register(
         username: &request.username,
         password_hash: &password_hash,
         display_name: &display_name,
-        created_at: crate::now_ms(),
+        created_at: crate::clock::now_ms(),
     };
     match state.store.create_user(&user).await {
         Ok(()) => Ok(id),
@@ -118,8 +119,8 @@ pub async fn login(
         return Err(ServiceError::Suspended);
     }
     let token = new_token();
-    let now = crate::now_ms();
-    let expires_at = crate::auth::expires_from_now(state.token_ttl);
+    let now = crate::clock::now_ms();
+    let expires_at = crate::credentials::expires_from_now(state.token_ttl);
     let device = NewDevice {
         id: DeviceId::new(),
         user_id: user.id,
@@ -191,7 +192,7 @@ pub async fn remove_device(
     state.bus.publish_to_device(
         user,
         device,
-        Outbound::Close(crate::gateway::close::POLICY, crate::auth::SIGNED_OUT),
+        Outbound::Close(close::POLICY, close::SIGNED_OUT),
     );
     crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user).await;
     Ok(true)
@@ -210,7 +211,7 @@ pub async fn profile_for(
     viewer: UserId,
     target: UserId,
 ) -> Result<Profile, ServiceError> {
-    if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
+    if !crate::visibility::can_see(state.store.as_ref(), viewer, target).await? {
         return Err(HIDDEN);
     }
     state.store.user(target).await?.map(profile).ok_or(HIDDEN)
@@ -225,7 +226,7 @@ pub async fn presence_for(
     viewer: UserId,
     target: UserId,
 ) -> Result<Presence, ServiceError> {
-    if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
+    if !crate::visibility::can_see(state.store.as_ref(), viewer, target).await? {
         return Err(HIDDEN);
     }
     Ok(Presence {

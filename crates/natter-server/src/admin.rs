@@ -12,13 +12,11 @@ use axum::{Json, Router};
 use natter_proto::UserId;
 use serde_json::{Value, json};
 
+use crate::close;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::ApiPath;
 use crate::fanout::Outbound;
 use crate::state::AppState;
-
-/// The close reason a suspended account's connections get (with code 4003).
-pub const SUSPENDED: &str = "account suspended";
 
 /// The admin routes.
 pub fn router(state: AppState) -> Router {
@@ -51,7 +49,7 @@ async fn suspend(
 ) -> Result<Json<Value>, ApiError> {
     if !state
         .store
-        .set_suspended(user, Some(crate::now_ms()))
+        .set_suspended(user, Some(crate::clock::now_ms()))
         .await?
     {
         return Err(ServiceError::NotFound("no such user").into());
@@ -60,7 +58,7 @@ async fn suspend(
     state.bus.publish_to_users(
         &[user],
         None,
-        Outbound::Close(crate::gateway::close::SUSPENDED, SUSPENDED),
+        Outbound::Close(close::SUSPENDED, close::SUSPENDED_REASON),
     );
     tracing::warn!(user.id = %user, "account suspended by an operator");
     Ok(Json(json!({ "user_id": user, "suspended": true })))

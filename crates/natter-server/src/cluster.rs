@@ -22,6 +22,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
+use crate::close;
 use crate::fanout::{Bus, Outbound, Registry};
 
 /// Events waiting to be published before new ones are dropped (and recovered from the store).
@@ -146,8 +147,8 @@ impl Event {
 /// Close reasons that cross nodes: the known, static set.
 fn static_reason(reason: &str) -> &'static str {
     match reason {
-        crate::admin::SUSPENDED => crate::admin::SUSPENDED,
-        crate::auth::SIGNED_OUT => crate::auth::SIGNED_OUT,
+        close::SUSPENDED_REASON => close::SUSPENDED_REASON,
+        close::SIGNED_OUT => close::SIGNED_OUT,
         _ => "closed by the server",
     }
 }
@@ -470,7 +471,7 @@ async fn beat_once(
     presence_lost: &Notify,
 ) -> redis::RedisResult<Vec<Heartbeat>> {
     let text = serde_json::to_string(beat).expect("heartbeats always serialize");
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
     let (whole, ids): (bool, Vec<String>) = redis::pipe()
         .cmd("SET")
@@ -581,7 +582,7 @@ impl RedisBus {
     fn publish(&self, target: Target, event: Outbound) {
         metrics::counter!("natter_bus_published_total", "bus" => "redis").increment(1);
         let unpublished = Unpublished {
-            published_ms: crate::now_ms(),
+            published_ms: crate::clock::now_ms(),
             target,
             event,
         };
@@ -647,7 +648,7 @@ async fn publish(
         let tell_gap = lost.swap(false, Ordering::Relaxed);
         let mut pipe = redis::pipe();
         let envelopes = tell_gap
-            .then(|| (crate::now_ms(), Target::All, Outbound::CatchUp))
+            .then(|| (crate::clock::now_ms(), Target::All, Outbound::CatchUp))
             .into_iter()
             .chain(batch.drain(..).map(
                 |Unpublished {
@@ -835,7 +836,7 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
                 continue;
             };
             metrics::counter!("natter_bus_received_total", "bus" => "redis").increment(1);
-            let lag = (crate::now_ms() - envelope.published_ms).max(0) as f64 / 1000.0;
+            let lag = (crate::clock::now_ms() - envelope.published_ms).max(0) as f64 / 1000.0;
             metrics::histogram!("natter_bus_lag_seconds").record(lag);
             let event = envelope.event.into_outbound();
             match envelope.target {

@@ -20,7 +20,7 @@ use natter_proto::limits::{PAGE_MAX, ROOM_MEMBERS_MAX, ROOM_NAME_MAX};
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, UserId};
 
-use crate::auth::Auth;
+use crate::credentials::Auth;
 use crate::error::ServiceError;
 use crate::store::{MemberRecord, Store, StoreError};
 

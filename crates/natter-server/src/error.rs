@@ -5,8 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use natter_proto::problem::{CONTENT_TYPE, Problem};
 
-use crate::connections::Refusal;
-use crate::store::StoreError;
+use crate::store::{Refusal, StoreError};
 
 /// Why a service refused or failed a request. Carries no HTTP types.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Notify, mpsc};
+
+/// Serializes a frame once, for every recipient.
+pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
+}
 
 /// An event for one connection. Frames are serialized once and shared by every recipient; the
 /// event itself is queued as one [`Arc`] for all of a publish's recipients, which keeps each

@@ -30,14 +30,17 @@ pub async fn publish_identity(
     keys: &CrossSigningKeys,
 ) -> Result<(), ServiceError> {
     let self_signing = check_identity(user, keys)?;
-    if !store.set_identity(user, keys, crate::now_ms()).await? {
+    if !store
+        .set_identity(user, keys, crate::clock::now_ms())
+        .await?
+    {
         return Err(ServiceError::Conflict(
             "your account has an identity already; a new master key is an identity reset \
              (POST /v1/me/identity/reset with your password)"
                 .into(),
         ));
     }
-    for device in store.devices(&[user], crate::now_ms()).await? {
+    for device in store.devices(&[user], crate::clock::now_ms()).await? {
         if let Some(signature) = &device.cross_signature
             && !signs_device(&self_signing, user, &device, signature)
         {
@@ -58,7 +61,9 @@ pub async fn reset_identity(
     keys: &CrossSigningKeys,
 ) -> Result<(), ServiceError> {
     check_identity(user, keys)?;
-    Ok(store.reset_identity(user, keys, crate::now_ms()).await?)
+    Ok(store
+        .reset_identity(user, keys, crate::clock::now_ms())
+        .await?)
 }
 
 /// Stores the signature of one of `user`'s devices by the current self-signing key.
@@ -79,7 +84,7 @@ pub async fn sign_device(
     well_formed_signature("signature", signature)?;
     let self_signing = check_identity(user, &identity)?;
     let record = store
-        .devices(&[user], crate::now_ms())
+        .devices(&[user], crate::clock::now_ms())
         .await?
         .into_iter()
         .find(|d| d.id == device)
@@ -113,7 +118,7 @@ pub async fn require_approved(
     };
     let signed = match self_signing {
         Some(self_signing) => store
-            .devices(&[user], crate::now_ms())
+            .devices(&[user], crate::clock::now_ms())
             .await?
             .into_iter()
             .find(|d| d.id == device)
@@ -151,7 +156,10 @@ pub async fn put_backup_item(
             "a backup item's data is printable ASCII, at most {BACKUP_ITEM_MAX} bytes"
         )));
     }
-    match store.put_backup_item(user, item, crate::now_ms()).await {
+    match store
+        .put_backup_item(user, item, crate::clock::now_ms())
+        .await
+    {
         Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
             "a user keeps at most {BACKUP_ITEMS_MAX} backup items"
         ))),

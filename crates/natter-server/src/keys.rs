@@ -18,9 +18,9 @@ use natter_proto::limits::{
 };
 use natter_proto::{DeviceId, UserId};
 
-use crate::connections::can_see;
 use crate::error::ServiceError;
 use crate::store::{DeviceRecord, KeyCounts, KeyUpload, Store, StoreError};
+use crate::visibility::can_see;
 
 /// Stores keys uploaded by `device`.
 ///
@@ -75,7 +75,7 @@ pub async fn devices_of(
         ));
     }
     let devices = store
-        .devices(&[target], crate::now_ms())
+        .devices(&[target], crate::clock::now_ms())
         .await?
         .into_iter()
         .map(device_info)
@@ -116,7 +116,7 @@ pub async fn devices_of_many(
             (*user, list)
         })
         .collect();
-    for device in store.devices(&wanted, crate::now_ms()).await? {
+    for device in store.devices(&wanted, crate::clock::now_ms()).await? {
         if let Some(list) = lists.get_mut(&device.user_id) {
             list.devices.push(device_info(device));
         }

@@ -17,10 +17,13 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod clock;
+pub mod close;
 pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod conversations;
+pub mod credentials;
 pub mod datafiles;
 pub mod device_lists;
 pub mod error;
@@ -40,18 +43,20 @@ pub mod routes;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod visibility;
+
+pub use clock::now_ms;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::Passwords;
 use crate::cluster::{Assigner, Node, Redis, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
+use crate::credentials::Passwords;
 use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::{Admission, Messenger};
 use crate::presence::Presence;
@@ -315,12 +320,4 @@ async fn remove_expired_devices(state: AppState) {
             tracing::info!(removed, "removed devices whose tokens expired");
         }
     }
-}
-
-/// Milliseconds since the Unix epoch: the time format of every stored and sent timestamp.
-pub fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::config::{Config, DatabaseUrl, Secret, defaults};
-use natter_server::gateway::GatewayConfig;
+use natter_server::config::{Config, DatabaseUrl, GatewayConfig, Secret, defaults};
 use natter_server::ratelimit::{Kind, LimitSetting, Limits, Rate};
 use tokio::signal::unix::SignalKind;
 

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::limits::{
     CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX,
@@ -16,19 +15,14 @@ use natter_proto::limits::{
 use natter_proto::ws::{Ack, Message, Receipt, SendMessage, ServerFrame, ToDeviceOut};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
-use crate::auth::Auth;
+use crate::credentials::Auth;
 use crate::error::ServiceError;
-use crate::fanout::{Bus, Outbound};
+use crate::fanout::{Bus, Outbound, encode};
 use crate::member_lists::MemberLists;
 use crate::ratelimit::{Kind, RateLimits};
 use crate::receipts::Receipts;
 use crate::store::{NewMessage, SendPlan, Store};
 use tokio::sync::Semaphore;
-
-/// Serializes a frame once, for every recipient.
-pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
-}
 
 /// The `kind` under which `natter_rate_limited_total` counts sends refused because the node is
 /// busy.
@@ -350,7 +344,7 @@ impl Messenger {
             let owner = self.store.device_owner(message.device_id).await?;
             let reachable = owner == Some(message.user_id)
                 && (reachable_users.contains(&message.user_id)
-                    || crate::connections::can_see(
+                    || crate::visibility::can_see(
                         self.store.as_ref(),
                         auth.user_id,
                         message.user_id,

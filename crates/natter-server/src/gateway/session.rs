@@ -21,11 +21,12 @@ use natter_proto::limits::PAGE_MAX;
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
-use super::{close, error_frame, read_text_frame};
-use crate::auth::{Auth, SIGNED_OUT, authenticate, renew, renewal_after, renewal_due_in};
+use super::{error_frame, read_text_frame};
+use crate::auth::{authenticate, renew};
+use crate::close::{self, SIGNED_OUT};
+use crate::credentials::{Auth, renewal_after, renewal_due_in};
 use crate::error::{ApiError, ServiceError};
-use crate::fanout::{Outbound, Registration};
-use crate::messages::encode;
+use crate::fanout::{Outbound, Registration, encode};
 use crate::observe::seconds;
 use crate::state::AppState;
 
@@ -600,7 +601,7 @@ impl Session {
                 }
                 self.send_raw("message", frame.clone()).await?;
                 self.conversations.entry(conversation_id).or_default().sent = seq;
-                let waited = (crate::now_ms() - server_ts).max(0) as f64 / 1000.0;
+                let waited = (crate::clock::now_ms() - server_ts).max(0) as f64 / 1000.0;
                 let locality = if remote { "remote" } else { "local" };
                 metrics::histogram!("natter_accept_to_push_seconds", "locality" => locality)
                     .record(waited);
@@ -650,7 +651,7 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let messenger = self.state.messenger.clone();
         match frame {
             ClientFrame::Auth { .. } => {

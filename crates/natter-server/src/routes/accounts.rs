@@ -13,7 +13,7 @@ use natter_proto::accounts::{
 use natter_proto::problem::Problem;
 
 use crate::accounts;
-use crate::auth::Auth;
+use crate::credentials::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;

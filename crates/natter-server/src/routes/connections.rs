@@ -8,8 +8,8 @@ use natter_proto::UserId;
 use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
 use natter_proto::problem::Problem;
 
-use crate::auth::Auth;
 use crate::connections::{self, Action};
+use crate::credentials::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiPath, IfMatch};
 use crate::ratelimit::Kind;
@@ -37,7 +37,7 @@ async fn apply(
         recipient,
         action,
         if_match,
-        crate::now_ms(),
+        crate::clock::now_ms(),
     )
     .await?;
     Ok(with_etag(status))

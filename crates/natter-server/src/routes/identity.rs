@@ -12,7 +12,7 @@ use natter_proto::limits::PAGE_MAX;
 use natter_proto::problem::Problem;
 use serde::Deserialize;
 
-use crate::auth::Auth;
+use crate::credentials::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;

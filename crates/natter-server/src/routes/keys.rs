@@ -10,7 +10,7 @@ use natter_proto::keys::{
 use natter_proto::problem::Problem;
 use natter_proto::{DeviceId, UserId};
 
-use crate::auth::Auth;
+use crate::credentials::Auth;
 use crate::error::{ApiError, ServiceError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::ratelimit::Kind;
@@ -36,7 +36,7 @@ pub async fn upload(
     ApiJson(request): ApiJson<UploadKeysRequest>,
 ) -> Result<Json<KeyCountResponse>, ApiError> {
     let store = state.store.as_ref();
-    let counts = keys::upload(store, auth.device_id, &request, crate::now_ms()).await?;
+    let counts = keys::upload(store, auth.device_id, &request, crate::clock::now_ms()).await?;
     if request.identity_keys.is_some() {
         device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     }

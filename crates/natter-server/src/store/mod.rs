@@ -19,8 +19,6 @@ use natter_proto::connections::ConnectionState;
 use natter_proto::keys::{IdentityKeys, OneTimeKey};
 use natter_proto::{DeviceId, UserId};
 
-use crate::connections::Refusal;
-
 pub use identities::IdentityStore;
 pub use messages::{
     Appended, ConversationRecord, CursorStart, MemberRecord, MessageStore, NewMessage, OnStored,
@@ -257,6 +255,26 @@ pub struct ConnectionRecord {
     pub peer: UserRecord,
     /// This user's side.
     pub side: Side,
+}
+
+/// Why a connection change was refused: what a [`Transition`] returns, and the store hands
+/// back unchanged (the rules themselves are in [`crate::connections`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `If-Match` named an older version of the side.
+    #[error("this connection changed since version {expected}; it is now at version {current}")]
+    VersionMismatch {
+        /// The version the caller expected.
+        expected: i64,
+        /// The side's current version.
+        current: i64,
+    },
+    /// Accept or reject without a pending request from that user.
+    #[error("there is no pending connection request from this user")]
+    NoPendingRequest,
+    /// Request or remove while the caller blocks the user.
+    #[error("you have blocked this user; unblock them first")]
+    Blocked,
 }
 
 /// A connection change: given both sides as stored (locked), the new states or a refusal.

@@ -18,12 +18,11 @@ use sqlx::sqlite::{
 
 use super::dialect;
 use super::sql_writes::Writes;
-use super::sqlite_writer::{self, SqliteWriter};
+use super::sqlite_writer::{self, SqliteWriter, WriteTurn};
 use super::{
     ClaimedKeyRecord, ConnectionRecord, DeviceRecord, KeyCounts, KeyUpload, NewDevice, NewUser,
-    Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord, timed,
+    Refusal, Side, Sides, Store, StoreError, TokenOwner, Transition, UserRecord, timed,
 };
-use crate::connections::Refusal;
 use natter_proto::limits::ONE_TIME_KEYS_STORED;
 use tokio::sync::MutexGuard;
 
@@ -41,11 +40,6 @@ pub struct SqliteStore {
     pub(super) writer: Writer<SqlitePool>,
     pub(super) writes: SqliteWriter,
 }
-
-/// Whose turn it is to write to a SQLite file: its writer thread and its pool's writer wait for
-/// it in order, instead of polling SQLite's lock (the busy handler sleeps 1, 2, 5… ms between
-/// tries, and is not first come, first served).
-pub(super) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
 /// A store's pool for writes, handed out by [`Writer::lock`] with the store's turn to write, so
 /// a write cannot forget to wait for it. (A clone of the pool would outlive the turn: keep none.)
