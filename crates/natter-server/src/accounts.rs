@@ -10,6 +10,8 @@ use natter_proto::limits::{
 };
 use std::net::IpAddr;
 
+use natter_proto::close::CloseCode;
+use natter_proto::codes;
 use natter_proto::{DeviceId, UserId};
 
 use crate::close;
@@ -169,7 +171,7 @@ pub async fn check_password(
     } else {
         // Not `unauthorized`: the token is fine, and a client must not log out over it.
         Err(ServiceError::Denied {
-            code: "wrong_password",
+            code: codes::WRONG_PASSWORD,
             detail: "wrong password".into(),
         })
     }
@@ -192,7 +194,7 @@ pub async fn remove_device(
     state.bus.publish_to_device(
         user,
         device,
-        Outbound::Close(close::POLICY, close::SIGNED_OUT),
+        Outbound::Close(CloseCode::Policy, close::SIGNED_OUT),
     );
     crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user).await;
     Ok(true)

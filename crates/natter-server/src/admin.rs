@@ -10,6 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use natter_proto::UserId;
+use natter_proto::close::CloseCode;
+use natter_proto::codes;
 use serde_json::{Value, json};
 
 use crate::close;
@@ -27,7 +29,7 @@ pub fn router(state: AppState) -> Router {
             put(suspend).delete(unsuspend),
         )
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such endpoint")
         })
         .with_state(state)
 }
@@ -58,7 +60,7 @@ async fn suspend(
     state.bus.publish_to_users(
         &[user],
         None,
-        Outbound::Close(close::SUSPENDED, close::SUSPENDED_REASON),
+        Outbound::Close(CloseCode::Suspended, close::SUSPENDED_REASON),
     );
     tracing::warn!(user.id = %user, "account suspended by an operator");
     Ok(Json(json!({ "user_id": user, "suspended": true })))

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
+use natter_proto::close::CloseCode;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ enum Event {
         frame: String,
     },
     Close {
-        code: u16,
+        code: CloseCode,
         reason: String,
     },
     CatchUp,
@@ -864,7 +865,7 @@ mod tests {
                 device: DeviceId::new(),
             },
             event: Event::Close {
-                code: 4003,
+                code: CloseCode::Suspended,
                 reason: "x".into(),
             },
         };

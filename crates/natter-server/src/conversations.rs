@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 
+use natter_proto::codes;
 use natter_proto::conversations::{
     ConversationDetails, ConversationKind, Member, MessageReceipts, Role,
 };
@@ -46,7 +47,7 @@ fn check_connected(strangers: &[UserId]) -> Result<(), ServiceError> {
     match strangers.first() {
         None => Ok(()),
         Some(first) => Err(ServiceError::Denied {
-            code: "not_connected",
+            code: codes::NOT_CONNECTED,
             detail: format!(
                 "you can only add your connections; {first} is not one ({} in all)",
                 strangers.len()
@@ -117,7 +118,7 @@ pub async fn create_room(
 
 fn room_full(size: usize) -> ServiceError {
     ServiceError::Denied {
-        code: "room_full",
+        code: codes::ROOM_FULL,
         detail: format!("a room has at most {ROOM_MEMBERS_MAX} members; this would make {size}"),
     }
 }
@@ -138,7 +139,7 @@ async fn owned_room(store: &dyn Store, auth: Auth, id: ConversationId) -> Result
             }
             if role != Role::Owner {
                 return Err(ServiceError::Denied {
-                    code: "not_owner",
+                    code: codes::NOT_OWNER,
                     detail: "only the room's owner can do this".into(),
                 });
             }

@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use natter_proto::codes;
 use natter_proto::problem::{CONTENT_TYPE, Problem};
 
 use crate::store::{Refusal, StoreError};
@@ -103,12 +104,12 @@ impl ApiError {
 
     /// 400 with code `invalid_request`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+        Self::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, detail)
     }
 
     /// 401 with code `unauthorized`.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, detail)
     }
 
     /// The stable machine-readable code.
@@ -160,7 +161,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(detail) => Self::bad_request(detail),
             ServiceError::BadCredentials => Self::unauthorized(error.to_string()),
             ServiceError::Forbidden(detail) => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+                Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, detail)
             }
             ServiceError::Denied { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
             ServiceError::RateLimited { retry_after, .. }
@@ -169,26 +170,32 @@ impl From<ServiceError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    codes::RATE_LIMITED,
                     error.to_string(),
                 )
             },
             ServiceError::Suspended => {
-                Self::new(StatusCode::FORBIDDEN, "suspended", error.to_string())
+                Self::new(StatusCode::FORBIDDEN, codes::SUSPENDED, error.to_string())
             }
             ServiceError::TooLarge(detail) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail)
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, codes::TOO_LARGE, detail)
             }
-            ServiceError::NotFound(detail) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
-            ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
-            ServiceError::BadSignature(detail) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_signature", detail)
+            ServiceError::NotFound(detail) => {
+                Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, detail)
             }
+            ServiceError::Conflict(detail) => {
+                Self::new(StatusCode::CONFLICT, codes::CONFLICT, detail)
+            }
+            ServiceError::BadSignature(detail) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::BAD_SIGNATURE,
+                detail,
+            ),
             ServiceError::Refused(refusal) => {
                 let code = match refusal {
-                    Refusal::VersionMismatch { .. } => "version_mismatch",
-                    Refusal::NoPendingRequest => "no_pending_request",
-                    Refusal::Blocked => "blocked_by_you",
+                    Refusal::VersionMismatch { .. } => codes::VERSION_MISMATCH,
+                    Refusal::NoPendingRequest => codes::NO_PENDING_REQUEST,
+                    Refusal::Blocked => codes::BLOCKED_BY_YOU,
                 };
                 let current_version = match refusal {
                     Refusal::VersionMismatch { current, .. } => Some(current),
@@ -201,29 +208,29 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(StoreError::Conflict(what)) => Self::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                codes::CONFLICT,
                 format!("this {what} is already taken"),
             ),
             ServiceError::Store(StoreError::Missing(what)) => Self::new(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                codes::NOT_FOUND,
                 format!("the {what} no longer exists"),
             ),
             ServiceError::Store(e) if e.is_unavailable() => Self {
                 retry_after: Some(STORE_RETRY),
                 ..Self::internal(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    codes::STORE_UNAVAILABLE,
                     e.to_string(),
                 )
             },
             ServiceError::Store(e) => Self::internal(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                codes::INTERNAL,
                 format!("{e:?}"),
             ),
             ServiceError::Internal(e) => {
-                Self::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+                Self::internal(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e)
             }
         }
     }
@@ -281,14 +288,16 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
         return response;
     }
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::NOT_FOUND => (codes::NOT_FOUND, "no such endpoint"),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            codes::METHOD_NOT_ALLOWED,
             "this endpoint does not take that method",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        s if s.is_server_error() => ("internal", "the server failed to handle this request"),
-        _ => ("invalid_request", "the request was not understood"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (codes::PAYLOAD_TOO_LARGE, "the request body is too large")
+        }
+        s if s.is_server_error() => (codes::INTERNAL, "the server failed to handle this request"),
+        _ => (codes::INVALID_REQUEST, "the request was not understood"),
     };
     let mut converted = ApiError::new(status, code, detail).into_response();
     if let Some(allow) = response.headers().get(header::ALLOW) {

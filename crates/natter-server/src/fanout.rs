@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use natter_proto::close::CloseCode;
 use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Notify, mpsc};
@@ -57,7 +58,7 @@ pub enum Outbound {
         frame: Utf8Bytes,
     },
     /// Close the connection with this code and reason (an operator suspended the account).
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
     /// The cluster bus may have lost events (Redis went away): send whatever the store holds
     /// past the connection's watermarks.
     CatchUp,

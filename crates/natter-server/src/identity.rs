@@ -11,6 +11,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
+use natter_proto::codes;
 use natter_proto::keys::{BackupItem, CrossSigningKeys};
 use natter_proto::limits::{BACKUP_ITEM_MAX, BACKUP_ITEMS_MAX, BACKUP_NAME_MAX};
 use natter_proto::{DeviceId, UserId};
@@ -78,7 +79,7 @@ pub async fn sign_device(
     signature: &str,
 ) -> Result<(), ServiceError> {
     let identity = store.identity(user).await?.ok_or(ServiceError::Denied {
-        code: "no_identity",
+        code: codes::NO_IDENTITY,
         detail: "publish your identity before signing devices".into(),
     })?;
     well_formed_signature("signature", signature)?;
@@ -133,7 +134,7 @@ pub async fn require_approved(
         Ok(())
     } else {
         Err(ServiceError::Denied {
-            code: "not_approved",
+            code: codes::NOT_APPROVED,
             detail: "only a device your identity signed changes the key backup; approve this \
                      device first"
                 .into(),

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use natter_proto::codes;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::limits::{
     CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX,
@@ -53,7 +54,7 @@ pub struct Messenger {
 
 fn not_member() -> ServiceError {
     ServiceError::Denied {
-        code: "not_member",
+        code: codes::NOT_MEMBER,
         detail: "you are not a member of this conversation".into(),
     }
 }
@@ -126,7 +127,7 @@ impl Messenger {
                     && !(plan.connected && plan.members() == 2) =>
             {
                 Err(ServiceError::Denied {
-                    code: "not_connected",
+                    code: codes::NOT_CONNECTED,
                     detail: "you are no longer connected to this user".into(),
                 })
             }
@@ -382,7 +383,7 @@ impl Messenger {
         if !full.is_empty() {
             full.dedup();
             return Err(ServiceError::Denied {
-                code: "inbox_full",
+                code: codes::INBOX_FULL,
                 detail: format!(
                     "not stored for {}: too many payloads wait there (from you, or in all); \
                      the rest of the frame was",

@@ -2,6 +2,7 @@
 //! description of every series natterd exports. Labels stay low-cardinality: never a user,
 //! device or conversation id.
 
+use natter_proto::codes;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -54,16 +55,16 @@ pub fn handle() -> PrometheusHandle {
 
 /// The codes a send can be refused with (`natter_messages_rejected_total{reason}`).
 const SEND_REFUSALS: &[&str] = &[
-    "invalid_request",
-    "too_large",
-    "rate_limited",
-    "not_found",
-    "not_member",
-    "not_connected",
-    "forbidden",
-    "suspended",
-    "store_unavailable",
-    "internal",
+    codes::INVALID_REQUEST,
+    codes::TOO_LARGE,
+    codes::RATE_LIMITED,
+    codes::NOT_FOUND,
+    codes::NOT_MEMBER,
+    codes::NOT_CONNECTED,
+    codes::FORBIDDEN,
+    codes::SUSPENDED,
+    codes::STORE_UNAVAILABLE,
+    codes::INTERNAL,
 ];
 
 /// Why a connection ends (`natter_disconnects_total{reason}`, from the gateway's session).
@@ -118,7 +119,7 @@ fn register_known_series() {
         counter!("natter_rate_limited_total", "kind" => kind).increment(0);
         counter!("natter_abuse_total", "kind" => kind).increment(0);
     }
-    for kind in [crate::messages::NODE_SENDS, "store_unavailable"] {
+    for kind in [crate::messages::NODE_SENDS, codes::STORE_UNAVAILABLE] {
         counter!("natter_rate_limited_total", "kind" => kind).increment(0);
     }
     for reason in SEND_REFUSALS {

@@ -9,6 +9,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use natter_proto::codes;
 use natter_proto::limits::WS_MESSAGE_MAX;
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 
@@ -34,10 +35,10 @@ pub fn read_text_frame(text: &str) -> Result<ClientFrame, ErrorFrame> {
             "frames are at most {WS_MESSAGE_MAX} bytes; this one has {}",
             text.len()
         );
-        return Err(refusal("too_large", detail));
+        return Err(refusal(codes::TOO_LARGE, detail));
     }
     serde_json::from_str::<ClientFrame>(text)
-        .map_err(|e| refusal("invalid_frame", format!("not a valid frame: {e}")))
+        .map_err(|e| refusal(codes::INVALID_FRAME, format!("not a valid frame: {e}")))
 }
 
 /// An `error` frame that is not about a `send`.

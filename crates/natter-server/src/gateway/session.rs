@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use natter_proto::ConversationId;
+use natter_proto::close::CloseCode;
+use natter_proto::codes;
 use natter_proto::limits::PAGE_MAX;
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use tracing::Instrument;
 
 use super::{error_frame, read_text_frame};
 use crate::auth::{authenticate, renew};
-use crate::close::{self, SIGNED_OUT};
+use crate::close::SIGNED_OUT;
 use crate::credentials::{Auth, renewal_after, renewal_due_in};
 use crate::error::{ApiError, ServiceError};
 use crate::fanout::{Outbound, Registration, encode};
@@ -104,7 +106,7 @@ fn start(socket: WebSocket, auth: Auth, state: AppState) -> impl Future<Output =
 
 /// Waits for an `auth` frame; on anything else, says why and closes.
 async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Auth> {
-    let refused = |message: &str| error_frame("unauthorized", message.to_owned());
+    let refused = |message: &str| error_frame(codes::UNAUTHORIZED, message.to_owned());
     let outcome = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) => match read_text_frame(&text) {
             Ok(ClientFrame::Auth { token }) => authenticate(state, &token)
@@ -128,7 +130,7 @@ async fn first_frame_auth(socket: &mut WebSocket, state: &AppState) -> Option<Au
         Err(frame) => {
             let _ = socket.send(WsMessage::Text(encode(&frame))).await;
             let _ = socket
-                .send(close_frame(close::POLICY, "unauthorized"))
+                .send(close_frame(CloseCode::Policy, "unauthorized"))
                 .await;
             None
         }
@@ -144,20 +146,22 @@ fn drain_delay(window: Duration) -> Duration {
 /// The close a failed receive calls for when it failed on a bad frame rather than on the
 /// connection: a frame over the hard size limit (1009), a text frame that is not UTF-8 (1007,
 /// as RFC 6455 asks). `None` for a broken connection, which gets no close frame.
-fn close_for(error: &axum::Error) -> Option<(u16, &'static str)> {
+fn close_for(error: &axum::Error) -> Option<(CloseCode, &'static str)> {
     let inner: &(dyn std::error::Error + 'static) = error;
     std::iter::successors(Some(inner), |e| e.source()).find_map(|e| {
         match e.downcast_ref::<tungstenite::Error>()? {
-            tungstenite::Error::Capacity(_) => Some((close::TOO_BIG, "frame too large")),
-            tungstenite::Error::Utf8(_) => Some((close::INVALID_DATA, "text frame is not UTF-8")),
+            tungstenite::Error::Capacity(_) => Some((CloseCode::TooBig, "frame too large")),
+            tungstenite::Error::Utf8(_) => {
+                Some((CloseCode::InvalidData, "text frame is not UTF-8"))
+            }
             _ => None,
         }
     })
 }
 
-fn close_frame(code: u16, reason: &'static str) -> WsMessage {
+fn close_frame(code: CloseCode, reason: &'static str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
-        code,
+        code: code.code(),
         reason: Utf8Bytes::from_static(reason),
     }))
 }
@@ -289,7 +293,7 @@ impl Session {
         // A removal between authenticating and registering told no connection: look once.
         let device = self.auth.device_id;
         if let Ok(None) = Box::pin(self.state.store.device_owner(device)).await {
-            Box::pin(self.close(close::POLICY, SIGNED_OUT)).await;
+            Box::pin(self.close(CloseCode::Policy, SIGNED_OUT)).await;
             return "device removed";
         }
         // Boxed, like the handlers below: the future of a long-lived connection keeps only the
@@ -321,7 +325,7 @@ impl Session {
             let flow = tokio::select! {
                 biased;
                 () = &mut kicked => {
-                    Box::pin(self.close(close::TOO_SLOW, "too slow; reconnect and sync")).await;
+                    Box::pin(self.close(CloseCode::TooSlow, "too slow; reconnect and sync")).await;
                     return "too slow";
                 }
                 _ = &mut shutdown_started, if close_at.is_none() => {
@@ -335,7 +339,7 @@ impl Session {
                 () = &mut timer => {
                     let now = tokio::time::Instant::now();
                     if close_at.is_some_and(|at| at <= now) {
-                        Box::pin(self.close(close::RESTART, "server shutting down; reconnect")).await;
+                        Box::pin(self.close(CloseCode::Restart, "server shutting down; reconnect")).await;
                         return "server shutdown";
                     }
                     if renew_at <= now {
@@ -345,7 +349,7 @@ impl Session {
                                 renew_at = now + renewal;
                             }
                             Ok(None) => {
-                                Box::pin(self.close(close::POLICY, SIGNED_OUT)).await;
+                                Box::pin(self.close(CloseCode::Policy, SIGNED_OUT)).await;
                                 return "device removed";
                             }
                             // The store is down: the token stands as it is; try again soon.
@@ -354,9 +358,9 @@ impl Session {
                     }
                     let idle_at = last_received + idle;
                     if idle_at <= now {
-                        let frame = error_frame("idle_timeout", format!("nothing received for {} s", idle.as_secs()));
+                        let frame = error_frame(codes::IDLE_TIMEOUT, format!("nothing received for {} s", idle.as_secs()));
                         let _ = Box::pin(self.send(&frame)).await;
-                        Box::pin(self.close(close::IDLE, "idle")).await;
+                        Box::pin(self.close(CloseCode::Idle, "idle")).await;
                         return "idle";
                     }
                     let next = idle_at.min(renew_at);
@@ -399,7 +403,7 @@ impl Session {
         }
     }
 
-    async fn close(&mut self, code: u16, reason: &'static str) {
+    async fn close(&mut self, code: CloseCode, reason: &'static str) {
         // The peer may be the slow one: don't wait on it for long.
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
@@ -640,7 +644,7 @@ impl Session {
             },
             WsMessage::Binary(_) => {
                 self.send(&error_frame(
-                    "invalid_frame",
+                    codes::INVALID_FRAME,
                     "frames are JSON text, not binary".into(),
                 ))
                 .await
@@ -656,7 +660,7 @@ impl Session {
         match frame {
             ClientFrame::Auth { .. } => {
                 self.send(&error_frame(
-                    "invalid_frame",
+                    codes::INVALID_FRAME,
                     "already authenticated".into(),
                 ))
                 .await

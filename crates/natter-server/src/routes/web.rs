@@ -8,6 +8,7 @@
 //! Clients that accept gzip get each file gzipped, compressed once when natterd starts.
 
 use axum::Router;
+use natter_proto::codes;
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -50,7 +51,7 @@ fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
     let Some((index, content_type)) = found else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            codes::NOT_FOUND,
             "no such file in the web app",
         )
         .into_response();
