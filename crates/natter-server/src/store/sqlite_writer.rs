@@ -275,7 +275,8 @@ mod tests {
     use tempfile::TempDir;
 
     use crate::store::{
-        MessageStore, NewDevice, NewMessage, OnStored, SqliteStore, Store, testing,
+        AccountStore, ConversationStore, MessageLog, NewDevice, NewMessage, OnStored, SqliteStore,
+        testing,
     };
 
     /// A store with a user per name, and a writer connection of the test's own.
