@@ -17,9 +17,9 @@ use natter_proto::{DeviceId, UserId};
 use crate::close;
 use crate::connections::profile;
 use crate::credentials::{hash_token, new_token};
-use crate::error::ServiceError;
 use crate::fanout::Outbound;
 use crate::ratelimit::Kind;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 use crate::store::{NewDevice, NewUser, StoreError};
 

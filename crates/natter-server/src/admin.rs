@@ -15,9 +15,10 @@ use natter_proto::codes;
 use serde_json::{Value, json};
 
 use crate::close;
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::fanout::Outbound;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 
 /// The admin routes.

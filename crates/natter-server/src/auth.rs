@@ -12,7 +12,8 @@ use natter_proto::DeviceId;
 
 use crate::close::SIGNED_OUT;
 use crate::credentials::{Auth, expires_from_now, hash_token, renewal_due_in};
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 use crate::store::StoreError;
 

@@ -42,8 +42,8 @@ use natter_proto::connections::{
     ConnectionEntry, ConnectionState, ConnectionStatus, ConnectionsResponse,
 };
 
-use crate::error::ServiceError;
 use crate::keys::device_info;
+use crate::service_error::ServiceError;
 use crate::store::{Refusal, Side, Sides, Store, UserRecord};
 
 /// What a user does to their side of a relationship.

@@ -22,7 +22,7 @@ use natter_proto::ws::Message;
 use natter_proto::{ConversationId, UserId};
 
 use crate::credentials::Auth;
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 use crate::store::{MemberRecord, Store, StoreError};
 
 fn not_member() -> ServiceError {

@@ -16,7 +16,7 @@ use natter_proto::{DeviceId, UserId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 
 /// The authenticated caller: a device of a user.
 #[derive(Clone, Copy, Debug)]

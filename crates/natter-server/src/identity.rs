@@ -16,7 +16,7 @@ use natter_proto::keys::{BackupItem, CrossSigningKeys};
 use natter_proto::limits::{BACKUP_ITEM_MAX, BACKUP_ITEMS_MAX, BACKUP_NAME_MAX};
 use natter_proto::{DeviceId, UserId};
 
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 use crate::store::{DeviceRecord, Store, StoreError};
 
 /// Publishes `user`'s first identity, or rotates its self-signing key under the same master

@@ -18,7 +18,7 @@ use natter_proto::limits::{
 };
 use natter_proto::{DeviceId, UserId};
 
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 use crate::store::{DeviceRecord, KeyCounts, KeyUpload, Store, StoreError};
 use crate::visibility::can_see;
 

@@ -2,18 +2,24 @@
 //! until a shutdown signal; `main.rs` only parses flags and calls it.
 //!
 //! The modules are named for the seed's services:
-//! - [`accounts`], [`keys`], [`connections`], [`conversations`], [`messages`]: the services
-//!   (rules and authorization);
+//! - [`accounts`], [`keys`], [`connections`], [`conversations`], [`messages`], [`receipts`],
+//!   [`member_lists`], [`identity`], [`device_lists`]: the services (rules and authorization),
+//!   failing with [`service_error::ServiceError`]; [`visibility`]: who may see whom;
+//!   [`credentials`]: password hashes and tokens;
 //! - [`gateway`]: the WebSocket gateway; [`fanout`]: who is connected here and the bus that
-//!   reaches them;
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite or PostgreSQL);
+//!   reaches them; [`close`]: why connections are closed;
+//! - [`store`]: persistence behind the [`store::Store`] trait, one trait per role (SQLite or
+//!   PostgreSQL);
+//! - [`cluster`]: everything Redis (the cluster bus, heartbeats and the host assigner,
+//!   presence on other nodes); [`presence`]: who is online;
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
-//! - [`presence`]: who is online;
 //! - [`ratelimit`]: abuse controls; [`observe`], [`process_metrics`]: metrics; [`admin`]: the
 //!   admin listener;
-//! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
-
+//! - [`config`], [`telemetry`], [`state`], [`datafiles`], [`clock`]: process setup.
+//!
+//! What this crate is not: the wire types are `natter-proto`'s (with the close codes and the
+//! stable error codes), and it never sees plaintext or depends on `natter-crypto`.
 pub mod accounts;
 pub mod admin;
 pub mod auth;
@@ -40,6 +46,7 @@ pub mod process_metrics;
 pub mod ratelimit;
 pub mod receipts;
 pub mod routes;
+pub mod service_error;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -17,11 +17,11 @@ use natter_proto::ws::{Ack, Message, Receipt, SendMessage, ServerFrame, ToDevice
 use natter_proto::{ConversationId, DeviceId, UserId};
 
 use crate::credentials::Auth;
-use crate::error::ServiceError;
 use crate::fanout::{Bus, Outbound, encode};
 use crate::member_lists::MemberLists;
 use crate::ratelimit::{Kind, RateLimits};
 use crate::receipts::Receipts;
+use crate::service_error::ServiceError;
 use crate::store::{NewMessage, SendPlan, Store};
 use tokio::sync::Semaphore;
 

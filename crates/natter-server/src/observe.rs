@@ -147,7 +147,7 @@ fn register_known_series() {
 }
 
 /// Sets `natter_http_requests_total` at zero for each route and status class (see
-/// [`register_known_series`]).
+/// `register_known_series`).
 pub fn register_routes<'a>(routes: impl IntoIterator<Item = &'a str>) {
     for route in routes {
         for status in HTTP_STATUS_CLASSES {
@@ -160,7 +160,7 @@ pub fn register_routes<'a>(routes: impl IntoIterator<Item = &'a str>) {
 /// The status classes of `natter_http_requests_total{status}`.
 const HTTP_STATUS_CLASSES: &[&str] = &["ok", "4xx", "5xx"];
 
-/// The class of an HTTP status, one of [`HTTP_STATUS_CLASSES`].
+/// The class of an HTTP status, one of `HTTP_STATUS_CLASSES`.
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=399 => "ok",

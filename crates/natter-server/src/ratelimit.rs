@@ -16,7 +16,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 
 /// A rate: `per_sec` on average, bursts of up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq)]

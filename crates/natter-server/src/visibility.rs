@@ -3,7 +3,7 @@
 use natter_proto::UserId;
 use natter_proto::connections::ConnectionState;
 
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 use crate::store::Store;
 
 /// Whether `viewer` may see `target`'s profile, presence and device keys (and send key shares

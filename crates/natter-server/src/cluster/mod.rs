@@ -11,8 +11,8 @@
 //! missed from the store (the next message past the gap, or their next sync), so nothing acked
 //! is lost, only delayed.
 //!
-//! Layout: [`Redis`] (the connection) and [`Node`] (this node's keys) here; [`bus`] (the
-//! fan-out), [`assigner`] (heartbeats and the host assigner), [`remote_presence`] (who is
+//! Layout: [`Redis`] (the connection) and [`Node`] (this node's keys) here; `bus` (the
+//! fan-out), `assigner` (heartbeats and the host assigner), `remote_presence` (who is
 //! online on other nodes).
 
 mod assigner;

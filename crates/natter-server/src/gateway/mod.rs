@@ -1,4 +1,4 @@
-//! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one [`session`]
+//! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one `session`
 //! task per connection that syncs, relays live traffic and handles the client's frames.
 
 mod session;

@@ -14,8 +14,9 @@ use natter_proto::problem::Problem;
 
 use crate::accounts;
 use crate::credentials::Auth;
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 
 /// Registers a user.

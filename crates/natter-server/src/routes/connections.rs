@@ -10,9 +10,10 @@ use natter_proto::problem::Problem;
 
 use crate::connections::{self, Action};
 use crate::credentials::Auth;
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::extract::{ApiPath, IfMatch};
 use crate::ratelimit::Kind;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 
 fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {

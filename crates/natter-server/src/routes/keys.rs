@@ -11,9 +11,10 @@ use natter_proto::problem::Problem;
 use natter_proto::{DeviceId, UserId};
 
 use crate::credentials::Auth;
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::ratelimit::Kind;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 use crate::store::KeyCounts;
 use crate::{device_lists, keys};

@@ -27,8 +27,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The embedded store: one SQLite file in WAL mode.
 ///
 /// SQLite takes one writer at a time. The per-message writes and reads go to one connection on
-/// a thread of its own ([`sqlite_writer`]); other writes go through a pool of one connection.
-/// The two take turns ([`WriteTurn`]) rather than meeting in SQLite's busy handler. Other
+/// a thread of its own (`sqlite_writer`); other writes go through a pool of one connection.
+/// The two take turns (`WriteTurn`) rather than meeting in SQLite's busy handler. Other
 /// readers use their own pool and never wait for writers (WAL).
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -323,7 +323,7 @@ pub(super) fn classify(
     match error.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict(unique),
         Some(db) if db.is_foreign_key_violation() => StoreError::Missing(missing),
-        _ => StoreError::Database(error),
+        _ => error.into(),
     }
 }
 

@@ -9,9 +9,9 @@ use natter_proto::codes;
 use natter_proto::ws::{ClientFrame, ServerFrame};
 
 use super::{Closed, Flow, Session};
-use crate::error::ServiceError;
 use crate::gateway::{error_frame, read_text_frame};
 use crate::observe::seconds;
+use crate::service_error::ServiceError;
 
 impl Session {
     pub(super) async fn on_message(&mut self, message: WsMessage) -> Flow {

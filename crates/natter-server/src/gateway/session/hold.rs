@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
+use crate::service_error::ServiceError;
 
 /// The longest wait after a refused send that holds the connection's later sends too. A
 /// longer one (a byte allowance spent on big messages can take an hour to refill) lets later
