@@ -7,7 +7,8 @@ file declares, becomes an edge from that file to the file that defines the item 
 Re-exports (`pub use`) are a module's facade: they add no edge, and a name a file re-exports
 is followed to the file that defines it.
 Strongly connected groups of two or more files are import circles. A file's non-test lines
-are its lines outside `#[cfg(test)]` items.
+are its non-blank lines outside `#[cfg(test)]` items; the doc-comment share is that of `///`
+and `//!` lines among them.
 
 Usage: .ci/imports.py [--edges] [--max-lines N] [--check] [crate ...]
 With --check it exits 1 when a circle or a file over the limit is found.
@@ -92,6 +93,13 @@ def count_lines(path):
     text = path.read_text()
     kept = remove_test_items(text)
     return sum(1 for line in kept.splitlines() if line.strip())
+
+
+def doc_lines(path):
+    """(doc-comment lines, non-blank lines) outside `#[cfg(test)]` items."""
+    kept = [line.strip() for line in remove_test_items(path.read_text()).splitlines()]
+    kept = [line for line in kept if line]
+    return sum(1 for line in kept if line.startswith(("///", "//!"))), len(kept)
 
 
 def expand_use(tree):
@@ -280,8 +288,10 @@ def main():
         big = sorted(((count_lines(f), rel(f)) for f in edges), reverse=True)
         big = [(n, f) for n, f in big if n > args.max_lines]
         n_edges = sum(len(v) for v in edges.values())
+        docs, lines = map(sum, zip(*(doc_lines(f) for f in edges)))
         print(f"{name}: {len(edges)} files, {n_edges} edges, {len(found)} circles, "
-              f"{len(big)} files over {args.max_lines} non-test lines")
+              f"{len(big)} files over {args.max_lines} non-test lines, "
+              f"doc comments {100 * docs / max(lines, 1):.1f} % of non-test lines")
         for comp in found:
             print(f"  circle of {len(comp)}: {', '.join(rel(f) for f in comp)}")
         for n, f in big:
