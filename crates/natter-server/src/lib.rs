@@ -61,7 +61,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::{Assigner, Node, Redis, RedisBus, RemotePresence};
+use crate::cluster::{Assigner, Node, Redis, RedisBuckets, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
 use crate::credentials::Passwords;
 use crate::fanout::{Bus, LocalBus, Registry};
@@ -138,7 +138,8 @@ pub async fn run(
             tracing::info!(node.id = %node.id, cluster = %node.cluster, "cluster mode: fan-out and rate limits through Redis");
             let remote = RemotePresence::new(redis, node.clone(), Arc::clone(&assigner));
             let bus = RedisBus::start(redis, node, Arc::clone(&registry), Arc::clone(&assigner));
-            let limits = RateLimits::shared(&config.limits, redis.commands(), &config.cluster_name);
+            let buckets = RedisBuckets::new(redis, &config.cluster_name);
+            let limits = RateLimits::shared(&config.limits, Box::new(buckets));
             (Arc::new(bus), limits, Some(remote))
         }
         None => (

@@ -13,10 +13,11 @@
 //!
 //! Layout: [`Redis`] (the connection) and [`Node`] (this node's keys) here; `bus` (the
 //! fan-out), `assigner` (heartbeats and the host assigner), `remote_presence` (who is
-//! online on other nodes).
+//! online on other nodes), `rate_limits` (the buckets every node shares).
 
 mod assigner;
 mod bus;
+mod rate_limits;
 mod remote_presence;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use redis::aio::ConnectionManager;
 
 pub use assigner::Assigner;
 pub use bus::RedisBus;
+pub use rate_limits::RedisBuckets;
 pub use remote_presence::RemotePresence;
 
 /// How long a command to Redis may take before it counts as failed (Redis is down): senders
