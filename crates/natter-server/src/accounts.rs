@@ -294,6 +294,7 @@ pub fn check_avatar_url(url: String) -> Result<Option<String>, ServiceError> {
     Ok(Some(url))
 }
 
+/// Whether `text` holds a control character.
 fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }

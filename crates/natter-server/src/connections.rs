@@ -208,6 +208,8 @@ pub fn profile(user: UserRecord) -> Profile {
     }
 }
 
+/// A profile with only the username (as the display name too), for a peer whose full profile
+/// the viewer does not get: neither connected nor asking to connect.
 fn username_only(user: UserRecord) -> Profile {
     Profile {
         user_id: user.id,

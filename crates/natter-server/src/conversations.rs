@@ -43,6 +43,8 @@ async fn strangers(
         .collect())
 }
 
+/// Refuses with `not_connected` when there are `strangers`: members to be who are not the
+/// caller's connections.
 fn check_connected(strangers: &[UserId]) -> Result<(), ServiceError> {
     match strangers.first() {
         None => Ok(()),
@@ -116,6 +118,7 @@ pub async fn create_room(
     details(store, auth.user_id, id).await
 }
 
+/// The `room_full` refusal for a room that would pass the member limit.
 fn room_full(size: usize) -> ServiceError {
     ServiceError::Denied {
         code: codes::ROOM_FULL,

@@ -131,6 +131,7 @@ impl Passwords {
     }
 }
 
+/// Argon2id with these parameters.
 fn hasher(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }

@@ -73,6 +73,8 @@ impl ApiError {
         }
     }
 
+    /// An error whose cause stays in the server: the client gets a generic detail, the log
+    /// the cause.
     fn internal(status: StatusCode, code: &'static str, internal: String) -> Self {
         let detail = match status {
             StatusCode::SERVICE_UNAVAILABLE => {

@@ -100,6 +100,8 @@ impl Bus for LocalBus {
     }
 }
 
+/// What the registry keeps of one connection: its queue, and how to tell it to close when
+/// the queue is full.
 struct Handle {
     id: u64,
     device: DeviceId,
@@ -175,6 +177,8 @@ impl Registry {
         let _ = self.presence.set(changes);
     }
 
+    /// Tells the cluster presence watcher, if any, that `user` came online or went offline
+    /// here.
     fn tell_presence(&self, user: UserId, online: bool) {
         if let Some(changes) = self.presence.get() {
             let _ = changes.send((user, online));
@@ -236,6 +240,7 @@ impl Registry {
         }
     }
 
+    /// Queues `event` for every connection here of `users`, but the device `skip`.
     pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         // Put behind an `Arc` once a local recipient is found (most cluster publishes have
@@ -253,6 +258,7 @@ impl Registry {
         }
     }
 
+    /// Queues `event` for the connections here of one device.
     pub(crate) fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         let mut shared = None;

@@ -223,6 +223,8 @@ fn signs_device(
     })
 }
 
+/// An Ed25519 public key from unpadded base64: `Invalid` naming `field` if it is not 32
+/// bytes of it, `BadSignature` if those are not a key.
 fn public_key(field: &str, value: &str) -> Result<VerifyingKey, ServiceError> {
     let bytes = decode::<32>(value).ok_or_else(|| {
         ServiceError::Invalid(format!(
@@ -244,6 +246,7 @@ fn well_formed_signature(field: &str, signature: &str) -> Result<(), ServiceErro
     }
 }
 
+/// Whether `signature` (unpadded base64) is `key`'s signature of `message`.
 fn verifies(key: &VerifyingKey, message: &str, signature: &str) -> bool {
     decode::<64>(signature).is_some_and(|bytes| {
         key.verify_strict(message.as_bytes(), &Signature::from_bytes(&bytes))

@@ -206,6 +206,8 @@ pub fn check_one_time_key(key: &OneTimeKey) -> Result<(), ServiceError> {
     check_base64("one-time key", &key.key, PUBLIC_KEY_BYTES)
 }
 
+/// Checks that `value` is unpadded standard base64 of `bytes` bytes; `Invalid` naming
+/// `field` otherwise.
 fn check_base64(field: &str, value: &str, bytes: usize) -> Result<(), ServiceError> {
     // Bound the work before decoding: unpadded base64 of n bytes is ceil(4n/3) characters.
     let valid = value.len() == (bytes * 4).div_ceil(3)

@@ -66,7 +66,7 @@ use crate::config::{Config, DatabaseUrl};
 use crate::credentials::Passwords;
 use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::{Admission, Messenger};
-use crate::presence::Presence;
+use crate::presence::{OtherNodes, Presence};
 use crate::ratelimit::RateLimits;
 use crate::state::{AppState, Services};
 use crate::store::{PgStore, SqliteStore, Store};
@@ -140,6 +140,7 @@ pub async fn run(
             let bus = RedisBus::start(redis, node, Arc::clone(&registry), Arc::clone(&assigner));
             let buckets = RedisBuckets::new(redis, &config.cluster_name);
             let limits = RateLimits::shared(&config.limits, Box::new(buckets));
+            let remote: Arc<dyn OtherNodes> = Arc::new(remote);
             (Arc::new(bus), limits, Some(remote))
         }
         None => (

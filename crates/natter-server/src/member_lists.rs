@@ -82,6 +82,7 @@ impl MemberLists {
         Ok(plan)
     }
 
+    /// The cached lists, by room.
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Arc<Listed>>> {
         self.rooms.lock().expect("member lists lock")
     }

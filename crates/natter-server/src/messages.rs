@@ -472,6 +472,7 @@ fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Checks a `client_msg_id`: 1 to `CLIENT_MSG_ID_MAX` printable ASCII characters.
 fn check_client_msg_id(id: &str) -> Result<(), ServiceError> {
     if id.is_empty() || id.len() > CLIENT_MSG_ID_MAX || !id.chars().all(|c| c.is_ascii_graphic()) {
         return Err(ServiceError::Invalid(format!(

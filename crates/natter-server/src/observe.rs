@@ -174,6 +174,7 @@ pub fn seconds(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64()
 }
 
+/// Registers the help text of every metric natterd records.
 fn describe() {
     describe_gauge!(
         "natter_connections",

@@ -333,6 +333,8 @@ impl RateLimits {
         }
     }
 
+    /// Charges this node's own buckets: every charge or none, refusing with the longest wait
+    /// among those that do not fit.
     fn charge_locally(&self, charges: &[Charge<'_>]) -> Verdict {
         let now = Instant::now();
         let mut local = self.local.lock().expect("limiter lock poisoned");
@@ -374,6 +376,7 @@ fn note_refusal(kind: Kind, key: &str, refused: u64) {
     }
 }
 
+/// A key's bucket, with its refusals so far (for logging repeat offenders).
 struct Entry {
     bucket: TokenBucket,
     refused: u64,

@@ -54,10 +54,13 @@ pub struct Assigner {
     withdrawn: AtomicBool,
 }
 
+/// [`Assigner`]'s last heartbeat outcome: no Redis is configured.
 const REDIS_NONE: u8 = 0;
 
+/// The last heartbeat reached Redis.
 const REDIS_OK: u8 = 1;
 
+/// The last heartbeat failed: Redis is unreachable.
 const REDIS_DOWN: u8 = 2;
 
 impl Assigner {
@@ -94,10 +97,13 @@ impl Assigner {
         self.redis.load(Ordering::Relaxed) == REDIS_NONE || self.withdrawn.load(Ordering::Relaxed)
     }
 
+    /// Whether this node is shutting down (and sends clients elsewhere).
     fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
+    /// Keeps the live nodes a heartbeat read, or notes that it failed (`None`): this node then
+    /// assigns itself only.
     fn record(&self, live: Option<Vec<Heartbeat>>) {
         let up = live.is_some();
         let mut live = live.unwrap_or_default();
@@ -223,6 +229,9 @@ async fn withdraw(redis: &mut ConnectionManager, node: &Node) {
     }
 }
 
+/// One heartbeat: writes this node's load and keeps its presence hash alive, drops
+/// expired nodes from the index, notices a presence hash Redis lost (telling
+/// `presence_lost`), and reads every live node's load.
 async fn beat_once(
     redis: &mut ConnectionManager,
     node: &Node,

@@ -79,6 +79,7 @@ struct Envelope {
 }
 
 impl Event {
+    /// The event as it crosses nodes (frames as text).
     fn from_outbound(event: &Outbound) -> Self {
         match event {
             Outbound::Message {
@@ -109,6 +110,8 @@ impl Event {
         }
     }
 
+    /// The event for this node's connections; reasons and frame kinds map back to the static
+    /// set metrics and close frames use.
     fn into_outbound(self) -> Outbound {
         match self {
             Event::Message {
@@ -231,6 +234,8 @@ impl RedisBus {
         }
     }
 
+    /// Queues an event for the publisher without waiting: if the queue is full, the event is
+    /// dropped and the other nodes are later told to catch up from the store.
     fn publish(&self, target: Target, event: Outbound) {
         metrics::counter!("natter_bus_published_total", "bus" => "redis").increment(1);
         let unpublished = Unpublished {

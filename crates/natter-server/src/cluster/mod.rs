@@ -1,5 +1,7 @@
-//! Cluster fan-out through Redis: [`RedisBus`] lets several natterd nodes, sharing one
-//! PostgreSQL, deliver every event to every online device wherever it is connected.
+//! Everything natterd keeps in Redis. Cluster fan-out first: [`RedisBus`] lets several
+//! natterd nodes, sharing one PostgreSQL, deliver every event to every online device wherever
+//! it is connected. Then the host assigner's heartbeats ([`Assigner`]), presence across nodes
+//! ([`RemotePresence`]) and the rate-limit buckets every node shares ([`RedisBuckets`]).
 //!
 //! Each event is delivered to this node's connections at once, then published once on one
 //! Redis channel; every other node receives it once and delivers it to its own connections.
@@ -14,6 +16,14 @@
 //! Layout: [`Redis`] (the connection) and [`Node`] (this node's keys) here; `bus` (the
 //! fan-out), `assigner` (heartbeats and the host assigner), `remote_presence` (who is
 //! online on other nodes), `rate_limits` (the buckets every node shares).
+//!
+//! The keys, all under the cluster's name (`natter` unless configured), so that several
+//! clusters or test runs can share one Redis:
+//! - `<cluster>:fanout`: the channel every node publishes events on and subscribes to;
+//! - `<cluster>:nodes`: the live nodes' ids, scored by when their heartbeat expires;
+//! - `<cluster>:node:<id>`: a node's heartbeat (its URL and load), expiring with it;
+//! - `<cluster>:node:<id>:users`: the users connected to that node (its presence hash);
+//! - `<cluster>:rl:<kind>:<key>`: a rate-limit bucket, expiring once it would be full.
 
 mod assigner;
 mod bus;
@@ -85,14 +95,17 @@ pub struct Node {
 }
 
 impl Node {
+    /// The one channel every node of the cluster publishes on and subscribes to.
     fn channel(&self) -> String {
         format!("{}:fanout", self.cluster)
     }
 
+    /// This node's heartbeat key.
     fn heartbeat_key(&self) -> String {
         self.heartbeat_key_of(&self.id)
     }
 
+    /// The heartbeat key of node `id`: its advertised load, expiring with it.
     fn heartbeat_key_of(&self, id: &str) -> String {
         format!("{}:node:{id}", self.cluster)
     }

@@ -63,6 +63,7 @@ impl RedisBuckets {
         }
     }
 
+    /// Counts a fallback to this node's buckets, and warns once when Redis stops answering.
     fn fall_back(&self, error: &dyn std::fmt::Display) -> Option<Verdict> {
         metrics::counter!("natter_rate_limit_fallbacks_total").increment(1);
         if self.gate.failed(Instant::now()) {

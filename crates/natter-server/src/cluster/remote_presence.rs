@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use natter_proto::UserId;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc};
@@ -10,6 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use super::assigner::Assigner;
 use super::{NODE_TTL_SECS, Node, RETRY, Redis, WHOLE};
 use crate::fanout::Registry;
+use crate::presence::OtherNodes;
 
 /// Keeps this node's presence hash (`<cluster>:node:<id>:users`) in step with who is
 /// connected here: each change as it comes (batched), and the whole set again after a write
@@ -93,11 +95,14 @@ impl RemotePresence {
             assigner,
         }
     }
+}
 
+#[async_trait]
+impl OtherNodes for RemotePresence {
     /// Whether `user` has a device connected to another live node. A node that died stops
     /// counting when it drops out of the heartbeats (within 10 s), and its hash expires with
     /// it. Without Redis, nobody elsewhere is known to be online.
-    pub async fn elsewhere(&self, user: UserId) -> bool {
+    async fn elsewhere(&self, user: UserId) -> bool {
         let others = self.assigner.others(&self.node.id);
         if others.is_empty() {
             return false;

@@ -46,6 +46,7 @@ fn error_frame(code: &str, message: String) -> ServerFrame {
     ServerFrame::Error(refusal(code, message))
 }
 
+/// An `error` frame with this code and message.
 fn refusal(code: &str, message: String) -> ErrorFrame {
     ErrorFrame {
         code: code.to_owned(),

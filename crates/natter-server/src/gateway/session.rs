@@ -162,6 +162,7 @@ fn close_for(error: &axum::Error) -> Option<(CloseCode, &'static str)> {
     })
 }
 
+/// A close frame with a code and a static reason.
 fn close_frame(code: CloseCode, reason: &'static str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame {
         code: code.code(),
@@ -169,6 +170,8 @@ fn close_frame(code: CloseCode, reason: &'static str) -> WsMessage {
     }))
 }
 
+/// One authenticated connection: its socket, its registration for live events, its
+/// watermarks, and what it holds behind a refused send.
 struct Session {
     socket: WebSocket,
     state: AppState,
@@ -187,6 +190,8 @@ impl Session {
         clippy::manual_async_fn,
         reason = "an `async fn` would copy `self` into its body and keep both copies"
     )]
+    /// Serves the connection; once it ends, leaves the registry (dropping the session) and
+    /// counts and logs why it ended.
     fn live(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let connections = self.state.registry.connections();
@@ -307,10 +312,13 @@ impl Session {
         }
     }
 
+    /// Sends a frame, serialized here.
     async fn send(&mut self, frame: &ServerFrame) -> Flow {
         self.send_raw(frame.kind(), encode(frame)).await
     }
 
+    /// Sends an already serialized frame of type `kind`, counting it; a send that fails or
+    /// takes longer than [`SEND_TIMEOUT`] ends the connection.
     async fn send_raw(&mut self, kind: &'static str, frame: Utf8Bytes) -> Flow {
         metrics::counter!("natter_frames_out_total", "type" => kind).increment(1);
         // A peer that does not read for this long is as good as gone.
@@ -320,6 +328,7 @@ impl Session {
         }
     }
 
+    /// Sends a close frame, waiting a second at most (the peer may be the slow one).
     async fn close(&mut self, code: CloseCode, reason: &'static str) {
         // The peer may be the slow one: don't wait on it for long.
         let _ = tokio::time::timeout(

@@ -43,6 +43,8 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     serve(&format!("assets/{file}"), IMMUTABLE, &headers)
 }
 
+/// Serves a file of the embedded app with `cache` as its `Cache-Control`, gzipped when
+/// the request accepts it; 404 if there is no such file.
 fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
     let found = FILES
         .iter()

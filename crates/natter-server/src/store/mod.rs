@@ -12,6 +12,10 @@
 //!   message tables share (`sql_messages`);
 //! - the writers: `sql_writes` (appends and cursor moves, group-committed), `sqlite_writer`
 //!   (SQLite's writer thread), `pg_writer` (PostgreSQL's), `group_commit` (the queue both use).
+//!
+//! Callers hold an `Arc<dyn Store>` and call any role's methods on it: the roles are apart so
+//! that each one's contract can be read on its own, not for callers to pick one, and a driver's
+//! error never leaves the store except boxed inside [`StoreError::Database`].
 
 pub mod accounts;
 pub mod connections;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use natter_proto::UserId;
 use natter_proto::connections::ConnectionState;
 use natter_proto::keys::IdentityKeys;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -19,9 +18,10 @@ use sqlx::sqlite::{
 
 use super::sql_writes::Writes;
 use super::sqlite_writer::{self, SqliteWriter, WriteTurn};
-use super::{DeviceRecord, Side, Sides, Store, StoreError, UserRecord, timed};
+use super::{DeviceRecord, Store, StoreError, UserRecord, timed};
 use tokio::sync::MutexGuard;
 
+/// The schema's migrations (`migrations/`), applied by both backends when they open.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The embedded store: one SQLite file in WAL mode.
@@ -179,6 +179,8 @@ impl PgStore {
     }
 }
 
+/// A `users` row as most reads select it (`id, username, display_name, avatar_url,
+/// suspended_at`).
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
     pub(super) id: String,
@@ -189,6 +191,7 @@ pub(super) struct UserRow {
 }
 
 impl UserRow {
+    /// The record, or `Corrupt` if the id does not parse.
     pub(super) fn into_record(self) -> Result<UserRecord, StoreError> {
         Ok(UserRecord {
             id: parse_id(&self.id, "users.id")?,
@@ -200,6 +203,8 @@ impl UserRow {
     }
 }
 
+/// A `devices` row with its identity keys (null until the device uploads them) and its
+/// cross-signature.
 #[derive(sqlx::FromRow)]
 pub(super) struct DeviceRow {
     pub(super) id: String,
@@ -214,6 +219,8 @@ pub(super) struct DeviceRow {
 }
 
 impl DeviceRow {
+    /// The record: identity keys only when all four columns are set, as an upload writes them
+    /// together.
     pub(super) fn into_record(self) -> Result<DeviceRecord, StoreError> {
         let identity_keys = match (
             self.curve25519,
@@ -242,38 +249,13 @@ impl DeviceRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(super) struct SideRow {
-    pub(super) user_id: String,
-    pub(super) state: String,
-    pub(super) version: i64,
-    pub(super) updated_at: i64,
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct ConnectionRow {
-    pub(super) state: String,
-    pub(super) version: i64,
-    pub(super) updated_at: i64,
-    #[sqlx(flatten)]
-    pub(super) peer: UserRow,
-}
-
+/// Parses an id stored as text; `Corrupt(column)` if it is not one.
 pub(super) fn parse_id<T: FromStr>(text: &str, column: &'static str) -> Result<T, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt(column))
 }
 
-pub(super) fn state_name(state: ConnectionState) -> &'static str {
-    match state {
-        ConnectionState::None => "none",
-        ConnectionState::Requested => "requested",
-        ConnectionState::Incoming => "incoming",
-        ConnectionState::Accepted => "accepted",
-        ConnectionState::Rejected => "rejected",
-        ConnectionState::Blocked => "blocked",
-    }
-}
-
+/// A connection state from the `connections.state` column; `Corrupt` for a name this
+/// version does not know.
 pub(super) fn parse_state(name: &str) -> Result<ConnectionState, StoreError> {
     Ok(match name {
         "none" => ConnectionState::None,
@@ -284,34 +266,6 @@ pub(super) fn parse_state(name: &str) -> Result<ConnectionState, StoreError> {
         "blocked" => ConnectionState::Blocked,
         _ => return Err(StoreError::Corrupt("connections.state")),
     })
-}
-
-pub(super) const NEVER_WRITTEN: Side = Side {
-    state: ConnectionState::None,
-    version: 0,
-    updated_at: 0,
-};
-
-/// Sorts the two stored sides of a pair into (mine, theirs).
-pub(super) fn sides(user: UserId, rows: Vec<SideRow>) -> Result<Sides, StoreError> {
-    let mut result = Sides {
-        mine: NEVER_WRITTEN,
-        theirs: NEVER_WRITTEN,
-    };
-    let user = user.to_string();
-    for row in rows {
-        let side = Side {
-            state: parse_state(&row.state)?,
-            version: row.version,
-            updated_at: row.updated_at,
-        };
-        if row.user_id == user {
-            result.mine = side;
-        } else {
-            result.theirs = side;
-        }
-    }
-    Ok(result)
 }
 
 /// Maps constraint violations to what they mean here; anything else is a database error.

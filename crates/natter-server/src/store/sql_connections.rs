@@ -3,14 +3,74 @@
 
 use async_trait::async_trait;
 use natter_proto::UserId;
+use natter_proto::connections::ConnectionState;
 
-use super::sql::{
-    ConnectionRow, PgStore, SideRow, SqliteStore, classify, parse_id, parse_state, sides,
-    state_name,
-};
+use super::sql::{PgStore, SqliteStore, UserRow, classify, parse_id, parse_state};
 use super::{
     ConnectionRecord, ConnectionStore, Refusal, Side, Sides, StoreError, Transition, timed,
 };
+
+/// One stored side of a pair, as read for [`sides`].
+#[derive(sqlx::FromRow)]
+struct SideRow {
+    user_id: String,
+    state: String,
+    version: i64,
+    updated_at: i64,
+}
+
+/// One of a user's sides with the peer's user row, as [`ConnectionStore::connections_of`]
+/// lists them.
+#[derive(sqlx::FromRow)]
+struct ConnectionRow {
+    state: String,
+    version: i64,
+    updated_at: i64,
+    #[sqlx(flatten)]
+    peer: UserRow,
+}
+
+/// A connection state as the `connections.state` column holds it (the inverse of
+/// `parse_state`).
+fn state_name(state: ConnectionState) -> &'static str {
+    match state {
+        ConnectionState::None => "none",
+        ConnectionState::Requested => "requested",
+        ConnectionState::Incoming => "incoming",
+        ConnectionState::Accepted => "accepted",
+        ConnectionState::Rejected => "rejected",
+        ConnectionState::Blocked => "blocked",
+    }
+}
+
+/// A side that has no row: no relationship, never changed.
+const NEVER_WRITTEN: Side = Side {
+    state: ConnectionState::None,
+    version: 0,
+    updated_at: 0,
+};
+
+/// Sorts the two stored sides of a pair into (mine, theirs).
+fn sides(user: UserId, rows: Vec<SideRow>) -> Result<Sides, StoreError> {
+    let mut result = Sides {
+        mine: NEVER_WRITTEN,
+        theirs: NEVER_WRITTEN,
+    };
+    let user = user.to_string();
+    for row in rows {
+        let side = Side {
+            state: parse_state(&row.state)?,
+            version: row.version,
+            updated_at: row.updated_at,
+        };
+        if row.user_id == user {
+            result.mine = side;
+        } else {
+            result.theirs = side;
+        }
+    }
+    Ok(result)
+}
 
 /// Implements [`ConnectionStore`] for a store type with `pool` and `writer` fields.
 macro_rules! connection_store {

@@ -84,6 +84,8 @@ macro_rules! device_key_store {
                 }).await
             }
 
+            /// A device's key stock on `conn`: unclaimed one-time keys and whether a fallback key is
+            /// stored (inside an upload's transaction, or alone).
             async fn key_counts(&self, device: DeviceId) -> Result<KeyCounts, StoreError> {
                 timed("key_counts", async move {
                     let mut conn = self.pool.acquire().await?;

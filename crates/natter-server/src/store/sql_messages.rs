@@ -11,6 +11,7 @@ use super::conversations::MemberRecord;
 use super::sql::parse_id;
 use super::{PgStore, SqliteStore, StoreError};
 
+/// A `messages` row, as [`message_columns!`] selects it.
 #[derive(sqlx::FromRow)]
 pub(super) struct MessageRow {
     pub(super) conversation_id: String,
@@ -24,6 +25,7 @@ pub(super) struct MessageRow {
 }
 
 impl MessageRow {
+    /// The message as the wire carries it, or `Corrupt` if an id does not parse.
     pub(super) fn into_message(self) -> Result<Message, StoreError> {
         Ok(Message {
             conversation_id: parse_id(&self.conversation_id, "messages.conversation_id")?,
@@ -38,10 +40,12 @@ impl MessageRow {
     }
 }
 
+/// Every row as a message, in the rows' order.
 pub(super) fn messages(rows: Vec<MessageRow>) -> Result<Vec<Message>, StoreError> {
     rows.into_iter().map(MessageRow::into_message).collect()
 }
 
+/// A `members` row: one membership, current (`left_seq` null) or past.
 #[derive(sqlx::FromRow)]
 pub(super) struct MemberRow {
     pub(super) user_id: String,
@@ -51,6 +55,7 @@ pub(super) struct MemberRow {
 }
 
 impl MemberRow {
+    /// The record, or `Corrupt` for an unknown role.
     pub(super) fn into_record(self) -> Result<MemberRecord, StoreError> {
         Ok(MemberRecord {
             user_id: parse_id(&self.user_id, "members.user_id")?,
@@ -65,6 +70,7 @@ impl MemberRow {
     }
 }
 
+/// A conversation's kind from `conversations.kind`.
 pub(super) fn kind(name: &str) -> Result<ConversationKind, StoreError> {
     match name {
         "direct" => Ok(ConversationKind::Direct),
@@ -73,6 +79,7 @@ pub(super) fn kind(name: &str) -> Result<ConversationKind, StoreError> {
     }
 }
 
+/// Parses a column of ids.
 pub(super) fn ids<T: std::str::FromStr>(
     rows: Vec<String>,
     column: &'static str,
@@ -80,6 +87,7 @@ pub(super) fn ids<T: std::str::FromStr>(
     rows.iter().map(|id| parse_id(id, column)).collect()
 }
 
+/// A page size as SQL takes it (saturating: no page is that large).
 pub(super) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -246,6 +254,8 @@ mod sqlite_impl {
             self.writes.read(move |db| rows(db, sql, args)).await
         }
 
+        /// The rows of [`SENDERS_BETWEEN`]: who sent messages `(after, up_to]`, but those in a
+        /// block with `apart_from`.
         pub(in crate::store) async fn sender_rows(
             &self,
             conversation: ConversationId,
@@ -289,6 +299,7 @@ mod postgres_impl {
                 .await?)
         }
 
+        /// The rows of [`SENDERS_BETWEEN`], from the pool.
         pub(in crate::store) async fn sender_rows(
             &self,
             conversation: ConversationId,

@@ -159,6 +159,8 @@ impl Session {
         }
     }
 
+    /// Relays a live event: a message or to-device item past its watermark (pulling any gap
+    /// from the store first), a frame as is, a catch-up, or a close.
     pub(super) async fn on_event(&mut self, event: &Outbound) -> Flow {
         match *event {
             Outbound::Message {

@@ -14,6 +14,8 @@ use crate::observe::seconds;
 use crate::service_error::ServiceError;
 
 impl Session {
+    /// Handles one WebSocket message: text is parsed into a client frame and answered (or
+    /// refused), binary is refused, a close ends the connection, pings and pongs pass.
     pub(super) async fn on_message(&mut self, message: WsMessage) -> Flow {
         match message {
             WsMessage::Text(text) => match read_text_frame(&text) {
@@ -36,6 +38,7 @@ impl Session {
         }
     }
 
+    /// Answers one client frame by calling the services.
     pub(super) async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
         let now = crate::clock::now_ms();
         let messenger = self.state.messenger.clone();
@@ -132,6 +135,7 @@ impl Session {
         }
     }
 
+    /// Moves this device's cursors in a conversation through the sender service.
     pub(super) async fn move_cursor(
         &mut self,
         conversation: ConversationId,
