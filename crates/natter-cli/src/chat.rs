@@ -24,20 +24,13 @@ use ratatui::crossterm::event::{self, Event as Input, KeyEventKind, MouseEventKi
 use ratatui::crossterm::{event as term, execute};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::commands::body;
-use clock::Clock;
+use crate::text::body;
+use clock::{Clock, now_ms};
 use keys::Action;
 use state::{Chat, Conversation, Note};
 
 /// How often a person still typing says so again (well within [`state::TYPING_FOR`]).
 const TYPING_AGAIN: Duration = Duration::from_secs(4);
-
-/// Now, in ms since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// Runs the chat on `conversation` until the person quits.
 pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result<()> {

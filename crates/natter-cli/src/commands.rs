@@ -1,30 +1,17 @@
 //! The one-shot commands: each opens the device, does one thing and prints.
 
 use anyhow::{Context, bail};
-use natter_client::{Client, Device, Directory, StoredMessage, TrustLevel};
+use natter_client::{Client, Device, Directory, TrustLevel};
 use natter_proto::connections::ConnectionState;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::errors::listed;
 use crate::home::Home;
+use crate::out::Out;
+use crate::prompt::{password, secret_line};
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
-
-/// Prints text for people or JSON for scripts.
-pub struct Out {
-    /// JSON instead of text.
-    pub json: bool,
-}
-
-impl Out {
-    pub fn show(&self, text: impl std::fmt::Display, value: Value) {
-        if self.json {
-            println!("{value}");
-        } else {
-            println!("{text}");
-        }
-    }
-}
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -325,54 +312,10 @@ fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
     Err(crate::errors::CliError::Refused(failed.to_vec()).into())
 }
 
-/// Refused messages as `id (code), …`.
-pub fn listed(failed: &[(String, String)]) -> String {
-    let messages: Vec<String> = failed
-        .iter()
-        .map(|(id, code)| format!("{id} ({code})"))
-        .collect();
-    messages.join(", ")
-}
-
 async fn open(home: &Home) -> anyhow::Result<Device> {
     Device::open(&home.store(), &home.passphrase()?)
         .await
         .context("opening this device's store (run `natter login` first)")
-}
-
-/// The password: `NATTER_PASSWORD`, else asked on the terminal without echo (twice when
-/// `confirm`, for a new account), else the first line of standard input.
-fn password(confirm: bool) -> anyhow::Result<String> {
-    use std::io::IsTerminal;
-    if std::env::var_os("NATTER_PASSWORD").is_some() || !std::io::stdin().is_terminal() {
-        return secret_line("NATTER_PASSWORD", "password");
-    }
-    let ask = |prompt: &str| rpassword::prompt_password(prompt).context("reading the password");
-    let password = ask("Password: ")?;
-    if password.is_empty() {
-        bail!("no password given");
-    }
-    if confirm && ask("The same password again: ")? != password {
-        bail!("the two passwords differ; nothing was changed");
-    }
-    Ok(password)
-}
-
-/// A secret from the environment variable `var`, else the first line of standard input.
-pub fn secret_line(var: &str, what: &str) -> anyhow::Result<String> {
-    if let Ok(value) = std::env::var(var) {
-        return Ok(value);
-    }
-    eprint!("{what}: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .with_context(|| format!("reading the {what}"))?;
-    let value = line.trim_end_matches(['\r', '\n']).to_owned();
-    if value.is_empty() {
-        bail!("no {what} given (set {var} or type it)");
-    }
-    Ok(value)
 }
 
 /// A user by username or id (the directory answers while the server is away).
@@ -400,15 +343,6 @@ pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Resu
     // what is wrong if it matters.
     let _ = device.refresh_directory(&mut directory, open).await;
     Ok(directory)
-}
-
-/// A message's text without control characters (a sender cannot steer the terminal), or why
-/// it cannot be shown.
-pub fn body(message: &StoredMessage) -> String {
-    match &message.body {
-        Ok(text) => crate::text::clean(text),
-        Err(reason) => format!("[{reason}]"),
-    }
 }
 
 async fn connections(

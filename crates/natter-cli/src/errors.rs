@@ -13,8 +13,17 @@ pub enum CliError {
     #[error("not logged in here (no {0}); run `natter login`")]
     NotLoggedIn(String),
     /// The server refused queued messages for good, as (client_msg_id, problem code).
-    #[error("the server refused for good, so these were not sent: {}", crate::commands::listed(.0))]
+    #[error("the server refused for good, so these were not sent: {}", listed(.0))]
     Refused(Vec<(String, String)>),
+}
+
+/// Refused messages as `id (code), …`.
+pub fn listed(failed: &[(String, String)]) -> String {
+    let messages: Vec<String> = failed
+        .iter()
+        .map(|(id, code)| format!("{id} ({code})"))
+        .collect();
+    messages.join(", ")
 }
 
 /// What an error is: (stable code, exit status, extra JSON fields).

@@ -5,8 +5,9 @@ use natter_client::{Device, Queued, StoredMessage};
 use natter_proto::{ConversationId, UserId};
 use serde_json::json;
 
-use crate::commands::{Out, body};
 use crate::marks::Marks;
+use crate::out::Out;
+use crate::text::body;
 
 /// `natter history`: receives what is waiting (if the server answers), catches up on who
 /// read my messages, prints the newest `limit` messages and my queued ones, and marks what

@@ -15,6 +15,8 @@ mod errors;
 mod history;
 mod home;
 mod marks;
+mod out;
+mod prompt;
 mod resolve;
 mod text;
 mod trust;

@@ -2,6 +2,7 @@
 //! characters (Hangul, CJK, most emoji) taking two cells and combining marks none of their
 //! own. Wrapping breaks between words, and inside a word only when it is wider than a line.
 
+use natter_client::StoredMessage;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
@@ -74,6 +75,15 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     }
     lines.push(line);
     lines
+}
+
+/// A message's text without control characters (a sender cannot steer the terminal), or why
+/// it cannot be shown.
+pub fn body(message: &StoredMessage) -> String {
+    match &message.body {
+        Ok(text) => clean(text),
+        Err(reason) => format!("[{reason}]"),
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use natter_client::{ApprovalEvent, ClientError, Device, Event, Notice};
 use natter_proto::{DeviceId, UserId};
 use serde_json::json;
 
-use crate::commands::{Out, secret_line};
+use crate::out::Out;
+use crate::prompt::secret_line;
 
 /// How long `natter approve` keeps its connection after handing the secrets over, so the
 /// frames queued on it go out before it closes.

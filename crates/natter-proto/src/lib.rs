@@ -11,9 +11,13 @@
 //! - [`conversations`]: conversations, members and history over REST.
 //! - [`ws`]: the WebSocket frames.
 //! - [`gateway`]: the host assigner's answer.
-//! - [`problem`]: the error body every non-2xx response carries.
+//! - [`problem`]: the error body every non-2xx response carries; [`codes`]: the stable error
+//!   codes in it and in WebSocket `error` frames.
+//! - [`close`]: the WebSocket close codes.
 
 pub mod accounts;
+pub mod close;
+pub mod codes;
 pub mod connections;
 pub mod conversations;
 pub mod gateway;

@@ -19,7 +19,7 @@ pub struct Problem {
     /// What went wrong with this request, in words a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// A stable machine-readable code, such as `version_mismatch`.
+    /// A stable machine-readable code, such as `version_mismatch` (see [`crate::codes`]).
     pub code: String,
     /// The current version of the resource, on a `version_mismatch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -253,7 +253,7 @@ pub struct ToDeviceIn {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {
     /// A stable code: `invalid_frame`, `too_large`, `not_member`, `blocked`, `rate_limited`,
-    /// `unauthorized`, `store_unavailable`, `too_slow`, `idle_timeout`, ...
+    /// `unauthorized`, `store_unavailable`, `too_slow`, `idle_timeout`, ... (see [`crate::codes`]).
     pub code: String,
     /// What went wrong, for people.
     pub message: String,

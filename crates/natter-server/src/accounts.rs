@@ -10,13 +10,16 @@ use natter_proto::limits::{
 };
 use std::net::IpAddr;
 
+use natter_proto::close::CloseCode;
+use natter_proto::codes;
 use natter_proto::{DeviceId, UserId};
 
-use crate::auth::{hash_token, new_token};
+use crate::close;
 use crate::connections::profile;
-use crate::error::ServiceError;
+use crate::credentials::{hash_token, new_token};
 use crate::fanout::Outbound;
 use crate::ratelimit::Kind;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 use crate::store::{NewDevice, NewUser, StoreError};
 
@@ -57,7 +60,7 @@ pub async fn register(
         username: &request.username,
         password_hash: &password_hash,
         display_name: &display_name,
-        created_at: crate::now_ms(),
+        created_at: crate::clock::now_ms(),
     };
     match state.store.create_user(&user).await {
         Ok(()) => Ok(id),
@@ -118,8 +121,8 @@ pub async fn login(
         return Err(ServiceError::Suspended);
     }
     let token = new_token();
-    let now = crate::now_ms();
-    let expires_at = crate::auth::expires_from_now(state.token_ttl);
+    let now = crate::clock::now_ms();
+    let expires_at = crate::credentials::expires_from_now(state.token_ttl);
     let device = NewDevice {
         id: DeviceId::new(),
         user_id: user.id,
@@ -168,7 +171,7 @@ pub async fn check_password(
     } else {
         // Not `unauthorized`: the token is fine, and a client must not log out over it.
         Err(ServiceError::Denied {
-            code: "wrong_password",
+            code: codes::WRONG_PASSWORD,
             detail: "wrong password".into(),
         })
     }
@@ -191,7 +194,7 @@ pub async fn remove_device(
     state.bus.publish_to_device(
         user,
         device,
-        Outbound::Close(crate::gateway::close::POLICY, crate::auth::SIGNED_OUT),
+        Outbound::Close(CloseCode::Policy, close::SIGNED_OUT),
     );
     crate::device_lists::announce(state.store.as_ref(), state.bus.as_ref(), user).await;
     Ok(true)
@@ -210,7 +213,7 @@ pub async fn profile_for(
     viewer: UserId,
     target: UserId,
 ) -> Result<Profile, ServiceError> {
-    if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
+    if !crate::visibility::can_see(state.store.as_ref(), viewer, target).await? {
         return Err(HIDDEN);
     }
     state.store.user(target).await?.map(profile).ok_or(HIDDEN)
@@ -225,7 +228,7 @@ pub async fn presence_for(
     viewer: UserId,
     target: UserId,
 ) -> Result<Presence, ServiceError> {
-    if !crate::connections::can_see(state.store.as_ref(), viewer, target).await? {
+    if !crate::visibility::can_see(state.store.as_ref(), viewer, target).await? {
         return Err(HIDDEN);
     }
     Ok(Presence {
@@ -291,6 +294,7 @@ pub fn check_avatar_url(url: String) -> Result<Option<String>, ServiceError> {
     Ok(Some(url))
 }
 
+/// Whether `text` holds a control character.
 fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }

@@ -10,15 +10,16 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use natter_proto::UserId;
+use natter_proto::close::CloseCode;
+use natter_proto::codes;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ServiceError};
+use crate::close;
+use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::fanout::Outbound;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
-
-/// The close reason a suspended account's connections get (with code 4003).
-pub const SUSPENDED: &str = "account suspended";
 
 /// The admin routes.
 pub fn router(state: AppState) -> Router {
@@ -29,7 +30,7 @@ pub fn router(state: AppState) -> Router {
             put(suspend).delete(unsuspend),
         )
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such endpoint")
         })
         .with_state(state)
 }
@@ -51,7 +52,7 @@ async fn suspend(
 ) -> Result<Json<Value>, ApiError> {
     if !state
         .store
-        .set_suspended(user, Some(crate::now_ms()))
+        .set_suspended(user, Some(crate::clock::now_ms()))
         .await?
     {
         return Err(ServiceError::NotFound("no such user").into());
@@ -60,7 +61,7 @@ async fn suspend(
     state.bus.publish_to_users(
         &[user],
         None,
-        Outbound::Close(crate::gateway::close::SUSPENDED, SUSPENDED),
+        Outbound::Close(CloseCode::Suspended, close::SUSPENDED_REASON),
     );
     tracing::warn!(user.id = %user, "account suspended by an operator");
     Ok(Json(json!({ "user_id": user, "suspended": true })))

@@ -72,7 +72,37 @@ pub struct Config {
     /// Rate limits.
     pub limits: crate::ratelimit::Limits,
     /// WebSocket gateway settings.
-    pub gateway: crate::gateway::GatewayConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// Gateway settings.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayConfig {
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Events queued for one connection before it counts as too slow and is closed.
+    pub outbound_queue: usize,
+    /// Sends this node works on at once; past that, a send is refused with `rate_limited`
+    /// and a retry time, rather than queued behind the others for seconds.
+    pub sends_in_flight: usize,
+    /// How long a send refused because the node is busy first waits; the wait doubles while
+    /// the connection's refusals continue.
+    pub busy_retry: Duration,
+    /// When the server shuts down, its connections are closed at random moments over this
+    /// long, so their clients reconnect to other nodes gradually rather than all at once.
+    pub drain: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
+            outbound_queue: defaults::OUTBOUND_QUEUE,
+            sends_in_flight: defaults::SENDS_IN_FLIGHT,
+            busy_retry: Duration::from_millis(defaults::BUSY_RETRY_MS),
+            drain: Duration::from_secs(defaults::DRAIN_SECS),
+        }
+    }
 }
 
 /// natterd's defaults, shared by its flags and [`Config::new`].
@@ -117,7 +147,7 @@ impl Config {
             cluster_name: defaults::CLUSTER_NAME.to_owned(),
             public_url: None,
             limits: crate::ratelimit::Limits::default(),
-            gateway: crate::gateway::GatewayConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }

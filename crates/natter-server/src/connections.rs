@@ -42,9 +42,9 @@ use natter_proto::connections::{
     ConnectionEntry, ConnectionState, ConnectionStatus, ConnectionsResponse,
 };
 
-use crate::error::ServiceError;
 use crate::keys::device_info;
-use crate::store::{Side, Sides, Store, UserRecord};
+use crate::service_error::ServiceError;
+use crate::store::{Refusal, Side, Sides, Store, UserRecord};
 
 /// What a user does to their side of a relationship.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,25 +60,6 @@ pub enum Action {
     Block(bool),
     /// Remove the relationship.
     Remove,
-}
-
-/// Why a change was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// `If-Match` named an older version of the side.
-    #[error("this connection changed since version {expected}; it is now at version {current}")]
-    VersionMismatch {
-        /// The version the caller expected.
-        expected: i64,
-        /// The side's current version.
-        current: i64,
-    },
-    /// Accept or reject without a pending request from that user.
-    #[error("there is no pending connection request from this user")]
-    NoPendingRequest,
-    /// Request or remove while the caller blocks the user.
-    #[error("you have blocked this user; unblock them first")]
-    Blocked,
 }
 
 /// The pure state machine: the new states of (my side, their side), or why not.
@@ -160,28 +141,6 @@ pub async fn change(
     Ok(status(peer, sides.mine))
 }
 
-/// Whether `viewer` may see `target`'s profile, presence and device keys (and send key shares
-/// to their devices): themselves, connected, or current members of a room together (who must
-/// encrypt for each other) unless `target` blocks `viewer` (whose messages `target` does not
-/// get, so `viewer` has nothing to encrypt for them). A direct conversation left over from a
-/// removed connection grants nothing.
-///
-/// # Errors
-/// The store fails.
-pub async fn can_see(
-    store: &dyn Store,
-    viewer: UserId,
-    target: UserId,
-) -> Result<bool, ServiceError> {
-    if viewer == target {
-        return Ok(true);
-    }
-    let sides = store.connection(viewer, target).await?;
-    Ok(sides.mine.state == ConnectionState::Accepted
-        || (sides.theirs.state != ConnectionState::Blocked
-            && store.share_room(viewer, target).await?))
-}
-
 /// `user`'s connections, requests and blocks, with profiles and (for connections) devices.
 ///
 /// # Errors
@@ -194,7 +153,7 @@ pub async fn list(store: &dyn Store, user: UserId) -> Result<ConnectionsResponse
         .map(|r| r.peer.id)
         .collect();
     let mut devices: HashMap<UserId, Vec<_>> = HashMap::new();
-    for device in store.devices(&connected, crate::now_ms()).await? {
+    for device in store.devices(&connected, crate::clock::now_ms()).await? {
         devices
             .entry(device.user_id)
             .or_default()
@@ -249,6 +208,8 @@ pub fn profile(user: UserRecord) -> Profile {
     }
 }
 
+/// A profile with only the username (as the display name too), for a peer whose full profile
+/// the viewer does not get: neither connected nor asking to connect.
 fn username_only(user: UserRecord) -> Profile {
     Profile {
         user_id: user.id,

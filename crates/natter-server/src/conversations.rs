@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 
+use natter_proto::codes;
 use natter_proto::conversations::{
     ConversationDetails, ConversationKind, Member, MessageReceipts, Role,
 };
@@ -20,8 +21,8 @@ use natter_proto::limits::{PAGE_MAX, ROOM_MEMBERS_MAX, ROOM_NAME_MAX};
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, UserId};
 
-use crate::auth::Auth;
-use crate::error::ServiceError;
+use crate::credentials::Auth;
+use crate::service_error::ServiceError;
 use crate::store::{MemberRecord, Store, StoreError};
 
 fn not_member() -> ServiceError {
@@ -42,11 +43,13 @@ async fn strangers(
         .collect())
 }
 
+/// Refuses with `not_connected` when there are `strangers`: members to be who are not the
+/// caller's connections.
 fn check_connected(strangers: &[UserId]) -> Result<(), ServiceError> {
     match strangers.first() {
         None => Ok(()),
         Some(first) => Err(ServiceError::Denied {
-            code: "not_connected",
+            code: codes::NOT_CONNECTED,
             detail: format!(
                 "you can only add your connections; {first} is not one ({} in all)",
                 strangers.len()
@@ -115,9 +118,10 @@ pub async fn create_room(
     details(store, auth.user_id, id).await
 }
 
+/// The `room_full` refusal for a room that would pass the member limit.
 fn room_full(size: usize) -> ServiceError {
     ServiceError::Denied {
-        code: "room_full",
+        code: codes::ROOM_FULL,
         detail: format!("a room has at most {ROOM_MEMBERS_MAX} members; this would make {size}"),
     }
 }
@@ -138,7 +142,7 @@ async fn owned_room(store: &dyn Store, auth: Auth, id: ConversationId) -> Result
             }
             if role != Role::Owner {
                 return Err(ServiceError::Denied {
-                    code: "not_owner",
+                    code: codes::NOT_OWNER,
                     detail: "only the room's owner can do this".into(),
                 });
             }

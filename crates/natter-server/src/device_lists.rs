@@ -4,8 +4,7 @@
 use natter_proto::UserId;
 use natter_proto::ws::ServerFrame;
 
-use crate::fanout::{Bus, Outbound};
-use crate::messages::encode;
+use crate::fanout::{Bus, Outbound, encode};
 use crate::store::Store;
 
 /// Sends `device_list_changed` for `user` to every connected device of `user` and of everyone

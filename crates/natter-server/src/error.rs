@@ -1,81 +1,13 @@
-//! Errors: [`ServiceError`] for the services, [`ApiError`] for HTTP responses (RFC 9457
-//! problem+json with a stable `code`). Internal detail is logged, never sent.
+//! [`ApiError`]: HTTP error responses (RFC 9457 problem+json with a stable `code`), made from
+//! the services' [`ServiceError`]s. Internal detail is logged, never sent.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use natter_proto::codes;
 use natter_proto::problem::{CONTENT_TYPE, Problem};
 
-use crate::connections::Refusal;
-use crate::store::StoreError;
-
-/// Why a service refused or failed a request. Carries no HTTP types.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The request is malformed or breaks a rule (the text says which).
-    #[error("{0}")]
-    Invalid(String),
-    /// Wrong username or password.
-    #[error("wrong username or password")]
-    BadCredentials,
-    /// The caller may not do this.
-    #[error("{0}")]
-    Forbidden(&'static str),
-    /// A rule forbids this; `code` names the rule (such as `not_member`).
-    #[error("{detail}")]
-    Denied {
-        /// A stable code.
-        code: &'static str,
-        /// What the rule is, for people.
-        detail: String,
-    },
-    /// Too many requests of this kind; try again after `retry_after`.
-    #[error("too many {kind} requests; retry in {} ms", whole_ms_up(*retry_after))]
-    RateLimited {
-        /// Which limit (`device_messages`, `account_logins`, ...).
-        kind: &'static str,
-        /// How long until the request would pass.
-        retry_after: std::time::Duration,
-    },
-    /// The node already works on all the sends it can; try again after `retry_after` (the
-    /// node's base wait, grown by the session while its refusals continue).
-    #[error("the server is busy; retry in {} ms", whole_ms_up(*retry_after))]
-    Busy {
-        /// How long to wait.
-        retry_after: std::time::Duration,
-    },
-    /// An earlier send on this connection was refused for a short while (the server busy, the
-    /// sender's rate, the store unavailable); later ones wait as long, so that the sender's
-    /// messages keep their order.
-    #[error("an earlier message was refused for now; retry in {} ms, after it", whole_ms_up(*retry_after))]
-    HeldBehind {
-        /// How long to wait.
-        retry_after: std::time::Duration,
-    },
-    /// The account is suspended by an operator.
-    #[error("this account is suspended")]
-    Suspended,
-    /// The request or one of its parts is larger than allowed.
-    #[error("{0}")]
-    TooLarge(String),
-    /// The thing does not exist, or the caller may not know it does.
-    #[error("{0}")]
-    NotFound(&'static str),
-    /// It clashes with what is stored (the text says how).
-    #[error("{0}")]
-    Conflict(String),
-    /// Well formed, but a key or signature in it does not check (422 `bad_signature`).
-    #[error("{0}")]
-    BadSignature(String),
-    /// A connection change was refused.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Something else failed inside the server.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+use crate::service_error::{ServiceError, whole_ms_up};
+use crate::store::{Refusal, StoreError};
 
 /// An error response: status, stable code and a message a person can act on.
 #[derive(Debug)]
@@ -104,12 +36,12 @@ impl ApiError {
 
     /// 400 with code `invalid_request`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
+        Self::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, detail)
     }
 
     /// 401 with code `unauthorized`.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, detail)
     }
 
     /// The stable machine-readable code.
@@ -141,6 +73,8 @@ impl ApiError {
         }
     }
 
+    /// An error whose cause stays in the server: the client gets a generic detail, the log
+    /// the cause.
     fn internal(status: StatusCode, code: &'static str, internal: String) -> Self {
         let detail = match status {
             StatusCode::SERVICE_UNAVAILABLE => {
@@ -161,7 +95,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(detail) => Self::bad_request(detail),
             ServiceError::BadCredentials => Self::unauthorized(error.to_string()),
             ServiceError::Forbidden(detail) => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+                Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, detail)
             }
             ServiceError::Denied { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
             ServiceError::RateLimited { retry_after, .. }
@@ -170,26 +104,32 @@ impl From<ServiceError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    codes::RATE_LIMITED,
                     error.to_string(),
                 )
             },
             ServiceError::Suspended => {
-                Self::new(StatusCode::FORBIDDEN, "suspended", error.to_string())
+                Self::new(StatusCode::FORBIDDEN, codes::SUSPENDED, error.to_string())
             }
             ServiceError::TooLarge(detail) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", detail)
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, codes::TOO_LARGE, detail)
             }
-            ServiceError::NotFound(detail) => Self::new(StatusCode::NOT_FOUND, "not_found", detail),
-            ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
-            ServiceError::BadSignature(detail) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_signature", detail)
+            ServiceError::NotFound(detail) => {
+                Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, detail)
             }
+            ServiceError::Conflict(detail) => {
+                Self::new(StatusCode::CONFLICT, codes::CONFLICT, detail)
+            }
+            ServiceError::BadSignature(detail) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                codes::BAD_SIGNATURE,
+                detail,
+            ),
             ServiceError::Refused(refusal) => {
                 let code = match refusal {
-                    Refusal::VersionMismatch { .. } => "version_mismatch",
-                    Refusal::NoPendingRequest => "no_pending_request",
-                    Refusal::Blocked => "blocked_by_you",
+                    Refusal::VersionMismatch { .. } => codes::VERSION_MISMATCH,
+                    Refusal::NoPendingRequest => codes::NO_PENDING_REQUEST,
+                    Refusal::Blocked => codes::BLOCKED_BY_YOU,
                 };
                 let current_version = match refusal {
                     Refusal::VersionMismatch { current, .. } => Some(current),
@@ -202,29 +142,29 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(StoreError::Conflict(what)) => Self::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                codes::CONFLICT,
                 format!("this {what} is already taken"),
             ),
             ServiceError::Store(StoreError::Missing(what)) => Self::new(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                codes::NOT_FOUND,
                 format!("the {what} no longer exists"),
             ),
             ServiceError::Store(e) if e.is_unavailable() => Self {
                 retry_after: Some(STORE_RETRY),
                 ..Self::internal(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    codes::STORE_UNAVAILABLE,
                     e.to_string(),
                 )
             },
             ServiceError::Store(e) => Self::internal(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                codes::INTERNAL,
                 format!("{e:?}"),
             ),
             ServiceError::Internal(e) => {
-                Self::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+                Self::internal(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, e)
             }
         }
     }
@@ -282,26 +222,20 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
         return response;
     }
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::NOT_FOUND => (codes::NOT_FOUND, "no such endpoint"),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            codes::METHOD_NOT_ALLOWED,
             "this endpoint does not take that method",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        s if s.is_server_error() => ("internal", "the server failed to handle this request"),
-        _ => ("invalid_request", "the request was not understood"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (codes::PAYLOAD_TOO_LARGE, "the request body is too large")
+        }
+        s if s.is_server_error() => (codes::INTERNAL, "the server failed to handle this request"),
+        _ => (codes::INVALID_REQUEST, "the request was not understood"),
     };
     let mut converted = ApiError::new(status, code, detail).into_response();
     if let Some(allow) = response.headers().get(header::ALLOW) {
         converted.headers_mut().insert(header::ALLOW, allow.clone());
     }
     converted
-}
-
-/// `wait` in whole milliseconds, rounded up (at least 1), as clients are told it: in a frame's
-/// `retry_after_ms` and in the words beside it.
-fn whole_ms_up(wait: std::time::Duration) -> u64 {
-    u64::try_from(wait.as_nanos().div_ceil(1_000_000))
-        .unwrap_or(u64::MAX)
-        .max(1)
 }

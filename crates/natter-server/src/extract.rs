@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, MissingJsonContentType, PathReject
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use natter_proto::codes;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -58,7 +59,7 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            codes::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is larger than {} bytes",
                 natter_proto::limits::REQUEST_BODY_MAX

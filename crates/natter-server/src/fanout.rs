@@ -14,8 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use natter_proto::close::CloseCode;
+use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Notify, mpsc};
+
+/// Serializes a frame once, for every recipient.
+pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
+}
 
 /// An event for one connection. Frames are serialized once and shared by every recipient; the
 /// event itself is queued as one [`Arc`] for all of a publish's recipients, which keeps each
@@ -51,7 +58,7 @@ pub enum Outbound {
         frame: Utf8Bytes,
     },
     /// Close the connection with this code and reason (an operator suspended the account).
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
     /// The cluster bus may have lost events (Redis went away): send whatever the store holds
     /// past the connection's watermarks.
     CatchUp,
@@ -93,6 +100,8 @@ impl Bus for LocalBus {
     }
 }
 
+/// What the registry keeps of one connection: its queue, and how to tell it to close when
+/// the queue is full.
 struct Handle {
     id: u64,
     device: DeviceId,
@@ -168,6 +177,8 @@ impl Registry {
         let _ = self.presence.set(changes);
     }
 
+    /// Tells the cluster presence watcher, if any, that `user` came online or went offline
+    /// here.
     fn tell_presence(&self, user: UserId, online: bool) {
         if let Some(changes) = self.presence.get() {
             let _ = changes.send((user, online));
@@ -229,6 +240,7 @@ impl Registry {
         }
     }
 
+    /// Queues `event` for every connection here of `users`, but the device `skip`.
     pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         // Put behind an `Arc` once a local recipient is found (most cluster publishes have
@@ -246,6 +258,7 @@ impl Registry {
         }
     }
 
+    /// Queues `event` for the connections here of one device.
     pub(crate) fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         let mut shared = None;

@@ -11,11 +11,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
+use natter_proto::codes;
 use natter_proto::keys::{BackupItem, CrossSigningKeys};
 use natter_proto::limits::{BACKUP_ITEM_MAX, BACKUP_ITEMS_MAX, BACKUP_NAME_MAX};
 use natter_proto::{DeviceId, UserId};
 
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 use crate::store::{DeviceRecord, Store, StoreError};
 
 /// Publishes `user`'s first identity, or rotates its self-signing key under the same master
@@ -30,14 +31,17 @@ pub async fn publish_identity(
     keys: &CrossSigningKeys,
 ) -> Result<(), ServiceError> {
     let self_signing = check_identity(user, keys)?;
-    if !store.set_identity(user, keys, crate::now_ms()).await? {
+    if !store
+        .set_identity(user, keys, crate::clock::now_ms())
+        .await?
+    {
         return Err(ServiceError::Conflict(
             "your account has an identity already; a new master key is an identity reset \
              (POST /v1/me/identity/reset with your password)"
                 .into(),
         ));
     }
-    for device in store.devices(&[user], crate::now_ms()).await? {
+    for device in store.devices(&[user], crate::clock::now_ms()).await? {
         if let Some(signature) = &device.cross_signature
             && !signs_device(&self_signing, user, &device, signature)
         {
@@ -58,7 +62,9 @@ pub async fn reset_identity(
     keys: &CrossSigningKeys,
 ) -> Result<(), ServiceError> {
     check_identity(user, keys)?;
-    Ok(store.reset_identity(user, keys, crate::now_ms()).await?)
+    Ok(store
+        .reset_identity(user, keys, crate::clock::now_ms())
+        .await?)
 }
 
 /// Stores the signature of one of `user`'s devices by the current self-signing key.
@@ -73,13 +79,13 @@ pub async fn sign_device(
     signature: &str,
 ) -> Result<(), ServiceError> {
     let identity = store.identity(user).await?.ok_or(ServiceError::Denied {
-        code: "no_identity",
+        code: codes::NO_IDENTITY,
         detail: "publish your identity before signing devices".into(),
     })?;
     well_formed_signature("signature", signature)?;
     let self_signing = check_identity(user, &identity)?;
     let record = store
-        .devices(&[user], crate::now_ms())
+        .devices(&[user], crate::clock::now_ms())
         .await?
         .into_iter()
         .find(|d| d.id == device)
@@ -113,7 +119,7 @@ pub async fn require_approved(
     };
     let signed = match self_signing {
         Some(self_signing) => store
-            .devices(&[user], crate::now_ms())
+            .devices(&[user], crate::clock::now_ms())
             .await?
             .into_iter()
             .find(|d| d.id == device)
@@ -128,7 +134,7 @@ pub async fn require_approved(
         Ok(())
     } else {
         Err(ServiceError::Denied {
-            code: "not_approved",
+            code: codes::NOT_APPROVED,
             detail: "only a device your identity signed changes the key backup; approve this \
                      device first"
                 .into(),
@@ -151,7 +157,10 @@ pub async fn put_backup_item(
             "a backup item's data is printable ASCII, at most {BACKUP_ITEM_MAX} bytes"
         )));
     }
-    match store.put_backup_item(user, item, crate::now_ms()).await {
+    match store
+        .put_backup_item(user, item, crate::clock::now_ms())
+        .await
+    {
         Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
             "a user keeps at most {BACKUP_ITEMS_MAX} backup items"
         ))),
@@ -214,6 +223,8 @@ fn signs_device(
     })
 }
 
+/// An Ed25519 public key from unpadded base64: `Invalid` naming `field` if it is not 32
+/// bytes of it, `BadSignature` if those are not a key.
 fn public_key(field: &str, value: &str) -> Result<VerifyingKey, ServiceError> {
     let bytes = decode::<32>(value).ok_or_else(|| {
         ServiceError::Invalid(format!(
@@ -235,6 +246,7 @@ fn well_formed_signature(field: &str, signature: &str) -> Result<(), ServiceErro
     }
 }
 
+/// Whether `signature` (unpadded base64) is `key`'s signature of `message`.
 fn verifies(key: &VerifyingKey, message: &str, signature: &str) -> bool {
     decode::<64>(signature).is_some_and(|bytes| {
         key.verify_strict(message.as_bytes(), &Signature::from_bytes(&bytes))

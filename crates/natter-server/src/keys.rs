@@ -18,9 +18,9 @@ use natter_proto::limits::{
 };
 use natter_proto::{DeviceId, UserId};
 
-use crate::connections::can_see;
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
 use crate::store::{DeviceRecord, KeyCounts, KeyUpload, Store, StoreError};
+use crate::visibility::can_see;
 
 /// Stores keys uploaded by `device`.
 ///
@@ -75,7 +75,7 @@ pub async fn devices_of(
         ));
     }
     let devices = store
-        .devices(&[target], crate::now_ms())
+        .devices(&[target], crate::clock::now_ms())
         .await?
         .into_iter()
         .map(device_info)
@@ -116,7 +116,7 @@ pub async fn devices_of_many(
             (*user, list)
         })
         .collect();
-    for device in store.devices(&wanted, crate::now_ms()).await? {
+    for device in store.devices(&wanted, crate::clock::now_ms()).await? {
         if let Some(list) = lists.get_mut(&device.user_id) {
             list.devices.push(device_info(device));
         }
@@ -206,6 +206,8 @@ pub fn check_one_time_key(key: &OneTimeKey) -> Result<(), ServiceError> {
     check_base64("one-time key", &key.key, PUBLIC_KEY_BYTES)
 }
 
+/// Checks that `value` is unpadded standard base64 of `bytes` bytes; `Invalid` naming
+/// `field` otherwise.
 fn check_base64(field: &str, value: &str, bytes: usize) -> Result<(), ServiceError> {
     // Bound the work before decoding: unpadded base64 of n bytes is ceil(4n/3) characters.
     let valid = value.len() == (bytes * 4).div_ceil(3)

@@ -2,25 +2,34 @@
 //! until a shutdown signal; `main.rs` only parses flags and calls it.
 //!
 //! The modules are named for the seed's services:
-//! - [`accounts`], [`keys`], [`connections`], [`conversations`], [`messages`]: the services
-//!   (rules and authorization);
+//! - [`accounts`], [`keys`], [`connections`], [`conversations`], [`messages`], [`receipts`],
+//!   [`member_lists`], [`identity`], [`device_lists`]: the services (rules and authorization),
+//!   failing with [`service_error::ServiceError`]; [`visibility`]: who may see whom;
+//!   [`credentials`]: password hashes and tokens;
 //! - [`gateway`]: the WebSocket gateway; [`fanout`]: who is connected here and the bus that
-//!   reaches them;
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite or PostgreSQL);
+//!   reaches them; [`close`]: why connections are closed;
+//! - [`store`]: persistence behind the [`store::Store`] trait, one trait per role (SQLite or
+//!   PostgreSQL);
+//! - [`cluster`]: everything Redis (the cluster bus, heartbeats and the host assigner,
+//!   presence on other nodes); [`presence`]: who is online;
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing;
-//! - [`presence`]: who is online;
 //! - [`ratelimit`]: abuse controls; [`observe`], [`process_metrics`]: metrics; [`admin`]: the
 //!   admin listener;
-//! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
-
+//! - [`config`], [`telemetry`], [`state`], [`datafiles`], [`clock`]: process setup.
+//!
+//! What this crate is not: the wire types are `natter-proto`'s (with the close codes and the
+//! stable error codes), and it never sees plaintext or depends on `natter-crypto`.
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod clock;
+pub mod close;
 pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod conversations;
+pub mod credentials;
 pub mod datafiles;
 pub mod device_lists;
 pub mod error;
@@ -37,24 +46,27 @@ pub mod process_metrics;
 pub mod ratelimit;
 pub mod receipts;
 pub mod routes;
+pub mod service_error;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod visibility;
+
+pub use clock::now_ms;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::Passwords;
-use crate::cluster::{Assigner, Node, Redis, RedisBus, RemotePresence};
+use crate::cluster::{Assigner, Node, Redis, RedisBuckets, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
+use crate::credentials::Passwords;
 use crate::fanout::{Bus, LocalBus, Registry};
 use crate::messages::{Admission, Messenger};
-use crate::presence::Presence;
+use crate::presence::{OtherNodes, Presence};
 use crate::ratelimit::RateLimits;
 use crate::state::{AppState, Services};
 use crate::store::{PgStore, SqliteStore, Store};
@@ -126,7 +138,9 @@ pub async fn run(
             tracing::info!(node.id = %node.id, cluster = %node.cluster, "cluster mode: fan-out and rate limits through Redis");
             let remote = RemotePresence::new(redis, node.clone(), Arc::clone(&assigner));
             let bus = RedisBus::start(redis, node, Arc::clone(&registry), Arc::clone(&assigner));
-            let limits = RateLimits::shared(&config.limits, redis.commands(), &config.cluster_name);
+            let buckets = RedisBuckets::new(redis, &config.cluster_name);
+            let limits = RateLimits::shared(&config.limits, Box::new(buckets));
+            let remote: Arc<dyn OtherNodes> = Arc::new(remote);
             (Arc::new(bus), limits, Some(remote))
         }
         None => (
@@ -315,12 +329,4 @@ async fn remove_expired_devices(state: AppState) {
             tracing::info!(removed, "removed devices whose tokens expired");
         }
     }
-}
-
-/// Milliseconds since the Unix epoch: the time format of every stored and sent timestamp.
-pub fn now_ms() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

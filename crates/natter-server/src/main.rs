@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::config::{Config, DatabaseUrl, Secret, defaults};
-use natter_server::gateway::GatewayConfig;
+use natter_server::config::{Config, DatabaseUrl, GatewayConfig, Secret, defaults};
 use natter_server::ratelimit::{Kind, LimitSetting, Limits, Rate};
 use tokio::signal::unix::SignalKind;
 
@@ -54,7 +53,7 @@ struct Args {
     #[arg(long, env = "NATTER_CLUSTER_NAME", default_value = defaults::CLUSTER_NAME)]
     cluster_name: String,
     /// The WebSocket URL clients use to reach this node, as the host assigner hands it out
-    /// (default ws://<listen>/v1/ws; listening on 0.0.0.0, a single node names itself by the
+    /// (default `ws://<listen>/v1/ws`; listening on 0.0.0.0, a single node names itself by the
     /// request's Host header and a cluster node must set it).
     #[arg(long, env = "NATTER_PUBLIC_URL")]
     public_url: Option<String>,

@@ -36,7 +36,7 @@ pub struct MemberLists {
 }
 
 impl MemberLists {
-    /// What `sender` posting to `conversation` involves (see [`Store::send_plan`]), from the
+    /// What `sender` posting to `conversation` involves (see [`ConversationStore::send_plan`](crate::store::ConversationStore::send_plan)), from the
     /// room's list when it is current.
     ///
     /// # Errors
@@ -82,6 +82,7 @@ impl MemberLists {
         Ok(plan)
     }
 
+    /// The cached lists, by room.
     fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Arc<Listed>>> {
         self.rooms.lock().expect("member lists lock")
     }

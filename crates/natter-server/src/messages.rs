@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use natter_proto::codes;
 use natter_proto::conversations::ConversationKind;
 use natter_proto::limits::{
     CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, TO_DEVICE_BATCH_MAX, TO_DEVICE_PAYLOAD_MAX,
@@ -16,19 +16,14 @@ use natter_proto::limits::{
 use natter_proto::ws::{Ack, Message, Receipt, SendMessage, ServerFrame, ToDeviceOut};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
-use crate::auth::Auth;
-use crate::error::ServiceError;
-use crate::fanout::{Bus, Outbound};
+use crate::credentials::Auth;
+use crate::fanout::{Bus, Outbound, encode};
 use crate::member_lists::MemberLists;
 use crate::ratelimit::{Kind, RateLimits};
 use crate::receipts::Receipts;
+use crate::service_error::ServiceError;
 use crate::store::{NewMessage, SendPlan, Store};
 use tokio::sync::Semaphore;
-
-/// Serializes a frame once, for every recipient.
-pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
-}
 
 /// The `kind` under which `natter_rate_limited_total` counts sends refused because the node is
 /// busy.
@@ -59,7 +54,7 @@ pub struct Messenger {
 
 fn not_member() -> ServiceError {
     ServiceError::Denied {
-        code: "not_member",
+        code: codes::NOT_MEMBER,
         detail: "you are not a member of this conversation".into(),
     }
 }
@@ -132,7 +127,7 @@ impl Messenger {
                     && !(plan.connected && plan.members() == 2) =>
             {
                 Err(ServiceError::Denied {
-                    code: "not_connected",
+                    code: codes::NOT_CONNECTED,
                     detail: "you are no longer connected to this user".into(),
                 })
             }
@@ -350,7 +345,7 @@ impl Messenger {
             let owner = self.store.device_owner(message.device_id).await?;
             let reachable = owner == Some(message.user_id)
                 && (reachable_users.contains(&message.user_id)
-                    || crate::connections::can_see(
+                    || crate::visibility::can_see(
                         self.store.as_ref(),
                         auth.user_id,
                         message.user_id,
@@ -388,7 +383,7 @@ impl Messenger {
         if !full.is_empty() {
             full.dedup();
             return Err(ServiceError::Denied {
-                code: "inbox_full",
+                code: codes::INBOX_FULL,
                 detail: format!(
                     "not stored for {}: too many payloads wait there (from you, or in all); \
                      the rest of the frame was",
@@ -477,6 +472,7 @@ fn check_no_nul(what: &str, text: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Checks a `client_msg_id`: 1 to `CLIENT_MSG_ID_MAX` printable ASCII characters.
 fn check_client_msg_id(id: &str) -> Result<(), ServiceError> {
     if id.is_empty() || id.len() > CLIENT_MSG_ID_MAX || !id.chars().all(|c| c.is_ascii_graphic()) {
         return Err(ServiceError::Invalid(format!(

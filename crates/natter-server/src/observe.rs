@@ -2,6 +2,7 @@
 //! description of every series natterd exports. Labels stay low-cardinality: never a user,
 //! device or conversation id.
 
+use natter_proto::codes;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -54,16 +55,16 @@ pub fn handle() -> PrometheusHandle {
 
 /// The codes a send can be refused with (`natter_messages_rejected_total{reason}`).
 const SEND_REFUSALS: &[&str] = &[
-    "invalid_request",
-    "too_large",
-    "rate_limited",
-    "not_found",
-    "not_member",
-    "not_connected",
-    "forbidden",
-    "suspended",
-    "store_unavailable",
-    "internal",
+    codes::INVALID_REQUEST,
+    codes::TOO_LARGE,
+    codes::RATE_LIMITED,
+    codes::NOT_FOUND,
+    codes::NOT_MEMBER,
+    codes::NOT_CONNECTED,
+    codes::FORBIDDEN,
+    codes::SUSPENDED,
+    codes::STORE_UNAVAILABLE,
+    codes::INTERNAL,
 ];
 
 /// Why a connection ends (`natter_disconnects_total{reason}`, from the gateway's session).
@@ -118,7 +119,7 @@ fn register_known_series() {
         counter!("natter_rate_limited_total", "kind" => kind).increment(0);
         counter!("natter_abuse_total", "kind" => kind).increment(0);
     }
-    for kind in [crate::messages::NODE_SENDS, "store_unavailable"] {
+    for kind in [crate::messages::NODE_SENDS, codes::STORE_UNAVAILABLE] {
         counter!("natter_rate_limited_total", "kind" => kind).increment(0);
     }
     for reason in SEND_REFUSALS {
@@ -146,7 +147,7 @@ fn register_known_series() {
 }
 
 /// Sets `natter_http_requests_total` at zero for each route and status class (see
-/// [`register_known_series`]).
+/// `register_known_series`).
 pub fn register_routes<'a>(routes: impl IntoIterator<Item = &'a str>) {
     for route in routes {
         for status in HTTP_STATUS_CLASSES {
@@ -159,7 +160,7 @@ pub fn register_routes<'a>(routes: impl IntoIterator<Item = &'a str>) {
 /// The status classes of `natter_http_requests_total{status}`.
 const HTTP_STATUS_CLASSES: &[&str] = &["ok", "4xx", "5xx"];
 
-/// The class of an HTTP status, one of [`HTTP_STATUS_CLASSES`].
+/// The class of an HTTP status, one of `HTTP_STATUS_CLASSES`.
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=399 => "ok",
@@ -173,6 +174,7 @@ pub fn seconds(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64()
 }
 
+/// Registers the help text of every metric natterd records.
 fn describe() {
     describe_gauge!(
         "natter_connections",

@@ -3,26 +3,31 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use natter_proto::UserId;
 
-use crate::cluster::RemotePresence;
 use crate::fanout::Registry;
+
+/// The other nodes of a cluster, as far as presence goes (in Redis:
+/// [`crate::cluster::RemotePresence`]).
+#[async_trait]
+pub trait OtherNodes: Send + Sync {
+    /// Whether `user` has a device connected to another live node.
+    async fn elsewhere(&self, user: UserId) -> bool;
+}
 
 /// Answers whether users are online.
 #[derive(Clone)]
 pub struct Presence {
     registry: Arc<Registry>,
     /// The other nodes, in a cluster.
-    remote: Option<Arc<RemotePresence>>,
+    remote: Option<Arc<dyn OtherNodes>>,
 }
 
 impl Presence {
     /// Presence from this node's connections and, in a cluster, the other nodes'.
-    pub fn new(registry: Arc<Registry>, remote: Option<RemotePresence>) -> Self {
-        Self {
-            registry,
-            remote: remote.map(Arc::new),
-        }
+    pub fn new(registry: Arc<Registry>, remote: Option<Arc<dyn OtherNodes>>) -> Self {
+        Self { registry, remote }
     }
 
     /// Whether `user` is online anywhere.

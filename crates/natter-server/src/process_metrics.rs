@@ -47,6 +47,7 @@ pub fn render() -> String {
     text
 }
 
+/// Appends one metric family (its help, type and one value) in the exposition format.
 fn family(text: &mut String, name: &str, kind: &str, help: &str, value: f64) {
     let _ = write!(
         text,

@@ -6,17 +6,19 @@
 //! going too fast. Keys that keep hitting a limit are logged (at the 10th, 100th, 1000th, ...
 //! refusal) and counted in `natter_abuse_total`.
 //!
-//! A node alone keeps its buckets in memory. In a cluster they live in Redis, so a sender
-//! gains nothing by spreading requests over several nodes: one Lua script refills and takes
-//! every bucket a request is charged to, atomically and on Redis's clock. When Redis cannot
-//! be reached, each node falls back to its own buckets (limits hold per node meanwhile).
+//! A node alone keeps its buckets in memory. In a cluster they are [`SharedBuckets`] (in
+//! Redis, [`crate::cluster::RedisBuckets`]), so a sender gains nothing by spreading requests
+//! over several nodes. When they cannot answer, each node falls back to its own buckets
+//! (limits hold per node meanwhile).
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::ServiceError;
+use async_trait::async_trait;
+
+use crate::service_error::ServiceError;
 
 /// A rate: `per_sec` on average, bursts of up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -192,7 +194,15 @@ pub type Charge<'a> = (Kind, &'a str, f64);
 pub struct RateLimits {
     limits: Limits,
     local: Mutex<Buckets>,
-    shared: Option<Shared>,
+    shared: Option<Box<dyn SharedBuckets>>,
+}
+
+/// Buckets shared by every node of a cluster (in Redis: [`crate::cluster::RedisBuckets`]).
+#[async_trait]
+pub trait SharedBuckets: Send + Sync {
+    /// The verdict on `charges` at the rates of `limits`, or `None` when the shared buckets
+    /// cannot answer now (this node's own buckets then apply).
+    async fn charge(&self, limits: &Limits, charges: &[Charge<'_>]) -> Option<Verdict>;
 }
 
 /// This process's buckets, by kind and key (a key is looked up without copying it).
@@ -252,13 +262,17 @@ impl Buckets {
 
 /// What a charge came to.
 #[derive(Debug, PartialEq)]
-enum Verdict {
+pub enum Verdict {
+    /// Every charge fit.
     Allowed,
     /// The charge at `index` did not fit; retry after `wait`. `refused` counts this key's
     /// refusals so far.
     Refused {
+        /// Which charge did not fit.
         index: usize,
+        /// How long until it would.
         wait: Duration,
+        /// This key's refusals so far.
         refused: u64,
     },
 }
@@ -273,16 +287,11 @@ impl RateLimits {
         }
     }
 
-    /// Limiters shared by every node of `cluster` through `redis` (whenever it does not
+    /// Limiters shared through `buckets` by every node of a cluster (whenever they do not
     /// answer, this node's own buckets apply).
-    pub fn shared(limits: &Limits, redis: redis::aio::ConnectionManager, cluster: &str) -> Self {
+    pub fn shared(limits: &Limits, buckets: Box<dyn SharedBuckets>) -> Self {
         Self {
-            shared: Some(Shared {
-                redis,
-                prefix: format!("{cluster}:rl"),
-                script: redis::Script::new(CHARGE_SCRIPT),
-                gate: Gate::default(),
-            }),
+            shared: Some(buckets),
             ..Self::new(limits)
         }
     }
@@ -324,6 +333,8 @@ impl RateLimits {
         }
     }
 
+    /// Charges this node's own buckets: every charge or none, refusing with the longest wait
+    /// among those that do not fit.
     fn charge_locally(&self, charges: &[Charge<'_>]) -> Verdict {
         let now = Instant::now();
         let mut local = self.local.lock().expect("limiter lock poisoned");
@@ -365,6 +376,7 @@ fn note_refusal(kind: Kind, key: &str, refused: u64) {
     }
 }
 
+/// A key's bucket, with its refusals so far (for logging repeat offenders).
 struct Entry {
     bucket: TokenBucket,
     refused: u64,
@@ -372,143 +384,6 @@ struct Entry {
 
 /// Buckets beyond this many trigger a sweep of the full (idle) ones.
 const SWEEP_AT: usize = 100_000;
-
-/// Refills and charges every bucket in KEYS, or none. ARGV holds, per key: tokens per
-/// millisecond, burst, cost. Returns {0} when all fit, else {index (from 1), milliseconds to
-/// wait, refusals of that key so far}. A bucket is a hash (tokens, at, refused) that expires
-/// once it would be full again.
-const CHARGE_SCRIPT: &str = r"
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local left = {}
-local worst, worst_wait = 0, 0
-for i = 1, #KEYS do
-  local rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
-  local cost = math.min(tonumber(ARGV[3 * i]), burst)
-  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
-  local have = burst
-  if state[1] then
-    have = math.min(burst, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * rate)
-  end
-  left[i] = have - cost
-  if have < cost and (cost - have) / rate > worst_wait then
-    worst, worst_wait = i, (cost - have) / rate
-  end
-end
-if worst > 0 then
-  return {worst, math.ceil(worst_wait), redis.call('HINCRBY', KEYS[worst], 'refused', 1)}
-end
-for i = 1, #KEYS do
-  local rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
-  redis.call('HSET', KEYS[i], 'tokens', tostring(left[i]), 'at', now)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate) + 1000)
-end
-return {0}
-";
-
-/// The buckets in Redis.
-struct Shared {
-    redis: redis::aio::ConnectionManager,
-    /// `<cluster>:rl`: buckets are `<prefix>:<kind>:<key>`.
-    prefix: String,
-    script: redis::Script,
-    gate: Gate,
-}
-
-impl Shared {
-    /// The verdict from Redis, or `None` when Redis did not answer in time.
-    async fn charge(&self, limits: &Limits, charges: &[Charge<'_>]) -> Option<Verdict> {
-        if !self.gate.may_ask(Instant::now()) {
-            return None;
-        }
-        let mut invocation = self.script.prepare_invoke();
-        for (kind, key, cost) in charges {
-            let rate = limits.rate(*kind);
-            invocation
-                .key(format!("{}:{}:{key}", self.prefix, kind.name()))
-                .arg(rate.per_sec / 1000.0)
-                .arg(rate.burst.max(1.0))
-                .arg(*cost);
-        }
-        // The connection's own timeouts (`cluster::COMMAND_TIMEOUT`) bound the wait.
-        let mut redis = self.redis.clone();
-        match invocation.invoke_async::<Vec<i64>>(&mut redis).await {
-            Ok(reply) => match verdict_from(&reply, charges.len()) {
-                Some(verdict) => {
-                    if self.gate.answered() {
-                        tracing::info!("rate limits shared through Redis again");
-                    }
-                    Some(verdict)
-                }
-                None => self.fall_back(&format!("unexpected script reply {reply:?}")),
-            },
-            Err(error) => self.fall_back(&error),
-        }
-    }
-
-    fn fall_back(&self, error: &dyn std::fmt::Display) -> Option<Verdict> {
-        metrics::counter!("natter_rate_limit_fallbacks_total").increment(1);
-        if self.gate.failed(Instant::now()) {
-            tracing::warn!(%error, "Redis unreachable: rate limits are per node until it is back");
-        }
-        None
-    }
-}
-
-/// When to ask Redis: always while it answers; after a failure not for [`crate::cluster::RETRY`]
-/// (a dead Redis must not add a timeout to every request), then one request probes it while
-/// the others keep to the node's buckets until the probe has an answer.
-#[derive(Default)]
-struct Gate {
-    /// `None` while Redis answers.
-    down_until: Mutex<Option<Instant>>,
-}
-
-impl Gate {
-    /// Whether the request arriving `now` asks Redis.
-    fn may_ask(&self, now: Instant) -> bool {
-        let mut down_until = self.down_until.lock().expect("limiter lock poisoned");
-        match *down_until {
-            None => true,
-            Some(until) if now >= until => {
-                *down_until = Some(now + crate::cluster::RETRY);
-                true
-            }
-            Some(_) => false,
-        }
-    }
-
-    /// Redis answered; true if it had been down.
-    fn answered(&self) -> bool {
-        self.down_until
-            .lock()
-            .expect("limiter lock poisoned")
-            .take()
-            .is_some()
-    }
-
-    /// Redis failed `now`; true if it had been answering.
-    fn failed(&self, now: Instant) -> bool {
-        self.down_until
-            .lock()
-            .expect("limiter lock poisoned")
-            .replace(now + crate::cluster::RETRY)
-            .is_none()
-    }
-}
-
-/// Reads the script's reply (`None` if it makes no sense).
-fn verdict_from(reply: &[i64], charges: usize) -> Option<Verdict> {
-    match reply {
-        [0] => Some(Verdict::Allowed),
-        [index, wait, refused] if (1..=charges as i64).contains(index) => Some(Verdict::Refused {
-            index: (*index - 1) as usize,
-            wait: Duration::from_millis(u64::try_from(*wait).unwrap_or(0).max(1)),
-            refused: u64::try_from(*refused).unwrap_or(1),
-        }),
-        _ => None,
-    }
-}
 
 /// Whether `n` is 1, 10, 100, ...: when to log a key that keeps being refused.
 fn is_power_of_ten(mut n: u64) -> bool {
@@ -577,27 +452,6 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn after_a_failure_one_request_probes_redis() {
-        let gate = Gate::default();
-        let start = Instant::now();
-        assert!(gate.may_ask(start));
-        assert!(gate.failed(start), "the first failure is news");
-        assert!(!gate.may_ask(start + crate::cluster::RETRY / 2));
-        let later = start + crate::cluster::RETRY;
-        assert!(gate.may_ask(later), "one probe once the period is over");
-        assert!(!gate.may_ask(later), "the others wait for its answer");
-        assert!(!gate.failed(later), "a failed probe is not news");
-        assert!(!gate.may_ask(later + crate::cluster::RETRY / 2));
-        let again = later + crate::cluster::RETRY;
-        assert!(gate.may_ask(again));
-        assert!(gate.answered(), "Redis is back");
-        assert!(
-            gate.may_ask(again) && gate.may_ask(again),
-            "everyone asks it again"
-        );
-    }
 
     #[test]
     fn a_sweep_waits_until_as_many_buckets_again_are_kept() {
@@ -719,20 +573,5 @@ mod tests {
         assert!(matches!(send("phone"), Verdict::Refused { index: 1, .. }));
         let only_device = limiter.charge_locally(&[(Kind::DeviceMessages, "phone", 4.0)]);
         assert_eq!(only_device, Verdict::Allowed);
-    }
-
-    #[test]
-    fn script_replies_become_verdicts() {
-        assert_eq!(verdict_from(&[0], 3), Some(Verdict::Allowed));
-        assert_eq!(
-            verdict_from(&[2, 1500, 10], 3),
-            Some(Verdict::Refused {
-                index: 1,
-                wait: Duration::from_millis(1500),
-                refused: 10
-            })
-        );
-        assert_eq!(verdict_from(&[9, 1, 1], 3), None);
-        assert_eq!(verdict_from(&[], 3), None);
     }
 }

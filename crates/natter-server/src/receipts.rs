@@ -18,8 +18,7 @@ use std::time::Duration;
 use natter_proto::ws::{Receipt, ServerFrame};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
-use crate::fanout::{Bus, Outbound};
-use crate::messages::encode;
+use crate::fanout::{Bus, Outbound, encode};
 use crate::store::{Store, StoreError};
 
 /// How long cursor moves in one conversation are gathered before they go out together.

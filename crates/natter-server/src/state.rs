@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::config::GatewayConfig;
 use crate::fanout::Registry;
-use crate::gateway::GatewayConfig;
 use crate::messages::Messenger;
 use crate::store::Store;
 
@@ -35,7 +35,7 @@ pub struct Services {
     /// The store.
     pub store: Arc<dyn Store>,
     /// Password hashing.
-    pub passwords: Arc<crate::auth::Passwords>,
+    pub passwords: Arc<crate::credentials::Passwords>,
     /// How long a login's token lasts past its last use.
     pub token_ttl: Duration,
     /// The messaging services.

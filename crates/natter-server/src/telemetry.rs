@@ -42,7 +42,7 @@ fn payload_cap() -> Targets {
 }
 
 /// Installs the global subscriber, with colours if `ansi` (and `NO_COLOR` is not set).
-/// `RUST_LOG` overrides the default filter (`info`), under the cap on [`CAPPED`] crates.
+/// `RUST_LOG` overrides the default filter (`info`), under the cap on `CAPPED` crates.
 pub fn init<W>(json: bool, ansi: bool, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,

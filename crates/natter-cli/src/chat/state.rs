@@ -7,8 +7,10 @@ use natter_client::{Event, Notice, StoredMessage};
 use natter_proto::conversations::ConversationKind;
 use natter_proto::{ConversationId, UserId};
 
+use super::clock::now_ms;
 use super::input::Input;
 use crate::marks::Marks;
+use crate::text::body;
 
 /// One entry of the conversation list.
 pub struct Conversation {
@@ -162,11 +164,7 @@ impl Chat {
                 self.status = format!("offline ({reason}); reconnecting…");
             }
             Event::Message(message) => {
-                let preview = format!(
-                    "{}: {}",
-                    self.name(message.sender_id),
-                    crate::commands::body(&message)
-                );
+                let preview = format!("{}: {}", self.name(message.sender_id), body(&message));
                 let mine = message.sender_id == self.me;
                 let here = message.conversation_id == open;
                 match self
@@ -201,7 +199,7 @@ impl Chat {
             }
             Event::Notice(notice) => {
                 self.notes.push(Note {
-                    at: crate::chat::now_ms(),
+                    at: now_ms(),
                     notice,
                 });
             }
@@ -213,7 +211,7 @@ impl Chat {
                 typing,
             } if conversation_id == open && user_id != self.me => {
                 if typing {
-                    self.typing.insert(user_id, crate::chat::now_ms());
+                    self.typing.insert(user_id, now_ms());
                 } else {
                     self.typing.remove(&user_id);
                 }

@@ -1,27 +1,7 @@
-//! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one [`session`]
+//! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one `session`
 //! task per connection that syncs, relays live traffic and handles the client's frames.
 
 mod session;
-
-/// The close codes natterd sends (docs/protocol.md, "Close codes").
-pub mod close {
-    /// Authentication failed, or no longer holds (the device was logged out or removed).
-    pub const POLICY: u16 = 1008;
-    /// The account was suspended by an operator.
-    pub const SUSPENDED: u16 = 4003;
-    /// The node is shutting down.
-    pub const RESTART: u16 = 1012;
-    /// A frame over the hard size limit.
-    pub const TOO_BIG: u16 = 1009;
-    /// A text frame that is not valid UTF-8 (RFC 6455, 8.1).
-    pub const INVALID_DATA: u16 = 1007;
-    /// Nothing received for the idle timeout.
-    pub const IDLE: u16 = 4001;
-    /// The connection's queue filled.
-    pub const TOO_SLOW: u16 = 4008;
-}
-
-use std::time::Duration;
 
 use std::net::SocketAddr;
 
@@ -29,44 +9,15 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use natter_proto::codes;
 use natter_proto::limits::WS_MESSAGE_MAX;
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 
-use crate::auth::{Auth, authenticate, bearer_token};
+use crate::auth::{authenticate, bearer_token};
+use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::ratelimit::Kind;
 use crate::state::AppState;
-
-/// Gateway settings.
-#[derive(Clone, Copy, Debug)]
-pub struct GatewayConfig {
-    /// A connection that sends nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// Events queued for one connection before it counts as too slow and is closed.
-    pub outbound_queue: usize,
-    /// Sends this node works on at once; past that, a send is refused with `rate_limited`
-    /// and a retry time, rather than queued behind the others for seconds.
-    pub sends_in_flight: usize,
-    /// How long a send refused because the node is busy first waits; the wait doubles while
-    /// the connection's refusals continue.
-    pub busy_retry: Duration,
-    /// When the server shuts down, its connections are closed at random moments over this
-    /// long, so their clients reconnect to other nodes gradually rather than all at once.
-    pub drain: Duration,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        use crate::config::defaults;
-        Self {
-            idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
-            outbound_queue: defaults::OUTBOUND_QUEUE,
-            sends_in_flight: defaults::SENDS_IN_FLIGHT,
-            busy_retry: Duration::from_millis(defaults::BUSY_RETRY_MS),
-            drain: Duration::from_secs(defaults::DRAIN_SECS),
-        }
-    }
-}
 
 /// Frames larger than this close the connection (protecting memory); frames between
 /// [`WS_MESSAGE_MAX`] and this get a `too_large` error frame and the connection stays.
@@ -84,10 +35,10 @@ pub fn read_text_frame(text: &str) -> Result<ClientFrame, ErrorFrame> {
             "frames are at most {WS_MESSAGE_MAX} bytes; this one has {}",
             text.len()
         );
-        return Err(refusal("too_large", detail));
+        return Err(refusal(codes::TOO_LARGE, detail));
     }
     serde_json::from_str::<ClientFrame>(text)
-        .map_err(|e| refusal("invalid_frame", format!("not a valid frame: {e}")))
+        .map_err(|e| refusal(codes::INVALID_FRAME, format!("not a valid frame: {e}")))
 }
 
 /// An `error` frame that is not about a `send`.
@@ -95,6 +46,7 @@ fn error_frame(code: &str, message: String) -> ServerFrame {
     ServerFrame::Error(refusal(code, message))
 }
 
+/// An `error` frame with this code and message.
 fn refusal(code: &str, message: String) -> ErrorFrame {
     ErrorFrame {
         code: code.to_owned(),

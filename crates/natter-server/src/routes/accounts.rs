@@ -13,9 +13,10 @@ use natter_proto::accounts::{
 use natter_proto::problem::Problem;
 
 use crate::accounts;
-use crate::auth::Auth;
-use crate::error::{ApiError, ServiceError};
+use crate::credentials::Auth;
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 
 /// Registers a user.

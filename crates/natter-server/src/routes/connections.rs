@@ -8,11 +8,12 @@ use natter_proto::UserId;
 use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
 use natter_proto::problem::Problem;
 
-use crate::auth::Auth;
 use crate::connections::{self, Action};
-use crate::error::{ApiError, ServiceError};
+use crate::credentials::Auth;
+use crate::error::ApiError;
 use crate::extract::{ApiPath, IfMatch};
 use crate::ratelimit::Kind;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 
 fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {
@@ -37,7 +38,7 @@ async fn apply(
         recipient,
         action,
         if_match,
-        crate::now_ms(),
+        crate::clock::now_ms(),
     )
     .await?;
     Ok(with_etag(status))

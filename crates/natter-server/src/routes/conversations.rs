@@ -11,8 +11,8 @@ use natter_proto::problem::Problem;
 use natter_proto::{ConversationId, UserId};
 use serde::Deserialize;
 
-use crate::auth::Auth;
 use crate::conversations;
+use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -41,8 +41,13 @@ pub async fn open_direct(
     ApiJson(request): ApiJson<CreateDirectRequest>,
 ) -> Result<Json<ConversationDetails>, ApiError> {
     Ok(Json(
-        conversations::open_direct(state.store.as_ref(), auth, request.user_id, crate::now_ms())
-            .await?,
+        conversations::open_direct(
+            state.store.as_ref(),
+            auth,
+            request.user_id,
+            crate::clock::now_ms(),
+        )
+        .await?,
     ))
 }
 
@@ -61,7 +66,7 @@ pub async fn create_room(
         auth,
         &request.name,
         &request.members,
-        crate::now_ms(),
+        crate::clock::now_ms(),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(room)))
@@ -112,7 +117,7 @@ pub async fn add_members(
             auth,
             id,
             &request.user_ids,
-            crate::now_ms(),
+            crate::clock::now_ms(),
         )
         .await?,
     ))

@@ -12,9 +12,10 @@ use natter_proto::limits::PAGE_MAX;
 use natter_proto::problem::Problem;
 use serde::Deserialize;
 
-use crate::auth::Auth;
-use crate::error::{ApiError, ServiceError};
+use crate::credentials::Auth;
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 use crate::{accounts, device_lists, identity};
 

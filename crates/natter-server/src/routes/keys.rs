@@ -10,10 +10,11 @@ use natter_proto::keys::{
 use natter_proto::problem::Problem;
 use natter_proto::{DeviceId, UserId};
 
-use crate::auth::Auth;
-use crate::error::{ApiError, ServiceError};
+use crate::credentials::Auth;
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::ratelimit::Kind;
+use crate::service_error::ServiceError;
 use crate::state::AppState;
 use crate::store::KeyCounts;
 use crate::{device_lists, keys};
@@ -36,7 +37,7 @@ pub async fn upload(
     ApiJson(request): ApiJson<UploadKeysRequest>,
 ) -> Result<Json<KeyCountResponse>, ApiError> {
     let store = state.store.as_ref();
-    let counts = keys::upload(store, auth.device_id, &request, crate::now_ms()).await?;
+    let counts = keys::upload(store, auth.device_id, &request, crate::clock::now_ms()).await?;
     if request.identity_keys.is_some() {
         device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     }

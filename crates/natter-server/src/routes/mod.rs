@@ -10,6 +10,7 @@ mod identity;
 mod keys;
 mod web;
 
+use natter_proto::codes;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -132,7 +133,7 @@ pub fn app(state: AppState) -> Router {
         // The WebSocket protocol is described in docs/protocol.md, not in OpenAPI.
         .route("/v1/ws", axum::routing::get(crate::gateway::upgrade))
         .route("/v1/openapi.json", axum::routing::get(move || async move { Json(document.as_ref().clone()) }))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such endpoint") })
         // Each layer wraps the ones above it, so a request meets them bottom to top:
         // 1. a request id (kept if the client sent one) that every log line of the request carries;
         // 2. a span per request, named by route template, never by the raw path with its ids;

@@ -8,6 +8,7 @@
 //! Clients that accept gzip get each file gzipped, compressed once when natterd starts.
 
 use axum::Router;
+use natter_proto::codes;
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -42,6 +43,8 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     serve(&format!("assets/{file}"), IMMUTABLE, &headers)
 }
 
+/// Serves a file of the embedded app with `cache` as its `Cache-Control`, gzipped when
+/// the request accepts it; 404 if there is no such file.
 fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
     let found = FILES
         .iter()
@@ -50,7 +53,7 @@ fn serve(path: &str, cache: &'static str, request: &HeaderMap) -> Response {
     let Some((index, content_type)) = found else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            codes::NOT_FOUND,
             "no such file in the web app",
         )
         .into_response();

@@ -348,6 +348,7 @@ const AUDIENCE_OF: &str = "SELECT user_id FROM connections WHERE peer_id = $1 AN
      AND NOT EXISTS (SELECT 1 FROM connections b WHERE b.user_id = $1 \
      AND b.peer_id = y.user_id AND b.state = 'blocked')";
 
+/// Parses a user id column.
 fn parse_user(text: &str) -> Result<UserId, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt("a user id"))
 }

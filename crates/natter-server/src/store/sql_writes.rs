@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 
 use super::StoreError;
 use super::group_commit::{GroupCommit, Reply};
-use super::messages::{NewMessage, OnStored};
+use super::message_log::{NewMessage, OnStored};
 use natter_proto::{ConversationId, DeviceId, UserId};
 
 /// A message waiting for its group commit.

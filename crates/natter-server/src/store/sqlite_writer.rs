@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,7 +24,6 @@ use rusqlite::{
 
 use super::StoreError;
 use super::group_commit::{GroupCommit, Reply};
-use super::sql::WriteTurn;
 use super::sql_writes::{
     INSERT_MESSAGE, MOVE_CURSOR, NEXT_SEQ, QueuedCursor, QueuedMessage, Write, settle,
 };
@@ -48,6 +48,11 @@ impl From<Write> for Job {
         Self::Write(write)
     }
 }
+
+/// Whose turn it is to write to a SQLite file: its writer thread and its pool's writer wait for
+/// it in order, instead of polling SQLite's lock (the busy handler sleeps 1, 2, 5… ms between
+/// tries, and is not first come, first served).
+pub(super) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
 /// The writer thread's queue.
 pub(super) type SqliteWriter = GroupCommit<Job>;
@@ -270,7 +275,8 @@ mod tests {
     use tempfile::TempDir;
 
     use crate::store::{
-        MessageStore, NewDevice, NewMessage, OnStored, SqliteStore, Store, testing,
+        AccountStore, ConversationStore, MessageLog, NewDevice, NewMessage, OnStored, SqliteStore,
+        testing,
     };
 
     /// A store with a user per name, and a writer connection of the test's own.

@@ -1,0 +1,169 @@
+//! A session's handling of the client's frames: each parsed into a [`ClientFrame`] and
+//! answered, calling the same services as the REST handlers.
+
+use std::time::Instant;
+
+use axum::extract::ws::Message as WsMessage;
+use natter_proto::ConversationId;
+use natter_proto::codes;
+use natter_proto::ws::{ClientFrame, ServerFrame};
+
+use super::{Closed, Flow, Session};
+use crate::gateway::{error_frame, read_text_frame};
+use crate::observe::seconds;
+use crate::service_error::ServiceError;
+
+impl Session {
+    /// Handles one WebSocket message: text is parsed into a client frame and answered (or
+    /// refused), binary is refused, a close ends the connection, pings and pongs pass.
+    pub(super) async fn on_message(&mut self, message: WsMessage) -> Flow {
+        match message {
+            WsMessage::Text(text) => match read_text_frame(&text) {
+                Ok(frame) => {
+                    metrics::counter!("natter_frames_in_total", "type" => frame.kind())
+                        .increment(1);
+                    self.on_frame(frame).await
+                }
+                Err(refusal) => self.send(&ServerFrame::Error(refusal)).await,
+            },
+            WsMessage::Binary(_) => {
+                self.send(&error_frame(
+                    codes::INVALID_FRAME,
+                    "frames are JSON text, not binary".into(),
+                ))
+                .await
+            }
+            WsMessage::Close(_) => Err(Closed),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => Ok(()),
+        }
+    }
+
+    /// Answers one client frame by calling the services.
+    pub(super) async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
+        let now = crate::clock::now_ms();
+        let messenger = self.state.messenger.clone();
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.send(&error_frame(
+                    codes::INVALID_FRAME,
+                    "already authenticated".into(),
+                ))
+                .await
+            }
+            ClientFrame::Send(message) => {
+                self.state.registry.note_send();
+                let started = Instant::now();
+                let outcome = match self.hold.held(tokio::time::Instant::now()) {
+                    Some(retry_after) => Err(ServiceError::HeldBehind { retry_after }),
+                    None => messenger.send(self.auth, &message, now).await,
+                };
+                match outcome {
+                    Ok(ack) => {
+                        self.hold.accepted();
+                        // The ack is this device's copy: step the watermark over its own
+                        // message, so the next one from a peer is not mistaken for a gap.
+                        if let Some(cursor) = self.conversations.get_mut(&ack.conversation_id)
+                            && cursor.sent == ack.seq - 1
+                        {
+                            cursor.sent = ack.seq;
+                        }
+                        self.send(&ServerFrame::Ack(ack)).await?;
+                        metrics::histogram!("natter_send_ack_seconds")
+                            .record(seconds(started.elapsed()));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let crowded = matches!(
+                            e,
+                            ServiceError::Busy { .. } | ServiceError::HeldBehind { .. }
+                        );
+                        // Whatever told a wait (busy, the sender's rate, the store) holds the
+                        // connection's later sends for it, so they keep their order.
+                        let error = self.hold.refused(e, tokio::time::Instant::now());
+                        metrics::counter!("natter_messages_rejected_total", "reason" => error.code()).increment(1);
+                        if crowded {
+                            // An overloaded node refuses many: counted, not logged one by one.
+                            tracing::debug!(conversation.id = %message.conversation_id, "message refused for its rate");
+                        } else {
+                            tracing::info!(
+                                conversation.id = %message.conversation_id,
+                                bytes = message.ciphertext.len(),
+                                reason = error.code(),
+                                "message rejected"
+                            );
+                        }
+                        self.refuse(error, Some(message.client_msg_id)).await
+                    }
+                }
+            }
+            ClientFrame::Delivered {
+                conversation_id,
+                seq,
+            } => self.move_cursor(conversation_id, seq, 0).await,
+            ClientFrame::Read {
+                conversation_id,
+                seq,
+            } => self.move_cursor(conversation_id, seq, seq).await,
+            ClientFrame::ToDevice { messages } => {
+                self.state.registry.note_send();
+                match messenger.to_device(self.auth, &messages, now).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => self.refuse(e, None).await,
+                }
+            }
+            ClientFrame::ToDeviceAck { seq } => {
+                match self.state.store.ack_inbox(self.auth.device_id, seq).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.refuse(e, None).await,
+                }
+            }
+            ClientFrame::Sync => match messenger.charge_event(self.auth).await {
+                Ok(()) => {
+                    self.conversations.clear();
+                    self.sync().await
+                }
+                Err(e) => self.refuse(e, None).await,
+            },
+            ClientFrame::Typing {
+                conversation_id,
+                typing,
+            } => match messenger.typing(self.auth, conversation_id, typing).await {
+                Ok(()) => Ok(()),
+                Err(e) => self.refuse(e, None).await,
+            },
+            ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
+        }
+    }
+
+    /// Moves this device's cursors in a conversation through the sender service.
+    pub(super) async fn move_cursor(
+        &mut self,
+        conversation: ConversationId,
+        delivered: i64,
+        read: i64,
+    ) -> Flow {
+        let known = self.conversations.get(&conversation);
+        let before = known.map_or((0, 0), |c| (c.delivered, c.read));
+        let sent_here = known.map(|c| c.sent);
+        match self
+            .state
+            .messenger
+            .move_cursor(
+                self.auth,
+                conversation,
+                before,
+                (delivered, read),
+                sent_here,
+            )
+            .await
+        {
+            Ok((delivered, read)) => {
+                let cursor = self.conversations.entry(conversation).or_default();
+                cursor.delivered = delivered;
+                cursor.read = read;
+                Ok(())
+            }
+            Err(e) => self.refuse(e, None).await,
+        }
+    }
+}
