@@ -11,6 +11,7 @@ import { Welcome } from './welcome';
 type Status =
   | { state: 'loading' }
   | { state: 'elsewhere' }
+  | { state: 'leaving' }
   | { state: 'ready'; session: Session | null }
   | { state: 'failed'; reason: string };
 
@@ -29,6 +30,8 @@ export function App() {
 
   const signIn = (session: Session | null) => setStatus({ state: 'ready', session });
   const signOut = async (session: Session) => {
+    // The screens go first: nothing may call the device once it is freed.
+    setStatus({ state: 'leaving' });
     await logout(session);
     signIn(null);
   };
@@ -44,6 +47,7 @@ export function App() {
       <p role="status" class={session ? 'sr-only' : 'core'} data-core={status.state === 'ready' ? 'ready' : status.state}>
         {status.state === 'loading' && 'Loading end-to-end encryption…'}
         {status.state === 'ready' && 'End-to-end encryption is ready in this browser.'}
+        {status.state === 'leaving' && 'Logging out…'}
         {status.state === 'elsewhere' &&
           'Natter is open in another tab of this browser. Close it (or use that tab), then reload this one.'}
         {status.state === 'failed' && `This browser cannot run Natter: ${status.reason}`}

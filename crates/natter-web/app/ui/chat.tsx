@@ -46,14 +46,17 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
   const list = useRef<HTMLOListElement>(null);
   const keepFromBottom = useRef<number | null>(null);
   const typingSince = useRef(0);
+  // The live events' handlers load with the limit scrolling set last.
+  const limitNow = useRef(limit);
+  limitNow.current = limit;
 
   const load = async () => {
-    const [shown, queued] = await Promise.all([natter.messages(id, limit), natter.pending(id)]);
+    const [shown, queued] = await Promise.all([natter.messages(id, limitNow.current), natter.pending(id)]);
     setMessages(shown);
     setPending(queued);
     const last = shown[shown.length - 1]?.seq ?? 0;
     if (document.visibilityState === 'visible' && last > (await natter.readUpTo(id))) {
-      await natter.markRead(id, last).catch(() => {});
+      await natter.markRead(id, BigInt(last)).catch(() => {});
     }
   };
   const otherIds = others.map((m) => m.user_id);

@@ -32,12 +32,16 @@ export function Chats({ natter, live, open, onOpen }: Props) {
       );
     refresh();
     // Unread counts and new conversations come from the server: ask again when something moved.
-    return live.subscribe((event) => {
+    const unsubscribe = live.subscribe((event) => {
       if (event.type === 'message' || event.type === 'connected' || (event.type === 'receipt' && event.user_id === natter.userId)) {
         clearTimeout(refreshing.current);
         refreshing.current = window.setTimeout(refresh, 300);
       }
     });
+    return () => {
+      unsubscribe();
+      clearTimeout(refreshing.current);
+    };
   }, [natter, live, open]);
 
   async function search(event: Event) {

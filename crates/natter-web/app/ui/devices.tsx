@@ -79,7 +79,6 @@ export function Devices({ natter, live }: { natter: Natter; live: Live }) {
     }
   }
 
-  const waiting = notices.flatMap((n) => (n.notice.kind === 'new_device' ? [n.notice] : []));
   return (
     <div class="devices-screen">
       <section aria-labelledby="mine-title" class="card">
@@ -93,7 +92,7 @@ export function Devices({ natter, live }: { natter: Natter; live: Live }) {
                 <span class="meta">{device.signed ? 'approved' : 'not approved'}</span>
               </span>
               <span class="actions">
-                {!device.signed && waiting.some((w) => w.device_id === device.device_id) && (
+                {!device.signed && device.device_id !== natter.deviceId && (
                   <button type="button" onClick={() => natter.approveDevice(device.device_id).catch((f: unknown) => setError(reason(f)))}>
                     Approve {device.name}
                   </button>

@@ -32,15 +32,16 @@ export function Home({ session, onLogout }: { session: Session; onLogout: () => 
 
   useEffect(() => {
     natter.isApproved().then(setApproved);
-    return live.subscribe((event) => {
+    const unsubscribe = live.subscribe((event) => {
       if (event.type === 'connected' || event.type === 'disconnected') setConnected(event.type === 'connected');
       if (event.type === 'approval' && event.step === 'done') natter.isApproved().then(setApproved);
       if (event.type === 'message' && event.sender_id !== natter.userId) {
         setAnnouncement(event.text === null ? 'New message (unable to decrypt)' : `New message: ${event.text}`);
       }
     });
+    setConnected(live.connected);
+    return unsubscribe;
   }, [live, natter]);
-  useEffect(() => () => natter.stop(), [natter]);
 
   const openChat = (conversation: string) => {
     setOpenConversation(conversation);
