@@ -207,6 +207,45 @@ test('the terminal client joins a room with them; each decrypts the others', asy
   }
 });
 
+test('at phone size the layout fits, and it all works from the keyboard', async () => {
+  await bob.setViewportSize({ width: 390, height: 844 });
+  await bob.reload();
+  await bob.getByRole('heading', { name: 'Conversations' }).waitFor();
+  const fits = () => bob.evaluate(() => document.documentElement.scrollWidth <= innerWidth);
+  assert.ok(await fits(), 'no sideways scrolling');
+  await bob.getByRole('banner').waitFor();
+  await bob.getByRole('main').waitFor();
+  // The focus order: the sections first, then the search and the conversations.
+  await bob.locator('body').focus();
+  const focused = [];
+  for (let i = 0; i < 6; i++) {
+    await bob.keyboard.press('Tab');
+    focused.push(await bob.evaluate(() => document.activeElement.textContent || document.activeElement.getAttribute('name')));
+  }
+  assert.deepEqual(focused, ['Chats', 'People', 'Devices', 'Log out', 'query', 'Search']);
+  await shot(bob, 'phone-conversations');
+
+  await bob.locator('[data-conversation="alice"]').focus();
+  await bob.keyboard.press('Enter');
+  await bob.getByRole('heading', { name: 'alice', exact: true }).waitFor();
+  // Focus moves to the conversation.
+  await bob.waitForFunction(() => document.activeElement.id === 'chat-title');
+  assert.ok(await bob.getByRole('heading', { name: 'Conversations' }).isHidden(), 'one column: the list makes way');
+  assert.ok(await fits());
+  await bob.keyboard.press('Tab');
+  assert.equal(await bob.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Messages with alice');
+  await bob.keyboard.press('Tab');
+  assert.equal(await bob.evaluate(() => document.activeElement.getAttribute('name')), 'text', 'the composer follows the messages');
+  await open(alice, 'bob');
+  texts.push('typed on a phone-sized screen');
+  await bob.keyboard.type('typed on a phone-sized screen');
+  await bob.keyboard.press('Enter');
+  await message(alice, 'typed on a phone-sized screen').waitFor();
+  await shot(bob, 'phone-chat');
+  await bob.getByRole('button', { name: 'Back to the conversations' }).press('Enter');
+  await bob.getByRole('heading', { name: 'Conversations' }).waitFor();
+});
+
 test('logging out leaves nothing readable; natterd never saw a text', async () => {
   const before = await indexedDbContents(alice);
   assert.ok(before.some((store) => store.records > 0), 'the store is in IndexedDB');

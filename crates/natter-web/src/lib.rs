@@ -7,6 +7,7 @@ mod error;
 #[cfg(target_arch = "wasm32")]
 pub mod natter;
 #[cfg(any(target_arch = "wasm32", test))]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // natively, only its tests use it
 mod views;
 
 #[cfg(target_arch = "wasm32")]

@@ -252,7 +252,10 @@ mod tests {
     #[test]
     fn a_message_carries_its_text_or_why_it_is_unreadable() {
         let read = serde_json::to_value(MessageView::from(stored(Ok("hi".into())))).unwrap();
-        assert_eq!((&read["text"], &read["unable_to_decrypt"]), (&json!("hi"), &json!(null)));
+        assert_eq!(
+            (&read["text"], &read["unable_to_decrypt"]),
+            (&json!("hi"), &json!(null))
+        );
         let unreadable =
             serde_json::to_value(MessageView::from(stored(Err(UnableToDecrypt::MissingKey))))
                 .unwrap();
@@ -262,11 +265,12 @@ mod tests {
 
     #[test]
     fn live_events_are_tagged_by_type_with_their_fields_flat() {
-        let message = serde_json::to_value(EventView::from(Event::Message(stored(Ok(
-            "hi".into()
-        )))))
-        .unwrap();
-        assert_eq!((&message["type"], &message["seq"]), (&json!("message"), &json!(7)));
+        let message =
+            serde_json::to_value(EventView::from(Event::Message(stored(Ok("hi".into()))))).unwrap();
+        assert_eq!(
+            (&message["type"], &message["seq"]),
+            (&json!("message"), &json!(7))
+        );
         let failed = serde_json::to_value(EventView::from(Event::Failed {
             client_msg_id: "c1".into(),
             code: "forbidden".into(),
@@ -276,11 +280,15 @@ mod tests {
             failed,
             json!({"type": "failed", "client_msg_id": "c1", "code": "forbidden"})
         );
-        let approval = serde_json::to_value(EventView::from(Event::Approval(ApprovalEvent::Done {
-            flow_id: "f".into(),
-            device_id: DeviceId::new(),
-        })))
-        .unwrap();
-        assert_eq!((&approval["type"], &approval["step"]), (&json!("approval"), &json!("done")));
+        let approval =
+            serde_json::to_value(EventView::from(Event::Approval(ApprovalEvent::Done {
+                flow_id: "f".into(),
+                device_id: DeviceId::new(),
+            })))
+            .unwrap();
+        assert_eq!(
+            (&approval["type"], &approval["step"]),
+            (&json!("approval"), &json!("done"))
+        );
     }
 }

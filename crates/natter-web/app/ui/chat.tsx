@@ -44,6 +44,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
   const [error, setError] = useState<string | null>(null);
   const [showMembers, setShowMembers] = useState(false);
   const list = useRef<HTMLOListElement>(null);
+  const title = useRef<HTMLHeadingElement>(null);
   const keepFromBottom = useRef<number | null>(null);
   const typingSince = useRef(0);
   // The live events' handlers load with the limit scrolling set last.
@@ -65,6 +66,8 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
   useEffect(() => {
     load().catch((failure: unknown) => setError(reason(failure)));
   }, [id, limit]);
+  // Keyboard and screen reader users land on the conversation they opened.
+  useEffect(() => title.current?.focus(), [id]);
   useEffect(() => {
     loadMarks();
     return live.subscribe((event) => {
@@ -191,7 +194,9 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
         <button type="button" class="back" onClick={onClose} aria-label="Back to the conversations">
           ←
         </button>
-        <h2 id="chat-title">{conversation.title}</h2>
+        <h2 id="chat-title" ref={title} tabIndex={-1}>
+          {conversation.title}
+        </h2>
         {room && (
           <button type="button" aria-expanded={showMembers} onClick={() => setShowMembers(!showMembers)}>
             Members ({conversation.members.length})
