@@ -1,7 +1,9 @@
 // The store's passphrase, kept wrapped: a random passphrase locks the device's store (natter-client
-// seals every value under it), and a non-extractable AES-GCM key of this browser's own key store
-// wraps that passphrase. Both live in a small IndexedDB database of their own, so a copy of the
-// browser's files without the running browser's key store cannot open the data.
+// seals every value under it), and a non-extractable AES-GCM key wraps that passphrase. Both live
+// in a small IndexedDB database of their own, deleted at logout. Non-extractable means script can
+// use the key but never read its bytes; it does not keep the key off the disk: browsers store a
+// CryptoKey in IndexedDB with its key material (Chromium serializes it into the profile's files),
+// so a copy of a logged-in profile can open the store. Logging out is what leaves nothing.
 
 const DB = 'natter-keys';
 const TABLE = 'keys';

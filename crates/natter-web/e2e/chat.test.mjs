@@ -246,6 +246,18 @@ test('at phone size the layout fits, and it all works from the keyboard', async 
   await bob.getByRole('heading', { name: 'Conversations' }).waitFor();
 });
 
+test('older messages load on scrolling up', async () => {
+  await open(alice, 'bob');
+  for (let i = 1; i <= 55; i++) await send(alice, 'bob', `count ${i}.`);
+  await message(alice, 'count 55.').locator('[data-tick]').waitFor();
+  await open(bob, 'alice');
+  await message(bob, 'count 55.').waitFor();
+  assert.equal(await message(bob, 'count 1.').count(), 0, 'the newest 50 first');
+  await bob.locator('.messages').evaluate((list) => list.scrollTo(0, 0));
+  await message(bob, 'count 1.').waitFor();
+  await message(bob, 'hello bob, from the browser').waitFor();
+});
+
 test('logging out leaves nothing readable; natterd never saw a text', async () => {
   const before = await indexedDbContents(alice);
   assert.ok(before.some((store) => store.records > 0), 'the store is in IndexedDB');
