@@ -5,7 +5,7 @@
 // database and log never hold a message's text.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -134,10 +134,12 @@ test('a second tab is told that Natter is open in another one', async () => {
 
 /** The terminal client as carol, with her own data directory. */
 function terminal() {
+  const binary = join(target, 'debug/natter');
+  assert.ok(existsSync(binary), `${binary} is missing: cargo build -p natter-cli --bin natter`);
   const home = mkdtempSync(join(tmpdir(), 'natter-cli-'));
   const run = promisify(execFile);
   const natter = async (...args) => {
-    const { stdout } = await run(join(target, 'debug/natter'), args, {
+    const { stdout } = await run(binary, args, {
       env: {
         ...process.env,
         NATTER_SERVER: running.natterd.url,
