@@ -2,7 +2,7 @@
 import init, * as core from '../pkg/natter_web.js';
 import wasmUrl from '../pkg/natter_web_bg.wasm';
 
-/** The core's bindings: device keys, Olm, Megolm, identities, safety numbers, sealing. */
+/** The core's bindings: the `Natter` class, natter-client's device for the app. */
 export type Core = typeof core;
 
 /** Resolves once the wasm module is compiled and instantiated. */

@@ -1,48 +1,69 @@
-// Registering, logging in (a device per browser, its keys made in wasm and published) and
-// logging out. The device and its token live in memory only, for now: reloading the page
-// logs out. (The encrypted IndexedDB store and natter-client's rules come next; see the
-// crate docs.)
-import { call } from './api';
+// This browser's device: opened again at start from the store IndexedDB keeps, or made by
+// logging in; logging out leaves nothing of it behind.
+import type { Natter } from '../pkg/natter_web.js';
 import { ready } from './core';
-import type { Device } from '../pkg/natter_web.js';
+import { createStoreKey, forgetStoreKey, loadStoreKey } from './keystore';
+import { code } from './views';
 
-/** A logged-in device of this browser. */
+/** A device of this browser, open. */
 export interface Session {
+  natter: Natter;
+  /** Its store's name, removed at logout. */
+  store: string;
   username: string;
-  userId: string;
-  deviceId: string;
-  token: string;
-  device: Device;
+  /** The recovery key to show once (the first device of an account). */
+  recoveryKey: string | null;
 }
 
-interface SessionResponse {
-  token: string;
-  user_id: string;
-  device_id: string;
+async function opened(natter: Natter, store: string): Promise<Session> {
+  return { natter, store, username: await natter.username(), recoveryKey: await natter.takeRecoveryKey() };
 }
 
-/** Creates an account. */
+/** Loads the stores and opens the device this browser logged in with, if any. */
+export async function resume(): Promise<Session | null> {
+  const { Natter } = await ready;
+  await Natter.openStorage();
+  const kept = await loadStoreKey().catch(() => null);
+  if (!kept) return null;
+  try {
+    return await opened(await Natter.open(kept.store, kept.passphrase), kept.store);
+  } catch (error) {
+    if (code(error) !== 'not_logged_in' && code(error) !== 'wrong_passphrase') throw error;
+    // The store is gone or no longer opens: start again.
+    Natter.removeStore(kept.store);
+    await forgetStoreKey();
+    return null;
+  }
+}
+
+/** Creates an account on this page's server. */
 export async function register(username: string, password: string): Promise<void> {
-  await call('POST', '/v1/accounts', { username, password });
+  const { Natter } = await ready;
+  await Natter.register(location.origin, username, password, undefined);
 }
 
-/** Logs in as a new device and publishes the identity and one-time keys made in wasm. */
+/** Logs in as a new device of this browser, with a new store under a random passphrase. */
 export async function login(username: string, password: string, deviceName: string): Promise<Session> {
-  const core = await ready;
-  const created = await call<SessionResponse>('POST', '/v1/sessions', {
-    username,
-    password,
-    device_name: deviceName,
-  });
-  const device = new core.Device();
-  const upload = device.uploadRequest(created.user_id, created.device_id, 0, false, true);
-  await call('POST', '/v1/devices/current/keys', upload, created.token);
-  device.markPublished();
-  return { username, userId: created.user_id, deviceId: created.device_id, token: created.token, device };
+  const { Natter } = await ready;
+  const { store, passphrase } = await createStoreKey();
+  try {
+    return await opened(await Natter.login(location.origin, username, password, deviceName, store, passphrase), store);
+  } catch (error) {
+    Natter.removeStore(store);
+    await forgetStoreKey();
+    throw error;
+  }
 }
 
-/** Logs this device out: the server forgets its token and keys, the page its device. */
+/** Logs out: the server forgets the device (if it can be reached), the browser its store and key. */
 export async function logout(session: Session): Promise<void> {
-  await call('DELETE', '/v1/sessions/current', undefined, session.token);
-  session.device.free();
+  const { Natter } = await ready;
+  try {
+    await session.natter.logout();
+  } catch {
+    // Unreachable, or the server already forgot the device: the browser's copy goes anyway.
+  }
+  session.natter.free();
+  Natter.removeStore(session.store);
+  await forgetStoreKey();
 }

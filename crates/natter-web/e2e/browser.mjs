@@ -52,7 +52,92 @@ export async function openApp({ browser, natterd }) {
   page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
   page.on('pageerror', (error) => problems.push(String(error)));
   page.problems = problems;
+  // The tokens the page sends in the WebSocket's auth frame, to look for them where they must
+  // not be.
+  page.tokens = new Set();
+  page.on('websocket', (socket) =>
+    socket.on('framesent', ({ payload }) => {
+      const frame = typeof payload === 'string' && payload.startsWith('{') ? JSON.parse(payload) : null;
+      if (frame?.type === 'auth') page.tokens.add(frame.token);
+    }),
+  );
   await page.goto(natterd.url);
   await page.waitForSelector('[data-core=ready]');
   return { context, page };
+}
+
+/** Creates an account from the app's form. */
+export async function register(page, username, password) {
+  await page.getByRole('button', { name: 'New here? Create an account' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Create account' }).click();
+}
+
+/** Logs in from the app's form. */
+export async function login(page, username, password) {
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/**
+ * A person with the app open in their own browser context: registered, logged in as the
+ * account's first device, the recovery key shown (and returned as `page.recoveryKey`).
+ */
+export async function person(running, username) {
+  const { page } = await openApp(running);
+  await register(page, username, `${username}-password`);
+  await page.getByText(`Account ${username} created`).waitFor();
+  await login(page, username, `${username}-password`);
+  const key = page.locator('[data-recovery-key]');
+  await key.waitFor();
+  page.recoveryKey = (await key.textContent()).trim();
+  await page.getByRole('button', { name: 'I wrote it down' }).click();
+  await page.getByRole('heading', { name: 'Conversations' }).waitFor();
+  return page;
+}
+
+/** Goes to one of the app's sections (Chats, People, Devices), shown afresh. */
+export async function section(page, name) {
+  const others = ['Chats', 'People', 'Devices'].filter((other) => other !== name);
+  await page.getByRole('button', { name: others[0], exact: true }).click();
+  await page.getByRole('button', { name, exact: true }).click();
+}
+
+/**
+ * Every value of every IndexedDB database of the page's origin, as text (bytes as Latin-1),
+ * to look for plaintext in.
+ */
+export async function indexedDbContents(page) {
+  return page.evaluate(async () => {
+    const done = (request) =>
+      new Promise((resolve, reject) => {
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+    const text = (value) => {
+      if (value instanceof ArrayBuffer) value = new Uint8Array(value);
+      if (ArrayBuffer.isView(value)) {
+        const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+        let out = '';
+        for (const byte of bytes) out += String.fromCharCode(byte);
+        return out;
+      }
+      if (value instanceof CryptoKey) return `[CryptoKey extractable=${value.extractable}]`;
+      if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => `${k}=${text(v)}`).join(';');
+      return String(value);
+    };
+    const found = [];
+    for (const { name } of await indexedDB.databases()) {
+      const db = await done(indexedDB.open(name));
+      for (const store of db.objectStoreNames) {
+        const table = db.transaction(store).objectStore(store);
+        const [keys, values] = [await done(table.getAllKeys()), await done(table.getAll())];
+        found.push({ db: name, store, records: values.length, text: text(keys) + text(values) });
+      }
+      db.close();
+    }
+    return found;
+  });
 }

@@ -20,11 +20,8 @@ async function freePort() {
   });
 }
 
-/** Starts natterd; resolves once it is ready, with its base URL and `stop()`. */
-export async function startNatterd() {
-  const binary = process.env.NATTERD ?? join(target, 'debug/natterd');
-  const dir = mkdtempSync(join(tmpdir(), 'natter-web-'));
-  const [port, admin] = [await freePort(), await freePort()];
+/** Runs natterd on `port` with the database in `dir`; resolves once it answers /readyz. */
+async function spawnNatterd(binary, dir, port, admin) {
   const child = spawn(
     binary,
     [
@@ -36,25 +33,54 @@ export async function startNatterd() {
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let log = '';
-  child.stderr.on('data', (chunk) => (log += chunk));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = `http://127.0.0.1:${port}`;
+  const run = { child, log: '' };
+  child.stderr.on('data', (chunk) => (run.log += chunk));
+  run.exited = new Promise((resolve) => child.once('exit', resolve));
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`natterd (${binary}) exited: ${log}`);
+    if (child.exitCode !== null) throw new Error(`natterd (${binary}) exited: ${run.log}`);
     try {
-      if ((await fetch(`${url}/readyz`)).ok) break;
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return run;
     } catch {
       // not listening yet
     }
-    if (i > 200) throw new Error(`natterd did not become ready: ${log}`);
+    if (i > 200) throw new Error(`natterd did not become ready: ${run.log}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * Starts natterd; resolves once it is ready, with its base URL, its database's directory,
+ * `log()` (everything it wrote to stderr), `down()`/`up()` and `restart()` (the same port and
+ * database), and `stop()`.
+ */
+export async function startNatterd() {
+  const binary = process.env.NATTERD ?? join(target, 'debug/natterd');
+  const dir = mkdtempSync(join(tmpdir(), 'natter-web-'));
+  const [port, admin] = [await freePort(), await freePort()];
+  const logs = [];
+  let run = await spawnNatterd(binary, dir, port, admin);
+  const down = async () => {
+    if (!run) return;
+    run.child.kill('SIGTERM');
+    await run.exited;
+    logs.push(run.log);
+    run = null;
+  };
+  const up = async () => {
+    run ??= await spawnNatterd(binary, dir, port, admin);
+  };
   return {
-    url,
+    url: `http://127.0.0.1:${port}`,
+    dir,
+    log: () => logs.join('') + (run?.log ?? ''),
+    down,
+    up,
+    async restart() {
+      await down();
+      await up();
+    },
     async stop() {
-      child.kill('SIGTERM');
-      await exited;
+      await down();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -229,3 +229,66 @@ impl From<Event> for EventView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use natter_client::UnableToDecrypt;
+    use serde_json::json;
+
+    use super::*;
+
+    fn stored(body: Result<String, UnableToDecrypt>) -> StoredMessage {
+        StoredMessage {
+            conversation_id: ConversationId::new(),
+            seq: 7,
+            sender_id: UserId::new(),
+            sender_device_id: DeviceId::new(),
+            client_msg_id: "c1".into(),
+            server_ts: 1,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_message_carries_its_text_or_why_it_is_unreadable() {
+        let read = serde_json::to_value(MessageView::from(stored(Ok("hi".into())))).unwrap();
+        assert_eq!(
+            (&read["text"], &read["unable_to_decrypt"]),
+            (&json!("hi"), &json!(null))
+        );
+        let unreadable =
+            serde_json::to_value(MessageView::from(stored(Err(UnableToDecrypt::MissingKey))))
+                .unwrap();
+        assert_eq!(unreadable["text"], json!(null));
+        assert_eq!(unreadable["unable_to_decrypt"], json!("missing_key"));
+    }
+
+    #[test]
+    fn live_events_are_tagged_by_type_with_their_fields_flat() {
+        let message =
+            serde_json::to_value(EventView::from(Event::Message(stored(Ok("hi".into()))))).unwrap();
+        assert_eq!(
+            (&message["type"], &message["seq"]),
+            (&json!("message"), &json!(7))
+        );
+        let failed = serde_json::to_value(EventView::from(Event::Failed {
+            client_msg_id: "c1".into(),
+            code: "forbidden".into(),
+        }))
+        .unwrap();
+        assert_eq!(
+            failed,
+            json!({"type": "failed", "client_msg_id": "c1", "code": "forbidden"})
+        );
+        let approval =
+            serde_json::to_value(EventView::from(Event::Approval(ApprovalEvent::Done {
+                flow_id: "f".into(),
+                device_id: DeviceId::new(),
+            })))
+            .unwrap();
+        assert_eq!(
+            (&approval["type"], &approval["step"]),
+            (&json!("approval"), &json!("done"))
+        );
+    }
+}

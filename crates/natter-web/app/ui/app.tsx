@@ -1,40 +1,65 @@
-// The app's frame: waits for the wasm core, then shows the account forms or the signed-in screen.
+// The app's frame: waits for the wasm core and this tab's hold on the store, then opens the
+// device this browser logged in with, or shows the account forms.
 import { useEffect, useState } from 'preact/hooks';
 import { ready } from '../core';
-import type { Session } from '../session';
+import { holdStoreLock } from '../lock';
+import { logout, resume, type Session } from '../session';
+import { reason } from '../views';
 import { Home } from './home';
 import { Welcome } from './welcome';
 
-type Status = { state: 'loading' } | { state: 'ready' } | { state: 'failed'; reason: string };
+type Status =
+  | { state: 'loading' }
+  | { state: 'elsewhere' }
+  | { state: 'leaving' }
+  | { state: 'ready'; session: Session | null }
+  | { state: 'failed'; reason: string };
 
 /** The whole app. */
 export function App() {
   const [status, setStatus] = useState<Status>({ state: 'loading' });
-  const [session, setSession] = useState<Session | null>(null);
   useEffect(() => {
-    ready.then(
-      () => {
-        // How long the first load took, for people and for the browser tests to read.
-        performance.mark('natter:ready');
-        setStatus({ state: 'ready' });
-      },
-      (error: unknown) => setStatus({ state: 'failed', reason: String(error) }),
-    );
+    (async () => {
+      await ready;
+      // How long the first load took, for people and for the browser tests to read.
+      performance.mark('natter:ready');
+      if (!(await holdStoreLock())) return setStatus({ state: 'elsewhere' });
+      setStatus({ state: 'ready', session: await resume() });
+    })().catch((error: unknown) => setStatus({ state: 'failed', reason: reason(error) }));
   }, []);
+
+  const signIn = (session: Session | null) => setStatus({ state: 'ready', session });
+  const signOut = async (session: Session) => {
+    // The screens go first: nothing may call the device once it is freed.
+    setStatus({ state: 'leaving' });
+    await logout(session);
+    signIn(null);
+  };
+
+  const session = status.state === 'ready' ? status.session : null;
   return (
-    <main>
-      <h1>Natter</h1>
-      <p role="status" data-core={status.state}>
+    <>
+      {!session && (
+        <header class="bar">
+          <h1>Natter</h1>
+        </header>
+      )}
+      <p role="status" class={session ? 'sr-only' : 'core'} data-core={status.state === 'ready' ? 'ready' : status.state}>
         {status.state === 'loading' && 'Loading end-to-end encryption…'}
         {status.state === 'ready' && 'End-to-end encryption is ready in this browser.'}
-        {status.state === 'failed' && `This browser cannot run Natter's encryption: ${status.reason}`}
+        {status.state === 'leaving' && 'Logging out…'}
+        {status.state === 'elsewhere' &&
+          'Natter is open in another tab of this browser. Close it (or use that tab), then reload this one.'}
+        {status.state === 'failed' && `This browser cannot run Natter: ${status.reason}`}
       </p>
       {status.state === 'ready' &&
         (session ? (
-          <Home session={session} onLogout={() => setSession(null)} />
+          <Home session={session} onLogout={() => signOut(session)} />
         ) : (
-          <Welcome onLogin={setSession} />
+          <main id="main">
+            <Welcome onLogin={signIn} />
+          </main>
         ))}
-    </main>
+    </>
   );
 }

@@ -1,6 +1,7 @@
 // The first screen: create an account, or log in as a new device of this browser.
 import { useState } from 'preact/hooks';
 import { login, register, type Session } from '../session';
+import { reason } from '../views';
 
 /** Account forms; calls `onLogin` with the new session. */
 export function Welcome({ onLogin }: { onLogin: (session: Session) => void }) {
@@ -26,7 +27,7 @@ export function Welcome({ onLogin }: { onLogin: (session: Session) => void }) {
         onLogin(await login(username, password, String(form.get('device'))));
       }
     } catch (failure) {
-      setError(failure instanceof Error ? failure.message : String(failure));
+      setError(reason(failure));
     } finally {
       setBusy(false);
     }
@@ -34,7 +35,7 @@ export function Welcome({ onLogin }: { onLogin: (session: Session) => void }) {
 
   const registering = mode === 'register';
   return (
-    <section aria-labelledby="welcome-title">
+    <section aria-labelledby="welcome-title" class="card">
       <h2 id="welcome-title">{registering ? 'Create an account' : 'Log in'}</h2>
       <form onSubmit={submit}>
         <label>
@@ -64,7 +65,14 @@ export function Welcome({ onLogin }: { onLogin: (session: Session) => void }) {
       {error && <p role="alert">{error}</p>}
       {notice && <p role="status">{notice}</p>}
       <p>
-        <button type="button" class="link" onClick={() => { setMode(registering ? 'login' : 'register'); setError(null); }}>
+        <button
+          type="button"
+          class="link"
+          onClick={() => {
+            setMode(registering ? 'login' : 'register');
+            setError(null);
+          }}
+        >
           {registering ? 'I have an account: log in' : 'New here? Create an account'}
         </button>
       </p>
