@@ -209,6 +209,19 @@ test('the terminal client joins a room with them; each decrypts the others', asy
   }
 });
 
+test("a room's owner removes a member, and a member leaves", async () => {
+  await open(alice, 'plans');
+  await alice.getByRole('button', { name: 'Members (3)' }).click();
+  await alice.getByRole('button', { name: 'Remove carol' }).click();
+  await alice.getByText('carol removed').waitFor();
+  await open(bob, 'plans');
+  await bob.getByRole('button', { name: /^Members/ }).click();
+  await bob.getByRole('button', { name: 'Leave the room' }).click();
+  await bob.getByText('Choose a conversation.').waitFor();
+  // The room is gone from his list.
+  await bob.locator('[data-conversation="plans"]').waitFor({ state: 'detached', timeout: 10_000 });
+});
+
 test('at phone size the layout fits, and it all works from the keyboard', async () => {
   await bob.setViewportSize({ width: 390, height: 844 });
   await bob.reload();
@@ -289,6 +302,5 @@ test('logging out leaves nothing readable; natterd never saw a text', async () =
   }
   // natterd was down for a while: the browser logs the connections it refused.
   const unexpected = (page) => page.problems.filter((p) => !/WebSocket|net::ERR_CONNECTION_REFUSED/.test(p));
-  assert.deepEqual(unexpected(alice), []);
-  assert.deepEqual(unexpected(bob), []);
+  assert.deepEqual({ alice: unexpected(alice), bob: unexpected(bob) }, { alice: [], bob: [] });
 });
