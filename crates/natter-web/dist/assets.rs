@@ -1,7 +1,7 @@
 // Written by crates/natter-web/scripts/build: the files of the web app natterd serves.
 [
     ("index.html", include_bytes!("index.html").as_slice()),
-    ("assets/main-2WFM5NMU.js", include_bytes!("assets/main-2WFM5NMU.js").as_slice()),
     ("assets/main-5ZPMXWIN.css", include_bytes!("assets/main-5ZPMXWIN.css").as_slice()),
+    ("assets/main-T6L3NGH3.js", include_bytes!("assets/main-T6L3NGH3.js").as_slice()),
     ("assets/natter_web_bg-UUIPAEMA.wasm", include_bytes!("assets/natter_web_bg-UUIPAEMA.wasm").as_slice()),
 ]

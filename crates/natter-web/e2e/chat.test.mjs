@@ -187,6 +187,11 @@ test('the terminal client joins a room with them; each decrypts the others', asy
     const fromAlice = history.find((entry) => entry.sender === 'alice');
     assert.equal(fromAlice?.text, 'room hello from the browser', JSON.stringify(history));
 
+    // carol starts her identity anew: the browsers say so in the room.
+    await carol('reset-identity', '--yes');
+    await send(alice, 'plans', 'after carol reset her identity');
+    await alice.locator('.messages li.notice', { hasText: "carol's safety number changed" }).waitFor();
+
     // The safety number the browsers showed is natter-crypto's, computed natively.
     const session = await (
       await fetch(`${running.natterd.url}/v1/sessions`, {
