@@ -227,6 +227,14 @@ test("a room's owner removes a member, and a member leaves", async () => {
   await bob.locator('[data-conversation="plans"]').waitFor({ state: 'detached', timeout: 10_000 });
 });
 
+test('blocking and unblocking someone', async () => {
+  await section(alice, 'People');
+  await alice.getByRole('button', { name: 'Block carol' }).click();
+  await alice.getByRole('region', { name: 'Blocked' }).getByRole('button', { name: 'Unblock carol' }).click();
+  await alice.getByText('carol unblocked').waitFor();
+  await alice.getByRole('region', { name: 'Blocked' }).waitFor({ state: 'detached' });
+});
+
 test('at phone size the layout fits, and it all works from the keyboard', async () => {
   await bob.setViewportSize({ width: 390, height: 844 });
   await bob.reload();
