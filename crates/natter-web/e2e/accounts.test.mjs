@@ -45,8 +45,18 @@ test('a second device is approved with the recovery key, or by the first device'
       await page.getByRole('button', { name: 'They match' }).click();
     }
     await page.getByRole('heading', { name: 'Conversations' }).waitFor();
-    await page.getByRole('button', { name: 'Log out' }).click();
-    await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    if (how === 'recovery key') {
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    } else {
+      // The first device removes the second, approved one: that takes the recovery key.
+      await section(first, 'Devices');
+      await first.getByRole('button', { name: 'Remove Browser' }).click();
+      await first.getByLabel('Your recovery key, to remove Browser').fill(first.recoveryKey);
+      await first.getByRole('button', { name: 'Remove it' }).click();
+      await first.getByRole('button', { name: 'Remove Browser' }).waitFor({ state: 'detached' });
+      await page.getByText('This device was logged out elsewhere.').waitFor();
+    }
     await context.close();
   }
 });
