@@ -2,6 +2,6 @@
 [
     ("index.html", include_bytes!("index.html").as_slice()),
     ("assets/main-5ZPMXWIN.css", include_bytes!("assets/main-5ZPMXWIN.css").as_slice()),
-    ("assets/main-GKB2H6LT.js", include_bytes!("assets/main-GKB2H6LT.js").as_slice()),
+    ("assets/main-P732BRT4.js", include_bytes!("assets/main-P732BRT4.js").as_slice()),
     ("assets/natter_web_bg-UUIPAEMA.wasm", include_bytes!("assets/natter_web_bg-UUIPAEMA.wasm").as_slice()),
 ]

@@ -139,7 +139,8 @@ export function People({ natter, onChat }: Props) {
             ))}
             {list('Requests you sent', connections.outgoing, (entry) => (
               <button type="button" onClick={() => act(() => natter.removeConnection(entry.user_id), 'Request withdrawn')}>
-                Withdraw {entry.state === 'rejected' ? '(declined)' : ''}
+                Withdraw {entry.profile.username}
+                {entry.state === 'rejected' ? ' (declined)' : ''}
               </button>
             ))}
             {list('Blocked', connections.blocked, (entry) => (
