@@ -10,10 +10,12 @@ export class Live {
   private listeners = new Set<Listener>();
   /** Whether the WebSocket is up (after `connected`, until `disconnected`). */
   connected = false;
+  /** Settles once the connection's loop has ended (after `Natter.stop`, or a refusal). */
+  readonly done: Promise<void>;
 
   /** Starts the connection; `ended` is called when the server no longer accepts the device. */
   constructor(natter: Natter, ended: (error: unknown) => void) {
-    natter
+    this.done = natter
       .run((event: LiveEvent) => {
         if (event.type === 'connected') this.connected = true;
         if (event.type === 'disconnected') this.connected = false;

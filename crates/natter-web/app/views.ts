@@ -73,7 +73,6 @@ export interface DeviceStatus {
 
 /** A notice natter-client keeps (safety number changed, a new device...). */
 export interface Notice {
-  type?: 'notice';
   notice:
     | { kind: 'safety_number_changed'; user_id: string; was_verified: boolean }
     | { kind: 'devices_skipped'; user_id: string; devices: string[] }

@@ -45,8 +45,37 @@ test('a second device is approved with the recovery key, or by the first device'
       await page.getByRole('button', { name: 'They match' }).click();
     }
     await page.getByRole('heading', { name: 'Conversations' }).waitFor();
-    await page.getByRole('button', { name: 'Log out' }).click();
-    await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    if (how === 'recovery key') {
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    } else {
+      // The first device removes the second, approved one: that takes the recovery key.
+      await section(first, 'Devices');
+      await first.getByRole('button', { name: 'Remove Browser' }).click();
+      await first.getByLabel('Your recovery key, to remove Browser').fill(first.recoveryKey);
+      await first.getByRole('button', { name: 'Remove it' }).click();
+      await first.getByRole('button', { name: 'Remove Browser' }).waitFor({ state: 'detached' });
+      await page.getByText('This device was logged out elsewhere.').waitFor();
+    }
     await context.close();
   }
+});
+
+test('a request is rejected, then withdrawn', async () => {
+  const [finn, gus] = [await person(running, 'finn'), await person(running, 'gus')];
+  await section(finn, 'People');
+  await finn.getByLabel('Find someone by username').fill('gus');
+  await finn.getByRole('button', { name: 'Find', exact: true }).click();
+  await finn.getByRole('button', { name: 'Ask gus to connect' }).click();
+  await finn.getByText('Asked gus to connect').waitFor();
+  await section(gus, 'People');
+  await gus.getByRole('button', { name: 'Reject finn' }).click();
+  await gus.getByText('Request declined').waitFor();
+  await section(finn, 'People');
+  const sent = finn.getByRole('region', { name: 'Requests you sent' });
+  await sent.getByRole('button', { name: 'Withdraw gus (declined)' }).click();
+  await finn.getByText('Request withdrawn').waitFor();
+  await sent.waitFor({ state: 'detached' });
+  await finn.context().close();
+  await gus.context().close();
 });

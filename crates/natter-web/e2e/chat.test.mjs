@@ -187,6 +187,11 @@ test('the terminal client joins a room with them; each decrypts the others', asy
     const fromAlice = history.find((entry) => entry.sender === 'alice');
     assert.equal(fromAlice?.text, 'room hello from the browser', JSON.stringify(history));
 
+    // carol starts her identity anew: the browsers say so in the room.
+    await carol('reset-identity', '--yes');
+    await send(alice, 'plans', 'after carol reset her identity');
+    await alice.locator('.messages li.notice', { hasText: "carol's safety number changed" }).waitFor();
+
     // The safety number the browsers showed is natter-crypto's, computed natively.
     const session = await (
       await fetch(`${running.natterd.url}/v1/sessions`, {
@@ -207,6 +212,27 @@ test('the terminal client joins a room with them; each decrypts the others', asy
   } finally {
     carol.remove();
   }
+});
+
+test("a room's owner removes a member, and a member leaves", async () => {
+  await open(alice, 'plans');
+  await alice.getByRole('button', { name: 'Members (3)' }).click();
+  await alice.getByRole('button', { name: 'Remove carol' }).click();
+  await alice.getByText('carol removed').waitFor();
+  await open(bob, 'plans');
+  await bob.getByRole('button', { name: /^Members/ }).click();
+  await bob.getByRole('button', { name: 'Leave the room' }).click();
+  await bob.getByText('Choose a conversation.').waitFor();
+  // The room is gone from his list.
+  await bob.locator('[data-conversation="plans"]').waitFor({ state: 'detached', timeout: 10_000 });
+});
+
+test('blocking and unblocking someone', async () => {
+  await section(alice, 'People');
+  await alice.getByRole('button', { name: 'Block carol' }).click();
+  await alice.getByRole('region', { name: 'Blocked' }).getByRole('button', { name: 'Unblock carol' }).click();
+  await alice.getByText('carol unblocked').waitFor();
+  await alice.getByRole('region', { name: 'Blocked' }).waitFor({ state: 'detached' });
 });
 
 test('at phone size the layout fits, and it all works from the keyboard', async () => {
@@ -289,6 +315,5 @@ test('logging out leaves nothing readable; natterd never saw a text', async () =
   }
   // natterd was down for a while: the browser logs the connections it refused.
   const unexpected = (page) => page.problems.filter((p) => !/WebSocket|net::ERR_CONNECTION_REFUSED/.test(p));
-  assert.deepEqual(unexpected(alice), []);
-  assert.deepEqual(unexpected(bob), []);
+  assert.deepEqual({ alice: unexpected(alice), bob: unexpected(bob) }, { alice: [], bob: [] });
 });

@@ -2,6 +2,7 @@
 // device this browser logged in with, or shows the account forms.
 import { useEffect, useState } from 'preact/hooks';
 import { ready } from '../core';
+import type { Live } from '../live';
 import { holdStoreLock } from '../lock';
 import { logout, resume, type Session } from '../session';
 import { reason } from '../views';
@@ -29,9 +30,12 @@ export function App() {
   }, []);
 
   const signIn = (session: Session | null) => setStatus({ state: 'ready', session });
-  const signOut = async (session: Session) => {
-    // The screens go first: nothing may call the device once it is freed.
+  const signOut = async (session: Session, live: Live) => {
+    // The screens go first: nothing may call the device once it is freed. Then the live loop
+    // ends, so that no request of it is in flight when the server forgets the token.
     setStatus({ state: 'leaving' });
+    session.natter.stop();
+    await Promise.race([live.done, new Promise((resolve) => setTimeout(resolve, 2000))]);
     await logout(session);
     signIn(null);
   };
@@ -54,7 +58,7 @@ export function App() {
       </p>
       {status.state === 'ready' &&
         (session ? (
-          <Home session={session} onLogout={() => signOut(session)} />
+          <Home session={session} onLogout={(live) => signOut(session, live)} />
         ) : (
           <main id="main">
             <Welcome onLogin={signIn} />

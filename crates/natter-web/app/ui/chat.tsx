@@ -107,11 +107,15 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
           break;
         case 'notice': {
           const notice = event.notice;
-          const here =
-            (notice.kind === 'safety_number_changed' && otherIds.includes(notice.user_id)) ||
-            (notice.kind === 'members_added' && notice.conversation_id === id) ||
-            (notice.kind === 'devices_skipped' && otherIds.includes(notice.user_id));
-          if (here) setNotices((was) => [...was, event.text]);
+          if (notice.kind === 'safety_number_changed' && otherIds.includes(notice.user_id)) {
+            const whose = nameOf(notice.user_id);
+            const held = notice.was_verified ? ': nothing is sent to them until you verify it again' : '';
+            setNotices((was) => [...was, `${whose}'s safety number changed${held}. Compare it under Devices.`]);
+          } else if (notice.kind === 'members_added' && notice.conversation_id === id) {
+            setNotices((was) => [...was, `${notice.user_ids.map(nameOf).join(', ')} joined`]);
+          } else if (notice.kind === 'devices_skipped' && otherIds.includes(notice.user_id)) {
+            setNotices((was) => [...was, event.text]);
+          }
           break;
         }
       }

@@ -7,7 +7,7 @@ import { type Connections, type DeviceStatus, type Notice, reason } from '../vie
 import { ApprovalFlow } from './approve';
 
 /** A safety number in groups of five digits. */
-export function grouped(number: string): string {
+function grouped(number: string): string {
   return (number.replace(/\D/g, '').match(/.{1,5}/g) ?? []).join(' ');
 }
 
@@ -67,12 +67,13 @@ export function Devices({ natter, live }: { natter: Natter; live: Live }) {
     });
   }, [natter, live]);
 
-  async function remove(device: DeviceStatus) {
+  const [removing, setRemoving] = useState<DeviceStatus | null>(null);
+  /** Removes a device; an approved one needs the recovery key (its keys are rotated). */
+  async function remove(device: DeviceStatus, recoveryKey?: string) {
     setError(null);
-    const key = device.signed ? prompt(`Your recovery key, to remove ${device.name}`) : null;
-    if (device.signed && !key) return;
     try {
-      await natter.removeDevice(device.device_id, key ?? undefined);
+      await natter.removeDevice(device.device_id, recoveryKey);
+      setRemoving(null);
       reload();
     } catch (failure) {
       setError(reason(failure));
@@ -98,7 +99,7 @@ export function Devices({ natter, live }: { natter: Natter; live: Live }) {
                   </button>
                 )}
                 {device.device_id !== natter.deviceId && (
-                  <button type="button" onClick={() => remove(device)}>
+                  <button type="button" onClick={() => (device.signed ? setRemoving(device) : remove(device))}>
                     Remove {device.name}
                   </button>
                 )}
@@ -106,6 +107,25 @@ export function Devices({ natter, live }: { natter: Natter; live: Live }) {
             </li>
           ))}
         </ul>
+        {removing && (
+          <form
+            class="inline"
+            onSubmit={(event) => {
+              event.preventDefault();
+              const key = String(new FormData(event.currentTarget as HTMLFormElement).get('recovery')).trim();
+              remove(removing, key);
+            }}
+          >
+            <label>
+              Your recovery key, to remove {removing.name}
+              <input name="recovery" required autoComplete="off" spellcheck={false} />
+            </label>
+            <button type="submit">Remove it</button>
+            <button type="button" onClick={() => setRemoving(null)}>
+              Cancel
+            </button>
+          </form>
+        )}
         <ApprovalFlow natter={natter} live={live} />
         {error && <p role="alert">{error}</p>}
       </section>

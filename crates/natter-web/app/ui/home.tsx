@@ -12,7 +12,7 @@ import { People } from './people';
 type Section = 'chats' | 'people' | 'devices';
 
 /** The screens of a logged-in device; `onLogout` logs out and forgets it. */
-export function Home({ session, onLogout }: { session: Session; onLogout: () => Promise<void> }) {
+export function Home({ session, onLogout }: { session: Session; onLogout: (live: Live) => Promise<void> }) {
   const { natter } = session;
   const [ended, setEnded] = useState<string | null>(null);
   const live = useMemo(
@@ -49,7 +49,7 @@ export function Home({ session, onLogout }: { session: Session; onLogout: () => 
   };
   async function leave() {
     setLeaving(true);
-    await onLogout();
+    await onLogout(live);
   }
 
   const tab = (id: Section, label: string) => (

@@ -1,6 +1,6 @@
 // People: find someone by username, requests both ways, connections (message, block, remove),
 // blocked users, and new rooms.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Natter } from '../../pkg/natter_web.js';
 import { type ConnectionEntry, type Connections, reason } from '../views';
 
@@ -17,9 +17,11 @@ export function People({ natter, onChat }: Props) {
   const [found, setFound] = useState<{ user_id: string; username: string } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [done, setDone] = useState<string | null>(null);
+  const later = useRef<number | undefined>(undefined);
   const reload = () => natter.connections().then(setConnections, (failure: unknown) => setError(reason(failure)));
   useEffect(() => {
     reload();
+    return () => clearTimeout(later.current);
   }, [natter]);
 
   async function act(work: () => Promise<unknown>, said: string) {
@@ -32,6 +34,8 @@ export function People({ natter, onChat }: Props) {
       setError(reason(failure));
     }
     await reload();
+    // Blocks go out through the device's queue: the server shows them a moment later.
+    later.current = window.setTimeout(reload, 1000);
   }
 
   async function lookup(event: Event) {
@@ -135,7 +139,8 @@ export function People({ natter, onChat }: Props) {
             ))}
             {list('Requests you sent', connections.outgoing, (entry) => (
               <button type="button" onClick={() => act(() => natter.removeConnection(entry.user_id), 'Request withdrawn')}>
-                Withdraw {entry.state === 'rejected' ? '(declined)' : ''}
+                Withdraw {entry.profile.username}
+                {entry.state === 'rejected' ? ' (declined)' : ''}
               </button>
             ))}
             {list('Blocked', connections.blocked, (entry) => (
