@@ -8,8 +8,9 @@ use natter_fuzz::{assert_client_error, assert_round_trip};
 use natter_proto::limits::{CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, WS_MESSAGE_MAX};
 use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_server::error::ApiError;
+use natter_server::fanout::encode;
 use natter_server::gateway::read_text_frame;
-use natter_server::messages::{check_send, encode};
+use natter_server::messages::check_send;
 
 fuzz_target!(|data: &[u8]| {
     // A text frame that is not UTF-8 never reaches natterd's code: tungstenite refuses it and

@@ -61,6 +61,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accounts::Accounts;
 use crate::cluster::{Assigner, Node, Redis, RedisBuckets, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
 use crate::credentials::Passwords;
@@ -159,6 +160,14 @@ pub async fn run(
         window: config.gateway.drain,
     };
     let state = AppState::new(Services {
+        accounts: Accounts::new(
+            Arc::clone(&store),
+            passwords,
+            Arc::clone(&limits),
+            Arc::clone(&bus),
+            presence,
+            config.token_ttl,
+        ),
         messenger: Messenger::new(
             Arc::clone(&store),
             Arc::clone(&bus),
@@ -170,10 +179,8 @@ pub async fn run(
         ),
         bus,
         assigner,
-        presence,
         store,
         token_ttl: config.token_ttl,
-        passwords,
         limits,
         registry,
         gateway: config.gateway,

@@ -34,8 +34,8 @@ impl std::ops::Deref for AppState {
 pub struct Services {
     /// The store.
     pub store: Arc<dyn Store>,
-    /// Password hashing.
-    pub passwords: Arc<crate::credentials::Passwords>,
+    /// The account service.
+    pub accounts: crate::accounts::Accounts,
     /// How long a login's token lasts past its last use.
     pub token_ttl: Duration,
     /// The messaging services.
@@ -46,8 +46,6 @@ pub struct Services {
     pub bus: Arc<dyn crate::fanout::Bus>,
     /// Which node clients should connect to.
     pub assigner: Arc<crate::cluster::Assigner>,
-    /// Who is online.
-    pub presence: crate::presence::Presence,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

@@ -12,7 +12,6 @@ use natter_proto::accounts::{
 };
 use natter_proto::problem::Problem;
 
-use crate::accounts;
 use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
@@ -29,7 +28,7 @@ pub async fn create_account(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<CreateAccountRequest>,
 ) -> Result<(StatusCode, Json<CreateAccountResponse>), ApiError> {
-    let user_id = accounts::register(&state, peer.ip(), request).await?;
+    let user_id = state.accounts.register(peer.ip(), request).await?;
     Ok((StatusCode::CREATED, Json(CreateAccountResponse { user_id })))
 }
 
@@ -46,7 +45,7 @@ pub async fn create_session(
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(accounts::login(&state, peer.ip(), request).await?),
+        Json(state.accounts.login(peer.ip(), request).await?),
     ))
 }
 
@@ -58,7 +57,10 @@ pub async fn delete_session(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<StatusCode, ApiError> {
-    accounts::remove_device(&state, auth.user_id, auth.device_id).await?;
+    state
+        .accounts
+        .remove_device(auth.user_id, auth.device_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -66,7 +68,10 @@ pub async fn delete_session(
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = MeResponse), (status = 401, body = Problem)))]
 pub async fn me(State(state): State<AppState>, auth: Auth) -> Result<Json<MeResponse>, ApiError> {
-    let profile = accounts::profile_for(&state, auth.user_id, auth.user_id).await?;
+    let profile = state
+        .accounts
+        .profile_for(auth.user_id, auth.user_id)
+        .await?;
     Ok(Json(MeResponse {
         profile,
         device_id: auth.device_id,
@@ -83,7 +88,7 @@ pub async fn update_profile(
     ApiJson(request): ApiJson<UpdateProfileRequest>,
 ) -> Result<Json<Profile>, ApiError> {
     Ok(Json(
-        accounts::update_profile(&state, auth.user_id, request).await?,
+        state.accounts.update_profile(auth.user_id, request).await?,
     ))
 }
 
@@ -98,7 +103,7 @@ pub async fn profile(
     ApiPath(user_id): ApiPath<UserId>,
 ) -> Result<Json<Profile>, ApiError> {
     Ok(Json(
-        accounts::profile_for(&state, auth.user_id, user_id).await?,
+        state.accounts.profile_for(auth.user_id, user_id).await?,
     ))
 }
 
@@ -114,7 +119,7 @@ pub async fn presence(
     ApiPath(user_id): ApiPath<UserId>,
 ) -> Result<Json<Presence>, ApiError> {
     Ok(Json(
-        accounts::presence_for(&state, auth.user_id, user_id).await?,
+        state.accounts.presence_for(auth.user_id, user_id).await?,
     ))
 }
 

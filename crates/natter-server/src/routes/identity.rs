@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::service_error::ServiceError;
 use crate::state::AppState;
-use crate::{accounts, device_lists, identity};
+use crate::{device_lists, identity};
 
 /// Publishes the caller's cross-signing identity (public keys only), or a new self-signing key
 /// certified by the same master key (after removing an approved device); device signatures the
@@ -56,7 +56,10 @@ pub async fn reset_identity(
     auth: Auth,
     ApiJson(request): ApiJson<ResetIdentityRequest>,
 ) -> Result<StatusCode, ApiError> {
-    accounts::check_password(&state, auth.user_id, &request.password).await?;
+    state
+        .accounts
+        .check_password(auth.user_id, &request.password)
+        .await?;
     let store = state.store.as_ref();
     identity::reset_identity(store, auth.user_id, &request.identity).await?;
     device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;

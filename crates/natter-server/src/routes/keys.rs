@@ -65,7 +65,11 @@ pub async fn delete_device(
     auth: Auth,
     ApiPath(device_id): ApiPath<DeviceId>,
 ) -> Result<StatusCode, ApiError> {
-    if !crate::accounts::remove_device(&state, auth.user_id, device_id).await? {
+    if !state
+        .accounts
+        .remove_device(auth.user_id, device_id)
+        .await?
+    {
         return Err(ServiceError::NotFound("you have no such device").into());
     }
     Ok(StatusCode::NO_CONTENT)
