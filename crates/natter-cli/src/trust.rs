@@ -30,23 +30,26 @@ pub async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> an
     });
     let outcome = tokio::time::timeout(APPROVAL_PATIENCE, async {
         let mut next = async || events.recv().await.context("the connection ended");
-        while next().await? != Event::Synced {}
-        let mut flow = match target {
-            Some(target) => {
-                let flow = device.approve_device(target).await?;
-                eprintln!("waiting for the new device (run `natter approve` on it)...");
-                Some(flow)
-            }
-            None => {
-                eprintln!(
-                    "waiting for an approved device of yours: run `natter approve {}` on it...",
-                    device.device_id()
-                );
-                None
-            }
-        };
+        let mut flow = None;
+        if target.is_none() {
+            eprintln!(
+                "waiting for an approved device of yours: run `natter approve {}` on it...",
+                device.device_id()
+            );
+        }
+        let mut synced = false;
         loop {
+            // Steps that were waiting in this device's inbox arrive during the sync, before
+            // `Synced`: they count as much as the live ones.
             let event = match next().await? {
+                Event::Synced if !synced => {
+                    synced = true;
+                    if let Some(target) = target {
+                        flow = Some(device.approve_device(target).await?);
+                        eprintln!("waiting for the new device (run `natter approve` on it)...");
+                    }
+                    continue;
+                }
                 Event::Approval(event) => event,
                 Event::Disconnected(reason) => {
                     eprintln!("connection lost ({reason}); reconnecting...");

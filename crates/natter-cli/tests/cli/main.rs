@@ -696,36 +696,64 @@ async fn identities_are_verified_and_new_devices_approved_from_the_terminal() {
     let devices = ok(&url, &alice, &["devices"]).await;
     assert!(devices.contains("phone  NOT SIGNED"), "{devices}");
 
-    // Approved by comparing codes: `natter approve` on the phone waits; on the laptop it
-    // starts. Both answer "yes" to the code question (from the environment here).
+    // Approved by comparing codes: `natter approve` on the laptop asks; on the phone it
+    // answers. The phone starts only once the request is waiting in its inbox, so it arrives
+    // during the phone's sync, not live. Both answer "yes" to the code question (from the
+    // environment here).
     let phone_id = json_lines(&ok(&url, &phone, &["--json", "whoami"]).await)[0]["device_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let yes = [("NATTER_APPROVAL_CONFIRM", "yes")];
-    let waiting = {
-        let (url, phone) = (url.clone(), phone.clone());
-        tokio::spawn(async move { natter_with_env(&url, &phone, &["approve"], &yes).await })
+    let (approving, asked) = {
+        let mut laptop = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+            .args(["approve", &phone_id])
+            .env("NATTER_SERVER", &url)
+            .env("NATTER_HOME", &alice)
+            .env("NATTER_PASSPHRASE", PASSPHRASE)
+            .envs(yes)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running natter");
+        let stderr = laptop.stderr.take().unwrap();
+        let (asked_tx, asked) = tokio::sync::oneshot::channel();
+        let approving = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let (mut lines, mut asked_tx) = (String::new(), Some(asked_tx));
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if line.starts_with("waiting for the new device") {
+                    asked_tx.take().map(|tx| tx.send(()));
+                }
+                lines.push_str(&line);
+                lines.push('\n');
+            }
+            (laptop.wait().unwrap(), lines)
+        });
+        (approving, asked)
     };
-    let approving = natter_with_env(&url, &alice, &["approve", &phone_id], &yes).await;
-    assert!(
-        approving.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approving.stderr)
-    );
-    let waited = waiting.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), asked)
+        .await
+        .expect("the laptop asks within a minute")
+        .expect("the laptop asked");
+    let waited = natter_with_env(&url, &phone, &["approve"], &yes).await;
     assert!(
         waited.status.success(),
         "{}",
         String::from_utf8_lossy(&waited.stderr)
     );
-    let code = |output: &Output| {
-        String::from_utf8_lossy(&output.stderr)
+    let (status, approving) = approving.await.unwrap();
+    assert!(status.success(), "{approving}");
+    let code = |stderr: &str| {
+        stderr
             .lines()
             .find_map(|l| l.strip_prefix("code: ").map(str::to_owned))
             .expect("a code shown")
     };
-    assert_eq!(code(&approving), code(&waited));
+    assert_eq!(
+        code(&approving),
+        code(&String::from_utf8_lossy(&waited.stderr))
+    );
     assert!(
         ok(&url, &phone, &["history", "bob"])
             .await
