@@ -29,9 +29,11 @@ struct Heartbeat {
 }
 
 /// How many idle connections one send a second weighs when ranking nodes. From the bench
-/// (docs/benchmarks.md), one node holds about 19,000 idle connections or handles a few hundred
-/// sends a second, so a send a second costs about as much as 100 idle connections.
-const SEND_WEIGHT: f64 = 100.0;
+/// (docs/benchmarks.md), one node holds about 19,000 idle connections or handles 3,000-4,000
+/// direct sends a second on a core, so a send a second costs about what 5-10 idle connections
+/// do. A heavier weight let the noise in a lightly loaded node's sends outweigh whole
+/// reconnect bursts (a killed node's 333 devices went 50 / 284 to the two others at 100).
+const SEND_WEIGHT: f64 = 10.0;
 
 impl Heartbeat {
     /// Lower is better: connections plus recent traffic, in connection units.
@@ -364,7 +366,7 @@ mod tests {
     fn nodes_rank_by_connections_and_traffic() {
         let assigner = Assigner::new("ws://self/v1/ws".into());
         assigner.record(Some(vec![
-            beat("ws://busy/v1/ws", 1000, 50.0),
+            beat("ws://busy/v1/ws", 1000, 500.0),
             beat("ws://self/v1/ws", 3000, 0.0),
             beat("ws://quiet/v1/ws", 2000, 0.0),
         ]));
