@@ -307,32 +307,38 @@ fn wait_until_listed(runtime: &tokio::runtime::Runtime, node: &Natterd, nodes: u
     }
 }
 
+/// Two natterd nodes of one cluster on a scratch PostgreSQL database and Redis, each listing
+/// the other, as a client that ran a while knows them; `None` where those are not configured.
+struct Cluster {
+    nodes: [Natterd; 2],
+    database: natter_test_support::ScratchPostgres,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    fn two_nodes(name: &str) -> Option<Self> {
+        let redis = natter_test_support::redis_url()?;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let database = runtime.block_on(natter_test_support::ScratchPostgres::create())?;
+        let cluster = format!("{name}{}", std::process::id());
+        let nodes = [(); 2].map(|()| Natterd::node(&database.url, &redis, &cluster));
+        for node in &nodes {
+            wait_until_listed(&runtime, node, 2);
+        }
+        Some(Self {
+            nodes,
+            database,
+            runtime,
+        })
+    }
+}
+
 #[test]
 fn a_killed_nodes_devices_move_to_the_other_node_and_lose_nothing() {
-    let Some(redis) = natter_test_support::redis_url() else {
+    let Some(cluster) = Cluster::two_nodes("bench") else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
-        return;
-    };
-    let cluster = format!("bench{}", std::process::id());
-    let doomed = Natterd::node(&database.url, &redis, &cluster);
-    let survivor = Natterd::node(&database.url, &redis, &cluster);
-    // Both nodes listed (heartbeats are read every 2 s), as a client that ran a while knows.
-    let client = natter_client::Client::new(&format!("http://127.0.0.1:{}", doomed.port)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while runtime
-        .block_on(client.cluster_gateway())
-        .unwrap()
-        .is_none_or(|gateway| gateway.nodes.len() < 2)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the nodes never listed each other"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let [doomed, survivor] = &cluster.nodes;
     let pid = doomed.pid().to_string();
     let args = [
         "reconnect",
@@ -407,18 +413,10 @@ fn soak_with_churn_loses_nothing_and_keeps_no_files_open() {
 
 #[test]
 fn a_paused_node_in_a_cluster_delivers_everything_once_when_it_resumes() {
-    let Some(redis) = natter_test_support::redis_url() else {
+    let Some(cluster) = Cluster::two_nodes("pause") else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
-        return;
-    };
-    let cluster = format!("pause{}", std::process::id());
-    let paused = Natterd::node(&database.url, &redis, &cluster);
-    let other = Natterd::node(&database.url, &redis, &cluster);
-    wait_until_listed(&runtime, &paused, 2);
-    wait_until_listed(&runtime, &other, 2);
+    let [paused, other] = &cluster.nodes;
     let pid = paused.pid().to_string();
     let args = [
         "reconnect",
@@ -466,18 +464,10 @@ async fn postgres_outage(database: &str, outage: Duration) {
 
 #[test]
 fn a_postgres_outage_under_traffic_loses_and_doubles_nothing() {
-    let Some(redis) = natter_test_support::redis_url() else {
+    let Some(cluster) = Cluster::two_nodes("pg") else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
-        return;
-    };
-    let cluster = format!("pg{}", std::process::id());
-    let a = Natterd::node(&database.url, &redis, &cluster);
-    let b = Natterd::node(&database.url, &redis, &cluster);
-    wait_until_listed(&runtime, &a, 2);
-    wait_until_listed(&runtime, &b, 2);
+    let [a, _] = &cluster.nodes;
     let args = [
         "direct",
         "-n",
@@ -493,7 +483,10 @@ fn a_postgres_outage_under_traffic_loses_and_doubles_nothing() {
     let bench = a.spawn_bench(&args);
     // Setup (registering 40 accounts) first, then a few seconds of traffic.
     std::thread::sleep(Duration::from_secs(6));
-    runtime.block_on(postgres_outage(&database.url, Duration::from_secs(3)));
+    cluster.runtime.block_on(postgres_outage(
+        &cluster.database.url,
+        Duration::from_secs(3),
+    ));
     let result = bench.wait();
     assert_no_loss(&result, 1);
     assert!(
