@@ -16,7 +16,8 @@ use crate::e2e::Received;
 use crate::{ClientError, Device};
 
 /// What happened in an approval ([`crate::Event::Approval`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
 pub enum ApprovalEvent {
     /// An approved device of this user offers to approve this one; the code follows.
     Requested {

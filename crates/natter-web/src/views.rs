@@ -136,56 +136,12 @@ pub(crate) enum EventView {
         notice: Notice,
         text: String,
     },
-    Approval(ApprovalView),
+    Approval(ApprovalEvent),
     Typing {
         conversation_id: ConversationId,
         user_id: UserId,
         typing: bool,
     },
-}
-
-/// A step of approving a device of this user.
-#[derive(Serialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
-pub(crate) enum ApprovalView {
-    Requested {
-        flow_id: String,
-        device_id: DeviceId,
-    },
-    Code {
-        flow_id: String,
-        device_id: DeviceId,
-        code: String,
-    },
-    Done {
-        flow_id: String,
-        device_id: DeviceId,
-    },
-    Cancelled {
-        flow_id: String,
-        reason: String,
-    },
-}
-
-impl From<ApprovalEvent> for ApprovalView {
-    fn from(event: ApprovalEvent) -> Self {
-        match event {
-            ApprovalEvent::Requested { flow_id, device_id } => {
-                Self::Requested { flow_id, device_id }
-            }
-            ApprovalEvent::Code {
-                flow_id,
-                device_id,
-                code,
-            } => Self::Code {
-                flow_id,
-                device_id,
-                code,
-            },
-            ApprovalEvent::Done { flow_id, device_id } => Self::Done { flow_id, device_id },
-            ApprovalEvent::Cancelled { flow_id, reason } => Self::Cancelled { flow_id, reason },
-        }
-    }
 }
 
 impl From<Event> for EventView {
@@ -216,7 +172,7 @@ impl From<Event> for EventView {
                 text: notice.to_string(),
                 notice,
             },
-            Event::Approval(step) => Self::Approval(step.into()),
+            Event::Approval(step) => Self::Approval(step),
             Event::Typing {
                 conversation_id,
                 user_id,
