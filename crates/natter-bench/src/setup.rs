@@ -231,7 +231,7 @@ pub fn session(client: &Client, account: &Account) -> Session {
 async fn account(client: &Client, username: &str) -> anyhow::Result<Account> {
     match client.register(username, PASSWORD, None).await {
         Ok(_) => {}
-        Err(error) if error.code() == Some("conflict") => {}
+        Err(error) if error.code() == Some(natter_proto::codes::CONFLICT) => {}
         Err(error) => return Err(hint(error)).with_context(|| format!("registering {username}")),
     }
     let session = client
@@ -282,7 +282,7 @@ async fn already_connected(
 
 /// A client error, with advice when natterd's rate limits refused the setup.
 fn hint(error: ClientError) -> anyhow::Error {
-    if error.code() == Some("rate_limited") {
+    if error.code() == Some(natter_proto::codes::RATE_LIMITED) {
         anyhow::Error::new(error).context(
             "natterd's rate limits refuse the setup: raise them (NATTER_LIMITS, see docs/benchmarks.md)",
         )

@@ -123,7 +123,10 @@ pub async fn conversation(
         }
         // Away, or no longer connected (after a block, say): the conversation known here
         // still names its history.
-        Err(error) if error.status().is_none() || error.code() == Some("not_connected") => {
+        Err(error)
+            if error.status().is_none()
+                || error.code() == Some(natter_proto::codes::NOT_CONNECTED) =>
+        {
             let known = directory.conversations.iter().find(|c| {
                 c.summary.kind == ConversationKind::Direct
                     && c.members.iter().any(|m| m.user_id == peer)

@@ -1,5 +1,7 @@
 //! Client errors.
 
+use natter_proto::close::CloseCode;
+use natter_proto::codes;
 use natter_proto::problem::Problem;
 
 /// Why a client call failed.
@@ -50,6 +52,9 @@ pub enum ClientError {
     /// The local store has no login in it.
     #[error("this device is not logged in (no session in the local store)")]
     NotLoggedIn,
+    /// This device logged out while the request waited; nothing was sent.
+    #[error("this device logged out")]
+    LoggedOut,
     /// The operation needs the conversation's members, but this user is not one.
     #[error("not a member of conversation {0}")]
     NotMember(natter_proto::ConversationId),
@@ -131,15 +136,25 @@ impl ClientError {
         self.problem().map(|p| p.code.as_str())
     }
 
+    /// Whether the server no longer accepts this device: its login was revoked or expired, or
+    /// its account suspended. Connecting again cannot help.
+    pub fn is_device_refused(&self) -> bool {
+        let suspended = matches!(self, Self::Closed(closed)
+            if closed.code.and_then(CloseCode::from_code) == Some(CloseCode::Suspended));
+        suspended
+            || self.status() == Some(401)
+            || matches!(self.code(), Some(codes::UNAUTHORIZED | codes::SUSPENDED))
+    }
+
     /// Why a queued message was dropped: the server's problem code, or this client's own for
     /// a refusal made here (`identity_changed`, `not_approved`, `not_member`, `invalid_message`).
     pub fn failure_code(&self) -> &str {
         match self {
             Self::IdentityChanged(_) => "identity_changed",
-            Self::NotApproved => "not_approved",
+            Self::NotApproved => codes::NOT_APPROVED,
             Self::MembersChanged(_) => "members_changed",
             Self::Crypto(_) => "invalid_message",
-            other => other.code().unwrap_or("not_member"),
+            other => other.code().unwrap_or(codes::NOT_MEMBER),
         }
     }
 }

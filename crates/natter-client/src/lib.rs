@@ -86,7 +86,6 @@ use natter_proto::accounts::{
 };
 use natter_proto::gateway::GatewayResponse;
 use reqwest::{Method, RequestBuilder, Url};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// How long opening a connection to a node may take before the node counts as unreachable.
@@ -254,14 +253,6 @@ impl Client {
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
         let response = self.checked(request).await?;
         response.json().await.map_err(ClientError::Http)
-    }
-
-    async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        request: RequestBuilder,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.send(request.json(body)).await
     }
 
     /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use natter_proto::ConversationId;
 use natter_proto::ws::{ClientFrame, Receipt, SendMessage, ServerFrame};
+use natter_proto::{ConversationId, codes};
 use rand::Rng;
 use tokio::sync::mpsc;
 
@@ -25,7 +25,11 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_LAST: Duration = Duration::from_secs(30);
 /// Error codes after which a send is tried again; any other refusal is final.
-const RETRYABLE: [&str; 3] = ["rate_limited", "store_unavailable", "internal"];
+const RETRYABLE: [&str; 3] = [
+    codes::RATE_LIMITED,
+    codes::STORE_UNAVAILABLE,
+    codes::INTERNAL,
+];
 /// How long to wait before sending again after a retryable refusal that named no wait.
 pub const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
 
@@ -153,7 +157,7 @@ impl Device {
                 outcome = self.live_once(&events, &mut backoff) => outcome,
             };
             if let Err(error) = outcome {
-                if error.status() == Some(401) || error.code() == Some("unauthorized") {
+                if error.is_device_refused() {
                     return Err(error);
                 }
                 let _ = events.send(Event::Disconnected(error.to_string())).await;
@@ -383,7 +387,7 @@ impl Device {
                 }
             }
             ServerFrame::Error(error) => {
-                if error.code == "inbox_full" {
+                if error.code == codes::INBOX_FULL {
                     // A key share did not reach a device whose inbox was full: sessions that
                     // count it as shared would leave it unable to read what follows. Start new
                     // ones, shared again to every device with the next message.

@@ -1,5 +1,7 @@
 //! An authenticated device: everything but registration and login.
 
+use std::sync::Arc;
+
 use natter_proto::accounts::{
     MeResponse, Profile, SessionResponse, UpdateProfileRequest, UserLookup,
 };
@@ -11,6 +13,9 @@ use natter_proto::conversations::{
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use reqwest::{Method, RequestBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::RwLock;
 
 use crate::{Client, ClientError};
 
@@ -26,6 +31,10 @@ pub struct Session {
     token: String,
     user_id: UserId,
     device_id: DeviceId,
+    /// Whether this device logged out, shared by the session's clones. Every request holds it
+    /// for reading while in flight, so logging out (which writes it) waits for them, and no
+    /// request starts after the token is revoked.
+    logged_out: Arc<RwLock<bool>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -44,6 +53,7 @@ impl Session {
             token: login.token,
             user_id: login.user_id,
             device_id: login.device_id,
+            logged_out: Arc::default(),
         }
     }
 
@@ -54,6 +64,7 @@ impl Session {
             token,
             user_id,
             device_id,
+            logged_out: Arc::default(),
         }
     }
 
@@ -97,11 +108,33 @@ impl Session {
             Some(version) => request.header(reqwest::header::IF_MATCH, format!("\"{version}\"")),
             None => request,
         };
-        self.client.send(request).await
+        self.send(request).await
     }
 
     async fn no_content(&self, request: RequestBuilder) -> Result<(), ClientError> {
-        self.client.checked(request).await.map(drop)
+        self.checked(request).await.map(drop)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
+        let response = self.checked(request).await?;
+        response.json().await.map_err(ClientError::Http)
+    }
+
+    async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(request.json(body)).await
+    }
+
+    /// Sends a request unless this device logged out, holding off a logout until it is answered.
+    async fn checked(&self, request: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let logged_out = self.logged_out.read().await;
+        if *logged_out {
+            return Err(ClientError::LoggedOut);
+        }
+        self.client.checked(request).await
     }
 
     /// Opens the real-time connection as this device, on the node the server's gateway
@@ -110,6 +143,9 @@ impl Session {
     /// # Errors
     /// No node can be reached, or the server refuses the token (401).
     pub async fn connect(&self) -> Result<crate::Connection, ClientError> {
+        if *self.logged_out.read().await {
+            return Err(ClientError::LoggedOut);
+        }
         let mut unreachable = None;
         for url in self.client.gateway().await? {
             match crate::Connection::open(&url, &self.token).await {
@@ -134,8 +170,16 @@ impl Session {
     /// # Errors
     /// The server cannot be reached.
     pub async fn logout(self) -> Result<(), ClientError> {
-        self.no_content(self.request(Method::DELETE, "/v1/sessions/current"))
-            .await
+        // Waits for the requests in flight; the ones asked for from now on are refused here
+        // rather than sent with a token the server no longer knows.
+        let mut logged_out = self.logged_out.write().await;
+        if *logged_out {
+            return Err(ClientError::LoggedOut);
+        }
+        let request = self.request(Method::DELETE, "/v1/sessions/current");
+        self.client.checked(request).await?;
+        *logged_out = true;
+        Ok(())
     }
 
     /// Who this session belongs to.
@@ -143,7 +187,7 @@ impl Session {
     /// # Errors
     /// `unauthorized` if the token expired or was revoked.
     pub async fn me(&self) -> Result<MeResponse, ClientError> {
-        self.client.send(self.request(Method::GET, "/v1/me")).await
+        self.send(self.request(Method::GET, "/v1/me")).await
     }
 
     /// Changes this user's display name and/or avatar URL.
@@ -154,8 +198,7 @@ impl Session {
         &self,
         update: &UpdateProfileRequest,
     ) -> Result<Profile, ClientError> {
-        self.client
-            .send_json(self.request(Method::PATCH, "/v1/me/profile"), update)
+        self.send_json(self.request(Method::PATCH, "/v1/me/profile"), update)
             .await
     }
 
@@ -164,8 +207,7 @@ impl Session {
     /// # Errors
     /// `not_found` when not connected.
     pub async fn profile(&self, user: UserId) -> Result<Profile, ClientError> {
-        self.client
-            .send(self.request(Method::GET, &format!("/v1/users/{user}/profile")))
+        self.send(self.request(Method::GET, &format!("/v1/users/{user}/profile")))
             .await
     }
 
@@ -175,7 +217,7 @@ impl Session {
     /// `not_found` when nobody has that username.
     pub async fn lookup(&self, username: &str) -> Result<UserLookup, ClientError> {
         let path = format!("/v1/users/by-username/{}", path_segment(username));
-        self.client.send(self.request(Method::GET, &path)).await
+        self.send(self.request(Method::GET, &path)).await
     }
 
     /// This user's connections, pending requests and blocks.
@@ -183,8 +225,7 @@ impl Session {
     /// # Errors
     /// The server cannot be reached.
     pub async fn connections(&self) -> Result<ConnectionsResponse, ClientError> {
-        self.client
-            .send(self.request(Method::GET, &format!("/connection/user/{}", self.user_id)))
+        self.send(self.request(Method::GET, &format!("/connection/user/{}", self.user_id)))
             .await
     }
 
@@ -194,7 +235,7 @@ impl Session {
     /// The server cannot be reached.
     pub async fn connection(&self, peer: UserId) -> Result<ConnectionStatus, ClientError> {
         let path = format!("/connection/user/{}/recipient/{peer}", self.user_id);
-        self.client.send(self.request(Method::GET, &path)).await
+        self.send(self.request(Method::GET, &path)).await
     }
 
     /// Asks `peer` to connect (accepting, if they asked first). `if_match` is the version of
@@ -261,12 +302,11 @@ impl Session {
     /// `not_connected`.
     pub async fn open_direct(&self, peer: UserId) -> Result<ConversationDetails, ClientError> {
         let body = CreateDirectRequest { user_id: peer };
-        self.client
-            .send_json(
-                self.request(Method::POST, "/v1/conversations/direct"),
-                &body,
-            )
-            .await
+        self.send_json(
+            self.request(Method::POST, "/v1/conversations/direct"),
+            &body,
+        )
+        .await
     }
 
     /// Creates a room with some of this user's connections.
@@ -282,8 +322,7 @@ impl Session {
             name: name.to_owned(),
             members: members.to_vec(),
         };
-        self.client
-            .send_json(self.request(Method::POST, "/v1/conversations/rooms"), &body)
+        self.send_json(self.request(Method::POST, "/v1/conversations/rooms"), &body)
             .await
     }
 
@@ -293,7 +332,6 @@ impl Session {
     /// The server cannot be reached.
     pub async fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
         let list: ConversationsResponse = self
-            .client
             .send(self.request(Method::GET, "/v1/conversations"))
             .await?;
         Ok(list.conversations)
@@ -307,8 +345,7 @@ impl Session {
         &self,
         id: ConversationId,
     ) -> Result<ConversationDetails, ClientError> {
-        self.client
-            .send(self.request(Method::GET, &format!("/v1/conversations/{id}")))
+        self.send(self.request(Method::GET, &format!("/v1/conversations/{id}")))
             .await
     }
 
@@ -324,12 +361,11 @@ impl Session {
         let body = AddMembersRequest {
             user_ids: users.to_vec(),
         };
-        self.client
-            .send_json(
-                self.request(Method::POST, &format!("/v1/conversations/{id}/members")),
-                &body,
-            )
-            .await
+        self.send_json(
+            self.request(Method::POST, &format!("/v1/conversations/{id}/members")),
+            &body,
+        )
+        .await
     }
 
     /// Removes a member from a room this user owns, or leaves when `user` is this user.
@@ -362,7 +398,7 @@ impl Session {
         let request = self
             .request(Method::GET, &format!("/v1/conversations/{id}/messages"))
             .query(&query);
-        let page: MessagesResponse = self.client.send(request).await?;
+        let page: MessagesResponse = self.send(request).await?;
         Ok(page.messages)
     }
 
@@ -375,12 +411,11 @@ impl Session {
         id: ConversationId,
         seq: i64,
     ) -> Result<MessageReceipts, ClientError> {
-        self.client
-            .send(self.request(
-                Method::GET,
-                &format!("/v1/conversations/{id}/messages/{seq}/receipts"),
-            ))
-            .await
+        self.send(self.request(
+            Method::GET,
+            &format!("/v1/conversations/{id}/messages/{seq}/receipts"),
+        ))
+        .await
     }
 
     /// What this user sent, newest first.
@@ -393,7 +428,6 @@ impl Session {
             .into_iter()
             .collect();
         let page: MessagesResponse = self
-            .client
             .send(self.request(Method::GET, "/v1/messages/sent").query(&query))
             .await?;
         Ok(page.messages)
@@ -433,12 +467,11 @@ impl Session {
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
-        self.client
-            .send(
-                self.request(Method::GET, "/v1/messages/undelivered")
-                    .query(&query),
-            )
-            .await
+        self.send(
+            self.request(Method::GET, "/v1/messages/undelivered")
+                .query(&query),
+        )
+        .await
     }
 }
 

@@ -37,6 +37,8 @@ fn local_code(error: &ClientError) -> &'static str {
     match error {
         ClientError::WrongPassphrase => "wrong_passphrase",
         ClientError::NotLoggedIn => "not_logged_in",
+        ClientError::LoggedOut => "logged_out",
+        ClientError::Closed(_) if error.is_device_refused() => natter_proto::codes::SUSPENDED,
         ClientError::StoreInUse(_) => "store_in_use",
         ClientError::RecoveryKeyNeeded => "recovery_key_needed",
         ClientError::NotApproved => "not_approved",

@@ -22,8 +22,7 @@ impl Session {
         &self,
         keys: &UploadKeysRequest,
     ) -> Result<KeyCountResponse, ClientError> {
-        self.client
-            .send_json(self.request(Method::POST, "/v1/devices/current/keys"), keys)
+        self.send_json(self.request(Method::POST, "/v1/devices/current/keys"), keys)
             .await
     }
 
@@ -32,8 +31,7 @@ impl Session {
     /// # Errors
     /// The server cannot be reached.
     pub async fn key_counts(&self) -> Result<KeyCountResponse, ClientError> {
-        self.client
-            .send(self.request(Method::GET, "/v1/devices/current/keys"))
+        self.send(self.request(Method::GET, "/v1/devices/current/keys"))
             .await
     }
 
@@ -51,8 +49,7 @@ impl Session {
     /// # Errors
     /// `not_found` when not connected.
     pub async fn devices_and_identity(&self, user: UserId) -> Result<DevicesResponse, ClientError> {
-        self.client
-            .send(self.request(Method::GET, &format!("/v1/users/{user}/devices")))
+        self.send(self.request(Method::GET, &format!("/v1/users/{user}/devices")))
             .await
     }
 
@@ -66,7 +63,6 @@ impl Session {
             user_ids: users.to_vec(),
         };
         let answer: DevicesQueryResponse = self
-            .client
             .send(self.request(Method::POST, "/v1/devices/query").json(&body))
             .await?;
         Ok(answer.users)
@@ -139,7 +135,6 @@ impl Session {
         let mut after = after.to_owned();
         loop {
             let page: BackupItemsResponse = self
-                .client
                 .send(
                     self.request(Method::GET, "/v1/me/backup")
                         .query(&[("after", after.as_str())]),
@@ -165,7 +160,6 @@ impl Session {
     /// The server cannot be reached.
     pub async fn backup_item(&self, name: &str) -> Result<Option<BackupItem>, ClientError> {
         let page: BackupItemsResponse = self
-            .client
             .send(
                 self.request(Method::GET, "/v1/me/backup")
                     .query(&[("after", name_before(name).as_str()), ("limit", "1")]),
@@ -202,7 +196,7 @@ impl Session {
         device: DeviceId,
     ) -> Result<ClaimedKey, ClientError> {
         let path = format!("/v1/users/{user}/devices/{device}/claim");
-        self.client.send(self.request(Method::POST, &path)).await
+        self.send(self.request(Method::POST, &path)).await
     }
 }
 

@@ -9,16 +9,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use natter_proto::problem::Problem;
+
 use super::Closed;
 use crate::ClientError;
-
-/// What a failed WebSocket reports.
-pub type SocketError = tungstenite::Error;
-
-/// Whether the failure means the server could not be reached at all.
-pub(crate) fn is_unreachable(error: &SocketError) -> bool {
-    matches!(error, tungstenite::Error::Io(_))
-}
 
 /// An open WebSocket.
 pub(super) struct Socket(WebSocketStream<MaybeTlsStream<TcpStream>>);
@@ -41,9 +35,15 @@ impl Socket {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| match e {
-                tungstenite::Error::Http(response) => {
-                    ClientError::UnexpectedStatus(response.status().as_u16())
-                }
+                // Refused before the upgrade: natterd explains why in a problem document.
+                tungstenite::Error::Http(response) => match response
+                    .body()
+                    .as_deref()
+                    .and_then(|body| serde_json::from_slice::<Problem>(body).ok())
+                {
+                    Some(problem) => ClientError::Api(Box::new(problem)),
+                    None => ClientError::UnexpectedStatus(response.status().as_u16()),
+                },
                 other => ClientError::WebSocket(other),
             })?;
         Ok(Self(socket))

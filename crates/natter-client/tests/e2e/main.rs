@@ -8,6 +8,7 @@ mod device_lists;
 mod direct;
 mod failover;
 mod live;
+mod logout;
 mod offline;
 mod privacy;
 mod reset;
