@@ -15,68 +15,10 @@ use crate::device::State;
 use crate::e2e::Received;
 use crate::{ClientError, Device};
 
-/// What happened in an approval ([`crate::Event::Approval`]).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
-pub enum ApprovalEvent {
-    /// An approved device of this user offers to approve this one; the code follows.
-    Requested {
-        /// The approval.
-        flow_id: String,
-        /// The approved device.
-        device_id: DeviceId,
-    },
-    /// The code to compare on both screens: if they match, [`Device::confirm_approval`] on both.
-    Code {
-        /// The approval.
-        flow_id: String,
-        /// The other device.
-        device_id: DeviceId,
-        /// Three groups of four digits.
-        code: String,
-    },
-    /// Done: on the new device, it is approved (and reads the history); on the approving
-    /// device, the new one is signed.
-    Done {
-        /// The approval.
-        flow_id: String,
-        /// The other device.
-        device_id: DeviceId,
-    },
-    /// The approval ended without approving (a mismatch, or the other side gave up).
-    Cancelled {
-        /// The approval.
-        flow_id: String,
-        /// Why.
-        reason: String,
-    },
-}
+mod flow;
 
-/// An approval in progress, with the other device.
-pub(crate) struct Flow {
-    approval: Approval,
-    peer: VerifiedDevice,
-    confirmed: bool,
-    their_mac_checked: bool,
-    /// Secrets that arrived before the approver's MAC (the two may cross on the way): kept
-    /// until the MAC checks.
-    early_secrets: Option<zeroize::Zeroizing<String>>,
-}
-
-impl Flow {
-    fn new(approval: Approval, peer: VerifiedDevice) -> Self {
-        Self {
-            approval,
-            peer,
-            confirmed: false,
-            their_mac_checked: false,
-            early_secrets: None,
-        }
-    }
-}
-
-/// The approvals in progress on this device, by flow id.
-pub(crate) type Flows = std::sync::Mutex<HashMap<String, Flow>>;
+pub use flow::ApprovalEvent;
+pub(crate) use flow::{Flow, Flows};
 
 impl Device {
     /// One of this user's devices whose own keys are valid (signed by its user's identity or

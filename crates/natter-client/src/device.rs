@@ -23,6 +23,12 @@ pub(crate) struct State {
     pub(crate) fresh_notices: Vec<Notice>,
 }
 
+/// Device lists kept between sends (`device_lists`): `None` for a user the server does not
+/// show this user.
+pub(crate) type DeviceLists = std::sync::Mutex<
+    std::collections::HashMap<UserId, Option<natter_proto::keys::DevicesResponse>>,
+>;
+
 pub(crate) struct Inner {
     pub(crate) session: Session,
     pub(crate) key: StoreKey,
@@ -35,7 +41,7 @@ pub(crate) struct Inner {
     /// Approvals of devices of this user in progress.
     pub(crate) approvals: crate::approval::Flows,
     /// Device lists kept between sends.
-    pub(crate) device_lists: crate::device_lists::DeviceLists,
+    pub(crate) device_lists: DeviceLists,
 }
 
 /// A logged-in device: everything a person does, end-to-end encrypted, with a local store
@@ -208,7 +214,7 @@ impl Device {
                 live: std::sync::Mutex::new(None),
                 policy: RotationPolicy::default(),
                 approvals: crate::approval::Flows::default(),
-                device_lists: crate::device_lists::DeviceLists::default(),
+                device_lists: DeviceLists::default(),
             }),
         })
     }

@@ -13,9 +13,6 @@ use natter_proto::keys::DevicesResponse;
 
 use crate::{ClientError, Device};
 
-/// Kept device lists: `None` for a user the server does not show this user.
-pub(crate) type DeviceLists = std::sync::Mutex<HashMap<UserId, Option<DevicesResponse>>>;
-
 impl Device {
     /// `user`'s device list and identity, kept or fetched; `None` when the server does not show
     /// them to this user.

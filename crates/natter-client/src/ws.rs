@@ -14,31 +14,14 @@ use crate::ClientError;
 #[cfg_attr(target_arch = "wasm32", path = "ws/browser.rs")]
 mod socket;
 
-pub use socket::SocketError;
-pub(crate) use socket::is_unreachable;
+mod failure;
+
+pub(crate) use failure::is_unreachable;
+pub use failure::{Closed, SocketError};
 
 /// An open WebSocket to the server, authenticated as one device.
 pub struct Connection {
     socket: socket::Socket,
-}
-
-/// Why the connection ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Closed {
-    /// The close code, if the server sent one (4008: too slow, 4001: idle, 1012: restarting).
-    pub code: Option<u16>,
-    /// The reason it gave.
-    pub reason: String,
-}
-
-impl Closed {
-    /// A connection that ended without a close frame.
-    pub(crate) fn abruptly() -> Self {
-        Self {
-            code: None,
-            reason: "connection closed".into(),
-        }
-    }
 }
 
 impl Connection {

@@ -5,6 +5,7 @@ use natter_proto::{DeviceId, UserId};
 use vodozemac::olm::{Account, AccountPickle, SessionConfig};
 
 use crate::olm::{PairwiseSession, ToDevicePayload};
+use crate::public_keys::parse_curve;
 use crate::{CryptoError, StoreKey};
 
 /// vodozemac publishes at most this many one-time keys at a time.
@@ -169,11 +170,4 @@ impl DeviceAccount {
         let session = PairwiseSession::new(created.session, payload.sender_key().to_owned());
         Ok((created.plaintext, DecryptedWith::New(Box::new(session))))
     }
-}
-
-/// Parses a base64 Curve25519 public key.
-pub(crate) fn parse_curve(key: &str) -> Result<vodozemac::Curve25519PublicKey, CryptoError> {
-    vodozemac::Curve25519PublicKey::from_base64(key).map_err(|_| CryptoError::MalformedKey {
-        what: "Curve25519 key",
-    })
 }

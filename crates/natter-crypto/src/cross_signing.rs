@@ -14,6 +14,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::CryptoError;
 use crate::identity::{VerifiedDevice, verify_device};
+use crate::public_keys::parse_ed;
 
 /// The identity's master key: it certifies the self-signing key, and so decides what the
 /// identity is. Only the recovery item in the key backup keeps it; a device holds it only while
@@ -225,16 +226,6 @@ fn parse_secret_key(text: &str) -> Option<Ed25519SecretKey> {
     );
     let bytes: &[u8; 32] = bytes.as_slice().try_into().ok()?;
     Some(Ed25519SecretKey::from_slice(bytes))
-}
-
-/// Parses a base64 Ed25519 public key (unpadded, 32 bytes). The length is checked here:
-/// vodozemac 0.11's `Ed25519PublicKey::from_base64` panics on 44 characters of unpadded base64
-/// (33 bytes), and these keys come from the server.
-pub(crate) fn parse_ed(key: &str, what: &'static str) -> Result<Ed25519PublicKey, CryptoError> {
-    let malformed = || CryptoError::MalformedKey { what };
-    let bytes = STANDARD_NO_PAD.decode(key).map_err(|_| malformed())?;
-    let bytes: &[u8; 32] = bytes.as_slice().try_into().map_err(|_| malformed())?;
-    Ed25519PublicKey::from_slice(bytes).map_err(|_| malformed())
 }
 
 fn verify(

@@ -44,8 +44,8 @@ pub fn verify_device(
 }
 
 fn verify_keys(user: UserId, device: DeviceId, keys: &IdentityKeys) -> Result<(), CryptoError> {
-    crate::account::parse_curve(&keys.curve25519)?;
-    let ed = crate::cross_signing::parse_ed(&keys.ed25519, "Ed25519 key")?;
+    crate::public_keys::parse_curve(&keys.curve25519)?;
+    let ed = crate::public_keys::parse_ed(&keys.ed25519, "Ed25519 key")?;
     let signature = Ed25519Signature::from_base64(&keys.signature)
         .map_err(|_| CryptoError::MalformedKey { what: "signature" })?;
     let message = IdentityKeys::signed_message(user, device, &keys.curve25519, &keys.ed25519);

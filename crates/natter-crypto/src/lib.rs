@@ -29,6 +29,7 @@ pub mod error;
 pub mod identity;
 pub mod megolm;
 pub mod olm;
+mod public_keys;
 pub mod seal;
 pub mod store_key;
 

@@ -7,22 +7,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
-use super::Closed;
+use super::{Closed, SocketError};
 use crate::ClientError;
-
-/// What a failed browser WebSocket reports: browsers say no more than that it failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}")]
-pub struct SocketError {
-    reason: String,
-    /// It failed before it opened: the server could not be reached.
-    before_open: bool,
-}
-
-/// Whether the failure means the server could not be reached at all.
-pub(crate) fn is_unreachable(error: &SocketError) -> bool {
-    error.before_open
-}
 
 /// What the browser reports about the socket, in order.
 enum Happened {
