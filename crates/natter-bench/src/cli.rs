@@ -32,6 +32,9 @@ pub enum Command {
     /// Hours of 1:1 traffic with reconnect churn: natterd's memory and open files sampled, and
     /// every message delivered once.
     Soak(SoakArgs),
+    /// 1:1 traffic above what natterd sustains: fails unless every acked message is
+    /// delivered once within the promise (10 s) and the excess is refused with a retry time.
+    Overload(OverloadArgs),
     /// Internal: holds connections for the coordinating process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -172,6 +175,18 @@ pub struct ReconnectArgs {
     /// Background traffic; the cut comes a third of the way through it.
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// `overload`.
+#[derive(Args, Clone, Debug)]
+pub struct OverloadArgs {
+    /// The direct traffic, at the offered rate (e.g. 2x and 5x what natterd sustains).
+    #[command(flatten)]
+    pub direct: DirectArgs,
+    /// The delivery promise: every acked message reaches its recipient within this many
+    /// seconds of the send the server accepted.
+    #[arg(long, default_value_t = 10.0)]
+    pub promise_secs: f64,
 }
 
 /// `soak`.

@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
             cli::Command::Offline(args) => scenarios::offline::run(cli.common, args).await,
             cli::Command::Reconnect(args) => scenarios::reconnect::run(cli.common, args).await,
             cli::Command::Soak(args) => scenarios::soak::run(cli.common, args).await,
+            cli::Command::Overload(args) => scenarios::overload::run(cli.common, args).await,
         }
     })
 }

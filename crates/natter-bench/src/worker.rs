@@ -328,8 +328,9 @@ struct DeviceState {
     highest: HashMap<ConversationId, i64>,
     /// Highest seq reported in a `delivered` frame per conversation.
     reported: HashMap<ConversationId, i64>,
-    /// Sends not yet acked: id -> (first send time, frame), resent after a reconnect.
-    pending: HashMap<String, (Instant, String)>,
+    /// Sends not yet acked: id -> (first send time, conversation, frame), resent after a
+    /// reconnect.
+    pending: HashMap<String, (Instant, ConversationId, String)>,
     /// Sends refused with a retry time, by when to make them again (in refusal order).
     retries: VecDeque<(tokio::time::Instant, String)>,
 }
@@ -346,7 +347,7 @@ impl DeviceState {
         let mut seen: HashMap<ConversationId, i64> = HashMap::new();
         // Every pending send is made again now; waits from the old connection are void.
         self.retries.clear();
-        for (_, frame) in self.pending.values() {
+        for (_, _, frame) in self.pending.values() {
             if conn.send_text(frame.clone()).await.is_err() {
                 return Ended::Dropped;
             }
@@ -380,7 +381,7 @@ impl DeviceState {
                     Some(DeviceCommand::Cut) => return Ended::Cut,
                     Some(DeviceCommand::Send) => self.send(&mut conn, spec, shared).await,
                 },
-                () = sleep_until_first(&self.retries) => self.retry_due(&mut conn).await,
+                () = sleep_until_first(&self.retries) => self.retry_due(&mut conn, shared).await,
                 _ = ping.tick() => conn.send(&ClientFrame::Ping { nonce: None }).await,
                 _ = report.tick() => self.report_delivered(&mut conn).await,
             };
@@ -422,7 +423,7 @@ impl DeviceState {
                 }
             }
             ServerFrame::Ack(ack) => {
-                if let Some((at, _)) = self.pending.remove(&ack.client_msg_id) {
+                if let Some((at, _, _)) = self.pending.remove(&ack.client_msg_id) {
                     let latency = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
                     stats::record(&mut shared.ack.lock().expect("lock"), latency);
                     shared.count(|c| c.acked += 1);
@@ -469,14 +470,11 @@ impl DeviceState {
         };
         // Time-ordered, as natter-client makes them (the server indexes them cheaper).
         let client_msg_id = uuid::Uuid::now_v7().to_string();
-        let frame = serde_json::to_string(&ClientFrame::Send(SendMessage {
-            conversation_id,
-            client_msg_id: client_msg_id.clone(),
-            ciphertext: payload::make(shared.run, shared.payload_bytes),
-            client_ts: None,
-        }))?;
-        self.pending
-            .insert(client_msg_id.clone(), (Instant::now(), frame.clone()));
+        let frame = send_frame(conversation_id, &client_msg_id, shared)?;
+        self.pending.insert(
+            client_msg_id.clone(),
+            (Instant::now(), conversation_id, frame.clone()),
+        );
         shared.count(|c| c.sent += 1);
         // Behind sends waiting to be made again, as a client keeps its order.
         if let Some(&(at, _)) = self.retries.back() {
@@ -487,13 +485,16 @@ impl DeviceState {
     }
 
     /// Makes again the refused sends whose wait is over, in the order they were refused.
-    async fn retry_due(&mut self, conn: &mut Conn) -> anyhow::Result<()> {
+    /// The server stored none of them, so each body is stamped anew: delivery latency counts
+    /// from the send the server accepted (the wait before it shows in `send_to_ack`).
+    async fn retry_due(&mut self, conn: &mut Conn, shared: &Shared) -> anyhow::Result<()> {
         let now = tokio::time::Instant::now();
         while let Some((at, id)) = self.retries.front() {
             if *at > now {
                 break;
             }
-            if let Some((_, frame)) = self.pending.get(id) {
+            if let Some((_, conversation_id, frame)) = self.pending.get_mut(id) {
+                *frame = send_frame(*conversation_id, id, shared)?;
                 conn.send_text(frame.clone()).await?;
             }
             self.retries.pop_front();
@@ -515,6 +516,20 @@ impl DeviceState {
         }
         Ok(())
     }
+}
+
+/// A `send` frame of a new body stamped now.
+fn send_frame(
+    conversation_id: ConversationId,
+    client_msg_id: &str,
+    shared: &Shared,
+) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&ClientFrame::Send(SendMessage {
+        conversation_id,
+        client_msg_id: client_msg_id.to_owned(),
+        ciphertext: payload::make(shared.run, shared.payload_bytes),
+        client_ts: None,
+    }))?)
 }
 
 /// Sleeps until the first refused send may be made again, or forever when none waits.

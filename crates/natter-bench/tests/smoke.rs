@@ -137,6 +137,7 @@ impl Natterd {
             .arg(&json)
             .args(["--workers", "2", "--source-addrs", "2"])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting natter-bench");
         Bench { child, json }
@@ -160,7 +161,11 @@ impl Bench {
     fn wait(self) -> Value {
         let output = self.child.wait_with_output().unwrap();
         let table = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "natter-bench failed:\n{table}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "natter-bench failed:\n{table}\n{stderr}"
+        );
         println!("{table}");
         serde_json::from_slice(&std::fs::read(&self.json).unwrap()).unwrap()
     }
@@ -233,6 +238,47 @@ fn direct_delivers_every_message_once() {
     let result = natterd.bench(&args);
     assert_all_acked(&result, 1);
     assert_eq!(number(&result, "sent"), 200, "{result}");
+}
+
+#[test]
+fn overload_keeps_the_promise_when_the_excess_is_refused_with_a_retry_time() {
+    // Each device may send 2 messages a second: most of the offered 5 a second are refused
+    // at the door, waited out and sent again, and everything acked arrives in time.
+    let limits = UNLIMITED.replace("device_messages=100000:100000", "device_messages=2:2");
+    let natterd = Natterd::start_with(vec!["--limit".into(), limits]);
+    let args = ["overload", "-n", "20", "--rate", "100", "--secs", "2"];
+    let result = natterd.bench(&args);
+    assert_all_acked(&result, 1);
+    assert!(number(&result, "retried_after_wait") > 50, "{result}");
+    assert_eq!(result["promise_kept"], Value::Bool(true), "{result}");
+    // Delivery counts from the send natterd accepted, so the waits do not show there.
+    assert!(
+        result["send_to_delivery"]["max_ms"].as_f64().unwrap() < 10_000.0,
+        "{result}"
+    );
+}
+
+#[test]
+fn overload_fails_when_a_delivery_is_slower_than_the_promise() {
+    let natterd = Natterd::start();
+    let args = [
+        "overload",
+        "-n",
+        "4",
+        "--rate",
+        "20",
+        "--secs",
+        "1",
+        "--promise-secs",
+        "0.000001",
+    ];
+    let output = natterd.spawn_bench(&args).child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("promise was broken: the slowest delivery took"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 pub mod direct;
 pub mod idle;
 pub mod offline;
+pub mod overload;
 pub mod reconnect;
 pub mod room;
 pub mod soak;
@@ -172,6 +173,19 @@ async fn traffic(
     fanout: u64,
     load: &LoadArgs,
 ) -> anyhow::Result<()> {
+    run_traffic(common, &mut report, users, conversations, fanout, load).await?;
+    report.emit(common)
+}
+
+/// [`traffic`] without emitting the report: what the workers counted, for checks of its own.
+async fn run_traffic(
+    common: &Common,
+    report: &mut Report,
+    users: &[Account],
+    conversations: &[Conversation],
+    fanout: u64,
+    load: &LoadArgs,
+) -> anyhow::Result<Finished> {
     let run = run_id();
     let (mut fleet, connect_time) = connect_all(common, users, conversations, run).await?;
     report.add("connect_secs", connect_time.as_secs_f64());
@@ -181,8 +195,8 @@ async fn traffic(
     wait_loaded(&mut fleet, load).await?;
     drain(&mut fleet, fanout, load.drain_secs).await?;
     let elapsed = start.elapsed();
-    natterd.report(&mut report, "under_load");
+    natterd.report(report, "under_load");
     let finished = fleet.finish().await?;
-    traffic_rows(&mut report, &finished, fanout, elapsed);
-    report.emit(common)
+    traffic_rows(report, &finished, fanout, elapsed);
+    Ok(finished)
 }
