@@ -457,6 +457,88 @@ fn soak_with_churn_loses_nothing_and_keeps_no_files_open() {
     assert!(number(&result, "samples") >= 10, "{result}");
 }
 
+/// A tmpfs of its own for one test, unmounted when dropped: a disk that can be filled.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts `size` (such as `16m`) of tmpfs. Needs root, as CI runs; fails loudly otherwise.
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "natter-full-disk",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "the full-disk test mounts a small tmpfs, which needs root (CI runs as root)"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left of the disk with one file, and returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_sends_until_there_is_room_and_loses_nothing() {
+    let disk = SmallDisk::mount("64m");
+    let database = format!("sqlite://{}/natter.db", disk.path().display());
+    let natterd = Natterd::start_with(vec!["--database-url".into(), database]);
+    // Accounts first (cached for the run that counts), so the disk fills during the traffic.
+    natterd.bench(&["direct", "-n", "20", "--rate", "20", "--secs", "1"]);
+    let args = [
+        "direct",
+        "-n",
+        "20",
+        "--rate",
+        "40",
+        "--secs",
+        "8",
+        "--drain-secs",
+        "30",
+    ];
+    let bench = natterd.spawn_bench(&args);
+    std::thread::sleep(Duration::from_secs(2));
+    let filler = disk.fill();
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(filler).unwrap();
+    let result = bench.wait();
+    assert_all_acked(&result, 1);
+    assert!(
+        number(&result, "retried_after_wait") > 0,
+        "the full disk refused sends with a retry time: {result}"
+    );
+    let log = std::fs::read_to_string(natterd.dir.path().join("natterd.log")).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 #[test]
 fn a_paused_node_in_a_cluster_delivers_everything_once_when_it_resumes() {
     let Some(cluster) = Cluster::two_nodes("pause") else {
