@@ -35,6 +35,9 @@ const UNLIMITED: &str = "device_messages=100000:100000,user_messages=100000:1000
     account_logins=100000:100000,address_logins=100000:100000,\
     address_registrations=100000:100000,address_connects=100000:100000";
 
+/// Debian's libfaketime: a process's wall clock set off.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 fn free_port() -> u16 {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     probe.local_addr().unwrap().port()
@@ -47,6 +50,8 @@ struct Natterd {
     dir: tempfile::TempDir,
     /// Flags beyond the defaults (a cluster node's database and Redis).
     flags: Vec<String>,
+    /// How far its wall clock is off (libfaketime's `+1h`, `-1h`...), if it is.
+    clock: Option<String>,
 }
 
 impl Natterd {
@@ -57,12 +62,19 @@ impl Natterd {
 
     /// A natterd with `flags` added.
     fn start_with(flags: Vec<String>) -> Self {
+        Self::start_with_clock(flags, None)
+    }
+
+    /// A natterd with `flags` added, its wall clock `clock` off (such as `+1h`) while its
+    /// monotonic clock is right, as after a clock step: through Debian's libfaketime.
+    fn start_with_clock(flags: Vec<String>, clock: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut natterd = Self {
             child: Command::new("true").spawn().unwrap(),
             port: free_port(),
             dir,
             flags,
+            clock: clock.map(str::to_owned),
         };
         natterd.restart();
         natterd
@@ -70,7 +82,12 @@ impl Natterd {
 
     /// One node of a cluster on `database` (PostgreSQL) and `redis`, named `cluster`.
     fn node(database: &str, redis: &str, cluster: &str) -> Self {
-        Self::start_with(
+        Self::node_with_clock(database, redis, cluster, None)
+    }
+
+    /// [`Natterd::node`], its wall clock `clock` off (see [`Natterd::start_with_clock`]).
+    fn node_with_clock(database: &str, redis: &str, cluster: &str, clock: Option<&str>) -> Self {
+        Self::start_with_clock(
             [
                 "--database-url",
                 database,
@@ -81,6 +98,7 @@ impl Natterd {
             ]
             .map(String::from)
             .to_vec(),
+            clock,
         )
     }
 
@@ -99,6 +117,17 @@ impl Natterd {
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
             .args(["--send-rate", "100000", "--send-burst", "100000"])
             .args(&self.flags)
+            .envs(self.clock.iter().flat_map(|offset| {
+                assert!(
+                    Path::new(FAKETIME).exists(),
+                    "{FAKETIME} is missing: install Debian's faketime"
+                );
+                [
+                    ("LD_PRELOAD", FAKETIME),
+                    ("FAKETIME", offset.as_str()),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -376,6 +405,39 @@ impl Cluster {
             database,
             runtime,
         })
+    }
+}
+
+#[test]
+fn nodes_whose_clocks_are_an_hour_off_still_list_each_other() {
+    let Some(redis) = natter_test_support::redis_url() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
+        return;
+    };
+    let cluster = format!("clocks{}", std::process::id());
+    let nodes = [None, Some("+1h"), Some("-1h")]
+        .map(|clock| Natterd::node_with_clock(&database.url, &redis, &cluster, clock));
+    for node in &nodes {
+        wait_until_listed(&runtime, node, 3);
+    }
+    // And they stay listed, heartbeat after heartbeat (read every 2 s).
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        for node in &nodes {
+            let client =
+                natter_client::Client::new(&format!("http://127.0.0.1:{}", node.port)).unwrap();
+            let gateway = runtime.block_on(client.cluster_gateway()).unwrap().unwrap();
+            assert_eq!(
+                gateway.nodes.len(),
+                3,
+                "node :{} lists {:?}",
+                node.port,
+                gateway.nodes
+            );
+        }
     }
 }
 

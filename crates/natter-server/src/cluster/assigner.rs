@@ -231,6 +231,16 @@ async fn withdraw(redis: &mut ConnectionManager, node: &Node) {
     }
 }
 
+/// Lists a node in the index (`KEYS[1]`) until its heartbeat expires (`ARGV[1]`, the node;
+/// `ARGV[2]`, the heartbeat's lifetime in ms) and drops the nodes whose time is up, both by
+/// Redis's clock: one clock for every node, so a node whose own clock is off or steps neither
+/// drops the others nor is dropped by them.
+const LIST_NODE: &str = "local t = redis.call('TIME') \
+    local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) \
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+    return 0";
+
 /// One heartbeat: writes this node's load and keeps its presence hash alive, drops
 /// expired nodes from the index, notices a presence hash Redis lost (telling
 /// `presence_lost`), and reads every live node's load.
@@ -241,8 +251,6 @@ async fn beat_once(
     presence_lost: &Notify,
 ) -> redis::RedisResult<Vec<Heartbeat>> {
     let text = serde_json::to_string(beat).expect("heartbeats always serialize");
-    let now = crate::clock::now_ms();
-    let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
     let (whole, ids): (bool, Vec<String>) = redis::pipe()
         .cmd("SET")
         .arg(node.heartbeat_key())
@@ -250,15 +258,12 @@ async fn beat_once(
         .arg("EX")
         .arg(NODE_TTL_SECS)
         .ignore()
-        .cmd("ZADD")
+        .cmd("EVAL")
+        .arg(LIST_NODE)
+        .arg(1)
         .arg(node.nodes_key())
-        .arg(expires)
         .arg(&node.id)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(node.nodes_key())
-        .arg("-inf")
-        .arg(now)
+        .arg(NODE_TTL_SECS * 1000)
         .ignore()
         .cmd("EXPIRE")
         .arg(node.users_key_of(&node.id))
