@@ -119,7 +119,10 @@ fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: 
     report.add("connect_failures", c.connect_failures);
     if finished.nodes.len() > 1 || c.moved > 0 {
         report.add("moved_to_another_node", c.moved);
-        report.add("devices_per_node_at_end", format!("{:?}", finished.nodes));
+        report.add(
+            "devices_per_node_at_end",
+            serde_json::to_value(&finished.nodes).unwrap_or_default(),
+        );
     }
     #[allow(clippy::cast_precision_loss)]
     report.add(
