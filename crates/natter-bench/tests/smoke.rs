@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -694,5 +695,111 @@ fn a_postgres_outage_under_traffic_loses_and_doubles_nothing() {
         number(&result, "acked"),
         number(&result, "sent"),
         "{result}"
+    );
+}
+
+/// A TCP relay to `target` that can stop passing bytes in both directions (as a partition
+/// drops packets: nothing is closed, and what was sent arrives once it heals, as TCP's
+/// retransmissions would bring it).
+struct Partition {
+    port: u16,
+    healed: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Partition {
+    fn start(target: String) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let healed = Arc::new((Mutex::new(true), Condvar::new()));
+        let gate = healed.clone();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                let Ok(outbound) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    let gate = gate.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buffer = vec![0; 64 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buffer) {
+                            let (healed, changed) = &*gate;
+                            drop(changed.wait_while(healed.lock().unwrap(), |h| !*h).unwrap());
+                            if to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, healed }
+    }
+
+    /// Stops (false) or resumes (true) passing bytes.
+    fn set_healed(&self, healed: bool) {
+        *self.healed.0.lock().unwrap() = healed;
+        self.healed.1.notify_all();
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_redis_but_not_from_its_clients_loses_and_doubles_nothing() {
+    let Some(redis) = natter_test_support::redis_url() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
+        return;
+    };
+    let target = redis
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let partition = Partition::start(target);
+    let cluster = format!("partition{}", std::process::id());
+    let cut_off_url = format!("redis://127.0.0.1:{}", partition.port);
+    let nodes = [
+        Natterd::node(&database.url, &cut_off_url, &cluster),
+        Natterd::node(&database.url, &redis, &cluster),
+    ];
+    for node in &nodes {
+        wait_until_listed(&runtime, node, 2);
+    }
+    let args = [
+        "direct",
+        "-n",
+        "40",
+        "--rate",
+        "30",
+        "--secs",
+        "10",
+        "--drain-secs",
+        "30",
+        "--gateway",
+    ];
+    let bench = nodes[0].spawn_bench(&args);
+    // Setup (registering 40 accounts) first, then a few seconds of traffic across the nodes.
+    std::thread::sleep(Duration::from_secs(6));
+    partition.set_healed(false);
+    std::thread::sleep(Duration::from_secs(4));
+    partition.set_healed(true);
+    let result = bench.wait();
+    assert_all_acked(&result, 1);
+    let at_end = result["devices_per_node_at_end"]
+        .as_object()
+        .expect("devices per node");
+    assert_eq!(at_end.len(), 2, "traffic crossed the nodes: {result}");
+    let slowest = result["send_to_delivery"]["max_ms"].as_f64().unwrap();
+    assert!(
+        slowest < 10_000.0,
+        "what crossed the partition arrived within the promise: {result}"
     );
 }
