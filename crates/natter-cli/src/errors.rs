@@ -62,7 +62,7 @@ pub fn classify(error: &anyhow::Error) -> (String, u8, Value) {
                 ClientError::StoreInUse(_) => ("already_logged_in", 1),
                 ClientError::NotApproved => ("not_approved", 1),
                 ClientError::Crypto(_) => ("invalid_input", 1),
-                other => (other.failure_code(), 1),
+                other => (other.code_or_local(), 1),
             };
             return (code.to_owned(), status, json!({}));
         }

@@ -146,15 +146,27 @@ impl ClientError {
             || matches!(self.code(), Some(codes::UNAUTHORIZED | codes::SUSPENDED))
     }
 
-    /// Why a queued message was dropped: the server's problem code, or this client's own for
-    /// a refusal made here (`identity_changed`, `not_approved`, `not_member`, `invalid_message`).
-    pub fn failure_code(&self) -> &str {
+    /// The stable code of this error: the server's problem code, or this client's own for what
+    /// it found itself (`identity_changed`, `not_approved`, `not_member`, `invalid_message`,
+    /// `wrong_passphrase`, `unreachable`...), `client_error` for the rest. A queued message
+    /// dropped for an error is reported with this code.
+    pub fn code_or_local(&self) -> &str {
         match self {
+            Self::Api(problem) => &problem.code,
+            Self::UnexpectedStatus(_) => "server_error",
             Self::IdentityChanged(_) => "identity_changed",
             Self::NotApproved => codes::NOT_APPROVED,
             Self::MembersChanged(_) => "members_changed",
+            Self::NotMember(_) => codes::NOT_MEMBER,
             Self::Crypto(_) => "invalid_message",
-            other => other.code().unwrap_or(codes::NOT_MEMBER),
+            Self::WrongPassphrase => "wrong_passphrase",
+            Self::NotLoggedIn => "not_logged_in",
+            Self::LoggedOut => "logged_out",
+            Self::StoreInUse(_) => "store_in_use",
+            Self::RecoveryKeyNeeded => "recovery_key_needed",
+            Self::Http(_) | Self::WebSocket(_) | Self::Timeout => "unreachable",
+            Self::Closed(_) if self.is_device_refused() => codes::SUSPENDED,
+            _ => "client_error",
         }
     }
 }

@@ -272,7 +272,7 @@ impl Device {
                             Err(error) if is_final(&error) => {
                                 state.store.dequeue(id)?;
                                 remaining -= 1;
-                                let code = error.failure_code().to_owned();
+                                let code = error.code_or_local().to_owned();
                                 link.fail(client_msg_id, code).await;
                                 continue;
                             }
