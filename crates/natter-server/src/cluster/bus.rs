@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use natter_proto::close::CloseCode;
 use natter_proto::{ConversationId, DeviceId, UserId};
@@ -12,11 +11,12 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
-use super::assigner::{Assigner, heartbeat};
+use super::heartbeat::heartbeat;
 use super::remote_presence::write_presence;
 use super::{Node, RETRY, Redis};
-use crate::close;
-use crate::fanout::{Bus, Outbound, Registry};
+use natter_core::assigner::Assigner;
+use natter_core::close;
+use natter_core::fanout::{Bus, Frame, Outbound, Registry};
 
 /// Events waiting to be published before new ones are dropped (and recovered from the store).
 const PUBLISH_QUEUE: usize = 65_536;
@@ -124,15 +124,15 @@ impl Event {
                 seq,
                 server_ts,
                 remote: true,
-                frame: Utf8Bytes::from(frame),
+                frame: Frame::from(frame),
             },
             Event::ToDevice { seq, frame } => Outbound::ToDevice {
                 seq,
-                frame: Utf8Bytes::from(frame),
+                frame: Frame::from(frame),
             },
             Event::Frame { frame_kind, frame } => Outbound::Frame {
                 kind: static_kind(&frame_kind),
-                frame: Utf8Bytes::from(frame),
+                frame: Frame::from(frame),
             },
             Event::Close { code, reason } => Outbound::Close(code, static_reason(&reason)),
             Event::CatchUp => Outbound::CatchUp,
@@ -239,7 +239,7 @@ impl RedisBus {
     fn publish(&self, target: Target, event: Outbound) {
         metrics::counter!("natter_bus_published_total", "bus" => "redis").increment(1);
         let unpublished = Unpublished {
-            published_ms: crate::clock::now_ms(),
+            published_ms: natter_core::clock::now_ms(),
             target,
             event,
         };
@@ -302,7 +302,7 @@ async fn publish(
         let tell_gap = lost.swap(false, Ordering::Relaxed);
         let mut pipe = redis::pipe();
         let envelopes = tell_gap
-            .then(|| (crate::clock::now_ms(), Target::All, Outbound::CatchUp))
+            .then(|| (natter_core::clock::now_ms(), Target::All, Outbound::CatchUp))
             .into_iter()
             .chain(batch.drain(..).map(
                 |Unpublished {
@@ -380,7 +380,7 @@ async fn subscribe(client: redis::Client, node: Node, registry: Arc<Registry>) {
                 continue;
             };
             metrics::counter!("natter_bus_received_total", "bus" => "redis").increment(1);
-            let lag = (crate::clock::now_ms() - envelope.published_ms).max(0) as f64 / 1000.0;
+            let lag = (natter_core::clock::now_ms() - envelope.published_ms).max(0) as f64 / 1000.0;
             metrics::histogram!("natter_bus_lag_seconds").record(lag);
             let event = envelope.event.into_outbound();
             match envelope.target {

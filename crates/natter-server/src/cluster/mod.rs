@@ -14,7 +14,7 @@
 //! is lost, only delayed.
 //!
 //! Layout: [`Redis`] (the connection) and [`Node`] (this node's keys) here; `bus` (the
-//! fan-out), `assigner` (heartbeats and the host assigner), `remote_presence` (who is
+//! fan-out), `heartbeat` (the host assigner's heartbeats), `remote_presence` (who is
 //! online on other nodes), `rate_limits` (the buckets every node shares).
 //!
 //! The keys, all under the cluster's name (`natter` unless configured), so that several
@@ -25,8 +25,8 @@
 //! - `<cluster>:node:<id>:users`: the users connected to that node (its presence hash);
 //! - `<cluster>:rl:<kind>:<key>`: a rate-limit bucket, expiring once it would be full.
 
-mod assigner;
 mod bus;
+mod heartbeat;
 mod rate_limits;
 mod remote_presence;
 
@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-pub use assigner::Assigner;
 pub use bus::RedisBus;
+pub use natter_core::assigner::Assigner;
 pub use rate_limits::RedisBuckets;
 pub use remote_presence::RemotePresence;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{RETRY, Redis};
-use crate::ratelimit::{Charge, Limits, SharedBuckets, Verdict};
+use natter_core::ratelimit::{Charge, Limits, SharedBuckets, Verdict};
 
 /// Refills and charges every bucket in KEYS, or none. ARGV holds, per key: tokens per
 /// millisecond, burst, cost. Returns {0} when all fit, else {index (from 1), milliseconds to

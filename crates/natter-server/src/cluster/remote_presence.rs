@@ -8,10 +8,10 @@ use natter_proto::UserId;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc};
 
-use super::assigner::Assigner;
 use super::{NODE_TTL_SECS, Node, RETRY, Redis, WHOLE};
-use crate::fanout::Registry;
-use crate::presence::OtherNodes;
+use natter_core::assigner::Assigner;
+use natter_core::fanout::Registry;
+use natter_core::presence::OtherNodes;
 
 /// Keeps this node's presence hash (`<cluster>:node:<id>:users`) in step with who is
 /// connected here: each change as it comes (batched), and the whole set again after a write

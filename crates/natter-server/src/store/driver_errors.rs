@@ -1,25 +1,41 @@
-//! How the drivers' errors (sqlx's and rusqlite's) become [`StoreError`]s, and which of them
-//! mean the database, not the request, failed.
+//! [`DbError`], the store's own error (a driver's, or natter-core's [`StoreError`]), and the one
+//! place it becomes a [`StoreError`]: there it is decided which drivers' errors (sqlx's and
+//! rusqlite's) mean the database, not the request, failed. (natter-core's type cannot take a
+//! `From` for a driver's error here: the orphan rule.)
 
-use super::StoreError;
+use natter_core::store::StoreError;
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        let unavailable = sqlx_unavailable(&error);
-        Self::Database {
-            source: Box::new(error),
-            unavailable,
-        }
-    }
+/// A failure inside the store: a driver's error, or one already in natter-core's terms. Every
+/// store operation ends as a [`StoreError`] (in `timed`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    /// Already in natter-core's terms.
+    #[error(transparent)]
+    Core(#[from] StoreError),
+    /// sqlx failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// rusqlite (SQLite's writer thread) failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        let unavailable = error
-            .sqlite_error()
-            .is_some_and(|e| sqlite_unavailable(e.extended_code));
+impl From<DbError> for StoreError {
+    fn from(error: DbError) -> Self {
+        let unavailable = match &error {
+            DbError::Core(_) => false,
+            DbError::Sqlx(error) => sqlx_unavailable(error),
+            DbError::Sqlite(error) => error
+                .sqlite_error()
+                .is_some_and(|e| sqlite_unavailable(e.extended_code)),
+        };
+        let source: Box<dyn std::error::Error + Send + Sync> = match error {
+            DbError::Core(error) => return error,
+            DbError::Sqlx(error) => Box::new(error),
+            DbError::Sqlite(error) => Box::new(error),
+        };
         Self::Database {
-            source: Box::new(error),
+            source,
             unavailable,
         }
     }
@@ -85,7 +101,9 @@ mod tests {
             .unwrap();
         let other = rusqlite::Connection::open(&path).unwrap();
         other.busy_timeout(Duration::ZERO).unwrap();
-        let locked = StoreError::from(other.execute("INSERT INTO t VALUES (2)", ()).unwrap_err());
+        let locked = StoreError::from(DbError::from(
+            other.execute("INSERT INTO t VALUES (2)", ()).unwrap_err(),
+        ));
         assert!(locked.is_unavailable(), "{locked}");
         let mut pooled = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
@@ -93,19 +111,19 @@ mod tests {
             .connect()
             .await
             .unwrap();
-        let locked = StoreError::from(
+        let locked = StoreError::from(DbError::from(
             sqlx::query("INSERT INTO t VALUES (3)")
                 .execute(&mut pooled)
                 .await
                 .unwrap_err(),
-        );
+        ));
         assert!(locked.is_unavailable(), "{locked}");
         // A request's own mistake is not the file's.
-        let mistaken = StoreError::from(
+        let mistaken = StoreError::from(DbError::from(
             other
                 .execute("INSERT INTO nowhere VALUES (1)", ())
                 .unwrap_err(),
-        );
+        ));
         assert!(!mistaken.is_unavailable(), "{mistaken}");
     }
 }

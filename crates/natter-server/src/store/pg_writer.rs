@@ -1,8 +1,8 @@
 //! PostgreSQL's writer: appends and cursor moves, group-committed in one transaction per
 //! batch on the store's write pool (SQLite's is [`super::sqlite_writer`]).
 
-use super::StoreError;
 use super::dialect::postgres::BEGIN_WRITE;
+use super::driver_errors::DbError;
 use super::group_commit::GroupCommit;
 use super::sql::{PgStore, classify};
 use super::sql_writes::{
@@ -23,7 +23,7 @@ impl PgStore {
 async fn write_batch(writer: &sqlx::Pool<sqlx::Postgres>, batch: Vec<Write>) {
     settle(batch, |writes| {
         let writer = writer.clone();
-        Box::pin(async move { write_in_one(&writer, writes).await })
+        Box::pin(async move { Ok(write_in_one(&writer, writes).await?) })
     })
     .await;
 }
@@ -32,7 +32,7 @@ async fn write_batch(writer: &sqlx::Pool<sqlx::Postgres>, batch: Vec<Write>) {
 async fn write_in_one(
     writer: &sqlx::Pool<sqlx::Postgres>,
     batch: &mut [Write],
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let mut tx = writer.begin_with(BEGIN_WRITE).await?;
     for write in batch.iter_mut() {
         match write {
@@ -48,7 +48,7 @@ async fn write_in_one(
 async fn append_one(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     message: &QueuedMessage,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<i64>, DbError> {
     let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ)
         .bind(&message.conversation_id)
         .bind(message.server_ts)
@@ -76,7 +76,7 @@ async fn append_one(
 async fn move_one(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     cursor: &QueuedCursor,
-) -> Result<Option<(i64, i64)>, StoreError> {
+) -> Result<Option<(i64, i64)>, DbError> {
     sqlx::query_as::<_, (i64, i64)>(MOVE_CURSOR)
         .bind(&cursor.device_id)
         .bind(&cursor.conversation_id)

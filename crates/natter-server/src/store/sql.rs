@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 
 use super::sql_writes::Writes;
 use super::sqlite_writer::{self, SqliteWriter, WriteTurn};
-use super::{DeviceRecord, Store, StoreError, UserRecord, timed};
+use super::{DbError, DeviceRecord, Store, StoreError, UserRecord, timed};
 use tokio::sync::MutexGuard;
 
 /// The schema's migrations (`migrations/`), applied by both backends when they open.
@@ -192,7 +192,7 @@ pub(super) struct UserRow {
 
 impl UserRow {
     /// The record, or `Corrupt` if the id does not parse.
-    pub(super) fn into_record(self) -> Result<UserRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<UserRecord, DbError> {
         Ok(UserRecord {
             id: parse_id(&self.id, "users.id")?,
             username: self.username,
@@ -221,7 +221,7 @@ pub(super) struct DeviceRow {
 impl DeviceRow {
     /// The record: identity keys only when all four columns are set, as an upload writes them
     /// together.
-    pub(super) fn into_record(self) -> Result<DeviceRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<DeviceRecord, DbError> {
         let identity_keys = match (
             self.curve25519,
             self.ed25519,
@@ -250,13 +250,13 @@ impl DeviceRow {
 }
 
 /// Parses an id stored as text; `Corrupt(column)` if it is not one.
-pub(super) fn parse_id<T: FromStr>(text: &str, column: &'static str) -> Result<T, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt(column))
+pub(super) fn parse_id<T: FromStr>(text: &str, column: &'static str) -> Result<T, DbError> {
+    text.parse().map_err(|_| StoreError::Corrupt(column).into())
 }
 
 /// A connection state from the `connections.state` column; `Corrupt` for a name this
 /// version does not know.
-pub(super) fn parse_state(name: &str) -> Result<ConnectionState, StoreError> {
+pub(super) fn parse_state(name: &str) -> Result<ConnectionState, DbError> {
     Ok(match name {
         "none" => ConnectionState::None,
         "requested" => ConnectionState::Requested,
@@ -264,19 +264,15 @@ pub(super) fn parse_state(name: &str) -> Result<ConnectionState, StoreError> {
         "accepted" => ConnectionState::Accepted,
         "rejected" => ConnectionState::Rejected,
         "blocked" => ConnectionState::Blocked,
-        _ => return Err(StoreError::Corrupt("connections.state")),
+        _ => return Err(StoreError::Corrupt("connections.state").into()),
     })
 }
 
 /// Maps constraint violations to what they mean here; anything else is a database error.
-pub(super) fn classify(
-    error: sqlx::Error,
-    unique: &'static str,
-    missing: &'static str,
-) -> StoreError {
+pub(super) fn classify(error: sqlx::Error, unique: &'static str, missing: &'static str) -> DbError {
     match error.as_database_error() {
-        Some(db) if db.is_unique_violation() => StoreError::Conflict(unique),
-        Some(db) if db.is_foreign_key_violation() => StoreError::Missing(missing),
+        Some(db) if db.is_unique_violation() => StoreError::Conflict(unique).into(),
+        Some(db) if db.is_foreign_key_violation() => StoreError::Missing(missing).into(),
         _ => error.into(),
     }
 }

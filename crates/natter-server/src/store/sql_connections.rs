@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use natter_proto::UserId;
 use natter_proto::connections::ConnectionState;
 
+use super::driver_errors::DbError;
 use super::sql::{PgStore, SqliteStore, UserRow, classify, parse_id, parse_state};
 use super::{
     ConnectionRecord, ConnectionStore, Refusal, Side, Sides, StoreError, Transition, timed,
@@ -51,7 +52,7 @@ const NEVER_WRITTEN: Side = Side {
 };
 
 /// Sorts the two stored sides of a pair into (mine, theirs).
-fn sides(user: UserId, rows: Vec<SideRow>) -> Result<Sides, StoreError> {
+fn sides(user: UserId, rows: Vec<SideRow>) -> Result<Sides, DbError> {
     let mut result = Sides {
         mine: NEVER_WRITTEN,
         theirs: NEVER_WRITTEN,

@@ -7,6 +7,7 @@ use natter_proto::conversations::ConversationSummary;
 use natter_proto::limits::UNREAD_COUNTED_MAX;
 use natter_proto::{ConversationId, UserId};
 
+use super::driver_errors::DbError;
 use super::sql::{PgStore, SqliteStore, classify, parse_id, parse_state};
 use super::sql_messages::{
     CheckRow, MemberRow, PlanRow, ROOM_CHECK, SEND_PLAN, conversations_of, ids, kind, summaries,
@@ -51,7 +52,7 @@ macro_rules! conversation_store {
                         // Rolled back before the turn is given up, not after.
                         tx.rollback().await?;
                         drop(writer);
-                        return existing().await?.ok_or(StoreError::Missing("conversation"));
+                        return Ok(existing().await?.ok_or(StoreError::Missing("conversation"))?);
                     }
                     for user in [low, high] {
                         sqlx::query(
@@ -165,7 +166,7 @@ macro_rules! conversation_store {
                         }
                     }
                     if current.len() + added.len() > max {
-                        return Err(StoreError::Conflict("room size"));
+                        return Err(StoreError::Conflict("room size").into());
                     }
                     if added.is_empty() {
                         // Nothing changed: rolled back, so the members version stays.
@@ -316,14 +317,14 @@ macro_rules! conversation_store {
         async fn lock_members(
             tx: &mut sqlx::Transaction<'static, $db>,
             conversation: ConversationId,
-        ) -> Result<i64, StoreError> {
+        ) -> Result<i64, DbError> {
             sqlx::query_scalar(
                 "UPDATE conversations SET members_version = members_version + 1 WHERE id = $1 RETURNING last_seq",
             )
                 .bind(conversation.to_string())
                 .fetch_optional(&mut **tx)
                 .await?
-                .ok_or(StoreError::Missing("conversation"))
+                .ok_or(StoreError::Missing("conversation").into())
         }
 
         /// Inserts (or revives) memberships starting after `joined_seq`, many rows per statement.
@@ -333,7 +334,7 @@ macro_rules! conversation_store {
             users: Vec<(UserId, &'static str)>,
             joined_seq: i64,
             now: i64,
-        ) -> Result<(), StoreError> {
+        ) -> Result<(), DbError> {
             for chunk in users.chunks(500) {
                 let mut insert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO members (conversation_id, user_id, role, joined_seq, joined_at) ",

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use natter_proto::DeviceId;
 use natter_proto::limits::ONE_TIME_KEYS_STORED;
 
+use super::driver_errors::DbError;
 use super::sql::{PgStore, SqliteStore, classify};
 use super::{ClaimedKeyRecord, DeviceKeyStore, KeyCounts, KeyUpload, StoreError, timed};
 
@@ -71,13 +72,13 @@ macro_rules! device_key_store {
                             .fetch_one(&mut *tx)
                             .await?;
                             if stored != key.key {
-                                return Err(StoreError::Conflict("one-time key id"));
+                                return Err(StoreError::Conflict("one-time key id").into());
                             }
                         }
                     }
                     let counts = key_counts(&mut *tx, &device_id).await?;
                     if counts.one_time_keys as usize > ONE_TIME_KEYS_STORED {
-                        return Err(StoreError::Conflict("one-time key count"));
+                        return Err(StoreError::Conflict("one-time key count").into());
                     }
                     tx.commit().await?;
                     Ok(counts)
@@ -124,7 +125,7 @@ macro_rules! device_key_store {
         async fn key_counts(
             conn: &mut <$db as sqlx::Database>::Connection,
             device_id: &str,
-        ) -> Result<KeyCounts, StoreError> {
+        ) -> Result<KeyCounts, DbError> {
             let (count, fallback) = sqlx::query_as::<_, (i64, Option<String>)>(
                 "SELECT (SELECT COUNT(*) FROM one_time_keys WHERE device_id = $1), \
                  (SELECT fallback_key_id FROM devices WHERE id = $1)",

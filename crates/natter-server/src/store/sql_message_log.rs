@@ -6,6 +6,7 @@ use natter_proto::conversations::MessageReceipts;
 use natter_proto::ws::Message;
 use natter_proto::{ConversationId, DeviceId, UserId};
 
+use super::driver_errors::DbError;
 use super::sql::{PgStore, SqliteStore, parse_id};
 use super::sql_messages::{
     MessageRow, blocks, ids, limit, message_columns, messages, visible_to_viewer,
@@ -28,7 +29,7 @@ macro_rules! message_log {
                             duplicate: false,
                         }),
                         // Already stored (or no such conversation): answer with the first copy.
-                        None => first_copy(&self.pool, message).await?.ok_or(StoreError::Missing("conversation")),
+                        None => Ok(first_copy(&self.pool, message).await?.ok_or(StoreError::Missing("conversation"))?),
                     }
                 }).await
             }
@@ -154,6 +155,7 @@ macro_rules! message_log {
                     self.writes
                         .submit(|reply| Write::move_cursor((device, user, conversation), delivered_seq, read_seq, reply))
                         .await
+                        .map_err(DbError::from)
                 }).await
             }
 
@@ -262,7 +264,7 @@ macro_rules! message_log {
         async fn first_copy(
             pool: &sqlx::Pool<$db>,
             message: &NewMessage<'_>,
-        ) -> Result<Option<Appended>, StoreError> {
+        ) -> Result<Option<Appended>, DbError> {
             let row = sqlx::query_as::<_, (String, i64, i64)>(
                 "SELECT conversation_id, seq, server_ts FROM messages \
                  WHERE sender_device = $1 AND client_msg_id = $2",

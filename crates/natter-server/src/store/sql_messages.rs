@@ -8,6 +8,7 @@ use natter_proto::ws::Message;
 use natter_proto::{ConversationId, UserId};
 
 use super::conversations::MemberRecord;
+use super::driver_errors::DbError;
 use super::sql::parse_id;
 use super::{PgStore, SqliteStore, StoreError};
 
@@ -26,7 +27,7 @@ pub(super) struct MessageRow {
 
 impl MessageRow {
     /// The message as the wire carries it, or `Corrupt` if an id does not parse.
-    pub(super) fn into_message(self) -> Result<Message, StoreError> {
+    pub(super) fn into_message(self) -> Result<Message, DbError> {
         Ok(Message {
             conversation_id: parse_id(&self.conversation_id, "messages.conversation_id")?,
             seq: self.seq,
@@ -41,7 +42,7 @@ impl MessageRow {
 }
 
 /// Every row as a message, in the rows' order.
-pub(super) fn messages(rows: Vec<MessageRow>) -> Result<Vec<Message>, StoreError> {
+pub(super) fn messages(rows: Vec<MessageRow>) -> Result<Vec<Message>, DbError> {
     rows.into_iter().map(MessageRow::into_message).collect()
 }
 
@@ -56,13 +57,13 @@ pub(super) struct MemberRow {
 
 impl MemberRow {
     /// The record, or `Corrupt` for an unknown role.
-    pub(super) fn into_record(self) -> Result<MemberRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<MemberRecord, DbError> {
         Ok(MemberRecord {
             user_id: parse_id(&self.user_id, "members.user_id")?,
             role: match self.role.as_str() {
                 "owner" => Role::Owner,
                 "member" => Role::Member,
-                _ => return Err(StoreError::Corrupt("members.role")),
+                _ => return Err(StoreError::Corrupt("members.role").into()),
             },
             joined_seq: self.joined_seq,
             left_seq: self.left_seq,
@@ -71,11 +72,11 @@ impl MemberRow {
 }
 
 /// A conversation's kind from `conversations.kind`.
-pub(super) fn kind(name: &str) -> Result<ConversationKind, StoreError> {
+pub(super) fn kind(name: &str) -> Result<ConversationKind, DbError> {
     match name {
         "direct" => Ok(ConversationKind::Direct),
         "room" => Ok(ConversationKind::Room),
-        _ => Err(StoreError::Corrupt("conversations.kind")),
+        _ => Err(StoreError::Corrupt("conversations.kind").into()),
     }
 }
 
@@ -83,7 +84,7 @@ pub(super) fn kind(name: &str) -> Result<ConversationKind, StoreError> {
 pub(super) fn ids<T: std::str::FromStr>(
     rows: Vec<String>,
     column: &'static str,
-) -> Result<Vec<T>, StoreError> {
+) -> Result<Vec<T>, DbError> {
     rows.iter().map(|id| parse_id(id, column)).collect()
 }
 
@@ -158,7 +159,7 @@ pub(super) use conversations_of;
 /// The rows of [`conversations_of!`] as summaries.
 pub(super) fn summaries(
     rows: Vec<(String, String, Option<String>, i64, i64, i64)>,
-) -> Result<Vec<ConversationSummary>, StoreError> {
+) -> Result<Vec<ConversationSummary>, DbError> {
     rows.into_iter()
         .map(|(id, k, name, last_seq, read_seq, unread)| {
             Ok(ConversationSummary {
@@ -246,12 +247,12 @@ mod sqlite_impl {
             sql: &'static str,
             conversation: ConversationId,
             sender: UserId,
-        ) -> Result<Vec<T>, StoreError>
+        ) -> Result<Vec<T>, DbError>
         where
             T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error> + Send + 'static,
         {
             let args = (conversation.to_string(), sender.to_string());
-            self.writes.read(move |db| rows(db, sql, args)).await
+            Ok(self.writes.read(move |db| rows(db, sql, args)).await?)
         }
 
         /// The rows of [`SENDERS_BETWEEN`]: who sent messages `(after, up_to]`, but those in a
@@ -261,7 +262,7 @@ mod sqlite_impl {
             conversation: ConversationId,
             (after, up_to): (i64, i64),
             apart_from: Option<UserId>,
-        ) -> Result<Vec<String>, StoreError> {
+        ) -> Result<Vec<String>, DbError> {
             let args = (
                 conversation.to_string(),
                 after,
@@ -288,7 +289,7 @@ mod postgres_impl {
             sql: &'static str,
             conversation: ConversationId,
             sender: UserId,
-        ) -> Result<Vec<T>, StoreError>
+        ) -> Result<Vec<T>, DbError>
         where
             T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
         {
@@ -305,7 +306,7 @@ mod postgres_impl {
             conversation: ConversationId,
             (after, up_to): (i64, i64),
             apart_from: Option<UserId>,
-        ) -> Result<Vec<String>, StoreError> {
+        ) -> Result<Vec<String>, DbError> {
             Ok(sqlx::query_scalar(SENDERS_BETWEEN)
                 .bind(conversation.to_string())
                 .bind(after)

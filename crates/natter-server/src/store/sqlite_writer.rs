@@ -22,11 +22,11 @@ use rusqlite::{
     TransactionBehavior, ffi,
 };
 
-use super::StoreError;
 use super::group_commit::{GroupCommit, Reply};
 use super::sql_writes::{
     INSERT_MESSAGE, MOVE_CURSOR, NEXT_SEQ, QueuedCursor, QueuedMessage, Write, settle,
 };
+use super::{DbError, StoreError};
 
 /// The most prepared statements the writer keeps.
 const STATEMENTS_KEPT: usize = 32;
@@ -91,12 +91,12 @@ impl SqliteWriter {
     /// Runs `read` on the writer thread, before the writes of its batch.
     pub(super) async fn read<R: Send + 'static>(
         &self,
-        read: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        read: impl FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.submit(|reply: Reply<R>| {
             Job::Read(Box::new(move |db| {
                 // A caller that gave up has nobody to tell.
-                let _ = reply.send(read(db));
+                let _ = reply.send(read(db).map_err(StoreError::from));
             }))
         })
         .await
@@ -137,14 +137,16 @@ fn answer(db: &mut Connection, reads: Vec<Read>) {
 /// its first poll.
 fn write_batch(db: &mut Connection, batch: Vec<Write>) {
     settle(batch, |writes| {
-        Box::pin(std::future::ready(write_in_one(db, writes)))
+        Box::pin(std::future::ready(
+            write_in_one(db, writes).map_err(StoreError::from),
+        ))
     })
     .now_or_never()
     .expect("a SQLite batch never waits");
 }
 
 /// Writes in one transaction, recording each write's outcome in it.
-fn write_in_one(db: &mut Connection, batch: &mut [Write]) -> Result<(), StoreError> {
+fn write_in_one(db: &mut Connection, batch: &mut [Write]) -> Result<(), DbError> {
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for write in batch.iter_mut() {
         match write {
@@ -157,7 +159,7 @@ fn write_in_one(db: &mut Connection, batch: &mut [Write]) -> Result<(), StoreErr
 }
 
 /// Appends a message: its seq, or `None` if this (device, client_msg_id) is already stored.
-fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i64>, StoreError> {
+fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i64>, DbError> {
     let seq = prepare(tx, NEXT_SEQ)?
         .query_row(
             (
@@ -186,7 +188,7 @@ fn append_one(tx: &Transaction<'_>, message: &QueuedMessage) -> Result<Option<i6
 }
 
 /// Moves a device's cursors (see [`MOVE_CURSOR`]).
-fn move_one(tx: &Transaction<'_>, cursor: &QueuedCursor) -> Result<Option<(i64, i64)>, StoreError> {
+fn move_one(tx: &Transaction<'_>, cursor: &QueuedCursor) -> Result<Option<(i64, i64)>, DbError> {
     prepare(tx, MOVE_CURSOR)?
         .query_row(
             (
@@ -208,7 +210,7 @@ pub(super) fn rows<T>(
     db: &Connection,
     sql: &'static str,
     params: impl Params,
-) -> Result<Vec<T>, StoreError>
+) -> Result<Vec<T>, DbError>
 where
     T: for<'a> TryFrom<&'a Row<'a>, Error = rusqlite::Error>,
 {
@@ -248,16 +250,16 @@ fn to_numbered(sql: &str) -> String {
 
 /// A constraint failure as what it means: a `unique` row that exists, or a `missing` row
 /// referred to.
-fn classify(error: rusqlite::Error, unique: &'static str, missing: &'static str) -> StoreError {
+fn classify(error: rusqlite::Error, unique: &'static str, missing: &'static str) -> DbError {
     match error.sqlite_error() {
         Some(e)
             if e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
                 || e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
-            StoreError::Conflict(unique)
+            StoreError::Conflict(unique).into()
         }
         Some(e) if e.extended_code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
-            StoreError::Missing(missing)
+            StoreError::Missing(missing).into()
         }
         _ => error.into(),
     }
@@ -577,7 +579,7 @@ mod tests {
         let chat = chat(&store, &users).await;
         let failed = store
             .writes
-            .read(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
+            .read(|_| -> Result<(), DbError> { panic!("a bug in a read") })
             .await;
         assert!(
             matches!(failed, Err(StoreError::Unavailable(_))),

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use natter_proto::UserId;
 use natter_test_support::ScratchPostgres;
 
-use super::{NewUser, PgStore, SqliteStore, Store};
+pub use natter_core::store::testing::users;
+
+use super::{PgStore, SqliteStore, Store};
 
 /// The database file's name in a test store's directory.
 pub const DB_FILE: &str = "natter.db";
@@ -59,25 +60,4 @@ async fn backends() -> Vec<Backend> {
         });
     }
     backends
-}
-
-/// Registers a user per name in `store`; their ids, in order.
-pub async fn users<S: AsRef<str>>(
-    store: &dyn Store,
-    names: impl IntoIterator<Item = S>,
-) -> Vec<UserId> {
-    let mut ids = Vec::new();
-    for name in names {
-        let (id, name) = (UserId::new(), name.as_ref());
-        let user = NewUser {
-            id,
-            username: name,
-            password_hash: "x",
-            display_name: name,
-            created_at: 0,
-        };
-        store.create_user(&user).await.expect("a new user");
-        ids.push(id);
-    }
-    ids
 }

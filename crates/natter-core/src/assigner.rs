@@ -1,31 +1,24 @@
-//! The host assigner: every node advertises its load in Redis (a heartbeat) and reads the
-//! others', and [`Assigner`] hands clients the least loaded live node.
+//! The host assigner: every node advertises its load (a heartbeat, kept in Redis by
+//! natter-cluster) and reads the others', and [`Assigner`] hands clients the least loaded live
+//! node. This module ranks and picks; it does not talk to Redis.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
-
-use super::{NODE_TTL_SECS, Node, WHOLE};
-use crate::fanout::Registry;
-
-/// How often a node refreshes its heartbeat and reads the others'.
-const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// A node's advertised load.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Heartbeat {
+pub struct Heartbeat {
     /// The node's id (the key it was read from, not part of the stored value).
     #[serde(skip)]
-    id: String,
-    ws_url: String,
-    connections: u64,
+    pub id: String,
+    /// The WebSocket URL clients use for the node.
+    pub ws_url: String,
+    /// The connections the node holds.
+    pub connections: u64,
     /// Sends (messages, to-device frames) received per second since the previous heartbeat.
     #[serde(default)]
-    sends_per_sec: f64,
+    pub sends_per_sec: f64,
 }
 
 /// How many idle connections one send a second weighs when ranking nodes. From the bench
@@ -100,13 +93,23 @@ impl Assigner {
     }
 
     /// Whether this node is shutting down (and sends clients elsewhere).
-    fn is_draining(&self) -> bool {
+    pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Waits until [`Assigner::drain`] is called (at once if it was called since the last wait).
+    pub async fn drain_requested(&self) {
+        self.drained.notified().await;
+    }
+
+    /// Notes that this node's heartbeat is withdrawn (or that withdrawing failed).
+    pub fn mark_withdrawn(&self) {
+        self.withdrawn.store(true, Ordering::Relaxed);
     }
 
     /// Keeps the live nodes a heartbeat read, or notes that it failed (`None`): this node then
     /// assigns itself only.
-    fn record(&self, live: Option<Vec<Heartbeat>>) {
+    pub fn record(&self, live: Option<Vec<Heartbeat>>) {
         let up = live.is_some();
         let mut live = live.unwrap_or_default();
         live.sort_by(|a, b| a.score().total_cmp(&b.score()));
@@ -132,7 +135,7 @@ impl Assigner {
     }
 
     /// The ids of the other live nodes, as the last heartbeat found them.
-    pub(super) fn others(&self, own_id: &str) -> Vec<String> {
+    pub fn others(&self, own_id: &str) -> Vec<String> {
         let live = self.live.read().expect("assigner lock poisoned");
         live.iter()
             .filter(|h| h.id != own_id)
@@ -169,125 +172,6 @@ impl Assigner {
         live[chosen].connections += 1;
         live[chosen].ws_url.clone()
     }
-}
-
-/// Every [`HEARTBEAT`], advertises this node's load in Redis (expiring after [`NODE_TTL_SECS`],
-/// so a dead node disappears) and reads every live node's into the assigner. The live nodes
-/// are found through a sorted set of ids, not a keyspace scan (the keyspace also holds every
-/// rate-limit bucket).
-pub(super) async fn heartbeat(
-    mut redis: ConnectionManager,
-    node: Node,
-    registry: Arc<Registry>,
-    presence_lost: Arc<Notify>,
-    assigner: Arc<Assigner>,
-) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut meter = registry.send_meter();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = assigner.drained.notified() => {}
-        }
-        if assigner.is_draining() {
-            withdraw(&mut redis, &node).await;
-            assigner.withdrawn.store(true, Ordering::Relaxed);
-            return;
-        }
-        let beat = Heartbeat {
-            id: node.id.clone(),
-            ws_url: node.ws_url.clone(),
-            connections: registry.connections(),
-            sends_per_sec: meter.per_second(),
-        };
-        match beat_once(&mut redis, &node, &beat, &presence_lost).await {
-            Ok(live) => assigner.record(Some(live)),
-            Err(error) => {
-                tracing::warn!(%error, "cluster heartbeat failed; assigning this node only");
-                assigner.record(None);
-            }
-        }
-    }
-}
-
-/// Deletes this node's heartbeat so no node hands it out any more.
-async fn withdraw(redis: &mut ConnectionManager, node: &Node) {
-    let deleted: redis::RedisResult<()> = redis::pipe()
-        .cmd("ZREM")
-        .arg(node.nodes_key())
-        .arg(&node.id)
-        .ignore()
-        .cmd("DEL")
-        .arg(node.heartbeat_key())
-        .arg(node.users_key_of(&node.id))
-        .ignore()
-        .query_async(redis)
-        .await;
-    match deleted {
-        Ok(_) => tracing::info!("draining: withdrew this node from the host assigner"),
-        Err(error) => {
-            tracing::warn!(%error, "draining: cannot withdraw the heartbeat; it expires in {NODE_TTL_SECS} s")
-        }
-    }
-}
-
-/// One heartbeat: writes this node's load and keeps its presence hash alive, drops
-/// expired nodes from the index, notices a presence hash Redis lost (telling
-/// `presence_lost`), and reads every live node's load.
-async fn beat_once(
-    redis: &mut ConnectionManager,
-    node: &Node,
-    beat: &Heartbeat,
-    presence_lost: &Notify,
-) -> redis::RedisResult<Vec<Heartbeat>> {
-    let text = serde_json::to_string(beat).expect("heartbeats always serialize");
-    let now = crate::clock::now_ms();
-    let expires = now + i64::try_from(NODE_TTL_SECS * 1000).unwrap_or(i64::MAX);
-    let (whole, ids): (bool, Vec<String>) = redis::pipe()
-        .cmd("SET")
-        .arg(node.heartbeat_key())
-        .arg(text)
-        .arg("EX")
-        .arg(NODE_TTL_SECS)
-        .ignore()
-        .cmd("ZADD")
-        .arg(node.nodes_key())
-        .arg(expires)
-        .arg(&node.id)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(node.nodes_key())
-        .arg("-inf")
-        .arg(now)
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(node.users_key_of(&node.id))
-        .arg(NODE_TTL_SECS)
-        .ignore()
-        .cmd("HEXISTS")
-        .arg(node.users_key_of(&node.id))
-        .arg(WHOLE)
-        .cmd("ZRANGE")
-        .arg(node.nodes_key())
-        .arg(0)
-        .arg(-1)
-        .query_async(redis)
-        .await?;
-    // Redis lost the hash written whole (it restarted, or was flushed); one change written
-    // since may have made a new hash of one user: presence must be written whole again.
-    if !whole {
-        presence_lost.notify_one();
-    }
-    let keys: Vec<String> = ids.iter().map(|id| node.heartbeat_key_of(id)).collect();
-    let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
-    Ok(ids
-        .into_iter()
-        .zip(values)
-        .filter_map(|(id, value)| {
-            let beat: Heartbeat = serde_json::from_str(&value?).ok()?;
-            Some(Heartbeat { id, ..beat })
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use natter_proto::UserId;
 use crate::fanout::Registry;
 
 /// The other nodes of a cluster, as far as presence goes (in Redis:
-/// [`crate::cluster::RemotePresence`]).
+/// natter-cluster's `RemotePresence`).
 #[async_trait]
 pub trait OtherNodes: Send + Sync {
     /// Whether `user` has a device connected to another live node.

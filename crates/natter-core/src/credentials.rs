@@ -1,6 +1,6 @@
 //! Credentials: the authenticated caller ([`Auth`]), argon2id password hashes ([`Passwords`]),
 //! and opaque bearer tokens, stored as SHA-256, with their lifetimes. No HTTP types: the
-//! extractor that reads a token from a request is in [`crate::auth`].
+//! extractor that reads a token from a request is in natter-server's `auth`.
 //!
 //! # Security
 //! Tokens and passwords never reach a log line: they are not `Debug` anywhere here.

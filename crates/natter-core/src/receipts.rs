@@ -212,8 +212,10 @@ fn dropped(conversation: ConversationId, error: &StoreError) {
     tracing::warn!(conversation.id = %conversation, %error, "receipts dropped");
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of the receipts over a real store, which this crate does not have: natter-store's
+/// tests run each on both backends.
+#[cfg(feature = "store-checks")]
+pub mod checks {
     use super::*;
     use crate::fanout::{LocalBus, Registration, Registry};
     use crate::store::{NewMessage, testing};
@@ -328,184 +330,174 @@ mod tests {
 
     // One thread: the window's task cannot run before the test awaits something that waits, so
     // every move after the first lands in the same window however slow the machine is.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_busy_conversation_gets_one_frame_per_window() {
-        testing::on_each_backend(async |store| {
-            // Member 0 posted seqs 1 and 2; members 1..=5 read.
-            let room = room(store, 6, &[0, 0]).await;
-            let mut to_poster = room.connect(0);
+    /// Checks that a busy conversation gets one frame per window (on a current-thread runtime).
+    pub async fn a_busy_conversation_gets_one_frame_per_window(store: Arc<dyn Store>) {
+        // Member 0 posted seqs 1 and 2; members 1..=5 read.
+        let room = room(store, 6, &[0, 0]).await;
+        let mut to_poster = room.connect(0);
 
-            // Five members move at once, the first one twice.
-            for reader in 1..=5 {
-                room.moves(reader, 0, 1).await;
-            }
-            room.moves(1, 1, 2).await;
-            // The first went out alone, at once.
-            let first = frames(&mut to_poster);
+        // Five members move at once, the first one twice.
+        for reader in 1..=5 {
+            room.moves(reader, 0, 1).await;
+        }
+        room.moves(1, 1, 2).await;
+        // The first went out alone, at once.
+        let first = frames(&mut to_poster);
+        assert!(
+            matches!(first.as_slice(), [ServerFrame::Receipt(r)] if r.device_id == room.members[1].1 && r.delivered_seq == 1),
+            "{first:?}"
+        );
+        // The rest, the latest per device, together when the window closes.
+        let later = next_frames(&mut to_poster).await;
+        let mut expected: Vec<(String, i64)> = (1..=5)
+            .map(|reader| {
+                (
+                    room.members[reader].1.to_string(),
+                    if reader == 1 { 2 } else { 1 },
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(gathered(&later), expected);
+
+        // A window with no moves closes it: the next move goes out at once again.
+        let closed = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !room.receipts.open.lock().unwrap().is_empty() {
             assert!(
-                matches!(first.as_slice(), [ServerFrame::Receipt(r)] if r.device_id == room.members[1].1 && r.delivered_seq == 1),
-                "{first:?}"
+                tokio::time::Instant::now() < closed,
+                "the window never closed"
             );
-            // The rest, the latest per device, together when the window closes.
-            let later = next_frames(&mut to_poster).await;
-            let mut expected: Vec<(String, i64)> = (1..=5)
-                .map(|reader| {
-                    (
-                        room.members[reader].1.to_string(),
-                        if reader == 1 { 2 } else { 1 },
-                    )
-                })
-                .collect();
-            expected.sort();
-            assert_eq!(gathered(&later), expected);
-
-            // A window with no moves closes it: the next move goes out at once again.
-            let closed = tokio::time::Instant::now() + Duration::from_secs(10);
-            while !room.receipts.open.lock().unwrap().is_empty() {
-                assert!(
-                    tokio::time::Instant::now() < closed,
-                    "the window never closed"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            room.moves(2, 1, 2).await;
-            assert!(matches!(
-                frames(&mut to_poster).as_slice(),
-                [ServerFrame::Receipt(r)] if r.delivered_seq == 2
-            ));
-            // And its window, opened after the last one closed, goes out too.
-            room.moves(3, 1, 2).await;
-            assert_eq!(
-                gathered(&next_frames(&mut to_poster).await),
-                [(room.members[3].1.to_string(), 2)]
-            );
-        })
-        .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        room.moves(2, 1, 2).await;
+        assert!(matches!(
+            frames(&mut to_poster).as_slice(),
+            [ServerFrame::Receipt(r)] if r.delivered_seq == 2
+        ));
+        // And its window, opened after the last one closed, goes out too.
+        room.moves(3, 1, 2).await;
+        assert_eq!(
+            gathered(&next_frames(&mut to_poster).await),
+            [(room.members[3].1.to_string(), 2)]
+        );
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_window_goes_to_everyone_its_moves_concern() {
-        testing::on_each_backend(async |store| {
-            // Member 0 posted seq 1, member 1 seq 2, member 2 seq 3.
-            let room = room(store, 5, &[0, 1, 2]).await;
-            let (mut to_first, mut to_second, mut to_third) =
-                (room.connect(0), room.connect(1), room.connect(2));
-            let mut to_reader = room.connect(3);
-            // The reader's and the first poster's other devices.
-            let (reader, _) = room.members[3];
-            let mut to_readers_phone = room.registry.register(reader, DeviceId::new(), 64);
-            let (first, _) = room.members[0];
-            let mut to_firsts_phone = room.registry.register(first, DeviceId::new(), 64);
+    /// Checks that a window goes to everyone its moves concern (on a current-thread runtime).
+    pub async fn a_window_goes_to_everyone_its_moves_concern(store: Arc<dyn Store>) {
+        // Member 0 posted seq 1, member 1 seq 2, member 2 seq 3.
+        let room = room(store, 5, &[0, 1, 2]).await;
+        let (mut to_first, mut to_second, mut to_third) =
+            (room.connect(0), room.connect(1), room.connect(2));
+        let mut to_reader = room.connect(3);
+        // The reader's and the first poster's other devices.
+        let (reader, _) = room.members[3];
+        let mut to_readers_phone = room.registry.register(reader, DeviceId::new(), 64);
+        let (first, _) = room.members[0];
+        let mut to_firsts_phone = room.registry.register(first, DeviceId::new(), 64);
 
-            // The reader's move covers the first post: it goes out at once, to its poster and to
-            // the reader's other device, but not to the device that moved.
-            room.moves(3, 0, 1).await;
-            assert_eq!(frames(&mut to_first).len(), 1);
-            assert_eq!(frames(&mut to_firsts_phone).len(), 1);
-            assert_eq!(frames(&mut to_readers_phone).len(), 1);
-            assert!(frames(&mut to_reader).is_empty());
-            assert!(frames(&mut to_second).is_empty());
-            // Two more moves in the window, covering the second post only: one by member 4, one by
-            // the first poster.
-            room.moves(4, 1, 2).await;
-            room.moves(0, 1, 2).await;
-            let later = next_frames(&mut to_second).await;
-            let mut both = vec![
-                (room.members[4].1.to_string(), 2),
-                (room.members[0].1.to_string(), 2),
-            ];
-            both.sort();
-            // The second post's sender gets both moves.
-            assert_eq!(gathered(&later), both);
-            // The first poster's other device gets its own move only, and the device that made it
-            // nothing; nor does anyone whose post no move in the window covered.
-            assert_eq!(
-                gathered(&frames(&mut to_firsts_phone)),
-                [(room.members[0].1.to_string(), 2)]
-            );
-            assert!(frames(&mut to_first).is_empty());
-            assert!(frames(&mut to_third).is_empty());
-            assert!(frames(&mut to_reader).is_empty());
-            assert!(frames(&mut to_readers_phone).is_empty());
-        })
-        .await;
+        // The reader's move covers the first post: it goes out at once, to its poster and to
+        // the reader's other device, but not to the device that moved.
+        room.moves(3, 0, 1).await;
+        assert_eq!(frames(&mut to_first).len(), 1);
+        assert_eq!(frames(&mut to_firsts_phone).len(), 1);
+        assert_eq!(frames(&mut to_readers_phone).len(), 1);
+        assert!(frames(&mut to_reader).is_empty());
+        assert!(frames(&mut to_second).is_empty());
+        // Two more moves in the window, covering the second post only: one by member 4, one by
+        // the first poster.
+        room.moves(4, 1, 2).await;
+        room.moves(0, 1, 2).await;
+        let later = next_frames(&mut to_second).await;
+        let mut both = vec![
+            (room.members[4].1.to_string(), 2),
+            (room.members[0].1.to_string(), 2),
+        ];
+        both.sort();
+        // The second post's sender gets both moves.
+        assert_eq!(gathered(&later), both);
+        // The first poster's other device gets its own move only, and the device that made it
+        // nothing; nor does anyone whose post no move in the window covered.
+        assert_eq!(
+            gathered(&frames(&mut to_firsts_phone)),
+            [(room.members[0].1.to_string(), 2)]
+        );
+        assert!(frames(&mut to_first).is_empty());
+        assert!(frames(&mut to_third).is_empty());
+        assert!(frames(&mut to_reader).is_empty());
+        assert!(frames(&mut to_readers_phone).is_empty());
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn receipts_skip_former_members_and_both_sides_of_a_block() {
-        testing::on_each_backend(async |store| {
-            // Members 0, 1 and 2 posted seqs 1, 2 and 3.
-            let room = room(store, 6, &[0, 1, 2]).await;
-            let (mut to_left, mut to_blocker, mut to_poster) =
-                (room.connect(0), room.connect(1), room.connect(2));
-            // Member 0 leaves; member 1 blocks member 4; member 5 blocks member 2.
-            let user = |i: usize| room.members[i].0;
-            room.store
-                .remove_member(room.conversation, user(0))
-                .await
-                .unwrap();
-            let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
-            room.store
-                .change_connection(user(1), user(4), 0, &block)
-                .await
-                .unwrap()
-                .unwrap();
-            room.store
-                .change_connection(user(5), user(2), 0, &block)
-                .await
-                .unwrap()
-                .unwrap();
+    /// Checks that receipts skip former members and both sides of a block (on a current-thread runtime).
+    pub async fn receipts_skip_former_members_and_both_sides_of_a_block(store: Arc<dyn Store>) {
+        // Members 0, 1 and 2 posted seqs 1, 2 and 3.
+        let room = room(store, 6, &[0, 1, 2]).await;
+        let (mut to_left, mut to_blocker, mut to_poster) =
+            (room.connect(0), room.connect(1), room.connect(2));
+        // Member 0 leaves; member 1 blocks member 4; member 5 blocks member 2.
+        let user = |i: usize| room.members[i].0;
+        room.store
+            .remove_member(room.conversation, user(0))
+            .await
+            .unwrap();
+        let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+        room.store
+            .change_connection(user(1), user(4), 0, &block)
+            .await
+            .unwrap()
+            .unwrap();
+        room.store
+            .change_connection(user(5), user(2), 0, &block)
+            .await
+            .unwrap()
+            .unwrap();
 
-            // Member 4's move covers all three posts: at once, to the poster still in the room who
-            // is not in a block with member 4.
-            room.moves(4, 0, 3).await;
-            assert_eq!(frames(&mut to_poster).len(), 1);
-            assert!(frames(&mut to_blocker).is_empty());
-            // In the window, members 3, 4 (again) and 5 move.
-            for mover in [3, 4, 5] {
-                room.moves(mover, 0, 3).await;
-            }
-            let device = |i: usize| (room.members[i].1.to_string(), 3);
-            // The poster that member 5 blocks gets the others' moves but not member 5's.
-            let mut unblocking = vec![device(3), device(4)];
-            unblocking.sort();
-            assert_eq!(gathered(&next_frames(&mut to_poster).await), unblocking);
-            // The blocker gets the others' moves but not member 4's.
-            let mut unblocked = vec![device(3), device(5)];
-            unblocked.sort();
-            assert_eq!(gathered(&frames(&mut to_blocker)), unblocked);
-            // The member who left hears of nothing.
-            assert!(frames(&mut to_left).is_empty());
-        })
-        .await;
+        // Member 4's move covers all three posts: at once, to the poster still in the room who
+        // is not in a block with member 4.
+        room.moves(4, 0, 3).await;
+        assert_eq!(frames(&mut to_poster).len(), 1);
+        assert!(frames(&mut to_blocker).is_empty());
+        // In the window, members 3, 4 (again) and 5 move.
+        for mover in [3, 4, 5] {
+            room.moves(mover, 0, 3).await;
+        }
+        let device = |i: usize| (room.members[i].1.to_string(), 3);
+        // The poster that member 5 blocks gets the others' moves but not member 5's.
+        let mut unblocking = vec![device(3), device(4)];
+        unblocking.sort();
+        assert_eq!(gathered(&next_frames(&mut to_poster).await), unblocking);
+        // The blocker gets the others' moves but not member 4's.
+        let mut unblocked = vec![device(3), device(5)];
+        unblocked.sort();
+        assert_eq!(gathered(&frames(&mut to_blocker)), unblocked);
+        // The member who left hears of nothing.
+        assert!(frames(&mut to_left).is_empty());
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_window_of_one_movers_moves_skips_the_senders_in_a_block_with_it() {
-        testing::on_each_backend(async |store| {
-            // Member 0 posted seqs 1 and 3, member 1 seq 2; member 1 blocks member 3.
-            let room = room(store, 4, &[0, 1, 0]).await;
-            let (mut to_poster, mut to_blocker) = (room.connect(0), room.connect(1));
-            let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
-            room.store
-                .change_connection(room.members[1].0, room.members[3].0, 0, &block)
-                .await
-                .unwrap()
-                .unwrap();
+    /// Checks that a window of one movers moves skips the senders in a block with it (on a current-thread runtime).
+    pub async fn a_window_of_one_movers_moves_skips_the_senders_in_a_block_with_it(
+        store: Arc<dyn Store>,
+    ) {
+        // Member 0 posted seqs 1 and 3, member 1 seq 2; member 1 blocks member 3.
+        let room = room(store, 4, &[0, 1, 0]).await;
+        let (mut to_poster, mut to_blocker) = (room.connect(0), room.connect(1));
+        let block = |_| Ok((ConnectionState::Blocked, ConnectionState::None));
+        room.store
+            .change_connection(room.members[1].0, room.members[3].0, 0, &block)
+            .await
+            .unwrap()
+            .unwrap();
 
-            // Member 3 reads the first post, then, in the window its move opened, the rest.
-            room.moves(3, 0, 1).await;
-            assert_eq!(frames(&mut to_poster).len(), 1);
-            room.moves(3, 1, 3).await;
-            assert_eq!(
-                gathered(&next_frames(&mut to_poster).await),
-                [(room.members[3].1.to_string(), 3)]
-            );
-            assert!(
-                frames(&mut to_blocker).is_empty(),
-                "nothing across the block"
-            );
-        })
-        .await;
+        // Member 3 reads the first post, then, in the window its move opened, the rest.
+        room.moves(3, 0, 1).await;
+        assert_eq!(frames(&mut to_poster).len(), 1);
+        room.moves(3, 1, 3).await;
+        assert_eq!(
+            gathered(&next_frames(&mut to_poster).await),
+            [(room.members[3].1.to_string(), 3)]
+        );
+        assert!(
+            frames(&mut to_blocker).is_empty(),
+            "nothing across the block"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! [`ServiceError`]: why a service refused or failed a request, in terms that carry no HTTP
-//! types (the server maps each to a response in [`crate::error`]).
+//! types (the server maps each to a response in natter-server's `error` module).
 
 use crate::store::{Refusal, StoreError};
 

@@ -13,15 +13,39 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use natter_proto::close::CloseCode;
 use natter_proto::ws::ServerFrame;
 use natter_proto::{ConversationId, DeviceId, UserId};
 use tokio::sync::{Notify, mpsc};
 
 /// Serializes a frame once, for every recipient.
-pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(frame).expect("server frames always serialize"))
+pub fn encode(frame: &ServerFrame) -> Frame {
+    Frame::from(serde_json::to_string(frame).expect("server frames always serialize"))
+}
+
+/// A serialized server frame: JSON text, shared by every recipient without copying. It is
+/// only made from a `String`, so it always holds UTF-8; the gateway hands its bytes to the
+/// socket as a text message (which checks them again, cheaply: see docs/benchmarks.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// The frame's bytes (UTF-8 JSON), cheap to clone.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The frame's text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a Frame is made from a String")
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Self {
+        Self(Bytes::from(text))
+    }
 }
 
 /// An event for one connection. Frames are serialized once and shared by every recipient; the
@@ -41,21 +65,21 @@ pub enum Outbound {
         /// Accepted on another node (it came through the cluster bus).
         remote: bool,
         /// The `message` frame.
-        frame: Utf8Bytes,
+        frame: Frame,
     },
     /// A to-device item, checked against the device's inbox watermark.
     ToDevice {
         /// The inbox seq.
         seq: i64,
         /// The `to_device` frame.
-        frame: Utf8Bytes,
+        frame: Frame,
     },
     /// Any other frame (receipts, typing), sent as is; `kind` is its type.
     Frame {
         /// The frame's type, for metrics.
         kind: &'static str,
         /// The frame.
-        frame: Utf8Bytes,
+        frame: Frame,
     },
     /// Close the connection with this code and reason (an operator suspended the account).
     Close(CloseCode, &'static str),
@@ -241,7 +265,7 @@ impl Registry {
     }
 
     /// Queues `event` for every connection here of `users`, but the device `skip`.
-    pub(crate) fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
+    pub fn deliver(&self, users: &[UserId], skip: Option<DeviceId>, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         // Put behind an `Arc` once a local recipient is found (most cluster publishes have
         // none on a given node).
@@ -259,7 +283,7 @@ impl Registry {
     }
 
     /// Queues `event` for the connections here of one device.
-    pub(crate) fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
+    pub fn deliver_to_device(&self, user: UserId, device: DeviceId, event: &Outbound) {
         let map = self.users.read().expect("registry lock poisoned");
         let mut shared = None;
         for handle in map

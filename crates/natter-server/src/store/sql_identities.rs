@@ -1,72 +1,13 @@
-//! Cross-signing identities, device signatures and the key backup: what clients sign and seal,
-//! stored as opaque text; and who may see whose device lists. [`IdentityStore`] has one body
-//! of SQL for both backends.
+//! [`IdentityStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
+//! `sql.rs` for why a macro).
 
 use async_trait::async_trait;
 use natter_proto::keys::{BackupItem, CrossSigningKeys};
 use natter_proto::limits::BACKUP_ITEMS_MAX;
 use natter_proto::{DeviceId, UserId};
 
-use super::{PgStore, SqliteStore, StoreError, timed};
-
-/// Persistence of identities, device signatures and backup items.
-#[async_trait]
-pub trait IdentityStore: Send + Sync {
-    /// A user's cross-signing identity, if their first device published one.
-    async fn identity(&self, user: UserId) -> Result<Option<CrossSigningKeys>, StoreError>;
-    /// The identities of those of `users` that have one.
-    async fn identities(
-        &self,
-        users: &[UserId],
-    ) -> Result<Vec<(UserId, CrossSigningKeys)>, StoreError>;
-    /// The users whose device lists `viewer` may see, besides its own: its connections, and
-    /// fellow members of its rooms who did not block it.
-    async fn visible_to(&self, viewer: UserId) -> Result<Vec<UserId>, StoreError>;
-    /// The users who may see `target`'s device list, besides `target`: the other side of
-    /// [`IdentityStore::visible_to`].
-    async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError>;
-    /// Publishes a user's first identity, or replaces one with the same master key (a new
-    /// self-signing key). False, and nothing changed, when the stored identity has another
-    /// master key (checked in the same statement, so a reset cannot be overwritten).
-    async fn set_identity(
-        &self,
-        user: UserId,
-        keys: &CrossSigningKeys,
-        now: i64,
-    ) -> Result<bool, StoreError>;
-    /// Replaces a user's identity in a reset: with the old identity go every device's
-    /// cross-signature and the whole backup.
-    async fn reset_identity(
-        &self,
-        user: UserId,
-        keys: &CrossSigningKeys,
-        now: i64,
-    ) -> Result<(), StoreError>;
-    /// Stores (or, with `None`, removes) a device's cross-signature. False if `device` is not
-    /// one of `user`'s.
-    async fn sign_device(
-        &self,
-        user: UserId,
-        device: DeviceId,
-        signature: Option<&str>,
-    ) -> Result<bool, StoreError>;
-    /// Stores or replaces a backup item. `Conflict` when the user already keeps the most items.
-    async fn put_backup_item(
-        &self,
-        user: UserId,
-        item: &BackupItem,
-        now: i64,
-    ) -> Result<(), StoreError>;
-    /// Up to `limit` of a user's backup items after the name `after`, in name order.
-    async fn backup_items(
-        &self,
-        user: UserId,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<BackupItem>, StoreError>;
-    /// Removes all of a user's backup items: how many.
-    async fn delete_backup(&self, user: UserId) -> Result<u64, StoreError>;
-}
+use super::driver_errors::DbError;
+use super::{IdentityStore, PgStore, SqliteStore, StoreError, timed};
 
 macro_rules! sql_identities {
     ($store:ty, $db:ty) => {
@@ -75,7 +16,7 @@ macro_rules! sql_identities {
             pool: &sqlx::Pool<$db>,
             sql: &'static str,
             user: UserId,
-        ) -> Result<Vec<UserId>, StoreError> {
+        ) -> Result<Vec<UserId>, DbError> {
             sqlx::query_scalar::<$db, String>(sql)
                 .bind(user.to_string())
                 .fetch_all(pool)
@@ -264,7 +205,7 @@ macro_rules! sql_identities {
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 0 {
-                        return Err(StoreError::Conflict("backup item count"));
+                        return Err(StoreError::Conflict("backup item count").into());
                     }
                     tx.commit().await?;
                     Ok(())
@@ -349,8 +290,9 @@ const AUDIENCE_OF: &str = "SELECT user_id FROM connections WHERE peer_id = $1 AN
      AND b.peer_id = y.user_id AND b.state = 'blocked')";
 
 /// Parses a user id column.
-fn parse_user(text: &str) -> Result<UserId, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt("a user id"))
+fn parse_user(text: &str) -> Result<UserId, DbError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt("a user id").into())
 }
 
 mod sqlite_impl {

@@ -1,6 +1,6 @@
-//! [`StoreError`]: how the store fails, in terms that name no database driver. The drivers'
-//! errors become these in `driver_errors`, which decides which failures mean the database is
-//! unavailable.
+//! [`StoreError`]: how the store fails, in terms that name no database driver. natter-store
+//! turns the drivers' errors into these in one place, which decides which failures mean the
+//! database is unavailable.
 
 /// A store failure. Policy errors (not found, forbidden) are the service's business.
 #[derive(Debug, thiserror::Error)]

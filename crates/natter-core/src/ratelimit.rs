@@ -7,7 +7,7 @@
 //! refusal) and counted in `natter_abuse_total`.
 //!
 //! A node alone keeps its buckets in memory. In a cluster they are [`SharedBuckets`] (in
-//! Redis, [`crate::cluster::RedisBuckets`]), so a sender gains nothing by spreading requests
+//! Redis, natter-cluster's `RedisBuckets`), so a sender gains nothing by spreading requests
 //! over several nodes. When they cannot answer, each node falls back to its own buckets
 //! (limits hold per node meanwhile).
 
@@ -197,7 +197,7 @@ pub struct RateLimits {
     shared: Option<Box<dyn SharedBuckets>>,
 }
 
-/// Buckets shared by every node of a cluster (in Redis: [`crate::cluster::RedisBuckets`]).
+/// Buckets shared by every node of a cluster (in Redis: natter-cluster's `RedisBuckets`).
 #[async_trait]
 pub trait SharedBuckets: Send + Sync {
     /// The verdict on `charges` at the rates of `limits`, or `None` when the shared buckets

@@ -108,8 +108,10 @@ fn from_list(listed: &Listed, check: RoomCheck) -> SendPlan {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// Checks of the member lists over a real store, which this crate does not have: natter-store's
+/// tests run each on both backends.
+#[cfg(feature = "store-checks")]
+pub mod checks {
     use super::*;
     use crate::store::testing;
 
@@ -157,110 +159,95 @@ mod tests {
         listed
     }
 
-    #[tokio::test]
-    async fn a_list_serves_plans_until_the_members_change() {
-        testing::on_each_backend(async |store| {
-            let store = store.as_ref();
-            let users = users(store, LISTED_FROM + 1).await;
-            let (members, newcomer) = (&users[..LISTED_FROM], users[LISTED_FROM]);
-            let conversation = room(store, members).await;
-            let lists = MemberLists::default();
-            let sender = members[0];
-            let set = |users: &[UserId]| users.iter().copied().collect::<HashSet<_>>();
+    /// Checks that a list serves plans until the members change.
+    pub async fn a_list_serves_plans_until_the_members_change(store: Arc<dyn Store>) {
+        let store = store.as_ref();
+        let users = users(store, LISTED_FROM + 1).await;
+        let (members, newcomer) = (&users[..LISTED_FROM], users[LISTED_FROM]);
+        let conversation = room(store, members).await;
+        let lists = MemberLists::default();
+        let sender = members[0];
+        let set = |users: &[UserId]| users.iter().copied().collect::<HashSet<_>>();
 
-            assert_eq!(
-                recipients(&lists, store, conversation, sender).await,
-                set(members)
-            );
-            let first = listed(&lists, conversation).expect("a big room is listed");
-            // Same members version: the plan comes from the same list.
-            assert_eq!(
-                recipients(&lists, store, conversation, sender).await,
-                set(members)
-            );
-            assert!(Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()));
+        assert_eq!(
+            recipients(&lists, store, conversation, sender).await,
+            set(members)
+        );
+        let first = listed(&lists, conversation).expect("a big room is listed");
+        // Same members version: the plan comes from the same list.
+        assert_eq!(
+            recipients(&lists, store, conversation, sender).await,
+            set(members)
+        );
+        assert!(Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()));
 
-            // Each membership change bumps the version, so the next plan reads the room again.
-            store
-                .add_members(conversation, &[newcomer], 1000, 0)
-                .await
-                .unwrap();
-            assert_eq!(
-                recipients(&lists, store, conversation, sender).await,
-                set(&users)
-            );
-            assert!(store.remove_member(conversation, members[1]).await.unwrap());
-            let mut remaining = users.clone();
-            remaining.remove(1);
-            assert_eq!(
-                recipients(&lists, store, conversation, sender).await,
-                set(&remaining)
-            );
-        })
-        .await;
+        // Each membership change bumps the version, so the next plan reads the room again.
+        store
+            .add_members(conversation, &[newcomer], 1000, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            recipients(&lists, store, conversation, sender).await,
+            set(&users)
+        );
+        assert!(store.remove_member(conversation, members[1]).await.unwrap());
+        let mut remaining = users.clone();
+        remaining.remove(1);
+        assert_eq!(
+            recipients(&lists, store, conversation, sender).await,
+            set(&remaining)
+        );
     }
 
-    #[tokio::test]
-    async fn only_a_members_plan_lists_a_room() {
-        testing::on_each_backend(async |store| {
-            assert!(!listed_after(store.as_ref(), LISTED_FROM, false).await);
-            assert!(listed_after(store.as_ref(), LISTED_FROM, true).await);
-        })
-        .await;
+    /// Checks that only a members plan lists a room.
+    pub async fn only_a_members_plan_lists_a_room(store: Arc<dyn Store>) {
+        assert!(!listed_after(store.as_ref(), LISTED_FROM, false).await);
+        assert!(listed_after(store.as_ref(), LISTED_FROM, true).await);
     }
 
-    #[tokio::test]
-    async fn a_listed_room_still_refuses_outsiders_and_removed_members() {
-        testing::on_each_backend(async |store| {
-            let store = store.as_ref();
-            let users = users(store, LISTED_FROM + 1).await;
-            let (members, outsider) = (&users[..LISTED_FROM], users[LISTED_FROM]);
-            let conversation = room(store, members).await;
-            let lists = MemberLists::default();
-            lists.plan(store, conversation, members[0]).await.unwrap();
-            let first = listed(&lists, conversation).expect("listed");
-            let plan = lists.plan(store, conversation, outsider).await.unwrap();
-            assert!(!plan.expect("the room exists").is_member);
-            assert!(
-                Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()),
-                "an outsider's refusal leaves the list as it was"
-            );
-            assert!(store.remove_member(conversation, members[1]).await.unwrap());
-            let plan = lists.plan(store, conversation, members[1]).await.unwrap();
-            assert!(!plan.expect("the room exists").is_member);
-        })
-        .await;
+    /// Checks that a listed room still refuses outsiders and removed members.
+    pub async fn a_listed_room_still_refuses_outsiders_and_removed_members(store: Arc<dyn Store>) {
+        let store = store.as_ref();
+        let users = users(store, LISTED_FROM + 1).await;
+        let (members, outsider) = (&users[..LISTED_FROM], users[LISTED_FROM]);
+        let conversation = room(store, members).await;
+        let lists = MemberLists::default();
+        lists.plan(store, conversation, members[0]).await.unwrap();
+        let first = listed(&lists, conversation).expect("listed");
+        let plan = lists.plan(store, conversation, outsider).await.unwrap();
+        assert!(!plan.expect("the room exists").is_member);
+        assert!(
+            Arc::ptr_eq(&first, &listed(&lists, conversation).unwrap()),
+            "an outsider's refusal leaves the list as it was"
+        );
+        assert!(store.remove_member(conversation, members[1]).await.unwrap());
+        let plan = lists.plan(store, conversation, members[1]).await.unwrap();
+        assert!(!plan.expect("the room exists").is_member);
     }
 
-    #[tokio::test]
-    async fn a_room_under_listed_from_is_not_listed() {
-        testing::on_each_backend(async |store| {
-            assert!(!listed_after(store.as_ref(), LISTED_FROM - 1, true).await);
-        })
-        .await;
+    /// Checks that a room under listed from is not listed.
+    pub async fn a_room_under_listed_from_is_not_listed(store: Arc<dyn Store>) {
+        assert!(!listed_after(store.as_ref(), LISTED_FROM - 1, true).await);
     }
 
-    #[tokio::test]
-    async fn listing_past_rooms_max_drops_another_room() {
-        testing::on_each_backend(async |store| {
-            let store = store.as_ref();
-            let users = users(store, LISTED_FROM).await;
-            let conversation = room(store, &users).await;
-            let lists = MemberLists::default();
-            let synthetic = || {
-                let listed = Listed {
-                    version: 0,
-                    members: Vec::new(),
-                };
-                (ConversationId::new(), Arc::new(listed))
+    /// Checks that listing past rooms max drops another room.
+    pub async fn listing_past_rooms_max_drops_another_room(store: Arc<dyn Store>) {
+        let store = store.as_ref();
+        let users = users(store, LISTED_FROM).await;
+        let conversation = room(store, &users).await;
+        let lists = MemberLists::default();
+        let synthetic = || {
+            let listed = Listed {
+                version: 0,
+                members: Vec::new(),
             };
-            lists.rooms().extend((0..ROOMS_MAX).map(|_| synthetic()));
+            (ConversationId::new(), Arc::new(listed))
+        };
+        lists.rooms().extend((0..ROOMS_MAX).map(|_| synthetic()));
 
-            lists.plan(store, conversation, users[0]).await.unwrap();
-            let rooms = lists.rooms();
-            assert_eq!(rooms.len(), ROOMS_MAX);
-            assert!(rooms.contains_key(&conversation));
-        })
-        .await;
+        lists.plan(store, conversation, users[0]).await.unwrap();
+        let rooms = lists.rooms();
+        assert_eq!(rooms.len(), ROOMS_MAX);
+        assert!(rooms.contains_key(&conversation));
     }
 }
