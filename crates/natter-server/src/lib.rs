@@ -5,7 +5,7 @@
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
 //!   request and response plumbing (errors become problem+json);
 //! - [`gateway`]: the WebSocket gateway (each socket's loop, its delivery and its frames);
-//! - [`store`]: natter-core's store for SQLite and PostgreSQL;
+//! - [`open_store`]: natter-store's SQLite or PostgreSQL store, as configured;
 //! - [`cluster`]: everything Redis (the cluster bus, heartbeats, presence on other nodes,
 //!   shared rate-limit buckets), behind natter-core's traits;
 //! - [`observe`], [`process_metrics`]: metrics; [`admin`]: the admin listener;
@@ -27,7 +27,6 @@ pub mod observe;
 pub mod process_metrics;
 pub mod routes;
 pub mod state;
-pub mod store;
 pub mod telemetry;
 
 /// The rate-limit settings [`config::Config`] is made of (natter-core's).
@@ -51,7 +50,7 @@ use natter_core::presence::{OtherNodes, Presence};
 use natter_core::ratelimit::RateLimits;
 use natter_core::store::Store;
 
-use crate::store::{PgStore, SqliteStore};
+use natter_store::{PgStore, SqliteStore};
 
 /// Opens the configured store, creating an embedded database's directory and file (private to
 /// natterd's user) if needed; a PostgreSQL pool holds up to `pool` connections.

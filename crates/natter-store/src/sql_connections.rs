@@ -206,12 +206,12 @@ macro_rules! connection_store {
 
 mod sqlite_impl {
     use super::*;
-    use crate::store::dialect::sqlite::{BEGIN_WRITE, LOCK_SIDES};
+    use crate::dialect::sqlite::{BEGIN_WRITE, LOCK_SIDES};
     connection_store!(SqliteStore, sqlx::Sqlite);
 }
 
 mod postgres_impl {
     use super::*;
-    use crate::store::dialect::postgres::{BEGIN_WRITE, LOCK_SIDES};
+    use crate::dialect::postgres::{BEGIN_WRITE, LOCK_SIDES};
     connection_store!(PgStore, sqlx::Postgres);
 }

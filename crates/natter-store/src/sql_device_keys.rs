@@ -143,12 +143,12 @@ macro_rules! device_key_store {
 
 mod sqlite_impl {
     use super::*;
-    use crate::store::dialect::sqlite::{BEGIN_WRITE, TAKE_ONE_TIME_KEY};
+    use crate::dialect::sqlite::{BEGIN_WRITE, TAKE_ONE_TIME_KEY};
     device_key_store!(SqliteStore, sqlx::Sqlite);
 }
 
 mod postgres_impl {
     use super::*;
-    use crate::store::dialect::postgres::{BEGIN_WRITE, TAKE_ONE_TIME_KEY};
+    use crate::dialect::postgres::{BEGIN_WRITE, TAKE_ONE_TIME_KEY};
     device_key_store!(PgStore, sqlx::Postgres);
 }

@@ -276,7 +276,7 @@ mod tests {
     use super::*;
     use tempfile::TempDir;
 
-    use crate::store::{
+    use crate::{
         AccountStore, ConversationStore, MessageLog, NewDevice, NewMessage, OnStored, SqliteStore,
         testing,
     };

@@ -359,12 +359,12 @@ macro_rules! conversation_store {
 
 mod sqlite_impl {
     use super::*;
-    use crate::store::dialect::sqlite::BEGIN_WRITE;
+    use crate::dialect::sqlite::BEGIN_WRITE;
     conversation_store!(SqliteStore, sqlx::Sqlite);
 }
 
 mod postgres_impl {
     use super::*;
-    use crate::store::dialect::postgres::BEGIN_WRITE;
+    use crate::dialect::postgres::BEGIN_WRITE;
     conversation_store!(PgStore, sqlx::Postgres);
 }

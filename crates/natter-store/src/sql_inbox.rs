@@ -125,12 +125,12 @@ macro_rules! inbox_store {
 
 mod sqlite_impl {
     use super::*;
-    use crate::store::dialect::sqlite::BEGIN_WRITE;
+    use crate::dialect::sqlite::BEGIN_WRITE;
     inbox_store!(SqliteStore, sqlx::Sqlite);
 }
 
 mod postgres_impl {
     use super::*;
-    use crate::store::dialect::postgres::BEGIN_WRITE;
+    use crate::dialect::postgres::BEGIN_WRITE;
     inbox_store!(PgStore, sqlx::Postgres);
 }

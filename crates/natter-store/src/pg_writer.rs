@@ -11,7 +11,7 @@ use super::sql_writes::{
 
 impl PgStore {
     /// Starts the task that group-commits appends and cursor moves on `writer`.
-    pub(in crate::store) fn group_writes(writer: sqlx::Pool<sqlx::Postgres>) -> Writes {
+    pub(crate) fn group_writes(writer: sqlx::Pool<sqlx::Postgres>) -> Writes {
         GroupCommit::spawn(move |batch| {
             let writer = writer.clone();
             async move { write_batch(&writer, batch).await }

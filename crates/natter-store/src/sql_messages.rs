@@ -142,7 +142,7 @@ macro_rules! conversations_of {
                (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = t.id \
                   AND m.sender_id <> $1 AND m.seq > t.read_seq AND m.seq > t.joined_seq \
                   AND NOT ",
-            $crate::store::sql_messages::blocks!("$1", "m.sender_id"),
+            $crate::sql_messages::blocks!("$1", "m.sender_id"),
             " LIMIT $2) u) \
              FROM (SELECT c.id, c.kind, c.name, c.last_seq, c.last_ts, mb.joined_seq, \
                      COALESCE((SELECT MAX(cu.read_seq) FROM cursors cu \
@@ -181,7 +181,7 @@ macro_rules! visible_to_viewer {
             " JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = $2 \
               WHERE m.conversation_id = $1 AND m.seq > mb.joined_seq \
               AND (mb.left_seq IS NULL OR m.seq <= mb.left_seq) AND NOT ",
-            $crate::store::sql_messages::blocks!("$2", "m.sender_id"),
+            $crate::sql_messages::blocks!("$2", "m.sender_id"),
             " "
         )
     };
@@ -237,12 +237,12 @@ pub(super) const SENDERS_BETWEEN: &str = concat!(
 
 mod sqlite_impl {
     use super::*;
-    use crate::store::sqlite_writer::rows;
+    use crate::sqlite_writer::rows;
 
     /// The per-message reads, on the writer thread.
     impl SqliteStore {
         /// The rows of `sql` (a [`SEND_PLAN`] or [`ROOM_CHECK`]) for `conversation` and `sender`.
-        pub(in crate::store) async fn rows_for<T>(
+        pub(crate) async fn rows_for<T>(
             &self,
             sql: &'static str,
             conversation: ConversationId,
@@ -257,7 +257,7 @@ mod sqlite_impl {
 
         /// The rows of [`SENDERS_BETWEEN`]: who sent messages `(after, up_to]`, but those in a
         /// block with `apart_from`.
-        pub(in crate::store) async fn sender_rows(
+        pub(crate) async fn sender_rows(
             &self,
             conversation: ConversationId,
             (after, up_to): (i64, i64),
@@ -284,7 +284,7 @@ mod postgres_impl {
     /// The per-message reads, from the pool.
     impl PgStore {
         /// The rows of `sql` (a [`SEND_PLAN`] or [`ROOM_CHECK`]) for `conversation` and `sender`.
-        pub(in crate::store) async fn rows_for<T>(
+        pub(crate) async fn rows_for<T>(
             &self,
             sql: &'static str,
             conversation: ConversationId,
@@ -301,7 +301,7 @@ mod postgres_impl {
         }
 
         /// The rows of [`SENDERS_BETWEEN`], from the pool.
-        pub(in crate::store) async fn sender_rows(
+        pub(crate) async fn sender_rows(
             &self,
             conversation: ConversationId,
             (after, up_to): (i64, i64),
@@ -325,7 +325,7 @@ mod tests {
     use natter_proto::limits::{INBOX_FROM_ONE_DEVICE_MAX, INBOX_PENDING_MAX, UNREAD_COUNTED_MAX};
 
     use super::*;
-    use crate::store::{NewDevice, NewMessage, Store, testing};
+    use crate::{NewDevice, NewMessage, Store, testing};
 
     #[tokio::test]
     async fn unread_counts_leave_out_blocked_senders_and_stop_at_the_cap() {

@@ -1,14 +1,24 @@
-//! The store: natter-core's [`Store`] for SQLite ([`SqliteStore`], the embedded default) and
-//! PostgreSQL ([`PgStore`], for clusters), generated from one body of SQL per role because
-//! their SQL is the same; `dialect` holds the few statements that differ.
+//! natter-store: natter-core's [`Store`] for SQLite ([`SqliteStore`], the embedded default) and
+//! PostgreSQL ([`PgStore`], for clusters), with the schema's migrations (`migrations/`).
 //!
-//! Layout:
+//! What it is: one body of SQL per role for both backends, because their SQL is the same;
+//! `dialect` holds the few statements that differ. Layout:
 //! - each role's SQL: `sql_accounts`, `sql_device_keys`, `sql_connections`,
 //!   `sql_conversations`, `sql_message_log`, `sql_inbox`, `sql_identities`, over the stores of
-//!   `sql` and the rows and queries the message tables share (`sql_messages`);
+//!   `sql` and the rows and queries the message tables share (`sql_messages`). Each is a
+//!   `macro_rules!` body instantiated once per backend: sqlx's `Pool<DB>`, `Transaction<DB>`
+//!   and `FromRow` bounds over a generic `DB` would have to be spelled out on every query
+//!   (`for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>`, an `Encode` and a
+//!   `Type` bound per bound value type), which costs more reading than the macro does;
 //! - the writers: `sql_writes` (appends and cursor moves, group-committed), `sqlite_writer`
 //!   (SQLite's writer thread), `pg_writer` (PostgreSQL's), `group_commit` (the queue both use);
-//! - `driver_errors`: the drivers' errors as natter-core's [`StoreError`].
+//! - `driver_errors`: the crate's own error (a driver's, or natter-core's) and the one place it
+//!   becomes natter-core's [`StoreError`], deciding which failures mean the database is
+//!   unavailable.
+//!
+//! What it is not: no rules (natter-core's services decide who may do what; the store only
+//! keeps what they decide), no HTTP and no Redis. Its own tests, and natter-core's checks that
+//! need a real store, run on both backends (PostgreSQL where `NATTER_TEST_DATABASE_URL` is set).
 
 mod dialect;
 mod driver_errors;
@@ -30,7 +40,7 @@ mod sqlite_writer;
 #[cfg(test)]
 pub mod testing;
 
-pub use natter_core::store::*;
+use natter_core::store::*;
 pub use sql::{PgStore, SqliteStore};
 
 use driver_errors::DbError;
