@@ -6,8 +6,8 @@
 //!   request and response plumbing (errors become problem+json);
 //! - [`gateway`]: the WebSocket gateway (each socket's loop, its delivery and its frames);
 //! - [`open_store`]: natter-store's SQLite or PostgreSQL store, as configured;
-//! - [`cluster`]: everything Redis (the cluster bus, heartbeats, presence on other nodes,
-//!   shared rate-limit buckets), behind natter-core's traits;
+//! - natter-cluster, when `--redis-url` is set: everything Redis (the cluster bus, heartbeats,
+//!   presence on other nodes, shared rate-limit buckets), behind natter-core's traits;
 //! - [`observe`], [`process_metrics`]: metrics; [`admin`]: the admin listener;
 //! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
 //!
@@ -17,7 +17,6 @@
 //! plaintext or depends on natter-crypto.
 pub mod admin;
 pub mod auth;
-pub mod cluster;
 pub mod config;
 pub mod datafiles;
 pub mod error;
@@ -39,10 +38,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cluster::{Assigner, Node, Redis, RedisBuckets, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
 use crate::state::{AppState, Services};
+use natter_cluster::{Node, Redis, RedisBuckets, RedisBus, RemotePresence};
 use natter_core::accounts::Accounts;
+use natter_core::assigner::Assigner;
 use natter_core::credentials::Passwords;
 use natter_core::fanout::{Bus, LocalBus, Registry};
 use natter_core::messages::{Admission, Messenger};

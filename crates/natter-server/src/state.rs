@@ -45,7 +45,7 @@ pub struct Services {
     /// The fan-out bus (this node only, or the cluster through Redis).
     pub bus: Arc<dyn natter_core::fanout::Bus>,
     /// Which node clients should connect to.
-    pub assigner: Arc<crate::cluster::Assigner>,
+    pub assigner: Arc<natter_core::assigner::Assigner>,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

@@ -1,7 +1,14 @@
-//! Everything natterd keeps in Redis. Cluster fan-out first: [`RedisBus`] lets several
-//! natterd nodes, sharing one PostgreSQL, deliver every event to every online device wherever
-//! it is connected. Then the host assigner's heartbeats ([`Assigner`]), presence across nodes
-//! ([`RemotePresence`]) and the rate-limit buckets every node shares ([`RedisBuckets`]).
+//! natter-cluster: everything natterd keeps in Redis, behind natter-core's traits. Cluster
+//! fan-out first: [`RedisBus`] (a [`natter_core::fanout::Bus`]) lets several natterd nodes,
+//! sharing one PostgreSQL, deliver every event to every online device wherever it is
+//! connected. Then the host assigner's heartbeats (feeding natter-core's
+//! [`Assigner`](natter_core::assigner::Assigner)), presence across nodes ([`RemotePresence`],
+//! a [`natter_core::presence::OtherNodes`]) and the rate-limit buckets every node shares
+//! ([`RedisBuckets`], a [`natter_core::ratelimit::SharedBuckets`]).
+//!
+//! What it is not: no rules (who may receive what is decided before an event reaches the bus),
+//! no HTTP and no database; a node without Redis runs natter-core's `LocalBus` and never loads
+//! this crate's types.
 //!
 //! Each event is delivered to this node's connections at once, then published once on one
 //! Redis channel; every other node receives it once and delivers it to its own connections.
@@ -14,8 +21,8 @@
 //! is lost, only delayed.
 //!
 //! Layout: [`Redis`] (the connection) and [`Node`] (this node's keys) here; `bus` (the
-//! fan-out), `heartbeat` (the host assigner's heartbeats), `remote_presence` (who is
-//! online on other nodes), `rate_limits` (the buckets every node shares).
+//! fan-out), `heartbeat` (the host assigner's heartbeats), `remote_presence` (who is online on
+//! other nodes), `rate_limits` (the buckets every node shares).
 //!
 //! The keys, all under the cluster's name (`natter` unless configured), so that several
 //! clusters or test runs can share one Redis:
@@ -35,7 +42,6 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 pub use bus::RedisBus;
-pub use natter_core::assigner::Assigner;
 pub use rate_limits::RedisBuckets;
 pub use remote_presence::RemotePresence;
 
