@@ -21,6 +21,8 @@ pub(crate) enum DbError {
 }
 
 impl From<DbError> for StoreError {
+    /// natter-core's terms as they are; a driver's error boxed, with whether it means the
+    /// database is unavailable.
     fn from(error: DbError) -> Self {
         let unavailable = match &error {
             DbError::Core(_) => false,

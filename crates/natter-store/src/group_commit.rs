@@ -20,10 +20,12 @@ pub(super) type Reply<R> = oneshot::Sender<Result<R, StoreError>>;
 
 /// The queue of one group-committing task. Cloning shares the task.
 pub(super) struct GroupCommit<J> {
+    /// Where jobs wait for the task that batches them.
     queue: mpsc::Sender<J>,
 }
 
 impl<J> Clone for GroupCommit<J> {
+    /// Another handle on the same queue (without `J: Clone`, which a derive would ask).
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),

@@ -1,5 +1,10 @@
 //! PostgreSQL's writer: appends and cursor moves, group-committed in one transaction per
 //! batch on the store's write pool (SQLite's is [`super::sqlite_writer`]).
+//!
+//! A batch is written in lock order; if it fails because of one write, `settle` retries each
+//! write alone so a bad one fails by itself, and a database that is unreachable fails the whole
+//! batch at once. An append takes the conversation's next seq (`NEXT_SEQ`) inside the batch's
+//! transaction, so seqs have no gaps; a resend of a stored message writes nothing.
 
 use super::dialect::postgres::BEGIN_WRITE;
 use super::driver_errors::DbError;

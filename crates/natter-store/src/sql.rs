@@ -32,8 +32,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// readers use their own pool and never wait for writers (WAL).
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The readers' pool.
     pub(super) pool: SqlitePool,
+    /// The pool of one connection for writes other than appends and cursor moves.
     pub(super) writer: Writer<SqlitePool>,
+    /// The writer thread: appends, cursor moves and the reads that go with them.
     pub(super) writes: SqliteWriter,
 }
 
@@ -69,6 +72,7 @@ impl<P> Writer<P> {
 impl<P> std::ops::Deref for Writing<'_, P> {
     type Target = P;
 
+    /// The pool, for as long as the turn is held.
     fn deref(&self) -> &P {
         self.pool
     }
@@ -135,8 +139,11 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// The cluster store: PostgreSQL. Readers and writers share one pool.
 #[derive(Clone)]
 pub struct PgStore {
+    /// The pool readers and writers share.
     pub(super) pool: PgPool,
+    /// The same pool for writes (PostgreSQL takes concurrent writers: no turn to wait for).
     pub(super) writer: Writer<PgPool>,
+    /// The group commit of appends and cursor moves (`pg_writer`).
     pub(super) writes: Writes,
 }
 
@@ -183,10 +190,15 @@ impl PgStore {
 /// suspended_at`).
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
+    /// The user id, as text.
     pub(super) id: String,
+    /// The username as registered (its lower-cased copy is what is unique).
     pub(super) username: String,
+    /// The name shown to others.
     pub(super) display_name: String,
+    /// The avatar's URL, if set.
     pub(super) avatar_url: Option<String>,
+    /// When an operator suspended the account, if they did.
     pub(super) suspended_at: Option<i64>,
 }
 
@@ -207,14 +219,23 @@ impl UserRow {
 /// cross-signature.
 #[derive(sqlx::FromRow)]
 pub(super) struct DeviceRow {
+    /// The device id, as text.
     pub(super) id: String,
+    /// Its user's id, as text.
     pub(super) user_id: String,
+    /// The name its owner gave it.
     pub(super) name: String,
+    /// When it logged in (ms).
     pub(super) created_at: i64,
+    /// Its Curve25519 identity key.
     pub(super) curve25519: Option<String>,
+    /// Its Ed25519 identity key.
     pub(super) ed25519: Option<String>,
+    /// The device's signature over its identity keys.
     pub(super) key_signature: Option<String>,
+    /// When the identity keys were uploaded (ms).
     pub(super) keys_created_at: Option<i64>,
+    /// The owner's self-signing key's signature over the device, if it has one.
     pub(super) cross_signature: Option<String>,
 }
 
@@ -282,6 +303,7 @@ macro_rules! sql_store {
     ($store:ty) => {
         #[async_trait]
         impl Store for $store {
+            /// `SELECT 1` on the read pool.
             async fn ping(&self) -> Result<(), StoreError> {
                 timed("ping", async move {
                     sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -290,6 +312,7 @@ macro_rules! sql_store {
                 .await
             }
 
+            /// Makes a table in a write transaction and rolls it back.
             async fn write_probe(&self) -> Result<(), StoreError> {
                 timed("write_probe", async move {
                     let writer = self.writer.lock().await;

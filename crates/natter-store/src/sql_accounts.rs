@@ -1,5 +1,12 @@
-//! [`AccountStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `sql.rs`
-//! for why a macro).
+//! [`AccountStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
+//! `lib.rs` for why a macro).
+//!
+//! Tables: `users` (the account, its lower-cased username for case-insensitive uniqueness, the
+//! password hash and `suspended_at`) and `devices` (a login: its token's hash, its expiry and,
+//! once uploaded, its keys). Every write takes the store's write turn (`Writer::lock` in `sql`); reads
+//! go to the read pool and never wait for writers. A device's expiry only moves forward, and
+//! expired devices are left out of listings until `delete_expired_devices` removes them in
+//! batches.
 
 use async_trait::async_trait;
 use natter_proto::{DeviceId, UserId};
@@ -14,6 +21,7 @@ macro_rules! account_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
         impl AccountStore for $store {
+            /// One insert under the writer lock; a taken username (case-insensitive, `username_lower`) is `Conflict("username")`.
             async fn create_user(&self, user: &NewUser<'_>) -> Result<(), StoreError> {
                 timed("create_user", async move {
                     let writer = self.writer.lock().await;
@@ -34,6 +42,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One read by primary key, on the read pool.
             async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
                 timed("user", async move {
                     sqlx::query_as::<_, UserRow>(
@@ -47,11 +56,13 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One read through the unique `username_lower` index, with the password hash for the login check.
             async fn user_by_username(
                 &self,
                 username_lower: &str,
             ) -> Result<Option<(UserRecord, String)>, StoreError> {
                 timed("user_by_username", async move {
+                    /// A user's row with the password hash.
                     #[derive(sqlx::FromRow)]
                     struct Row {
                         #[sqlx(flatten)]
@@ -69,6 +80,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One update; `COALESCE` keeps an absent display name, the `CASE` an absent avatar.
             async fn update_profile(
                 &self,
                 id: UserId,
@@ -91,6 +103,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One update; false when no such user.
             async fn set_suspended(&self, user: UserId, since: Option<i64>) -> Result<bool, StoreError> {
                 timed("set_suspended", async move {
                     let writer = self.writer.lock().await;
@@ -103,6 +116,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One insert; the token hash is unique, so a clash is `Conflict("token")`, an unknown user `Missing("user")`.
             async fn create_device(&self, device: &NewDevice<'_>) -> Result<(), StoreError> {
                 timed("create_device", async move {
                     let writer = self.writer.lock().await;
@@ -123,6 +137,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One read by the token hash joined to the user, for the suspension check every request makes.
             async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError> {
                 timed("token_owner", async move {
                     let row = sqlx::query_as::<_, (String, String, i64, Option<i64>)>(
@@ -144,6 +159,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One delete, scoped to the user; the rows that name the device (its keys, cursors and inbox) go with it (`ON DELETE CASCADE`).
             async fn delete_device(&self, user: UserId, device: DeviceId) -> Result<bool, StoreError> {
                 timed("delete_device", async move {
                     let writer = self.writer.lock().await;
@@ -156,6 +172,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// Deletes at most `batch` expired devices through the `expires_at` index, so one call holds the writer briefly.
             async fn delete_expired_devices(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
                 timed("delete_expired_devices", async move {
                     let writer = self.writer.lock().await;
@@ -171,6 +188,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// Moves the expiry forward only (`CASE`), so two renewals racing never shorten it.
             async fn extend_device(&self, device: DeviceId, expires_at: i64) -> Result<bool, StoreError> {
                 timed("extend_device", async move {
                     let writer = self.writer.lock().await;
@@ -186,6 +204,7 @@ macro_rules! account_store {
                 }).await
             }
 
+            /// One read of the users' unexpired devices with their keys, built with `QueryBuilder` for the id list.
             async fn devices(&self, users: &[UserId], now: i64) -> Result<Vec<DeviceRecord>, StoreError> {
                 timed("devices", async move {
                     if users.is_empty() {
@@ -215,11 +234,13 @@ macro_rules! account_store {
     };
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::*;
     account_store!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::*;
     account_store!(PgStore, sqlx::Postgres);

@@ -1,5 +1,11 @@
-//! [`ConnectionStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `sql.rs`
-//! for why a macro).
+//! [`ConnectionStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
+//! `lib.rs` for why a macro).
+//!
+//! A connection (the social relationship) is two rows in `connections`, one per side, each
+//! with its state and a version. A change creates both rows if they are missing, locks them
+//! (`LOCK_SIDES`), reads both sides and lets natter-core's transition decide, then writes the
+//! sides that changed, all in one transaction: two requests on one pair cannot both act on the
+//! same old state. A refusal ([`Refusal`]) commits nothing.
 
 use async_trait::async_trait;
 use natter_proto::UserId;
@@ -78,6 +84,7 @@ macro_rules! connection_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
         impl ConnectionStore for $store {
+            /// Both sides' rows of one pair, read at once (see `sides`).
             async fn connection(&self, user: UserId, peer: UserId) -> Result<Sides, StoreError> {
                 timed("connection", async move {
                     let rows = sqlx::query_as::<_, SideRow>(
@@ -92,6 +99,7 @@ macro_rules! connection_store {
                 }).await
             }
 
+            /// Which of `others` have an accepted connection with `user`, in one read with an id list.
             async fn accepted_among(
                 &self,
                 user: UserId,
@@ -118,6 +126,7 @@ macro_rules! connection_store {
                 }).await
             }
 
+            /// A user's connections joined to the peers' profiles, newest change first.
             async fn connections_of(&self, user: UserId) -> Result<Vec<ConnectionRecord>, StoreError> {
                 timed("connections_of", async move {
                     sqlx::query_as::<_, ConnectionRow>(
@@ -143,6 +152,7 @@ macro_rules! connection_store {
                 }).await
             }
 
+            /// Creates both rows if missing, locks them (`LOCK_SIDES`: `FOR UPDATE` on PostgreSQL, the write transaction on SQLite) and applies the transition in one transaction, bumping each changed side's version.
             async fn change_connection(
                 &self,
                 user: UserId,
@@ -204,12 +214,14 @@ macro_rules! connection_store {
     };
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::*;
     use crate::dialect::sqlite::{BEGIN_WRITE, LOCK_SIDES};
     connection_store!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::*;
     use crate::dialect::postgres::{BEGIN_WRITE, LOCK_SIDES};

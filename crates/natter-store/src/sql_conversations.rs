@@ -1,5 +1,13 @@
-//! [`ConversationStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `sql.rs`
-//! for why a macro).
+//! [`ConversationStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
+//! `lib.rs` for why a macro).
+//!
+//! Tables: `conversations` (kind, name, the `direct_key` that makes a pair's direct
+//! conversation unique, the last seq and the members version) and `members` (a window of seqs
+//! from `joined_seq` to `left_seq`, so a former member keeps reading what was sent while they
+//! were in). Every membership change bumps `members_version` in the same transaction
+//! (`lock_members`), which is what natter-core's member lists compare against. A post's checks
+//! are read in one round trip (`send_plan`, `room_check`, with the shared rows in
+//! `sql_messages`).
 
 use async_trait::async_trait;
 use natter_proto::connections::ConnectionState;
@@ -21,6 +29,7 @@ macro_rules! conversation_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
         impl ConversationStore for $store {
+            /// Reads the pair's `direct_key` first; only when absent takes the writer and inserts, and a racing insert's conflict is answered with the row it made.
             async fn direct_conversation(&self, a: UserId, b: UserId, now: i64) -> Result<ConversationId, StoreError> {
                 timed("direct_conversation", async move {
                     let (low, high) = if a.to_string() < b.to_string() { (a, b) } else { (b, a) };
@@ -71,6 +80,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// The room and its members in one transaction.
             async fn create_room(
                 &self,
                 id: ConversationId,
@@ -98,6 +108,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// One read by primary key.
             async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>, StoreError> {
                 timed("conversation", async move {
                     let row = sqlx::query_as::<_, (String, Option<String>, i64)>(
@@ -111,6 +122,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// One read of a membership row (current or past).
             async fn member(&self, conversation: ConversationId, user: UserId) -> Result<Option<MemberRecord>, StoreError> {
                 timed("member", async move {
                     sqlx::query_as::<_, MemberRow>(
@@ -126,6 +138,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// The current members (`left_seq IS NULL`).
             async fn members(&self, conversation: ConversationId) -> Result<Vec<MemberRecord>, StoreError> {
                 timed("members", async move {
                     sqlx::query_as::<_, MemberRow>(
@@ -141,6 +154,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// Bumps the members version and takes the room's last seq (`lock_members`), then inserts the newcomers, refusing past the room size limit.
             async fn add_members(
                 &self,
                 conversation: ConversationId,
@@ -178,6 +192,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// Bumps the members version and marks the row left at the room's last seq, so history up to there stays readable.
             async fn remove_member(&self, conversation: ConversationId, user: UserId) -> Result<bool, StoreError> {
                 timed("remove_member", async move {
                     let writer = self.writer.lock().await;
@@ -213,6 +228,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// The user's conversations with their last seq and the user's cursors, one query.
             async fn conversations_of(&self, user: UserId) -> Result<Vec<ConversationSummary>, StoreError> {
                 timed("conversations_of", async move {
                     let rows = sqlx::query_as(conversations_of!(""))
@@ -224,6 +240,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// One conversation of the user, in the same shape as `conversations_of`.
             async fn conversation_of(&self, user: UserId, id: ConversationId) -> Result<Option<ConversationSummary>, StoreError> {
                 timed("conversation_of", async move {
                     let rows = sqlx::query_as(conversations_of!("AND c.id = $3"))
@@ -236,6 +253,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// Whether two users are current members of one room: one join of their membership rows, `LIMIT 1`.
             async fn share_room(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
                 timed("share_room", async move {
                     let shared: Option<i32> = sqlx::query_scalar(
@@ -251,6 +269,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// Kind, membership, suspension, connection and blockers for a post, in one round trip (the shared `SEND_PLAN` rows).
             async fn send_plan(
                 &self,
                 conversation: ConversationId,
@@ -291,6 +310,7 @@ macro_rules! conversation_store {
                 }).await
             }
 
+            /// The smaller read a listed room needs: its members version and the sender's membership and blockers (`ROOM_CHECK`).
             async fn room_check(
                 &self,
                 conversation: ConversationId,
@@ -357,12 +377,14 @@ macro_rules! conversation_store {
     };
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::*;
     use crate::dialect::sqlite::BEGIN_WRITE;
     conversation_store!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::*;
     use crate::dialect::postgres::BEGIN_WRITE;

@@ -1,5 +1,9 @@
-//! [`DeviceKeyStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `sql.rs`
-//! for why a macro).
+//! [`DeviceKeyStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
+//! `lib.rs` for why a macro).
+//!
+//! A device's identity keys and fallback key live in its `devices` row; its one-time keys in
+//! `one_time_keys`, each taken once (`TAKE_ONE_TIME_KEY` deletes and returns the oldest). An
+//! upload is one transaction checked against the stock limit before it commits.
 
 use async_trait::async_trait;
 use natter_proto::DeviceId;
@@ -14,6 +18,9 @@ macro_rules! device_key_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
         impl DeviceKeyStore for $store {
+            /// Identity keys, the fallback key and one-time keys in one transaction; re-uploading a key is
+            /// harmless, reusing its id for another key is `Conflict`, and so is passing
+            /// `ONE_TIME_KEYS_STORED` (the whole upload is rolled back).
             async fn upload_keys(
                 &self,
                 device: DeviceId,
@@ -87,6 +94,7 @@ macro_rules! device_key_store {
 
             /// A device's key stock on `conn`: unclaimed one-time keys and whether a fallback key is
             /// stored (inside an upload's transaction, or alone).
+            /// The stock `key_counts` reads, on the read pool.
             async fn key_counts(&self, device: DeviceId) -> Result<KeyCounts, StoreError> {
                 timed("key_counts", async move {
                     let mut conn = self.pool.acquire().await?;
@@ -94,6 +102,8 @@ macro_rules! device_key_store {
                 }).await
             }
 
+            /// Takes the oldest one-time key (`TAKE_ONE_TIME_KEY`, a delete returning the row), else
+            /// the fallback key, which stays.
             async fn claim_key(&self, device: DeviceId) -> Result<Option<ClaimedKeyRecord>, StoreError> {
                 timed("claim_key", async move {
                     let device_id = device.to_string();
@@ -141,12 +151,14 @@ macro_rules! device_key_store {
     };
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::*;
     use crate::dialect::sqlite::{BEGIN_WRITE, TAKE_ONE_TIME_KEY};
     device_key_store!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::*;
     use crate::dialect::postgres::{BEGIN_WRITE, TAKE_ONE_TIME_KEY};

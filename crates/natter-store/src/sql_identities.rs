@@ -1,5 +1,10 @@
 //! [`IdentityStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see
-//! `sql.rs` for why a macro).
+//! `lib.rs` for why a macro).
+//!
+//! Tables: `identities` (a user's cross-signing keys, as opaque text the clients signed),
+//! `devices.cross_signature`, and `backup_items` (sealed key backup items by name). Who may see
+//! whose device lists is one query each way (`VISIBLE_TO`, `AUDIENCE_OF`): connections, and
+//! fellow members of rooms, minus blocks.
 
 use async_trait::async_trait;
 use natter_proto::keys::{BackupItem, CrossSigningKeys};
@@ -9,6 +14,7 @@ use natter_proto::{DeviceId, UserId};
 use super::driver_errors::DbError;
 use super::{IdentityStore, PgStore, SqliteStore, StoreError, timed};
 
+/// Implements [`IdentityStore`] for a store type with `pool` and `writer` fields.
 macro_rules! sql_identities {
     ($store:ty, $db:ty) => {
         /// The users a one-parameter query (`$1`, a user) lists.
@@ -43,6 +49,7 @@ macro_rules! sql_identities {
 
         #[async_trait]
         impl IdentityStore for $store {
+            /// One read by user.
             async fn identity(&self, user: UserId) -> Result<Option<CrossSigningKeys>, StoreError> {
                 timed("identity", async move {
                     let row = sqlx::query_as::<$db, (String, String, String)>(
@@ -60,6 +67,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// The identities of a list of users, in one read.
             async fn identities(
                 &self,
                 users: &[UserId],
@@ -97,6 +105,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// The users `VISIBLE_TO` lists for the viewer.
             async fn visible_to(&self, viewer: UserId) -> Result<Vec<UserId>, StoreError> {
                 timed("visible_to", async move {
                     users(&self.pool, VISIBLE_TO, viewer).await
@@ -104,6 +113,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// The users `AUDIENCE_OF` lists for the target.
             async fn audience_of(&self, target: UserId) -> Result<Vec<UserId>, StoreError> {
                 timed("audience_of", async move {
                     users(&self.pool, AUDIENCE_OF, target).await
@@ -111,6 +121,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// An upsert that only replaces an identity with the same master key (`upsert_identity!`), so a reset is never overwritten.
             async fn set_identity(
                 &self,
                 user: UserId,
@@ -127,6 +138,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// Replaces the identity and drops every device cross-signature and the backup, in one transaction.
             async fn reset_identity(
                 &self,
                 user: UserId,
@@ -153,6 +165,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// One update scoped to the user; false when the device is not theirs.
             async fn sign_device(
                 &self,
                 user: UserId,
@@ -174,6 +187,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// Locks the user (`LOCK_USER`), counts the items and upserts, so two writers cannot pass the item limit together.
             async fn put_backup_item(
                 &self,
                 user: UserId,
@@ -213,6 +227,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// A page of items after a name, in name order.
             async fn backup_items(
                 &self,
                 user: UserId,
@@ -237,6 +252,7 @@ macro_rules! sql_identities {
                 .await
             }
 
+            /// One delete of every item; how many went.
             async fn delete_backup(&self, user: UserId) -> Result<u64, StoreError> {
                 timed("delete_backup", async move {
                     let writer = self.writer.lock().await;
@@ -295,12 +311,14 @@ fn parse_user(text: &str) -> Result<UserId, DbError> {
         .map_err(|_| StoreError::Corrupt("a user id").into())
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::super::dialect::sqlite::{BEGIN_WRITE, LOCK_USER};
     use super::*;
     sql_identities!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::super::dialect::postgres::{BEGIN_WRITE, LOCK_USER};
     use super::*;

@@ -1,5 +1,9 @@
-//! [`InboxStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `sql.rs`
+//! [`InboxStore`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `lib.rs`
 //! for why a macro).
+//!
+//! Each device has an inbox of to-device items (`inbox`), numbered by the device's own
+//! `inbox_seq`, bounded in total and per sending device, and emptied up to a seq when the
+//! device acknowledges it.
 
 use async_trait::async_trait;
 use natter_proto::limits::{INBOX_FROM_ONE_DEVICE_MAX, INBOX_PENDING_MAX};
@@ -15,6 +19,7 @@ macro_rules! inbox_store {
     ($store:ty, $db:ty) => {
         #[async_trait]
         impl InboxStore for $store {
+            /// Per recipient device, in one transaction: counts what waits in its inbox (and from this sender), takes the next seq (`inbox_seq + 1`) and inserts; `None` where the inbox is full, `Missing("device")` for a device that is gone.
             async fn push_inbox(
                 &self,
                 sender: UserId,
@@ -68,6 +73,7 @@ macro_rules! inbox_store {
                 }).await
             }
 
+            /// A page of the device's items after a seq, in seq order.
             async fn inbox(&self, device: DeviceId, after: i64, limit_to: usize) -> Result<Vec<ToDeviceIn>, StoreError> {
                 timed("inbox", async move {
                     let rows = sqlx::query_as::<_, (i64, String, String, String)>(
@@ -92,6 +98,7 @@ macro_rules! inbox_store {
                 }).await
             }
 
+            /// Deletes the device's items up to a seq.
             async fn ack_inbox(&self, device: DeviceId, seq: i64) -> Result<(), StoreError> {
                 timed("ack_inbox", async move {
                     let writer = self.writer.lock().await;
@@ -104,6 +111,7 @@ macro_rules! inbox_store {
                 }).await
             }
 
+            /// The user a device belongs to, if it exists.
             async fn device_owner(&self, device: DeviceId) -> Result<Option<UserId>, StoreError> {
                 timed("device_owner", async move {
                     let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
@@ -114,6 +122,7 @@ macro_rules! inbox_store {
                 }).await
             }
 
+            /// Items waiting in every inbox, for the gauge.
             async fn inbox_depth(&self) -> Result<i64, StoreError> {
                 timed("inbox_depth", async move {
                     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&self.pool).await?)
@@ -123,12 +132,14 @@ macro_rules! inbox_store {
     };
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::*;
     use crate::dialect::sqlite::BEGIN_WRITE;
     inbox_store!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::*;
     use crate::dialect::postgres::BEGIN_WRITE;

@@ -1,5 +1,10 @@
-//! [`MessageLog`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `sql.rs`
+//! [`MessageLog`] for [`SqliteStore`] and [`PgStore`], from one body of portable SQL (see `lib.rs`
 //! for why a macro).
+//!
+//! Appends and cursor moves are the per-message writes: they go to the backend's writer
+//! (`sqlite_writer`, `pg_writer`), which commits them in groups (`sql_writes`); a retried append
+//! (the same client message id) is answered with the first copy. Reads filter by the viewer's
+//! membership window and blocks (`visible_to_viewer!` in `sql_messages`).
 
 use async_trait::async_trait;
 use natter_proto::conversations::MessageReceipts;
@@ -19,6 +24,7 @@ macro_rules! message_log {
     ($store:ty, $db:ty) => {
         #[async_trait]
         impl MessageLog for $store {
+            /// Hands the message to the writer's group commit; a copy already stored (the same client id) is answered from `first_copy`.
             async fn append(&self, message: &NewMessage<'_>, on_stored: OnStored) -> Result<Appended, StoreError> {
                 timed("append", async move {
                     match self.writes.submit(|reply| Write::append(message, on_stored, reply)).await? {
@@ -34,6 +40,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// A page after a seq, as the viewer may see it (membership window and blocks).
             async fn messages_after(
                 &self,
                 conversation: ConversationId,
@@ -58,6 +65,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// A page before a seq, newest first, as the viewer may see it.
             async fn messages_before(
                 &self,
                 conversation: ConversationId,
@@ -80,6 +88,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// A user's messages from any device before a time, newest first.
             async fn sent_by(&self, user: UserId, before: i64, limit_to: usize) -> Result<Vec<Message>, StoreError> {
                 timed("sent_by", async move {
                     let rows = sqlx::query_as::<_, MessageRow>(concat!(
@@ -95,6 +104,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// Every conversation of the user with its window and last seq and this device's cursors, where a socket starts delivering.
             async fn cursor_starts(&self, device: DeviceId, user: UserId) -> Result<Vec<CursorStart>, StoreError> {
                 timed("cursor_starts", async move {
                     let rows = sqlx::query_as::<_, (String, i64, Option<i64>, i64, Option<i64>, Option<i64>)>(
@@ -125,6 +135,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// The highest seq a cursor may name: the room's last, or where the member left.
             async fn cursor_bound(
                 &self,
                 conversation: ConversationId,
@@ -143,6 +154,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// Hands the move to the writer's group commit; cursors only move forward.
             async fn move_cursor(
                 &self,
                 device: DeviceId,
@@ -159,6 +171,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// Who sent the messages in a seq range (SQLite reads it on the writer thread).
             async fn senders_between(
                 &self,
                 conversation: ConversationId,
@@ -171,6 +184,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// The blocks between a set of users and a sender's set, both ways, in one read.
             async fn blocks_with(
                 &self,
                 conversation: ConversationId,
@@ -204,6 +218,7 @@ macro_rules! message_log {
                 }).await
             }
 
+            /// A message's sender and the cursors that reached it (delivered or read), for the REST receipts answer.
             async fn receipts(&self, conversation: ConversationId, seq: i64) -> Result<Option<MessageReceipts>, StoreError> {
                 timed("receipts", async move {
                     let sender = sqlx::query_as::<_, (String, String)>(
@@ -286,11 +301,13 @@ macro_rules! message_log {
     };
 }
 
+/// The body above, compiled for [`SqliteStore`].
 mod sqlite_impl {
     use super::*;
     message_log!(SqliteStore, sqlx::Sqlite);
 }
 
+/// The body above, compiled for [`PgStore`].
 mod postgres_impl {
     use super::*;
     message_log!(PgStore, sqlx::Postgres);

@@ -15,13 +15,21 @@ use super::{PgStore, SqliteStore, StoreError};
 /// A `messages` row, as [`message_columns!`] selects it.
 #[derive(sqlx::FromRow)]
 pub(super) struct MessageRow {
+    /// The conversation's id, as text.
     pub(super) conversation_id: String,
+    /// The message's place in its conversation.
     pub(super) seq: i64,
+    /// The sender's user id, as text.
     pub(super) sender_id: String,
+    /// The sender's device id, as text.
     pub(super) sender_device: String,
+    /// The sender's id for the message.
     pub(super) client_msg_id: String,
+    /// The sender's clock when it sent, if it said.
     pub(super) client_ts: Option<i64>,
+    /// When the server accepted it (ms).
     pub(super) server_ts: i64,
+    /// The encrypted body.
     pub(super) ciphertext: String,
 }
 
@@ -49,9 +57,13 @@ pub(super) fn messages(rows: Vec<MessageRow>) -> Result<Vec<Message>, DbError> {
 /// A `members` row: one membership, current (`left_seq` null) or past.
 #[derive(sqlx::FromRow)]
 pub(super) struct MemberRow {
+    /// The member's user id, as text.
     pub(super) user_id: String,
+    /// `owner` or `member`.
     pub(super) role: String,
+    /// The room's last seq when they joined: they read what comes after.
     pub(super) joined_seq: i64,
+    /// The room's last seq when they left, if they did: they read up to it.
     pub(super) left_seq: Option<i64>,
 }
 
@@ -235,6 +247,8 @@ pub(super) const SENDERS_BETWEEN: &str = concat!(
     blocks!("m.sender_id", "$4"),
 );
 
+/// SQLite's reads of a send plan's rows and of senders: on the writer thread
+/// (`SqliteWriter::read`).
 mod sqlite_impl {
     use super::*;
     use crate::sqlite_writer::rows;
@@ -278,6 +292,7 @@ mod sqlite_impl {
     }
 }
 
+/// PostgreSQL's reads of the same rows: on the pool.
 mod postgres_impl {
     use super::*;
 

@@ -12,13 +12,21 @@ use natter_proto::{ConversationId, DeviceId, UserId};
 
 /// A message waiting for its group commit.
 pub(super) struct QueuedMessage {
+    /// The conversation (as stored: text).
     pub(super) conversation_id: String,
+    /// The sending user.
     pub(super) sender_id: String,
+    /// The sending device: with `client_msg_id`, what makes a retry the same message.
     pub(super) sender_device: String,
+    /// The sender's id for the message, unique per device.
     pub(super) client_msg_id: String,
+    /// The sender's clock when it sent, if it said.
     pub(super) client_ts: Option<i64>,
+    /// The end-to-end encrypted body, opaque here.
     pub(super) ciphertext: String,
+    /// When the server accepted it (ms).
     pub(super) server_ts: i64,
+    /// Called with the seq once the batch commits (taken then, so it runs once).
     pub(super) on_stored: Option<OnStored>,
     /// Its seq once written in the open transaction; `None` if it was already stored.
     pub(super) seq: Option<i64>,
@@ -26,10 +34,15 @@ pub(super) struct QueuedMessage {
 
 /// A cursor move waiting for its group commit: cursors only move forward.
 pub(super) struct QueuedCursor {
+    /// The device whose cursors move.
     pub(super) device_id: String,
+    /// The conversation.
     pub(super) conversation_id: String,
+    /// The device's user.
     pub(super) user_id: String,
+    /// Delivered up to this seq (kept if the stored one is higher).
     pub(super) delivered_seq: i64,
+    /// Read up to this seq (kept if the stored one is higher).
     pub(super) read_seq: i64,
     /// The (delivered, read) cursors once written in the open transaction; `None` if the device
     /// is gone.

@@ -44,6 +44,7 @@ pub(super) enum Job {
 pub(super) type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 impl From<Write> for Job {
+    /// A write, as a job for the writer thread.
     fn from(write: Write) -> Self {
         Self::Write(write)
     }

@@ -162,8 +162,8 @@ fn close_for(error: &axum::Error) -> Option<(CloseCode, &'static str)> {
     })
 }
 
-/// A frame as the socket's text: checked as UTF-8 again (a [`Frame`] always is), which costs
-/// about 1 % of a send at the sizes frames have (docs/benchmarks.md).
+/// A frame as the socket's text: checked as UTF-8 again (a [`Frame`] always is; 15-40 ns for
+/// a 200-1,000-byte frame, see docs/benchmarks.md), with no copy.
 fn text(frame: &Frame) -> Utf8Bytes {
     Utf8Bytes::try_from(frame.bytes().clone()).expect("a Frame holds UTF-8 text")
 }
