@@ -14,12 +14,12 @@ use natter_proto::close::CloseCode;
 use natter_proto::codes;
 use serde_json::{Value, json};
 
-use crate::close;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
-use crate::fanout::Outbound;
-use crate::service_error::ServiceError;
 use crate::state::AppState;
+use natter_core::close;
+use natter_core::fanout::Outbound;
+use natter_core::service_error::ServiceError;
 
 /// The admin routes.
 pub fn router(state: AppState) -> Router {
@@ -52,7 +52,7 @@ async fn suspend(
 ) -> Result<Json<Value>, ApiError> {
     if !state
         .store
-        .set_suspended(user, Some(crate::clock::now_ms()))
+        .set_suspended(user, Some(natter_core::clock::now_ms()))
         .await?
     {
         return Err(ServiceError::NotFound("no such user").into());

@@ -1,6 +1,6 @@
 //! Authentication over HTTP: the [`Auth`] extractor that every protected endpoint takes, and
 //! the bearer-token checks the WebSocket gateway shares. The credentials themselves (password
-//! hashes, tokens and their lifetimes) are in [`crate::credentials`].
+//! hashes, tokens and their lifetimes) are in [`natter_core::credentials`].
 //!
 //! # Security
 //! Tokens and passwords never reach a log line: they are not `Debug` anywhere here.
@@ -10,12 +10,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use natter_proto::DeviceId;
 
-use crate::close::SIGNED_OUT;
-use crate::credentials::{Auth, expires_from_now, hash_token, renewal_due_in};
 use crate::error::ApiError;
-use crate::service_error::ServiceError;
 use crate::state::AppState;
-use crate::store::StoreError;
+use natter_core::close::SIGNED_OUT;
+use natter_core::credentials::{Auth, expires_from_now, hash_token, renewal_due_in};
+use natter_core::service_error::ServiceError;
+use natter_core::store::StoreError;
 
 const EXPIRED: &str = "this token has expired; log in again";
 
@@ -70,7 +70,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiErro
     let owner = state.store.token_owner(&hash_token(token)).await?;
     match owner {
         Some(owner) if owner.suspended => Err(ServiceError::Suspended.into()),
-        Some(owner) if owner.expires_at > crate::clock::now_ms() => {
+        Some(owner) if owner.expires_at > natter_core::clock::now_ms() => {
             let mut auth = Auth {
                 user_id: owner.user_id,
                 device_id: owner.device_id,

@@ -70,7 +70,7 @@ pub struct Config {
     /// The WebSocket URL clients use to reach this node (default `ws://<listen>/v1/ws`).
     pub public_url: Option<String>,
     /// Rate limits.
-    pub limits: crate::ratelimit::Limits,
+    pub limits: natter_core::ratelimit::Limits,
     /// WebSocket gateway settings.
     pub gateway: GatewayConfig,
 }
@@ -146,7 +146,7 @@ impl Config {
             redis_url: None,
             cluster_name: defaults::CLUSTER_NAME.to_owned(),
             public_url: None,
-            limits: crate::ratelimit::Limits::default(),
+            limits: natter_core::ratelimit::Limits::default(),
             gateway: GatewayConfig::default(),
         }
     }

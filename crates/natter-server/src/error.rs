@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use natter_proto::codes;
 use natter_proto::problem::{CONTENT_TYPE, Problem};
 
-use crate::service_error::{ServiceError, whole_ms_up};
-use crate::store::{Refusal, StoreError};
+use natter_core::service_error::{ServiceError, whole_ms_up};
+use natter_core::store::{Refusal, StoreError};
 
 /// An error response: status, stable code and a message a person can act on.
 #[derive(Debug)]

@@ -1,58 +1,35 @@
 //! `natterd`, the Natter server, as a library: [`run`] serves the API on a bound listener
 //! until a shutdown signal; `main.rs` only parses flags and calls it.
 //!
-//! The modules are named for the seed's services:
-//! - [`accounts`], [`keys`], [`connections`], [`conversations`], [`messages`], [`receipts`],
-//!   [`member_lists`], [`identity`], [`device_lists`]: the services (rules and authorization),
-//!   failing with [`service_error::ServiceError`]; [`visibility`]: who may see whom;
-//!   [`credentials`]: password hashes and tokens;
-//! - [`gateway`]: the WebSocket gateway; [`fanout`]: who is connected here and the bus that
-//!   reaches them; [`close`]: why connections are closed;
-//! - [`store`]: persistence behind the [`store::Store`] trait, one trait per role (SQLite or
-//!   PostgreSQL);
-//! - [`cluster`]: everything Redis (the cluster bus, heartbeats and the host assigner,
-//!   presence on other nodes); [`presence`]: who is online;
+//! What it is: the transport and the wiring around natter-core's services:
 //! - [`routes`]: the HTTP route table and handlers; [`extract`], [`auth`], [`error`]: their
-//!   request and response plumbing;
-//! - [`ratelimit`]: abuse controls; [`observe`], [`process_metrics`]: metrics; [`admin`]: the
-//!   admin listener;
-//! - [`config`], [`telemetry`], [`state`], [`datafiles`], [`clock`]: process setup.
+//!   request and response plumbing (errors become problem+json);
+//! - [`gateway`]: the WebSocket gateway (each socket's loop, its delivery and its frames);
+//! - [`open_store`]: natter-store's SQLite or PostgreSQL store, as configured;
+//! - natter-cluster, when `--redis-url` is set: everything Redis (the cluster bus, heartbeats,
+//!   presence on other nodes, shared rate-limit buckets), behind natter-core's traits;
+//! - [`observe`], [`process_metrics`]: metrics; [`admin`]: the admin listener;
+//! - [`config`], [`telemetry`], [`state`], [`datafiles`]: process setup.
 //!
-//! What this crate is not: the wire types are `natter-proto`'s (with the close codes and the
-//! stable error codes), and it never sees plaintext or depends on `natter-crypto`.
-pub mod accounts;
+//! What it is not: the rules are natter-core's (accounts, keys, connections, conversations,
+//! messages, receipts, presence, rate limits, the host assigner, the fan-out bus); the wire
+//! types are natter-proto's (with the close codes and the stable error codes); it never sees
+//! plaintext or depends on natter-crypto.
 pub mod admin;
 pub mod auth;
-pub mod clock;
-pub mod close;
-pub mod cluster;
 pub mod config;
-pub mod connections;
-pub mod conversations;
-pub mod credentials;
 pub mod datafiles;
-pub mod device_lists;
 pub mod error;
 pub mod extract;
-pub mod fanout;
 pub mod gateway;
-pub mod identity;
-pub mod keys;
-pub mod member_lists;
-pub mod messages;
 pub mod observe;
-pub mod presence;
 pub mod process_metrics;
-pub mod ratelimit;
-pub mod receipts;
 pub mod routes;
-pub mod service_error;
 pub mod state;
-pub mod store;
 pub mod telemetry;
-pub mod visibility;
 
-pub use clock::now_ms;
+/// The rate-limit settings [`config::Config`] is made of (natter-core's).
+pub use natter_core::ratelimit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,16 +38,19 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::accounts::Accounts;
-use crate::cluster::{Assigner, Node, Redis, RedisBuckets, RedisBus, RemotePresence};
 use crate::config::{Config, DatabaseUrl};
-use crate::credentials::Passwords;
-use crate::fanout::{Bus, LocalBus, Registry};
-use crate::messages::{Admission, Messenger};
-use crate::presence::{OtherNodes, Presence};
-use crate::ratelimit::RateLimits;
 use crate::state::{AppState, Services};
-use crate::store::{PgStore, SqliteStore, Store};
+use natter_cluster::{Node, Redis, RedisBuckets, RedisBus, RemotePresence};
+use natter_core::accounts::Accounts;
+use natter_core::assigner::Assigner;
+use natter_core::credentials::Passwords;
+use natter_core::fanout::{Bus, LocalBus, Registry};
+use natter_core::messages::{Admission, Messenger};
+use natter_core::presence::{OtherNodes, Presence};
+use natter_core::ratelimit::RateLimits;
+use natter_core::store::Store;
+
+use natter_store::{PgStore, SqliteStore};
 
 /// Opens the configured store, creating an embedded database's directory and file (private to
 /// natterd's user) if needed; a PostgreSQL pool holds up to `pool` connections.
@@ -317,7 +297,7 @@ async fn remove_expired_devices(state: AppState) {
             _ = stop.wait_for(|stopping| *stopping) => return,
             _ = tick.tick() => {}
         }
-        let (now, mut removed) = (now_ms(), 0);
+        let (now, mut removed) = (natter_core::clock::now_ms(), 0);
         loop {
             match state
                 .store

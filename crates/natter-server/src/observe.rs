@@ -115,11 +115,11 @@ const FRAMES_OUT: &[&str] = &[
 /// on it). Also the build's `natter_build_info{version}` gauge, at 1.
 fn register_known_series() {
     use metrics::counter;
-    for kind in crate::ratelimit::Kind::ALL.map(crate::ratelimit::Kind::name) {
+    for kind in natter_core::ratelimit::Kind::ALL.map(natter_core::ratelimit::Kind::name) {
         counter!("natter_rate_limited_total", "kind" => kind).increment(0);
         counter!("natter_abuse_total", "kind" => kind).increment(0);
     }
-    for kind in [crate::messages::NODE_SENDS, codes::STORE_UNAVAILABLE] {
+    for kind in [natter_core::messages::NODE_SENDS, codes::STORE_UNAVAILABLE] {
         counter!("natter_rate_limited_total", "kind" => kind).increment(0);
     }
     for reason in SEND_REFUSALS {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::GatewayConfig;
-use crate::fanout::Registry;
-use crate::messages::Messenger;
-use crate::store::Store;
+use natter_core::fanout::Registry;
+use natter_core::messages::Messenger;
+use natter_core::store::Store;
 
 /// What handlers and connections need: one pointer, cheap to clone, and small to keep in
 /// each of a node's many connections.
@@ -35,17 +35,17 @@ pub struct Services {
     /// The store.
     pub store: Arc<dyn Store>,
     /// The account service.
-    pub accounts: crate::accounts::Accounts,
+    pub accounts: natter_core::accounts::Accounts,
     /// How long a login's token lasts past its last use.
     pub token_ttl: Duration,
     /// The messaging services.
     pub messenger: Messenger,
     /// Abuse controls.
-    pub limits: Arc<crate::ratelimit::RateLimits>,
+    pub limits: Arc<natter_core::ratelimit::RateLimits>,
     /// The fan-out bus (this node only, or the cluster through Redis).
-    pub bus: Arc<dyn crate::fanout::Bus>,
+    pub bus: Arc<dyn natter_core::fanout::Bus>,
     /// Which node clients should connect to.
-    pub assigner: Arc<crate::cluster::Assigner>,
+    pub assigner: Arc<natter_core::assigner::Assigner>,
     /// The devices connected to this node.
     pub registry: Arc<Registry>,
     /// Gateway settings.

@@ -14,10 +14,10 @@ use natter_proto::limits::WS_MESSAGE_MAX;
 use natter_proto::ws::{ClientFrame, ErrorFrame, ServerFrame};
 
 use crate::auth::{authenticate, bearer_token};
-use crate::credentials::Auth;
 use crate::error::ApiError;
-use crate::ratelimit::Kind;
 use crate::state::AppState;
+use natter_core::credentials::Auth;
+use natter_core::ratelimit::Kind;
 
 /// Frames larger than this close the connection (protecting memory); frames between
 /// [`WS_MESSAGE_MAX`] and this get a `too_large` error frame and the connection stays.

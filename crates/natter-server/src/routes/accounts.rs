@@ -12,11 +12,11 @@ use natter_proto::accounts::{
 };
 use natter_proto::problem::Problem;
 
-use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::service_error::ServiceError;
 use crate::state::AppState;
+use natter_core::credentials::Auth;
+use natter_core::service_error::ServiceError;
 
 /// Registers a user.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccountRequest,

@@ -8,13 +8,13 @@ use natter_proto::UserId;
 use natter_proto::connections::{ConnectionStatus, ConnectionsResponse};
 use natter_proto::problem::Problem;
 
-use crate::connections::{self, Action};
-use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, IfMatch};
-use crate::ratelimit::Kind;
-use crate::service_error::ServiceError;
 use crate::state::AppState;
+use natter_core::connections::{self, Action};
+use natter_core::credentials::Auth;
+use natter_core::ratelimit::Kind;
+use natter_core::service_error::ServiceError;
 
 fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {
     if auth.user_id == user_id {
@@ -38,7 +38,7 @@ async fn apply(
         recipient,
         action,
         if_match,
-        crate::clock::now_ms(),
+        natter_core::clock::now_ms(),
     )
     .await?;
     Ok(with_etag(status))

@@ -11,11 +11,11 @@ use natter_proto::problem::Problem;
 use natter_proto::{ConversationId, UserId};
 use serde::Deserialize;
 
-use crate::conversations;
-use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use natter_core::conversations;
+use natter_core::credentials::Auth;
 
 /// Paging of history.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -45,7 +45,7 @@ pub async fn open_direct(
             state.store.as_ref(),
             auth,
             request.user_id,
-            crate::clock::now_ms(),
+            natter_core::clock::now_ms(),
         )
         .await?,
     ))
@@ -66,7 +66,7 @@ pub async fn create_room(
         auth,
         &request.name,
         &request.members,
-        crate::clock::now_ms(),
+        natter_core::clock::now_ms(),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(room)))
@@ -117,7 +117,7 @@ pub async fn add_members(
             auth,
             id,
             &request.user_ids,
-            crate::clock::now_ms(),
+            natter_core::clock::now_ms(),
         )
         .await?,
     ))

@@ -12,12 +12,12 @@ use natter_proto::limits::PAGE_MAX;
 use natter_proto::problem::Problem;
 use serde::Deserialize;
 
-use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::service_error::ServiceError;
 use crate::state::AppState;
-use crate::{device_lists, identity};
+use natter_core::credentials::Auth;
+use natter_core::service_error::ServiceError;
+use natter_core::{device_lists, identity};
 
 /// Publishes the caller's cross-signing identity (public keys only), or a new self-signing key
 /// certified by the same master key (after removing an approved device); device signatures the

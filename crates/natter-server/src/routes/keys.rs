@@ -10,14 +10,14 @@ use natter_proto::keys::{
 use natter_proto::problem::Problem;
 use natter_proto::{DeviceId, UserId};
 
-use crate::credentials::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::ratelimit::Kind;
-use crate::service_error::ServiceError;
 use crate::state::AppState;
-use crate::store::KeyCounts;
-use crate::{device_lists, keys};
+use natter_core::credentials::Auth;
+use natter_core::ratelimit::Kind;
+use natter_core::service_error::ServiceError;
+use natter_core::store::KeyCounts;
+use natter_core::{device_lists, keys};
 
 fn key_count(counts: KeyCounts) -> Json<KeyCountResponse> {
     Json(KeyCountResponse {
@@ -37,7 +37,13 @@ pub async fn upload(
     ApiJson(request): ApiJson<UploadKeysRequest>,
 ) -> Result<Json<KeyCountResponse>, ApiError> {
     let store = state.store.as_ref();
-    let counts = keys::upload(store, auth.device_id, &request, crate::clock::now_ms()).await?;
+    let counts = keys::upload(
+        store,
+        auth.device_id,
+        &request,
+        natter_core::clock::now_ms(),
+    )
+    .await?;
     if request.identity_keys.is_some() {
         device_lists::announce(store, state.bus.as_ref(), auth.user_id).await;
     }

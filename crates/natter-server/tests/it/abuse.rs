@@ -342,7 +342,7 @@ async fn a_suspended_sender_is_refused_before_its_close_arrives(backend: Backend
         .unwrap();
     assert!(
         store
-            .set_suspended(mallory.user_id(), Some(natter_server::now_ms()))
+            .set_suspended(mallory.user_id(), Some(natter_core::clock::now_ms()))
             .await
             .unwrap()
     );

@@ -90,7 +90,7 @@ async fn messages_and_suspensions_cross_nodes() {
     let (_, close) = closed(&mut phone_on_b).await;
     assert_eq!(
         (close.code, close.reason.as_str()),
-        (Some(1008), natter_server::close::SIGNED_OUT)
+        (Some(1008), natter_core::close::SIGNED_OUT)
     );
     // A suspension made through one node's admin listener closes connections on the other.
     let admin = reqwest::Client::new();
@@ -162,7 +162,7 @@ async fn a_node_that_missed_a_removal_closes_the_device_at_its_renewal() {
     let (_, close) = closed(&mut on_b).await;
     assert_eq!(
         (close.code, close.reason.as_str()),
-        (Some(1008), natter_server::close::SIGNED_OUT)
+        (Some(1008), natter_core::close::SIGNED_OUT)
     );
 }
 

@@ -384,17 +384,17 @@ async fn a_blocked_member_loses_sight_of_the_blocker(backend: Backend) {
     );
 }
 
-/// A room of `owner`'s big enough for a member list in memory (natter_server::member_lists),
+/// A room of `owner`'s big enough for a member list in memory (natter_core::member_lists),
 /// and the names of `owner`'s connections: all but the last are members.
 pub async fn big_room(server: &TestServer, owner: &Session) -> (ConversationId, Vec<String>) {
-    let size = natter_server::member_lists::LISTED_FROM + 8;
+    let size = natter_core::member_lists::LISTED_FROM + 8;
     let names: Vec<String> = (0..size).map(|i| format!("member{i:02}")).collect();
     let ids = connections_of(server, owner, &names).await;
     let room = owner.create_room("big", &ids[..size - 1]).await.unwrap();
     (room.summary.id, names)
 }
 
-/// A room big enough to keep its member list in memory (natter_server::member_lists) follows
+/// A room big enough to keep its member list in memory (natter_core::member_lists) follows
 /// removals, additions and blocks from the very next post.
 async fn a_big_room_follows_membership_and_blocks_at_once(backend: Backend) {
     let server = server!(backend);

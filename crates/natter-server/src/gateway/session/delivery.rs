@@ -9,13 +9,15 @@ use natter_proto::limits::PAGE_MAX;
 use natter_proto::ws::ServerFrame;
 
 use super::{Closed, Cursor, Flow, Session};
-use crate::fanout::Outbound;
 use crate::observe::seconds;
+use natter_core::fanout::Outbound;
 
 impl Session {
     /// Where this device's cursors stand in each of its conversations; a store failure is
     /// told to the client and closes the connection (it resyncs).
-    pub(super) async fn cursor_starts(&mut self) -> Result<Vec<crate::store::CursorStart>, Closed> {
+    pub(super) async fn cursor_starts(
+        &mut self,
+    ) -> Result<Vec<natter_core::store::CursorStart>, Closed> {
         match self
             .state
             .store
@@ -199,7 +201,7 @@ impl Session {
                 }
                 self.send_raw("message", frame.clone()).await?;
                 self.conversations.entry(conversation_id).or_default().sent = seq;
-                let waited = (crate::clock::now_ms() - server_ts).max(0) as f64 / 1000.0;
+                let waited = (natter_core::clock::now_ms() - server_ts).max(0) as f64 / 1000.0;
                 let locality = if remote { "remote" } else { "local" };
                 metrics::histogram!("natter_accept_to_push_seconds", "locality" => locality)
                     .record(waited);

@@ -11,7 +11,7 @@ use natter_proto::ws::{ClientFrame, ServerFrame};
 use super::{Closed, Flow, Session};
 use crate::gateway::{error_frame, read_text_frame};
 use crate::observe::seconds;
-use crate::service_error::ServiceError;
+use natter_core::service_error::ServiceError;
 
 impl Session {
     /// Handles one WebSocket message: text is parsed into a client frame and answered (or
@@ -40,7 +40,7 @@ impl Session {
 
     /// Answers one client frame by calling the services.
     pub(super) async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
-        let now = crate::clock::now_ms();
+        let now = natter_core::clock::now_ms();
         let messenger = self.state.messenger.clone();
         match frame {
             ClientFrame::Auth { .. } => {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::ApiError;
-use crate::service_error::ServiceError;
+use natter_core::service_error::ServiceError;
 
 /// The longest wait after a refused send that holds the connection's later sends too. A
 /// longer one (a byte allowance spent on big messages can take an hour to refill) lets later
@@ -67,7 +67,7 @@ impl SendHold {
         let held = matches!(error, ServiceError::HeldBehind { .. });
         let limit = match &error {
             ServiceError::RateLimited { kind, .. } => Some(*kind),
-            ServiceError::Busy { .. } => Some(crate::messages::NODE_SENDS),
+            ServiceError::Busy { .. } => Some(natter_core::messages::NODE_SENDS),
             _ => None,
         };
         let error = ApiError::from(match error {
