@@ -32,7 +32,9 @@ use state::{Chat, Conversation, Note};
 /// How often a person still typing says so again (well within [`state::TYPING_FOR`]).
 const TYPING_AGAIN: Duration = Duration::from_secs(4);
 
-/// Runs the chat on `conversation` until the person quits.
+/// Runs the chat on `conversation` until the person quits. Fails without a terminal, when the
+/// conversation is not among this user's, or when the store or the live connection fails;
+/// the terminal is restored either way.
 pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result<()> {
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         anyhow::bail!(
@@ -133,7 +135,8 @@ async fn listed(
     Ok(list)
 }
 
-/// Lists the conversations again (one appeared): the open one stays open.
+/// Lists the conversations again (one appeared): the open one stays open. When the server
+/// does not answer, the list stays as it was.
 async fn relist(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     let mut directory = device.directory().await?;
     if device.refresh_directory(&mut directory, &[]).await.is_err() {
@@ -196,7 +199,8 @@ async fn reload(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The loop: draw, take in events, take in input.
+/// The loop: draw, take in events, take in input. Returns when the person quits; errors are
+/// the store's and the terminal's (a refused send only shows in the status line).
 async fn live(
     device: &Device,
     chat: &mut Chat,

@@ -13,7 +13,8 @@ use crate::out::Out;
 use crate::prompt::{password, secret_line};
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
-/// Runs one command.
+/// Runs one command. Most commands open the device in this home first and fail when there
+/// is none; `chat` runs until the user quits.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::locate()?;
     let out = Out { json: cli.json };
@@ -312,6 +313,8 @@ fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
     Err(crate::errors::CliError::Refused(failed.to_vec()).into())
 }
 
+/// Opens this home's device store with its passphrase; fails with a hint to log in when
+/// there is no store or it does not unlock.
 async fn open(home: &Home) -> anyhow::Result<Device> {
     Device::open(&home.store(), &home.passphrase()?)
         .await
@@ -345,6 +348,8 @@ pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Resu
     Ok(directory)
 }
 
+/// Runs a connections command and prints the outcome (or every connection, for `list`);
+/// errors are the server's refusals and the name lookups'.
 async fn connections(
     device: &Device,
     out: &Out,
@@ -402,6 +407,8 @@ async fn connections(
     Ok(())
 }
 
+/// Blocks or unblocks `user` locally, then syncs to tell the server; prints whether the
+/// server was told (it is told at a later sync when it was away).
 async fn block(device: &Device, out: &Out, user: &str, blocking: bool) -> anyhow::Result<()> {
     let peer = user_id(device, user).await?;
     device.block(peer, blocking).await?;

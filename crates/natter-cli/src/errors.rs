@@ -17,7 +17,7 @@ pub enum CliError {
     Refused(Vec<(String, String)>),
 }
 
-/// Refused messages as `id (code), …`.
+/// Refused messages as `id (code), …`, for the error message and `natter send`'s warning.
 pub fn listed(failed: &[(String, String)]) -> String {
     let messages: Vec<String> = failed
         .iter()
@@ -26,7 +26,10 @@ pub fn listed(failed: &[(String, String)]) -> String {
     messages.join(", ")
 }
 
-/// What an error is: (stable code, exit status, extra JSON fields).
+/// What an error is: (stable code, exit status, extra JSON fields). The first cause in the
+/// chain this knows decides. Exit statuses: 1 a local problem or anything unknown, 3 not
+/// logged in or the login refused, 4 the server unreachable, 5 the server refused, 6 an
+/// ambiguous name (the candidates are listed).
 pub fn classify(error: &anyhow::Error) -> (String, u8, Value) {
     for cause in error.chain() {
         if let Some(ambiguous) = cause.downcast_ref::<Ambiguous>() {

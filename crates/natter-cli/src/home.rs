@@ -14,6 +14,7 @@ const KEY_FILE: &str = "store.key";
 
 /// The client's data directory.
 pub struct Home {
+    /// Holds the store and the key file; the client creates it when it first writes the store.
     dir: PathBuf,
 }
 
@@ -63,6 +64,7 @@ impl Home {
         self.dir.join("device.db")
     }
 
+    /// Where key-file mode keeps the store's key; the file exists only in that mode.
     fn key_file(&self) -> PathBuf {
         self.dir.join(KEY_FILE)
     }
@@ -171,6 +173,7 @@ fn new_passphrase(given: Option<Zeroizing<String>>) -> anyhow::Result<Zeroizing<
     Ok(passphrase)
 }
 
+/// The passphrase from `NATTER_PASSPHRASE`, if set (an empty one is refused by the callers).
 fn from_env() -> Option<Zeroizing<String>> {
     std::env::var("NATTER_PASSPHRASE").ok().map(Zeroizing::new)
 }
@@ -188,6 +191,8 @@ fn ask(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
         .context("reading the passphrase from the terminal")
 }
 
+/// Writes a new key file readable by its owner only (0600 on Unix); fails if one is there
+/// already rather than replace the key of another store.
 fn write_key(path: &Path, key: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -9,6 +9,8 @@ pub struct Out {
 }
 
 impl Out {
+    /// Prints one result on standard output: `text` as a line, or `value` as one line of JSON
+    /// under `--json`.
     pub fn show(&self, text: impl std::fmt::Display, value: Value) {
         if self.json {
             println!("{value}");

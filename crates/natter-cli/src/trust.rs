@@ -17,6 +17,8 @@ const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30
 
 /// Runs one approval live: on the approved device (`target` given) it starts one; on the new
 /// device it waits for one. Either way it shows the code and asks whether both screens show it.
+/// Fails when the person does not answer `yes`, the other device cancels, the connection
+/// ends, or nothing completes within [`APPROVAL_PATIENCE`].
 pub async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow::Result<()> {
     let (events_in, mut events) = tokio::sync::mpsc::channel(64);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -106,7 +108,8 @@ pub async fn print_new_notices(device: &Device, out: &Out) -> anyhow::Result<()>
     Ok(())
 }
 
-/// One notice, with usernames where the server tells them.
+/// One notice, with usernames where the server tells them (ids where it does not): on
+/// standard error as text, or on standard output as `{"notice": ...}` with `--json`.
 pub async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
     let name = async |user: UserId| match device.session().profile(user).await {
         Ok(profile) => profile.username,
@@ -165,7 +168,8 @@ pub async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
 
 /// `natter devices --remove`: removes one of this user's devices. An approved one held the
 /// identity's keys, so they are replaced, which needs the recovery key; the devices that stay
-/// are told the new keys at once (or as this device next connects).
+/// are told the new keys at once (or as this device next connects). Fails when the server
+/// refuses the removal or the recovery key it asked for is wrong.
 pub async fn remove_device(device: &Device, out: &Out, removed: DeviceId) -> anyhow::Result<()> {
     let removal = match device.remove_device(removed, None).await {
         Err(ClientError::RecoveryKeyNeeded) => {
@@ -200,7 +204,8 @@ pub async fn remove_device(device: &Device, out: &Out, removed: DeviceId) -> any
 }
 
 /// `natter reset-identity`: starts the identity anew with the password (for a lost recovery
-/// key); prints the new recovery key.
+/// key); prints the new recovery key. Fails when the server refuses the password or cannot
+/// be reached; the identity is then unchanged.
 pub async fn reset_identity(device: &Device, out: &Out, password: &str) -> anyhow::Result<()> {
     let key = device.reset_identity(password).await?;
     out.show(

@@ -11,9 +11,11 @@ const HISTORY: usize = 100;
 /// What is being typed, and what was sent before.
 #[derive(Default)]
 pub struct Input {
+    /// What is typed, line breaks included; cleaned of control characters as it comes in.
     text: String,
     /// The cursor, as a byte offset into `text` at a grapheme boundary.
     cursor: usize,
+    /// The texts sent, oldest first, at most [`HISTORY`], without repeats in a row.
     history: Vec<String>,
     /// Where Up and Down are in the history, and the draft they left.
     browsing: Option<(usize, String)>,
@@ -67,6 +69,7 @@ impl Input {
         self.cursor = self.text.len();
     }
 
+    /// Where the grapheme before the cursor starts; `None` at the start.
     fn previous(&self) -> Option<usize> {
         self.text[..self.cursor]
             .grapheme_indices(true)
@@ -74,6 +77,7 @@ impl Input {
             .map(|(i, _)| i)
     }
 
+    /// Where the grapheme under the cursor ends; `None` at the end.
     fn next(&self) -> Option<usize> {
         self.text[self.cursor..]
             .graphemes(true)
@@ -132,6 +136,7 @@ impl Input {
         self.show(shown);
     }
 
+    /// Replaces the text with one from the history (or the draft), the cursor at its end.
     fn show(&mut self, text: String) {
         self.text = text;
         self.cursor = self.text.len();

@@ -81,7 +81,7 @@ pub(super) fn rule(text: &str, cells: usize, style: Style) -> Line<'static> {
     )
 }
 
-/// What a notice says, with names.
+/// What a notice says, with names; shorter than the CLI's, as the chat points at commands.
 fn notice_text(chat: &Chat, notice: &Notice) -> String {
     match notice {
         Notice::SafetyNumberChanged {
@@ -161,7 +161,9 @@ type LayoutKey = (bool, usize, String, Option<String>, Option<String>);
 /// depend on changed, so a key press or a new message does not lay out the whole history.
 #[derive(Default)]
 pub struct Layouts {
+    /// The conversation the kept layouts belong to; opening another one drops them all.
     conversation: Option<ConversationId>,
+    /// Each message's lines by seq, with the key they were laid out for.
     messages: HashMap<i64, (LayoutKey, Vec<Line<'static>>)>,
 }
 
@@ -198,7 +200,9 @@ fn message_lines(
     lines
 }
 
-/// The open conversation laid out in lines of `cells` cells, oldest first.
+/// The open conversation laid out in lines of `cells` cells, oldest first: notices by time
+/// between the messages, a rule at each new day and before the first unread message, and the
+/// pending messages last. Messages come from `layouts` when what they depend on is unchanged.
 pub fn timeline(
     chat: &Chat,
     clock: &Clock,

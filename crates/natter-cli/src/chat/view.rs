@@ -18,10 +18,13 @@ use crate::text::width;
 const LIST_FROM: u16 = 72;
 /// Terminals narrower than this show no member list.
 const MEMBERS_FROM: u16 = 100;
+/// Columns of the conversation list, borders included, when it is shown.
 const LIST_WIDTH: u16 = 24;
+/// Columns of a room's member list, borders included, when it is shown.
 const MEMBERS_WIDTH: u16 = 22;
 /// The input grows to this many lines, then scrolls.
 const INPUT_LINES: usize = 5;
+/// The key help on the bottom row, cut to the terminal's width.
 const HELP: &str = " Enter send · Alt-Enter new line · ↑↓ history · PgUp/PgDn scroll · \
                     Ctrl-End newest · Tab next chat · Ctrl-R who read · Esc quit";
 
@@ -89,6 +92,9 @@ pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock, layouts: &mut
     frame.set_cursor_position((x.min(input.right().saturating_sub(2)), y));
 }
 
+/// Draws the open conversation's log in `area`: the newest lines unless the user scrolled
+/// back (`chat.top`), then a marker counting the new messages below takes the last row.
+/// Records the log's total and visible heights in `chat.drawn`.
 fn draw_log(
     frame: &mut Frame<'_>,
     chat: &mut Chat,
@@ -127,6 +133,8 @@ fn draw_log(
     );
 }
 
+/// Draws the conversation list: two rows each (title with its unread count, then the last
+/// message), the open one highlighted and kept in view.
 fn draw_list(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     let cells = usize::from(area.width.saturating_sub(2));
     let mut lines = Vec::new();
@@ -179,6 +187,8 @@ fn draw_list(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     );
 }
 
+/// Draws the open room's members by name, each in their log colour, this user marked
+/// "(you)".
 fn draw_members(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     let cells = usize::from(area.width.saturating_sub(2));
     let mut members: Vec<(String, UserId)> = chat
