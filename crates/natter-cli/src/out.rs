@@ -1,8 +1,10 @@
-//! How commands print: text for people, or JSON for scripts.
+//! How commands print: text for people, or JSON for scripts. Errors are printed by
+//! `errors::report` and notices by `trust`.
 
 use serde_json::Value;
 
-/// Prints text for people or JSON for scripts.
+/// Prints text for people or JSON for scripts. Warnings go to standard error either way;
+/// under `--json`, notices are JSON lines on standard output among the results.
 pub struct Out {
     /// JSON instead of text.
     pub json: bool,

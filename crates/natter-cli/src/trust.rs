@@ -1,5 +1,7 @@
 //! The commands about trust that talk to the person: approving a device by comparing codes, and
-//! printing notices (safety numbers that changed, devices left out, new devices).
+//! printing notices (safety numbers that changed, devices left out, new devices). Safety
+//! numbers themselves are `natter verify`'s (in `commands`); the approval protocol is
+//! natter-client's.
 
 use anyhow::{Context, bail};
 use natter_client::{ApprovalEvent, ClientError, Device, Event, Notice};
@@ -12,7 +14,8 @@ use crate::prompt::secret_line;
 /// How long `natter approve` keeps its connection after handing the secrets over, so the
 /// frames queued on it go out before it closes.
 const HAND_OVER_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long `natter approve` waits for the other device.
+/// How long `natter approve` waits for the other device: time to reach it, run the command
+/// there and compare the codes.
 const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Runs one approval live: on the approved device (`target` given) it starts one; on the new
@@ -100,7 +103,8 @@ pub async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> an
     Ok(())
 }
 
-/// Prints the notices recorded since the last command, on standard error (as warnings).
+/// Prints the notices recorded since the last command, on standard error (as warnings); each
+/// is shown once. Fails only when the store cannot be read.
 pub async fn print_new_notices(device: &Device, out: &Out) -> anyhow::Result<()> {
     for notice in device.take_new_notices().await? {
         print_notice(device, out, &notice).await;

@@ -1,5 +1,6 @@
 //! Drawing the chat screen: the conversation list, the log of the open conversation (laid out
-//! by `log`), its members, who is typing, and the input line.
+//! by `log`), its members, who is typing, and the input line. It never reads the store: the
+//! runner in `chat.rs` loads what [`Chat`] holds.
 
 use natter_proto::UserId;
 use natter_proto::conversations::ConversationKind;
@@ -28,7 +29,9 @@ const INPUT_LINES: usize = 5;
 const HELP: &str = " Enter send · Alt-Enter new line · ↑↓ history · PgUp/PgDn scroll · \
                     Ctrl-End newest · Tab next chat · Ctrl-R who read · Esc quit";
 
-/// Draws the whole screen, and records the log's size for scrolling.
+/// Draws the whole screen, and records the log's size for scrolling. Left to right: the
+/// conversation list (from [`LIST_FROM`] columns), the log with who is typing and the input
+/// below it, and a room's members (from [`MEMBERS_FROM`] columns); the key help at the bottom.
 pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock, layouts: &mut Layouts) {
     let [main, help] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
