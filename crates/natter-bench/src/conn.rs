@@ -26,7 +26,7 @@ pub fn source_addr(i: usize, count: u32) -> Ipv4Addr {
 
 /// An open, authenticated WebSocket.
 pub struct Conn {
-    /// Plain TCP: the benchmark measures natterd, not TLS.
+    /// Plain TCP (`ws://`): there is no TLS in the load path.
     socket: WebSocketStream<TcpStream>,
     /// The idle timeout the server announced in `ready`.
     pub idle_timeout: Duration,

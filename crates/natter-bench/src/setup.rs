@@ -100,7 +100,8 @@ impl Setup {
     }
 
     /// The first `n` accounts of `pool`, registering and logging in the missing ones (named
-    /// `nb-<pool>-<index>`). Fails when the server refuses, with a hint for its rate limits.
+    /// `nb-<pool>-<index>`). Fails when the server refuses, with a hint when its rate limits
+    /// did.
     pub async fn users(&mut self, pool: &str, n: usize) -> anyhow::Result<Vec<Account>> {
         let have = self.cache.users.get(pool).map_or(0, Vec::len);
         if have < n {

@@ -1,6 +1,6 @@
-//! The one-shot commands: each (but `completions`, `register` and `login`) opens the device,
-//! does one thing and prints. Names are resolved in `resolve`, approvals and notices are
-//! `trust`'s, and messages are printed by `history`; this module dispatches and words results.
+//! The one-shot commands: each (but `completions`, `register`, `login`, `logout --local`) opens
+//! the device, does one thing and prints. Names are resolved in `resolve`, approvals and
+//! notices are `trust`'s, and messages are printed by `history`.
 
 use anyhow::{Context, bail};
 use natter_client::{Client, Device, Directory, TrustLevel};
@@ -16,8 +16,8 @@ use crate::prompt::{password, secret_line};
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
 /// Runs one command. Most commands open the device in this home first and fail when there
-/// is none; `chat` runs until the user quits. Each result is one line (one JSON object per
-/// line under `--json`), so scripts read the output line by line.
+/// is none; `chat` runs until the user quits. Under `--json` each result is one JSON object on
+/// a line of its own, so scripts read the output line by line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::locate()?;
     let out = Out { json: cli.json };
@@ -433,7 +433,7 @@ async fn block(device: &Device, out: &Out, user: &str, blocking: bool) -> anyhow
 }
 
 /// Runs a rooms command; returns the room whose members changed, if one did, so the caller
-/// fetches its members again. `list` fetches every conversation's members, one request each.
+/// fetches its members again. `list` fetches every conversation's members again.
 async fn rooms(
     device: &Device,
     out: &Out,

@@ -20,8 +20,8 @@ pub struct Home {
     dir: PathBuf,
 }
 
-/// How a new login's store will be unlocked. Nothing is written until the login succeeded
-/// and [`NewUnlock::keep`] is called.
+/// How a new login's store will be unlocked. The key file is written only once the login
+/// succeeded and [`NewUnlock::keep`] is called.
 pub struct NewUnlock {
     /// The passphrase (in key-file mode, the key file's random contents).
     pub passphrase: Zeroizing<String>,

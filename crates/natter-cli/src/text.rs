@@ -39,8 +39,9 @@ pub fn clean(text: &str) -> String {
 
 /// Wraps `text` (already [`clean`]) into lines of at most `first` cells for the first line
 /// and `rest` for the others; line breaks in the text start new lines. At least one line.
-/// A word moves whole to the next line when it fits there; only a wider one is cut between
-/// graphemes, and a line is wider than its limit only when one grapheme is.
+/// A word that does not fit after what a line holds moves whole to the next line when it fits
+/// there, else it is cut between graphemes; a line is wider than its limit only when one
+/// grapheme is.
 pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();

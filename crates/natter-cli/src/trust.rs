@@ -209,7 +209,7 @@ pub async fn remove_device(device: &Device, out: &Out, removed: DeviceId) -> any
 
 /// `natter reset-identity`: starts the identity anew with the password (for a lost recovery
 /// key); prints the new recovery key. Fails when the server refuses the password or cannot
-/// be reached; the identity is then unchanged.
+/// be reached.
 pub async fn reset_identity(device: &Device, out: &Out, password: &str) -> anyhow::Result<()> {
     let key = device.reset_identity(password).await?;
     out.show(
