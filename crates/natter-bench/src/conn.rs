@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// How long a handshake (TCP, upgrade, `ready`) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `i`-th of `count` source addresses: 127.0.0.1, 127.0.0.2, ...
+/// The `i`-th of `count` source addresses: 127.0.0.1, 127.0.0.2, ... (`i` wraps around
+/// `count`; a `count` of 0 is taken as 1).
 pub fn source_addr(i: usize, count: u32) -> Ipv4Addr {
     let last = u8::try_from(i % count.max(1) as usize + 1).unwrap_or(1);
     Ipv4Addr::new(127, 0, 0, last)
@@ -25,6 +26,7 @@ pub fn source_addr(i: usize, count: u32) -> Ipv4Addr {
 
 /// An open, authenticated WebSocket.
 pub struct Conn {
+    /// Plain TCP (`ws://`): there is no TLS in the load path.
     socket: WebSocketStream<TcpStream>,
     /// The idle timeout the server announced in `ready`.
     pub idle_timeout: Duration,
@@ -40,13 +42,16 @@ pub enum Incoming {
 
 impl Conn {
     /// Connects from `source` to the node's WebSocket at `url` (`ws://host:port/v1/ws`) with
-    /// `token`, and waits for `ready`.
+    /// `token`, and waits for `ready`. Fails when the handshake takes over
+    /// [`HANDSHAKE_TIMEOUT`], the server refuses the token, or the first frame is not `ready`.
     pub async fn open(url: &str, token: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(url, token, source))
             .await
             .context("handshake timed out")?
     }
 
+    /// [`Conn::open`] without its time limit. The URL's host must be an IP address, as the
+    /// socket is bound to `source` before it connects.
     async fn handshake(url: &str, token: &str, source: Ipv4Addr) -> anyhow::Result<Self> {
         let mut request = url.into_client_request()?;
         request.headers_mut().insert(
@@ -89,7 +94,7 @@ impl Conn {
         Ok(conn)
     }
 
-    /// Sends a frame.
+    /// Sends a frame as JSON text; fails when the connection is gone.
     pub async fn send(&mut self, frame: &ClientFrame) -> anyhow::Result<()> {
         self.send_text(serde_json::to_string(frame)?).await
     }
@@ -99,7 +104,8 @@ impl Conn {
         Ok(self.socket.send(WsMessage::text(text)).await?)
     }
 
-    /// The next frame, or how the connection ended.
+    /// The next frame, or how the connection ended; pings and pongs of the WebSocket layer are
+    /// skipped. Fails on a frame that is not valid JSON of a server frame, or a binary one.
     pub async fn next(&mut self) -> anyhow::Result<Incoming> {
         loop {
             match self.socket.next().await {

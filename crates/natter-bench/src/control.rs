@@ -99,7 +99,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Adds another worker's counters to these.
+    /// Adds another worker's counters to these. Every field is summed, `open` too: the total
+    /// is the connections open across the fleet.
     pub fn add(&mut self, other: &Self) {
         self.open += other.open;
         self.syncs += other.syncs;
@@ -138,7 +139,8 @@ pub enum Event {
         delivery: Buckets,
         /// Send to ack.
         ack: Buckets,
-        /// The last connection errors seen (at most a few), for the report.
+        /// The first connection and server errors the worker saw (at most a few), for the
+        /// report.
         errors: Vec<String>,
         /// How many devices were last connected to each node (WebSocket URL).
         #[serde(default)]

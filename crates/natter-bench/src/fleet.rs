@@ -19,10 +19,15 @@ use crate::{conn, stats};
 
 /// The worker processes of one run.
 pub struct Fleet {
+    /// The worker processes, killed if the fleet is dropped before they finish.
     children: Vec<Child>,
+    /// Where each worker reads its commands (JSON lines), by worker index.
     stdins: Vec<ChildStdin>,
+    /// Every worker's events, tagged with its index, as its stdout is read.
     events: mpsc::UnboundedReceiver<(usize, Event)>,
+    /// Each worker's counters as it last reported them.
     stats: Vec<Counters>,
+    /// How many workers reported `LoadDone` since the last [`Fleet::load`].
     loads_done: usize,
 }
 
@@ -34,7 +39,7 @@ pub struct Finished {
     pub delivery: Histogram<u64>,
     /// Send-to-ack latency (µs).
     pub ack: Histogram<u64>,
-    /// Some connection errors, if any.
+    /// Connection and server errors, at most a few per worker.
     pub errors: Vec<String>,
     /// Devices per node of their last connection.
     pub nodes: std::collections::BTreeMap<String, u64>,
@@ -73,7 +78,8 @@ pub async fn assign_nodes(common: &Common, count: usize) -> anyhow::Result<Vec<S
 }
 
 /// Each account as a device, with its node, its source address and the conversations it
-/// sends to.
+/// sends to. `nodes` has one entry per account (see [`assign_nodes`]); source addresses
+/// go round over `--source-addrs`.
 pub fn devices(
     common: &Common,
     users: &[Account],
@@ -101,6 +107,8 @@ pub fn devices(
 
 impl Fleet {
     /// Starts the workers, dealing the devices out round-robin, and sends them their plans.
+    /// There are `--workers` of them, fewer when there are fewer devices; fails when one does
+    /// not start or take its plan.
     pub async fn start(
         common: &Common,
         devices: Vec<DeviceSpec>,
@@ -163,6 +171,7 @@ impl Fleet {
         self.children.iter().filter_map(Child::id).collect()
     }
 
+    /// Writes one command to worker `index` as a JSON line; fails when the worker went away.
     async fn send(&mut self, index: usize, command: &Command) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(command)?;
         line.push(b'\n');
@@ -179,7 +188,8 @@ impl Fleet {
         Ok(())
     }
 
-    /// Starts sending `rate` messages a second in total for `secs` seconds.
+    /// Starts sending `rate` messages a second in total for `secs` seconds, split evenly over
+    /// the workers; [`Fleet::loaded`] tells when they all issued their share.
     pub async fn load(&mut self, rate: f64, secs: f64) -> anyhow::Result<()> {
         #[allow(clippy::cast_precision_loss)]
         let share = rate / self.stdins.len() as f64;
@@ -202,7 +212,8 @@ impl Fleet {
     }
 
     /// Follows the workers' reports until `done` holds (true) or `timeout` passes (false),
-    /// showing `progress` on `bar`.
+    /// showing `progress` on `bar`. Fails when every worker went away or one sent its final
+    /// report early.
     pub async fn wait_until(
         &mut self,
         timeout: Duration,
@@ -229,7 +240,8 @@ impl Fleet {
         }
     }
 
-    /// Tells the workers to finish and collects their final reports.
+    /// Tells the workers to finish and collects their final reports, summed. Fails when a
+    /// worker exits without one or they take longer than a minute.
     pub async fn finish(mut self) -> anyhow::Result<Finished> {
         self.broadcast(&Command::Finish).await?;
         let mut finished = Finished {

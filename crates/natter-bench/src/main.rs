@@ -22,6 +22,8 @@ mod worker;
 
 use clap::Parser;
 
+/// Runs one scenario, or a worker when the coordinator started this binary as one. A single
+/// thread per process: the load is spread over worker processes instead.
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()

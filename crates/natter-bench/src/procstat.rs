@@ -49,8 +49,11 @@ pub fn load_average() -> String {
 
 /// Measures the CPU use of processes from a starting point.
 pub struct CpuMeter {
+    /// The processes measured.
     pids: Vec<u32>,
+    /// Their CPU ticks, summed, at the start.
     ticks: u64,
+    /// When the measurement started.
     since: Instant,
 }
 
@@ -64,6 +67,7 @@ impl CpuMeter {
         })
     }
 
+    /// The CPU ticks of `pids` summed; `None` when there are none or one is gone.
     fn ticks(pids: &[u32]) -> Option<u64> {
         if pids.is_empty() {
             return None;

@@ -24,12 +24,15 @@ pub fn bar(len: u64, label: &str) -> ProgressBar {
 
 /// A result being assembled: table rows and the same values as JSON.
 pub struct Report {
+    /// (key, value as shown) in the order added; a key added twice shows twice.
     rows: Vec<(String, String)>,
+    /// The same values by key (the last one added wins), plus the JSON-only ones.
     json: Map<String, Value>,
 }
 
 impl Report {
-    /// A report for `scenario`, starting with the parameters that shaped it.
+    /// A report for `scenario`, starting with the parameters that shaped it and the machine's
+    /// load average (a busy machine skews every figure; [`Report::emit`] adds it again).
     pub fn new(scenario: &str, common: &Common) -> Self {
         let mut report = Self {
             rows: Vec::new(),
@@ -49,7 +52,7 @@ impl Report {
         report
     }
 
-    /// Adds a value.
+    /// Adds a value to the table and the JSON; the table shows floats with two decimals.
     pub fn add(&mut self, key: &str, value: impl Into<Value>) {
         let value = value.into();
         let shown = match &value {
@@ -69,7 +72,8 @@ impl Report {
         self.json.insert(key.to_owned(), value);
     }
 
-    /// Adds a latency summary.
+    /// Adds a latency summary: one table row of percentiles in ms, and the whole
+    /// [`Latency`] as a JSON object.
     pub fn latency(&mut self, key: &str, latency: &Latency) {
         self.rows.push((
             key.to_owned(),
@@ -86,7 +90,8 @@ impl Report {
         self.json.insert(key.to_owned(), json!(latency));
     }
 
-    /// Prints the table, then the JSON (also written to `--json`).
+    /// Prints the table, then the JSON on one line (also written to `--json`); fails only
+    /// when that file cannot be written.
     pub fn emit(mut self, common: &Common) -> anyhow::Result<()> {
         self.add("load_average_at_end", procstat::load_average());
         let width = self.rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

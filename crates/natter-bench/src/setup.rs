@@ -42,24 +42,31 @@ pub struct Conversation {
 /// What the cache file holds.
 #[derive(Default, Serialize, Deserialize)]
 struct Cache {
+    /// The server the accounts were made on; a cache of another server is not used.
     server: String,
     /// Accounts by pool name, in index order.
     users: BTreeMap<String, Vec<Account>>,
-    /// Conversations by pool and shape.
+    /// Conversations by pool and shape (`pool:direct:NxP`, `pool:rooms:KxR`), members as
+    /// indexes into that pool's accounts.
     conversations: BTreeMap<String, Vec<Conversation>>,
 }
 
 /// Accounts and conversations on one server, made once and reused.
 pub struct Setup {
+    /// The REST client of `--server`.
     client: Client,
+    /// The cache file (`--accounts`), rewritten after each step that made something.
     path: PathBuf,
+    /// REST calls in flight at once (`--setup-concurrency`, at least one).
     concurrency: usize,
+    /// What is made so far.
     cache: Cache,
 }
 
 impl Setup {
     /// Loads the cache for `common.server` (starting afresh when it belongs to another server
-    /// or its tokens no longer work, as after wiping natterd's database).
+    /// or its tokens no longer work, as after wiping natterd's database). A file that cannot be
+    /// read starts afresh; one that is not the cache's JSON is an error rather than overwritten.
     pub async fn open(common: &Common) -> anyhow::Result<Self> {
         let client = Client::new(&common.server)?;
         let mut cache: Cache = match std::fs::read(&common.accounts) {
@@ -86,12 +93,15 @@ impl Setup {
         })
     }
 
+    /// Writes the cache file, so an interrupted setup resumes from what was made.
     fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_vec(&self.cache)?;
         std::fs::write(&self.path, text).with_context(|| format!("writing {}", self.path.display()))
     }
 
-    /// The first `n` accounts of `pool`, registering and logging in the missing ones.
+    /// The first `n` accounts of `pool`, registering and logging in the missing ones (named
+    /// `nb-<pool>-<index>`). Fails when the server refuses, with a hint when its rate limits
+    /// did.
     pub async fn users(&mut self, pool: &str, n: usize) -> anyhow::Result<Vec<Account>> {
         let have = self.cache.users.get(pool).map_or(0, Vec::len);
         if have < n {
@@ -140,7 +150,8 @@ impl Setup {
         Ok((users, conversations))
     }
 
-    /// `rooms` rooms of `k` members among the users of `pool`, each with its own members.
+    /// `rooms` rooms of `k` members among the users of `pool`, each with its own members:
+    /// room r holds users r·k .. (r+1)·k, so the pool needs `k * rooms` accounts.
     pub async fn rooms(
         &mut self,
         pool: &str,
@@ -217,7 +228,8 @@ impl Setup {
     }
 }
 
-/// The session of a cached account.
+/// The session of a cached account, resumed from its token without logging in again; its
+/// calls fail with 401 once natterd forgot the token.
 pub fn session(client: &Client, account: &Account) -> Session {
     Session::resume(
         client.clone(),
@@ -227,7 +239,8 @@ pub fn session(client: &Client, account: &Account) -> Session {
     )
 }
 
-/// Registers `username` (or finds it taken by an earlier run) and logs in a new device.
+/// Registers `username` (or finds it taken by an earlier run) and logs in a new device, with
+/// the one benchmark [`PASSWORD`]; a name taken by someone else fails at the login.
 async fn account(client: &Client, username: &str) -> anyhow::Result<Account> {
     match client.register(username, PASSWORD, None).await {
         Ok(_) => {}
@@ -247,7 +260,8 @@ async fn account(client: &Client, username: &str) -> anyhow::Result<Account> {
     })
 }
 
-/// Connects two users: `a` asks, `b` asks back (which accepts).
+/// Connects two users: `a` asks, `b` asks back (which accepts). Fails when they end up in any
+/// state but accepted, as when one blocked the other.
 async fn connect(client: &Client, a: &Account, b: &Account) -> anyhow::Result<()> {
     let (a, b) = (session(client, a), session(client, b));
     let asked = a.request_connection(b.user_id(), None).await;

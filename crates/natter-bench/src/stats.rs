@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::control::Buckets;
 
-/// An empty histogram for latencies from 1 µs to an hour, 3 significant digits.
+/// An empty histogram for latencies from 1 µs to an hour, 3 significant digits; [`record`]
+/// clamps what falls outside.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
@@ -15,7 +16,8 @@ pub fn record(histogram: &mut Histogram<u64>, micros: u64) {
     histogram.saturating_record(micros.max(1));
 }
 
-/// The recorded values of a histogram, for sending to the coordinator.
+/// The recorded values of a histogram as (value, count) pairs, for sending to the
+/// coordinator; empty buckets are left out.
 pub fn to_buckets(histogram: &Histogram<u64>) -> Buckets {
     histogram
         .iter_recorded()
@@ -23,7 +25,8 @@ pub fn to_buckets(histogram: &Histogram<u64>) -> Buckets {
         .collect()
 }
 
-/// Adds buckets from a worker to a histogram.
+/// Adds buckets from a worker to a histogram; [`merge`] of [`to_buckets`] loses nothing
+/// beyond the histogram's own precision.
 pub fn merge(histogram: &mut Histogram<u64>, buckets: &Buckets) {
     for &(value, count) in buckets {
         histogram.saturating_record_n(value, count);
@@ -48,7 +51,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Summarizes a histogram of µs.
+    /// Summarizes a histogram of µs; every figure is 0 when nothing was recorded.
     pub fn of(histogram: &Histogram<u64>) -> Self {
         #[allow(clippy::cast_precision_loss)]
         let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;

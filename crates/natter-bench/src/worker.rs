@@ -32,27 +32,41 @@ const KEPT_ERRORS: usize = 5;
 
 /// What a device task is told.
 enum DeviceCommand {
+    /// Send one message to a random conversation of the device (skipped while it reconnects).
     Send,
+    /// Drop the connection without a close frame; the device reconnects after a backoff.
     Cut,
+    /// Report what was delivered, close the connection and stop.
     Finish,
 }
 
 /// How one connection of a device ended.
 enum Ended {
+    /// Closed on `Finish`: the device stops.
     Finished,
+    /// Cut on purpose (`Cut` or churn): not counted as a drop.
     Cut,
+    /// The server closed it or it failed: counted in `dropped`, and the device reconnects.
     Dropped,
 }
 
 /// What every device task of this worker shares.
 struct Shared {
+    /// This run's id, stamped in every body; messages of other runs count as `stale`.
     run: u64,
+    /// Size of each message body.
     payload_bytes: usize,
+    /// How often each device reports what it received (`delivered` frames).
     ack_interval: Duration,
+    /// Limits how many devices open their connection at once (`--connect-concurrency`).
     handshakes: Semaphore,
+    /// The worker's counts, sent to the coordinator every 200 ms and at the end.
     counters: Mutex<Counters>,
+    /// Send-to-delivery latencies (µs) of this run's messages, from the stamp in the body.
     delivery: Mutex<Histogram<u64>>,
+    /// Send-to-ack latencies (µs), from the first send of each message.
     ack: Mutex<Histogram<u64>>,
+    /// The first [`KEPT_ERRORS`] connection and server errors, for the report.
     errors: Mutex<Vec<String>>,
     /// The host assigner to ask before each reconnection (`--gateway`).
     gateway: Option<natter_client::Client>,
@@ -61,10 +75,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// Changes the counters under their lock.
     fn count(&self, change: impl FnOnce(&mut Counters)) {
         change(&mut self.counters.lock().expect("counters lock"));
     }
 
+    /// Keeps `error` for the report unless [`KEPT_ERRORS`] are kept already.
     fn error(&self, error: String) {
         let mut errors = self.errors.lock().expect("errors lock");
         if errors.len() < KEPT_ERRORS {
@@ -73,7 +89,9 @@ impl Shared {
     }
 }
 
-/// Runs the worker until `Finish` (or the coordinator goes away).
+/// Runs the worker until `Finish` (or the coordinator goes away). The first line on stdin must
+/// be the plan; ends with an `Event::Final` of the counters, latencies, errors and nodes.
+/// Fails on a malformed or out-of-order command, or when the host assigner does not answer.
 pub async fn run() -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let (events, mut outbox) = mpsc::unbounded_channel::<Event>();
@@ -191,14 +209,16 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Queues a command for every device (waiting a bounded time for full queues).
+/// Queues a command for every device (waiting a bounded time for full queues): a device whose
+/// queue stays full for a second misses it.
 async fn broadcast(queues: &[mpsc::Sender<DeviceCommand>], command: impl Fn() -> DeviceCommand) {
     for queue in queues {
         let _ = queue.send_timeout(command(), Duration::from_secs(1)).await;
     }
 }
 
-/// Issues `rate` sends a second to random devices for `secs` seconds.
+/// Issues `rate` sends a second to random devices for `secs` seconds (plus one second to catch
+/// up). A send whose device queue is full is counted as `skipped`, not waited for.
 async fn pace(queues: &[mpsc::Sender<DeviceCommand>], shared: &Shared, rate: f64, secs: f64) {
     if queues.is_empty() {
         return;
@@ -227,6 +247,8 @@ async fn pace(queues: &[mpsc::Sender<DeviceCommand>], shared: &Shared, rate: f64
 /// One device: connects, reconnects with backoff and jitter when its connection ends, until
 /// `Finish` or too many failures in a row. With `--gateway` it asks the host assigner again
 /// before each reconnection and tries the nodes it names in order, as natter-client does.
+/// Failed attempts count in `connect_failures`, a reconnection to another node in `moved`, and
+/// the node it finishes on in the worker's `nodes`.
 async fn device(
     spec: DeviceSpec,
     shared: Arc<Shared>,
@@ -299,7 +321,7 @@ async fn open_first(urls: &[String], spec: &DeviceSpec) -> anyhow::Result<(Conn,
 }
 
 /// Waits before the next attempt (exponential, with jitter: half to all of the step); false if
-/// told to finish.
+/// told to finish. Sends asked of the device meanwhile are counted as `skipped`.
 async fn backoff(
     failures: u32,
     shared: &Shared,
@@ -336,7 +358,8 @@ struct DeviceState {
 }
 
 impl DeviceState {
-    /// Runs one connection until it ends.
+    /// Runs one connection until it ends: resends every pending message first, then takes in
+    /// frames and commands, pings at a third of the idle timeout and reports deliveries.
     async fn session(
         &mut self,
         mut conn: Conn,
@@ -392,7 +415,9 @@ impl DeviceState {
         }
     }
 
-    /// Counts one frame from the server.
+    /// Counts one frame from the server: a message seen twice on one connection is a
+    /// duplicate, one seen on an earlier connection is redelivered; an ack ends a pending send;
+    /// an error frame either schedules a retry or refuses the send for good.
     fn receive(
         &mut self,
         frame: ServerFrame,
@@ -458,7 +483,8 @@ impl DeviceState {
         }
     }
 
-    /// Sends one message to a random conversation of this device.
+    /// Sends one message to a random conversation of this device and keeps it pending until
+    /// acked; it waits behind refused sends to keep their order. Errors are the connection's.
     async fn send(
         &mut self,
         conn: &mut Conn,
@@ -518,7 +544,8 @@ impl DeviceState {
     }
 }
 
-/// A `send` frame of a new body stamped now.
+/// A `send` frame of a new body stamped now, as JSON text; fails only if it does not
+/// serialize.
 fn send_frame(
     conversation_id: ConversationId,
     client_msg_id: &str,

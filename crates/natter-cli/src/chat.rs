@@ -7,6 +7,9 @@
 //! - `view`: drawing it; `log`: the open conversation laid out in lines (widths and wrapping
 //!   in terminal cells are `crate::text`); `clock`: local times.
 //! - `input`: the input line.
+//!
+//! The device's connection runs in a task beside the screen ([`Device::run`]) and feeds it
+//! events over a channel; without a terminal the chat refuses to start.
 
 mod clock;
 mod input;
@@ -32,7 +35,9 @@ use state::{Chat, Conversation, Note};
 /// How often a person still typing says so again (well within [`state::TYPING_FOR`]).
 const TYPING_AGAIN: Duration = Duration::from_secs(4);
 
-/// Runs the chat on `conversation` until the person quits.
+/// Runs the chat on `conversation` until the person quits. Fails without a terminal, when the
+/// conversation is not among this user's, or when the store or the live connection fails;
+/// the terminal is restored either way.
 pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result<()> {
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         anyhow::bail!(
@@ -74,7 +79,9 @@ pub async fn run(device: Device, conversation: ConversationId) -> anyhow::Result
 }
 
 /// The screen at the start: names and conversations from the directory (refreshed from the
-/// server when it answers), notices not shown yet, and the open conversation loaded.
+/// server when it answers), notices not shown yet, and the open conversation loaded. Away
+/// from the server the status line says so and the chat runs on what the store holds; fails
+/// when `conversation` is not in the directory.
 async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<Chat> {
     let mut directory = device.directory().await?;
     let status = match device
@@ -107,7 +114,8 @@ async fn load(device: &Device, conversation: ConversationId) -> anyhow::Result<C
     Ok(chat)
 }
 
-/// The conversation list: the directory's conversations with their last message here.
+/// The conversation list: the directory's conversations with their last message here, in
+/// the directory's order (most recently active first), titled as [`natter_client::title`] does.
 async fn listed(
     device: &Device,
     directory: &natter_client::Directory,
@@ -133,7 +141,8 @@ async fn listed(
     Ok(list)
 }
 
-/// Lists the conversations again (one appeared): the open one stays open.
+/// Lists the conversations again (one appeared): the open one stays open. When the server
+/// does not answer, the list stays as it was.
 async fn relist(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     let mut directory = device.directory().await?;
     if device.refresh_directory(&mut directory, &[]).await.is_err() {
@@ -154,7 +163,8 @@ async fn relist(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
 }
 
 /// Loads the conversation just opened: the "new messages" line goes after my read cursor,
-/// and what is on screen is read.
+/// and what is on screen is read. Catching up on read receipts is best effort; errors are
+/// the store's.
 async fn opened(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     let id = chat.current().id;
     chat.unread_from = Some(device.cursors(id).await?.1);
@@ -168,7 +178,8 @@ async fn opened(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the open conversation's messages, queue and receipts from the store.
+/// Reads the open conversation's messages (the newest `chat.limit`), its sends still queued
+/// here, and the other members' receipts from the store; the server is not asked.
 async fn reload(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     let id = chat.current().id;
     chat.messages = device.messages(id, chat.limit).await?;
@@ -196,7 +207,9 @@ async fn reload(device: &Device, chat: &mut Chat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The loop: draw, take in events, take in input.
+/// The loop: draw, take in events, take in input (polled every 50 ms, so typing indicators
+/// expire on time). Returns when the person quits; errors are the store's and the terminal's
+/// (a refused send only shows in the status line).
 async fn live(
     device: &Device,
     chat: &mut Chat,

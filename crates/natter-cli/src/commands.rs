@@ -1,4 +1,6 @@
-//! The one-shot commands: each opens the device, does one thing and prints.
+//! The one-shot commands: each (but `completions`, `register`, `login`, `logout --local`) opens
+//! the device, does one thing and prints. Names are resolved in `resolve`, approvals and
+//! notices are `trust`'s, and messages are printed by `history`.
 
 use anyhow::{Context, bail};
 use natter_client::{Client, Device, Directory, TrustLevel};
@@ -13,7 +15,9 @@ use crate::out::Out;
 use crate::prompt::{password, secret_line};
 use crate::{Cli, Command, ConnectionsCommand, RoomsCommand};
 
-/// Runs one command.
+/// Runs one command. Most commands open the device in this home first and fail when there
+/// is none; `chat` runs until the user quits. Under `--json` each result is one JSON object on
+/// a line of its own, so scripts read the output line by line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::locate()?;
     let out = Out { json: cli.json };
@@ -304,7 +308,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Fails when a sync's server refused queued messages for good (they left the queue):
-/// `failed` as in `SyncReport::failed`.
+/// `failed` as in `SyncReport::failed`. The error is [`crate::errors::CliError::Refused`],
+/// exit status 5.
 fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
     if failed.is_empty() {
         return Ok(());
@@ -312,13 +317,16 @@ fn refused(failed: &[(String, String)]) -> anyhow::Result<()> {
     Err(crate::errors::CliError::Refused(failed.to_vec()).into())
 }
 
+/// Opens this home's device store with its passphrase; fails with a hint to log in when
+/// there is no store or it does not unlock.
 async fn open(home: &Home) -> anyhow::Result<Device> {
     Device::open(&home.store(), &home.passphrase()?)
         .await
         .context("opening this device's store (run `natter login` first)")
 }
 
-/// A user by username or id (the directory answers while the server is away).
+/// A user by username or id (the directory answers while the server is away). Fails when the
+/// server knows no such user, or is away and the directory does not know them either.
 pub async fn user_id(device: &Device, name: &str) -> anyhow::Result<UserId> {
     if let Ok(id) = name.parse() {
         return Ok(id);
@@ -327,7 +335,8 @@ pub async fn user_id(device: &Device, name: &str) -> anyhow::Result<UserId> {
 }
 
 /// A conversation by id, unique id prefix, room name, or username (the direct conversation
-/// with them), from the directory refreshed when the server answers.
+/// with them), from the directory refreshed when the server answers. An id is taken as
+/// given; errors are those of [`crate::resolve::conversation`].
 pub async fn conversation(device: &Device, target: &str) -> anyhow::Result<ConversationId> {
     if let Ok(id) = target.parse() {
         return Ok(id);
@@ -336,7 +345,7 @@ pub async fn conversation(device: &Device, target: &str) -> anyhow::Result<Conve
 }
 
 /// The directory, refreshed from the server when it answers (as remembered when not), with
-/// the members of `open` fetched again.
+/// the members of `open` fetched again. Fails only when the store cannot be read or written.
 pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Result<Directory> {
     let mut directory = device.directory().await?;
     // Away or refusing: names come from what was remembered; the command's own request says
@@ -345,6 +354,8 @@ pub async fn directory(device: &Device, open: &[ConversationId]) -> anyhow::Resu
     Ok(directory)
 }
 
+/// Runs a connections command and prints the outcome (or every connection, for `list`);
+/// errors are the server's refusals and the name lookups'.
 async fn connections(
     device: &Device,
     out: &Out,
@@ -402,6 +413,8 @@ async fn connections(
     Ok(())
 }
 
+/// Blocks or unblocks `user` locally, then syncs to tell the server; prints whether the
+/// server was told (it is told at a later sync when it was away).
 async fn block(device: &Device, out: &Out, user: &str, blocking: bool) -> anyhow::Result<()> {
     let peer = user_id(device, user).await?;
     device.block(peer, blocking).await?;
@@ -419,7 +432,8 @@ async fn block(device: &Device, out: &Out, user: &str, blocking: bool) -> anyhow
     Ok(())
 }
 
-/// Runs a rooms command; returns the room whose members changed, if one did.
+/// Runs a rooms command; returns the room whose members changed, if one did, so the caller
+/// fetches its members again. `list` fetches every conversation's members again.
 async fn rooms(
     device: &Device,
     out: &Out,

@@ -1,15 +1,17 @@
 //! How `natter` fails: a stable code and an exit status for every error, the code and message
-//! as JSON under `--json`, and a hint where the way out is not obvious.
+//! as JSON under `--json`, and a hint where the way out is not obvious. Nothing here prints
+//! results or retries: it only describes a command that failed.
 
 use natter_client::ClientError;
 use serde_json::{Value, json};
 
 use crate::resolve::Ambiguous;
 
-/// Errors of the CLI itself.
+/// Errors of the CLI itself; the client library's are [`ClientError`], and [`classify`]
+/// gives both their codes.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// No device is logged in in this data directory.
+    /// No device is logged in in this data directory (no store at the path it holds).
     #[error("not logged in here (no {0}); run `natter login`")]
     NotLoggedIn(String),
     /// The server refused queued messages for good, as (client_msg_id, problem code).
@@ -17,7 +19,7 @@ pub enum CliError {
     Refused(Vec<(String, String)>),
 }
 
-/// Refused messages as `id (code), …`.
+/// Refused messages as `id (code), …`, for the error message and `natter send`'s warning.
 pub fn listed(failed: &[(String, String)]) -> String {
     let messages: Vec<String> = failed
         .iter()
@@ -26,7 +28,10 @@ pub fn listed(failed: &[(String, String)]) -> String {
     messages.join(", ")
 }
 
-/// What an error is: (stable code, exit status, extra JSON fields).
+/// What an error is: (stable code, exit status, extra JSON fields). The first cause in the
+/// chain this knows decides. Exit statuses: 1 a local problem or anything unknown, 3 not
+/// logged in or the login refused, 4 the server unreachable, 5 the server refused, 6 an
+/// ambiguous name (the candidates are listed).
 pub fn classify(error: &anyhow::Error) -> (String, u8, Value) {
     for cause in error.chain() {
         if let Some(ambiguous) = cause.downcast_ref::<Ambiguous>() {
@@ -70,7 +75,8 @@ pub fn classify(error: &anyhow::Error) -> (String, u8, Value) {
     ("error".into(), 1, json!({}))
 }
 
-/// A hint for the person, for the errors whose way out is not in their message.
+/// A hint for the person, for the errors whose way out is not in their message; `code` is
+/// one [`classify`] gives.
 pub fn hint(code: &str) -> Option<&'static str> {
     match code {
         "login_refused" => Some(
@@ -86,7 +92,8 @@ pub fn hint(code: &str) -> Option<&'static str> {
 }
 
 /// Reports an error on standard error (as one JSON line under `--json`) and returns the exit
-/// status.
+/// status. The JSON is `{"error": {code, message, exit, hint?, ...}}` with the fields
+/// [`classify`] adds (the candidates of an ambiguous name, the refused messages).
 pub fn report(error: &anyhow::Error, as_json: bool) -> u8 {
     let (code, status, extra) = classify(error);
     let message = format!("{error:#}");

@@ -1,5 +1,6 @@
 //! Showing messages: a conversation's history with the marks of my messages and what is
-//! still queued, and search results.
+//! still queued, and search results. The marks are worded by `marks`; the chat screen lays
+//! out its own log (`chat::log`).
 
 use natter_client::{Device, Queued, StoredMessage};
 use natter_proto::{ConversationId, UserId};
@@ -11,7 +12,9 @@ use crate::text::body;
 
 /// `natter history`: receives what is waiting (if the server answers), catches up on who
 /// read my messages, prints the newest `limit` messages and my queued ones, and marks what
-/// was shown as read.
+/// was shown as read. Away from the server it prints what the store holds; errors are the
+/// store's. Under `--json`, one line per message, then one per pending send
+/// (`"pending": true`).
 pub async fn history(
     device: &Device,
     out: &Out,
@@ -74,7 +77,8 @@ pub async fn history(
 }
 
 /// Prints messages with their senders' names (fetched again, so a changed name shows), and
-/// the marks of mine when `marks` is given.
+/// the marks of mine when `marks` is given: one line each (`#seq sender: text mark`), or one
+/// JSON object each under `--json`.
 pub async fn print_messages(
     device: &Device,
     out: &Out,

@@ -1,6 +1,7 @@
 //! Where the client keeps its data: the platform's data directory (or `NATTER_HOME`), with the
 //! device's encrypted store, and how the store is unlocked: a passphrase (`NATTER_PASSPHRASE`,
 //! else asked on the terminal), or, for unattended use, a key file beside the store.
+//! Opening the store and its encryption are natter-client's (`Device::open`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,12 +13,15 @@ use zeroize::Zeroizing;
 /// The name of the key file in the data directory (key-file mode only).
 const KEY_FILE: &str = "store.key";
 
-/// The client's data directory.
+/// The client's data directory. It holds one login at a time: a second `natter login` fails
+/// with `already_logged_in` until `natter logout`.
 pub struct Home {
+    /// Holds the store and the key file; the client creates it when it first writes the store.
     dir: PathBuf,
 }
 
-/// How a new login's store will be unlocked.
+/// How a new login's store will be unlocked. The key file is written only once the login
+/// succeeded and [`NewUnlock::keep`] is called.
 pub struct NewUnlock {
     /// The passphrase (in key-file mode, the key file's random contents).
     pub passphrase: Zeroizing<String>,
@@ -46,7 +50,8 @@ impl NewUnlock {
 }
 
 impl Home {
-    /// `NATTER_HOME` if set, else the platform's data directory for Natter.
+    /// `NATTER_HOME` if set, else the platform's data directory for Natter. Fails only when
+    /// there is no home directory to find it from; nothing is created here.
     pub fn locate() -> anyhow::Result<Self> {
         let dir = match std::env::var_os("NATTER_HOME") {
             Some(dir) => PathBuf::from(dir),
@@ -58,11 +63,12 @@ impl Home {
         Ok(Self { dir })
     }
 
-    /// The device's store.
+    /// The device's store, `device.db` (SQLite keeps `-wal` and `-shm` files beside it).
     pub fn store(&self) -> PathBuf {
         self.dir.join("device.db")
     }
 
+    /// Where key-file mode keeps the store's key; the file exists only in that mode.
     fn key_file(&self) -> PathBuf {
         self.dir.join(KEY_FILE)
     }
@@ -128,7 +134,8 @@ impl Home {
         )
     }
 
-    /// Removes the key file, once a passphrase locks the store instead.
+    /// Removes the key file, once a passphrase locks the store instead; no error when there
+    /// was none.
     pub fn forget_key_file(&self) -> anyhow::Result<()> {
         match std::fs::remove_file(self.key_file()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -138,7 +145,8 @@ impl Home {
         }
     }
 
-    /// Forgets this device: the store and the key file.
+    /// Forgets this device: the store (with SQLite's `-wal` and `-shm` files beside it) and
+    /// the key file. Files already gone are no error; the data directory itself stays.
     pub fn forget(&self) -> anyhow::Result<()> {
         for name in ["device.db", "device.db-wal", "device.db-shm", KEY_FILE] {
             match std::fs::remove_file(self.dir.join(name)) {
@@ -152,7 +160,8 @@ impl Home {
     }
 }
 
-/// `given`, else a passphrase asked twice on the terminal; never empty.
+/// `given`, else a passphrase asked twice on the terminal; never empty. Fails without a
+/// terminal (see [`ask`]) or when the two typed differ.
 fn new_passphrase(given: Option<Zeroizing<String>>) -> anyhow::Result<Zeroizing<String>> {
     let passphrase = match given {
         Some(passphrase) => passphrase,
@@ -171,11 +180,13 @@ fn new_passphrase(given: Option<Zeroizing<String>>) -> anyhow::Result<Zeroizing<
     Ok(passphrase)
 }
 
+/// The passphrase from `NATTER_PASSPHRASE`, if set (an empty one is refused by the callers).
 fn from_env() -> Option<Zeroizing<String>> {
     std::env::var("NATTER_PASSPHRASE").ok().map(Zeroizing::new)
 }
 
-/// Reads a passphrase on the terminal without echo.
+/// Reads a passphrase on the terminal without echo. Fails without a terminal, pointing at
+/// `NATTER_PASSPHRASE` and `login --key-file`.
 fn ask(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     if !std::io::stdin().is_terminal() {
         bail!(
@@ -188,6 +199,8 @@ fn ask(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
         .context("reading the passphrase from the terminal")
 }
 
+/// Writes a new key file readable by its owner only (0600 on Unix); fails if one is there
+/// already rather than replace the key of another store.
 fn write_key(path: &Path, key: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

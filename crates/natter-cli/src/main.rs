@@ -8,6 +8,11 @@
 //! - `commands`: the one-shot commands.
 //! - `chat`: the interactive chat (ratatui).
 //! - `trust`: device approval by code and notices about whom messages reach.
+//! - `history`: a conversation's messages with their marks (`marks`), and search results.
+//! - `resolve`: user and conversation names to ids, from the server or the directory here.
+//! - `text`: widths in terminal cells, wrapping, and stripping control characters.
+//! - `out`, `prompt`, `errors`: printing results as text or JSON, asking for secrets, and
+//!   turning errors into stable codes, exit statuses and hints.
 
 mod chat;
 mod commands;
@@ -23,7 +28,8 @@ mod trust;
 
 use clap::{Parser, Subcommand};
 
-/// The environment variables and exit statuses, for `--help`.
+/// The environment variables and exit statuses, for `--help`; the statuses must stay those
+/// [`errors::classify`] gives.
 const AFTER_HELP: &str = "Environment:
   NATTER_HOME              the data directory (default: the platform's data directory)
   NATTER_SERVER            the server, for register and login
@@ -275,6 +281,8 @@ pub enum RoomsCommand {
     List,
 }
 
+/// Parses the command line and runs the command; the exit status is 0, 2 for a wrong command
+/// line (a JSON error under `--json`), or what [`errors::report`] says of the error.
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {

@@ -1,6 +1,7 @@
 //! Naming users and conversations on the command line. A user: username or id. A
 //! conversation: id, a unique prefix of its id, a room's name, or the username of the other
 //! person in a direct conversation. A name that fits several rooms is refused, listing them.
+//! The callers pass the directory, refreshed or as remembered (see `commands::directory`).
 
 use anyhow::Context;
 use natter_client::{Device, Directory};
@@ -10,7 +11,8 @@ use natter_proto::{ConversationId, UserId};
 /// The shortest id prefix that names a conversation.
 const PREFIX_MIN: usize = 4;
 
-/// A name that fits several conversations: each with its id and members.
+/// A name that fits several conversations: each with its id and members. Its message lists
+/// them; under `--json` they come as `candidates` (see `errors::classify`).
 #[derive(Debug)]
 pub struct Ambiguous {
     /// The name given.
@@ -19,6 +21,8 @@ pub struct Ambiguous {
     pub candidates: Vec<(ConversationId, String, Vec<String>)>,
 }
 
+/// The refusal names how many conversations fit, then lists each on a line of its own as
+/// `id  name  (members)`, so the person can pick one by id.
 impl std::fmt::Display for Ambiguous {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -37,7 +41,7 @@ impl std::fmt::Display for Ambiguous {
 impl std::error::Error for Ambiguous {}
 
 /// A user by username (or id): the server's answer, else the directory's when the server is
-/// away.
+/// away. An id is taken as given, without asking whether such a user exists.
 ///
 /// # Errors
 /// No such user, or the server is away and the directory does not know them.
@@ -56,7 +60,9 @@ pub async fn user_id(device: &Device, directory: &Directory, name: &str) -> anyh
 }
 
 /// A conversation by id, unique id prefix, room name, or username (the direct conversation
-/// with them, opened on the server if new).
+/// with them, opened on the server if new). Tried in that order after a whole id: a room name
+/// wins over an id prefix, and a prefix (at least [`PREFIX_MIN`] hex digits) over a username.
+/// Away from the server, or after a block, a direct conversation known here still answers.
 ///
 /// # Errors
 /// [`Ambiguous`], no such conversation or user, or the server refuses.

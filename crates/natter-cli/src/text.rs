@@ -1,6 +1,7 @@
 //! Text measured in terminal cells, as the terminal draws it: grapheme by grapheme, wide
 //! characters (Hangul, CJK, most emoji) taking two cells and combining marks none of their
 //! own. Wrapping breaks between words, and inside a word only when it is wider than a line.
+//! Styles and the layout of the chat log are `chat::log`'s.
 
 use natter_client::StoredMessage;
 use unicode_segmentation::UnicodeSegmentation;
@@ -15,7 +16,8 @@ fn cells(grapheme: &str) -> usize {
     }
 }
 
-/// The cells `text` takes on one line.
+/// The cells `text` takes on one line. Control characters, line breaks included, take none:
+/// [`clean`] or split the text first.
 pub fn width(text: &str) -> usize {
     text.graphemes(true).map(cells).sum()
 }
@@ -37,6 +39,9 @@ pub fn clean(text: &str) -> String {
 
 /// Wraps `text` (already [`clean`]) into lines of at most `first` cells for the first line
 /// and `rest` for the others; line breaks in the text start new lines. At least one line.
+/// A word that does not fit after what a line holds moves whole to the next line when it fits
+/// there, else it is cut between graphemes; a line is wider than its limit only when one
+/// grapheme is.
 pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();

@@ -1,5 +1,7 @@
 //! The commands about trust that talk to the person: approving a device by comparing codes, and
-//! printing notices (safety numbers that changed, devices left out, new devices).
+//! printing notices (safety numbers that changed, devices left out, new devices). Safety
+//! numbers themselves are `natter verify`'s (in `commands`); the approval protocol is
+//! natter-client's.
 
 use anyhow::{Context, bail};
 use natter_client::{ApprovalEvent, ClientError, Device, Event, Notice};
@@ -12,11 +14,14 @@ use crate::prompt::secret_line;
 /// How long `natter approve` keeps its connection after handing the secrets over, so the
 /// frames queued on it go out before it closes.
 const HAND_OVER_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long `natter approve` waits for the other device.
+/// How long `natter approve` waits for the other device: time to reach it, run the command
+/// there and compare the codes.
 const APPROVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Runs one approval live: on the approved device (`target` given) it starts one; on the new
 /// device it waits for one. Either way it shows the code and asks whether both screens show it.
+/// Fails when the person does not answer `yes`, the other device cancels, the connection
+/// ends, or nothing completes within [`APPROVAL_PATIENCE`].
 pub async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> anyhow::Result<()> {
     let (events_in, mut events) = tokio::sync::mpsc::channel(64);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -98,7 +103,8 @@ pub async fn approve(device: &Device, out: &Out, target: Option<DeviceId>) -> an
     Ok(())
 }
 
-/// Prints the notices recorded since the last command, on standard error (as warnings).
+/// Prints the notices recorded since the last command, on standard error (as warnings); each
+/// is shown once. Fails only when the store cannot be read.
 pub async fn print_new_notices(device: &Device, out: &Out) -> anyhow::Result<()> {
     for notice in device.take_new_notices().await? {
         print_notice(device, out, &notice).await;
@@ -106,7 +112,8 @@ pub async fn print_new_notices(device: &Device, out: &Out) -> anyhow::Result<()>
     Ok(())
 }
 
-/// One notice, with usernames where the server tells them.
+/// One notice, with usernames where the server tells them (ids where it does not): on
+/// standard error as text, or on standard output as `{"notice": ...}` with `--json`.
 pub async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
     let name = async |user: UserId| match device.session().profile(user).await {
         Ok(profile) => profile.username,
@@ -165,7 +172,8 @@ pub async fn print_notice(device: &Device, out: &Out, notice: &Notice) {
 
 /// `natter devices --remove`: removes one of this user's devices. An approved one held the
 /// identity's keys, so they are replaced, which needs the recovery key; the devices that stay
-/// are told the new keys at once (or as this device next connects).
+/// are told the new keys at once (or as this device next connects). Fails when the server
+/// refuses the removal or the recovery key it asked for is wrong.
 pub async fn remove_device(device: &Device, out: &Out, removed: DeviceId) -> anyhow::Result<()> {
     let removal = match device.remove_device(removed, None).await {
         Err(ClientError::RecoveryKeyNeeded) => {
@@ -200,7 +208,8 @@ pub async fn remove_device(device: &Device, out: &Out, removed: DeviceId) -> any
 }
 
 /// `natter reset-identity`: starts the identity anew with the password (for a lost recovery
-/// key); prints the new recovery key.
+/// key); prints the new recovery key. Fails when the server refuses the password or cannot
+/// be reached.
 pub async fn reset_identity(device: &Device, out: &Out, password: &str) -> anyhow::Result<()> {
     let key = device.reset_identity(password).await?;
     out.show(

@@ -4,7 +4,8 @@ use crate::cli::{Common, DirectArgs};
 use crate::report::Report;
 use crate::setup::{Account, Conversation, Setup};
 
-/// Runs the scenario.
+/// Runs the scenario: each of `--users` (pool `d`) has a direct conversation with the next
+/// `--peers` users, and each message is due to one device.
 pub async fn run(common: Common, args: DirectArgs) -> anyhow::Result<()> {
     let (report, users, conversations) = prepare(&common, &args, "direct").await?;
     super::traffic(&common, report, &users, &conversations, 1, &args.load).await

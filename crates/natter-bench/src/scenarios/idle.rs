@@ -8,7 +8,8 @@ use crate::procstat;
 use crate::report::{self, Report};
 use crate::setup::Setup;
 
-/// Runs the scenario.
+/// Runs the scenario; natterd's memory per connection is its growth from before the
+/// connecting to the end of the hold, divided by the connections (only with `--pid`).
 pub async fn run(common: Common, args: IdleArgs) -> anyhow::Result<()> {
     let mut setup = Setup::open(&common).await?;
     let users = setup.users("d", args.connections).await?;

@@ -28,7 +28,8 @@ fn run_id() -> u64 {
 }
 
 /// Starts the workers for `users` and connects every device; returns how long that took
-/// (until every device finished its first sync).
+/// (until every device finished its first sync). Fails, with the workers' errors, when not
+/// every device synced within a minute (plus a second per 50 devices).
 async fn connect_all(
     common: &Common,
     users: &[Account],
@@ -79,7 +80,7 @@ async fn wait_loaded(fleet: &mut Fleet, load: &LoadArgs) -> anyhow::Result<()> {
 }
 
 /// Waits up to `drain_secs` for every issued send to be answered (or skipped) and every copy
-/// delivered.
+/// delivered. Running out of time is no error: what did not arrive is reported as `lost`.
 async fn drain(fleet: &mut Fleet, fanout: u64, drain_secs: f64) -> anyhow::Result<()> {
     let expected = |f: &Fleet| f.totals().acked * fanout;
     let bar = report::bar(expected(fleet), "waiting for deliveries");
@@ -99,7 +100,8 @@ async fn drain(fleet: &mut Fleet, fanout: u64, drain_secs: f64) -> anyhow::Resul
 }
 
 /// The numbers every traffic scenario reports: `fanout` copies are expected per acked message;
-/// `elapsed` is from the first send to the end of the drain.
+/// `elapsed` is from the first send to the end of the drain. `unacked` is what was sent and
+/// neither acked nor refused; `lost` is what was due by the acks and never arrived.
 fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: Duration) {
     let c = &finished.counters;
     let expected = c.acked * fanout;
@@ -142,7 +144,9 @@ fn traffic_rows(report: &mut Report, finished: &Finished, fanout: u64, elapsed: 
 
 /// natterd's memory and CPU (summed over the nodes), when `--pid` names them.
 struct Natterd {
+    /// natterd's processes (`--pid`); none when it is not watched.
     pids: Vec<u32>,
+    /// CPU time since [`Natterd::watch`]; `None` without pids or without `/proc`.
     cpu: Option<CpuMeter>,
 }
 
@@ -181,6 +185,8 @@ async fn traffic(
 }
 
 /// [`traffic`] without emitting the report: what the workers counted, for checks of its own.
+/// Fails when the devices do not all connect or the workers fall behind the load, not when
+/// messages are lost (that is in the report).
 async fn run_traffic(
     common: &Common,
     report: &mut Report,

@@ -15,7 +15,9 @@ use crate::payload;
 use crate::report::{self, Report};
 use crate::setup::Setup;
 
-/// Runs the scenario.
+/// Runs the scenario with two accounts of their own (pool `o`) in one direct conversation;
+/// messages of earlier runs are received and acknowledged first, so only this run's are timed.
+/// Fails when a step times out, a send is refused or a connection closes.
 pub async fn run(common: Common, args: OfflineArgs) -> anyhow::Result<()> {
     if common.gateway {
         bail!("offline connects both its devices to --server itself; it does not take --gateway");
@@ -91,7 +93,8 @@ async fn within<T>(
         .context("timed out")?
 }
 
-/// Sends the messages, at most `window` unacked at a time, and waits for every ack.
+/// Sends the messages, at most `window` unacked at a time, and waits for every ack. Fails on
+/// the first refusal: the offline scenario measures storage, not retries.
 async fn queue(
     sender: &mut Conn,
     conversation_id: ConversationId,
@@ -133,9 +136,13 @@ async fn queue(
 
 /// What a receiving connection got before `synced`.
 struct Received {
+    /// The highest seq received per conversation, to acknowledge with `delivered`.
     highest: HashMap<ConversationId, i64>,
+    /// Messages stamped with this run's id.
     this_run: u64,
+    /// Messages at or below a seq already received on this connection.
     duplicates: u64,
+    /// When the last of the expected messages of this run arrived, if it did.
     all_at: Option<Instant>,
 }
 

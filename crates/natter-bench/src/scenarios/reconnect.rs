@@ -13,7 +13,9 @@ use crate::fleet::Fleet;
 use crate::report::{self, Report};
 use crate::setup::Setup;
 
-/// Runs the scenario.
+/// Runs the scenario: traffic for a third of `--secs`, then the cut (by the first of
+/// `--restart-pid`, `--kill-pid`, `--pause-pid` given, else by the clients), then the time
+/// until every device is connected and synced again; the rest of the load is then drained.
 pub async fn run(common: Common, args: ReconnectArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.users >= 2, "reconnect needs at least 2 users");
     let mut setup = Setup::open(&common).await?;

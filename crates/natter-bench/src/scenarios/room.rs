@@ -5,7 +5,8 @@ use crate::cli::{Common, RoomArgs};
 use crate::report::Report;
 use crate::setup::Setup;
 
-/// Runs the scenario.
+/// Runs the scenario on `--rooms` rooms (at least one) of `--members` users each, drawn from
+/// pool `r` without overlap.
 pub async fn run(common: Common, args: RoomArgs) -> anyhow::Result<()> {
     let k = args.members as usize;
     let mut setup = Setup::open(&common).await?;

@@ -16,13 +16,18 @@ use crate::setup::Setup;
 
 /// One sample of natterd.
 struct Sample {
+    /// Seconds since the load started.
     secs: f64,
+    /// natterd's resident memory, summed over `--pid`; `None` when unknown.
     rss_kib: Option<u64>,
+    /// natterd's open file descriptors (sockets included), summed; `None` when unknown.
     fds: Option<u64>,
+    /// The benchmark's devices connected at that moment, as the workers last reported.
     open: u64,
 }
 
 impl Sample {
+    /// Samples `pids` and the fleet now.
     fn take(pids: &[u32], start: Instant, fleet: &Fleet) -> Self {
         Self {
             secs: start.elapsed().as_secs_f64(),
@@ -33,7 +38,9 @@ impl Sample {
     }
 }
 
-/// Runs the scenario.
+/// Runs the scenario: samples every `--sample-every-secs`, cuts `--churn-fraction` of the
+/// connections every `--churn-every-secs`, then drains and waits a minute for everyone to be
+/// back before the last sample. Fails when the workers fall a minute behind the load.
 pub async fn run(common: Common, args: SoakArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.users >= 2, "soak needs at least 2 users");
     let mut setup = Setup::open(&common).await?;

@@ -1,4 +1,5 @@
 //! Times and days as the person reads them, in their time zone (the system's, or `TZ`).
+//! Only `Clock::local` and `now_ms` read the system clock; tests give their own `now`.
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -6,6 +7,7 @@ use jiff::tz::TimeZone;
 
 /// Turns server timestamps (ms) into local days and times.
 pub struct Clock {
+    /// The zone every day and time is shown in.
     zone: TimeZone,
     /// Today, where the person is.
     today: Date,
@@ -17,12 +19,14 @@ impl Clock {
         Self::new(TimeZone::system(), Timestamp::now())
     }
 
-    /// A clock in `zone`, at `now`.
+    /// A clock in `zone`, at `now`. Today stays the day of `now`: the chat makes a new clock
+    /// for each draw, so Today moves at midnight.
     pub fn new(zone: TimeZone, now: Timestamp) -> Self {
         let today = zone.to_datetime(now).date();
         Self { zone, today }
     }
 
+    /// A server timestamp (ms) as a local date and time; one out of range shows as the epoch.
     fn date_time(&self, ms: i64) -> jiff::civil::DateTime {
         self.zone
             .to_datetime(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
@@ -38,7 +42,8 @@ impl Clock {
         self.date_time(ms).strftime("%H:%M").to_string()
     }
 
-    /// A day's separator label: today, yesterday, or the date.
+    /// A day's separator label: today, yesterday, or the date in English (`Friday 8 January
+    /// 2027`).
     pub fn day_label(&self, day: Date) -> String {
         if day == self.today {
             "Today".into()
@@ -50,7 +55,8 @@ impl Clock {
     }
 }
 
-/// Now, in ms since the epoch.
+/// Now, in ms since the epoch (0 when the system clock is before it), on the same scale as
+/// the server's timestamps.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

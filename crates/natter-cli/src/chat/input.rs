@@ -1,5 +1,6 @@
 //! The input line: editing with a cursor, several lines (pasted, or Alt-Enter), and a
-//! history of what was sent, walked with Up and Down.
+//! history of what was sent, walked with Up and Down. Which key does what is `keys`'; drawing
+//! the line is `view`'s.
 
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -8,12 +9,15 @@ use crate::text;
 /// How many sent texts the history keeps.
 const HISTORY: usize = 100;
 
-/// What is being typed, and what was sent before.
+/// What is being typed, and what was sent before. One input serves every conversation, so
+/// a draft stays when the person switches to another.
 #[derive(Default)]
 pub struct Input {
+    /// What is typed, line breaks included; cleaned of control characters as it comes in.
     text: String,
     /// The cursor, as a byte offset into `text` at a grapheme boundary.
     cursor: usize,
+    /// The texts sent, oldest first, at most [`HISTORY`], without repeats in a row.
     history: Vec<String>,
     /// Where Up and Down are in the history, and the draft they left.
     browsing: Option<(usize, String)>,
@@ -67,6 +71,7 @@ impl Input {
         self.cursor = self.text.len();
     }
 
+    /// Where the grapheme before the cursor starts; `None` at the start.
     fn previous(&self) -> Option<usize> {
         self.text[..self.cursor]
             .grapheme_indices(true)
@@ -74,6 +79,7 @@ impl Input {
             .map(|(i, _)| i)
     }
 
+    /// Where the grapheme under the cursor ends; `None` at the end.
     fn next(&self) -> Option<usize> {
         self.text[self.cursor..]
             .graphemes(true)
@@ -81,7 +87,8 @@ impl Input {
             .map(|g| self.cursor + g.len())
     }
 
-    /// Takes the text to send (none if only spaces) and remembers it in the history.
+    /// Takes the text to send (none if only spaces) and remembers it in the history, unless
+    /// it repeats the last one; the input is left empty and history browsing ends.
     pub fn submit(&mut self) -> Option<String> {
         if self.text.trim().is_empty() {
             return None;
@@ -132,13 +139,15 @@ impl Input {
         self.show(shown);
     }
 
+    /// Replaces the text with one from the history (or the draft), the cursor at its end.
     fn show(&mut self, text: String) {
         self.text = text;
         self.cursor = self.text.len();
     }
 
     /// The text laid out in lines of `width` cells (broken anywhere, so the cursor can be
-    /// placed exactly), and the cursor's (column, line).
+    /// placed exactly), and the cursor's (column, line). At least one line; a cursor after a
+    /// full line starts an empty one, so it is never drawn past `width` (at least 2).
     pub fn layout(&self, width: usize) -> (Vec<String>, (usize, usize)) {
         let width = width.max(2);
         let mut lines = vec![String::new()];

@@ -1,4 +1,5 @@
-//! What each key does on the chat screen.
+//! What each key does on the chat screen: a key changes the [`Chat`] and returns an
+//! [`Action`]; the runner in `chat.rs` does what needs the store or the server.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -21,10 +22,13 @@ pub enum Action {
     LoadMore,
 }
 
-/// Lines a mouse wheel step or a Shift-arrow moves.
+/// Lines a mouse wheel step moves (Shift- and Ctrl-arrows move one line, the page keys a
+/// screen).
 pub const WHEEL: usize = 3;
 
-/// Applies one key press.
+/// Applies one key press: editing and history go to the input line, Shift/Ctrl-arrows and
+/// the page keys scroll, Tab and Shift-Tab switch conversations, Esc or Ctrl-C/D quit.
+/// Returns what the runner must do; [`Action::Typing`] only when the text changed.
 pub fn press(chat: &mut Chat, key: KeyEvent) -> Action {
     let control = key.modifiers.contains(KeyModifiers::CONTROL);
     let alt = key.modifiers.contains(KeyModifiers::ALT);
@@ -78,7 +82,8 @@ pub fn press(chat: &mut Chat, key: KeyEvent) -> Action {
     }
 }
 
-/// Scrolls back, asking for older messages at the top.
+/// Scrolls back `lines`, asking for older messages ([`Action::LoadMore`]) once the oldest
+/// loaded line is in view and the last load was a full page.
 pub fn scroll_up(chat: &mut Chat, lines: usize) -> Action {
     if chat.scroll_up(lines) {
         Action::LoadMore

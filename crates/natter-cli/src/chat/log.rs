@@ -1,7 +1,8 @@
 //! The log of the open conversation laid out in lines of terminal cells: day separators,
 //! times, coloured names, text, marks, notices and pending messages. Each line is one screen
 //! row, so the newest message is always whole on screen whatever the width or the characters;
-//! messages laid out once are kept until what their lines depend on changes.
+//! messages laid out once are kept until what their lines depend on changes. Drawing and
+//! scrolling are `view`'s.
 
 use std::collections::HashMap;
 
@@ -16,10 +17,12 @@ use super::clock::Clock;
 use super::state::Chat;
 use crate::text::{clean, width, wrap};
 
-/// What the time column takes: `HH:MM `.
+/// What the time column takes: `HH:MM `. A message's further lines are indented by as much,
+/// so they start under the sender's name.
 const TIME: usize = 6;
 
-/// Colours for names, picked by user id so a person keeps theirs.
+/// Colours for names, picked by user id so a person keeps theirs (across runs too: the pick
+/// hashes the id's text). Two people may share a colour; their names tell them apart.
 const PALETTE: [Color; 8] = [
     Color::Cyan,
     Color::Green,
@@ -52,7 +55,8 @@ pub(super) fn warning() -> Style {
     Style::new().fg(Color::Yellow)
 }
 
-/// `text` on one line of at most `cells` cells, with `…` when cut.
+/// `text` on one line of at most `cells` cells, with `…` when cut; line breaks become
+/// spaces, and a grapheme is never split.
 pub(super) fn fit(text: &str, cells: usize) -> String {
     let text = text.replace('\n', " ");
     if width(&text) <= cells {
@@ -72,7 +76,8 @@ pub(super) fn fit(text: &str, cells: usize) -> String {
     cut
 }
 
-/// A line of `text` centred between rules, such as a day separator.
+/// A line of `text` centred between rules of equal length, such as a day separator; the
+/// line is a cell short of `cells` when the text leaves an odd number.
 pub(super) fn rule(text: &str, cells: usize, style: Style) -> Line<'static> {
     let side = cells.saturating_sub(width(text) + 2) / 2;
     Line::styled(
@@ -81,7 +86,7 @@ pub(super) fn rule(text: &str, cells: usize, style: Style) -> Line<'static> {
     )
 }
 
-/// What a notice says, with names.
+/// What a notice says, with names; shorter than the CLI's, as the chat points at commands.
 fn notice_text(chat: &Chat, notice: &Notice) -> String {
     match notice {
         Notice::SafetyNumberChanged {
@@ -161,11 +166,14 @@ type LayoutKey = (bool, usize, String, Option<String>, Option<String>);
 /// depend on changed, so a key press or a new message does not lay out the whole history.
 #[derive(Default)]
 pub struct Layouts {
+    /// The conversation the kept layouts belong to; opening another one drops them all.
     conversation: Option<ConversationId>,
+    /// Each message's lines by seq, with the key they were laid out for.
     messages: HashMap<i64, (LayoutKey, Vec<Line<'static>>)>,
 }
 
-/// One message's lines: time, name and text, its mark, and who read it.
+/// One message's lines: time, name and text, its mark, and who read it (`readers` is given
+/// only for my messages in a room while Ctrl-R shows them).
 fn message_lines(
     chat: &Chat,
     clock: &Clock,
@@ -198,7 +206,9 @@ fn message_lines(
     lines
 }
 
-/// The open conversation laid out in lines of `cells` cells, oldest first.
+/// The open conversation laid out in lines of `cells` cells, oldest first: notices by time
+/// between the messages, a rule at each new day and before the first unread message, and the
+/// pending messages last. Messages come from `layouts` when what they depend on is unchanged.
 pub fn timeline(
     chat: &Chat,
     clock: &Clock,

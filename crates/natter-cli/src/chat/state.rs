@@ -12,7 +12,8 @@ use super::input::Input;
 use crate::marks::Marks;
 use crate::text::body;
 
-/// One entry of the conversation list.
+/// One entry of the conversation list, made from the directory when the chat starts or a
+/// conversation appears (`listed` in `chat.rs`).
 pub struct Conversation {
     /// The conversation.
     pub id: ConversationId,
@@ -22,13 +23,15 @@ pub struct Conversation {
     pub title: String,
     /// Its members, me included.
     pub members: Vec<UserId>,
-    /// Messages from others not read yet.
+    /// Messages from others not read yet: the server's count when listed, plus those that
+    /// arrived since while another conversation was open.
     pub unread: i64,
     /// The newest message, as `sender: text`.
     pub last: Option<String>,
 }
 
-/// A notice shown in the conversation at the time it arrived.
+/// A notice shown in the conversation at the time it arrived. Notes are kept for the whole
+/// chat; each shows in every conversation it concerns.
 pub struct Note {
     /// When it arrived (ms).
     pub at: i64,
@@ -37,7 +40,8 @@ pub struct Note {
 }
 
 impl Note {
-    /// Whether it belongs in `conversation`.
+    /// Whether it belongs in `conversation`: a person's safety number or skipped devices where
+    /// they are a member, new members where they joined, and a new device of mine everywhere.
     fn concerns(&self, conversation: &Conversation) -> bool {
         match &self.notice {
             Notice::SafetyNumberChanged { user_id, .. }
@@ -50,7 +54,8 @@ impl Note {
     }
 }
 
-/// The screen's state.
+/// The screen's state: changed through its methods by keys and events, and read by `view`
+/// to draw.
 pub struct Chat {
     /// This user.
     pub me: UserId,
@@ -100,7 +105,8 @@ pub const TYPING_FOR: i64 = 8_000;
 pub const PAGE: usize = 500;
 
 impl Chat {
-    /// A screen on the conversation `open` of `list`.
+    /// A screen on the conversation `open` of `list`, with nothing loaded yet: the runner
+    /// loads its messages before the first draw.
     pub fn new(me: UserId, list: Vec<Conversation>, open: usize) -> Self {
         Self {
             me,
@@ -130,12 +136,15 @@ impl Chat {
         &self.list[self.open]
     }
 
-    /// How a person is shown.
+    /// How a person is shown: their label in the directory, else the start of their id (see
+    /// [`natter_client::label`]).
     pub fn name(&self, user: UserId) -> String {
         natter_client::label(&self.names, user)
     }
 
     /// Opens the conversation `step` places down the list (up if negative), wrapping around.
+    /// Forgets what was loaded for the old one and scrolls to the bottom; the runner then
+    /// loads the new one.
     pub fn switch(&mut self, step: isize) {
         let count = isize::try_from(self.list.len()).unwrap_or(isize::MAX);
         if count <= 1 {
@@ -155,6 +164,8 @@ impl Chat {
     }
 
     /// Takes in one event; true when what the store holds for the screen may have changed.
+    /// Updates the list's last message and unread counts, the status line, typing and
+    /// notices; a message of a conversation not listed sets `unlisted`.
     pub fn apply(&mut self, event: Event) -> bool {
         let open = self.current().id;
         match event {
@@ -278,14 +289,15 @@ impl Chat {
         self.unseen = 0;
     }
 
-    /// Loads more history: the line the person looked at stays where it was.
+    /// Loads more history: the line the person looked at stays where it was. `lines_before` is
+    /// the log's line count before the load.
     pub fn loaded_more(&mut self, lines_before: usize) {
         if let Some(top) = self.top.as_mut() {
             *top += self.drawn.0.saturating_sub(lines_before);
         }
     }
 
-    /// The marks of my messages in the open conversation.
+    /// The marks of my messages in the open conversation, out of every member but me.
     pub fn marks(&self) -> Marks<'_> {
         Marks {
             kind: self.current().kind,

@@ -1,5 +1,6 @@
 //! Drawing the chat screen: the conversation list, the log of the open conversation (laid out
-//! by `log`), its members, who is typing, and the input line.
+//! by `log`), its members, who is typing, and the input line. It never reads the store: the
+//! runner in `chat.rs` loads what [`Chat`] holds.
 
 use natter_proto::UserId;
 use natter_proto::conversations::ConversationKind;
@@ -18,14 +19,19 @@ use crate::text::width;
 const LIST_FROM: u16 = 72;
 /// Terminals narrower than this show no member list.
 const MEMBERS_FROM: u16 = 100;
+/// Columns of the conversation list, borders included, when it is shown.
 const LIST_WIDTH: u16 = 24;
+/// Columns of a room's member list, borders included, when it is shown.
 const MEMBERS_WIDTH: u16 = 22;
 /// The input grows to this many lines, then scrolls.
 const INPUT_LINES: usize = 5;
+/// The key help on the bottom row, cut to the terminal's width.
 const HELP: &str = " Enter send · Alt-Enter new line · ↑↓ history · PgUp/PgDn scroll · \
                     Ctrl-End newest · Tab next chat · Ctrl-R who read · Esc quit";
 
-/// Draws the whole screen, and records the log's size for scrolling.
+/// Draws the whole screen, and records the log's size for scrolling. Left to right: the
+/// conversation list (from [`LIST_FROM`] columns), the log with who is typing and the input
+/// below it, and a room's members (from [`MEMBERS_FROM`] columns); the key help at the bottom.
 pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock, layouts: &mut Layouts) {
     let [main, help] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
@@ -89,6 +95,9 @@ pub fn draw(frame: &mut Frame<'_>, chat: &mut Chat, clock: &Clock, layouts: &mut
     frame.set_cursor_position((x.min(input.right().saturating_sub(2)), y));
 }
 
+/// Draws the open conversation's log in `area`: the newest lines unless the user scrolled
+/// back (`chat.top`), then a marker counting the new messages below takes the last row.
+/// Records the log's total and visible heights in `chat.drawn`.
 fn draw_log(
     frame: &mut Frame<'_>,
     chat: &mut Chat,
@@ -127,6 +136,8 @@ fn draw_log(
     );
 }
 
+/// Draws the conversation list: two rows each (title with its unread count, then the last
+/// message), the open one highlighted and kept in view.
 fn draw_list(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     let cells = usize::from(area.width.saturating_sub(2));
     let mut lines = Vec::new();
@@ -179,6 +190,8 @@ fn draw_list(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     );
 }
 
+/// Draws the open room's members by name, each in their log colour, this user marked
+/// "(you)".
 fn draw_members(frame: &mut Frame<'_>, chat: &Chat, area: Rect) {
     let cells = usize::from(area.width.saturating_sub(2));
     let mut members: Vec<(String, UserId)> = chat
