@@ -150,9 +150,21 @@ async fn logout_revokes_the_token_and_removes_the_device(backend: Backend) {
     let server = server!(backend);
     let laptop = server.user("erin").await;
     let phone = server.login("erin", "phone").await;
-    let stale = phone.clone();
+    let same = phone.clone();
+    // The token as a copy of the device's data would hold it, sent by another session.
+    let stale = natter_client::Session::resume(
+        server.client.clone(),
+        phone.token().to_owned(),
+        phone.user_id(),
+        phone.device_id(),
+    );
     phone.logout().await.unwrap();
     assert_problem(stale.me().await, 401, "unauthorized");
+    // The logged-out session itself sends nothing more.
+    assert!(matches!(
+        same.me().await,
+        Err(natter_client::ClientError::LoggedOut)
+    ));
     let devices = laptop.devices(laptop.user_id()).await.unwrap();
     assert_eq!(devices.len(), 1, "the logged-out device is gone");
     assert_eq!(devices[0].device_id, laptop.device_id());
