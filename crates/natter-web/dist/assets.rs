@@ -2,6 +2,6 @@
 [
     ("index.html", include_bytes!("index.html").as_slice()),
     ("assets/main-5ZPMXWIN.css", include_bytes!("assets/main-5ZPMXWIN.css").as_slice()),
-    ("assets/main-QYXVS52V.js", include_bytes!("assets/main-QYXVS52V.js").as_slice()),
-    ("assets/natter_web_bg-LHZ77QQW.wasm", include_bytes!("assets/natter_web_bg-LHZ77QQW.wasm").as_slice()),
+    ("assets/main-IBFWGMFQ.js", include_bytes!("assets/main-IBFWGMFQ.js").as_slice()),
+    ("assets/natter_web_bg-RL4EP44J.wasm", include_bytes!("assets/natter_web_bg-RL4EP44J.wasm").as_slice()),
 ]

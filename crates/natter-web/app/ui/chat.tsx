@@ -3,16 +3,21 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Natter } from '../../pkg/natter_web.js';
 import type { Live } from '../live';
-import { type Conversation, type Mark, type Message, type Pending, reason } from '../views';
+import { type Conversation, type Mark, type Message, type Notice, type Pending, reason } from '../views';
 import { Members } from './members';
 
 const PAGE = 50;
+
+/** The notices a conversation shows: about its members and whom its messages reach. */
+type ChatNotice = Exclude<Notice['notice'], { kind: 'new_device' }>;
 
 interface Props {
   natter: Natter;
   live: Live;
   conversation: Conversation;
   onClose: () => void;
+  /** Called after this user added or removed members. */
+  onMembersChanged: () => void;
 }
 
 /** How far the others got with one of my messages, as ticks and words. */
@@ -29,7 +34,7 @@ function ticks(seq: number, marks: Mark[], room: boolean): { mark: string; label
 }
 
 /** The open conversation. */
-export function Chat({ natter, live, conversation, onClose }: Props) {
+export function Chat({ natter, live, conversation, onClose, onMembersChanged }: Props) {
   const id = conversation.id;
   const me = natter.userId;
   const others = conversation.members.filter((m) => m.user_id !== me);
@@ -39,7 +44,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
   const [failed, setFailed] = useState<Record<string, string>>({});
   const [marks, setMarks] = useState<Mark[]>([]);
   const [typing, setTyping] = useState<Record<string, number>>({});
-  const [notices, setNotices] = useState<string[]>([]);
+  const [notices, setNotices] = useState<ChatNotice[]>([]);
   const [limit, setLimit] = useState(PAGE);
   const [error, setError] = useState<string | null>(null);
   const [showMembers, setShowMembers] = useState(false);
@@ -57,7 +62,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
     setPending(queued);
     const last = shown[shown.length - 1]?.seq ?? 0;
     if (document.visibilityState === 'visible' && last > (await natter.readUpTo(id))) {
-      await natter.markRead(id, BigInt(last)).catch(() => {});
+      await natter.markRead(id, last).catch(() => {});
     }
   };
   const otherIds = others.map((m) => m.user_id);
@@ -107,15 +112,9 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
           break;
         case 'notice': {
           const notice = event.notice;
-          if (notice.kind === 'safety_number_changed' && otherIds.includes(notice.user_id)) {
-            const whose = nameOf(notice.user_id);
-            const held = notice.was_verified ? ': nothing is sent to them until you verify it again' : '';
-            setNotices((was) => [...was, `${whose}'s safety number changed${held}. Compare it under Devices.`]);
-          } else if (notice.kind === 'members_added' && notice.conversation_id === id) {
-            setNotices((was) => [...was, `${notice.user_ids.map(nameOf).join(', ')} joined`]);
-          } else if (notice.kind === 'devices_skipped' && otherIds.includes(notice.user_id)) {
-            setNotices((was) => [...was, event.text]);
-          }
+          if (notice.kind === 'new_device') break;
+          const here = notice.kind === 'members_added' ? notice.conversation_id === id : otherIds.includes(notice.user_id);
+          if (here) setNotices((was) => [...was, notice]);
           break;
         }
       }
@@ -190,6 +189,21 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
 
   const nameOf = (user: string) =>
     user === me ? 'You' : (conversation.members.find((m) => m.user_id === user)?.name ?? 'Someone');
+  // Said with the names as they are now (the members list catches up with people just added).
+  const say = (notice: ChatNotice) => {
+    switch (notice.kind) {
+      case 'safety_number_changed': {
+        const held = notice.was_verified ? ': nothing is sent to them until you verify it again' : '';
+        return `${nameOf(notice.user_id)}'s safety number changed${held}. Compare it under Devices.`;
+      }
+      case 'members_added':
+        return `${notice.user_ids.map(nameOf).join(', ')} joined`;
+      case 'devices_skipped': {
+        const whose = nameOf(notice.user_id);
+        return `${notice.devices.length} device(s) of ${whose} got no keys: ${whose} has not approved them.`;
+      }
+    }
+  };
   const typists = Object.keys(typing).map(nameOf);
   const sentIds = new Set(messages.map((m) => m.client_msg_id));
   return (
@@ -207,7 +221,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
           </button>
         )}
       </header>
-      {showMembers && <Members natter={natter} conversation={conversation} onLeft={onClose} />}
+      {showMembers && <Members natter={natter} conversation={conversation} onLeft={onClose} onChanged={onMembersChanged} />}
       <ol class="messages" ref={list} onScroll={scrolled} tabIndex={0} aria-label={`Messages with ${conversation.title}`}>
         {messages.length >= limit && <li class="older">Scroll up for older messages</li>}
         {messages.map((message) => {
@@ -253,9 +267,9 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
               </span>
             </li>
           ))}
-        {notices.map((text, i) => (
-          <li key={`notice-${i}`} class="notice" role="note">
-            {text}
+        {notices.map((notice, i) => (
+          <li key={`notice-${i}`} class="notice" role="note" data-notice={notice.kind}>
+            {say(notice)}
           </li>
         ))}
       </ol>
