@@ -2,6 +2,6 @@
 [
     ("index.html", include_bytes!("index.html").as_slice()),
     ("assets/main-5ZPMXWIN.css", include_bytes!("assets/main-5ZPMXWIN.css").as_slice()),
-    ("assets/main-IBFWGMFQ.js", include_bytes!("assets/main-IBFWGMFQ.js").as_slice()),
-    ("assets/natter_web_bg-RL4EP44J.wasm", include_bytes!("assets/natter_web_bg-RL4EP44J.wasm").as_slice()),
+    ("assets/main-LVK4EK6W.js", include_bytes!("assets/main-LVK4EK6W.js").as_slice()),
+    ("assets/natter_web_bg-FDDL7464.wasm", include_bytes!("assets/natter_web_bg-FDDL7464.wasm").as_slice()),
 ]

@@ -3,7 +3,9 @@
 //! Rust; this class only converts ids and results for JavaScript.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::future::Future;
+use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use natter_client::{ClientError, Device};
@@ -22,6 +24,9 @@ pub struct Natter {
     device: Device,
     /// Ends the live connection ([`Natter::run`]) while it runs.
     stop: RefCell<Option<oneshot::Sender<()>>>,
+    /// Conversations already found in this user's list: checked once, not on every call (the
+    /// list is one sealed document, with every member of every room).
+    member_of: Rc<RefCell<HashSet<ConversationId>>>,
 }
 
 /// A client error as a JavaScript `Error` whose `name` is the stable code (`unauthorized`,
@@ -65,13 +70,17 @@ async fn resolve<T: Serialize>(
 /// Runs `work` as a promise, like [`promise`], once `conversation` is one of this user's
 /// conversations; another's is refused (`not_member`) before anything is stored or sent.
 fn in_conversation<T: Serialize + 'static, F: Future<Output = Result<T, ClientError>> + 'static>(
-    device: &Device,
+    natter: &Natter,
     conversation: ConversationId,
     work: impl FnOnce(Device) -> F + 'static,
 ) -> Promise {
-    let device = device.clone();
+    let device = natter.device.clone();
+    let known = natter.member_of.clone();
     future_to_promise(resolve(async move {
-        member_of(&device, conversation).await?;
+        if !known.borrow().contains(&conversation) {
+            member_of(&device, conversation).await?;
+            known.borrow_mut().insert(conversation);
+        }
         work(device).await
     }))
 }
@@ -184,6 +193,7 @@ impl Natter {
         Self {
             device,
             stop: RefCell::new(None),
+            member_of: Rc::default(),
         }
     }
 
@@ -283,7 +293,7 @@ impl Natter {
     pub fn messages(&self, conversation: &str, limit: usize) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
         Ok(in_conversation(
-            &self.device,
+            self,
             conversation,
             move |device| async move {
                 let messages = device.messages(conversation, limit).await?;
@@ -300,7 +310,7 @@ impl Natter {
     pub fn pending(&self, conversation: &str) -> Result<Promise, JsError> {
         let conversation: ConversationId = id(conversation, "conversation id")?;
         Ok(in_conversation(
-            &self.device,
+            self,
             conversation,
             move |device| async move {
                 let queued = device.queued().await?;
@@ -341,7 +351,7 @@ impl Natter {
     pub fn send_text(&self, conversation: &str, text: String) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
         Ok(in_conversation(
-            &self.device,
+            self,
             conversation,
             move |device| async move { durable(device.send_text(conversation, &text).await).await },
         ))
@@ -354,7 +364,7 @@ impl Natter {
         let conversation = id(conversation, "conversation id")?;
         let seq = seq_from(seq)?;
         Ok(in_conversation(
-            &self.device,
+            self,
             conversation,
             move |device| async move { durable(device.mark_read(conversation, seq).await).await },
         ))
@@ -373,7 +383,7 @@ impl Natter {
         let conversation = id(conversation, "conversation id")?;
         let members: Vec<UserId> = ids(members, "user id")?;
         Ok(in_conversation(
-            &self.device,
+            self,
             conversation,
             move |device| async move {
                 let _ = device.catch_up_receipts(conversation).await;
@@ -395,7 +405,7 @@ impl Natter {
     pub fn read_up_to(&self, conversation: &str) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
         Ok(in_conversation(
-            &self.device,
+            self,
             conversation,
             move |device| async move { Ok(device.cursors(conversation).await?.1) },
         ))
@@ -478,11 +488,9 @@ impl Natter {
     pub fn add_members(&self, room: &str, users: Vec<String>) -> Result<Promise, JsError> {
         let room = id(room, "conversation id")?;
         let users: Vec<UserId> = ids(users, "user id")?;
-        Ok(in_conversation(
-            &self.device,
-            room,
-            move |device| async move { device.session().add_members(room, &users).await },
-        ))
+        Ok(in_conversation(self, room, move |device| async move {
+            device.session().add_members(room, &users).await
+        }))
     }
 
     /// Removes a member from a room; removing oneself leaves it.
@@ -490,11 +498,9 @@ impl Natter {
     pub fn remove_member(&self, room: &str, user: &str) -> Result<Promise, JsError> {
         let room = id(room, "conversation id")?;
         let user = id(user, "user id")?;
-        Ok(in_conversation(
-            &self.device,
-            room,
-            move |device| async move { device.session().remove_member(room, user).await },
-        ))
+        Ok(in_conversation(self, room, move |device| async move {
+            device.session().remove_member(room, user).await
+        }))
     }
 
     /// A user's devices as this device judges them (`{device_id, name, ed25519, signed}`).
