@@ -2,6 +2,6 @@
 [
     ("index.html", include_bytes!("index.html").as_slice()),
     ("assets/main-5ZPMXWIN.css", include_bytes!("assets/main-5ZPMXWIN.css").as_slice()),
-    ("assets/main-LVK4EK6W.js", include_bytes!("assets/main-LVK4EK6W.js").as_slice()),
-    ("assets/natter_web_bg-FDDL7464.wasm", include_bytes!("assets/natter_web_bg-FDDL7464.wasm").as_slice()),
+    ("assets/main-QSZQFARL.js", include_bytes!("assets/main-QSZQFARL.js").as_slice()),
+    ("assets/natter_web_bg-7YXFO5IL.wasm", include_bytes!("assets/natter_web_bg-7YXFO5IL.wasm").as_slice()),
 ]
