@@ -70,9 +70,9 @@ pub use natter_crypto::UnableToDecrypt;
 pub use notices::Notice;
 pub use revocation::Removal;
 pub use session::Session;
-#[cfg(target_arch = "wasm32")]
-pub use store::location::open_browser_storage;
 pub use store::location::remove as remove_store;
+#[cfg(target_arch = "wasm32")]
+pub use store::location::{flush_browser_storage, open_browser_storage};
 pub use store::{Queued, StoredMessage};
 pub use trust::{DeviceStatus, TrustLevel};
 pub use ws::{Closed, Connection, Dedup};

@@ -19,20 +19,27 @@ async function opened(natter: Natter, store: string): Promise<Session> {
   return { natter, store, username: await natter.username(), recoveryKey: await natter.takeRecoveryKey() };
 }
 
+/** What `resume` found: the device, or none (and why a kept one did not open). */
+export interface Resumed {
+  session: Session | null;
+  /** The error code of a kept store that did not open (`wrong_passphrase`...), removed since. */
+  lost?: string;
+}
+
 /** Loads the stores and opens the device this browser logged in with, if any. */
-export async function resume(): Promise<Session | null> {
+export async function resume(): Promise<Resumed> {
   const { Natter } = await ready;
   await Natter.openStorage();
   const kept = await loadStoreKey().catch(() => null);
-  if (!kept) return null;
+  if (!kept) return { session: null };
   try {
-    return await opened(await Natter.open(kept.store, kept.passphrase), kept.store);
+    return { session: await opened(await Natter.open(kept.store, kept.passphrase), kept.store) };
   } catch (error) {
     if (code(error) !== 'not_logged_in' && code(error) !== 'wrong_passphrase') throw error;
     // The store is gone or no longer opens: start again.
-    Natter.removeStore(kept.store);
+    await Natter.removeStore(kept.store);
     await forgetStoreKey();
-    return null;
+    return { session: null, lost: code(error) };
   }
 }
 
@@ -49,7 +56,7 @@ export async function login(username: string, password: string, deviceName: stri
   try {
     return await opened(await Natter.login(location.origin, username, password, deviceName, store, passphrase), store);
   } catch (error) {
-    Natter.removeStore(store);
+    await Natter.removeStore(store);
     await forgetStoreKey();
     throw error;
   }
@@ -64,6 +71,6 @@ export async function logout(session: Session): Promise<void> {
     // Unreachable, or the server already forgot the device: the browser's copy goes anyway.
   }
   session.natter.free();
-  Natter.removeStore(session.store);
+  await Natter.removeStore(session.store);
   await forgetStoreKey();
 }

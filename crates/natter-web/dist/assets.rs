@@ -2,6 +2,6 @@
 [
     ("index.html", include_bytes!("index.html").as_slice()),
     ("assets/main-5ZPMXWIN.css", include_bytes!("assets/main-5ZPMXWIN.css").as_slice()),
-    ("assets/main-IM5G6LCB.js", include_bytes!("assets/main-IM5G6LCB.js").as_slice()),
-    ("assets/natter_web_bg-CRVTKLVJ.wasm", include_bytes!("assets/natter_web_bg-CRVTKLVJ.wasm").as_slice()),
+    ("assets/main-WX46UCSA.js", include_bytes!("assets/main-WX46UCSA.js").as_slice()),
+    ("assets/natter_web_bg-PCY6XSL5.wasm", include_bytes!("assets/natter_web_bg-PCY6XSL5.wasm").as_slice()),
 ]

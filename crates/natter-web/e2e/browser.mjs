@@ -141,3 +141,41 @@ export async function indexedDbContents(page) {
     return found;
   });
 }
+
+/** `page` (as `name`) asks `username` to connect, and `other` accepts from People. */
+export async function connect(page, other, username, name) {
+  await section(page, 'People');
+  await page.getByLabel('Find someone by username').fill(username);
+  await page.getByRole('button', { name: 'Find', exact: true }).click();
+  await page.getByRole('button', { name: `Ask ${username} to connect` }).click();
+  await page.getByText(`Asked ${username} to connect`).waitFor();
+  await section(other, 'People');
+  await other.getByRole('button', { name: `Accept ${name}` }).click();
+  await other.getByRole('button', { name: `Message ${name}` }).waitFor();
+}
+
+/** Creates a room from People with the connections named as members, and opens it. */
+export async function createRoom(page, title, members) {
+  await section(page, 'People');
+  await page.getByLabel('Room name').fill(title);
+  for (const member of members) await page.getByRole('checkbox', { name: member }).check();
+  await page.getByRole('button', { name: 'Create room' }).click();
+  await page.getByRole('heading', { name: title, exact: true }).waitFor();
+}
+
+/** Opens a conversation from the list. */
+export async function open(page, title) {
+  await section(page, 'Chats');
+  await page.locator(`[data-conversation="${title}"]`).click();
+  await page.getByRole('heading', { name: title, exact: true }).waitFor();
+}
+
+/** Types and sends a message in the open conversation. */
+export async function send(page, to, text) {
+  const composer = page.getByLabel(`Message to ${to}`);
+  await composer.fill(text);
+  await composer.press('Enter');
+}
+
+/** The message with this text in the open conversation. */
+export const message = (page, text) => page.locator('.messages li', { hasText: text });

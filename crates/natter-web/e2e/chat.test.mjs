@@ -10,7 +10,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { indexedDbContents, person, screenshots, section, setUp } from './browser.mjs';
+import {
+  connect,
+  createRoom,
+  indexedDbContents,
+  message,
+  open,
+  person,
+  screenshots,
+  section,
+  send as sendText,
+  setUp,
+} from './browser.mjs';
 import { target } from './natterd.mjs';
 
 const running = setUp();
@@ -20,36 +31,16 @@ const texts = [];
 let alice;
 let bob;
 
-/** Types and sends a message in the open conversation. */
+/** Sends a message in the open conversation, remembering its text. */
 async function send(page, to, text) {
   texts.push(text);
-  const composer = page.getByLabel(`Message to ${to}`);
-  await composer.fill(text);
-  await composer.press('Enter');
-}
-
-/** The message with this text in the open conversation. */
-const message = (page, text) => page.locator('.messages li', { hasText: text });
-
-/** Opens a conversation from the list. */
-async function open(page, title) {
-  await section(page, 'Chats');
-  await page.locator(`[data-conversation="${title}"]`).click();
-  await page.getByRole('heading', { name: title, exact: true }).waitFor();
+  await sendText(page, to, text);
 }
 
 test('two people register, connect and verify each other', async () => {
   [alice, bob] = [await person(running, 'alice'), await person(running, 'bob')];
   assert.match(alice.recoveryKey, /\w/);
-  await section(alice, 'People');
-  await alice.getByLabel('Find someone by username').fill('bob');
-  await alice.getByRole('button', { name: 'Find', exact: true }).click();
-  await alice.getByRole('button', { name: 'Ask bob to connect' }).click();
-  await alice.getByText('Asked bob to connect').waitFor();
-
-  await section(bob, 'People');
-  await bob.getByRole('button', { name: 'Accept alice' }).click();
-  await bob.getByRole('button', { name: 'Message alice' }).waitFor();
+  await connect(alice, bob, 'bob', 'alice');
   await shot(bob, 'people');
 
   await section(alice, 'Devices');
@@ -166,11 +157,7 @@ test('the terminal client joins a room with them; each decrypts the others', asy
       await page.getByRole('button', { name: 'Accept carol' }).click();
       await page.getByRole('button', { name: 'Message carol' }).waitFor();
     }
-    await alice.getByLabel('Room name').fill('plans');
-    await alice.getByRole('checkbox', { name: 'bob' }).check();
-    await alice.getByRole('checkbox', { name: 'carol' }).check();
-    await alice.getByRole('button', { name: 'Create room' }).click();
-    await alice.getByRole('heading', { name: 'plans', exact: true }).waitFor();
+    await createRoom(alice, 'plans', ['bob', 'carol']);
     await send(alice, 'plans', 'room hello from the browser');
     await message(alice, 'room hello from').locator('[data-tick]').waitFor();
 

@@ -1,6 +1,6 @@
 // The real natterd for browser tests: the workspace's debug build on an ephemeral port with a
 // fresh SQLite database in a temporary directory, stopped (and the directory removed) after.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,10 +48,15 @@ async function spawnNatterd(binary, dir, port, admin) {
   }
 }
 
+/** Runs sqlite3 (Debian's) on the database in `dir`. */
+function sqlite(dir, sql, ...options) {
+  return execFileSync('sqlite3', [...options, join(dir, 'natter.db'), sql], { encoding: 'utf8' });
+}
+
 /**
  * Starts natterd; resolves once it is ready, with its base URL, its database's directory,
  * `log()` (everything it wrote to stderr), `down()`/`up()` and `restart()` (the same port and
- * database), and `stop()`.
+ * database), `operator(sql)`, `query(sql)` and `stop()`.
  */
 export async function startNatterd() {
   const binary = process.env.NATTERD ?? join(target, 'debug/natterd');
@@ -83,5 +88,19 @@ export async function startNatterd() {
       await down();
       rmSync(dir, { recursive: true, force: true });
     },
+    /**
+     * Runs SQL on natterd's database as its operator would (Debian's sqlite3), natterd stopped
+     * meanwhile so that nothing it holds in memory disagrees; returns what it printed.
+     */
+    async operator(sql) {
+      await down();
+      try {
+        return sqlite(dir, sql);
+      } finally {
+        await up();
+      }
+    },
+    /** Reads natterd's database while it runs; returns what sqlite3 printed, trimmed. */
+    query: (sql) => sqlite(dir, sql, '-readonly').trim(),
   };
 }

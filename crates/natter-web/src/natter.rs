@@ -3,7 +3,9 @@
 //! Rust; this class only converts ids and results for JavaScript.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::future::Future;
+use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use natter_client::{ClientError, Device};
@@ -22,38 +24,84 @@ pub struct Natter {
     device: Device,
     /// Ends the live connection ([`Natter::run`]) while it runs.
     stop: RefCell<Option<oneshot::Sender<()>>>,
+    /// Conversations already found in this user's list: checked once, not on every call (the
+    /// list is one sealed document, with every member of every room).
+    member_of: Rc<RefCell<HashSet<ConversationId>>>,
 }
 
 /// A client error as a JavaScript `Error` whose `name` is the stable code (`unauthorized`,
 /// `wrong_passphrase`...), so the app can tell them apart.
 fn js_error(error: &ClientError) -> JsValue {
     let js = js_sys::Error::new(&error.to_string());
-    js.set_name(error.code().unwrap_or(local_code(error)));
+    js.set_name(error.code_or_local());
     js.into()
 }
 
-/// The code of an error this client found itself.
-fn local_code(error: &ClientError) -> &'static str {
-    match error {
-        ClientError::WrongPassphrase => "wrong_passphrase",
-        ClientError::NotLoggedIn => "not_logged_in",
-        ClientError::LoggedOut => "logged_out",
-        ClientError::Closed(_) if error.is_device_refused() => natter_proto::codes::SUSPENDED,
-        ClientError::StoreInUse(_) => "store_in_use",
-        ClientError::RecoveryKeyNeeded => "recovery_key_needed",
-        ClientError::NotApproved => "not_approved",
-        ClientError::IdentityChanged(_) => "identity_changed",
-        ClientError::Http(_) | ClientError::WebSocket(_) | ClientError::Timeout => "unreachable",
-        _ => "client_error",
+/// Runs `work` as a promise of its result's JSON, parsed into a JavaScript value.
+fn promise<T: Serialize + 'static>(
+    work: impl Future<Output = Result<T, ClientError>> + 'static,
+) -> Promise {
+    future_to_promise(resolve(work))
+}
+
+/// The result of `work` as JSON parsed into a JavaScript value, or its error.
+async fn resolve<T: Serialize>(
+    work: impl Future<Output = Result<T, ClientError>>,
+) -> Result<JsValue, JsValue> {
+    let value = work.await.map_err(|e| js_error(&e))?;
+    js_sys::JSON::parse(&to_json(&value))
+}
+
+/// Runs `work` as a promise, like [`promise`], once `conversation` is one of this user's
+/// conversations; another's is refused (`not_member`) before anything is stored or sent.
+fn in_conversation<T: Serialize + 'static, F: Future<Output = Result<T, ClientError>> + 'static>(
+    natter: &Natter,
+    conversation: ConversationId,
+    work: impl FnOnce(Device) -> F + 'static,
+) -> Promise {
+    let device = natter.device.clone();
+    let known = natter.member_of.clone();
+    future_to_promise(resolve(async move {
+        if !known.borrow().contains(&conversation) {
+            member_of(&device, conversation).await?;
+            known.borrow_mut().insert(conversation);
+        }
+        work(device).await
+    }))
+}
+
+/// Whether `conversation` is in this device's conversation list (asking the server again for
+/// one it does not list yet, such as a room made a moment ago).
+async fn member_of(device: &Device, conversation: ConversationId) -> Result<(), ClientError> {
+    let mut directory = device.directory().await?;
+    if directory.conversation(conversation).is_none() {
+        // Unreachable, the list stays as it was: a conversation it does not hold is refused.
+        let _ = device.refresh_directory(&mut directory, &[]).await;
+    }
+    match directory.conversation(conversation) {
+        Some(_) => Ok(()),
+        None => Err(ClientError::NotMember(conversation)),
     }
 }
 
-/// Runs `work` as a promise of its result's JSON, parsed into a JavaScript value.
-fn promise<T: Serialize>(work: impl Future<Output = Result<T, ClientError>> + 'static) -> Promise {
-    future_to_promise(async move {
-        let value = work.await.map_err(|e| js_error(&e))?;
-        js_sys::JSON::parse(&to_json(&value))
-    })
+/// Waits until what a write stored is in IndexedDB, so that closing the page cannot lose it.
+async fn durable<T>(result: Result<T, ClientError>) -> Result<T, ClientError> {
+    let value = result?;
+    natter_client::flush_browser_storage().await?;
+    Ok(value)
+}
+
+/// A sequence number JavaScript gives as a number: a whole number in the range it holds exactly.
+fn seq_from(number: f64) -> Result<i64, JsError> {
+    const SAFE: f64 = 9_007_199_254_740_991.0; // Number.MAX_SAFE_INTEGER
+    if number.fract() == 0.0 && (0.0..=SAFE).contains(&number) {
+        #[allow(clippy::cast_possible_truncation)] // whole and within 2^53, so exact
+        Ok(number as i64)
+    } else {
+        Err(JsError::new(&format!(
+            "not a valid seq: {number} is not a whole number from 0 to Number.MAX_SAFE_INTEGER"
+        )))
+    }
 }
 
 /// Parses a list of ids.
@@ -116,16 +164,21 @@ impl Natter {
         Ok(Self::with(device))
     }
 
-    /// Forgets the store `store` in this browser (after `logout`, or a login the server forgot).
+    /// Forgets the store `store` in this browser (after `logout`, or a login the server
+    /// forgot); resolves once IndexedDB no longer holds it.
     #[wasm_bindgen(js_name = removeStore)]
-    pub fn remove_store(store: String) {
+    pub async fn remove_store(store: String) -> Result<(), JsValue> {
         natter_client::remove_store(store.as_ref());
+        natter_client::flush_browser_storage()
+            .await
+            .map_err(|e| js_error(&e))
     }
 
     fn with(device: Device) -> Self {
         Self {
             device,
             stop: RefCell::new(None),
+            member_of: Rc::default(),
         }
     }
 
@@ -224,38 +277,44 @@ impl Natter {
     /// The newest `limit` messages of a conversation, oldest first.
     pub fn messages(&self, conversation: &str, limit: usize) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
-        let device = self.device.clone();
-        Ok(promise(async move {
-            let messages = device.messages(conversation, limit).await?;
-            Ok(messages
-                .into_iter()
-                .map(MessageView::from)
-                .collect::<Vec<_>>())
-        }))
+        Ok(in_conversation(
+            self,
+            conversation,
+            move |device| async move {
+                let messages = device.messages(conversation, limit).await?;
+                Ok(messages
+                    .into_iter()
+                    .map(MessageView::from)
+                    .collect::<Vec<_>>())
+            },
+        ))
     }
 
     /// The texts queued for a conversation and not yet acked, oldest first, as
     /// `{client_msg_id, text}`.
     pub fn pending(&self, conversation: &str) -> Result<Promise, JsError> {
         let conversation: ConversationId = id(conversation, "conversation id")?;
-        let device = self.device.clone();
-        Ok(promise(async move {
-            let queued = device.queued().await?;
-            Ok(queued
-                .into_iter()
-                .filter_map(|item| match item {
-                    natter_client::Queued::Send {
-                        conversation_id,
-                        client_msg_id,
-                        text,
-                        ..
-                    } if conversation_id == conversation => {
-                        Some(serde_json::json!({ "client_msg_id": client_msg_id, "text": text }))
-                    }
-                    _ => None,
-                })
-                .collect::<Vec<_>>())
-        }))
+        Ok(in_conversation(
+            self,
+            conversation,
+            move |device| async move {
+                let queued = device.queued().await?;
+                Ok(queued
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        natter_client::Queued::Send {
+                            conversation_id,
+                            client_msg_id,
+                            text,
+                            ..
+                        } if conversation_id == conversation => Some(
+                            serde_json::json!({ "client_msg_id": client_msg_id, "text": text }),
+                        ),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>())
+            },
+        ))
     }
 
     /// Searches this device's messages (all conversations, or one).
@@ -270,24 +329,29 @@ impl Natter {
         }))
     }
 
-    /// Queues a text for a conversation; resolves to its `client_msg_id`. It goes out at once
-    /// when connected, else at the next connection, exactly once.
+    /// Queues a text for a conversation; resolves to its `client_msg_id` once the queue is in
+    /// IndexedDB. It goes out at once when connected, else at the next connection (of this
+    /// page or the next one opened), exactly once.
     #[wasm_bindgen(js_name = sendText)]
     pub fn send_text(&self, conversation: &str, text: String) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
-        let device = self.device.clone();
-        Ok(promise(async move {
-            device.send_text(conversation, &text).await
-        }))
+        Ok(in_conversation(
+            self,
+            conversation,
+            move |device| async move { durable(device.send_text(conversation, &text).await).await },
+        ))
     }
 
-    /// Marks a conversation read up to `seq`.
+    /// Marks a conversation read up to `seq` (a number: seqs stay far below 2^53); resolves once
+    /// the queue is in IndexedDB.
     #[wasm_bindgen(js_name = markRead)]
-    pub fn mark_read(&self, conversation: &str, seq: i64) -> Result<Promise, JsError> {
+    pub fn mark_read(&self, conversation: &str, seq: f64) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
-        let device = self.device.clone();
-        Ok(promise(
-            async move { device.mark_read(conversation, seq).await },
+        let seq = seq_from(seq)?;
+        Ok(in_conversation(
+            self,
+            conversation,
+            move |device| async move { durable(device.mark_read(conversation, seq).await).await },
         ))
     }
 
@@ -303,28 +367,32 @@ impl Natter {
     pub fn marks(&self, conversation: &str, members: Vec<String>) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
         let members: Vec<UserId> = ids(members, "user id")?;
-        let device = self.device.clone();
-        Ok(promise(async move {
-            let _ = device.catch_up_receipts(conversation).await;
-            let marks = device.member_receipts(conversation, &members).await?;
-            Ok(marks
-                .into_iter()
-                .map(|(user_id, delivered_seq, read_seq)| MarkView {
-                    user_id,
-                    delivered_seq,
-                    read_seq,
-                })
-                .collect::<Vec<_>>())
-        }))
+        Ok(in_conversation(
+            self,
+            conversation,
+            move |device| async move {
+                let _ = device.catch_up_receipts(conversation).await;
+                let marks = device.member_receipts(conversation, &members).await?;
+                Ok(marks
+                    .into_iter()
+                    .map(|(user_id, delivered_seq, read_seq)| MarkView {
+                        user_id,
+                        delivered_seq,
+                        read_seq,
+                    })
+                    .collect::<Vec<_>>())
+            },
+        ))
     }
 
     /// This user's read cursor in a conversation (everything up to it was read here).
     #[wasm_bindgen(js_name = readUpTo)]
     pub fn read_up_to(&self, conversation: &str) -> Result<Promise, JsError> {
         let conversation = id(conversation, "conversation id")?;
-        let device = self.device.clone();
-        Ok(promise(
-            async move { Ok(device.cursors(conversation).await?.1) },
+        Ok(in_conversation(
+            self,
+            conversation,
+            move |device| async move { Ok(device.cursors(conversation).await?.1) },
         ))
     }
 
@@ -371,10 +439,13 @@ impl Natter {
     }
 
     /// Blocks (or unblocks) a user: their messages stay hidden here, and the server stops them.
+    /// Resolves once the queue is in IndexedDB.
     pub fn block(&self, user: &str, block: bool) -> Result<Promise, JsError> {
         let user = id(user, "user id")?;
         let device = self.device.clone();
-        Ok(promise(async move { device.block(user, block).await }))
+        Ok(promise(async move {
+            durable(device.block(user, block).await).await
+        }))
     }
 
     /// Opens (or finds) the direct conversation with a connection.
@@ -402,8 +473,7 @@ impl Natter {
     pub fn add_members(&self, room: &str, users: Vec<String>) -> Result<Promise, JsError> {
         let room = id(room, "conversation id")?;
         let users: Vec<UserId> = ids(users, "user id")?;
-        let device = self.device.clone();
-        Ok(promise(async move {
+        Ok(in_conversation(self, room, move |device| async move {
             device.session().add_members(room, &users).await
         }))
     }
@@ -413,8 +483,7 @@ impl Natter {
     pub fn remove_member(&self, room: &str, user: &str) -> Result<Promise, JsError> {
         let room = id(room, "conversation id")?;
         let user = id(user, "user id")?;
-        let device = self.device.clone();
-        Ok(promise(async move {
+        Ok(in_conversation(self, room, move |device| async move {
             device.session().remove_member(room, user).await
         }))
     }

@@ -90,7 +90,7 @@ mod browser {
         };
         let util = relaxed_idb::install::<sqlite_wasm_rs::WasmOsCallback>(&config, true)
             .await
-            .map_err(|e| ClientError::BrowserStorage(e.to_string()))?;
+            .map_err(storage_error)?;
         STORAGE.with(|s| {
             let _ = s.set(util);
         });
@@ -110,12 +110,37 @@ mod browser {
         with_storage(false, |storage| storage.exists(&name(path)))
     }
 
-    /// Removes a store; IndexedDB forgets its pages right after.
+    /// Removes a store; IndexedDB forgets its pages right after (await
+    /// [`flush_browser_storage`] for that).
     pub fn remove(path: &Path) {
         with_storage((), |storage| {
-            // The removal is queued behind every earlier write; nothing waits for it.
+            // The removal is queued behind every earlier write.
             let _ = storage.delete_db(&name(path));
         });
+    }
+
+    /// A name no store has: deleting it is a write that changes nothing, queued like any other.
+    const BARRIER: &str = "natter-flush-barrier";
+
+    /// Resolves once every write and removal made so far is in IndexedDB: the VFS writes the
+    /// pages of each commit (and forgets removed stores) in the background, one after the other,
+    /// so a page closed right after a write could lose it otherwise.
+    ///
+    /// # Errors
+    /// IndexedDB refused a write (storage full), or [`open_browser_storage`] was not called.
+    pub async fn flush_browser_storage() -> Result<(), ClientError> {
+        let queued = with_storage(
+            Err(ClientError::BrowserStorage(
+                "open_browser_storage was not called".into(),
+            )),
+            // Queued behind every earlier write, and done after them.
+            |storage| storage.delete_db(BARRIER).map_err(storage_error),
+        )?;
+        queued.await.map_err(storage_error)
+    }
+
+    fn storage_error(error: relaxed_idb::RelaxedIdbError) -> ClientError {
+        ClientError::BrowserStorage(error.to_string())
     }
 
     /// Makes room for a new store at `path`: nothing to do, but the storage must be open.

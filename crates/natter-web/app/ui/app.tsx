@@ -13,7 +13,7 @@ type Status =
   | { state: 'loading' }
   | { state: 'elsewhere' }
   | { state: 'leaving' }
-  | { state: 'ready'; session: Session | null }
+  | { state: 'ready'; session: Session | null; lost?: string }
   | { state: 'failed'; reason: string };
 
 /** The whole app. */
@@ -25,7 +25,7 @@ export function App() {
       // How long the first load took, for people and for the browser tests to read.
       performance.mark('natter:ready');
       if (!(await holdStoreLock())) return setStatus({ state: 'elsewhere' });
-      setStatus({ state: 'ready', session: await resume() });
+      setStatus({ state: 'ready', ...(await resume()) });
     })().catch((error: unknown) => setStatus({ state: 'failed', reason: reason(error) }));
   }, []);
 
@@ -61,7 +61,7 @@ export function App() {
           <Home session={session} onLogout={(live) => signOut(session, live)} />
         ) : (
           <main id="main">
-            <Welcome onLogin={signIn} />
+            <Welcome onLogin={signIn} lost={status.lost} />
           </main>
         ))}
     </>

@@ -1,35 +1,64 @@
 // One conversation: its messages (older ones load on scrolling up), ticks, typing, notices, the
 // composer, and the room's members.
-import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Natter } from '../../pkg/natter_web.js';
 import type { Live } from '../live';
-import { type Conversation, type Mark, type Message, type Pending, reason } from '../views';
+import { type Conversation, type Mark, type Message, type Notice, type Pending, reason } from '../views';
 import { Members } from './members';
 
 const PAGE = 50;
+/** Messages' times: one formatter for all (toLocaleTimeString makes one per call, ~0.3 ms each). */
+const clock = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
+
+/** The notices a conversation shows: about its members and whom its messages reach. */
+type ChatNotice = Exclude<Notice['notice'], { kind: 'new_device' }>;
 
 interface Props {
   natter: Natter;
   live: Live;
   conversation: Conversation;
   onClose: () => void;
+  /** Called after this user added or removed members. */
+  onMembersChanged: () => void;
+}
+
+/** The others' marks as sorted seqs, so that each message counts them in O(log n), not O(n). */
+interface Progress {
+  read: number[];
+  delivered: number[];
+}
+
+function progressOf(marks: Mark[]): Progress {
+  const sorted = (seqs: number[]) => seqs.sort((a, b) => a - b);
+  return { read: sorted(marks.map((m) => m.read_seq)), delivered: sorted(marks.map((m) => m.delivered_seq)) };
+}
+
+/** How many of the sorted `seqs` are at least `seq`. */
+function atLeast(seqs: number[], seq: number): number {
+  let [low, high] = [0, seqs.length];
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (seqs[middle] < seq) low = middle + 1;
+    else high = middle;
+  }
+  return seqs.length - low;
 }
 
 /** How far the others got with one of my messages, as ticks and words. */
-function ticks(seq: number, marks: Mark[], room: boolean): { mark: string; label: string } {
-  const read = marks.filter((m) => m.read_seq >= seq).length;
-  const delivered = marks.filter((m) => m.delivered_seq >= seq).length;
-  if (room && marks.length > 0) {
-    if (read > 0) return { mark: '✓✓', label: `read by ${read} of ${marks.length}` };
-  } else if (marks.length > 0 && read === marks.length) {
+function ticks(seq: number, progress: Progress, room: boolean): { mark: string; label: string } {
+  const others = progress.read.length;
+  const read = atLeast(progress.read, seq);
+  if (room && others > 0) {
+    if (read > 0) return { mark: '✓✓', label: `read by ${read} of ${others}` };
+  } else if (others > 0 && read === others) {
     return { mark: '✓✓', label: 'read' };
   }
-  if (marks.length > 0 && delivered === marks.length) return { mark: '✓✓', label: 'delivered' };
+  if (others > 0 && atLeast(progress.delivered, seq) === others) return { mark: '✓✓', label: 'delivered' };
   return { mark: '✓', label: 'sent' };
 }
 
 /** The open conversation. */
-export function Chat({ natter, live, conversation, onClose }: Props) {
+export function Chat({ natter, live, conversation, onClose, onMembersChanged }: Props) {
   const id = conversation.id;
   const me = natter.userId;
   const others = conversation.members.filter((m) => m.user_id !== me);
@@ -39,7 +68,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
   const [failed, setFailed] = useState<Record<string, string>>({});
   const [marks, setMarks] = useState<Mark[]>([]);
   const [typing, setTyping] = useState<Record<string, number>>({});
-  const [notices, setNotices] = useState<string[]>([]);
+  const [notices, setNotices] = useState<ChatNotice[]>([]);
   const [limit, setLimit] = useState(PAGE);
   const [error, setError] = useState<string | null>(null);
   const [showMembers, setShowMembers] = useState(false);
@@ -57,7 +86,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
     setPending(queued);
     const last = shown[shown.length - 1]?.seq ?? 0;
     if (document.visibilityState === 'visible' && last > (await natter.readUpTo(id))) {
-      await natter.markRead(id, BigInt(last)).catch(() => {});
+      await natter.markRead(id, last).catch(() => {});
     }
   };
   const otherIds = others.map((m) => m.user_id);
@@ -107,15 +136,9 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
           break;
         case 'notice': {
           const notice = event.notice;
-          if (notice.kind === 'safety_number_changed' && otherIds.includes(notice.user_id)) {
-            const whose = nameOf(notice.user_id);
-            const held = notice.was_verified ? ': nothing is sent to them until you verify it again' : '';
-            setNotices((was) => [...was, `${whose}'s safety number changed${held}. Compare it under Devices.`]);
-          } else if (notice.kind === 'members_added' && notice.conversation_id === id) {
-            setNotices((was) => [...was, `${notice.user_ids.map(nameOf).join(', ')} joined`]);
-          } else if (notice.kind === 'devices_skipped' && otherIds.includes(notice.user_id)) {
-            setNotices((was) => [...was, event.text]);
-          }
+          if (notice.kind === 'new_device') break;
+          const here = notice.kind === 'members_added' ? notice.conversation_id === id : otherIds.includes(notice.user_id);
+          if (here) setNotices((was) => [...was, notice]);
           break;
         }
       }
@@ -188,8 +211,25 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
     }
   }
 
-  const nameOf = (user: string) =>
-    user === me ? 'You' : (conversation.members.find((m) => m.user_id === user)?.name ?? 'Someone');
+  // Rooms have up to 1,000 members: names and marks are looked up, not searched, per message.
+  const names = useMemo(() => new Map(conversation.members.map((m) => [m.user_id, m.name])), [conversation.members]);
+  const progress = useMemo(() => progressOf(marks), [marks]);
+  const nameOf = (user: string) => (user === me ? 'You' : (names.get(user) ?? 'Someone'));
+  // Said with the names as they are now (the members list catches up with people just added).
+  const say = (notice: ChatNotice) => {
+    switch (notice.kind) {
+      case 'safety_number_changed': {
+        const held = notice.was_verified ? ': nothing is sent to them until you verify it again' : '';
+        return `${nameOf(notice.user_id)}'s safety number changed${held}. Compare it under Devices.`;
+      }
+      case 'members_added':
+        return `${notice.user_ids.map(nameOf).join(', ')} joined`;
+      case 'devices_skipped': {
+        const whose = nameOf(notice.user_id);
+        return `${notice.devices.length} device(s) of ${whose} got no keys: ${whose} has not approved them.`;
+      }
+    }
+  };
   const typists = Object.keys(typing).map(nameOf);
   const sentIds = new Set(messages.map((m) => m.client_msg_id));
   return (
@@ -207,12 +247,12 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
           </button>
         )}
       </header>
-      {showMembers && <Members natter={natter} conversation={conversation} onLeft={onClose} />}
+      {showMembers && <Members natter={natter} conversation={conversation} onLeft={onClose} onChanged={onMembersChanged} />}
       <ol class="messages" ref={list} onScroll={scrolled} tabIndex={0} aria-label={`Messages with ${conversation.title}`}>
         {messages.length >= limit && <li class="older">Scroll up for older messages</li>}
         {messages.map((message) => {
           const mine = message.sender_id === me;
-          const tick = mine ? ticks(message.seq, marks, room) : null;
+          const tick = mine ? ticks(message.seq, progress, room) : null;
           return (
             <li key={message.seq} class={mine ? 'mine' : 'theirs'} data-seq={message.seq}>
               <span class="sender">{nameOf(message.sender_id)}</span>
@@ -225,7 +265,7 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
               )}
               <span class="meta">
                 <time dateTime={new Date(message.server_ts).toISOString()}>
-                  {new Date(message.server_ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
+                  {clock.format(message.server_ts)}
                 </time>
                 {tick && (
                   <span class={`tick ${tick.label.startsWith('read') ? 'read' : ''}`} data-tick={tick.label} aria-label={tick.label} title={tick.label}>
@@ -253,9 +293,9 @@ export function Chat({ natter, live, conversation, onClose }: Props) {
               </span>
             </li>
           ))}
-        {notices.map((text, i) => (
-          <li key={`notice-${i}`} class="notice" role="note">
-            {text}
+        {notices.map((notice, i) => (
+          <li key={`notice-${i}`} class="notice" role="note" data-notice={notice.kind}>
+            {say(notice)}
           </li>
         ))}
       </ol>

@@ -19,6 +19,8 @@ export function Chats({ natter, live, open, onOpen }: Props) {
   const [error, setError] = useState<string | null>(null);
   const [found, setFound] = useState<Message[] | null>(null);
   const refreshing = useRef<number | undefined>(undefined);
+  // Bumped when this user changed a room's members: the list (and the open room) reloads.
+  const [changes, setChanges] = useState(0);
 
   useEffect(() => {
     natter.conversations().then(setConversations);
@@ -33,7 +35,12 @@ export function Chats({ natter, live, open, onOpen }: Props) {
     refresh();
     // Unread counts and new conversations come from the server: ask again when something moved.
     const unsubscribe = live.subscribe((event) => {
-      if (event.type === 'message' || event.type === 'connected' || (event.type === 'receipt' && event.user_id === natter.userId)) {
+      const moved =
+        event.type === 'message' ||
+        event.type === 'connected' ||
+        (event.type === 'receipt' && event.user_id === natter.userId) ||
+        (event.type === 'notice' && event.notice.kind === 'members_added');
+      if (moved) {
         clearTimeout(refreshing.current);
         refreshing.current = window.setTimeout(refresh, 300);
       }
@@ -42,7 +49,7 @@ export function Chats({ natter, live, open, onOpen }: Props) {
       unsubscribe();
       clearTimeout(refreshing.current);
     };
-  }, [natter, live, open]);
+  }, [natter, live, open, changes]);
 
   async function search(event: Event) {
     event.preventDefault();
@@ -110,7 +117,14 @@ export function Chats({ natter, live, open, onOpen }: Props) {
         </ul>
       </nav>
       {current ? (
-        <Chat key={current.id} natter={natter} live={live} conversation={current} onClose={() => onOpen(null)} />
+        <Chat
+          key={current.id}
+          natter={natter}
+          live={live}
+          conversation={current}
+          onClose={() => onOpen(null)}
+          onMembersChanged={() => setChanges((was) => was + 1)}
+        />
       ) : (
         <p class="placeholder">Choose a conversation.</p>
       )}

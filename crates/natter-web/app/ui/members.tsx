@@ -7,10 +7,12 @@ interface Props {
   natter: Natter;
   conversation: Conversation;
   onLeft: () => void;
+  /** Called after a member was added or removed. */
+  onChanged: () => void;
 }
 
 /** The members panel of a room. */
-export function Members({ natter, conversation, onLeft }: Props) {
+export function Members({ natter, conversation, onLeft, onChanged }: Props) {
   const [connections, setConnections] = useState<Connections | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [done, setDone] = useState<string | null>(null);
@@ -23,6 +25,7 @@ export function Members({ natter, conversation, onLeft }: Props) {
     try {
       await work;
       setDone(said);
+      onChanged();
     } catch (failure) {
       setError(reason(failure));
     }

@@ -3,8 +3,14 @@ import { useState } from 'preact/hooks';
 import { login, register, type Session } from '../session';
 import { reason } from '../views';
 
-/** Account forms; calls `onLogin` with the new session. */
-export function Welcome({ onLogin }: { onLogin: (session: Session) => void }) {
+/** Why the device this browser kept did not open (an error code), in words. */
+function lostDevice(lost: string): string {
+  const why = lost === 'wrong_passphrase' ? 'its key no longer opens its store' : 'its store is gone';
+  return `This browser's saved device could not be opened (${why}), so it was removed. Log in again.`;
+}
+
+/** Account forms; calls `onLogin` with the new session. `lost` is why a kept device did not open. */
+export function Welcome({ onLogin, lost }: { onLogin: (session: Session) => void; lost?: string }) {
   const [mode, setMode] = useState<'login' | 'register'>('login');
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -64,6 +70,11 @@ export function Welcome({ onLogin }: { onLogin: (session: Session) => void }) {
       </form>
       {error && <p role="alert">{error}</p>}
       {notice && <p role="status">{notice}</p>}
+      {lost && !notice && (
+        <p role="status" data-lost={lost}>
+          {lostDevice(lost)}
+        </p>
+      )}
       <p>
         <button
           type="button"
