@@ -17,7 +17,7 @@ pub enum ApprovalEvent {
         /// The approved device.
         device_id: DeviceId,
     },
-    /// The code to compare on both screens: if they match, [`Device::confirm_approval`] on both.
+    /// The code to compare on both screens: if they match, [`crate::Device::confirm_approval`] on both.
     Code {
         /// The approval.
         flow_id: String,
