@@ -17,6 +17,7 @@ use natter_core::credentials::{Auth, expires_from_now, hash_token, renewal_due_i
 use natter_core::service_error::ServiceError;
 use natter_core::store::StoreError;
 
+/// The 401 detail for a token past its expiry (the device is still known).
 const EXPIRED: &str = "this token has expired; log in again";
 
 /// Extends `device`'s token to the full lifetime from now: the new expiry, or `None` if the

@@ -16,6 +16,8 @@ pub enum DatabaseUrl {
 impl std::str::FromStr for DatabaseUrl {
     type Err = String;
 
+    /// Parses `sqlite:path`, `sqlite://path` (any `?` options dropped) or `postgres://...` /
+    /// `postgresql://...`; the error says which forms are accepted.
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(Secret(url.to_owned())))

@@ -12,10 +12,15 @@ use natter_core::store::{Refusal, StoreError};
 /// An error response: status, stable code and a message a person can act on.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status, also the problem's `status` and (by its reason phrase) `title`.
     status: StatusCode,
+    /// The stable machine-readable code (one of `natter_proto::codes`), the problem's `code`.
     code: &'static str,
+    /// The message for people, the problem's `detail`.
     detail: String,
+    /// For `version_mismatch`, the version the store holds, so the client can retry with it.
     current_version: Option<i64>,
+    /// How long to wait before retrying; sent as `Retry-After` in whole seconds, rounded up.
     retry_after: Option<std::time::Duration>,
     /// Logged with the response, never sent.
     internal: Option<String>,
@@ -90,6 +95,11 @@ impl ApiError {
 }
 
 impl From<ServiceError> for ApiError {
+    /// Maps each service error to its status and code: 400 `invalid_request`, 401, 403
+    /// (`forbidden`, `suspended` or the denial's code), 404, 409 (`conflict` or the refusal's
+    /// code), 413, 422 `bad_signature`, 429 `rate_limited` with its wait, 503
+    /// `store_unavailable` with a retry after a second, and 500 for anything else, whose
+    /// cause is logged, not sent.
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::Invalid(detail) => Self::bad_request(detail),
@@ -171,6 +181,7 @@ impl From<ServiceError> for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// As the same failure from a service would be.
     fn from(error: StoreError) -> Self {
         ServiceError::from(error).into()
     }
@@ -180,6 +191,8 @@ impl From<StoreError> for ApiError {
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl IntoResponse for ApiError {
+    /// The problem+json response, after logging any internal cause. It carries `Retry-After`
+    /// when there is a wait, and `WWW-Authenticate: Bearer` with a 401.
     fn into_response(self) -> Response {
         self.log_internal();
         let problem = Problem {

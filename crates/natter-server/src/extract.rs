@@ -20,6 +20,8 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
+    /// Checks the content type, reads the body (within the body limit), requires it to start
+    /// with `{`, then deserializes it as axum's `Json` would.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !json_content_type(req.headers()) {
             return Err(json_rejection(&MissingJsonContentType::default().into()));
@@ -55,6 +57,8 @@ fn json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
 }
 
+/// The problem for a JSON body axum refused: 413 `payload_too_large` for a body over
+/// [`natter_proto::limits::REQUEST_BODY_MAX`], else 400 `invalid_request` saying what was wrong.
 fn json_rejection(rejection: &JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
@@ -115,6 +119,8 @@ pub struct IfMatch(pub Option<i64>);
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
+    /// No header is `None`; one that is not a non-negative number once `W/` and the quotes
+    /// are trimmed is 400 `invalid_request`.
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::IF_MATCH) else {
             return Ok(Self(None));

@@ -228,8 +228,11 @@ fn public_url(config: &Config, address: std::net::SocketAddr) -> anyhow::Result<
 
 /// What a stopping node waits for before it exits.
 struct Draining {
+    /// Withdraws the node, so clients are no longer sent to it.
     assigner: Arc<Assigner>,
+    /// This node's connections, waited for until none is left.
     registry: Arc<Registry>,
+    /// The fan-out bus, waited for until it has published every event.
     bus: Arc<dyn Bus>,
     /// The window over which sessions close.
     window: std::time::Duration,

@@ -1,6 +1,10 @@
 //! Metrics: the Prometheus recorder, rendered on the admin listener's `/metrics`, and the
 //! description of every series natterd exports. Labels stay low-cardinality: never a user,
 //! device or conversation id.
+//!
+//! Only the recorder and the descriptions are here; the series are recorded where things
+//! happen, in this crate and in natter-core, natter-store and natter-cluster (store and bus
+//! metrics). The process's own series (CPU, memory, file descriptors) are `process_metrics`.
 
 use natter_proto::codes;
 use std::sync::OnceLock;

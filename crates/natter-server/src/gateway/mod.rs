@@ -1,5 +1,9 @@
 //! The WebSocket gateway (`GET /v1/ws`): authenticates a device, then runs one `session`
 //! task per connection that syncs, relays live traffic and handles the client's frames.
+//!
+//! The frames' types are natter-proto's (`ws`), what they do natter-core's messenger and store;
+//! live events reach a connection through natter-core's fan-out registry, and from other nodes
+//! through natter-cluster's bus. The protocol is described in docs/protocol.md.
 
 mod session;
 
@@ -59,6 +63,11 @@ fn refusal(code: &str, message: String) -> ErrorFrame {
 /// `GET /v1/ws`: upgrades to a WebSocket. With an `Authorization: Bearer` header the token is
 /// checked before the upgrade (a bad one gets 401 and no connection); without one, the first
 /// frame must be `auth`.
+///
+/// # Errors
+/// 429 `rate_limited` past the client address's connect rate; 401 for a malformed
+/// `Authorization` header or a token that is unknown or expired, 403 `suspended` for a
+/// suspended account, 503 `store_unavailable` when the store is down.
 pub async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -47,6 +47,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The connection is gone (or must go); stop the session.
 struct Closed;
 
+/// What a step of the session returns: `Ok` to go on, [`Closed`] to end the connection.
 type Flow = Result<(), Closed>;
 
 /// Where a conversation stands on this connection.
@@ -54,8 +55,9 @@ type Flow = Result<(), Closed>;
 struct Cursor {
     /// The highest seq sent on this connection.
     sent: i64,
-    /// The device's cursors as stored.
+    /// The device's delivered cursor as stored (as last read or moved by this connection).
     delivered: i64,
+    /// The device's read cursor as stored (as last read or moved by this connection).
     read: i64,
 }
 
@@ -179,10 +181,16 @@ fn close_frame(code: CloseCode, reason: &'static str) -> WsMessage {
 /// One authenticated connection: its socket, its registration for live events, its
 /// watermarks, and what it holds behind a refused send.
 struct Session {
+    /// The client's WebSocket.
     socket: WebSocket,
+    /// The node's shared state: store, services, fan-out registry and gateway settings.
     state: AppState,
+    /// The authenticated user and device.
     auth: Auth,
+    /// This connection's entry in the fan-out registry, the source of its live events.
     registration: Registration,
+    /// Per conversation the device is in, its watermark and cursors; filled by sync and by
+    /// live messages from conversations joined since.
     conversations: HashMap<ConversationId, Cursor>,
     /// The highest to-device seq sent on this connection.
     inbox_sent: i64,

@@ -1,4 +1,8 @@
 //! Accounts, sessions and profiles.
+//!
+//! The handlers call natter-core's account service (`state.accounts`), which hashes passwords,
+//! issues tokens and decides who may see whose profile and presence; the rows are natter-store's.
+//! Registration and login pass the client's address for the per-address rate limits.
 
 use axum::Json;
 use std::net::SocketAddr;

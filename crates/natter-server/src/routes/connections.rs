@@ -1,4 +1,8 @@
 //! The seed's connection service, at its exact paths. `{userId}` must be the caller.
+//!
+//! The relationship's state machine and its versions are natter-core's (`connections`); the
+//! store keeps each side. These handlers check the caller, the `If-Match` version and the
+//! request rate, and answer the caller's side with its version as the `ETag`.
 
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +20,8 @@ use natter_core::credentials::Auth;
 use natter_core::ratelimit::Kind;
 use natter_core::service_error::ServiceError;
 
+/// Refuses with 403 `forbidden` unless the path's `{userId}` is the caller: a user reads and
+/// changes only their own side of a connection.
 fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {
     if auth.user_id == user_id {
         Ok(())
@@ -24,6 +30,10 @@ fn ensure_self(auth: Auth, user_id: UserId) -> Result<(), ApiError> {
     }
 }
 
+/// Applies `action` by the caller on their relationship with `recipient` and answers the
+/// caller's new side with its `ETag`. Errors: 403 when `{userId}` is not the caller, and
+/// whatever natter-core refuses (the recipient is the caller or unknown, `version_mismatch`,
+/// `no_pending_request`, `blocked_by_you`, store failures).
 async fn apply(
     state: &AppState,
     auth: Auth,

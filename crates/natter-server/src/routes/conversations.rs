@@ -1,4 +1,8 @@
 //! Conversations, members, history and receipts.
+//!
+//! The rules (who may open, join, read and page what) are natter-core's `conversations`, over
+//! its store traits. Messages are sent over the WebSocket, not here; these routes read history
+//! and receipts and manage membership.
 
 use axum::Json;
 use axum::extract::State;

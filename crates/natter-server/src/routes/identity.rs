@@ -1,4 +1,8 @@
 //! Cross-signing identities, device signatures and the key backup.
+//!
+//! The checks (signatures, approval of the calling device, backup names) are natter-core's
+//! `identity`; the server never sees private keys or the backup's plaintext. A change to a
+//! user's identity or signatures is announced with `device_list_changed` to those who see it.
 
 use axum::Json;
 use axum::extract::State;

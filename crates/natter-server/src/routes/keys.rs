@@ -1,4 +1,7 @@
 //! Devices and their keys.
+//!
+//! Key upload, claims and device queries are natter-core's `keys`, over its store traits.
+//! An upload with identity keys is announced with `device_list_changed` to those who see them.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,6 +22,7 @@ use natter_core::service_error::ServiceError;
 use natter_core::store::KeyCounts;
 use natter_core::{device_lists, keys};
 
+/// The store's count of a device's unclaimed keys, as the API answers it.
 fn key_count(counts: KeyCounts) -> Json<KeyCountResponse> {
     Json(KeyCountResponse {
         one_time_key_count: counts.one_time_keys,

@@ -1,4 +1,8 @@
 //! The route table: every endpoint and every layer, in one place.
+//!
+//! Each submodule holds the HTTP handlers of one part of the API; they parse the request,
+//! call natter-core's services (which hold the rules and reach the store through its traits)
+//! and map the outcome to JSON or problem+json. The WebSocket session is in `crate::gateway`.
 
 mod accounts;
 mod connections;
@@ -26,6 +30,8 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, problem_for_bare_errors};
 use crate::state::AppState;
 
+/// The header that carries a request's id: taken from the client if sent, else a new UUID,
+/// and echoed on the response.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The REST API's routes and their OpenAPI description, generated from the handlers.
@@ -75,6 +81,8 @@ fn api() -> (Router<AppState>, OpenApi) {
     (router, document)
 }
 
+/// The OpenAPI document before the routes are added: title, version, the API's description,
+/// and the `bearer` security scheme the handlers name.
 fn base_document() -> OpenApi {
     OpenApiBuilder::new()
         .info(
@@ -97,12 +105,15 @@ fn base_document() -> OpenApi {
         .build()
 }
 
-/// The OpenAPI document for the REST API.
+/// The OpenAPI document for the REST API, as `GET /v1/openapi.json` serves it (there with its
+/// paths sorted).
 pub fn openapi() -> OpenApi {
     api().1
 }
 
-/// Counts requests by route template and status class, and times them.
+/// Counts requests by route template and status class, and times them
+/// (`natter_http_requests_total`, `natter_http_request_seconds`). A request that matched no
+/// route counts under `unmatched`, so the label stays low-cardinality.
 async fn record_request(request: Request, next: middleware::Next) -> axum::response::Response {
     let route = request
         .extensions()
@@ -118,7 +129,9 @@ async fn record_request(request: Request, next: middleware::Next) -> axum::respo
     response
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the REST API, the web client, the WebSocket upgrade at
+/// `/v1/ws` and the OpenAPI document, with a problem+json 404 for any other path. Registers
+/// the request counters of every route at zero before serving.
 pub fn app(state: AppState) -> Router {
     let (router, mut document) = api();
     document.paths.paths.sort_keys();

@@ -35,10 +35,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/assets/{file}", get(asset))
 }
 
+/// `GET /`: the app's page, `no-cache` so a new natterd's app is loaded at once.
 async fn index(headers: HeaderMap) -> Response {
     serve("index.html", "no-cache", &headers)
 }
 
+/// `GET /assets/{file}`: a hashed asset of the app, cached for good; 404 for an unknown name.
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     serve(&format!("assets/{file}"), IMMUTABLE, &headers)
 }

@@ -1,6 +1,11 @@
 //! A session's delivery: the sync on connect, live events checked against the per-conversation
 //! and inbox watermarks, and the gaps filled from the store, so a device gets every message
 //! once and in order.
+//!
+//! The store reads (cursor starts, message pages, the to-device inbox) go through natter-core's
+//! store traits; the live events come from natter-core's fan-out registry, fed across nodes by
+//! natter-cluster. A store failure here closes the connection: the client reconnects and
+//! resumes from its cursors rather than go on with a hole.
 
 use std::time::Instant;
 
@@ -30,6 +35,10 @@ impl Session {
     }
 
     /// Sends everything past this device's cursors, then `synced`.
+    ///
+    /// Each conversation's watermark starts at the delivered cursor, so messages already
+    /// delivered to this device are not sent again; the inbox is sent from its start. The
+    /// `synced` frame counts the messages and to-device items sent.
     pub(super) async fn sync(&mut self) -> Flow {
         let started = Instant::now();
         let starts = self.cursor_starts().await?;
@@ -88,6 +97,9 @@ impl Session {
 
     /// Sends the messages after the conversation's watermark up to `up_to` from the store, a
     /// page at a time. Returns how many it sent.
+    ///
+    /// The watermark moves over the device's own messages too, without sending them. A store
+    /// failure is told to the client and returns [`Closed`].
     pub(super) async fn fill(
         &mut self,
         conversation: ConversationId,
@@ -134,6 +146,9 @@ impl Session {
     }
 
     /// Sends to-device items past the inbox watermark up to `up_to`. Returns how many.
+    ///
+    /// Items stay in the store until the device acks them (`to_device_ack`); the watermark
+    /// only keeps this connection from sending one twice. A store failure returns [`Closed`].
     pub(super) async fn fill_inbox(&mut self, up_to: i64) -> Result<u64, Closed> {
         let mut count = 0;
         loop {
@@ -163,6 +178,10 @@ impl Session {
 
     /// Relays a live event: a message or to-device item past its watermark (pulling any gap
     /// from the store first), a frame as is, a catch-up, or a close.
+    ///
+    /// A message in a conversation not seen since sync starts its watermark at the member's
+    /// `joined_seq`. A message or item at or below its watermark is dropped. A close event
+    /// sends the close frame and returns [`Closed`].
     pub(super) async fn on_event(&mut self, event: &Outbound) -> Flow {
         match *event {
             Outbound::Message {

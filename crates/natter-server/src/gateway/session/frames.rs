@@ -1,5 +1,9 @@
 //! A session's handling of the client's frames: each parsed into a [`ClientFrame`] and
 //! answered, calling the same services as the REST handlers.
+//!
+//! What a frame does is decided in natter-core (the messenger service and the store traits);
+//! this module only maps frames to those calls, counts them, and turns a [`ServiceError`] into
+//! an error frame through [`Session::refuse`]. Delivery of what others send is in `delivery`.
 
 use std::time::Instant;
 
@@ -16,6 +20,8 @@ use natter_core::service_error::ServiceError;
 impl Session {
     /// Handles one WebSocket message: text is parsed into a client frame and answered (or
     /// refused), binary is refused, a close ends the connection, pings and pongs pass.
+    /// A text frame that does not parse gets an error frame and the connection stays open;
+    /// only a close, or a failed send of the answer, returns [`Closed`].
     pub(super) async fn on_message(&mut self, message: WsMessage) -> Flow {
         match message {
             WsMessage::Text(text) => match read_text_frame(&text) {
@@ -38,7 +44,19 @@ impl Session {
         }
     }
 
-    /// Answers one client frame by calling the services.
+    /// Answers one client frame by calling the services:
+    /// - `auth` again is refused with `invalid_frame`: the connection is already authenticated;
+    /// - `send` is stored and acked, unless sends are held behind an earlier refusal, in which
+    ///   case it is refused with the wait left; a refusal that tells a wait holds later sends;
+    /// - `delivered` and `read` move this device's cursors (see [`Self::move_cursor`]);
+    /// - `to_device` queues payloads for other devices' inboxes, `to_device_ack` deletes this
+    ///   device's inbox items up to a seq;
+    /// - `sync` is charged to the device's `device_events` allowance, forgets the watermarks
+    ///   and resyncs;
+    /// - `typing` is relayed to the conversation, `ping` answered with `pong`.
+    ///
+    /// A refused frame gets an error frame (with the `client_msg_id` of a refused send) and the
+    /// connection stays open.
     pub(super) async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
         let now = natter_core::clock::now_ms();
         let messenger = self.state.messenger.clone();
@@ -136,6 +154,11 @@ impl Session {
     }
 
     /// Moves this device's cursors in a conversation through the sender service.
+    ///
+    /// `delivered` and `read` are the seqs the client claims (a `delivered` frame passes 0 as
+    /// `read`). The service is given the cursors as this connection last knew them and the
+    /// highest seq sent here (moves within it cost no rate check), and returns where the
+    /// cursors stand, which the connection then remembers.
     pub(super) async fn move_cursor(
         &mut self,
         conversation: ConversationId,
