@@ -8,6 +8,10 @@ use axum::extract::{FromRequest, Request};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use libfuzzer_sys::fuzz_target;
+use natter_core::accounts::{check_avatar_url, check_display_name};
+use natter_core::conversations::UndeliveredCursor;
+use natter_core::identity::{check_backup_name, check_identity};
+use natter_core::keys::{check_identity_keys, check_one_time_key};
 use natter_fuzz::{assert_client_error, ready};
 use natter_proto::UserId;
 use natter_proto::accounts::{CreateAccountRequest, CreateSessionRequest, UpdateProfileRequest};
@@ -17,11 +21,7 @@ use natter_proto::keys::{
     PutBackupItemRequest, ResetIdentityRequest, UploadKeysRequest,
 };
 use natter_proto::limits::{AVATAR_URL_MAX, DISPLAY_NAME_MAX, is_valid_username};
-use natter_server::accounts::{check_avatar_url, check_display_name};
-use natter_server::conversations::UndeliveredCursor;
 use natter_server::extract::ApiJson;
-use natter_server::identity::{check_backup_name, check_identity};
-use natter_server::keys::{check_identity_keys, check_one_time_key};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -4,13 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use natter_core::fanout::encode;
+use natter_core::messages::check_send;
 use natter_fuzz::{assert_client_error, assert_round_trip};
 use natter_proto::limits::{CIPHERTEXT_MAX, CLIENT_MSG_ID_MAX, WS_MESSAGE_MAX};
 use natter_proto::ws::{ClientFrame, ServerFrame};
 use natter_server::error::ApiError;
-use natter_server::fanout::encode;
 use natter_server::gateway::read_text_frame;
-use natter_server::messages::check_send;
 
 fuzz_target!(|data: &[u8]| {
     // A text frame that is not UTF-8 never reaches natterd's code: tungstenite refuses it and
@@ -48,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
             // What goes on the wire reads back as the same frame on the client.
             let refusal = ServerFrame::Error(error);
             let wire = encode(&refusal);
-            let read: ServerFrame = serde_json::from_str(&wire).expect("an error frame parses");
+            let read: ServerFrame =
+                serde_json::from_str(wire.as_str()).expect("an error frame parses");
             assert_eq!(read, refusal);
         }
     }
