@@ -109,6 +109,8 @@ pub async fn request(
     ApiPath(ids): ApiPath<(UserId, UserId)>,
     if_match: IfMatch,
 ) -> Result<Response, ApiError> {
+    // Another user's side is refused before it can spend the caller's allowance.
+    ensure_self(auth, ids.0)?;
     state
         .limits
         .check(Kind::ConnectionRequests, &auth.user_id.to_string(), 1.0)

@@ -131,6 +131,21 @@ async fn connection_requests_are_limited(backend: Backend) {
     for name in ["target1", "target2", "target3"] {
         targets.push(server.user(name).await);
     }
+    // Requests on another user's side are refused, and spend nothing of the allowance.
+    for _ in 0..3 {
+        let path = format!(
+            "/connection/user/{}/recipient/{}",
+            targets[0].user_id(),
+            targets[1].user_id()
+        );
+        let response = server
+            .raw(Method::POST, &path)
+            .bearer_auth(spammer.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403);
+    }
     spammer
         .request_connection(targets[0].user_id(), None)
         .await
