@@ -383,23 +383,25 @@ fn wait_until_listed(runtime: &tokio::runtime::Runtime, node: &Natterd, nodes: u
     }
 }
 
-/// Two natterd nodes of one cluster on a scratch PostgreSQL database and Redis, each listing
-/// the other, as a client that ran a while knows them; `None` where those are not configured.
-struct Cluster {
-    nodes: [Natterd; 2],
+/// `N` natterd nodes of one cluster on a scratch PostgreSQL database and Redis, each listing
+/// every other, as a client that ran a while knows them.
+struct Cluster<const N: usize> {
+    nodes: [Natterd; N],
     database: natter_test_support::ScratchPostgres,
     runtime: tokio::runtime::Runtime,
 }
 
-impl Cluster {
-    fn two_nodes(name: &str) -> Option<Self> {
+impl<const N: usize> Cluster<N> {
+    /// Starts node `i` with `start(database, redis, cluster, i)`, a cluster named after `name`;
+    /// `None` where PostgreSQL or Redis is not configured.
+    fn start(name: &str, start: impl Fn(&str, &str, &str, usize) -> Natterd) -> Option<Self> {
         let redis = natter_test_support::redis_url()?;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let database = runtime.block_on(natter_test_support::ScratchPostgres::create())?;
         let cluster = format!("{name}{}", std::process::id());
-        let nodes = [(); 2].map(|()| Natterd::node(&database.url, &redis, &cluster));
+        let nodes = std::array::from_fn(|i| start(&database.url, &redis, &cluster, i));
         for node in &nodes {
-            wait_until_listed(&runtime, node, 2);
+            wait_until_listed(&runtime, node, N);
         }
         Some(Self {
             nodes,
@@ -409,21 +411,28 @@ impl Cluster {
     }
 }
 
+impl Cluster<2> {
+    fn two_nodes(name: &str) -> Option<Self> {
+        Self::start(name, |database, redis, cluster, _| {
+            Natterd::node(database, redis, cluster)
+        })
+    }
+}
+
 #[test]
 fn nodes_whose_clocks_are_an_hour_off_still_list_each_other() {
-    let Some(redis) = natter_test_support::redis_url() else {
+    let clocks = [None, Some("+1h"), Some("-1h")];
+    // Bound whole: the scratch database lives as long as the cluster value.
+    let Some(Cluster {
+        nodes,
+        runtime,
+        database: _database,
+    }) = Cluster::<3>::start("clocks", |database, redis, cluster, i| {
+        Natterd::node_with_clock(database, redis, cluster, clocks[i])
+    })
+    else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
-        return;
-    };
-    let cluster = format!("clocks{}", std::process::id());
-    let nodes = [None, Some("+1h"), Some("-1h")]
-        .map(|clock| Natterd::node_with_clock(&database.url, &redis, &cluster, clock));
-    for node in &nodes {
-        wait_until_listed(&runtime, node, 3);
-    }
     // And they stay listed, heartbeat after heartbeat (read every 2 s).
     for _ in 0..8 {
         std::thread::sleep(Duration::from_millis(500));
@@ -753,26 +762,20 @@ fn a_node_cut_off_from_redis_but_not_from_its_clients_loses_and_doubles_nothing(
     let Some(redis) = natter_test_support::redis_url() else {
         return;
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(database) = runtime.block_on(natter_test_support::ScratchPostgres::create()) else {
+    let target = redis.trim_start_matches("redis://").split('/').next();
+    let partition = Partition::start(target.unwrap().to_owned());
+    let cut_off = format!("redis://127.0.0.1:{}", partition.port);
+    // Node 0 reaches Redis through the partition, node 1 directly.
+    let Some(Cluster {
+        nodes,
+        database: _database,
+        runtime: _runtime,
+    }) = Cluster::<2>::start("partition", |database, redis, cluster, i| {
+        Natterd::node(database, if i == 0 { &cut_off } else { redis }, cluster)
+    })
+    else {
         return;
     };
-    let target = redis
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let partition = Partition::start(target);
-    let cluster = format!("partition{}", std::process::id());
-    let cut_off_url = format!("redis://127.0.0.1:{}", partition.port);
-    let nodes = [
-        Natterd::node(&database.url, &cut_off_url, &cluster),
-        Natterd::node(&database.url, &redis, &cluster),
-    ];
-    for node in &nodes {
-        wait_until_listed(&runtime, node, 2);
-    }
     let args = [
         "direct",
         "-n",
